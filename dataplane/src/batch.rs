@@ -1,0 +1,163 @@
+//! The unit of work: a batch of packets from one input port, each with the metadata the stages
+//! fill in as it moves through the pipeline.
+
+use crate::buffer::{PktBuf, Pool};
+use crate::counters::{Counters, DropReason};
+use std::net::Ipv4Addr;
+
+/// Index of a port in the tables and in every worker's port list.
+pub type PortId = u16;
+
+/// Largest burst a port may deliver at once.
+pub const MAX_BURST: usize = 256;
+
+/// Where a packet goes after the stage that last looked at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Still in the pipeline: the next stage decides.
+    Continue,
+    /// Leave through this port, frame ready to send.
+    Output(PortId),
+    /// Dropped, and counted, for this reason.
+    Drop(DropReason),
+}
+
+/// The network-layer protocol the parse stage found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L3 {
+    /// Not parsed yet, or dropped before.
+    None,
+    /// ARP for IPv4 over Ethernet.
+    Arp,
+    /// IPv4; the IP header starts right after the Ethernet header.
+    Ipv4,
+}
+
+/// Per-packet state shared between stages. Kept small: it is rewritten for every packet.
+#[derive(Debug, Clone, Copy)]
+pub struct Meta {
+    /// Verdict so far.
+    pub next: Next,
+    /// Protocol found by parse.
+    pub l3: L3,
+    /// IPv4 protocol number (valid when `l3` is IPv4).
+    pub ip_proto: u8,
+    /// IPv4 source (or ARP sender) address.
+    pub src_ip: Ipv4Addr,
+    /// IPv4 destination (or ARP target) address.
+    pub dst_ip: Ipv4Addr,
+}
+
+impl Meta {
+    const FRESH: Meta = Meta {
+        next: Next::Continue,
+        l3: L3::None,
+        ip_proto: 0,
+        src_ip: Ipv4Addr::UNSPECIFIED,
+        dst_ip: Ipv4Addr::UNSPECIFIED,
+    };
+}
+
+/// One packet in flight: its buffer and its metadata.
+#[derive(Debug)]
+pub struct Packet {
+    /// The frame.
+    pub buf: PktBuf,
+    /// What the stages decided.
+    pub meta: Meta,
+}
+
+impl Packet {
+    /// Whether a stage still has to decide about this packet.
+    #[inline]
+    pub fn pending(&self) -> bool {
+        self.meta.next == Next::Continue
+    }
+
+    /// Drops the packet for `reason` and counts it.
+    #[inline]
+    pub fn drop(&mut self, reason: DropReason, ctr: &mut Counters) {
+        self.meta.next = Next::Drop(reason);
+        ctr.drop(reason);
+    }
+}
+
+/// Packets received from one port in one burst.
+#[derive(Debug)]
+pub struct Batch {
+    /// The port every packet of this batch came from.
+    pub in_port: PortId,
+    pkts: Vec<Packet>,
+}
+
+impl Batch {
+    /// An empty batch with room for [`MAX_BURST`] packets (allocated once, per worker).
+    pub fn new() -> Self {
+        Self {
+            in_port: 0,
+            pkts: Vec::with_capacity(MAX_BURST),
+        }
+    }
+
+    /// Adds a received frame; hands the buffer back if the batch is full.
+    #[inline]
+    pub fn push(&mut self, buf: PktBuf) -> Result<(), PktBuf> {
+        if self.pkts.len() >= MAX_BURST {
+            return Err(buf);
+        }
+        self.pkts.push(Packet {
+            buf,
+            meta: Meta::FRESH,
+        });
+        Ok(())
+    }
+
+    /// Packets in the batch.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.pkts.len()
+    }
+
+    /// Whether the batch is empty.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.pkts.is_empty()
+    }
+
+    /// Room left.
+    #[inline]
+    pub fn room(&self) -> usize {
+        MAX_BURST - self.pkts.len()
+    }
+
+    /// The packets.
+    #[inline]
+    pub fn iter(&self) -> std::slice::Iter<'_, Packet> {
+        self.pkts.iter()
+    }
+
+    /// The packets, mutable.
+    #[inline]
+    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, Packet> {
+        self.pkts.iter_mut()
+    }
+
+    /// Takes every packet out, leaving the batch empty (capacity kept).
+    #[inline]
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Packet> {
+        self.pkts.drain(..)
+    }
+
+    /// Returns every buffer to the pool.
+    pub fn recycle(&mut self, pool: &mut Pool) {
+        for p in self.pkts.drain(..) {
+            pool.put(p.buf);
+        }
+    }
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,278 @@
+//! Per-worker counters: every drop has a reason, every port counts what crosses it.
+//!
+//! Stages count into plain integers owned by their worker ([`Counters`]); the worker copies them
+//! into its [`SharedCounters`] when it goes idle and every few hundred bursts, with relaxed
+//! stores from the only writer. Readers (the socket API) sum the workers' shared copies. So the
+//! forwarding path never executes an atomic read-modify-write or touches a shared cache line.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+macro_rules! reasons {
+    ($(#[$m:meta])* $vis:vis enum $name:ident { $($(#[doc = $doc:literal])* $var:ident = ($stage:literal, $key:literal, $text:literal),)* }) => {
+        $(#[$m])*
+        $vis enum $name { $($(#[doc = $doc])* $var,)* }
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$var,)*];
+            /// Number of values.
+            pub const COUNT: usize = [$($name::$var,)*].len();
+            /// Stable snake_case name (used in JSON and by scripts).
+            pub fn name(self) -> &'static str { match self { $($name::$var => $key,)* } }
+            /// The pipeline stage this belongs to.
+            pub fn stage(self) -> &'static str { match self { $($name::$var => $stage,)* } }
+            /// Human explanation.
+            pub fn description(self) -> &'static str { match self { $($name::$var => $text,)* } }
+        }
+    };
+}
+
+reasons! {
+    /// Why a packet was dropped. Shown by `podswitchctl counters`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum DropReason {
+        /// Shorter than an Ethernet header.
+        Runt = ("parse", "runt", "frame shorter than an Ethernet header (14 bytes)"),
+        /// Longer than the input port's MTU allows.
+        FrameTooLong = ("parse", "frame_too_long", "frame longer than the port MTU + 14"),
+        /// EtherType the switch does not handle (IPv6, VLAN tags, ...).
+        UnsupportedEtherType = ("parse", "unsupported_ethertype", "EtherType other than IPv4 or ARP"),
+        /// ARP other than Ethernet/IPv4, or truncated.
+        ArpMalformed = ("parse", "arp_malformed", "ARP packet truncated or not Ethernet/IPv4"),
+        /// IPv4 header cut short.
+        Ipv4Truncated = ("parse", "ipv4_truncated", "IPv4 header longer than the frame"),
+        /// IP version field not 4.
+        Ipv4BadVersion = ("parse", "ipv4_bad_version", "IP version field is not 4"),
+        /// IHL below 5 or beyond the frame.
+        Ipv4BadHeaderLen = ("parse", "ipv4_bad_header_len", "IPv4 IHL below 5 or past the frame"),
+        /// Total length inconsistent with the header or the frame.
+        Ipv4BadTotalLen = ("parse", "ipv4_bad_total_len", "IPv4 total length below the header length or past the frame"),
+        /// Header checksum wrong.
+        Ipv4BadChecksum = ("parse", "ipv4_bad_checksum", "IPv4 header checksum does not verify"),
+        /// The input port is not (or no longer) configured.
+        UnknownInPort = ("l2", "unknown_in_port", "frame from a port that is not configured"),
+        /// Source MAC is not the one bound to the port.
+        SpoofedSourceMac = ("l2", "spoofed_source_mac", "source MAC differs from the port's bound MAC"),
+        /// Source IP is not the one bound to the port.
+        SpoofedSourceIp = ("l2", "spoofed_source_ip", "source IPv4 differs from the pod's bound IP"),
+        /// ARP sender fields do not match the port's binding.
+        SpoofedArp = ("l2", "spoofed_arp", "ARP sender MAC/IP differ from the port's binding"),
+        /// Destination MAC is neither the switch's nor broadcast.
+        NotForSwitch = ("l2", "not_for_switch", "destination MAC is not the switch's (the switch routes; it does not bridge)"),
+        /// An ARP request for an address the switch does not answer for.
+        ArpNotOurs = ("l2", "arp_not_ours", "ARP request for an address the switch does not own"),
+        /// ARP replies and other ARP operations: the switch never asks, so it never needs them.
+        ArpIgnored = ("l2", "arp_ignored", "ARP reply or other operation the switch does not need"),
+        /// Node addressing not configured yet.
+        NoNode = ("l2", "no_node", "node addressing (gateway) not configured yet"),
+        /// Multicast or broadcast IPv4 destination.
+        Ipv4NotUnicast = ("l3", "ipv4_not_unicast", "IPv4 multicast/broadcast destination (not routed)"),
+        /// No route matched (an ICMP net unreachable is sent when allowed).
+        NoRoute = ("l3", "no_route", "no route to the destination"),
+        /// An unreachable route matched (an ICMP host unreachable is sent when allowed).
+        Unreachable = ("l3", "unreachable", "destination is in an unreachable route"),
+        /// TTL would reach zero (an ICMP time exceeded is sent when allowed).
+        TtlExpired = ("l3", "ttl_expired", "TTL expired in transit"),
+        /// Packet larger than the output port's MTU.
+        MtuExceeded = ("l3", "mtu_exceeded", "packet larger than the output MTU (ICMP frag-needed sent if DF)"),
+        /// Route points at the port the packet came from.
+        Hairpin = ("l3", "hairpin", "route leads back out of the input port"),
+        /// The host port is not configured.
+        NoHostPort = ("l3", "no_host_port", "route to the host but no host port is configured"),
+        /// The output port has gone (removed while the packet was in flight).
+        OutputPortGone = ("output", "output_port_gone", "output port no longer exists"),
+        /// The output port's transmit queue was full.
+        TxQueueFull = ("output", "tx_queue_full", "output port's transmit queue was full"),
+    }
+}
+
+reasons! {
+    /// Packets the switch produced itself.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Event {
+        /// ARP reply sent.
+        ArpReply = ("l2", "arp_reply", "ARP replies sent for the gateway or routed addresses"),
+        /// ICMP echo reply from the gateway.
+        IcmpEchoReply = ("l3", "icmp_echo_reply", "ICMP echo replies sent from the gateway"),
+        /// ICMP destination unreachable sent.
+        IcmpUnreachableSent = ("l3", "icmp_unreachable_sent", "ICMP destination unreachable sent"),
+        /// ICMP time exceeded sent.
+        IcmpTimeExceededSent = ("l3", "icmp_time_exceeded_sent", "ICMP time exceeded sent"),
+        /// ICMP error suppressed (RFC 1812 4.3.2.7: never about ICMP errors, fragments, multicast).
+        IcmpErrorSuppressed = ("l3", "icmp_error_suppressed", "ICMP error not sent, as RFC 1812 4.3.2.7 requires"),
+        /// A receive buffer could not be re-armed because the pool was empty.
+        PoolEmpty = ("ports", "pool_empty", "receive not re-armed: buffer pool empty"),
+    }
+}
+
+/// Traffic through one port, as counted by one worker.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PortStats {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames sent.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Frames the port failed to send.
+    pub tx_errors: u64,
+}
+
+impl PortStats {
+    fn add(&mut self, o: &PortStats) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        self.tx_errors += o.tx_errors;
+    }
+}
+
+/// One worker's counters, plain integers written only by that worker.
+#[derive(Debug, Clone)]
+pub struct Counters {
+    /// Drops by reason, indexed by `DropReason as usize`.
+    pub drops: [u64; DropReason::COUNT],
+    /// Events, indexed by `Event as usize`.
+    pub events: [u64; Event::COUNT],
+    /// Per port, indexed by port id.
+    pub ports: Vec<PortStats>,
+}
+
+impl Counters {
+    /// Zeroed counters for up to `max_ports` ports (allocated once, here).
+    pub fn new(max_ports: usize) -> Self {
+        Self {
+            drops: [0; DropReason::COUNT],
+            events: [0; Event::COUNT],
+            ports: vec![PortStats::default(); max_ports],
+        }
+    }
+
+    /// Counts one drop.
+    #[inline]
+    pub fn drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+
+    /// Counts one event.
+    #[inline]
+    pub fn event(&mut self, event: Event) {
+        self.events[event as usize] += 1;
+    }
+
+    /// The stats of one port; ids past the table go to a scratch slot (never expected).
+    #[inline]
+    pub fn port(&mut self, id: usize) -> &mut PortStats {
+        let last = self.ports.len() - 1;
+        &mut self.ports[id.min(last)]
+    }
+}
+
+/// The copy of a worker's counters that other threads read.
+#[derive(Debug)]
+pub struct SharedCounters {
+    drops: [AtomicU64; DropReason::COUNT],
+    events: [AtomicU64; Event::COUNT],
+    ports: Box<[[AtomicU64; 5]]>,
+}
+
+impl SharedCounters {
+    /// Zeroed, for `max_ports` ports.
+    pub fn new(max_ports: usize) -> Self {
+        Self {
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            events: std::array::from_fn(|_| AtomicU64::new(0)),
+            ports: (0..max_ports).map(|_| Default::default()).collect(),
+        }
+    }
+
+    /// Publishes the worker's counters. Only the owning worker calls this.
+    pub fn publish(&self, c: &Counters, active_ports: impl Iterator<Item = usize>) {
+        for (a, v) in self.drops.iter().zip(c.drops.iter()) {
+            a.store(*v, Relaxed);
+        }
+        for (a, v) in self.events.iter().zip(c.events.iter()) {
+            a.store(*v, Relaxed);
+        }
+        for id in active_ports {
+            if let (Some(a), Some(s)) = (self.ports.get(id), c.ports.get(id)) {
+                let vals = [
+                    s.rx_packets,
+                    s.rx_bytes,
+                    s.tx_packets,
+                    s.tx_bytes,
+                    s.tx_errors,
+                ];
+                for (a, v) in a.iter().zip(vals) {
+                    a.store(v, Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Adds this worker's published drops into `out`.
+    pub fn sum_drops(&self, out: &mut [u64; DropReason::COUNT]) {
+        for (o, a) in out.iter_mut().zip(self.drops.iter()) {
+            *o += a.load(Relaxed);
+        }
+    }
+
+    /// Adds this worker's published events into `out`.
+    pub fn sum_events(&self, out: &mut [u64; Event::COUNT]) {
+        for (o, a) in out.iter_mut().zip(self.events.iter()) {
+            *o += a.load(Relaxed);
+        }
+    }
+
+    /// Adds this worker's published stats of port `id` into `out`.
+    pub fn sum_port(&self, id: usize, out: &mut PortStats) {
+        if let Some(a) = self.ports.get(id) {
+            let v: Vec<u64> = a.iter().map(|x| x.load(Relaxed)).collect();
+            out.add(&PortStats {
+                rx_packets: v[0],
+                rx_bytes: v[1],
+                tx_packets: v[2],
+                tx_bytes: v[3],
+                tx_errors: v[4],
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_a_unique_name() {
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+        assert_eq!(
+            DropReason::ALL[DropReason::Hairpin as usize],
+            DropReason::Hairpin
+        );
+    }
+
+    #[test]
+    fn published_counters_sum_across_workers() {
+        let shared = [SharedCounters::new(4), SharedCounters::new(4)];
+        for s in &shared {
+            let mut c = Counters::new(4);
+            c.drop(DropReason::NoRoute);
+            c.port(2).rx_packets = 5;
+            s.publish(&c, [2].into_iter());
+        }
+        let mut drops = [0; DropReason::COUNT];
+        let mut port = PortStats::default();
+        for s in &shared {
+            s.sum_drops(&mut drops);
+            s.sum_port(2, &mut port);
+        }
+        assert_eq!(drops[DropReason::NoRoute as usize], 2);
+        assert_eq!(port.rx_packets, 10);
+    }
+}

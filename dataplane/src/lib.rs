@@ -1,0 +1,14 @@
+//! podswitchd: a poll-mode userspace switch for Kubernetes pods.
+//!
+//! Layers, bottom up (a layer uses only those below it): `buffer`/`batch` (packet memory),
+//! `tables` (immutable snapshots), `pipeline` (stages over a batch, no I/O), `ports` (I/O),
+//! `worker` (the poll loop), `daemon` (threads, state, socket API). See ARCHITECTURE.md.
+
+pub mod batch;
+pub mod buffer;
+pub mod counters;
+pub mod pipeline;
+pub mod ports;
+pub mod tables;
+pub mod testkit;
+pub mod trace;

@@ -1,0 +1,130 @@
+//! ICMP errors from the gateway (RFC 792, RFC 1812 §4.3.2): turns the offending packet, in its
+//! own buffer, into the error that reports it. The quoted part (IP header plus the first 8
+//! bytes of payload) is moved back behind new Ethernet, IPv4 and ICMP headers; nothing is
+//! allocated. Errors are never sent about ICMP errors, non-first fragments, or packets from
+//! addresses that cannot be answered (RFC 1812 §4.3.2.7).
+
+use crate::batch::{Next, Packet, PortId};
+use crate::counters::{Counters, Event};
+use crate::pipeline::l3::ORIGIN_TTL;
+use crate::tables::Node;
+use podswitch_packet::{
+    icmpv4::{time_exceeded, unreachable},
+    EtherType, EthernetFrame, Icmpv4Packet, Icmpv4Type, IpProtocol, Ipv4Packet,
+    ETHERNET_HEADER_LEN, ICMPV4_HEADER_LEN, IPV4_MIN_HEADER_LEN,
+};
+
+/// Bytes of the offending datagram's payload quoted after its header (RFC 792).
+const QUOTED_PAYLOAD: usize = 8;
+
+/// The errors the switch sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IcmpError {
+    /// No route (type 3 code 0).
+    NetUnreachable,
+    /// Unreachable route (type 3 code 1).
+    HostUnreachable,
+    /// Too big for the next hop and DF set (type 3 code 4), with the next-hop MTU.
+    FragNeeded(u16),
+    /// TTL expired in transit (type 11 code 0).
+    TimeExceeded,
+}
+
+impl IcmpError {
+    fn type_code(self) -> (Icmpv4Type, u8) {
+        match self {
+            IcmpError::NetUnreachable => (Icmpv4Type::DEST_UNREACHABLE, unreachable::NET),
+            IcmpError::HostUnreachable => (Icmpv4Type::DEST_UNREACHABLE, unreachable::HOST),
+            IcmpError::FragNeeded(_) => (Icmpv4Type::DEST_UNREACHABLE, unreachable::FRAG_NEEDED),
+            IcmpError::TimeExceeded => (Icmpv4Type::TIME_EXCEEDED, time_exceeded::TTL),
+        }
+    }
+}
+
+/// Rewrites `pkt` into `error` addressed to its sender, leaving through `in_port`, and returns
+/// true. Returns false, leaving the packet untouched, when RFC 1812 forbids an error.
+pub fn reply(
+    pkt: &mut Packet,
+    in_port: PortId,
+    node: &Node,
+    error: IcmpError,
+    ctr: &mut Counters,
+) -> bool {
+    if !may_answer(pkt) {
+        ctr.event(Event::IcmpErrorSuppressed);
+        return false;
+    }
+    let frame = pkt.buf.frame();
+    let ip = Ipv4Packet::new_unchecked(&frame[ETHERNET_HEADER_LEN..]);
+    let quote_len =
+        ip.header_len() + (usize::from(ip.total_len()) - ip.header_len()).min(QUOTED_PAYLOAD);
+    let sender_ip = ip.src();
+    let sender_mac = EthernetFrame::new_unchecked(frame).src();
+
+    let headers = ETHERNET_HEADER_LEN + IPV4_MIN_HEADER_LEN + ICMPV4_HEADER_LEN;
+    if pkt.buf.resize(headers + quote_len).is_none() {
+        return false;
+    }
+    let frame = pkt.buf.frame_mut();
+    // The quote moves back by the new IP + ICMP headers; `copy_within` handles the overlap.
+    frame.copy_within(
+        ETHERNET_HEADER_LEN..ETHERNET_HEADER_LEN + quote_len,
+        headers,
+    );
+
+    let (eth, rest) = frame.split_at_mut(ETHERNET_HEADER_LEN);
+    let mut eth = EthernetFrame::new_unchecked(eth);
+    eth.set_dst(sender_mac);
+    eth.set_src(node.gateway_mac);
+    eth.set_ethertype(EtherType::IPV4);
+
+    let ip_len = IPV4_MIN_HEADER_LEN + ICMPV4_HEADER_LEN + quote_len;
+    let (ip_hdr, icmp) = rest.split_at_mut(IPV4_MIN_HEADER_LEN);
+    let mut ip = Ipv4Packet::new_unchecked(ip_hdr);
+    ip.set_version_and_header_len(IPV4_MIN_HEADER_LEN);
+    ip.set_dscp_ecn(0xc0); // internetwork control precedence, as routers send errors
+    ip.set_total_len(ip_len as u16);
+    ip.set_ident(0);
+    ip.set_dont_frag(false);
+    ip.set_more_frags(false);
+    ip.set_frag_offset(0);
+    ip.set_ttl(ORIGIN_TTL);
+    ip.set_protocol(IpProtocol::ICMP);
+    ip.set_src(node.gateway_ip);
+    ip.set_dst(sender_ip);
+    ip.fill_checksum();
+
+    let (msg_type, code) = error.type_code();
+    let mut icmp = Icmpv4Packet::new_unchecked(icmp);
+    icmp.set_msg_type(msg_type);
+    icmp.set_code(code);
+    icmp.set_echo_ident(0);
+    icmp.set_next_hop_mtu(match error {
+        IcmpError::FragNeeded(mtu) => mtu,
+        _ => 0,
+    });
+    icmp.fill_checksum();
+
+    pkt.meta.next = Next::Output(in_port);
+    ctr.event(match error {
+        IcmpError::TimeExceeded => Event::IcmpTimeExceededSent,
+        _ => Event::IcmpUnreachableSent,
+    });
+    true
+}
+
+/// RFC 1812 §4.3.2.7: no error about an ICMP error, a non-first fragment, or a packet whose
+/// source is not a unicast address.
+fn may_answer(pkt: &Packet) -> bool {
+    let ip = Ipv4Packet::new_unchecked(&pkt.buf.frame()[ETHERNET_HEADER_LEN..]);
+    let src = ip.src();
+    if ip.frag_offset() != 0 || src.is_unspecified() || src.is_multicast() || src.is_broadcast() {
+        return false;
+    }
+    if ip.protocol() == IpProtocol::ICMP {
+        let icmp = ip.payload();
+        // An ICMP message too short to have a type is not answered either.
+        return icmp.first().is_some_and(|&t| !Icmpv4Type(t).is_error());
+    }
+    true
+}

@@ -1,0 +1,197 @@
+//! L2: the switch's Ethernet side. It accepts a frame only from the MAC (and, for IPv4 and ARP,
+//! the IP) its port is bound to (anti-spoofing), answers ARP for addresses it owns, and lets
+//! through only IPv4 frames addressed to its own MAC: the switch routes, it never bridges, and
+//! it learns nothing it was not told.
+//!
+//! Which ARP requests are answered (RFC 826, replies built in place):
+//! - on a pod port: the gateway address, nothing else (pods route everything via the gateway);
+//! - on the host port: any address the switch routes somewhere other than back to the host
+//!   (local pods, unreachable parts of the pod CIDR), so the node's kernel hands those
+//!   packets to the switch.
+
+use crate::batch::{Batch, Next, Packet, L3};
+use crate::counters::{Counters, DropReason, Event};
+use crate::tables::{Binding, Node, PortEntry, RouteTarget, Tables};
+use crate::trace::{Stage, Trace};
+use podswitch_packet::{ArpOp, ArpPacket, EthernetFrame, ETHERNET_HEADER_LEN};
+use std::net::Ipv4Addr;
+
+/// Runs the stage.
+pub fn run(batch: &mut Batch, tables: &Tables, ctr: &mut Counters, trace: &mut Trace) {
+    let in_port = batch.in_port;
+    let (Some(port), Some(node)) = (tables.port(in_port), tables.node.as_ref()) else {
+        let reason = if tables.node.is_none() {
+            DropReason::NoNode
+        } else {
+            DropReason::UnknownInPort
+        };
+        for (i, pkt) in batch.iter_mut().enumerate().filter(|(_, p)| p.pending()) {
+            pkt.drop(reason, ctr);
+            trace.note(i, Stage::L2, pkt.meta.next, reason.description());
+        }
+        return;
+    };
+    for (i, pkt) in batch.iter_mut().enumerate() {
+        if !pkt.pending() {
+            continue;
+        }
+        let note = check(pkt, in_port, port, node, tables, ctr);
+        trace.note(i, Stage::L2, pkt.meta.next, note);
+    }
+}
+
+fn check(
+    pkt: &mut Packet,
+    in_port: u16,
+    port: &PortEntry,
+    node: &Node,
+    tables: &Tables,
+    ctr: &mut Counters,
+) -> &'static str {
+    let eth = EthernetFrame::new_unchecked(pkt.buf.frame());
+    if eth.src() != port.peer_mac {
+        pkt.drop(DropReason::SpoofedSourceMac, ctr);
+        return "source MAC is not the port's";
+    }
+    let dst_mac = eth.dst();
+    let bound_ip = match port.binding {
+        Binding::Pod { ip } => Some(ip),
+        Binding::Host => None,
+    };
+    match pkt.meta.l3 {
+        L3::Ipv4 => {
+            if dst_mac != node.gateway_mac {
+                pkt.drop(DropReason::NotForSwitch, ctr);
+                "IPv4 frame not addressed to the switch"
+            } else if bound_ip.is_some_and(|ip| ip != pkt.meta.src_ip) {
+                pkt.drop(DropReason::SpoofedSourceIp, ctr);
+                "source IP is not the pod's"
+            } else {
+                "accepted"
+            }
+        }
+        L3::Arp => arp(pkt, in_port, port, bound_ip, node, tables, ctr),
+        L3::None => "not parsed",
+    }
+}
+
+fn arp(
+    pkt: &mut Packet,
+    in_port: u16,
+    port: &PortEntry,
+    bound_ip: Option<Ipv4Addr>,
+    node: &Node,
+    tables: &Tables,
+    ctr: &mut Counters,
+) -> &'static str {
+    let frame = pkt.buf.frame_mut();
+    let mut arp = ArpPacket::new_unchecked(&mut frame[ETHERNET_HEADER_LEN..]);
+    if arp.operation() != ArpOp::Request {
+        pkt.drop(DropReason::ArpIgnored, ctr);
+        return "ARP other than a request";
+    }
+    let sender_ip = arp.sender_ip();
+    // An ARP probe (RFC 5227) has sender IP 0.0.0.0; otherwise the sender must be the pod.
+    let sender_ok = arp.sender_hw() == port.peer_mac
+        && bound_ip.is_none_or(|ip| sender_ip == ip || sender_ip.is_unspecified());
+    if !sender_ok {
+        pkt.drop(DropReason::SpoofedArp, ctr);
+        return "ARP sender is not the port's binding";
+    }
+    let target = arp.target_ip();
+    let ours = match port.binding {
+        Binding::Pod { .. } => target == node.gateway_ip,
+        Binding::Host => {
+            target != node.gateway_ip
+                && match tables.fib.lookup(target) {
+                    Some(RouteTarget::Port(p)) => p != in_port,
+                    Some(RouteTarget::Unreachable) => true,
+                    Some(RouteTarget::Host) | None => false,
+                }
+        }
+    };
+    if !ours || sender_ip.is_unspecified() {
+        pkt.drop(DropReason::ArpNotOurs, ctr);
+        return "ARP for an address the switch does not answer";
+    }
+    arp.make_reply(node.gateway_mac);
+    let mut eth = EthernetFrame::new_unchecked(frame);
+    eth.set_dst(port.peer_mac);
+    eth.set_src(node.gateway_mac);
+    pkt.meta.next = Next::Output(in_port);
+    ctr.event(Event::ArpReply);
+    "ARP reply sent"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::*;
+    use podswitch_packet::MacAddr;
+
+    fn l2(port: u16, frame: &[u8]) -> (Next, Vec<u8>) {
+        let mut h = Harness::new();
+        let next = h.run_one(port, frame, |b, t, c, tr| {
+            crate::pipeline::parse::run(b, t, c, tr);
+            run(b, t, c, tr)
+        });
+        (next, h.last_frame.clone())
+    }
+
+    #[test]
+    fn arp_for_gateway_from_pod_is_answered_in_place() {
+        let (next, out) = l2(POD_A, &arp_request(POD_A_MAC, POD_A_IP, GW_IP));
+        assert_eq!(next, Next::Output(POD_A));
+        let eth = EthernetFrame::new_unchecked(&out[..]);
+        assert_eq!((eth.dst(), eth.src()), (POD_A_MAC, GW_MAC));
+        let arp = ArpPacket::new_checked(&out[14..]).unwrap();
+        assert_eq!(arp.operation(), ArpOp::Reply);
+        assert_eq!((arp.sender_hw(), arp.sender_ip()), (GW_MAC, GW_IP));
+        assert_eq!((arp.target_hw(), arp.target_ip()), (POD_A_MAC, POD_A_IP));
+    }
+
+    #[test]
+    fn arp_for_other_pods_from_a_pod_is_not_answered() {
+        let (next, _) = l2(POD_A, &arp_request(POD_A_MAC, POD_A_IP, POD_B_IP));
+        assert_eq!(next, Next::Drop(DropReason::ArpNotOurs));
+    }
+
+    #[test]
+    fn host_port_gets_answers_for_pods_but_not_for_the_outside() {
+        let (next, _) = l2(HOST, &arp_request(HOST_MAC, GW_IP, POD_B_IP));
+        assert_eq!(next, Next::Output(HOST));
+        let (next, _) = l2(HOST, &arp_request(HOST_MAC, GW_IP, UNUSED_POD_IP));
+        assert_eq!(next, Next::Output(HOST));
+        let (next, _) = l2(
+            HOST,
+            &arp_request(HOST_MAC, GW_IP, "192.0.2.1".parse().unwrap()),
+        );
+        assert_eq!(next, Next::Drop(DropReason::ArpNotOurs));
+    }
+
+    #[test]
+    fn spoofed_sources_are_dropped() {
+        let evil = MacAddr::new(2, 0, 0, 0, 0xee, 0xee);
+        let f = udp_frame(evil, GW_MAC, POD_A_IP, POD_B_IP, 64, 10);
+        assert_eq!(l2(POD_A, &f).0, Next::Drop(DropReason::SpoofedSourceMac));
+        let f = udp_frame(POD_A_MAC, GW_MAC, POD_B_IP, POD_A_IP, 64, 10);
+        assert_eq!(l2(POD_A, &f).0, Next::Drop(DropReason::SpoofedSourceIp));
+        let f = arp_request(POD_A_MAC, POD_B_IP, GW_IP);
+        assert_eq!(l2(POD_A, &f).0, Next::Drop(DropReason::SpoofedArp));
+    }
+
+    #[test]
+    fn frames_not_for_the_switch_and_arp_replies_are_dropped() {
+        let f = udp_frame(POD_A_MAC, POD_B_MAC, POD_A_IP, POD_B_IP, 64, 10);
+        assert_eq!(l2(POD_A, &f).0, Next::Drop(DropReason::NotForSwitch));
+        let mut f = arp_request(POD_A_MAC, POD_A_IP, GW_IP);
+        f[21] = 2;
+        assert_eq!(l2(POD_A, &f).0, Next::Drop(DropReason::ArpIgnored));
+    }
+
+    #[test]
+    fn unknown_port_drops_everything() {
+        let f = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, POD_B_IP, 64, 10);
+        assert_eq!(l2(77, &f).0, Next::Drop(DropReason::UnknownInPort));
+    }
+}

@@ -1,0 +1,310 @@
+//! L3: routes each IPv4 packet by longest prefix match, answers echo requests to the gateway,
+//! decrements the TTL with an incremental checksum update (RFC 1812 §5.3.1, RFC 1624) and
+//! rewrites the Ethernet header for the next hop. Where a packet cannot be delivered it answers
+//! with ICMP (destination unreachable, time exceeded, fragmentation needed) from the gateway.
+
+use super::icmp_error::{self, IcmpError};
+use crate::batch::{Batch, Next, Packet, PortId, L3};
+use crate::counters::{Counters, DropReason, Event};
+use crate::tables::{Node, RouteTarget, Tables};
+use crate::trace::{Stage, Trace};
+use podswitch_packet::{
+    EthernetFrame, Icmpv4Packet, Icmpv4Type, IpProtocol, Ipv4Packet, ETHERNET_HEADER_LEN,
+};
+
+/// TTL of packets the switch originates (Linux's default).
+pub const ORIGIN_TTL: u8 = 64;
+
+/// Runs the stage.
+pub fn run(batch: &mut Batch, tables: &Tables, ctr: &mut Counters, trace: &mut Trace) {
+    let Some(node) = tables.node.as_ref() else {
+        return; // l2 dropped everything already
+    };
+    let in_port = batch.in_port;
+    for (i, pkt) in batch.iter_mut().enumerate() {
+        if !pkt.pending() || pkt.meta.l3 != L3::Ipv4 {
+            continue;
+        }
+        let note = route(pkt, in_port, node, tables, ctr);
+        trace.note(i, Stage::L3, pkt.meta.next, note);
+    }
+}
+
+fn route(
+    pkt: &mut Packet,
+    in_port: PortId,
+    node: &Node,
+    tables: &Tables,
+    ctr: &mut Counters,
+) -> &'static str {
+    let dst = pkt.meta.dst_ip;
+    if dst.is_multicast() || dst.is_broadcast() {
+        pkt.drop(DropReason::Ipv4NotUnicast, ctr);
+        return "multicast/broadcast is not routed";
+    }
+    let target = if dst == node.gateway_ip {
+        if pkt.meta.ip_proto == IpProtocol::ICMP.0 && echo_reply(pkt, node) {
+            pkt.meta.next = Next::Output(in_port);
+            ctr.event(Event::IcmpEchoReply);
+            return "echo reply from the gateway";
+        }
+        // The node's stack holds the gateway address too: everything else is for it.
+        Some(RouteTarget::Host)
+    } else {
+        tables.fib.lookup(dst)
+    };
+    let out = match target {
+        Some(RouteTarget::Port(p)) => p,
+        Some(RouteTarget::Host) => match tables.host_port {
+            Some(h) => h,
+            None => {
+                pkt.drop(DropReason::NoHostPort, ctr);
+                return "no host port";
+            }
+        },
+        Some(RouteTarget::Unreachable) => {
+            undeliverable(
+                pkt,
+                in_port,
+                node,
+                IcmpError::HostUnreachable,
+                DropReason::Unreachable,
+                ctr,
+            );
+            return "unreachable route: ICMP host unreachable";
+        }
+        None => {
+            undeliverable(
+                pkt,
+                in_port,
+                node,
+                IcmpError::NetUnreachable,
+                DropReason::NoRoute,
+                ctr,
+            );
+            return "no route: ICMP net unreachable";
+        }
+    };
+    let Some(out_entry) = tables.port(out) else {
+        pkt.drop(DropReason::OutputPortGone, ctr);
+        return "route to a port that is gone";
+    };
+    if out == in_port {
+        pkt.drop(DropReason::Hairpin, ctr);
+        return "route leads back out of the input port";
+    }
+    let frame = pkt.buf.frame_mut();
+    let ip = Ipv4Packet::new_unchecked(&frame[ETHERNET_HEADER_LEN..]);
+    if ip.ttl() <= 1 {
+        undeliverable(
+            pkt,
+            in_port,
+            node,
+            IcmpError::TimeExceeded,
+            DropReason::TtlExpired,
+            ctr,
+        );
+        return "TTL expired: ICMP time exceeded";
+    }
+    if ip.total_len() > out_entry.mtu {
+        if ip.dont_frag() {
+            let error = IcmpError::FragNeeded(out_entry.mtu);
+            undeliverable(pkt, in_port, node, error, DropReason::MtuExceeded, ctr);
+        } else {
+            pkt.drop(DropReason::MtuExceeded, ctr); // the switch does not fragment
+        }
+        return "larger than the output MTU";
+    }
+    Ipv4Packet::new_unchecked(&mut frame[ETHERNET_HEADER_LEN..]).decrement_ttl();
+    let mut eth = EthernetFrame::new_unchecked(frame);
+    eth.set_src(node.gateway_mac);
+    eth.set_dst(out_entry.peer_mac);
+    pkt.meta.next = Next::Output(out);
+    "routed"
+}
+
+/// Counts the packet as dropped for `reason` and turns it into the ICMP error reporting it,
+/// when RFC 1812 allows one; otherwise it stays dropped.
+fn undeliverable(
+    pkt: &mut Packet,
+    in_port: PortId,
+    node: &Node,
+    error: IcmpError,
+    reason: DropReason,
+    ctr: &mut Counters,
+) {
+    ctr.drop(reason);
+    if !icmp_error::reply(pkt, in_port, node, error, ctr) {
+        pkt.meta.next = Next::Drop(reason);
+    }
+}
+
+/// Turns an echo request into the reply, in place. False if it is not an echo request.
+fn echo_reply(pkt: &mut Packet, node: &Node) -> bool {
+    let (eth, ip) = pkt.buf.frame_mut().split_at_mut(ETHERNET_HEADER_LEN);
+    let mut ip = Ipv4Packet::new_unchecked(ip);
+    if ip.is_fragment() {
+        return false;
+    }
+    let Ok(mut icmp) = Icmpv4Packet::new_checked(ip.payload_mut()) else {
+        return false;
+    };
+    if icmp.msg_type() != Icmpv4Type::ECHO_REQUEST {
+        return false;
+    }
+    icmp.make_echo_reply();
+    let requester = ip.src();
+    ip.set_src(node.gateway_ip);
+    ip.set_dst(requester);
+    ip.set_ttl(ORIGIN_TTL);
+    ip.fill_checksum();
+    let mut eth = EthernetFrame::new_unchecked(eth);
+    let requester_mac = eth.src();
+    eth.set_dst(requester_mac);
+    eth.set_src(node.gateway_mac);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::*;
+    use podswitch_packet::checksum;
+
+    fn l3(port: u16, frame: &[u8]) -> (Next, Vec<u8>, Harness) {
+        let mut h = Harness::new();
+        let next = h.run_one(port, frame, crate::pipeline::run);
+        let out = h.last_frame.clone();
+        (next, out, h)
+    }
+
+    #[test]
+    fn pod_to_pod_is_routed_with_ttl_decremented_and_macs_rewritten() {
+        let (next, out, _) = l3(
+            POD_A,
+            &udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, POD_B_IP, 64, 18),
+        );
+        assert_eq!(next, Next::Output(POD_B));
+        let eth = EthernetFrame::new_unchecked(&out[..]);
+        assert_eq!((eth.src(), eth.dst()), (GW_MAC, POD_B_MAC));
+        let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+        assert_eq!(ip.ttl(), 63);
+        assert!(ip.verify_checksum());
+    }
+
+    #[test]
+    fn pod_to_gateway_tcp_goes_to_the_host_and_outside_too() {
+        let f = tcp_syn_frame(POD_A_MAC, GW_MAC, POD_A_IP, GW_IP);
+        assert_eq!(l3(POD_A, &f).0, Next::Output(HOST));
+        let f = udp_frame(
+            POD_A_MAC,
+            GW_MAC,
+            POD_A_IP,
+            "192.0.2.9".parse().unwrap(),
+            64,
+            1,
+        );
+        assert_eq!(l3(POD_A, &f).0, Next::Output(HOST));
+    }
+
+    #[test]
+    fn host_to_pod_is_routed() {
+        let f = udp_frame(HOST_MAC, GW_MAC, GW_IP, POD_A_IP, 64, 5);
+        let (next, out, _) = l3(HOST, &f);
+        assert_eq!(next, Next::Output(POD_A));
+        assert_eq!(EthernetFrame::new_unchecked(&out[..]).dst(), POD_A_MAC);
+    }
+
+    #[test]
+    fn echo_request_to_gateway_is_answered() {
+        let f = echo_request(POD_A_MAC, GW_MAC, POD_A_IP, GW_IP, 64);
+        let (next, out, h) = l3(POD_A, &f);
+        assert_eq!(next, Next::Output(POD_A));
+        let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+        assert_eq!((ip.src(), ip.dst()), (GW_IP, POD_A_IP));
+        assert!(ip.verify_checksum());
+        let icmp = ip.payload();
+        assert_eq!(icmp[0], Icmpv4Type::ECHO_REPLY.0);
+        assert_eq!(checksum::checksum(icmp), 0, "ICMP checksum must verify");
+        assert_eq!(&icmp[4..], &f[14 + 20 + 4..], "id, seq and data echoed");
+        assert_eq!(h.ctr.events[Event::IcmpEchoReply as usize], 1);
+    }
+
+    #[test]
+    fn ttl_one_gets_time_exceeded_and_is_counted() {
+        let f = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, POD_B_IP, 1, 18);
+        let (next, out, h) = l3(POD_A, &f);
+        assert_eq!(next, Next::Output(POD_A));
+        assert_icmp_error(&out, &f, 11, 0);
+        assert_eq!(h.ctr.drops[DropReason::TtlExpired as usize], 1);
+    }
+
+    #[test]
+    fn unassigned_pod_address_gets_host_unreachable_and_no_route_net_unreachable() {
+        let f = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, UNUSED_POD_IP, 64, 18);
+        let (next, out, _) = l3(POD_A, &f);
+        assert_eq!(next, Next::Output(POD_A));
+        assert_icmp_error(&out, &f, 3, 1);
+
+        let mut h = Harness::without_default_route();
+        let f = udp_frame(
+            POD_A_MAC,
+            GW_MAC,
+            POD_A_IP,
+            "198.51.100.1".parse().unwrap(),
+            64,
+            18,
+        );
+        assert_eq!(
+            h.run_one(POD_A, &f, crate::pipeline::run),
+            Next::Output(POD_A)
+        );
+        assert_icmp_error(&h.last_frame, &f, 3, 0);
+        assert_eq!(h.ctr.drops[DropReason::NoRoute as usize], 1);
+    }
+
+    #[test]
+    fn no_icmp_error_about_an_icmp_error() {
+        let f = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, UNUSED_POD_IP, 64, 18);
+        let (_, err, _) = l3(POD_A, &f);
+        // Bounce the error itself at an unreachable address: it must be dropped silently.
+        let mut again = err.clone();
+        again[0..6].copy_from_slice(&GW_MAC.0);
+        again[6..12].copy_from_slice(&POD_A_MAC.0);
+        let mut ip = Ipv4Packet::new_unchecked(&mut again[14..]);
+        ip.set_src(POD_A_IP);
+        ip.set_dst(UNUSED_POD_IP);
+        ip.fill_checksum();
+        let (next, _, h) = l3(POD_A, &again);
+        assert_eq!(next, Next::Drop(DropReason::Unreachable));
+        assert_eq!(h.ctr.events[Event::IcmpErrorSuppressed as usize], 1);
+    }
+
+    #[test]
+    fn oversized_df_packet_gets_frag_needed_with_the_mtu() {
+        let mut h = Harness::with_pod_b_mtu(1000);
+        let f = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, POD_B_IP, 64, 1200);
+        assert_eq!(
+            h.run_one(POD_A, &f, crate::pipeline::run),
+            Next::Output(POD_A)
+        );
+        assert_icmp_error(&h.last_frame, &f, 3, 4);
+        assert_eq!(
+            &h.last_frame[14 + 20 + 6..14 + 20 + 8],
+            &1000u16.to_be_bytes()
+        );
+    }
+
+    #[test]
+    fn multicast_is_not_routed() {
+        let f = udp_frame(
+            POD_A_MAC,
+            GW_MAC,
+            POD_A_IP,
+            "224.0.0.251".parse().unwrap(),
+            64,
+            18,
+        );
+        assert_eq!(l3(POD_A, &f).0, Next::Drop(DropReason::Ipv4NotUnicast));
+    }
+}

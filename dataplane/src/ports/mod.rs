@@ -1,0 +1,57 @@
+//! Ports: where packets enter and leave the switch.
+//!
+//! A port has one queue per worker; each worker owns its queues outright, so no port is ever
+//! touched by two threads. Every queue implements [`PortQueue`]: receive a burst into a batch,
+//! transmit a burst, and, for queues whose I/O is asynchronous, take the completions the worker
+//! reaps from its ring. Kinds: `tap` (pod and host ports, batched through the worker's io_uring)
+//! and `memory` (unit tests and benchmarks only). All `unsafe` of the dataplane lives here.
+
+pub mod memory;
+pub mod tap;
+pub mod uring;
+
+use crate::batch::{Batch, Packet, PortId};
+use crate::buffer::Pool;
+use crate::counters::{Counters, Event};
+pub use uring::{Token, Uring};
+
+/// What a queue may use while doing I/O: the worker's buffers, ring and counters.
+#[derive(Debug)]
+pub struct PortIo<'a> {
+    /// Buffers.
+    pub pool: &'a mut Pool,
+    /// The worker's ring (unused by memory ports).
+    pub ring: &'a mut Uring,
+    /// The worker's counters.
+    pub ctr: &'a mut Counters,
+}
+
+/// One queue of a port, owned by one worker.
+pub trait PortQueue: Send + std::fmt::Debug {
+    /// The port this queue belongs to.
+    fn port(&self) -> PortId;
+
+    /// Moves received frames into `batch` (up to its room) and re-arms receives.
+    fn rx_burst(&mut self, io: &mut PortIo<'_>, batch: &mut Batch);
+
+    /// Sends `pkts` (draining it). Buffers go back to the pool when the send completes.
+    fn tx_burst(&mut self, io: &mut PortIo<'_>, pkts: &mut Vec<Packet>);
+
+    /// A completion of a request this queue issued on the worker's ring.
+    fn complete(&mut self, _io: &mut PortIo<'_>, _token: Token, _result: i32) {}
+
+    /// Starts tearing down: cancels outstanding requests. Returns true once nothing is in
+    /// flight and the queue can be dropped.
+    fn close(&mut self, _io: &mut PortIo<'_>) -> bool {
+        true
+    }
+}
+
+/// Takes a buffer for a receive, counting an empty pool.
+pub(crate) fn rx_buffer(io: &mut PortIo<'_>) -> Option<crate::buffer::PktBuf> {
+    let b = io.pool.get();
+    if b.is_none() {
+        io.ctr.event(Event::PoolEmpty);
+    }
+    b
+}

@@ -1,0 +1,72 @@
+//! The tables the pipeline reads: one immutable snapshot per configuration generation.
+//!
+//! The daemon builds a new [`Tables`] for every applied transaction and publishes it with one
+//! atomic pointer swap (RCU through `arc-swap`); a worker loads the current snapshot once per
+//! burst and never sees a half-applied change. Nothing here is mutated after publication.
+
+mod fib;
+
+pub use fib::{Fib, Route, RouteTarget};
+
+use crate::batch::PortId;
+use podswitch_packet::MacAddr;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// The node's addressing as the switch uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Node {
+    /// Gateway address: the switch answers ARP and echo requests for it.
+    pub gateway_ip: Ipv4Addr,
+    /// The switch's MAC: source of every routed frame, answer to ARP for the gateway.
+    pub gateway_mac: MacAddr,
+}
+
+/// What a port is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    /// A pod with exactly this IP (and the entry's MAC).
+    Pod {
+        /// The pod's address.
+        ip: Ipv4Addr,
+    },
+    /// The node's own stack.
+    Host,
+}
+
+/// One port as the pipeline sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortEntry {
+    /// Name, for traces and dumps.
+    pub name: Arc<str>,
+    /// MAC of the device on the other side: source MAC accepted from it, destination MAC of
+    /// frames routed to it.
+    pub peer_mac: MacAddr,
+    /// What the port is.
+    pub binding: Binding,
+    /// Largest IPv4 packet.
+    pub mtu: u16,
+}
+
+/// A snapshot of everything the pipeline reads.
+#[derive(Debug, Clone, Default)]
+pub struct Tables {
+    /// Configuration generation this snapshot belongs to.
+    pub generation: u64,
+    /// Node addressing; `None` until configured (everything is dropped then).
+    pub node: Option<Node>,
+    /// Ports by id; `None` for free ids.
+    pub ports: Vec<Option<PortEntry>>,
+    /// The host port, if any.
+    pub host_port: Option<PortId>,
+    /// The routing table.
+    pub fib: Fib,
+}
+
+impl Tables {
+    /// The entry for `id`.
+    #[inline]
+    pub fn port(&self, id: PortId) -> Option<&PortEntry> {
+        self.ports.get(id as usize).and_then(Option::as_ref)
+    }
+}

@@ -1,0 +1,282 @@
+//! Test and benchmark support: a standard one-node topology on memory ports and builders for
+//! the frames the tests send. Not used by the daemon.
+//!
+//! Topology: gateway 10.244.1.1 (the switch), host port 0, pod A (port 1, 10.244.1.2) and pod B
+//! (port 2, 10.244.1.3); routes: default → host, 10.244.1.0/24 → unreachable, pods' /32s.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use crate::batch::{Batch, Meta, Next, PortId};
+use crate::buffer::Pool;
+use crate::counters::Counters;
+use crate::tables::{Binding, Fib, Node, PortEntry, Route, RouteTarget, Tables};
+use crate::trace::Trace;
+use podswitch_packet::{
+    checksum, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, MacAddr, ETHERNET_HEADER_LEN,
+};
+use std::net::Ipv4Addr;
+
+pub const HOST: PortId = 0;
+pub const POD_A: PortId = 1;
+pub const POD_B: PortId = 2;
+pub const GW_MAC: MacAddr = MacAddr([0x02, 0x50, 0x53, 0x00, 0x00, 0x01]);
+pub const HOST_MAC: MacAddr = MacAddr([0x02, 0x50, 0x53, 0x00, 0x00, 0xfe]);
+pub const POD_A_MAC: MacAddr = MacAddr([0x02, 0x00, 0x0a, 0xf4, 0x01, 0x02]);
+pub const POD_B_MAC: MacAddr = MacAddr([0x02, 0x00, 0x0a, 0xf4, 0x01, 0x03]);
+pub const GW_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 1);
+pub const POD_A_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 2);
+pub const POD_B_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 3);
+pub const UNUSED_POD_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 99);
+
+fn port(name: &str, mac: MacAddr, binding: Binding, mtu: u16) -> Option<PortEntry> {
+    Some(PortEntry {
+        name: name.into(),
+        peer_mac: mac,
+        binding,
+        mtu,
+    })
+}
+
+/// The standard topology's tables, with `extra_pods` more pods (10.244.x.y from port 3 on)
+/// to measure lookups in a bigger table.
+pub fn tables_with(default_route: bool, pod_b_mtu: u16, extra_pods: usize) -> Tables {
+    let mut ports = vec![
+        port("psw0", HOST_MAC, Binding::Host, 1500),
+        port("pod-a", POD_A_MAC, Binding::Pod { ip: POD_A_IP }, 1500),
+        port("pod-b", POD_B_MAC, Binding::Pod { ip: POD_B_IP }, pod_b_mtu),
+    ];
+    let mut routes = vec![
+        Route {
+            prefix: Ipv4Addr::new(10, 244, 1, 0),
+            len: 24,
+            target: RouteTarget::Unreachable,
+        },
+        Route {
+            prefix: POD_A_IP,
+            len: 32,
+            target: RouteTarget::Port(POD_A),
+        },
+        Route {
+            prefix: POD_B_IP,
+            len: 32,
+            target: RouteTarget::Port(POD_B),
+        },
+    ];
+    if default_route {
+        routes.push(Route {
+            prefix: Ipv4Addr::UNSPECIFIED,
+            len: 0,
+            target: RouteTarget::Host,
+        });
+    }
+    for i in 0..extra_pods {
+        let id = ports.len() as PortId;
+        let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 245, 0, 0)) + i as u32);
+        let o = ip.octets();
+        ports.push(port(
+            "pod-x",
+            MacAddr([2, 0, o[0], o[1], o[2], o[3]]),
+            Binding::Pod { ip },
+            1500,
+        ));
+        routes.push(Route {
+            prefix: ip,
+            len: 32,
+            target: RouteTarget::Port(id),
+        });
+    }
+    Tables {
+        generation: 1,
+        node: Some(Node {
+            gateway_ip: GW_IP,
+            gateway_mac: GW_MAC,
+        }),
+        ports,
+        host_port: Some(HOST),
+        fib: Fib::new(routes),
+    }
+}
+
+/// Runs one frame through stages on the standard topology.
+#[derive(Debug)]
+pub struct Harness {
+    pub tables: Tables,
+    pub pool: Pool,
+    pub ctr: Counters,
+    pub trace: Trace,
+    /// The frame as it left, if it was output.
+    pub last_frame: Vec<u8>,
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        Self::from_tables(tables_with(true, 1500, 0))
+    }
+
+    pub fn without_default_route() -> Self {
+        Self::from_tables(tables_with(false, 1500, 0))
+    }
+
+    pub fn with_pod_b_mtu(mtu: u16) -> Self {
+        Self::from_tables(tables_with(true, mtu, 0))
+    }
+
+    pub fn from_tables(tables: Tables) -> Self {
+        Self {
+            tables,
+            pool: Pool::new(8),
+            ctr: Counters::new(64),
+            trace: Trace::on(),
+            last_frame: Vec::new(),
+        }
+    }
+
+    /// Runs `stages` over a batch holding `frame` received on `port`; returns the metadata.
+    pub fn run_meta(
+        &mut self,
+        port: PortId,
+        frame: &[u8],
+        stages: impl FnOnce(&mut Batch, &Tables, &mut Counters, &mut Trace),
+    ) -> Meta {
+        let mut batch = Batch::new();
+        batch.in_port = port;
+        let mut buf = self.pool.get().unwrap();
+        buf.fill(frame);
+        batch.push(buf).unwrap();
+        stages(&mut batch, &self.tables, &mut self.ctr, &mut self.trace);
+        let p = batch.iter().next().unwrap();
+        let meta = p.meta;
+        self.last_frame = match meta.next {
+            Next::Output(_) => p.buf.frame().to_vec(),
+            _ => Vec::new(),
+        };
+        batch.recycle(&mut self.pool);
+        meta
+    }
+
+    /// Like [`Harness::run_meta`], returning the verdict.
+    pub fn run_one(
+        &mut self,
+        port: PortId,
+        frame: &[u8],
+        stages: impl FnOnce(&mut Batch, &Tables, &mut Counters, &mut Trace),
+    ) -> Next {
+        self.run_meta(port, frame, stages).next
+    }
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// An Ethernet + IPv4 frame with `l4` as payload; DF set, checksums filled.
+pub fn ipv4_frame(
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+    proto: IpProtocol,
+    l4: &[u8],
+) -> Vec<u8> {
+    let mut f = vec![0u8; ETHERNET_HEADER_LEN + 20 + l4.len()];
+    let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
+    eth.set_dst(dst_mac);
+    eth.set_src(src_mac);
+    eth.set_ethertype(EtherType::IPV4);
+    let mut ip = Ipv4Packet::new_unchecked(&mut f[ETHERNET_HEADER_LEN..]);
+    ip.set_version_and_header_len(20);
+    ip.set_total_len((20 + l4.len()) as u16);
+    ip.set_ident(0x1234);
+    ip.set_dont_frag(true);
+    ip.set_ttl(ttl);
+    ip.set_protocol(proto);
+    ip.set_src(src);
+    ip.set_dst(dst);
+    ip.fill_checksum();
+    ip.payload_mut().copy_from_slice(l4);
+    f
+}
+
+/// A UDP datagram 4000 → 5000 with `payload_len` bytes of payload (UDP checksum 0: optional).
+pub fn udp_frame(
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+    payload_len: usize,
+) -> Vec<u8> {
+    let mut udp = vec![0u8; 8 + payload_len];
+    udp[0..2].copy_from_slice(&4000u16.to_be_bytes());
+    udp[2..4].copy_from_slice(&5000u16.to_be_bytes());
+    udp[4..6].copy_from_slice(&((8 + payload_len) as u16).to_be_bytes());
+    for (i, b) in udp[8..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    ipv4_frame(src_mac, dst_mac, src, dst, ttl, IpProtocol::UDP, &udp)
+}
+
+/// A TCP SYN 40000 → 80 (TCP checksum not filled: the switch does not look).
+pub fn tcp_syn_frame(src_mac: MacAddr, dst_mac: MacAddr, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    let mut tcp = vec![0u8; 20];
+    tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    tcp[2..4].copy_from_slice(&80u16.to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = 0x02;
+    ipv4_frame(src_mac, dst_mac, src, dst, 64, IpProtocol::TCP, &tcp)
+}
+
+/// An ICMP echo request, id 0x4242 seq 1, 16 bytes of data.
+pub fn echo_request(
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+) -> Vec<u8> {
+    let mut icmp = vec![8u8, 0, 0, 0, 0x42, 0x42, 0, 1];
+    icmp.extend(0..16u8);
+    let c = checksum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    ipv4_frame(src_mac, dst_mac, src, dst, ttl, IpProtocol::ICMP, &icmp)
+}
+
+/// A broadcast ARP request from `mac`/`sender` asking for `target`.
+pub fn arp_request(mac: MacAddr, sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let mut f = vec![0u8; 42];
+    f[0..6].copy_from_slice(&MacAddr::BROADCAST.0);
+    f[6..12].copy_from_slice(&mac.0);
+    f[12..14].copy_from_slice(&[0x08, 0x06]);
+    f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    f[22..28].copy_from_slice(&mac.0);
+    f[28..32].copy_from_slice(&sender.octets());
+    f[38..42].copy_from_slice(&target.octets());
+    f
+}
+
+/// Checks that `out` is an ICMP error of `type`/`code` from the gateway to the sender of
+/// `orig`, quoting its IP header and first 8 payload bytes, with valid checksums.
+pub fn assert_icmp_error(out: &[u8], orig: &[u8], icmp_type: u8, code: u8) {
+    let eth = EthernetFrame::new_checked(out).unwrap();
+    let orig_eth = EthernetFrame::new_checked(orig).unwrap();
+    assert_eq!((eth.dst(), eth.src()), (orig_eth.src(), GW_MAC));
+    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    let orig_ip = Ipv4Packet::new_checked(&orig[14..]).unwrap();
+    assert!(ip.verify_checksum());
+    assert_eq!(
+        (ip.src(), ip.dst(), ip.protocol()),
+        (GW_IP, orig_ip.src(), IpProtocol::ICMP)
+    );
+    let icmp = ip.payload();
+    assert_eq!((icmp[0], icmp[1]), (icmp_type, code));
+    assert_eq!(checksum::checksum(icmp), 0, "ICMP checksum must verify");
+    let quote_len = orig_ip.header_len() + 8.min(orig_ip.payload().len());
+    assert_eq!(
+        &icmp[8..],
+        &orig[14..14 + quote_len],
+        "quotes the offending header + 8 bytes"
+    );
+}

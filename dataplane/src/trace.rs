@@ -1,0 +1,67 @@
+//! Built-in packet tracing, VPP style: when enabled, each stage records what it decided for
+//! each packet, so a trace explains the real pipeline rather than a simulation of it. When
+//! disabled (the forwarding default) a stage pays one predictable branch per packet.
+
+use crate::batch::Next;
+
+/// A stage of the pipeline, as named in traces and counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Header validation and metadata extraction.
+    Parse,
+    /// ARP, anti-spoofing, destination MAC.
+    L2,
+    /// Routing, TTL, ICMP.
+    L3,
+}
+
+/// One recorded decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceEntry {
+    /// Packet index in its batch.
+    pub packet: usize,
+    /// Stage that decided.
+    pub stage: Stage,
+    /// The verdict after the stage.
+    pub next: Next,
+    /// Why, in words.
+    pub note: &'static str,
+}
+
+/// Trace recorder handed to every stage.
+#[derive(Debug, Default)]
+pub struct Trace {
+    entries: Option<Vec<TraceEntry>>,
+}
+
+impl Trace {
+    /// A recorder that records nothing.
+    pub const fn off() -> Self {
+        Self { entries: None }
+    }
+
+    /// A recorder that records every decision.
+    pub fn on() -> Self {
+        Self {
+            entries: Some(Vec::new()),
+        }
+    }
+
+    /// Records a decision, when tracing.
+    #[inline]
+    pub fn note(&mut self, packet: usize, stage: Stage, next: Next, note: &'static str) {
+        if let Some(e) = &mut self.entries {
+            e.push(TraceEntry {
+                packet,
+                stage,
+                next,
+                note,
+            });
+        }
+    }
+
+    /// What was recorded.
+    pub fn entries(&self) -> &[TraceEntry] {
+        self.entries.as_deref().unwrap_or(&[])
+    }
+}

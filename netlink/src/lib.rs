@@ -1,0 +1,42 @@
+//! Synchronous rtnetlink client shared by the dataplane daemon and the CNI plugin: links,
+//! IPv4 addresses and routes, and network namespaces. podswitch configures interfaces only
+//! through this crate, never by running or parsing `ip`.
+//!
+//! One [`Netlink`] handle owns one blocking NETLINK_ROUTE socket (no async runtime). Every
+//! change is sent with `NLM_F_ACK` and the call returns once the kernel has acknowledged it,
+//! so when a call returns `Ok` the change is in effect. Failures are [`Error`]s that say what
+//! was attempted on which interface and what the kernel answered:
+//! `add address 10.0.0.1/24 on psw0: File exists (os error 17)`.
+//!
+//! A handle acts in the network namespace it was created in (see [`Netlink`]); use
+//! [`in_netns`] or [`Netlink::new_in_netns`] to act in another one.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), podswitch_netlink::Error> {
+//! use std::net::Ipv4Addr;
+//! let mut nl = podswitch_netlink::Netlink::new()?;
+//! let (host, _pod) = nl.link_add_veth("psw0", "psw0p")?;
+//! nl.addr_add_v4(host, Ipv4Addr::new(10, 0, 0, 1), 24)?;
+//! nl.link_set_up(host)?;
+//! # Ok(()) }
+//! ```
+//!
+//! Where this crate sits: it depends on nothing of podswitch's, and no packet path depends on
+//! it; the daemon and the CNI plugin call it from their management side only. Its only
+//! `unsafe` is the `setns` in [`in_netns`].
+
+// Tests may panic on what they did not expect; the library itself may not (workspace lints).
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+mod address;
+mod error;
+mod link;
+mod netns;
+mod route;
+mod socket;
+
+pub use error::{Detail, Error, Result, Subject};
+pub use link::{Link, IFNAME_MAX_LEN};
+pub use netns::in_netns;
+pub use route::RouteV4;
+pub use socket::Netlink;

@@ -1,0 +1,17 @@
+//! Behaviour of podswitch-netlink against the real kernel. Every test works in network
+//! namespaces of its own (see `harness`), so tests run in parallel, never touch the host's
+//! interfaces, and leave nothing behind even when they fail or the run is killed.
+//!
+//! Needs CAP_SYS_ADMIN (root) to create namespaces; without it each test says SKIPPED and
+//! passes. CI runs as root.
+
+// A test states what it expects by panicking otherwise.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod harness;
+
+mod address;
+mod link;
+mod netns;
+mod route;

@@ -1,0 +1,6 @@
+//! Integration tests of podswitch-packet through its public API only (one test binary, a
+//! module per concern; see STYLE.md rule 15).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod smoltcp_differential;

@@ -1,0 +1,20 @@
+//! The protocol spoken on `podswitchd`'s unix socket (see `docs/protocol.md`).
+//!
+//! Every message is one frame: a 4-byte big-endian length followed by that many bytes of JSON.
+//! A request carries the protocol version; the daemon refuses versions it does not speak.
+//! Changes to the dataplane's tables travel as a [`Transaction`]: a list of operations applied
+//! all together, or not at all, under a generation number.
+
+mod framing;
+mod messages;
+mod net;
+
+pub use framing::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
+pub use messages::*;
+pub use net::{Ipv4Prefix, MacAddr, ParseError};
+
+/// The version of the protocol this crate speaks. Bumped on any incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Default path of `podswitchd`'s socket.
+pub const DEFAULT_DATAPLANE_SOCKET: &str = "/run/podswitch/dataplane.sock";

@@ -1,0 +1,377 @@
+//! Requests to `podswitchd` and its responses.
+
+use crate::net::{mac, Ipv4Prefix, MacAddr};
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+/// One request on the socket. Every request gets exactly one [`Response`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    /// Must equal the daemon's [`crate::PROTOCOL_VERSION`].
+    pub version: u32,
+    /// What is asked.
+    #[serde(flatten)]
+    pub body: RequestBody,
+}
+
+impl Request {
+    /// A request in this crate's protocol version.
+    pub fn new(body: RequestBody) -> Self {
+        Self {
+            version: crate::PROTOCOL_VERSION,
+            body,
+        }
+    }
+}
+
+/// What a request asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum RequestBody {
+    /// Apply a set of table changes atomically.
+    Apply(Transaction),
+    /// Daemon identity, generation and sizes.
+    Status,
+    /// The ports and their bindings.
+    Ports,
+    /// The routing table.
+    Routes,
+    /// The IP → MAC bindings the switch knows (it learns nothing; these are configured).
+    Neighbors,
+    /// Counters summed over the workers.
+    Counters,
+}
+
+/// Changes applied together: either every op takes effect, in order, or none does.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Transaction {
+    /// When set, the daemon records it as the generation of the tables after this transaction.
+    /// The control process numbers its transactions so it can tell what a restarted peer holds.
+    #[serde(default)]
+    pub generation: Option<u64>,
+    /// The operations, applied in order.
+    pub ops: Vec<Op>,
+}
+
+/// One change to the dataplane's configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Set the node's addressing: the gateway the switch answers for, inside the pod CIDR.
+    SetNode(NodeSpec),
+    /// Create a port.
+    AddPort(PortSpec),
+    /// Remove a port by name; its connected route goes with it.
+    DelPort {
+        /// The port's name.
+        name: String,
+    },
+    /// Add or replace the route for a prefix.
+    AddRoute(RouteSpec),
+    /// Remove the route for exactly this prefix.
+    DelRoute {
+        /// The prefix.
+        prefix: Ipv4Prefix,
+    },
+}
+
+/// The node's addressing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSpec {
+    /// The node's pod CIDR, e.g. `10.244.1.0/24`.
+    pub pod_cidr: Ipv4Prefix,
+    /// The gateway address (conventionally the first address of the pod CIDR).
+    pub gateway: Ipv4Addr,
+    /// The switch's own MAC, answered for the gateway and used as source of routed frames.
+    /// Defaults to the daemon's configured MAC.
+    #[serde(default, with = "mac::option", skip_serializing_if = "Option::is_none")]
+    pub gateway_mac: Option<MacAddr>,
+}
+
+/// A port to create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSpec {
+    /// Unique name; for tap ports also the name of the kernel device when it is created.
+    pub name: String,
+    /// How packets enter and leave.
+    #[serde(default)]
+    pub kind: PortKind,
+    /// What is on the other side.
+    pub role: PortRole,
+    /// Largest IP packet the port carries (the frame may be 14 bytes longer). Default 1500.
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+}
+
+fn default_mtu() -> u16 {
+    1500
+}
+
+/// Port implementations reachable through the socket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortKind {
+    /// A Linux tap device, one queue per worker.
+    #[default]
+    Tap,
+}
+
+/// What a port connects to, and what the switch will accept from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum PortRole {
+    /// A pod: frames must come from exactly this MAC and IP (anti-spoofing), and a /32 route
+    /// to the IP through this port is connected automatically.
+    Pod {
+        /// The pod interface's MAC; the daemon gives the tap this address.
+        #[serde(with = "mac")]
+        mac: MacAddr,
+        /// The pod's IP.
+        ip: Ipv4Addr,
+        /// Kubernetes namespace, for display.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        namespace: Option<String>,
+        /// Pod name, for display.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pod: Option<String>,
+    },
+    /// The node's own network stack. The tap stays in the daemon's namespace and is given the
+    /// gateway address with the pod CIDR's prefix length, so the node routes the pod CIDR to it.
+    Host {
+        /// MAC of the kernel side of the tap; when absent the kernel's choice is read back.
+        #[serde(default, with = "mac::option", skip_serializing_if = "Option::is_none")]
+        mac: Option<MacAddr>,
+    },
+}
+
+/// A route to add.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteSpec {
+    /// Destination prefix.
+    pub prefix: Ipv4Prefix,
+    /// Where matching packets go.
+    pub target: RouteTarget,
+}
+
+/// Where a route sends packets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "via", rename_all = "snake_case")]
+pub enum RouteTarget {
+    /// Out of a named pod port, to the pod's MAC.
+    Port {
+        /// Port name.
+        port: String,
+    },
+    /// To the node's own stack through the host port.
+    Host,
+    /// Nowhere: answered with ICMP destination unreachable (host unreachable).
+    Unreachable,
+}
+
+/// The daemon's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    /// The transaction took effect; the tables now carry this generation.
+    Applied {
+        /// Generation of the tables after the transaction.
+        generation: u64,
+    },
+    /// See [`Status`].
+    Status(Status),
+    /// See [`PortInfo`].
+    Ports {
+        /// One entry per port.
+        ports: Vec<PortInfo>,
+    },
+    /// See [`RouteInfo`].
+    Routes {
+        /// Longest prefix first.
+        routes: Vec<RouteInfo>,
+    },
+    /// See [`NeighborInfo`].
+    Neighbors {
+        /// One entry per binding.
+        neighbors: Vec<NeighborInfo>,
+    },
+    /// See [`CountersDump`].
+    Counters(CountersDump),
+    /// The request failed; nothing changed.
+    Error {
+        /// What was wrong and, where it helps, what to do.
+        message: String,
+    },
+}
+
+/// Daemon identity and table sizes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Protocol version spoken.
+    pub version: u32,
+    /// Generation of the published tables.
+    pub generation: u64,
+    /// Worker threads.
+    pub workers: usize,
+    /// The node addressing, once set.
+    pub node: Option<NodeSpec>,
+    /// Number of ports.
+    pub ports: usize,
+    /// Number of routes.
+    pub routes: usize,
+}
+
+/// One port as the daemon holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortInfo {
+    /// Dataplane port number (index into the per-worker tables).
+    pub id: u32,
+    /// Port name.
+    pub name: String,
+    /// Implementation.
+    pub kind: PortKind,
+    /// Role and binding.
+    pub role: PortRole,
+    /// MTU.
+    pub mtu: u16,
+    /// Queues (one per worker).
+    pub queues: usize,
+}
+
+/// One route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteInfo {
+    /// Destination.
+    pub prefix: Ipv4Prefix,
+    /// Where it goes.
+    pub target: RouteTarget,
+    /// `static` (added by a route op) or `connected` (derived from a pod port).
+    pub origin: RouteOrigin,
+}
+
+/// Where a route came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteOrigin {
+    /// Added by an `add_route` op.
+    Static,
+    /// Derived from a pod port's binding.
+    Connected,
+}
+
+/// An IP → MAC binding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighborInfo {
+    /// The address.
+    pub ip: Ipv4Addr,
+    /// Its MAC.
+    #[serde(with = "mac")]
+    pub mac: MacAddr,
+    /// The port it is behind.
+    pub port: String,
+    /// `pod`, `host` or `switch` (the gateway itself).
+    pub kind: String,
+}
+
+/// Counters, summed over workers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountersDump {
+    /// Per port.
+    pub ports: Vec<PortCounters>,
+    /// Every drop reason with its count, zeros included, in a fixed order.
+    pub drops: Vec<DropCount>,
+    /// Things the switch did itself: ARP replies, ICMP it generated.
+    pub events: Vec<EventCount>,
+}
+
+/// Traffic through one port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortCounters {
+    /// Port name.
+    pub port: String,
+    /// Frames received from the port.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames sent to the port.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Frames the port could not take (queue full, device gone).
+    pub tx_errors: u64,
+}
+
+/// Packets dropped for one reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropCount {
+    /// Stable machine name, e.g. `spoofed_source_ip`.
+    pub reason: String,
+    /// The stage that dropped.
+    pub stage: String,
+    /// Human text.
+    pub description: String,
+    /// Packets.
+    pub count: u64,
+}
+
+/// A switch-originated event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventCount {
+    /// Stable machine name, e.g. `arp_reply`.
+    pub event: String,
+    /// Count.
+    pub count: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apply_request_has_a_readable_wire_form() {
+        let req = Request::new(RequestBody::Apply(Transaction {
+            generation: Some(3),
+            ops: vec![Op::AddPort(PortSpec {
+                name: "tap1".into(),
+                kind: PortKind::Tap,
+                role: PortRole::Pod {
+                    mac: "02:00:00:00:00:01".parse().unwrap(),
+                    ip: Ipv4Addr::new(10, 244, 1, 2),
+                    namespace: None,
+                    pod: None,
+                },
+                mtu: 1500,
+            })],
+        }));
+        let json = serde_json::to_value(&req).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "version": 1,
+                "request": "apply",
+                "generation": 3,
+                "ops": [{"op": "add_port", "name": "tap1", "kind": "tap", "mtu": 1500,
+                         "role": {"role": "pod", "mac": "02:00:00:00:00:01", "ip": "10.244.1.2"}}]
+            })
+        );
+    }
+
+    #[test]
+    fn defaults_apply_and_bad_fields_are_named() {
+        let req: Request = serde_json::from_str(
+            r#"{"version":1,"request":"apply","ops":[{"op":"add_port","name":"h","role":{"role":"host"}}]}"#,
+        )
+        .unwrap();
+        let RequestBody::Apply(tx) = req.body else {
+            panic!()
+        };
+        let Op::AddPort(p) = &tx.ops[0] else { panic!() };
+        assert_eq!((p.kind, p.mtu), (PortKind::Tap, 1500));
+
+        let err = serde_json::from_str::<Request>(
+            r#"{"version":1,"request":"apply","ops":[{"op":"add_port","name":"p","role":{"role":"pod","mac":"zz","ip":"10.0.0.1"}}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("\"zz\""), "{err}");
+    }
+}
