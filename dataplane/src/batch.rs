@@ -88,21 +88,29 @@ pub struct Batch {
     /// The port every packet of this batch came from.
     pub in_port: PortId,
     pkts: Vec<Packet>,
+    limit: usize,
 }
 
 impl Batch {
     /// An empty batch with room for [`MAX_BURST`] packets (allocated once, per worker).
     pub fn new() -> Self {
+        Self::with_limit(MAX_BURST)
+    }
+
+    /// An empty batch that takes at most `limit` packets (the burst size, up to [`MAX_BURST`]).
+    pub fn with_limit(limit: usize) -> Self {
+        let limit = limit.clamp(1, MAX_BURST);
         Self {
             in_port: 0,
-            pkts: Vec::with_capacity(MAX_BURST),
+            pkts: Vec::with_capacity(limit),
+            limit,
         }
     }
 
     /// Adds a received frame; hands the buffer back if the batch is full.
     #[inline]
     pub fn push(&mut self, buf: PktBuf) -> Result<(), PktBuf> {
-        if self.pkts.len() >= MAX_BURST {
+        if self.pkts.len() >= self.limit {
             return Err(buf);
         }
         self.pkts.push(Packet {
@@ -127,7 +135,7 @@ impl Batch {
     /// Room left.
     #[inline]
     pub fn room(&self) -> usize {
-        MAX_BURST - self.pkts.len()
+        self.limit - self.pkts.len()
     }
 
     /// The packets.

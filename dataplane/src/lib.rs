@@ -6,9 +6,12 @@
 
 pub mod batch;
 pub mod buffer;
+pub mod config;
 pub mod counters;
+pub mod daemon;
 pub mod pipeline;
 pub mod ports;
 pub mod tables;
 pub mod testkit;
 pub mod trace;
+pub mod worker;

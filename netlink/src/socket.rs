@@ -33,6 +33,9 @@ const DUMP_ATTEMPTS: usize = 5;
 /// To work inside another namespace, create the handle there: [`Netlink::new_in_netns`], or
 /// [`Netlink::new`] inside [`crate::in_netns`].
 ///
+/// Changes and single-object reads are sent with `NLM_F_ACK` and return after the kernel's
+/// ACK; table dumps are not ACKed by the kernel and end at `NLMSG_DONE` instead.
+///
 /// Calls take `&mut self`: requests and their replies share one socket, so one request is in
 /// flight at a time. Use one handle per thread that needs one.
 pub struct Netlink {

@@ -33,7 +33,7 @@ pub struct Icmpv4Type(pub u8);
 impl Icmpv4Type {
     /// Echo Reply.
     pub const ECHO_REPLY: Icmpv4Type = Icmpv4Type(0);
-    /// Destination Unreachable; codes in [`unreachable`].
+    /// Destination Unreachable; codes in [`unreachable`](mod@unreachable).
     pub const DEST_UNREACHABLE: Icmpv4Type = Icmpv4Type(3);
     /// Source Quench (deprecated, RFC 6633).
     pub const SOURCE_QUENCH: Icmpv4Type = Icmpv4Type(4);
@@ -304,7 +304,7 @@ pub enum Icmpv4Repr<'a> {
     },
     /// Destination Unreachable (type 3).
     DestUnreachable {
-        /// One of [`unreachable`].
+        /// One of [`unreachable`](mod@unreachable).
         code: u8,
         /// Next-hop MTU for [`unreachable::FRAG_NEEDED`], otherwise 0.
         next_hop_mtu: u16,

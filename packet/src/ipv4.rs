@@ -411,8 +411,10 @@ impl Ipv4Repr {
     /// Fails with `Truncated` if `buf` is shorter than 20 bytes and `BadTotalLen` if the
     /// payload is too long for the 16-bit total length.
     pub fn emit(&self, buf: &mut [u8]) -> Result<(), Ipv4Error> {
-        let total_len =
-            u16::try_from(MIN_HEADER_LEN + self.payload_len).map_err(|_| Ipv4Error::BadTotalLen)?;
+        let total_len = MIN_HEADER_LEN
+            .checked_add(self.payload_len)
+            .and_then(|len| u16::try_from(len).ok())
+            .ok_or(Ipv4Error::BadTotalLen)?;
         let header = buf.get_mut(..MIN_HEADER_LEN).ok_or(Ipv4Error::Truncated)?;
         let mut packet = Ipv4Packet::new_unchecked(header);
         packet.set_version_and_header_len(MIN_HEADER_LEN);
@@ -565,6 +567,7 @@ mod tests {
     #[test]
     fn length_setters_cannot_make_accessors_panic() {
         let mut buf = PING;
+        buf[2..4].copy_from_slice(&60u16.to_be_bytes());
         let mut p = Ipv4Packet::new_checked(&mut buf[..60]).unwrap();
         p.set_total_len(0xFFFF);
         assert_eq!(p.payload().len(), 40);
@@ -698,6 +701,11 @@ mod tests {
             ..repr
         };
         assert_eq!(huge.emit(&mut out), Err(Ipv4Error::BadTotalLen));
+        let absurd = Ipv4Repr {
+            payload_len: usize::MAX,
+            ..repr
+        };
+        assert_eq!(absurd.emit(&mut out), Err(Ipv4Error::BadTotalLen));
         assert_eq!(
             Ipv4Repr::parse(&Ipv4Packet::new_unchecked(&PING[..10])),
             Err(Ipv4Error::Truncated)

@@ -478,6 +478,7 @@ mod tests {
     #[test]
     fn header_len_setter_cannot_make_accessors_panic() {
         let mut buf = SYN;
+        buf[12] = 0x50;
         let mut p = TcpPacket::new_checked(&mut buf[..24]).unwrap();
         p.set_header_len(60);
         assert_eq!(p.options().len(), 4);

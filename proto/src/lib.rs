@@ -9,7 +9,7 @@ mod framing;
 mod messages;
 mod net;
 
-pub use framing::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
+pub use framing::{read_frame, read_frame_bytes, write_frame, FrameError, MAX_FRAME_LEN};
 pub use messages::*;
 pub use net::{Ipv4Prefix, MacAddr, ParseError};
 

@@ -1,1 +1,72 @@
-fn main() {}
+//! `podswitchd`: parses flags and the config file, starts the switch, serves the socket.
+
+use anyhow::Context;
+use clap::Parser;
+use podswitch_dataplane::config::DaemonConfig;
+use podswitch_dataplane::daemon::{api, Daemon};
+use podswitch_dataplane::worker::IdlePolicy;
+use std::path::PathBuf;
+
+/// The podswitch dataplane: a poll-mode userspace switch for Kubernetes pods.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Flags {
+    /// TOML config file (flags override it).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// API socket path.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Worker threads.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Idle policy.
+    #[arg(long, value_enum)]
+    idle: Option<IdlePolicy>,
+    /// Packets per burst (1..=256).
+    #[arg(long)]
+    burst: Option<usize>,
+    /// The switch's (gateway) MAC.
+    #[arg(long)]
+    switch_mac: Option<String>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let flags = Flags::parse();
+    let mut cfg = match &flags.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            DaemonConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => DaemonConfig::default(),
+    };
+    if let Some(v) = flags.socket {
+        cfg.socket = v;
+    }
+    if let Some(v) = flags.workers {
+        cfg.workers = v;
+    }
+    if let Some(v) = flags.idle {
+        cfg.idle = v;
+    }
+    if let Some(v) = flags.burst {
+        cfg.burst = v;
+    }
+    if let Some(v) = flags.switch_mac {
+        cfg.switch_mac = v;
+    }
+    cfg.validate()?;
+    if flags.print_config {
+        print!("{}", toml::to_string(&cfg)?);
+        return Ok(());
+    }
+    let listener = api::bind(&cfg.socket)?;
+    let socket = cfg.socket.clone();
+    let daemon = Daemon::start(cfg)?;
+    eprintln!("podswitchd: serving {}", socket.display());
+    api::serve(daemon, listener)
+}

@@ -77,14 +77,14 @@ mod tests {
 
     fn verdict(frame: &[u8]) -> Next {
         let mut h = Harness::new();
-        h.run_one(POD_A, frame, |b, t, c, tr| run(b, t, c, tr))
+        h.run_one(POD_A, frame, run)
     }
 
     #[test]
     fn valid_ipv4_and_arp_continue_with_addresses_extracted() {
         let mut h = Harness::new();
         let frame = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, POD_B_IP, 64, 18);
-        let meta = h.run_meta(POD_A, &frame, |b, t, c, tr| run(b, t, c, tr));
+        let meta = h.run_meta(POD_A, &frame, run);
         assert_eq!(meta.next, Next::Continue);
         assert_eq!(
             (meta.l3, meta.src_ip, meta.dst_ip, meta.ip_proto),

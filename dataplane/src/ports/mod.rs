@@ -13,7 +13,7 @@ pub mod uring;
 use crate::batch::{Batch, Packet, PortId};
 use crate::buffer::Pool;
 use crate::counters::{Counters, Event};
-pub use uring::{Token, Uring};
+pub use uring::{Token, Uring, Waker};
 
 /// What a queue may use while doing I/O: the worker's buffers, ring and counters.
 #[derive(Debug)]

@@ -8,8 +8,9 @@
 //! with nothing to submit and no pending work makes no system call at all. An idle worker
 //! blocks in the same call with a timeout, so waiting on all its ports is one wait.
 
-use io_uring::{squeue, types, IoUring};
+use io_uring::{opcode, squeue, types, IoUring};
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 /// What a completion belongs to, decoded from its `user_data`.
@@ -68,6 +69,10 @@ impl Token {
 /// A worker's ring.
 pub struct Uring {
     ring: IoUring,
+    /// Target of the read armed on the wake-up eventfd. Leaked on purpose (8 bytes per worker):
+    /// the kernel may still hold the read when the ring is torn down.
+    wake_buf: &'static mut [u8; 8],
+    wake_armed: bool,
 }
 
 impl std::fmt::Debug for Uring {
@@ -86,7 +91,36 @@ impl Uring {
             .setup_taskrun_flag()
             .setup_cqsize(cq_entries)
             .build(sq_entries)?;
-        Ok(Self { ring })
+        Ok(Self {
+            ring,
+            wake_buf: Box::leak(Box::new([0; 8])),
+            wake_armed: false,
+        })
+    }
+
+    /// Keeps a read armed on `waker`'s eventfd, so that [`Waker::wake`] ends a [`Uring::wait`].
+    /// Call after every [`Token::Wake`] completion (and once at start).
+    pub fn arm_wake(&mut self, waker: &Waker) -> io::Result<()> {
+        if self.wake_armed {
+            return Ok(());
+        }
+        let entry = opcode::Read::new(
+            types::Fd(waker.fd.as_raw_fd()),
+            self.wake_buf.as_mut_ptr(),
+            8,
+        )
+        .build()
+        .user_data(Token::Wake.encode());
+        // SAFETY: `wake_buf` is leaked, so it outlives any request; only the kernel writes it
+        // and we never read it.
+        unsafe { self.push(&entry)? };
+        self.wake_armed = true;
+        Ok(())
+    }
+
+    /// Notes that the wake-up read completed (its token was reaped).
+    pub fn wake_completed(&mut self) {
+        self.wake_armed = false;
     }
 
     /// Queues one request, submitting what is queued first if the submission queue is full.
@@ -149,6 +183,35 @@ impl Uring {
         let mut cq = self.ring.completion();
         cq.sync();
         out.extend(cq.map(|c| (Token::decode(c.user_data()), c.result())));
+    }
+}
+
+/// The handle other threads use to wake a sleeping worker: an eventfd the worker keeps a read
+/// armed on.
+#[derive(Debug)]
+pub struct Waker {
+    fd: OwnedFd,
+}
+
+impl Waker {
+    /// A new eventfd.
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: eventfd has no memory arguments; a negative return is checked below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a freshly created descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Self { fd })
+    }
+
+    /// Wakes the worker (if it sleeps; harmless otherwise).
+    pub fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live local; the fd is a valid eventfd. A failed write
+        // (counter saturated) still leaves the eventfd readable, which is all we need.
+        let _ = unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
     }
 }
 

@@ -58,9 +58,19 @@ macro_rules! netns_or_skip {
         match $crate::harness::TestNetns::new() {
             Ok(ns) => ns,
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                eprintln!(
-                    "SKIPPED {}: creating a network namespace needs root (CAP_SYS_ADMIN): {e}",
-                    module_path!()
+                // libtest names each test's thread after the test.
+                let current = std::thread::current();
+                let test = current
+                    .name()
+                    .filter(|n| *n != "main")
+                    .unwrap_or(module_path!());
+                // Straight to stderr: libtest would swallow an eprintln! of a passing test.
+                let _ = std::io::Write::write_fmt(
+                    &mut std::io::stderr(),
+                    format_args!(
+                        "SKIPPED {test}: creating a network namespace needs root \
+                         (CAP_SYS_ADMIN): {e}\n"
+                    ),
                 );
                 return;
             }

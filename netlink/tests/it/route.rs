@@ -170,3 +170,23 @@ fn destination_with_host_bits_set_is_refused_with_the_kernels_reason() {
     );
     assert!(msg.contains("(kernel: "), "{msg}");
 }
+
+#[test]
+fn a_table_larger_than_one_datagram_is_listed_whole() {
+    // ~2000 routes make a dump of well over 64 KiB, several datagrams of NLM_F_MULTIPART.
+    let ns = netns_or_skip!();
+    let mut nl = ns.netlink();
+    let host = connected_link(&mut nl);
+    let count: u16 = 2000;
+    for i in 0..count {
+        let [hi, lo] = i.to_be_bytes();
+        let dst = Ipv4Addr::new(10, 200, hi, lo);
+        nl.route_add_v4(dst, 32, None, Some(host), true).unwrap();
+    }
+    let listed = nl.route_list_v4().unwrap();
+    let ours = listed
+        .iter()
+        .filter(|r| r.dst.octets()[..2] == [10, 200] && r.prefix_len == 32)
+        .count();
+    assert_eq!(ours, usize::from(count));
+}

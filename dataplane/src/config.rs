@@ -1,0 +1,129 @@
+//! `podswitchd`'s configuration: one serde struct with defaults, read from a TOML file and
+//! overridden by flags (see `podswitchd --help`, `podswitchd --print-config`).
+//!
+//! The daemon's *forwarding* configuration (node, ports, routes) is not here: it arrives over
+//! the socket, from the control process or a test harness.
+
+use crate::worker::IdlePolicy;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Process-level settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Unix socket of the API (mode 0600).
+    pub socket: PathBuf,
+    /// Worker threads; every port gets one queue per worker.
+    pub workers: usize,
+    /// Idle policy of the workers.
+    pub idle: IdlePolicy,
+    /// Packets per burst (1..=256).
+    pub burst: usize,
+    /// Reads kept armed per tap queue.
+    pub rx_depth: usize,
+    /// Packet buffers per worker (2 KiB each), allocated at start.
+    pub pool_buffers: usize,
+    /// Most ports the daemon will hold.
+    pub max_ports: usize,
+    /// The switch's MAC (gateway MAC) unless the node spec gives one.
+    pub switch_mac: String,
+    /// Empty polls before an adaptive worker sleeps.
+    pub spin_iterations: u32,
+    /// Longest sleep of an idle adaptive worker, in microseconds.
+    pub sleep_us: u64,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from(podswitch_proto::DEFAULT_DATAPLANE_SOCKET),
+            workers: 1,
+            idle: IdlePolicy::Adaptive,
+            burst: 32,
+            rx_depth: 32,
+            pool_buffers: 8192,
+            max_ports: 1024,
+            switch_mac: "02:50:53:00:00:01".into(),
+            spin_iterations: 200,
+            sleep_us: 100_000,
+        }
+    }
+}
+
+/// A configuration value that makes no sense.
+#[derive(Debug, thiserror::Error)]
+#[error("config: {0}")]
+pub struct ConfigError(String);
+
+impl DaemonConfig {
+    /// Reads a TOML file; missing keys take their defaults.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(e.to_string()))
+    }
+
+    /// Checks ranges; says which value is wrong and what is allowed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        if !(1..=64).contains(&self.workers) {
+            return err(format!("workers = {} is out of range 1..=64", self.workers));
+        }
+        if !(1..=crate::batch::MAX_BURST).contains(&self.burst) {
+            return err(format!("burst = {} is out of range 1..=256", self.burst));
+        }
+        if !(1..=4096).contains(&self.rx_depth) {
+            return err(format!(
+                "rx_depth = {} is out of range 1..=4096",
+                self.rx_depth
+            ));
+        }
+        if !(2..=65535).contains(&self.max_ports) {
+            return err(format!(
+                "max_ports = {} is out of range 2..=65535",
+                self.max_ports
+            ));
+        }
+        if self.pool_buffers < 2 * self.rx_depth + crate::batch::MAX_BURST {
+            return err(format!(
+                "pool_buffers = {} is too small: need at least 2 * rx_depth + 256",
+                self.pool_buffers
+            ));
+        }
+        if self
+            .switch_mac
+            .parse::<podswitch_packet::MacAddr>()
+            .is_err()
+        {
+            return err(format!(
+                "switch_mac = {:?} is not a MAC like 02:50:53:00:00:01",
+                self.switch_mac
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_toml_overrides_them() {
+        DaemonConfig::default().validate().unwrap();
+        let c = DaemonConfig::from_toml("workers = 2\nidle = \"busy\"\n").unwrap();
+        assert_eq!((c.workers, c.idle, c.burst), (2, IdlePolicy::Busy, 32));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = DaemonConfig::from_toml("wrokers = 2")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("wrokers"), "{e}");
+        let c = DaemonConfig {
+            burst: 0,
+            ..Default::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("burst"));
+    }
+}

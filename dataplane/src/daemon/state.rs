@@ -1,0 +1,491 @@
+//! The daemon's configuration model — node, ports, routes — and the two things done with it:
+//! applying a transaction's ops (validated one by one against a copy, so a failed transaction
+//! leaves the original untouched) and compiling it into a [`Tables`] snapshot.
+
+use crate::batch::PortId;
+use crate::ports::PortQueue;
+use crate::tables::{Binding, Fib, Node, PortEntry, Route, RouteTarget, Tables};
+use podswitch_packet::MacAddr;
+use podswitch_proto::{Ipv4Prefix, NodeSpec, Op, PortRole, PortSpec, RouteTarget as ProtoTarget};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+/// A port as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConfig {
+    /// Dataplane id.
+    pub id: PortId,
+    /// As requested.
+    pub spec: PortSpec,
+    /// MAC of the device on the other side (the pod's, or the host tap's).
+    pub peer_mac: MacAddr,
+}
+
+/// Everything the daemon has been told.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Generation of the last applied transaction.
+    pub generation: u64,
+    /// Node addressing.
+    pub node: Option<NodeSpec>,
+    /// Ports by name.
+    pub ports: BTreeMap<String, PortConfig>,
+    /// Static routes.
+    pub routes: BTreeMap<Ipv4Prefix, ProtoTarget>,
+    /// Where the search for a free port id starts: ids are handed out round-robin so that a
+    /// freed id is reused as late as possible.
+    pub next_id: usize,
+}
+
+/// A port created for a transaction: its queues (one per worker) and the peer's MAC.
+#[derive(Debug)]
+pub struct CreatedPort {
+    /// One queue per worker, in worker order.
+    pub queues: Vec<Box<dyn PortQueue>>,
+    /// MAC of the device on the other side.
+    pub peer_mac: MacAddr,
+}
+
+/// Creates the I/O side of ports (tap devices in the daemon; memory queues in tests).
+pub trait PortFactory {
+    /// Creates port `id` as `spec` says, for a node addressed as `node`.
+    fn create(
+        &mut self,
+        id: PortId,
+        spec: &PortSpec,
+        node: &NodeSpec,
+    ) -> Result<CreatedPort, String>;
+}
+
+/// What a successful transaction changed in the I/O world.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// New ports and their queues.
+    pub added: Vec<(PortId, Vec<Box<dyn PortQueue>>)>,
+    /// Removed ports.
+    pub removed: Vec<PortId>,
+}
+
+impl Config {
+    /// Applies `ops` in order. On error nothing is changed (ports created so far are dropped,
+    /// which closes them) and the error names the op and the object.
+    pub fn apply(
+        &mut self,
+        ops: &[Op],
+        max_ports: usize,
+        factory: &mut dyn PortFactory,
+    ) -> Result<Changes, String> {
+        let mut next = self.clone();
+        let mut changes = Changes::default();
+        for (i, op) in ops.iter().enumerate() {
+            next.apply_one(op, max_ports, factory, &mut changes)
+                .map_err(|e| format!("op {} ({}): {e}", i + 1, describe(op)))?;
+        }
+        // A port added and removed in the same transaction never reaches a worker.
+        changes
+            .added
+            .retain(|(id, _)| !changes.removed.contains(id));
+        *self = next;
+        Ok(changes)
+    }
+
+    fn apply_one(
+        &mut self,
+        op: &Op,
+        max_ports: usize,
+        factory: &mut dyn PortFactory,
+        changes: &mut Changes,
+    ) -> Result<(), String> {
+        match op {
+            Op::SetNode(node) => self.set_node(node),
+            Op::AddPort(spec) => {
+                let node = self
+                    .node
+                    .clone()
+                    .ok_or("set_node must come before any port")?;
+                self.check_new_port(spec, &node)?;
+                let id = self.free_id(max_ports)?;
+                let created = factory.create(id, spec, &node)?;
+                self.ports.insert(
+                    spec.name.clone(),
+                    PortConfig {
+                        id,
+                        spec: spec.clone(),
+                        peer_mac: created.peer_mac,
+                    },
+                );
+                changes.added.push((id, created.queues));
+                Ok(())
+            }
+            Op::DelPort { name } => {
+                let port = self
+                    .ports
+                    .get(name)
+                    .ok_or_else(|| format!("no port named {name:?}"))?;
+                if let Some((prefix, _)) = self
+                    .routes
+                    .iter()
+                    .find(|(_, t)| matches!(t, ProtoTarget::Port { port } if port == name))
+                {
+                    return Err(format!(
+                        "route {prefix} still uses port {name:?}; delete the route first"
+                    ));
+                }
+                changes.removed.push(port.id);
+                self.ports.remove(name);
+                Ok(())
+            }
+            Op::AddRoute(route) => {
+                if let ProtoTarget::Port { port } = &route.target {
+                    match self.ports.get(port).map(|p| &p.spec.role) {
+                        Some(PortRole::Pod { .. }) => {}
+                        Some(PortRole::Host { .. }) => {
+                            return Err(format!("port {port:?} is the host port; use target host"))
+                        }
+                        None => return Err(format!("no port named {port:?}")),
+                    }
+                }
+                self.routes
+                    .insert(route.prefix.network(), route.target.clone());
+                Ok(())
+            }
+            Op::DelRoute { prefix } => self
+                .routes
+                .remove(&prefix.network())
+                .map(drop)
+                .ok_or_else(|| format!("no static route for {}", prefix.network())),
+        }
+    }
+
+    fn set_node(&mut self, node: &NodeSpec) -> Result<(), String> {
+        let cidr = node.pod_cidr;
+        if cidr.len > 30 {
+            return Err(format!(
+                "pod_cidr {cidr} is too small: it needs room for a gateway and pods"
+            ));
+        }
+        let net = cidr.network();
+        let broadcast = Ipv4Addr::from(u32::from(net.addr) | !cidr.mask());
+        if !cidr.contains(node.gateway) || node.gateway == net.addr || node.gateway == broadcast {
+            return Err(format!(
+                "gateway {} is not a host address of pod_cidr {net}",
+                node.gateway
+            ));
+        }
+        if let Some(mac) = node.gateway_mac.filter(|m| !m.is_unicast()) {
+            return Err(format!("gateway_mac {mac} is not a unicast MAC"));
+        }
+        let has_host = self
+            .ports
+            .values()
+            .any(|p| matches!(p.spec.role, PortRole::Host { .. }));
+        if has_host && self.node.as_ref().is_some_and(|n| n != node) {
+            return Err(
+                "the node addressing cannot change while a host port exists; delete it first"
+                    .into(),
+            );
+        }
+        self.node = Some(NodeSpec {
+            pod_cidr: net,
+            ..node.clone()
+        });
+        Ok(())
+    }
+
+    fn check_new_port(&self, spec: &PortSpec, node: &NodeSpec) -> Result<(), String> {
+        if self.ports.contains_key(&spec.name) {
+            return Err(format!("port {:?} already exists", spec.name));
+        }
+        if !(68..=9000).contains(&spec.mtu) {
+            return Err(format!("mtu {} is out of range 68..=9000", spec.mtu));
+        }
+        match &spec.role {
+            PortRole::Pod { mac, ip, .. } => {
+                if !mac.is_unicast() {
+                    return Err(format!("pod MAC {mac} is not a unicast MAC"));
+                }
+                if *ip == node.gateway || !node.pod_cidr.contains(*ip) {
+                    return Err(format!(
+                        "pod IP {ip} must be a host address in pod_cidr {} other than the gateway",
+                        node.pod_cidr
+                    ));
+                }
+                if let Some(other) = self.ports.values().find(|p| pod_ip(&p.spec) == Some(*ip)) {
+                    return Err(format!(
+                        "pod IP {ip} is already bound to port {:?}",
+                        other.spec.name
+                    ));
+                }
+            }
+            PortRole::Host { .. } => {
+                if let Some(other) = self
+                    .ports
+                    .values()
+                    .find(|p| matches!(p.spec.role, PortRole::Host { .. }))
+                {
+                    return Err(format!(
+                        "there is already a host port ({:?})",
+                        other.spec.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn free_id(&mut self, max_ports: usize) -> Result<PortId, String> {
+        let used: std::collections::BTreeSet<PortId> = self.ports.values().map(|p| p.id).collect();
+        let limit = max_ports.min(usize::from(PortId::MAX) + 1);
+        let id = (0..limit)
+            .map(|i| ((self.next_id + i) % limit) as PortId)
+            .find(|id| !used.contains(id))
+            .ok_or_else(|| format!("all {max_ports} ports are in use (max_ports)"))?;
+        self.next_id = usize::from(id) + 1;
+        Ok(id)
+    }
+
+    /// Compiles the configuration into the tables the pipeline reads. Connected /32 routes of
+    /// pod ports are added after static routes, so they win over a static route for the same
+    /// prefix.
+    pub fn compile(&self, default_mac: MacAddr) -> Tables {
+        let mut ports: Vec<Option<PortEntry>> = Vec::new();
+        let mut host_port = None;
+        for p in self.ports.values() {
+            let id = usize::from(p.id);
+            if ports.len() <= id {
+                ports.resize(id + 1, None);
+            }
+            let binding = match p.spec.role {
+                PortRole::Pod { ip, .. } => Binding::Pod { ip },
+                PortRole::Host { .. } => {
+                    host_port = Some(p.id);
+                    Binding::Host
+                }
+            };
+            ports[id] = Some(PortEntry {
+                name: p.spec.name.as_str().into(),
+                peer_mac: p.peer_mac,
+                binding,
+                mtu: p.spec.mtu,
+            });
+        }
+        let static_routes = self.routes.iter().filter_map(|(prefix, target)| {
+            let target = match target {
+                ProtoTarget::Port { port } => RouteTarget::Port(self.ports.get(port)?.id),
+                ProtoTarget::Host => RouteTarget::Host,
+                ProtoTarget::Unreachable => RouteTarget::Unreachable,
+            };
+            Some(Route {
+                prefix: prefix.addr,
+                len: prefix.len,
+                target,
+            })
+        });
+        let connected = self.ports.values().filter_map(|p| {
+            pod_ip(&p.spec).map(|ip| Route {
+                prefix: ip,
+                len: 32,
+                target: RouteTarget::Port(p.id),
+            })
+        });
+        Tables {
+            generation: self.generation,
+            node: self.node.as_ref().map(|n| Node {
+                gateway_ip: n.gateway,
+                gateway_mac: n.gateway_mac.unwrap_or(default_mac),
+            }),
+            ports,
+            host_port,
+            fib: Fib::new(static_routes.chain(connected)),
+        }
+    }
+}
+
+/// The IP a pod port is bound to.
+pub fn pod_ip(spec: &PortSpec) -> Option<Ipv4Addr> {
+    match spec.role {
+        PortRole::Pod { ip, .. } => Some(ip),
+        PortRole::Host { .. } => None,
+    }
+}
+
+fn describe(op: &Op) -> String {
+    match op {
+        Op::SetNode(n) => format!("set_node {}", n.pod_cidr),
+        Op::AddPort(p) => format!("add_port {:?}", p.name),
+        Op::DelPort { name } => format!("del_port {name:?}"),
+        Op::AddRoute(r) => format!("add_route {}", r.prefix),
+        Op::DelRoute { prefix } => format!("del_route {prefix}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::memory::MemoryQueue;
+    use podswitch_proto::{PortKind, RouteSpec};
+
+    struct Memory {
+        fail_on: Option<String>,
+    }
+
+    impl PortFactory for Memory {
+        fn create(
+            &mut self,
+            id: PortId,
+            spec: &PortSpec,
+            _: &NodeSpec,
+        ) -> Result<CreatedPort, String> {
+            if self.fail_on.as_deref() == Some(spec.name.as_str()) {
+                return Err(format!("cannot create {}", spec.name));
+            }
+            let peer_mac = match spec.role {
+                PortRole::Pod { mac, .. } => mac,
+                PortRole::Host { mac } => mac.unwrap_or(MacAddr::new(2, 0, 0, 0, 0, 0xfe)),
+            };
+            Ok(CreatedPort {
+                queues: vec![Box::new(MemoryQueue::new(id))],
+                peer_mac,
+            })
+        }
+    }
+
+    fn node() -> Op {
+        Op::SetNode(NodeSpec {
+            pod_cidr: "10.244.1.0/24".parse().unwrap(),
+            gateway: "10.244.1.1".parse().unwrap(),
+            gateway_mac: None,
+        })
+    }
+
+    fn pod(name: &str, ip: &str) -> Op {
+        Op::AddPort(PortSpec {
+            name: name.into(),
+            kind: PortKind::Tap,
+            role: PortRole::Pod {
+                mac: "02:00:00:00:00:02".parse().unwrap(),
+                ip: ip.parse().unwrap(),
+                namespace: None,
+                pod: None,
+            },
+            mtu: 1500,
+        })
+    }
+
+    fn apply(c: &mut Config, ops: &[Op]) -> Result<Changes, String> {
+        c.apply(ops, 16, &mut Memory { fail_on: None })
+    }
+
+    #[test]
+    fn pods_get_connected_routes_and_ids() {
+        let mut c = Config::default();
+        let ch = apply(
+            &mut c,
+            &[node(), pod("a", "10.244.1.2"), pod("b", "10.244.1.3")],
+        )
+        .unwrap();
+        assert_eq!(ch.added.len(), 2);
+        let t = c.compile(MacAddr::new(2, 0x50, 0x53, 0, 0, 1));
+        assert_eq!(
+            t.fib.lookup("10.244.1.3".parse().unwrap()),
+            Some(RouteTarget::Port(1))
+        );
+        assert_eq!(
+            t.node.unwrap().gateway_ip,
+            "10.244.1.1".parse::<Ipv4Addr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_failing_op_leaves_everything_as_it_was() {
+        let mut c = Config::default();
+        apply(&mut c, &[node(), pod("a", "10.244.1.2")]).unwrap();
+        let before = c.clone();
+        let err = apply(&mut c, &[pod("b", "10.244.1.3"), pod("c", "10.244.1.2")]).unwrap_err();
+        assert!(
+            err.contains("op 2") && err.contains("already bound") && err.contains("\"a\""),
+            "{err}"
+        );
+        assert_eq!(c, before);
+        let err = c
+            .apply(
+                &[pod("b", "10.244.1.3")],
+                16,
+                &mut Memory {
+                    fail_on: Some("b".into()),
+                },
+            )
+            .unwrap_err();
+        assert!(err.contains("cannot create b"), "{err}");
+        assert_eq!(c, before);
+    }
+
+    #[test]
+    fn invalid_ops_are_refused_with_the_object_named() {
+        let mut c = Config::default();
+        assert!(apply(&mut c, &[pod("a", "10.244.1.2")])
+            .unwrap_err()
+            .contains("set_node"));
+        apply(&mut c, &[node()]).unwrap();
+        for (op, needle) in [
+            (pod("a", "10.9.9.9"), "pod_cidr"),
+            (pod("a", "10.244.1.1"), "gateway"),
+            (Op::DelPort { name: "zz".into() }, "\"zz\""),
+            (
+                Op::AddRoute(RouteSpec {
+                    prefix: "0.0.0.0/0".parse().unwrap(),
+                    target: ProtoTarget::Port {
+                        port: "nope".into(),
+                    },
+                }),
+                "nope",
+            ),
+            (
+                Op::DelRoute {
+                    prefix: "10.0.0.0/8".parse().unwrap(),
+                },
+                "10.0.0.0/8",
+            ),
+            (
+                Op::SetNode(NodeSpec {
+                    pod_cidr: "10.244.1.0/24".parse().unwrap(),
+                    gateway: "10.244.1.0".parse().unwrap(),
+                    gateway_mac: None,
+                }),
+                "host address",
+            ),
+        ] {
+            let err = apply(&mut c, &[op]).unwrap_err();
+            assert!(err.contains(needle), "{err} should mention {needle}");
+        }
+    }
+
+    #[test]
+    fn a_port_used_by_a_route_cannot_be_deleted_and_ids_are_not_reused_at_once() {
+        let mut c = Config::default();
+        apply(&mut c, &[node(), pod("a", "10.244.1.2")]).unwrap();
+        let route = Op::AddRoute(RouteSpec {
+            prefix: "192.168.0.0/16".parse().unwrap(),
+            target: ProtoTarget::Port { port: "a".into() },
+        });
+        apply(&mut c, &[route]).unwrap();
+        assert!(apply(&mut c, &[Op::DelPort { name: "a".into() }])
+            .unwrap_err()
+            .contains("192.168.0.0/16"));
+        apply(
+            &mut c,
+            &[
+                Op::DelRoute {
+                    prefix: "192.168.0.0/16".parse().unwrap(),
+                },
+                Op::DelPort { name: "a".into() },
+            ],
+        )
+        .unwrap();
+        apply(&mut c, &[pod("b", "10.244.1.3")]).unwrap();
+        assert_eq!(
+            c.ports["b"].id, 1,
+            "freed id 0 is not handed out again right away"
+        );
+    }
+}

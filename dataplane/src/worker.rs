@@ -1,0 +1,331 @@
+//! The worker: one thread, one io_uring, one buffer pool, one queue of every port. It polls its
+//! queues and runs each received burst to completion — pipeline, then output — before the
+//! next. Nothing a worker touches per packet is shared: tables are an immutable snapshot
+//! loaded once per iteration, counters are its own, ports are its own queues.
+//!
+//! Idle policy: `busy` spins forever (benchmarks, dedicated cores); `adaptive` spins for a
+//! while after the last packet, then sleeps in the ring until a completion (a packet on any of
+//! its queues) or a wake-up (a command from the daemon) arrives.
+
+use crate::batch::{Batch, Next, Packet, PortId, MAX_BURST};
+use crate::buffer::Pool;
+use crate::counters::{Counters, DropReason, SharedCounters};
+use crate::pipeline;
+use crate::ports::{PortIo, PortQueue, Token, Uring, Waker};
+use crate::tables::Tables;
+use crate::trace::Trace;
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a worker does when its ports are quiet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum IdlePolicy {
+    /// Spin without ever sleeping: lowest latency, one whole core per worker.
+    Busy,
+    /// Spin briefly after traffic, then sleep until a packet or command arrives.
+    Adaptive,
+}
+
+/// Sizes and policies of a worker.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerConfig {
+    /// Packets taken from a queue per burst (1..=256).
+    pub burst: usize,
+    /// Idle policy.
+    pub idle: IdlePolicy,
+    /// Buffers in the worker's pool.
+    pub pool_buffers: usize,
+    /// Largest port id + 1.
+    pub max_ports: usize,
+    /// Reads kept armed per tap queue.
+    pub rx_depth: usize,
+    /// Empty iterations before an adaptive worker sleeps.
+    pub spin_iterations: u32,
+    /// Longest sleep of an adaptive worker (it also wakes on any packet or command).
+    pub sleep: Duration,
+}
+
+/// Instructions from the daemon to a worker.
+#[derive(Debug)]
+pub enum Command {
+    /// Start polling this queue.
+    AddQueue(Box<dyn PortQueue>),
+    /// Stop polling the port, cancel its I/O, drop its queue.
+    RemovePort(PortId),
+    /// Publish counters and answer, once every earlier command is done.
+    Sync(Sender<()>),
+}
+
+/// A worker's state. Built on the daemon thread, run on its own thread by [`Worker::run`].
+#[derive(Debug)]
+pub struct Worker {
+    cfg: WorkerConfig,
+    tables: Arc<ArcSwap<Tables>>,
+    pool: Pool,
+    ctr: Counters,
+    shared: Arc<SharedCounters>,
+    ports: Vec<Option<Box<dyn PortQueue>>>,
+    active: Vec<PortId>,
+    batch: Batch,
+    /// Output staging, one vector per port id (allocated when the port is added).
+    tx_stage: Vec<Vec<Packet>>,
+    touched: Vec<PortId>,
+    completions: Vec<(Token, i32)>,
+    commands: Receiver<Command>,
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+    trace: Trace,
+}
+
+impl Worker {
+    /// A worker reading `tables`, taking commands from `commands`.
+    pub fn new(
+        cfg: WorkerConfig,
+        tables: Arc<ArcSwap<Tables>>,
+        commands: Receiver<Command>,
+        waker: Arc<Waker>,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        let burst = cfg.burst.clamp(1, MAX_BURST);
+        Self {
+            cfg: WorkerConfig { burst, ..cfg },
+            tables,
+            pool: Pool::new(cfg.pool_buffers),
+            ctr: Counters::new(cfg.max_ports),
+            shared: Arc::new(SharedCounters::new(cfg.max_ports)),
+            ports: (0..cfg.max_ports).map(|_| None).collect(),
+            active: Vec::with_capacity(cfg.max_ports),
+            batch: Batch::with_limit(burst),
+            tx_stage: (0..cfg.max_ports).map(|_| Vec::new()).collect(),
+            touched: Vec::with_capacity(cfg.max_ports),
+            completions: Vec::with_capacity(8192),
+            commands,
+            waker,
+            stop,
+            trace: Trace::off(),
+        }
+    }
+
+    /// The counters this worker publishes.
+    pub fn shared_counters(&self) -> Arc<SharedCounters> {
+        self.shared.clone()
+    }
+
+    /// Runs until the stop flag is set. Creates the worker's ring on the calling thread.
+    pub fn run(mut self) -> std::io::Result<()> {
+        let ring_entries = 1024;
+        let mut ring = Uring::new(ring_entries, 8192)?;
+        ring.arm_wake(&self.waker)?;
+        let mut idle_iterations: u32 = 0;
+        let mut since_publish: u32 = 0;
+        while !self.stop.load(Ordering::Relaxed) {
+            self.handle_commands(&mut ring);
+            ring.submit()?;
+            self.dispatch_completions(&mut ring, None);
+            let tables = self.tables.load();
+            let packets = self.poll_once(&mut ring, &tables);
+            ring.submit()?;
+            since_publish += 1;
+            if packets > 0 {
+                idle_iterations = 0;
+                if since_publish >= 1024 {
+                    self.publish();
+                    since_publish = 0;
+                }
+                continue;
+            }
+            idle_iterations = idle_iterations.saturating_add(1);
+            if self.cfg.idle == IdlePolicy::Adaptive && idle_iterations > self.cfg.spin_iterations {
+                self.publish();
+                since_publish = 0;
+                drop(tables);
+                ring.wait(self.cfg.sleep)?;
+            } else if since_publish >= 1 << 16 {
+                self.publish();
+                since_publish = 0;
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// Polls every queue once: receive a burst, run it through the pipeline, send the output.
+    /// Returns the number of packets received. Public for benchmarks and tests, which drive a
+    /// worker without a thread.
+    pub fn poll_once(&mut self, ring: &mut Uring, tables: &Tables) -> usize {
+        let mut received = 0;
+        for i in 0..self.active.len() {
+            let id = self.active[i];
+            let Some(queue) = self.ports[id as usize].as_mut() else {
+                continue;
+            };
+            self.batch.in_port = id;
+            let mut io = PortIo {
+                pool: &mut self.pool,
+                ring,
+                ctr: &mut self.ctr,
+            };
+            queue.rx_burst(&mut io, &mut self.batch);
+            if self.batch.is_empty() {
+                continue;
+            }
+            received += self.batch.len();
+            let stats = self.ctr.port(id as usize);
+            stats.rx_packets += self.batch.len() as u64;
+            stats.rx_bytes += self.batch.iter().map(|p| p.buf.len() as u64).sum::<u64>();
+            pipeline::run(&mut self.batch, tables, &mut self.ctr, &mut self.trace);
+            self.output(ring);
+        }
+        received
+    }
+
+    /// Moves each packet of the batch to its output port's staging (or back to the pool), then
+    /// transmits every staged burst.
+    fn output(&mut self, ring: &mut Uring) {
+        let Self {
+            batch,
+            ports,
+            tx_stage,
+            touched,
+            pool,
+            ctr,
+            ..
+        } = self;
+        for pkt in batch.drain() {
+            match pkt.meta.next {
+                Next::Output(out) if ports.get(out as usize).is_some_and(Option::is_some) => {
+                    let stage = &mut tx_stage[out as usize];
+                    if stage.is_empty() {
+                        touched.push(out);
+                    }
+                    stage.push(pkt);
+                }
+                Next::Output(_) => {
+                    ctr.drop(DropReason::OutputPortGone);
+                    pool.put(pkt.buf);
+                }
+                // Dropped packets were counted by the stage that dropped them.
+                Next::Drop(_) | Next::Continue => pool.put(pkt.buf),
+            }
+        }
+        for out in touched.drain(..) {
+            let stage = &mut tx_stage[out as usize];
+            let stats = ctr.port(out as usize);
+            stats.tx_packets += stage.len() as u64;
+            stats.tx_bytes += stage.iter().map(|p| p.buf.len() as u64).sum::<u64>();
+            if let Some(queue) = ports[out as usize].as_mut() {
+                let mut io = PortIo { pool, ring, ctr };
+                queue.tx_burst(&mut io, stage);
+            }
+        }
+    }
+
+    /// Hands reaped completions to their queues. While a port is being removed its queue is
+    /// passed as `removing`, since it is no longer in the port table.
+    fn dispatch_completions(
+        &mut self,
+        ring: &mut Uring,
+        mut removing: Option<&mut Box<dyn PortQueue>>,
+    ) {
+        ring.reap(&mut self.completions);
+        for i in 0..self.completions.len() {
+            let (token, result) = self.completions[i];
+            let port = match token {
+                Token::Rx { port, .. } | Token::Tx { port, .. } => port,
+                Token::Wake => {
+                    ring.wake_completed();
+                    let _ = ring.arm_wake(&self.waker);
+                    continue;
+                }
+                Token::Cancel => continue,
+            };
+            let mut io = PortIo {
+                pool: &mut self.pool,
+                ring,
+                ctr: &mut self.ctr,
+            };
+            match (
+                &mut removing,
+                self.ports.get_mut(port as usize).and_then(Option::as_mut),
+            ) {
+                (Some(q), _) if q.port() == port => q.complete(&mut io, token, result),
+                (_, Some(q)) => q.complete(&mut io, token, result),
+                _ => {}
+            }
+        }
+    }
+
+    fn handle_commands(&mut self, ring: &mut Uring) {
+        while let Ok(cmd) = self.commands.try_recv() {
+            match cmd {
+                Command::AddQueue(q) => self.add_queue(q),
+                Command::RemovePort(id) => self.remove_port(ring, id),
+                Command::Sync(done) => {
+                    self.publish();
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
+    /// Starts polling a queue. Ids beyond `max_ports` are refused by the daemon beforehand.
+    pub fn add_queue(&mut self, queue: Box<dyn PortQueue>) {
+        let id = queue.port() as usize;
+        if id >= self.ports.len() {
+            return;
+        }
+        *self.ctr.port(id) = Default::default();
+        if self.tx_stage[id].capacity() < MAX_BURST {
+            self.tx_stage[id] = Vec::with_capacity(MAX_BURST);
+        }
+        self.ports[id] = Some(queue);
+        if !self.active.contains(&(id as PortId)) {
+            self.active.push(id as PortId);
+        }
+    }
+
+    /// Stops polling a port and waits (briefly) for the kernel to return its buffers.
+    fn remove_port(&mut self, ring: &mut Uring, id: PortId) {
+        self.active.retain(|&p| p != id);
+        let Some(mut queue) = self.ports.get_mut(id as usize).and_then(Option::take) else {
+            return;
+        };
+        for _ in 0..1000 {
+            let done = queue.close(&mut PortIo {
+                pool: &mut self.pool,
+                ring,
+                ctr: &mut self.ctr,
+            });
+            if done {
+                break;
+            }
+            if ring.submit().is_err() || ring.wait(Duration::from_millis(1)).is_err() {
+                break;
+            }
+            self.dispatch_completions(ring, Some(&mut queue));
+        }
+        // A queue still holding requests leaks their buffers on drop instead of freeing them.
+        drop(queue);
+        self.publish();
+    }
+
+    fn publish(&self) {
+        self.shared
+            .publish(&self.ctr, self.active.iter().map(|&p| p as usize));
+    }
+
+    /// The worker's own counters (benchmarks and tests).
+    pub fn counters(&self) -> &Counters {
+        &self.ctr
+    }
+
+    /// Mutable access to a queue (tests inject frames into memory ports this way).
+    pub fn queue_mut(&mut self, id: PortId) -> Option<&mut Box<dyn PortQueue>> {
+        self.ports.get_mut(id as usize).and_then(Option::as_mut)
+    }
+}
