@@ -1,1 +1,10 @@
-fn main() {}
+//! Integration tests: real pods (network namespaces with tap devices) around a real
+//! `podswitchd`, real kernel traffic. One binary, a module per feature; see the harness in
+//! `tests/src/lib.rs`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod api;
+mod l2;
+mod l3;
+mod tcp;

@@ -1,1 +1,427 @@
-//! Test harness.
+//! The integration-test harness: real pods around a real `podswitchd`.
+//!
+//! A [`Node`] is a network namespace of its own (so tests run in parallel without seeing each
+//! other) with a `podswitchd` started inside it, a host port `psw0` holding the gateway
+//! address, and routes: default → host, the pod CIDR → unreachable. A [`Pod`] is another
+//! namespace whose `eth0` is a tap of the switch, configured as a CNI plugin would: a /32
+//! address, an on-link route to the gateway, a default route via it.
+//!
+//! Everything is torn down in `Drop`, so a failing (panicking) test cleans up too. Tests need
+//! root; without it [`root_or_skip`] says so loudly and the test returns early.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use podswitch_proto::{
+    read_frame, write_frame, CountersDump, Ipv4Prefix, NodeSpec, Op, PortKind, PortRole, PortSpec,
+    Request, RequestBody, Response, RouteSpec, RouteTarget, Transaction,
+};
+use std::net::Ipv4Addr;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The pod CIDR every test node uses (nodes are isolated in their own namespaces).
+pub const POD_CIDR: &str = "10.244.1.0/24";
+/// The gateway of [`POD_CIDR`].
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 1);
+
+/// True when running as root; otherwise prints why the test is skipped.
+pub fn root_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("SKIPPED {test}: needs root (network namespaces, tap devices); CI runs as root");
+    }
+    root
+}
+
+/// A name unique to this process and call: `{prefix}{pid}x{n}`, short enough for interfaces.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{:x}x{n}", std::process::id())
+}
+
+/// Path of a workspace binary (`podswitchd`, `podswitchctl`), built once per test process:
+/// `cargo test` does not build the binaries of other packages.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let package = match name {
+            "podswitchd" => "podswitch-dataplane",
+            "podswitchctl" => "podswitch-cli",
+            other => panic!("unknown binary {other}"),
+        };
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.current_dir(workspace)
+            .args(["build", "--quiet", "-p", package, "--bin", name]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        cmd.env("CARGO_TARGET_DIR", profile_dir.parent().unwrap());
+        let status = cmd.status().expect("running cargo build");
+        assert!(
+            status.success(),
+            "cargo build -p {package} --bin {name} failed"
+        );
+        built.push(name.to_string());
+    }
+    profile_dir.join(name)
+}
+
+/// Runs a command; panics with its output if it fails.
+pub fn run(args: &[&str]) -> Output {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A network namespace, deleted (with every process still in it) on drop.
+#[derive(Debug)]
+pub struct Netns {
+    /// Its name under /run/netns.
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates a namespace with loopback up.
+    pub fn new(prefix: &str) -> Netns {
+        let ns = Netns {
+            name: unique(prefix),
+        };
+        run(&["ip", "netns", "add", &ns.name]);
+        run(&["ip", "-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Path for setns.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// Runs a command inside the namespace; returns its output whatever the exit status.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `f` on a thread inside the namespace (sockets made there stay there).
+    pub fn enter<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        podswitch_netlink::in_netns(&self.path(), f).unwrap()
+    }
+
+    /// `ping -c count` from inside; returns the output text and whether every reply came.
+    pub fn ping(&self, dst: impl std::fmt::Display, args: &[&str]) -> (bool, String) {
+        let dst = dst.to_string();
+        let mut a = vec!["ping", "-n", "-c", "2", "-i", "0.2", "-W", "2"];
+        a.extend_from_slice(args);
+        a.push(&dst);
+        let out = self.exec(&a);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A node: its namespace, its `podswitchd`, its socket.
+#[derive(Debug)]
+pub struct Node {
+    /// The node's network namespace (the "root" namespace of this node).
+    pub ns: Netns,
+    daemon: Option<Child>,
+    /// The daemon's API socket.
+    pub socket: PathBuf,
+    dir: PathBuf,
+}
+
+impl Node {
+    /// A node with one worker, set up with a host port and the standard routes.
+    pub fn new() -> Node {
+        Node::with_args(&[])
+    }
+
+    /// A node whose daemon gets extra flags (e.g. `--workers 2`).
+    pub fn with_args(args: &[&str]) -> Node {
+        let node = Node::bare(args);
+        node.apply(vec![
+            Op::SetNode(NodeSpec {
+                pod_cidr: POD_CIDR.parse().unwrap(),
+                gateway: GATEWAY,
+                gateway_mac: None,
+            }),
+            Op::AddPort(PortSpec {
+                name: "psw0".into(),
+                kind: PortKind::Tap,
+                role: PortRole::Host { mac: None },
+                mtu: 1500,
+            }),
+            route("0.0.0.0/0", RouteTarget::Host),
+            route(POD_CIDR, RouteTarget::Unreachable),
+        ])
+        .unwrap();
+        node
+    }
+
+    /// A node whose daemon has been told nothing yet.
+    pub fn bare(args: &[&str]) -> Node {
+        let ns = Netns::new("pswn");
+        let dir = std::env::temp_dir().join(unique("podswitch-test-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("dataplane.sock");
+        let log = std::fs::File::create(dir.join("podswitchd.log")).unwrap();
+        let daemon = Command::new("ip")
+            .args(["netns", "exec", &ns.name])
+            .arg(binary("podswitchd"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut node = Node {
+            ns,
+            daemon: Some(daemon),
+            socket,
+            dir,
+        };
+        node.wait_for_socket();
+        node
+    }
+
+    fn wait_for_socket(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&self.socket).is_err() {
+            if let Some(status) = self
+                .daemon
+                .as_mut()
+                .and_then(|d| d.try_wait().ok().flatten())
+            {
+                panic!("podswitchd exited with {status}: {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "podswitchd did not open its socket: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The daemon's stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("podswitchd.log")).unwrap_or_default()
+    }
+
+    /// One request, one response.
+    pub fn request(&self, body: RequestBody) -> Response {
+        let mut conn = UnixStream::connect(&self.socket).unwrap();
+        write_frame(&mut conn, &Request::new(body)).unwrap();
+        read_frame(&mut conn).unwrap()
+    }
+
+    /// Applies a transaction; the error message on failure.
+    pub fn apply(&self, ops: Vec<Op>) -> Result<u64, String> {
+        match self.request(RequestBody::Apply(Transaction {
+            generation: None,
+            ops,
+        })) {
+            Response::Applied { generation } => Ok(generation),
+            Response::Error { message } => Err(message),
+            other => panic!("unexpected response {other:?}"),
+        }
+    }
+
+    /// Summed counters.
+    pub fn counters(&self) -> CountersDump {
+        match self.request(RequestBody::Counters) {
+            Response::Counters(c) => c,
+            other => panic!("unexpected response {other:?}"),
+        }
+    }
+
+    /// The count of one drop reason.
+    pub fn drops(&self, reason: &str) -> u64 {
+        let c = self.counters();
+        c.drops
+            .iter()
+            .find(|d| d.reason == reason)
+            .unwrap_or_else(|| panic!("no drop reason {reason}"))
+            .count
+    }
+
+    /// Attaches a pod with address `10.244.1.{host}`.
+    pub fn add_pod(&self, host: u8) -> Pod {
+        let ip = Ipv4Addr::new(10, 244, 1, host);
+        let mac = format!("02:00:0a:f4:01:{host:02x}");
+        let port = unique("pt");
+        self.apply(vec![Op::AddPort(PortSpec {
+            name: port.clone(),
+            kind: PortKind::Tap,
+            role: PortRole::Pod {
+                mac: mac.parse().unwrap(),
+                ip,
+                namespace: None,
+                pod: None,
+            },
+            mtu: 1500,
+        })])
+        .unwrap();
+        let ns = Netns::new("pswp");
+        // The tap was created in the node's namespace; move it into the pod's, as the CNI
+        // plugin will, and configure it the way pods are configured.
+        run(&[
+            "ip",
+            "-n",
+            &self.ns.name,
+            "link",
+            "set",
+            &port,
+            "netns",
+            &ns.name,
+        ]);
+        let n = ns.name.as_str();
+        run(&["ip", "-n", n, "link", "set", &port, "name", "eth0"]);
+        run(&["ip", "-n", n, "link", "set", "eth0", "up"]);
+        run(&[
+            "ip",
+            "-n",
+            n,
+            "addr",
+            "add",
+            &format!("{ip}/32"),
+            "dev",
+            "eth0",
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            n,
+            "route",
+            "add",
+            &GATEWAY.to_string(),
+            "dev",
+            "eth0",
+            "scope",
+            "link",
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            n,
+            "route",
+            "add",
+            "default",
+            "via",
+            &GATEWAY.to_string(),
+        ]);
+        Pod { ns, ip, mac, port }
+    }
+
+    /// Kills the daemon (SIGKILL) and waits for it.
+    pub fn kill_daemon(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill_daemon();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A pod: a namespace whose eth0 is a switch port.
+#[derive(Debug)]
+pub struct Pod {
+    /// The pod's namespace.
+    pub ns: Netns,
+    /// Its address.
+    pub ip: Ipv4Addr,
+    /// Its MAC.
+    pub mac: String,
+    /// The switch port's name.
+    pub port: String,
+}
+
+/// A static route op.
+pub fn route(prefix: &str, target: RouteTarget) -> Op {
+    Op::AddRoute(RouteSpec {
+        prefix: prefix.parse::<Ipv4Prefix>().unwrap(),
+        target,
+    })
+}
+
+/// Bytes of a deterministic pseudo-random stream (xorshift), so a receiver can check every
+/// byte without holding a copy.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Sends `len` pattern bytes over TCP from a socket in `from` to a listener on `to_ip:port` in
+/// `to`, and returns what the listener received. Timeouts make a broken path fail, not hang.
+pub fn tcp_transfer(from: &Netns, to: &Netns, to_ip: Ipv4Addr, port: u16, len: usize) -> Vec<u8> {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+    let addr = SocketAddr::from((to_ip, port));
+    let listener = to.enter(|| TcpListener::bind(addr)).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut got = Vec::with_capacity(len);
+        conn.read_to_end(&mut got).unwrap();
+        got
+    });
+    let mut client = from
+        .enter(|| TcpStream::connect_timeout(&addr, Duration::from_secs(5)))
+        .unwrap();
+    client
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    client.write_all(&pattern(len, u64::from(port))).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    server.join().unwrap()
+}

@@ -73,11 +73,13 @@ pub fn respond(daemon: &Daemon, body: &[u8]) -> Response {
         .and_then(|v| v.get("version").and_then(serde_json::Value::as_u64));
     match version {
         Some(v) if v == u64::from(PROTOCOL_VERSION) => {}
-        Some(v) => return Response::Error {
-            message: format!(
+        Some(v) => {
+            return Response::Error {
+                message: format!(
                 "protocol version {v} is not supported; this podswitchd speaks {PROTOCOL_VERSION}"
             ),
-        },
+            }
+        }
         None => {
             return Response::Error {
                 message: "malformed request: missing \"version\"".into(),
