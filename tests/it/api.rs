@@ -17,7 +17,7 @@ fn a_failing_transaction_changes_nothing() {
     if !root_or_skip("a_failing_transaction_changes_nothing") {
         return;
     }
-    let node = Node::new();
+    let node = Node::start();
     let a = node.add_pod(2);
     let before = ports(&node);
     let pod = |name: &str, ip: &str| {
@@ -90,7 +90,7 @@ fn a_removed_port_stops_forwarding_and_can_come_back() {
     if !root_or_skip("a_removed_port_stops_forwarding_and_can_come_back") {
         return;
     }
-    let node = Node::new();
+    let node = Node::start();
     let a = node.add_pod(2);
     let b = node.add_pod(3);
     assert!(a.ns.ping(b.ip, &[]).0);

@@ -7,7 +7,7 @@ fn pod_resolves_the_gateway_to_the_switch_mac() {
     if !root_or_skip("pod_resolves_the_gateway_to_the_switch_mac") {
         return;
     }
-    let node = Node::new();
+    let node = Node::start();
     let pod = node.add_pod(2);
     let (ok, out) = pod.ns.ping(GATEWAY, &[]);
     assert!(ok, "{out}");
@@ -32,7 +32,7 @@ fn pod_gets_no_arp_answer_for_another_pod() {
     if !root_or_skip("pod_gets_no_arp_answer_for_another_pod") {
         return;
     }
-    let node = Node::new();
+    let node = Node::start();
     let a = node.add_pod(2);
     let _b = node.add_pod(3);
     // Make pod A look for pod B on-link: the switch owns only the gateway, so no answer.
@@ -58,7 +58,7 @@ fn spoofed_source_ip_is_dropped_and_counted() {
     if !root_or_skip("spoofed_source_ip_is_dropped_and_counted") {
         return;
     }
-    let node = Node::new();
+    let node = Node::start();
     let a = node.add_pod(2);
     let b = node.add_pod(3);
     assert!(a.ns.ping(b.ip, &[]).0, "baseline");
@@ -79,7 +79,7 @@ fn spoofed_source_mac_is_dropped_and_counted() {
     if !root_or_skip("spoofed_source_mac_is_dropped_and_counted") {
         return;
     }
-    let node = Node::new();
+    let node = Node::start();
     let a = node.add_pod(2);
     let b = node.add_pod(3);
     assert!(a.ns.ping(b.ip, &[]).0, "baseline");

@@ -7,7 +7,7 @@ fn pods_ping_each_other_and_the_gateway() {
     if !root_or_skip("pods_ping_each_other_and_the_gateway") {
         return;
     }
-    let node = Node::new();
+    let node = Node::start();
     let a = node.add_pod(2);
     let b = node.add_pod(3);
     let (ok, out) = a.ns.ping(GATEWAY, &[]);
@@ -40,7 +40,7 @@ fn node_and_pods_reach_each_other() {
     if !root_or_skip("node_and_pods_reach_each_other") {
         return;
     }
-    let node = Node::new();
+    let node = Node::start();
     let a = node.add_pod(2);
     let (ok, out) = node.ns.ping(a.ip, &[]);
     assert!(ok, "node → pod: {out}");
@@ -56,7 +56,7 @@ fn unassigned_pod_address_gets_host_unreachable() {
     if !root_or_skip("unassigned_pod_address_gets_host_unreachable") {
         return;
     }
-    let node = Node::new();
+    let node = Node::start();
     let a = node.add_pod(2);
     let (ok, out) = a.ns.ping("10.244.1.99", &[]);
     assert!(!ok);
@@ -72,7 +72,7 @@ fn destination_without_route_gets_net_unreachable() {
     if !root_or_skip("destination_without_route_gets_net_unreachable") {
         return;
     }
-    let node = Node::new();
+    let node = Node::start();
     node.apply(vec![podswitch_proto::Op::DelRoute {
         prefix: "0.0.0.0/0".parse().unwrap(),
     }])
@@ -92,7 +92,7 @@ fn ttl_one_gets_time_exceeded_from_the_gateway() {
     if !root_or_skip("ttl_one_gets_time_exceeded_from_the_gateway") {
         return;
     }
-    let node = Node::new();
+    let node = Node::start();
     let a = node.add_pod(2);
     let b = node.add_pod(3);
     let (ok, out) = a.ns.ping(b.ip, &["-t", "1"]);

@@ -9,7 +9,7 @@ fn pod_to_pod_tcp_transfers_10_mb_byte_exact() {
     if !root_or_skip("pod_to_pod_tcp_transfers_10_mb_byte_exact") {
         return;
     }
-    let node = Node::new();
+    let node = Node::start();
     let a = node.add_pod(2);
     let b = node.add_pod(3);
     let got = tcp_transfer(&a.ns, &b.ns, b.ip, 5001, TEN_MB);
@@ -28,7 +28,7 @@ fn pod_and_node_exchange_tcp_both_ways() {
     if !root_or_skip("pod_and_node_exchange_tcp_both_ways") {
         return;
     }
-    let node = Node::new();
+    let node = Node::start();
     let a = node.add_pod(2);
     let got = tcp_transfer(&a.ns, &node.ns, GATEWAY, 5002, 2 * 1024 * 1024);
     assert!(got == pattern(2 * 1024 * 1024, 5002), "pod → node");

@@ -167,7 +167,7 @@ pub struct Node {
 
 impl Node {
     /// A node with one worker, set up with a host port and the standard routes.
-    pub fn new() -> Node {
+    pub fn start() -> Node {
         Node::with_args(&[])
     }
 
