@@ -1,0 +1,5 @@
+//! Dataplane integration tests that need no root: the worker loop on memory ports.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod no_alloc;
