@@ -1,1 +1,194 @@
-fn main() {}
+//! `podswitchctl`: the operator CLI. This file holds the flags and nothing else; `commands`
+//! decides what each verb asks the daemon and how the answer is shown.
+
+mod client;
+mod commands;
+mod render;
+mod transaction;
+
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use podswitch_proto::{Ipv4Prefix, MacAddr, DEFAULT_DATAPLANE_SOCKET};
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Operator CLI for podswitch: inspect and drive podswitchd.
+#[derive(Debug, Parser)]
+#[command(name = "podswitchctl", version)]
+pub struct Cli {
+    /// podswitchd's unix socket.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "PATH",
+        env = "PODSWITCH_SOCKET",
+        default_value = DEFAULT_DATAPLANE_SOCKET
+    )]
+    pub socket: PathBuf,
+
+    /// Output format: `table` for people, `json` for scripts.
+    #[arg(
+        short,
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "FORMAT",
+        value_enum,
+        default_value_t = Output::Table
+    )]
+    pub output: Output,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How answers are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns with a header row.
+    Table,
+    /// The daemon's answer, pretty-printed JSON.
+    Json,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Daemon protocol version, table generation, workers, node addressing and table sizes.
+    Status,
+    /// The ports and what each is bound to.
+    Ports,
+    /// The routing table, longest prefix first.
+    Routes,
+    /// The IP → MAC bindings the switch knows.
+    Neighbors,
+    /// Per-port traffic, drops by reason, and events; zero drop and event rows are hidden.
+    Counters {
+        /// Show drop reasons and events whose count is zero too.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Low-level dataplane changes, each sent to podswitchd as one transaction.
+    ///
+    /// For demos and debugging before podswitch-control runs; normally podswitch-control is
+    /// the only source of these changes.
+    #[command(subcommand)]
+    Dp(DpCommand),
+}
+
+/// `podswitchctl dp ...`: each verb sends one transaction.
+#[derive(Debug, Subcommand)]
+pub enum DpCommand {
+    /// Apply a transaction from a JSON file (`-` for stdin).
+    ///
+    /// The file holds either `{"generation": N, "ops": [...]}` or a bare array of ops; the ops
+    /// are those of docs/protocol.md (`set_node`, `add_port`, `del_port`, `add_route`,
+    /// `del_route`).
+    Apply {
+        /// The file, or `-` for stdin.
+        #[arg(value_name = "FILE|-")]
+        file: PathBuf,
+    },
+    /// Create a port leading to a pod (`--pod`) or to the node's own stack (`--host`).
+    AddPort(AddPortArgs),
+    /// Remove a port; its connected route goes with it.
+    DelPort {
+        /// The port's name.
+        name: String,
+    },
+    /// Add or replace the route for a prefix.
+    AddRoute(AddRouteArgs),
+    /// Remove the route for exactly this prefix.
+    DelRoute {
+        /// The prefix, e.g. 10.244.2.0/24.
+        prefix: Ipv4Prefix,
+    },
+    /// Set the node's pod CIDR and the gateway address the switch answers for.
+    SetNode(SetNodeArgs),
+}
+
+/// Flags of `dp add-port`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("role").required(true).args(["pod", "host"])))]
+pub struct AddPortArgs {
+    /// Port name; also the name of the tap device the daemon creates.
+    pub name: String,
+    /// The port leads to a pod (needs --mac and --ip).
+    #[arg(long)]
+    pub pod: bool,
+    /// The port leads to the node's own network stack.
+    #[arg(long)]
+    pub host: bool,
+    /// The pod interface's MAC (with --host: the kernel side's MAC; default: the kernel's choice).
+    #[arg(long, value_name = "MAC", required_if_eq("pod", "true"))]
+    pub mac: Option<MacAddr>,
+    /// The pod's IP.
+    #[arg(
+        long,
+        value_name = "IP",
+        required_if_eq("pod", "true"),
+        conflicts_with = "host"
+    )]
+    pub ip: Option<Ipv4Addr>,
+    /// Kubernetes namespace of the pod, for display.
+    #[arg(long, value_name = "NS", conflicts_with = "host")]
+    pub namespace: Option<String>,
+    /// Kubernetes name of the pod, for display.
+    #[arg(long, value_name = "NAME", conflicts_with = "host")]
+    pub pod_name: Option<String>,
+    /// Largest IP packet the port carries.
+    #[arg(long, value_name = "N", default_value_t = transaction::DEFAULT_MTU)]
+    pub mtu: u16,
+}
+
+/// Flags of `dp add-route`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["port", "host", "unreachable"])))]
+pub struct AddRouteArgs {
+    /// Destination prefix, e.g. 10.244.2.0/24.
+    pub prefix: Ipv4Prefix,
+    /// Out of this pod port.
+    #[arg(long, value_name = "NAME")]
+    pub port: Option<String>,
+    /// To the node's own stack through the host port.
+    #[arg(long)]
+    pub host: bool,
+    /// Nowhere: answered with ICMP host unreachable.
+    #[arg(long)]
+    pub unreachable: bool,
+}
+
+/// Flags of `dp set-node`.
+#[derive(Debug, Args)]
+pub struct SetNodeArgs {
+    /// The node's pod CIDR, e.g. 10.244.1.0/24.
+    #[arg(long, value_name = "CIDR")]
+    pub pod_cidr: Ipv4Prefix,
+    /// The gateway address inside the pod CIDR (conventionally its first address).
+    #[arg(long, value_name = "IP")]
+    pub gateway: Ipv4Addr,
+    /// The switch's own MAC for the gateway (default: the daemon's configured MAC).
+    #[arg(long, value_name = "MAC")]
+    pub gateway_mac: Option<MacAddr>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let text = match commands::execute(&cli) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("podswitchctl: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        // `podswitchctl counters | head` closing the pipe early is not a failure.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("podswitchctl: writing the output: {e}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}

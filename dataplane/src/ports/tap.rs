@@ -86,6 +86,8 @@ pub struct TapQueue {
     fd: OwnedFd,
     /// Buffers lent to armed reads, by slot.
     rx_slots: Vec<Option<PktBuf>>,
+    /// Slots with no read armed.
+    rx_free: Vec<u32>,
     /// Completed reads not yet handed to a batch.
     rx_ready: VecDeque<PktBuf>,
     /// Buffers lent to writes in flight, by slot.
@@ -105,6 +107,7 @@ impl TapQueue {
             port,
             fd,
             rx_slots: (0..rx_depth).map(|_| None).collect(),
+            rx_free: (0..rx_depth as u32).rev().collect(),
             rx_ready: VecDeque::with_capacity(rx_depth),
             tx_slots: (0..tx_depth).map(|_| None).collect(),
             tx_free: (0..tx_depth as u32).rev().collect(),
@@ -118,34 +121,22 @@ impl TapQueue {
         if self.stopped {
             return;
         }
-        for slot in 0..self.rx_slots.len() {
-            if self.rx_slots[slot].is_some() {
-                continue;
-            }
+        while let Some(&slot) = self.rx_free.last() {
             let Some(mut buf) = rx_buffer(io) else { return };
             let (ptr, cap) = buf.rx_ptr();
             let entry = opcode::Read::new(types::Fd(self.fd.as_raw_fd()), ptr, cap as u32)
                 .build()
-                .user_data(
-                    Token::Rx {
-                        port: self.port,
-                        slot: slot as u32,
-                    }
-                    .encode(),
-                );
+                .user_data(Token::Rx { port: self.port, slot }.encode());
             // SAFETY: the buffer is boxed storage that moves into `rx_slots[slot]` right after
             // and stays there, untouched, until this request's completion is reaped; a queue
             // dropped with requests in flight leaks its buffers instead of freeing them.
-            match unsafe { io.ring.push(&entry) } {
-                Ok(()) => {
-                    self.rx_slots[slot] = Some(buf);
-                    self.in_flight += 1;
-                }
-                Err(_) => {
-                    io.pool.put(buf);
-                    return;
-                }
+            if unsafe { io.ring.push(&entry) }.is_err() {
+                io.pool.put(buf);
+                return;
             }
+            self.rx_slots[slot as usize] = Some(buf);
+            self.rx_free.pop();
+            self.in_flight += 1;
         }
     }
 
@@ -213,6 +204,7 @@ impl PortQueue for TapQueue {
                     return;
                 };
                 self.in_flight -= 1;
+                self.rx_free.push(slot);
                 if result > 0 && !self.stopped {
                     buf.set_len(result as usize);
                     self.rx_ready.push_back(buf);
