@@ -103,8 +103,11 @@ pub struct PortSpec {
     pub mtu: u16,
 }
 
+/// MTU of a port whose spec does not say.
+pub const DEFAULT_MTU: u16 = 1500;
+
 fn default_mtu() -> u16 {
-    1500
+    DEFAULT_MTU
 }
 
 /// Port implementations reachable through the socket.
