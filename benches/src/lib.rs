@@ -21,10 +21,11 @@ use podswitch_dataplane::ports::memory::MemoryQueue;
 use podswitch_dataplane::ports::Uring;
 use podswitch_dataplane::ports::Waker;
 use podswitch_dataplane::tables::Tables;
-use podswitch_dataplane::testkit::{self, GW_IP, GW_MAC, POD_A, POD_A_IP, POD_A_MAC, POD_B};
 use podswitch_dataplane::testkit::POD_B_IP;
+use podswitch_dataplane::testkit::{self, GW_IP, GW_MAC, POD_A, POD_A_IP, POD_A_MAC, POD_B};
 use podswitch_dataplane::trace::Trace;
 use podswitch_dataplane::worker::{Command, IdlePolicy, Worker, WorkerConfig};
+use podswitch_packet::{Ipv4Packet, ETHERNET_HEADER_LEN};
 use std::net::Ipv4Addr;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{self, Sender};
@@ -177,7 +178,12 @@ impl PipelineRig {
     #[inline]
     pub fn refill_and_run(&mut self) -> usize {
         self.refill();
-        pipeline::run(&mut self.batch, &self.tables, &mut self.ctr, &mut self.trace);
+        pipeline::run(
+            &mut self.batch,
+            &self.tables,
+            &mut self.ctr,
+            &mut self.trace,
+        );
         let n = self.batch.len();
         std::hint::black_box(&mut self.batch);
         self.batch.recycle(&mut self.pool);
@@ -198,7 +204,12 @@ impl PipelineRig {
     /// bench never measures a drop path by mistake.
     pub fn assert_verdict(&mut self, expected: impl Fn(usize) -> Next) {
         self.refill();
-        pipeline::run(&mut self.batch, &self.tables, &mut self.ctr, &mut self.trace);
+        pipeline::run(
+            &mut self.batch,
+            &self.tables,
+            &mut self.ctr,
+            &mut self.trace,
+        );
         for (i, p) in self.batch.iter().enumerate() {
             assert_eq!(p.meta.next, expected(i), "packet {i} of the bench burst");
         }
@@ -206,9 +217,10 @@ impl PipelineRig {
     }
 }
 
-/// Expected output port of the big-table frames: extra pod `i` sits on port 3 + i.
-pub fn extra_pod_port(ip: Ipv4Addr) -> PortId {
-    let i = u32::from(ip) - u32::from(Ipv4Addr::new(10, 245, 0, 0));
+/// Expected output port of a big-table frame: extra pod `i` (10.245.0.0 + i) sits on port 3 + i.
+pub fn extra_pod_port(frame: &[u8]) -> PortId {
+    let dst = Ipv4Packet::new_unchecked(&frame[ETHERNET_HEADER_LEN..]).dst();
+    let i = u32::from(dst) - u32::from(Ipv4Addr::new(10, 245, 0, 0));
     3 + i as PortId
 }
 
@@ -289,7 +301,43 @@ impl WorkerRig {
         let rx = after.ports[POD_A as usize].rx_packets - before.ports[POD_A as usize].rx_packets;
         let tx = after.ports[POD_B as usize].tx_packets - before.ports[POD_B as usize].tx_packets;
         assert_eq!(received, 4 * self.burst, "generator delivers a full burst");
-        assert_eq!((rx, tx), (received as u64, received as u64), "all forwarded");
+        assert_eq!(
+            (rx, tx),
+            (received as u64, received as u64),
+            "all forwarded"
+        );
         assert_eq!(after.drops, before.drops, "no drops");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_pod_subset_is_distinct_and_in_range() {
+        let mut s = random_pod_subset(BIG_TABLE_PODS, BIG_TABLE_DESTINATIONS, 1);
+        assert_eq!(s.len(), BIG_TABLE_DESTINATIONS);
+        assert!(s.iter().all(|&i| i < BIG_TABLE_PODS));
+        s.sort_unstable();
+        s.dedup();
+        assert_eq!(s.len(), BIG_TABLE_DESTINATIONS);
+    }
+
+    #[test]
+    fn big_table_frames_are_routed_to_their_pods() {
+        let frames = udp_to_random_extra_pods();
+        let ports: Vec<PortId> = frames.iter().map(|f| extra_pod_port(f)).collect();
+        let tables = testkit::tables_with(true, 1500, BIG_TABLE_PODS);
+        let mut rig = PipelineRig::new(tables, POD_A, frames, 32);
+        rig.assert_verdict(|i| Next::Output(ports[i]));
+    }
+
+    #[test]
+    fn worker_rig_forwards_every_packet() {
+        match WorkerRig::a_to_b(32) {
+            Ok(mut rig) => rig.assert_forwards(),
+            Err(e) => eprintln!("SKIPPED worker_rig_forwards_every_packet: no io_uring ({e})"),
+        }
     }
 }
