@@ -14,7 +14,8 @@ set -euo pipefail
 
 N=${1:-1000000}
 BURST=${2:-32}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/tgt-bench}
+ROOT_GUESS=$(cd "$(dirname "$0")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT_GUESS/target}
 OUT=${OUT:-$CARGO_TARGET_DIR/callgrind}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 

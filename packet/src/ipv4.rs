@@ -226,6 +226,9 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// Whether the header checksum is correct.
     pub fn verify_checksum(&self) -> bool {
         let data = self.buffer.as_ref();
+        if let Some(header) = data.first_chunk::<20>().filter(|_| self.header_len() == 20) {
+            return checksum::sum_ipv4_header(header) == 0xFFFF;
+        }
         checksum::sum(&data[crate::clamp(0, self.header_len(), data.len())]) == 0xFFFF
     }
 

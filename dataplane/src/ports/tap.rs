@@ -126,7 +126,13 @@ impl TapQueue {
             let (ptr, cap) = buf.rx_ptr();
             let entry = opcode::Read::new(types::Fd(self.fd.as_raw_fd()), ptr, cap as u32)
                 .build()
-                .user_data(Token::Rx { port: self.port, slot }.encode());
+                .user_data(
+                    Token::Rx {
+                        port: self.port,
+                        slot,
+                    }
+                    .encode(),
+                );
             // SAFETY: the buffer is boxed storage that moves into `rx_slots[slot]` right after
             // and stays there, untouched, until this request's completion is reaped; a queue
             // dropped with requests in flight leaks its buffers instead of freeing them.
