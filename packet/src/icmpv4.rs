@@ -259,8 +259,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
         let old = crate::read_u16(data, field::TYPE_CODE);
         data[field::TYPE] = Icmpv4Type::ECHO_REPLY.0;
         let new = crate::read_u16(data, field::TYPE_CODE);
-        let csum = crate::read_u16(data, field::CHECKSUM);
-        crate::write_u16(data, field::CHECKSUM, checksum::update_u16(csum, old, new));
+        let csum = checksum::update_u16(crate::read_u16(data, field::CHECKSUM), old, new);
+        // An echo reply whose identifier, sequence number and data are all zero sums to zero,
+        // and the incremental update then gives 0x0000, which does not verify (see
+        // `update_u16`). A result of 0x0000 means the rest sums to ±0, and 0xFFFF verifies in
+        // both cases, so use it.
+        let csum = if csum == 0 { 0xFFFF } else { csum };
+        crate::write_u16(data, field::CHECKSUM, csum);
     }
 
     /// The payload, mutably.
@@ -582,5 +587,16 @@ mod tests {
         let p = Icmpv4Packet::new_checked(&buf[..]).unwrap();
         assert_eq!(Icmpv4Repr::parse(&p), Err(Icmpv4Error::UnsupportedType));
         assert!(Icmpv4Error::UnsupportedType.to_string().contains("echo"));
+    }
+
+    /// Found by fuzzing: a request with identifier, sequence and data all zero.
+    #[test]
+    fn echo_reply_of_an_all_zero_request_verifies() {
+        let mut msg = [0x08, 0x00, 0xf7, 0xff, 0, 0, 0, 0];
+        let mut icmp = Icmpv4Packet::new_checked(&mut msg[..]).unwrap();
+        assert!(icmp.verify_checksum());
+        icmp.make_echo_reply();
+        assert!(icmp.verify_checksum(), "{msg:02x?}");
+        assert_eq!(msg, [0, 0, 0xff, 0xff, 0, 0, 0, 0]);
     }
 }

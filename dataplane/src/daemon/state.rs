@@ -81,10 +81,6 @@ impl Config {
             next.apply_one(op, max_ports, factory, &mut changes)
                 .map_err(|e| format!("op {} ({}): {e}", i + 1, describe(op)))?;
         }
-        // A port added and removed in the same transaction never reaches a worker.
-        changes
-            .added
-            .retain(|(id, _)| !changes.removed.contains(id));
         *self = next;
         Ok(changes)
     }
@@ -104,7 +100,9 @@ impl Config {
                     .clone()
                     .ok_or("set_node must come before any port")?;
                 self.check_new_port(spec, &node)?;
-                let id = self.free_id(max_ports)?;
+                // Ids freed by this transaction stay taken: workers poll those ports until
+                // the transaction is published.
+                let id = self.free_id(max_ports, &changes.removed)?;
                 let created = factory.create(id, spec, &node)?;
                 self.ports.insert(
                     spec.name.clone(),
@@ -131,7 +129,14 @@ impl Config {
                         "route {prefix} still uses port {name:?}; delete the route first"
                     ));
                 }
-                changes.removed.push(port.id);
+                // A port added earlier in this transaction never reaches a worker: dropping
+                // its queues closes it. Any other port is torn down after publication.
+                let id = port.id;
+                if let Some(i) = changes.added.iter().position(|(added, _)| *added == id) {
+                    changes.added.remove(i);
+                } else {
+                    changes.removed.push(id);
+                }
                 self.ports.remove(name);
                 Ok(())
             }
@@ -204,7 +209,10 @@ impl Config {
                 if !mac.is_unicast() {
                     return Err(format!("pod MAC {mac} is not a unicast MAC"));
                 }
-                if *ip == node.gateway || !node.pod_cidr.contains(*ip) {
+                let net = node.pod_cidr.network();
+                let broadcast = Ipv4Addr::from(u32::from(net.addr) | !net.mask());
+                if *ip == node.gateway || !net.contains(*ip) || *ip == net.addr || *ip == broadcast
+                {
                     return Err(format!(
                         "pod IP {ip} must be a host address in pod_cidr {} other than the gateway",
                         node.pod_cidr
@@ -233,8 +241,10 @@ impl Config {
         Ok(())
     }
 
-    fn free_id(&mut self, max_ports: usize) -> Result<PortId, String> {
-        let used: std::collections::BTreeSet<PortId> = self.ports.values().map(|p| p.id).collect();
+    fn free_id(&mut self, max_ports: usize, reserved: &[PortId]) -> Result<PortId, String> {
+        let mut used: std::collections::BTreeSet<PortId> =
+            self.ports.values().map(|p| p.id).collect();
+        used.extend(reserved);
         let limit = max_ports.min(usize::from(PortId::MAX) + 1);
         let id = (0..limit)
             .map(|i| ((self.next_id + i) % limit) as PortId)
@@ -430,6 +440,8 @@ mod tests {
         for (op, needle) in [
             (pod("a", "10.9.9.9"), "pod_cidr"),
             (pod("a", "10.244.1.1"), "gateway"),
+            (pod("a", "10.244.1.0"), "host address"),
+            (pod("a", "10.244.1.255"), "host address"),
             (Op::DelPort { name: "zz".into() }, "\"zz\""),
             (
                 Op::AddRoute(RouteSpec {
@@ -487,5 +499,52 @@ mod tests {
             c.ports["b"].id, 1,
             "freed id 0 is not handed out again right away"
         );
+    }
+
+    /// Found by fuzzing: with ids wrapping around, a transaction that deletes a port and adds
+    /// another must not hand the new port the id it just freed (its queues were lost).
+    #[test]
+    fn an_id_freed_in_a_transaction_is_not_reused_by_it() {
+        let mut c = Config::default();
+        let mut f = Memory { fail_on: None };
+        c.apply(
+            &[node(), pod("a", "10.244.1.2"), pod("b", "10.244.1.3")],
+            2,
+            &mut f,
+        )
+        .unwrap();
+        let err = c
+            .apply(
+                &[Op::DelPort { name: "a".into() }, pod("c", "10.244.1.4")],
+                2,
+                &mut f,
+            )
+            .unwrap_err();
+        assert!(err.contains("max_ports"), "{err}");
+        let ch = c
+            .apply(&[Op::DelPort { name: "a".into() }], 2, &mut f)
+            .unwrap();
+        assert_eq!(ch.removed, vec![0]);
+        let ch = c.apply(&[pod("c", "10.244.1.4")], 2, &mut f).unwrap();
+        assert_eq!(
+            ch.added.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            vec![0]
+        );
+    }
+
+    #[test]
+    fn a_port_added_and_deleted_in_one_transaction_reaches_no_worker() {
+        let mut c = Config::default();
+        let ch = apply(
+            &mut c,
+            &[
+                node(),
+                pod("a", "10.244.1.2"),
+                Op::DelPort { name: "a".into() },
+            ],
+        )
+        .unwrap();
+        assert!(ch.added.is_empty() && ch.removed.is_empty());
+        assert!(c.ports.is_empty());
     }
 }

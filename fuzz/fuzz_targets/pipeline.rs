@@ -1,0 +1,245 @@
+//! Arbitrary frames through the whole pipeline (`parse` → `l2` → `l3`) on the testkit topology.
+//!
+//! Input layout:
+//! - byte 0, bits 0-1: the input port: 0 host, 1 pod A, 2 pod B, 3 a port that does not exist;
+//!   bit 2: the tables have a default route;
+//!   bits 3-6: fix-ups applied to every frame before the run, so the fuzzer reaches l2 and l3
+//!   without having to guess MACs or compute a checksum: 3 source MAC := the input port's peer
+//!   MAC, 4 destination MAC := the gateway's, 5 IPv4 source / ARP sender := the port's bound
+//!   IP, 6 fill the IPv4 header checksum (last, after the other fix-ups);
+//!   bit 7: pod B's MTU comes from byte 1 (68 + 6 * byte 1) instead of 1500.
+//! - byte 1: see bit 7.
+//! - the rest: frames, separated by [`SEPARATOR`], at most [`MAX_BURST`] of them.
+//!
+//! After the run every packet must have a final verdict (`Drop`, or `Output` to a port in the
+//! tables), and every output frame must be one the switch could send: from the gateway MAC to
+//! the output port's peer, a valid IPv4 header (checksum, TTL, and for routed packets the output
+//! MTU) or a valid ARP reply, inside its buffer.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use podswitch_dataplane::batch::{Batch, Next, PortId, MAX_BURST};
+use podswitch_dataplane::buffer::{Pool, BUF_SIZE};
+use podswitch_dataplane::counters::Counters;
+use podswitch_dataplane::pipeline;
+use podswitch_dataplane::tables::{Binding, Tables};
+use podswitch_dataplane::testkit::{self, GW_MAC};
+use podswitch_dataplane::trace::Trace;
+use podswitch_packet::{
+    checksum, ArpOp, ArpPacket, EtherType, EthernetFrame, Icmpv4Packet, Icmpv4Type, IpProtocol,
+    Ipv4Packet, ETHERNET_HEADER_LEN, IPV4_MIN_HEADER_LEN,
+};
+
+/// Frames in the input are separated by these bytes.
+const SEPARATOR: &[u8] = b"PSW|";
+
+/// The input port selected by `3`: no such port in the tables.
+const UNKNOWN_PORT: PortId = 77;
+
+fuzz_target!(|data: &[u8]| {
+    let &[flags, mtu_byte, ref frames @ ..] = data else {
+        return;
+    };
+    let in_port = match flags & 0b11 {
+        0 => testkit::HOST,
+        1 => testkit::POD_A,
+        2 => testkit::POD_B,
+        _ => UNKNOWN_PORT,
+    };
+    let default_route = flags & 1 << 2 != 0;
+    let pod_b_mtu = if flags & 1 << 7 != 0 {
+        68 + 6 * u16::from(mtu_byte)
+    } else {
+        1500
+    };
+    let tables = testkit::tables_with(default_route, pod_b_mtu, 0);
+
+    let frames: Vec<&[u8]> = split(frames).take(MAX_BURST).collect();
+    let mut pool = Pool::new(frames.len());
+    let mut batch = Batch::new();
+    batch.in_port = in_port;
+    let mut inputs = Vec::with_capacity(frames.len());
+    for frame in &frames {
+        let mut buf = pool.get().expect("one buffer per frame");
+        buf.fill(frame);
+        fix_up(buf.frame_mut(), flags, &tables, in_port);
+        inputs.push(buf.frame().to_vec());
+        batch.push(buf).expect("at most MAX_BURST frames");
+    }
+
+    let mut ctr = Counters::new(64);
+    let mut trace = Trace::on();
+    pipeline::run(&mut batch, &tables, &mut ctr, &mut trace);
+
+    let mut dropped = 0u64;
+    for (i, pkt) in batch.iter().enumerate() {
+        assert!(
+            pkt.buf.headroom() + pkt.buf.len() <= BUF_SIZE,
+            "packet {i}: frame window past the buffer: {:?}",
+            pkt.buf
+        );
+        match pkt.meta.next {
+            Next::Drop(_) => dropped += 1,
+            Next::Output(out) => {
+                check_output(i, pkt.buf.frame(), &inputs[i], out, in_port, &tables)
+            }
+            Next::Continue => panic!("packet {i} left the pipeline without a verdict"),
+        }
+    }
+    let counted: u64 = ctr.drops.iter().sum();
+    assert!(
+        counted >= dropped,
+        "{dropped} packets dropped but only {counted} drops counted"
+    );
+    for e in trace.entries() {
+        assert!(e.packet < batch.len(), "trace names packet {}", e.packet);
+    }
+    batch.recycle(&mut pool);
+    assert_eq!(pool.available(), pool.total(), "every buffer came back");
+});
+
+/// The frames in `data`, split at [`SEPARATOR`].
+fn split(mut data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        match data.windows(SEPARATOR.len()).position(|w| w == SEPARATOR) {
+            Some(at) => {
+                let frame = &data[..at];
+                data = &data[at + SEPARATOR.len()..];
+                Some(frame)
+            }
+            None => {
+                done = true;
+                Some(data)
+            }
+        }
+    })
+}
+
+/// Applies the fix-ups `flags` asks for (see the module comment) to one frame.
+fn fix_up(frame: &mut [u8], flags: u8, tables: &Tables, in_port: PortId) {
+    let Some(port) = tables.port(in_port) else {
+        return;
+    };
+    let Ok(mut eth) = EthernetFrame::new_checked(&mut frame[..]) else {
+        return;
+    };
+    if flags & 1 << 3 != 0 {
+        eth.set_src(port.peer_mac);
+    }
+    if flags & 1 << 4 != 0 {
+        eth.set_dst(GW_MAC);
+    }
+    let bound_ip = match port.binding {
+        Binding::Pod { ip } => Some(ip),
+        Binding::Host => None,
+    };
+    let ethertype = eth.ethertype();
+    let payload = eth.payload_mut();
+    if ethertype == EtherType::IPV4 && payload.len() >= IPV4_MIN_HEADER_LEN {
+        let mut ip = Ipv4Packet::new_unchecked(payload);
+        if let (true, Some(addr)) = (flags & 1 << 5 != 0, bound_ip) {
+            ip.set_src(addr);
+        }
+        if flags & 1 << 6 != 0 {
+            ip.fill_checksum();
+        }
+    } else if ethertype == EtherType::ARP {
+        if let (true, Ok(mut arp)) = (flags & 1 << 5 != 0, ArpPacket::new_checked(payload)) {
+            arp.set_sender_hw(port.peer_mac);
+            if let Some(addr) = bound_ip {
+                arp.set_sender_ip(addr);
+            }
+        }
+    }
+}
+
+/// Checks a frame the pipeline wants to send out of `out`.
+fn check_output(
+    i: usize,
+    frame: &[u8],
+    input: &[u8],
+    out: PortId,
+    in_port: PortId,
+    tables: &Tables,
+) {
+    let Some(port) = tables.port(out) else {
+        panic!("packet {i}: output to port {out}, which is not in the tables");
+    };
+    let eth = EthernetFrame::new_checked(frame)
+        .unwrap_or_else(|e| panic!("packet {i}: output frame is no Ethernet frame: {e}"));
+    assert_eq!(
+        eth.src(),
+        GW_MAC,
+        "packet {i}: output frame not from the gateway MAC"
+    );
+    assert_eq!(
+        eth.dst(),
+        port.peer_mac,
+        "packet {i}: output frame not addressed to port {out}'s peer"
+    );
+    match eth.ethertype() {
+        EtherType::IPV4 => {
+            let ip = Ipv4Packet::new_checked(eth.payload())
+                .unwrap_or_else(|e| panic!("packet {i}: output IPv4 header invalid: {e}"));
+            assert!(
+                ip.verify_checksum(),
+                "packet {i}: output IPv4 checksum wrong"
+            );
+            assert_ne!(ip.ttl(), 0, "packet {i}: output with TTL 0");
+            if out != in_port {
+                // Routed (everything else goes back out of the input port): it fits the MTU.
+                assert!(
+                    ip.total_len() <= port.mtu,
+                    "packet {i}: {} bytes routed to port {out} with MTU {}",
+                    ip.total_len(),
+                    port.mtu
+                );
+            }
+            if ip.protocol() == IpProtocol::ICMP && !ip.is_fragment() && out == in_port {
+                check_icmp(i, ip.payload(), input);
+            }
+        }
+        EtherType::ARP => {
+            let arp = ArpPacket::new_checked(eth.payload())
+                .unwrap_or_else(|e| panic!("packet {i}: output ARP invalid: {e}"));
+            assert_eq!(out, in_port, "packet {i}: ARP leaves by another port");
+            assert_eq!(
+                arp.operation(),
+                ArpOp::Reply,
+                "packet {i}: ARP output not a reply"
+            );
+            assert_eq!(
+                arp.sender_hw(),
+                GW_MAC,
+                "packet {i}: ARP reply not for our MAC"
+            );
+        }
+        other => panic!("packet {i}: output frame with EtherType {other}"),
+    }
+}
+
+/// An ICMP message the switch sends back: an error it built (its checksum must verify), or an
+/// echo reply made from the request in place (its checksum must verify if the request's did).
+fn check_icmp(i: usize, icmp: &[u8], input: &[u8]) {
+    let msg = Icmpv4Packet::new_checked(icmp)
+        .unwrap_or_else(|e| panic!("packet {i}: output ICMP invalid: {e}"));
+    let request_valid = || {
+        let ip = Ipv4Packet::new_checked(&input[ETHERNET_HEADER_LEN..]).expect("parse accepted it");
+        checksum::sum(ip.payload()) == 0xFFFF
+    };
+    let must_verify = match msg.msg_type() {
+        t if t.is_error() => true,
+        Icmpv4Type::ECHO_REPLY => request_valid(),
+        t => panic!("packet {i}: the switch sent ICMP type {t}"),
+    };
+    assert!(
+        !must_verify || msg.verify_checksum(),
+        "packet {i}: output ICMP {} checksum does not verify",
+        msg.msg_type()
+    );
+}
