@@ -258,6 +258,7 @@ mod tests {
                 pod: pod.map(Into::into),
             },
             mtu: 1500,
+            netns: None,
             queues: 2,
         }
     }
@@ -289,6 +290,7 @@ mod tests {
                 kind: PortKind::Tap,
                 role: PortRole::Host { mac: None },
                 mtu: 1500,
+                netns: None,
                 queues: 2,
             },
             pod_port(1, "tap-web", Some("default"), Some("web-0")),

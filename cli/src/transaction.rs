@@ -43,6 +43,7 @@ pub fn parse(text: &str) -> Result<Transaction> {
         Some('{') => Ok(serde_json::from_str::<Transaction>(text)?),
         Some('[') => Ok(Transaction {
             generation: None,
+            replace: false,
             ops: serde_json::from_str(text)?,
         }),
         Some(_) => match serde_json::from_str::<serde_json::Value>(text) {
@@ -67,6 +68,7 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 pub fn single(op: Op) -> Transaction {
     Transaction {
         generation: None,
+        replace: false,
         ops: vec![op],
     }
 }
@@ -92,6 +94,7 @@ impl AddPortArgs {
             kind: PortKind::Tap,
             role,
             mtu: self.mtu,
+            netns: None,
         }))
     }
 }

@@ -49,6 +49,12 @@ pub struct Transaction {
     /// The control process numbers its transactions so it can tell what a restarted peer holds.
     #[serde(default)]
     pub generation: Option<u64>,
+    /// When true the ops describe the *whole* configuration: the daemon starts from nothing,
+    /// keeps every existing port whose spec is unchanged as it is (no traffic disturbed), and
+    /// removes whatever the ops do not mention. This is how a (re)started control process
+    /// resynchronises a dataplane whatever it holds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replace: bool,
     /// The operations, applied in order.
     pub ops: Vec<Op>,
 }
@@ -101,6 +107,20 @@ pub struct PortSpec {
     /// Largest IP packet the port carries (the frame may be 14 bytes longer). Default 1500.
     #[serde(default = "default_mtu")]
     pub mtu: u16,
+    /// Where the kernel side of the port lives, when not in the daemon's own namespace: a pod's
+    /// network namespace and the interface name there. Such a tap is persistent: it outlives
+    /// the daemon (the pod keeps its interface), and a restarted daemon re-attaches to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<NetnsAttach>,
+}
+
+/// A port's interface inside another network namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetnsAttach {
+    /// Path of the namespace: `/var/run/netns/NAME` or `/proc/PID/ns/net`.
+    pub path: String,
+    /// Interface name inside it (e.g. `eth0`).
+    pub ifname: String,
 }
 
 /// MTU of a port whose spec does not say.
@@ -238,6 +258,10 @@ pub struct PortInfo {
     pub mtu: u16,
     /// Queues (one per worker).
     pub queues: usize,
+    /// The namespace and interface name of the kernel side, for ports attached to a pod's
+    /// namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<NetnsAttach>,
 }
 
 /// One route.
@@ -333,6 +357,7 @@ mod tests {
     fn apply_request_has_a_readable_wire_form() {
         let req = Request::new(RequestBody::Apply(Transaction {
             generation: Some(3),
+            replace: false,
             ops: vec![Op::AddPort(PortSpec {
                 name: "tap1".into(),
                 kind: PortKind::Tap,
@@ -343,6 +368,7 @@ mod tests {
                     pod: None,
                 },
                 mtu: 1500,
+                netns: None,
             })],
         }));
         let json = serde_json::to_value(&req).unwrap();

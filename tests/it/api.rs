@@ -31,6 +31,7 @@ fn a_failing_transaction_changes_nothing() {
                 pod: None,
             },
             mtu: 1500,
+            netns: None,
         })
     };
     let good = unique("pt");

@@ -185,6 +185,7 @@ impl Node {
                 kind: PortKind::Tap,
                 role: PortRole::Host { mac: None },
                 mtu: 1500,
+                netns: None,
             }),
             route("0.0.0.0/0", RouteTarget::Host),
             route(POD_CIDR, RouteTarget::Unreachable),
@@ -255,6 +256,7 @@ impl Node {
     pub fn apply(&self, ops: Vec<Op>) -> Result<u64, String> {
         match self.request(RequestBody::Apply(Transaction {
             generation: None,
+            replace: false,
             ops,
         })) {
             Response::Applied { generation } => Ok(generation),
@@ -296,6 +298,7 @@ impl Node {
                 pod: None,
             },
             mtu: 1500,
+            netns: None,
         })])
         .unwrap();
         let ns = Netns::new("pswp");

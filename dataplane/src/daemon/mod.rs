@@ -210,6 +210,7 @@ impl Daemon {
                     role,
                     mtu: p.spec.mtu,
                     queues: self.workers.len(),
+                    netns: p.spec.netns.clone(),
                 }
             })
             .collect();

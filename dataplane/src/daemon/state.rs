@@ -379,6 +379,7 @@ mod tests {
                 pod: None,
             },
             mtu: 1500,
+            netns: None,
         })
     }
 
