@@ -55,8 +55,14 @@ pub struct WorkerConfig {
 pub enum Command {
     /// Start polling this queue.
     AddQueue(Box<dyn PortQueue>),
-    /// Stop polling the port, cancel its I/O, drop its queue.
-    RemovePort(PortId),
+    /// Stop polling the port, cancel its I/O, drop its queue; with `release_device`, also let
+    /// a persistent kernel device go (it disappears with its last queue).
+    RemovePort {
+        /// The port.
+        id: PortId,
+        /// Whether the kernel device goes too.
+        release_device: bool,
+    },
     /// Publish counters and answer, once every earlier command is done.
     Sync(Sender<()>),
 }
@@ -265,7 +271,9 @@ impl Worker {
         while let Ok(cmd) = self.commands.try_recv() {
             match cmd {
                 Command::AddQueue(q) => self.add_queue(q),
-                Command::RemovePort(id) => self.remove_port(ring, id),
+                Command::RemovePort { id, release_device } => {
+                    self.remove_port(ring, id, release_device)
+                }
                 Command::Sync(done) => {
                     self.publish();
                     let _ = done.send(());
@@ -291,11 +299,14 @@ impl Worker {
     }
 
     /// Stops polling a port and waits (briefly) for the kernel to return its buffers.
-    fn remove_port(&mut self, ring: &mut Uring, id: PortId) {
+    fn remove_port(&mut self, ring: &mut Uring, id: PortId, release_device: bool) {
         self.active.retain(|&p| p != id);
         let Some(mut queue) = self.ports.get_mut(id as usize).and_then(Option::take) else {
             return;
         };
+        if release_device {
+            queue.release_device();
+        }
         for _ in 0..1000 {
             let done = queue.close(&mut PortIo {
                 pool: &mut self.pool,

@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
     if data.first() == Some(&b'[') {
         if let Ok(ops) = serde_json::from_slice::<Vec<Op>>(data) {
             let mut config = Config::default();
-            apply_and_check(&mut config, &ops, 16, &mut Memory { fail_on: None });
+            apply_and_check(&mut config, &ops, false, 16, &mut Memory { fail_on: None });
         }
         return;
     }
@@ -64,7 +64,9 @@ fn generated(u: &mut Unstructured) -> arbitrary::Result<()> {
         for _ in 0..u.int_in_range(0..=8)? {
             ops.push(through_json(&op(u)?));
         }
-        apply_and_check(&mut config, &ops, max_ports, &mut factory);
+        // A quarter of the transactions describe the whole configuration (replace).
+        let replace = u.ratio(1, 4)?;
+        apply_and_check(&mut config, &ops, replace, max_ports, &mut factory);
     }
     Ok(())
 }
@@ -91,9 +93,15 @@ impl PortFactory for Memory {
     }
 }
 
-fn apply_and_check(config: &mut Config, ops: &[Op], max_ports: usize, factory: &mut Memory) {
+fn apply_and_check(
+    config: &mut Config,
+    ops: &[Op],
+    replace: bool,
+    max_ports: usize,
+    factory: &mut Memory,
+) {
     let before = config.clone();
-    match config.apply(ops, max_ports, factory) {
+    match config.apply(ops, replace, max_ports, factory) {
         Err(_) => assert_eq!(*config, before, "a failed transaction changed the config"),
         Ok(changes) => {
             check_compiled(config);
@@ -216,6 +224,15 @@ fn op(u: &mut Unstructured) -> arbitrary::Result<Op> {
             mtu: {
                 let any = u.arbitrary()?;
                 *u.choose(&[1500, 1500, 68, 67, 9000, 9001, any])?
+            },
+            // A few namespace attachments, so that ports share devices now and then.
+            netns: if u.ratio(1, 3)? {
+                Some(podswitch_proto::NetnsAttach {
+                    path: format!("/run/netns/p{}", u.int_in_range(0..=2)?),
+                    ifname: "eth0".into(),
+                })
+            } else {
+                None
             },
         }),
         5 | 6 => Op::DelPort { name: name(u)? },

@@ -7,4 +7,5 @@
 mod api;
 mod l2;
 mod l3;
+mod restart;
 mod tcp;

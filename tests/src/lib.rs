@@ -12,8 +12,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use podswitch_proto::{
-    read_frame, write_frame, CountersDump, Ipv4Prefix, NodeSpec, Op, PortKind, PortRole, PortSpec,
-    Request, RequestBody, Response, RouteSpec, RouteTarget, Transaction,
+    read_frame, write_frame, CountersDump, Ipv4Prefix, NetnsAttach, NodeSpec, Op, PortKind,
+    PortRole, PortSpec, Request, RequestBody, Response, RouteSpec, RouteTarget, Transaction,
 };
 use std::net::Ipv4Addr;
 use std::os::unix::net::UnixStream;
@@ -163,6 +163,7 @@ pub struct Node {
     /// The daemon's API socket.
     pub socket: PathBuf,
     dir: PathBuf,
+    args: Vec<String>,
 }
 
 impl Node {
@@ -174,7 +175,14 @@ impl Node {
     /// A node whose daemon gets extra flags (e.g. `--workers 2`).
     pub fn with_args(args: &[&str]) -> Node {
         let node = Node::bare(args);
-        node.apply(vec![
+        node.apply(Node::base_ops()).unwrap();
+        node
+    }
+
+    /// The node's own configuration: addressing, host port `psw0`, default route to the host,
+    /// the pod CIDR unreachable (so unassigned pod addresses get an ICMP error).
+    pub fn base_ops() -> Vec<Op> {
+        vec![
             Op::SetNode(NodeSpec {
                 pod_cidr: POD_CIDR.parse().unwrap(),
                 gateway: GATEWAY,
@@ -189,9 +197,20 @@ impl Node {
             }),
             route("0.0.0.0/0", RouteTarget::Host),
             route(POD_CIDR, RouteTarget::Unreachable),
-        ])
-        .unwrap();
-        node
+        ]
+    }
+
+    /// Applies `ops` as the whole configuration (a replace transaction).
+    pub fn replace(&self, ops: Vec<Op>) -> Result<u64, String> {
+        match self.request(RequestBody::Apply(Transaction {
+            generation: None,
+            replace: true,
+            ops,
+        })) {
+            Response::Applied { generation } => Ok(generation),
+            Response::Error { message } => Err(message),
+            other => panic!("unexpected response {other:?}"),
+        }
     }
 
     /// A node whose daemon has been told nothing yet.
@@ -200,25 +219,39 @@ impl Node {
         let dir = std::env::temp_dir().join(unique("podswitch-test-"));
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("dataplane.sock");
-        let log = std::fs::File::create(dir.join("podswitchd.log")).unwrap();
+        let mut node = Node {
+            ns,
+            daemon: None,
+            socket,
+            dir,
+            args: args.iter().map(|a| a.to_string()).collect(),
+        };
+        node.start_daemon();
+        node
+    }
+
+    /// Starts `podswitchd` in the node's namespace (again, after [`Node::kill_daemon`]) and
+    /// waits for its socket. The daemon starts empty: configuration is the caller's to replay.
+    pub fn start_daemon(&mut self) {
+        assert!(self.daemon.is_none(), "the daemon is running");
+        let _ = std::fs::remove_file(&self.socket);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("podswitchd.log"))
+            .unwrap();
         let daemon = Command::new("ip")
-            .args(["netns", "exec", &ns.name])
+            .args(["netns", "exec", &self.ns.name])
             .arg(binary("podswitchd"))
             .arg("--socket")
-            .arg(&socket)
-            .args(args)
+            .arg(&self.socket)
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut node = Node {
-            ns,
-            daemon: Some(daemon),
-            socket,
-            dir,
-        };
-        node.wait_for_socket();
-        node
+        self.daemon = Some(daemon);
+        self.wait_for_socket();
     }
 
     fn wait_for_socket(&mut self) {
@@ -283,40 +316,30 @@ impl Node {
             .count
     }
 
-    /// Attaches a pod with address `10.244.1.{host}`.
+    /// Attaches a pod with address `10.244.1.{host}`: a new namespace whose `eth0` the daemon
+    /// creates (a persistent tap, moved in and renamed by the daemon), configured the way the
+    /// CNI plugin configures pods: a /32 address, an on-link route to the gateway, a default
+    /// route via it.
     pub fn add_pod(&self, host: u8) -> Pod {
+        let ns = Netns::new("pswp");
         let ip = Ipv4Addr::new(10, 244, 1, host);
-        let mac = format!("02:00:0a:f4:01:{host:02x}");
-        let port = unique("pt");
-        self.apply(vec![Op::AddPort(PortSpec {
-            name: port.clone(),
+        let spec = PortSpec {
+            name: unique("pt"),
             kind: PortKind::Tap,
             role: PortRole::Pod {
-                mac: mac.parse().unwrap(),
+                mac: format!("02:00:0a:f4:01:{host:02x}").parse().unwrap(),
                 ip,
                 namespace: None,
                 pod: None,
             },
             mtu: 1500,
-            netns: None,
-        })])
-        .unwrap();
-        let ns = Netns::new("pswp");
-        // The tap was created in the node's namespace; move it into the pod's, as the CNI
-        // plugin will, and configure it the way pods are configured.
-        run(&[
-            "ip",
-            "-n",
-            &self.ns.name,
-            "link",
-            "set",
-            &port,
-            "netns",
-            &ns.name,
-        ]);
+            netns: Some(NetnsAttach {
+                path: ns.path().display().to_string(),
+                ifname: "eth0".into(),
+            }),
+        };
+        self.apply(vec![Op::AddPort(spec.clone())]).unwrap();
         let n = ns.name.as_str();
-        run(&["ip", "-n", n, "link", "set", &port, "name", "eth0"]);
-        run(&["ip", "-n", n, "link", "set", "eth0", "up"]);
         run(&[
             "ip",
             "-n",
@@ -349,7 +372,13 @@ impl Node {
             "via",
             &GATEWAY.to_string(),
         ]);
-        Pod { ns, ip, mac, port }
+        Pod {
+            port: spec.name.clone(),
+            mac: format!("02:00:0a:f4:01:{host:02x}"),
+            ns,
+            ip,
+            spec,
+        }
     }
 
     /// Kills the daemon (SIGKILL) and waits for it.
@@ -379,6 +408,8 @@ pub struct Pod {
     pub mac: String,
     /// The switch port's name.
     pub port: String,
+    /// The port as it was added (to add it again after a daemon restart).
+    pub spec: PortSpec,
 }
 
 /// A static route op.

@@ -136,7 +136,7 @@ impl Daemon {
         let mut config = self.config();
         let mut next = config.clone();
         let mut factory = tap_factory::TapFactory::new(self.workers.len(), self.cfg.rx_depth)?;
-        let changes = next.apply(&tx.ops, self.cfg.max_ports, &mut factory)?;
+        let changes = next.apply(&tx.ops, tx.replace, self.cfg.max_ports, &mut factory)?;
         // New queues first, so no snapshot routes to a port a worker does not poll yet.
         for (_, queues) in changes.added {
             for (worker, queue) in self.workers.iter().zip(queues) {
@@ -147,9 +147,10 @@ impl Daemon {
         next.generation = tx.generation.unwrap_or(config.generation + 1);
         self.tables.store(Arc::new(next.compile(self.switch_mac)));
         // Removed ports last, once no snapshot routes to them.
-        for id in &changes.removed {
+        for &id in &changes.removed {
+            let release_device = !changes.kept_devices.contains(&id);
             for worker in &self.workers {
-                worker.send(Command::RemovePort(*id))?;
+                worker.send(Command::RemovePort { id, release_device })?;
             }
         }
         if !changes.removed.is_empty() {

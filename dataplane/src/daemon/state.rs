@@ -64,23 +64,60 @@ pub struct Changes {
     pub added: Vec<(PortId, Vec<Box<dyn PortQueue>>)>,
     /// Removed ports.
     pub removed: Vec<PortId>,
+    /// Removed ports whose kernel device a port of the new configuration took over (same
+    /// device name in the same namespace): their device must not be released with them.
+    pub kept_devices: Vec<PortId>,
 }
 
 impl Config {
     /// Applies `ops` in order. On error nothing is changed (ports created so far are dropped,
     /// which closes them) and the error names the op and the object.
+    ///
+    /// With `replace`, the ops describe the whole configuration: it is built from nothing, an
+    /// `add_port` identical to a port that exists keeps that port (same id, same queues: its
+    /// traffic is not disturbed), and every port the ops do not keep is removed.
     pub fn apply(
         &mut self,
         ops: &[Op],
+        replace: bool,
         max_ports: usize,
         factory: &mut dyn PortFactory,
     ) -> Result<Changes, String> {
-        let mut next = self.clone();
+        let mut next = if replace {
+            Config {
+                generation: self.generation,
+                next_id: self.next_id,
+                ..Config::default()
+            }
+        } else {
+            self.clone()
+        };
+        let previous = replace.then_some(&self.ports);
         let mut changes = Changes::default();
         for (i, op) in ops.iter().enumerate() {
-            next.apply_one(op, max_ports, factory, &mut changes)
+            next.apply_one(op, max_ports, factory, &mut changes, previous)
                 .map_err(|e| format!("op {} ({}): {e}", i + 1, describe(op)))?;
         }
+        if replace {
+            for (name, old) in &self.ports {
+                if next.ports.get(name).is_none_or(|p| p.id != old.id) {
+                    changes.removed.push(old.id);
+                }
+            }
+        }
+        let old_by_id = |id: PortId| self.ports.values().find(|p| p.id == id);
+        changes.kept_devices = changes
+            .removed
+            .iter()
+            .copied()
+            .filter(|&id| {
+                old_by_id(id).is_some_and(|old| {
+                    next.ports
+                        .values()
+                        .any(|p| p.id != id && device(&p.spec) == device(&old.spec))
+                })
+            })
+            .collect();
         *self = next;
         Ok(changes)
     }
@@ -91,6 +128,7 @@ impl Config {
         max_ports: usize,
         factory: &mut dyn PortFactory,
         changes: &mut Changes,
+        previous: Option<&BTreeMap<String, PortConfig>>,
     ) -> Result<(), String> {
         match op {
             Op::SetNode(node) => self.set_node(node),
@@ -100,9 +138,18 @@ impl Config {
                     .clone()
                     .ok_or("set_node must come before any port")?;
                 self.check_new_port(spec, &node)?;
+                if let Some(same) = previous
+                    .and_then(|p| p.get(&spec.name))
+                    .filter(|p| p.spec == *spec)
+                {
+                    self.ports.insert(spec.name.clone(), same.clone());
+                    return Ok(());
+                }
                 // Ids freed by this transaction stay taken: workers poll those ports until
-                // the transaction is published.
-                let id = self.free_id(max_ports, &changes.removed)?;
+                // the transaction is published. In a replace, so do all the current ones.
+                let mut reserved = changes.removed.clone();
+                reserved.extend(previous.into_iter().flat_map(|p| p.values().map(|p| p.id)));
+                let id = self.free_id(max_ports, &reserved)?;
                 let created = factory.create(id, spec, &node)?;
                 self.ports.insert(
                     spec.name.clone(),
@@ -311,6 +358,14 @@ impl Config {
     }
 }
 
+/// The kernel device behind a port: (namespace path, or `None` for the daemon's own; name).
+fn device(spec: &PortSpec) -> (Option<&str>, &str) {
+    match &spec.netns {
+        Some(a) => (Some(a.path.as_str()), a.ifname.as_str()),
+        None => (None, spec.name.as_str()),
+    }
+}
+
 /// The IP a pod port is bound to.
 pub fn pod_ip(spec: &PortSpec) -> Option<Ipv4Addr> {
     match spec.role {
@@ -384,7 +439,7 @@ mod tests {
     }
 
     fn apply(c: &mut Config, ops: &[Op]) -> Result<Changes, String> {
-        c.apply(ops, 16, &mut Memory { fail_on: None })
+        c.apply(ops, false, 16, &mut Memory { fail_on: None })
     }
 
     #[test]
@@ -421,6 +476,7 @@ mod tests {
         let err = c
             .apply(
                 &[pod("b", "10.244.1.3")],
+                false,
                 16,
                 &mut Memory {
                     fail_on: Some("b".into()),
@@ -510,6 +566,7 @@ mod tests {
         let mut f = Memory { fail_on: None };
         c.apply(
             &[node(), pod("a", "10.244.1.2"), pod("b", "10.244.1.3")],
+            false,
             2,
             &mut f,
         )
@@ -517,16 +574,19 @@ mod tests {
         let err = c
             .apply(
                 &[Op::DelPort { name: "a".into() }, pod("c", "10.244.1.4")],
+                false,
                 2,
                 &mut f,
             )
             .unwrap_err();
         assert!(err.contains("max_ports"), "{err}");
         let ch = c
-            .apply(&[Op::DelPort { name: "a".into() }], 2, &mut f)
+            .apply(&[Op::DelPort { name: "a".into() }], false, 2, &mut f)
             .unwrap();
         assert_eq!(ch.removed, vec![0]);
-        let ch = c.apply(&[pod("c", "10.244.1.4")], 2, &mut f).unwrap();
+        let ch = c
+            .apply(&[pod("c", "10.244.1.4")], false, 2, &mut f)
+            .unwrap();
         assert_eq!(
             ch.added.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
             vec![0]
@@ -547,5 +607,70 @@ mod tests {
         .unwrap();
         assert!(ch.added.is_empty() && ch.removed.is_empty());
         assert!(c.ports.is_empty());
+    }
+
+    #[test]
+    fn replace_keeps_unchanged_ports_and_removes_the_rest() {
+        let mut c = Config::default();
+        apply(
+            &mut c,
+            &[node(), pod("a", "10.244.1.2"), pod("b", "10.244.1.3")],
+        )
+        .unwrap();
+        let (a, b) = (c.ports["a"].id, c.ports["b"].id);
+        let mut f = Memory { fail_on: None };
+        // The whole configuration again, minus b, plus c, with a unchanged.
+        let ch = c
+            .apply(
+                &[node(), pod("a", "10.244.1.2"), pod("c", "10.244.1.4")],
+                true,
+                16,
+                &mut f,
+            )
+            .unwrap();
+        assert_eq!(c.ports["a"].id, a, "a kept its id and queues");
+        assert_eq!(ch.added.len(), 1, "only c is new");
+        assert_ne!(
+            ch.added[0].0, b,
+            "c does not take b's id while b is still polled"
+        );
+        assert_eq!(ch.removed, vec![b]);
+        assert!(ch.kept_devices.is_empty());
+        assert!(!c.ports.contains_key("b"));
+    }
+
+    #[test]
+    fn replace_recreates_a_changed_port_on_the_same_device() {
+        let mut c = Config::default();
+        apply(&mut c, &[node(), pod("a", "10.244.1.2")]).unwrap();
+        let old = c.ports["a"].id;
+        let mut f = Memory { fail_on: None };
+        let ch = c
+            .apply(&[node(), pod("a", "10.244.1.9")], true, 16, &mut f)
+            .unwrap();
+        assert_eq!(ch.removed, vec![old]);
+        assert_eq!(
+            ch.kept_devices,
+            vec![old],
+            "the new port uses the old one's device"
+        );
+        assert_eq!(ch.added.len(), 1);
+    }
+
+    #[test]
+    fn a_failing_replace_changes_nothing() {
+        let mut c = Config::default();
+        apply(&mut c, &[node(), pod("a", "10.244.1.2")]).unwrap();
+        let before = c.clone();
+        let mut f = Memory { fail_on: None };
+        assert!(c
+            .apply(
+                &[node(), pod("a", "10.244.1.2"), pod("b", "10.244.1.2")],
+                true,
+                16,
+                &mut f
+            )
+            .is_err());
+        assert_eq!(c, before);
     }
 }

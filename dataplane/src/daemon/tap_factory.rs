@@ -1,12 +1,20 @@
 //! Creates tap ports for the daemon: opens one queue per worker and configures the kernel side
 //! through rtnetlink (MAC, MTU, address of the host port, link up).
+//!
+//! A port with a `netns` attachment lives in a pod's namespace under the pod's interface name,
+//! and is persistent, so the pod keeps its interface (and its addresses and routes) when the
+//! daemon dies. Creating such a port first looks for that interface: if it is there, the daemon
+//! re-attaches to it (a restart); otherwise it creates the tap in its own namespace under the
+//! port's name, makes it persistent, moves it into the pod's namespace and renames it.
 
 use super::state::{CreatedPort, PortFactory};
 use crate::batch::{PortId, MAX_BURST};
 use crate::ports::{tap, PortQueue};
-use podswitch_netlink::Netlink;
+use podswitch_netlink::{in_netns, Netlink};
 use podswitch_packet::MacAddr;
-use podswitch_proto::{NodeSpec, PortRole, PortSpec};
+use podswitch_proto::{NetnsAttach, NodeSpec, PortRole, PortSpec};
+use std::os::fd::OwnedFd;
+use std::path::Path;
 
 pub(super) struct TapFactory {
     netlink: Netlink,
@@ -23,6 +31,121 @@ impl TapFactory {
             rx_depth,
         })
     }
+
+    /// A tap in the daemon's namespace (the host port, and pod ports without a namespace).
+    fn local(
+        &mut self,
+        spec: &PortSpec,
+        node: &NodeSpec,
+    ) -> Result<(Vec<OwnedFd>, MacAddr), String> {
+        let name = &spec.name;
+        let fds =
+            tap::open(name, self.queues).map_err(|e| format!("creating tap {name:?}: {e}"))?;
+        let nl = &mut self.netlink;
+        let index = link(nl, name)?;
+        match &spec.role {
+            PortRole::Pod { mac, .. } | PortRole::Host { mac: Some(mac) } => {
+                nl.link_set_mac(index, mac.0).map_err(text)?
+            }
+            PortRole::Host { mac: None } => {}
+        }
+        nl.link_set_mtu(index, u32::from(spec.mtu)).map_err(text)?;
+        if let PortRole::Host { .. } = spec.role {
+            nl.addr_replace_v4(index, node.gateway, node.pod_cidr.len)
+                .map_err(text)?;
+        }
+        nl.link_set_up(index).map_err(text)?;
+        let mac = MacAddr(nl.link_mac(index).map_err(text)?);
+        Ok((fds, mac))
+    }
+
+    /// A persistent tap inside a pod's namespace: re-attached if it exists, created otherwise.
+    fn in_pod(
+        &mut self,
+        spec: &PortSpec,
+        attach: &NetnsAttach,
+        mac: MacAddr,
+    ) -> Result<Vec<OwnedFd>, String> {
+        let path = Path::new(&attach.path);
+        let ifname = attach.ifname.as_str();
+        let queues = self.queues;
+        // A restart: the pod still has its interface. TUNSETIFF by name works only in the
+        // namespace the device is in, so open the queues from inside it.
+        let existing = in_pod_netns(path, || {
+            let mut nl = Netlink::new().map_err(text)?;
+            match nl.link_index(ifname).map_err(text)? {
+                Some(_) => tap::open(ifname, queues).map(Some).map_err(|e| {
+                    format!("{ifname} exists but is not a podswitch tap ({e}); remove it or pick another interface name")
+                }),
+                None => Ok(None),
+            }
+        })?;
+        let fds = match existing {
+            Some(fds) => fds,
+            None => self.create_in_pod(spec, path, ifname)?,
+        };
+        in_pod_netns(path, || {
+            let mut nl = Netlink::new().map_err(text)?;
+            let index = link(&mut nl, ifname)?;
+            nl.link_set_mac(index, mac.0).map_err(text)?;
+            nl.link_set_mtu(index, u32::from(spec.mtu)).map_err(text)?;
+            nl.link_set_up(index).map_err(text)
+        })
+        .map_err(|e| format!("configuring {ifname} in {}: {e}", attach.path))?;
+        Ok(fds)
+    }
+
+    fn create_in_pod(
+        &mut self,
+        spec: &PortSpec,
+        path: &Path,
+        ifname: &str,
+    ) -> Result<Vec<OwnedFd>, String> {
+        let name = &spec.name;
+        let fds =
+            tap::open(name, self.queues).map_err(|e| format!("creating tap {name:?}: {e}"))?;
+        let nl = &mut self.netlink;
+        let moved = (|| -> Result<(), String> {
+            tap::set_persist(&fds[0], true).map_err(|e| format!("making it persistent: {e}"))?;
+            let index = link(nl, name)?;
+            let netns = std::fs::File::open(path)
+                .map_err(|e| format!("opening {}: {e}", path.display()))?;
+            nl.link_set_netns_fd(index, &netns).map_err(text)?;
+            in_pod_netns(path, || {
+                let mut nl = Netlink::new().map_err(text)?;
+                let index = link(&mut nl, name)?;
+                nl.link_rename(index, ifname).map_err(text)
+            })
+        })();
+        if let Err(e) = moved {
+            // Undo persistence so the device disappears with these queues, wherever it is now.
+            let _ = tap::set_persist(&fds[0], false);
+            return Err(format!(
+                "moving tap {name:?} into {} as {ifname}: {e}",
+                path.display()
+            ));
+        }
+        Ok(fds)
+    }
+}
+
+fn text(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// The index of link `name`, which must exist.
+fn link(nl: &mut Netlink, name: &str) -> Result<u32, String> {
+    nl.link_index(name)
+        .map_err(text)?
+        .ok_or_else(|| format!("link {name} vanished"))
+}
+
+/// Runs `f` inside the namespace at `path`.
+fn in_pod_netns<R: Send>(
+    path: &Path,
+    f: impl FnOnce() -> Result<R, String> + Send,
+) -> Result<R, String> {
+    in_netns(path, f).map_err(|e| format!("entering {}: {e}", path.display()))?
 }
 
 impl PortFactory for TapFactory {
@@ -32,28 +155,13 @@ impl PortFactory for TapFactory {
         spec: &PortSpec,
         node: &NodeSpec,
     ) -> Result<CreatedPort, String> {
-        let name = &spec.name;
-        let fds =
-            tap::open(name, self.queues).map_err(|e| format!("creating tap {name:?}: {e}"))?;
-        let nl = &mut self.netlink;
-        let index = nl
-            .link_index(name)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("tap {name:?} vanished right after creation"))?;
-        let configure = |nl: &mut Netlink| -> Result<MacAddr, podswitch_netlink::Error> {
-            match &spec.role {
-                PortRole::Pod { mac, .. } => nl.link_set_mac(index, mac.0)?,
-                PortRole::Host { mac: Some(mac) } => nl.link_set_mac(index, mac.0)?,
-                PortRole::Host { mac: None } => {}
+        let (fds, peer_mac) = match (&spec.netns, &spec.role) {
+            (Some(attach), PortRole::Pod { mac, .. }) => (self.in_pod(spec, attach, *mac)?, *mac),
+            (Some(_), PortRole::Host { .. }) => {
+                return Err("the host port lives in the daemon's namespace; drop \"netns\"".into())
             }
-            nl.link_set_mtu(index, u32::from(spec.mtu))?;
-            if let PortRole::Host { .. } = spec.role {
-                nl.addr_replace_v4(index, node.gateway, node.pod_cidr.len)?;
-            }
-            nl.link_set_up(index)?;
-            Ok(MacAddr(nl.link_mac(index)?))
+            (None, _) => self.local(spec, node)?,
         };
-        let peer_mac = configure(nl).map_err(|e| format!("configuring tap {name:?}: {e}"))?;
         let queues = fds
             .into_iter()
             .map(|fd| {

@@ -40,6 +40,10 @@ pub trait PortQueue: Send + std::fmt::Debug {
     /// A completion of a request this queue issued on the worker's ring.
     fn complete(&mut self, _io: &mut PortIo<'_>, _token: Token, _result: i32) {}
 
+    /// Lets the kernel device behind the port go once its last queue closes (undoes
+    /// persistence). Called once, by one worker, when the port is deleted for good.
+    fn release_device(&mut self) {}
+
     /// Starts tearing down: cancels outstanding requests. Returns true once nothing is in
     /// flight and the queue can be dropped.
     fn close(&mut self, _io: &mut PortIo<'_>) -> bool {

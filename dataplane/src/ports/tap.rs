@@ -238,6 +238,12 @@ impl PortQueue for TapQueue {
         }
     }
 
+    fn release_device(&mut self) {
+        // Harmless on a device that was never persistent. A failure leaves a persistent tap
+        // behind, which the next start re-attaches to or `ip link del` removes.
+        let _ = set_persist(&self.fd, false);
+    }
+
     fn close(&mut self, io: &mut PortIo<'_>) -> bool {
         self.stopped = true;
         for buf in self.rx_ready.drain(..) {
