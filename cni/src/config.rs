@@ -1,0 +1,349 @@
+//! The network config the runtime streams on stdin (spec 1.1 §"Plugin configuration objects",
+//! with the runtime's additions: `runtimeConfig`, `prevResult`, `cni.dev/valid-attachments`).
+//! Fields podswitch does not use (`ipam`, `dns`, `capabilities`, ...) are ignored, as the spec
+//! allows plugin-specific keys.
+
+use crate::result::{code, CniError};
+use crate::version::CniVersion;
+use podswitch_proto::control::{AttachmentId, DEFAULT_CONTROL_SOCKET};
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// Smallest MTU an IPv4 link may have (RFC 791: every host must handle 68-byte datagrams).
+const MIN_MTU: u64 = 68;
+
+/// A validated network config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetConf {
+    /// The version every answer is written in.
+    pub cni_version: CniVersion,
+    /// The network's name.
+    pub name: String,
+    /// `type`: the executable name the runtime ran; any value is accepted, since the runtime
+    /// already picked this binary by it (it is `podswitch` or `podswitch-cni` depending on how
+    /// the binary was installed).
+    pub plugin_type: Option<String>,
+    /// Where podswitch-control listens.
+    pub control_socket: PathBuf,
+    /// MTU for the pod's interface, if the config sets one.
+    pub mtu: Option<u16>,
+    /// `runtimeConfig.portMappings`: parsed and validated, not acted on yet — hostPort support
+    /// arrives with Services, which own the NAT tables it needs.
+    pub port_mappings: Vec<PortMapping>,
+    /// `prevResult`: the result of the previous ADD (CHECK, DEL, chained ADD), raw.
+    pub prev_result: Option<Value>,
+    /// `args`: accepted and ignored (conventions' `args.cni`; nothing podswitch uses).
+    pub args: Option<Value>,
+    /// `cni.dev/valid-attachments` (GC).
+    pub valid_attachments: Option<Vec<AttachmentId>>,
+}
+
+/// One `runtimeConfig.portMappings` entry. containerd writes `hostPort`, some runtimes (and
+/// CNI's own Go types before tags) `HostPort`; both spellings of every key are accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PortMapping {
+    /// Port on the node.
+    #[serde(rename = "hostPort", alias = "HostPort")]
+    pub host_port: u16,
+    /// Port in the pod.
+    #[serde(rename = "containerPort", alias = "ContainerPort")]
+    pub container_port: u16,
+    /// `tcp`, `udp` or `sctp`.
+    #[serde(default, alias = "Protocol")]
+    pub protocol: Option<String>,
+    /// Node address to bind, when not all.
+    #[serde(default, rename = "hostIP", alias = "HostIP")]
+    pub host_ip: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawConf {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    plugin_type: Option<String>,
+    #[serde(rename = "controlSocket")]
+    control_socket: Option<String>,
+    mtu: Option<u64>,
+    #[serde(rename = "runtimeConfig")]
+    runtime_config: Option<RuntimeConfig>,
+    #[serde(rename = "prevResult")]
+    prev_result: Option<Value>,
+    args: Option<Value>,
+    #[serde(rename = "cni.dev/valid-attachments")]
+    valid_attachments: Option<Vec<ValidAttachment>>,
+}
+
+#[derive(Deserialize)]
+struct RuntimeConfig {
+    #[serde(rename = "portMappings")]
+    port_mappings: Option<Vec<PortMapping>>,
+}
+
+#[derive(Deserialize)]
+struct ValidAttachment {
+    #[serde(rename = "containerID")]
+    container_id: String,
+    ifname: String,
+}
+
+impl NetConf {
+    /// Parses stdin. Not JSON: code 6. No or an unsupported `cniVersion`: code 1 (a config
+    /// without one is 0.1.0 by the spec's rule). JSON of the wrong shape, no `name`, or an
+    /// impossible MTU: code 7.
+    pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
+        if stdin.iter().all(u8::is_ascii_whitespace) {
+            return Err(CniError::new(
+                code::DECODE_FAILURE,
+                "stdin is empty: the runtime must stream the network config on stdin",
+            ));
+        }
+        let value: Value = serde_json::from_slice(stdin).map_err(|e| {
+            CniError::new(
+                code::DECODE_FAILURE,
+                "the network config on stdin is not valid JSON",
+            )
+            .with_details(e.to_string())
+        })?;
+        let Value::Object(object) = &value else {
+            return Err(CniError::new(
+                code::DECODE_FAILURE,
+                "the network config on stdin is not a JSON object",
+            ));
+        };
+        let cni_version = match object.get("cniVersion") {
+            None => {
+                return Err(CniError::new(
+                    code::INCOMPATIBLE_VERSION,
+                    format!(
+                        "the network config has no cniVersion, which means 0.1.0; \
+                         podswitch-cni supports {}",
+                        CniVersion::supported_list()
+                    ),
+                ))
+            }
+            Some(Value::String(v)) => CniVersion::parse(v).ok_or_else(|| {
+                CniError::new(
+                    code::INCOMPATIBLE_VERSION,
+                    format!(
+                        "cniVersion {v:?} is not supported; podswitch-cni supports {}",
+                        CniVersion::supported_list()
+                    ),
+                )
+            })?,
+            Some(other) => {
+                return Err(CniError::new(
+                    code::INVALID_CONFIG,
+                    format!("cniVersion must be a string such as \"1.0.0\", not {other}"),
+                ))
+            }
+        };
+        let raw: RawConf = serde_json::from_value(value).map_err(|e| {
+            CniError::new(code::INVALID_CONFIG, "the network config is invalid")
+                .with_details(e.to_string())
+        })?;
+        let name = raw
+            .name
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| CniError::new(code::INVALID_CONFIG, "the network config has no name"))?;
+        let mtu = raw.mtu.map(validate_mtu).transpose()?;
+        Ok(NetConf {
+            cni_version,
+            name,
+            plugin_type: raw.plugin_type,
+            control_socket: PathBuf::from(
+                raw.control_socket
+                    .unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.to_string()),
+            ),
+            mtu,
+            port_mappings: raw
+                .runtime_config
+                .and_then(|rc| rc.port_mappings)
+                .unwrap_or_default(),
+            prev_result: raw.prev_result,
+            args: raw.args,
+            valid_attachments: raw.valid_attachments.map(|list| {
+                list.into_iter()
+                    .map(|a| AttachmentId {
+                        container_id: a.container_id,
+                        ifname: a.ifname,
+                    })
+                    .collect()
+            }),
+        })
+    }
+}
+
+fn validate_mtu(mtu: u64) -> Result<u16, CniError> {
+    u16::try_from(mtu)
+        .ok()
+        .filter(|&m| u64::from(m) >= MIN_MTU)
+        .ok_or_else(|| {
+            CniError::new(
+                code::INVALID_CONFIG,
+                format!("mtu {mtu} is out of range: an IPv4 link's MTU is {MIN_MTU} to 65535"),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<NetConf, CniError> {
+        NetConf::parse(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn spec_example_plugin_config_parses_ignoring_foreign_keys() {
+        // The shape of the spec's example (1.1 §"Example configuration"), as one plugin's
+        // config: plugin-specific keys and the ipam/dns sections are podswitch's to ignore.
+        let conf = parse(json!({
+            "cniVersion": "1.1.0",
+            "name": "dbnet",
+            "type": "podswitch",
+            "bridge": "cni0",
+            "keyA": ["some more", "plugin specific", "configuration"],
+            "ipam": {"type": "host-local", "subnet": "10.1.0.0/16", "gateway": "10.1.0.1",
+                     "routes": [{"dst": "0.0.0.0/0"}]},
+            "dns": {"nameservers": ["10.1.0.1"]},
+            "capabilities": {"portMappings": true}
+        }))
+        .unwrap();
+        assert_eq!(conf.cni_version, CniVersion::V1_1_0);
+        assert_eq!(conf.name, "dbnet");
+        assert_eq!(conf.plugin_type.as_deref(), Some("podswitch"));
+        assert_eq!(conf.control_socket, PathBuf::from(DEFAULT_CONTROL_SOCKET));
+        assert_eq!(conf.mtu, None);
+        assert!(conf.port_mappings.is_empty() && conf.prev_result.is_none());
+    }
+
+    #[test]
+    fn control_socket_mtu_and_args_are_read() {
+        let conf = parse(json!({
+            "cniVersion": "0.4.0", "name": "podswitch", "type": "podswitch",
+            "controlSocket": "/tmp/c.sock", "mtu": 1450,
+            "args": {"cni": {"labels": [{"key": "app", "value": "web"}]}}
+        }))
+        .unwrap();
+        assert_eq!(conf.cni_version, CniVersion::V0_4_0);
+        assert_eq!(conf.control_socket, PathBuf::from("/tmp/c.sock"));
+        assert_eq!(conf.mtu, Some(1450));
+        assert!(conf.args.is_some());
+    }
+
+    #[test]
+    fn port_mappings_accept_both_key_spellings() {
+        let conf = parse(json!({
+            "cniVersion": "1.0.0", "name": "n", "type": "podswitch",
+            "runtimeConfig": {
+                "portMappings": [
+                    {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
+                    {"HostPort": 5353, "ContainerPort": 53, "Protocol": "udp", "HostIP": "192.0.2.1"}
+                ],
+                "bandwidth": {"ingressRate": 1000}
+            }
+        }))
+        .unwrap();
+        assert_eq!(
+            conf.port_mappings,
+            vec![
+                PortMapping {
+                    host_port: 8080,
+                    container_port: 80,
+                    protocol: Some("tcp".into()),
+                    host_ip: None
+                },
+                PortMapping {
+                    host_port: 5353,
+                    container_port: 53,
+                    protocol: Some("udp".into()),
+                    host_ip: Some("192.0.2.1".into())
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn null_port_mappings_are_none_and_bad_ports_are_code_7() {
+        let conf = parse(json!({"cniVersion": "1.0.0", "name": "n",
+                                "runtimeConfig": {"portMappings": null}}))
+        .unwrap();
+        assert!(conf.port_mappings.is_empty());
+        let err = parse(json!({"cniVersion": "1.0.0", "name": "n",
+            "runtimeConfig": {"portMappings": [{"hostPort": 70000, "containerPort": 80}]}}))
+        .unwrap_err();
+        assert_eq!(err.code, code::INVALID_CONFIG);
+    }
+
+    #[test]
+    fn valid_attachments_become_attachment_ids() {
+        let conf = parse(json!({"cniVersion": "1.1.0", "name": "n",
+            "cni.dev/valid-attachments": [{"containerID": "c1", "ifname": "eth0"}]}))
+        .unwrap();
+        assert_eq!(
+            conf.valid_attachments,
+            Some(vec![AttachmentId {
+                container_id: "c1".into(),
+                ifname: "eth0".into()
+            }])
+        );
+        let err = parse(json!({"cniVersion": "1.1.0", "name": "n",
+            "cni.dev/valid-attachments": [{"containerID": "c1"}]}))
+        .unwrap_err();
+        assert_eq!(
+            err.code,
+            code::INVALID_CONFIG,
+            "an entry without ifname is refused"
+        );
+    }
+
+    #[test]
+    fn malformed_or_empty_stdin_is_code_6() {
+        for stdin in [&b"{\"cniVersion\": \"1.0.0\","[..], b"", b"  \n", b"[1,2]"] {
+            let err = NetConf::parse(stdin).unwrap_err();
+            assert_eq!(
+                err.code,
+                code::DECODE_FAILURE,
+                "{}",
+                String::from_utf8_lossy(stdin)
+            );
+        }
+    }
+
+    #[test]
+    fn missing_or_unsupported_version_is_code_1() {
+        for v in [
+            json!({"name": "n"}),
+            json!({"cniVersion": "0.2.0", "name": "n"}),
+            json!({"cniVersion": "2.0.0", "name": "n"}),
+        ] {
+            let err = parse(v).unwrap_err();
+            assert_eq!(err.code, code::INCOMPATIBLE_VERSION);
+            assert!(
+                err.msg.contains("0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_shapes_missing_name_and_bad_mtu_are_code_7() {
+        for v in [
+            json!({"cniVersion": 1.0, "name": "n"}),
+            json!({"cniVersion": "1.0.0"}),
+            json!({"cniVersion": "1.0.0", "name": ""}),
+            json!({"cniVersion": "1.0.0", "name": "n", "mtu": "1500"}),
+            json!({"cniVersion": "1.0.0", "name": "n", "mtu": 67}),
+            json!({"cniVersion": "1.0.0", "name": "n", "mtu": 65536}),
+            json!({"cniVersion": "1.0.0", "name": "n", "controlSocket": 5}),
+        ] {
+            assert_eq!(
+                parse(v.clone()).unwrap_err().code,
+                code::INVALID_CONFIG,
+                "{v}"
+            );
+        }
+    }
+}
