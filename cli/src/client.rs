@@ -1,11 +1,15 @@
-//! One request, one response over podswitchd's unix socket, with errors that say what to do.
+//! One request, one response over a daemon's unix socket (podswitchd's or podswitch-control's),
+//! with errors that say what to do.
 //!
 //! The connection is opened per command: the CLI asks one thing and exits, so there is nothing
-//! to keep open. A [`Response::Error`] is a normal answer here; `commands` turns it into the
-//! CLI's error.
+//! to keep open. Both daemons frame messages the same way; only the message types and the
+//! names in the errors differ. An error response is a normal answer here; `commands` turns it
+//! into the CLI's error.
 
 use anyhow::{anyhow, Context, Result};
+use podswitch_proto::control::{ControlRequest, ControlRequestBody, ControlResponse};
 use podswitch_proto::{read_frame, write_frame, FrameError, Request, RequestBody, Response};
+use serde::{de::DeserializeOwned, Serialize};
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -15,43 +19,86 @@ use std::time::Duration;
 /// this bound only keeps a wedged daemon from hanging a script forever.
 pub const ANSWER_TIMEOUT_SECS: u64 = 30;
 
-/// Connects to the daemon at `socket`, sends `body` and returns its answer.
+/// The daemon at the other end of a socket, as errors name it.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The process's name.
+    pub name: &'static str,
+    /// The podswitchctl flag that points at its socket.
+    pub flag: &'static str,
+}
+
+/// `podswitchd`, at `--socket`.
+pub const DATAPLANE: Peer = Peer {
+    name: "podswitchd",
+    flag: "--socket",
+};
+
+/// `podswitch-control`, at `--control-socket`.
+pub const CONTROL: Peer = Peer {
+    name: "podswitch-control",
+    flag: "--control-socket",
+};
+
+/// Connects to podswitchd at `socket`, sends `body` and returns its answer.
 pub fn request(socket: &Path, body: RequestBody) -> Result<Response> {
-    let stream = connect(socket)?;
+    round_trip(DATAPLANE, socket, &Request::new(body))
+}
+
+/// Connects to podswitch-control at `socket`, sends `body` and returns its answer.
+pub fn control_request(socket: &Path, body: ControlRequestBody) -> Result<ControlResponse> {
+    round_trip(CONTROL, socket, &ControlRequest::new(body))
+}
+
+fn round_trip<Q: Serialize, A: DeserializeOwned>(peer: Peer, socket: &Path, req: &Q) -> Result<A> {
+    let stream = connect(peer, socket)?;
     let timeout = Some(Duration::from_secs(ANSWER_TIMEOUT_SECS));
     stream
         .set_read_timeout(timeout)
         .and_then(|()| stream.set_write_timeout(timeout))
         .context("setting the socket timeout")?;
-    exchange(stream, &Request::new(body))
+    exchange(peer, stream, req)
 }
 
-fn connect(socket: &Path) -> Result<UnixStream> {
+fn connect(peer: Peer, socket: &Path) -> Result<UnixStream> {
     UnixStream::connect(socket).map_err(|e| {
         let hint = match e.kind() {
-            io::ErrorKind::PermissionDenied => "the socket is root-only; run podswitchctl as root",
-            _ => "is podswitchd running? (--socket to point elsewhere)",
+            io::ErrorKind::PermissionDenied => {
+                "the socket is root-only; run podswitchctl as root".to_string()
+            }
+            _ => format!(
+                "is {} running? ({} to point elsewhere)",
+                peer.name, peer.flag
+            ),
         };
         anyhow!(
-            "cannot connect to podswitchd at {}: {} — {hint}",
+            "cannot connect to {} at {}: {} — {hint}",
+            peer.name,
             socket.display(),
             os_error_text(&e)
         )
     })
 }
 
-/// Writes `req` on `stream` and reads the one response.
-pub fn exchange<S: Read + Write>(mut stream: S, req: &Request) -> Result<Response> {
-    write_frame(&mut stream, req).map_err(|e| describe(e, "sending the request to podswitchd"))?;
-    read_frame(&mut stream).map_err(|e| describe(e, "reading podswitchd's answer"))
+/// Writes `req` on `stream` and reads the one response from `peer`.
+pub fn exchange<S: Read + Write, Q: Serialize, A: DeserializeOwned>(
+    peer: Peer,
+    mut stream: S,
+    req: &Q,
+) -> Result<A> {
+    let sending = format!("sending the request to {}", peer.name);
+    write_frame(&mut stream, req).map_err(|e| describe(peer, e, &sending))?;
+    let reading = format!("reading {}'s answer", peer.name);
+    read_frame(&mut stream).map_err(|e| describe(peer, e, &reading))
 }
 
-fn describe(e: FrameError, doing: &str) -> anyhow::Error {
+fn describe(peer: Peer, e: FrameError, doing: &str) -> anyhow::Error {
+    let name = peer.name;
     match e {
-        FrameError::Closed => anyhow!("podswitchd closed the connection without answering"),
+        FrameError::Closed => anyhow!("{name} closed the connection without answering"),
         FrameError::Decode(e) => anyhow!(
             "{doing}: the answer is not a response this podswitchctl understands ({e}); \
-             are podswitchctl and podswitchd from the same release?"
+             are podswitchctl and {name} from the same release?"
         ),
         FrameError::Io(e)
             if matches!(
@@ -59,7 +106,7 @@ fn describe(e: FrameError, doing: &str) -> anyhow::Error {
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
             ) =>
         {
-            anyhow!("{doing}: podswitchd did not answer within {ANSWER_TIMEOUT_SECS} s")
+            anyhow!("{doing}: {name} did not answer within {ANSWER_TIMEOUT_SECS} s")
         }
         FrameError::Io(e) => anyhow!("{doing}: {}", os_error_text(&e)),
         e @ FrameError::TooLarge(_) => anyhow!("{doing}: {e}"),
@@ -90,7 +137,8 @@ mod tests {
             write_frame(&mut server, &Response::Applied { generation: 9 }).unwrap();
             req
         });
-        let resp = exchange(client, &Request::new(RequestBody::Routes)).unwrap();
+        let resp: Response =
+            exchange(DATAPLANE, client, &Request::new(RequestBody::Routes)).unwrap();
         assert!(
             matches!(resp, Response::Applied { generation: 9 }),
             "{resp:?}"
@@ -106,7 +154,8 @@ mod tests {
         let daemon = std::thread::spawn(move || {
             let _: Request = read_frame(&mut server).unwrap();
         });
-        let err = exchange(client, &Request::new(RequestBody::Status)).unwrap_err();
+        let err = exchange::<_, _, Response>(DATAPLANE, client, &Request::new(RequestBody::Status))
+            .unwrap_err();
         daemon.join().unwrap();
         assert_eq!(
             err.to_string(),
@@ -122,6 +171,37 @@ mod tests {
             err,
             "cannot connect to podswitchd at /nonexistent/podswitch/dataplane.sock: \
              No such file or directory — is podswitchd running? (--socket to point elsewhere)"
+        );
+    }
+
+    #[test]
+    fn control_requests_carry_the_version_and_errors_name_podswitch_control() {
+        let (client, mut server) = UnixStream::pair().unwrap();
+        let control = std::thread::spawn(move || {
+            let req: ControlRequest = read_frame(&mut server).unwrap();
+            write_frame(&mut server, &ControlResponse::Detached).unwrap();
+            req
+        });
+        let resp: ControlResponse = exchange(
+            CONTROL,
+            client,
+            &ControlRequest::new(ControlRequestBody::Pods),
+        )
+        .unwrap();
+        assert!(matches!(resp, ControlResponse::Detached), "{resp:?}");
+        let req = control.join().unwrap();
+        assert_eq!(req.version, PROTOCOL_VERSION);
+        assert!(matches!(req.body, ControlRequestBody::Pods));
+
+        let path = Path::new("/nonexistent/podswitch/control.sock");
+        let err = control_request(path, ControlRequestBody::Status)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "cannot connect to podswitch-control at /nonexistent/podswitch/control.sock: \
+             No such file or directory — is podswitch-control running? \
+             (--control-socket to point elsewhere)"
         );
     }
 }

@@ -1,11 +1,15 @@
-//! What each verb asks podswitchd, and how the answer is shown.
+//! What each verb asks podswitchd, and how the answer is shown; `control` does the same for
+//! the verbs podswitch-control answers, and `install_cni` is the one verb that asks no daemon.
 //!
 //! Every verb is one request and one response. A [`Response::Error`] becomes this CLI's error
 //! with the daemon's message unchanged (main prints it as `podswitchctl: <message>` and exits
 //! 1); any other response than the one asked for means the two sides disagree about the
 //! protocol, and says so.
 
-use crate::{client, render, transaction, Cli, Command, DpCommand, Output};
+mod control;
+
+use crate::manifests::{self, Verb};
+use crate::{client, install_cni, render, transaction, Cli, Command, DpCommand, Output};
 use anyhow::{anyhow, Result};
 use podswitch_proto::{Op, RequestBody, Response, Transaction};
 use serde::Serialize;
@@ -14,6 +18,7 @@ use std::path::Path;
 /// Runs the command `cli` describes and returns what to print on stdout.
 pub fn execute(cli: &Cli) -> Result<String> {
     let socket = cli.socket.as_path();
+    let control_socket = cli.control_socket.as_path();
     let out = cli.output;
     match &cli.command {
         Command::Status => {
@@ -65,6 +70,20 @@ pub fn execute(cli: &Cli) -> Result<String> {
                 DpCommand::SetNode(a) => transaction::single(a.to_op()),
             };
             apply(socket, out, tx)
+        }
+        Command::Get(what) => control::get(control_socket, out, what),
+        Command::Apply(a) => {
+            let body = manifests::request(Verb::Apply, &a.file, std::io::stdin().lock())?;
+            control::change(control_socket, out, body)
+        }
+        Command::Delete(a) => {
+            let body = manifests::request(Verb::Delete, &a.file, std::io::stdin().lock())?;
+            control::change(control_socket, out, body)
+        }
+        Command::ControlStatus => control::status(control_socket, out),
+        Command::InstallCni(args) => {
+            let installed = install_cni::run(args, control_socket)?;
+            show(out, &installed, install_cni::render)
         }
     }
 }

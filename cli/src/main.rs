@@ -1,19 +1,23 @@
 //! `podswitchctl`: the operator CLI. This file holds the flags and nothing else; `commands`
-//! decides what each verb asks the daemon and how the answer is shown.
+//! decides what each verb asks the daemons and how the answer is shown.
 
 mod client;
 mod commands;
+mod input;
+mod install_cni;
+mod manifests;
 mod render;
 mod transaction;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use podswitch_proto::control::DEFAULT_CONTROL_SOCKET;
 use podswitch_proto::{Ipv4Prefix, MacAddr, DEFAULT_DATAPLANE_SOCKET};
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Operator CLI for podswitch: inspect and drive podswitchd.
+/// Operator CLI for podswitch: inspect and drive podswitchd and podswitch-control.
 #[derive(Debug, Parser)]
 #[command(name = "podswitchctl", version)]
 pub struct Cli {
@@ -27,6 +31,17 @@ pub struct Cli {
         default_value = DEFAULT_DATAPLANE_SOCKET
     )]
     pub socket: PathBuf,
+
+    /// podswitch-control's unix socket; `install-cni` writes it into the CNI config.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "PATH",
+        env = "PODSWITCH_CONTROL_SOCKET",
+        default_value = DEFAULT_CONTROL_SOCKET
+    )]
+    pub control_socket: PathBuf,
 
     /// Output format: `table` for people, `json` for scripts.
     #[arg(
@@ -76,6 +91,81 @@ pub enum Command {
     /// the only source of these changes.
     #[command(subcommand)]
     Dp(DpCommand),
+    /// Objects podswitch-control holds.
+    #[command(subcommand)]
+    Get(GetCommand),
+    /// Apply Kubernetes manifests (multi-document YAML) through podswitch-control.
+    ///
+    /// One transaction: every object is accepted, or none is and the error names the object
+    /// and field.
+    Apply(ManifestArgs),
+    /// Delete the objects Kubernetes manifests name, through podswitch-control: all or none.
+    Delete(ManifestArgs),
+    /// podswitch-control's node, generation, dataplane sync state, pods and addresses.
+    ControlStatus,
+    /// Install the CNI plugin and its network config for the container runtime.
+    ///
+    /// Copies the plugin into every --bin-dir as `podswitch` (the file name a runtime looks
+    /// up for `"type": "podswitch"`) and writes CONF_DIR/10-podswitch.conflist naming
+    /// --control-socket. Each file is written under a temporary name and renamed into place,
+    /// so a runtime never sees half of one. Running it again replaces both.
+    InstallCni(InstallCniArgs),
+}
+
+/// `podswitchctl get ...`.
+#[derive(Debug, Subcommand)]
+pub enum GetCommand {
+    /// Attached pods: address, MAC, switch port, container, interface and labels.
+    #[command(alias = "pod", alias = "po")]
+    Pods,
+    /// Not available yet: arrives with Services support in podswitch-control.
+    #[command(alias = "service", alias = "svc")]
+    Services,
+    /// Not available yet: arrives with NetworkPolicy support in podswitch-control.
+    #[command(alias = "policy", alias = "netpol")]
+    Policies,
+}
+
+/// `-f FILE|-` of `apply` and `delete`.
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    /// The manifest file, or `-` for stdin.
+    #[arg(short = 'f', long = "filename", value_name = "FILE|-")]
+    pub file: PathBuf,
+}
+
+/// Flags of `install-cni`.
+#[derive(Debug, Args)]
+pub struct InstallCniArgs {
+    /// A directory the runtime takes CNI plugins from; repeat for several.
+    #[arg(
+        long = "bin-dir",
+        value_name = "DIR",
+        default_values = install_cni::DEFAULT_BIN_DIRS
+    )]
+    pub bin_dirs: Vec<PathBuf>,
+    /// The directory the runtime reads network configs from.
+    #[arg(long, value_name = "DIR", default_value = install_cni::DEFAULT_CONF_DIR)]
+    pub conf_dir: PathBuf,
+    /// The plugin to install [default: `podswitch-cni` next to podswitchctl's executable].
+    #[arg(long, value_name = "PATH")]
+    pub cni_binary: Option<PathBuf>,
+    /// The network's name in the config.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = install_cni::DEFAULT_NETWORK_NAME,
+        value_parser = install_cni::parse_network_name
+    )]
+    pub name: String,
+    /// The config's cniVersion: one podswitch-cni speaks.
+    #[arg(
+        long,
+        value_name = "V",
+        default_value = install_cni::DEFAULT_CNI_VERSION,
+        value_parser = install_cni::CNI_VERSIONS
+    )]
+    pub cni_version: String,
 }
 
 /// `podswitchctl dp ...`: each verb sends one transaction.

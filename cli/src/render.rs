@@ -1,7 +1,10 @@
 //! Tables for people: aligned columns under a header row, widths computed from the cells.
 //!
 //! Text columns are left-aligned and numbers right-aligned; columns are two spaces apart and no
-//! line carries trailing spaces, so the output diffs and greps cleanly.
+//! line carries trailing spaces, so the output diffs and greps cleanly. This file renders
+//! podswitchd's answers; `control` renders podswitch-control's.
+
+pub mod control;
 
 use podswitch_proto::{
     CountersDump, NeighborInfo, PortInfo, PortKind, PortRole, RouteInfo, RouteOrigin, RouteTarget,
@@ -85,18 +88,22 @@ pub fn status(s: &Status) -> String {
         }
         None => "not set (podswitchctl dp set-node)".to_string(),
     };
-    let facts = [
+    key_values(&[
         ("protocol", s.version.to_string()),
         ("generation", s.generation.to_string()),
         ("workers", s.workers.to_string()),
         ("node", node),
         ("ports", s.ports.to_string()),
         ("routes", s.routes.to_string()),
-    ];
+    ])
+}
+
+/// One `key  value` line per fact, the values aligned.
+pub fn key_values(facts: &[(&str, String)]) -> String {
     let width = facts.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     facts
         .iter()
-        .map(|(k, v)| format!("{k:width$}  {v}\n"))
+        .map(|(k, v)| format!("{k:width$}  {v}").trim_end().to_string() + "\n")
         .collect()
 }
 

@@ -5,7 +5,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use podswitch_proto::{
     NodeSpec, Op, PortKind, PortRole, PortSpec, RouteSpec, RouteTarget, Transaction,
 };
-use std::io::Read;
 use std::path::Path;
 
 /// The MTU a port gets when none is given: the protocol's own default.
@@ -16,23 +15,8 @@ const EXPECTED: &str =
 
 /// Reads a transaction from `file`, or from stdin when `file` is `-`.
 pub fn read(file: &Path) -> Result<Transaction> {
-    let (name, text) = if file == Path::new("-") {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("cannot read the transaction from stdin")?;
-        ("stdin".to_string(), text)
-    } else {
-        let text = std::fs::read_to_string(file).map_err(|e| {
-            anyhow!(
-                "cannot read the transaction file {}: {}",
-                file.display(),
-                crate::client::os_error_text(&e)
-            )
-        })?;
-        (file.display().to_string(), text)
-    };
-    parse(&text).with_context(|| format!("{name} is not a valid transaction"))
+    let input = crate::input::read(file, "transaction", std::io::stdin().lock())?;
+    parse(&input.text).with_context(|| format!("{} is not a valid transaction", input.source))
 }
 
 /// Parses a transaction: an object with `ops` (and optionally `generation`), or a bare array of
