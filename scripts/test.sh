@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -eq 0 ]; then
     ./scripts/install-deps.sh
+    ./scripts/install-containerd.sh
 else
     echo "warning: not root: integration tests will be skipped" >&2
 fi

@@ -10,6 +10,7 @@
 //! root; without it [`root_or_skip`] says so loudly and the test returns early.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+pub mod containerd;
 
 use podswitch_proto::{
     read_frame, write_frame, CountersDump, Ipv4Prefix, NetnsAttach, NodeSpec, Op, PortKind,

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the real-container-runtime test (podswitch-tests' `containerd` module) needs,
+# only the packages that are missing. Root. Idempotent.
+#
+#   containerd                   1.6.x: the runtime, driven through its CRI API (kubelet's path)
+#   runc                         the OCI runtime containerd uses (crun fails on this kernel)
+#   containernetworking-plugins  /usr/lib/cni: loopback (always called by the CRI plugin),
+#                                bridge and host-local (the reference network of the smoke test)
+#   busybox-static               the pause image is built from it locally: no image registry
+#   iptables                     a dependency of containernetworking-plugins (bridge/portmap)
+#   iproute2, iputils-ping, util-linux: ip, ping, nsenter/mount/umount used by the tests
+#
+# Nothing is started here: the tests run their own containerd with a private config, root,
+# state and socket (tests/src/containerd.rs). On a machine with systemd the package starts
+# its own containerd.service with the default config; the tests neither use nor touch it.
+set -euo pipefail
+[ "$(id -u)" -eq 0 ] || { echo "install-containerd.sh: run it as root" >&2; exit 1; }
+need=()
+for pkg in containerd runc containernetworking-plugins busybox-static iptables iproute2 \
+    iputils-ping util-linux; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing: ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+for f in /usr/bin/containerd /usr/bin/ctr /usr/sbin/runc /usr/lib/cni/loopback \
+    /usr/lib/cni/bridge /usr/lib/cni/host-local /bin/busybox; do
+    [ -x "$f" ] || { echo "install-containerd.sh: $f missing after install" >&2; exit 1; }
+done
