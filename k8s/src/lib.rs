@@ -1,1 +1,38 @@
-//! placeholder
+//! Kubernetes manifests for podswitch: multi-document YAML in, validated [`Object`]s out.
+//!
+//! This is the first step of an `apply`: [`parse_manifests`] turns the user's YAML into typed
+//! `k8s-openapi` objects (Namespace, Pod, Service, EndpointSlice, Endpoints, NetworkPolicy,
+//! Node), rejecting with one [`ManifestError`] anything Kubernetes would reject that podswitch
+//! reads: names, labels, selectors, ports, protocols, IPs and CIDRs, unknown fields,
+//! duplicates. The control process compiles what comes out into tables; it never sees YAML.
+//!
+//! Invariants: this crate does no I/O and knows nothing of tables, the dataplane or the
+//! protocol. Every [`Object`] it returns has a name, a namespace exactly when its kind is
+//! namespaced (`"default"` when the manifest gave none), and CIDRs in canonical form.
+//!
+//! ```
+//! let objects = podswitch_k8s::parse_manifests(
+//!     "apiVersion: v1\nkind: Pod\nmetadata: {name: web, labels: {app: web}}\n",
+//! )?;
+//! assert_eq!(objects[0].key().to_string(), "pod default/web");
+//! # Ok::<(), podswitch_k8s::ManifestError>(())
+//! ```
+
+mod decode;
+mod error;
+mod names;
+mod net;
+mod object;
+mod parse;
+mod validate;
+
+pub use error::{FieldPath, ManifestError, ManifestErrorKind};
+pub use object::{labels, pod_labels, Object, ObjectKey};
+pub use parse::parse_manifests;
+
+/// The k8s-openapi this crate's types come from (feature `v1_37`), so callers name the same
+/// types without depending on a second copy.
+pub use k8s_openapi;
+pub use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service};
+pub use k8s_openapi::api::discovery::v1::EndpointSlice;
+pub use k8s_openapi::api::networking::v1::NetworkPolicy;

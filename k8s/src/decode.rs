@@ -1,0 +1,357 @@
+//! One object of a document: `apiVersion`/`kind` → k8s-openapi type → namespace defaulting
+//! → validation, with every problem named by its field path.
+//!
+//! Unknown fields: k8s-openapi's `Deserialize` impls skip unknown keys with `IgnoredAny` rather
+//! than failing. `serde_ignored` reports every such skip with its path, which is exact where a
+//! serialize-and-compare round trip is not (a misspelt field set to `null` disappears in both).
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::Invalid;
+use crate::object::{kind_info, KindInfo, KINDS};
+use crate::{validate, FieldPath, ManifestError, ManifestErrorKind, Object};
+
+/// One JSON object, as [`Object::from_json`] reads it.
+pub(crate) fn object_from_json(json: &str) -> Result<Object, ManifestError> {
+    let value: Value = serde_json::from_str(json).map_err(|e| {
+        ManifestError::new(
+            1,
+            None,
+            FieldPath::root(),
+            ManifestErrorKind::Syntax,
+            format!("not valid JSON: {e}"),
+        )
+    })?;
+    object_from_value(value)
+}
+
+pub(crate) fn object_from_value(value: Value) -> Result<Object, ManifestError> {
+    decode_object(1, &value, &FieldPath::root())
+}
+
+/// One object, found at `at` in document `number`.
+pub(crate) fn decode_object(
+    number: usize,
+    value: &Value,
+    at: &FieldPath,
+) -> Result<Object, ManifestError> {
+    decode_checked(value).map_err(|invalid| {
+        ManifestError::new(
+            number,
+            raw_identity(value),
+            at.join(&invalid.path),
+            invalid.kind,
+            invalid.message,
+        )
+    })
+}
+
+fn decode_checked(value: &Value) -> Result<Object, Invalid> {
+    let root = FieldPath::root();
+    if !value.is_object() {
+        return Err(Invalid::new(
+            ManifestErrorKind::Syntax,
+            root,
+            format!(
+                "a manifest must be a mapping with apiVersion and kind, not {}",
+                describe(value)
+            ),
+        ));
+    }
+    let api_version = header_field(value, "apiVersion")?;
+    let kind = header_field(value, "kind")?;
+    let Some(info) = kind_info(kind) else {
+        let accepted: Vec<&str> = KINDS.iter().map(|k| k.kind).collect();
+        let message = if kind == "List" {
+            "a List may only be a whole document, not inside another List".to_string()
+        } else {
+            format!(
+                "{kind:?} is not supported; podswitch accepts {} and {}",
+                accepted[..accepted.len() - 1].join(", "),
+                accepted[accepted.len() - 1],
+            )
+        };
+        return Err(Invalid::new(
+            ManifestErrorKind::Unsupported,
+            root.field("kind"),
+            message,
+        ));
+    };
+    if api_version != info.api_version {
+        return Err(Invalid::new(
+            ManifestErrorKind::Unsupported,
+            root.field("apiVersion"),
+            format!(
+                "{api_version:?} is not the apiVersion of {kind}; use {}",
+                info.api_version
+            ),
+        ));
+    }
+    let mut object = match info.kind {
+        "Namespace" => Object::Namespace(typed(value)?),
+        "Pod" => Object::Pod(typed(value)?),
+        "Service" => Object::Service(typed(value)?),
+        "Endpoints" => Object::Endpoints(typed(value)?),
+        "EndpointSlice" => Object::EndpointSlice(typed(value)?),
+        "NetworkPolicy" => Object::NetworkPolicy(typed(value)?),
+        _ => Object::Node(typed(value)?),
+    };
+    set_scope(&mut object, info)?;
+    validate::object(&object)?;
+    Ok(object)
+}
+
+/// `apiVersion` or `kind`: a non-empty string.
+fn header_field<'v>(value: &'v Value, name: &str) -> Result<&'v str, Invalid> {
+    let path = FieldPath::root().field(name);
+    match value.get(name) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        None | Some(Value::Null) | Some(Value::String(_)) => Err(Invalid::new(
+            ManifestErrorKind::Unsupported,
+            path,
+            "is required",
+        )),
+        Some(other) => Err(Invalid::new(
+            ManifestErrorKind::Type,
+            path,
+            format!("must be a string, not {}", describe(other)),
+        )),
+    }
+}
+
+/// Deserializes into a k8s-openapi type, reporting type errors and then unknown fields with
+/// their paths.
+fn typed<T: DeserializeOwned>(value: &Value) -> Result<T, Invalid> {
+    let mut unknown: Option<FieldPath> = None;
+    let mut note_unknown = |path: serde_ignored::Path<'_>| {
+        if unknown.is_none() {
+            unknown = Some(ignored_path(&path));
+        }
+    };
+    let result: Result<T, _> = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
+        value,
+        &mut note_unknown,
+    ));
+    let typed = result.map_err(|e| {
+        Invalid::new(
+            ManifestErrorKind::Type,
+            tracked_path(e.path()),
+            e.inner().to_string(),
+        )
+    })?;
+    match unknown {
+        Some(path) => Err(Invalid::new(
+            ManifestErrorKind::UnknownField,
+            path,
+            "unknown field (check its spelling and indentation)",
+        )),
+        None => Ok(typed),
+    }
+}
+
+fn ignored_path(path: &serde_ignored::Path<'_>) -> FieldPath {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => FieldPath::root(),
+        Path::Seq { parent, index } => ignored_path(parent).index(*index),
+        Path::Map { parent, key } => ignored_path(parent).key(key),
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => ignored_path(parent),
+    }
+}
+
+fn tracked_path(path: &serde_path_to_error::Path) -> FieldPath {
+    use serde_path_to_error::Segment;
+    path.iter()
+        .fold(FieldPath::root(), |out, segment| match segment {
+            Segment::Seq { index } => out.index(*index),
+            Segment::Map { key } => out.key(key),
+            Segment::Enum { variant } => out.key(variant),
+            Segment::Unknown => out,
+        })
+}
+
+/// Namespaced kinds get `"default"` when they name none; cluster-scoped kinds may not name one.
+fn set_scope(object: &mut Object, info: KindInfo) -> Result<(), Invalid> {
+    let meta = object.metadata_mut();
+    let empty = meta.namespace.as_deref().is_none_or(str::is_empty);
+    if info.namespaced {
+        if empty {
+            meta.namespace = Some("default".into());
+        }
+    } else if empty {
+        meta.namespace = None;
+    } else {
+        return Err(Invalid::new(
+            ManifestErrorKind::Invalid,
+            FieldPath::root().field("metadata").field("namespace"),
+            format!(
+                "{} is cluster-scoped and has no namespace; remove metadata.namespace",
+                info.kind
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `Kind namespace/name` of a decoded object.
+pub(crate) fn identity(object: &Object) -> String {
+    format_identity(object.kind(), object.namespace(), object.name())
+}
+
+/// The identity as far as the raw document tells it, for errors raised before (or while)
+/// it becomes an [`Object`].
+fn raw_identity(value: &Value) -> Option<String> {
+    let kind = value.get("kind")?.as_str().filter(|k| !k.is_empty())?;
+    let metadata = value.get("metadata");
+    let text = |field: &str| {
+        metadata
+            .and_then(|m| m.get(field))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let name = text("name").unwrap_or_default();
+    let namespace = match kind_info(kind) {
+        Some(info) if info.namespaced => Some(text("namespace").unwrap_or("default")),
+        Some(_) => None,
+        None => text("namespace"),
+    };
+    Some(format_identity(kind, namespace, name))
+}
+
+fn format_identity(kind: &str, namespace: Option<&str>, name: &str) -> String {
+    match (namespace, name) {
+        (_, "") => kind.to_string(),
+        (Some(namespace), name) => format!("{kind} {namespace}/{name}"),
+        (None, name) => format!("{kind} {name}"),
+    }
+}
+
+fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_manifests;
+    use crate::validate::error_of;
+
+    #[test]
+    fn unknown_fields_are_named_with_their_path() {
+        let err = parse_manifests(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containres: []\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, ManifestErrorKind::UnknownField);
+        assert_eq!(
+            err.to_string(),
+            "document 1 (Pod default/web): spec.containres: unknown field (check its spelling and indentation)"
+        );
+        assert_eq!(
+            error_of("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  ports:\n  - port: 80\n    targetport: 8080\n"),
+            "document 1 (Service default/web): spec.ports[0].targetport: unknown field (check its spelling and indentation)"
+        );
+        // A misspelt field set to null is still caught.
+        assert_eq!(
+            error_of("apiVersion: v1\nkind: Node\nmetadata: {name: n1, lables: ~}\n"),
+            "document 1 (Node n1): metadata.lables: unknown field (check its spelling and indentation)"
+        );
+        // A field indented one level too deep.
+        assert_eq!(
+            error_of("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  spec: {}\n"),
+            "document 1 (Namespace shop): metadata.spec: unknown field (check its spelling and indentation)"
+        );
+        assert_eq!(
+            error_of("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\nextra: 1\n"),
+            "document 1 (Namespace shop): extra: unknown field (check its spelling and indentation)"
+        );
+    }
+
+    #[test]
+    fn api_version_must_match_the_kind() {
+        let err =
+            parse_manifests("apiVersion: apps/v1\nkind: Pod\nmetadata: {name: web}\n").unwrap_err();
+        assert_eq!(err.kind, ManifestErrorKind::Unsupported);
+        assert_eq!(
+            err.to_string(),
+            "document 1 (Pod default/web): apiVersion: \"apps/v1\" is not the apiVersion of Pod; use v1"
+        );
+        assert_eq!(
+            error_of("apiVersion: extensions/v1beta1\nkind: NetworkPolicy\nmetadata: {name: p}\n"),
+            "document 1 (NetworkPolicy default/p): apiVersion: \"extensions/v1beta1\" is not the apiVersion of NetworkPolicy; use networking.k8s.io/v1"
+        );
+        assert_eq!(
+            error_of("apiVersion: discovery.k8s.io/v1beta1\nkind: EndpointSlice\nmetadata: {name: s}\naddressType: IPv4\n"),
+            "document 1 (EndpointSlice default/s): apiVersion: \"discovery.k8s.io/v1beta1\" is not the apiVersion of EndpointSlice; use discovery.k8s.io/v1"
+        );
+    }
+
+    #[test]
+    fn unsupported_kinds_and_missing_headers_are_named() {
+        assert_eq!(
+            error_of("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"),
+            "document 1 (Deployment web): kind: \"Deployment\" is not supported; podswitch accepts Namespace, Pod, Service, Endpoints, EndpointSlice, NetworkPolicy and Node"
+        );
+        assert_eq!(
+            error_of("kind: Pod\nmetadata: {name: web}\n"),
+            "document 1 (Pod default/web): apiVersion: is required"
+        );
+        assert_eq!(
+            error_of("apiVersion: v1\nmetadata: {name: web}\n"),
+            "document 1: kind: is required"
+        );
+        assert_eq!(
+            error_of("apiVersion: 1\nkind: Pod\n"),
+            "document 1 (Pod): apiVersion: must be a string, not a number"
+        );
+    }
+
+    #[test]
+    fn cluster_scoped_kinds_cannot_have_a_namespace() {
+        assert_eq!(
+            error_of("apiVersion: v1\nkind: Node\nmetadata: {name: node-1, namespace: default}\n"),
+            "document 1 (Node node-1): metadata.namespace: Node is cluster-scoped and has no namespace; remove metadata.namespace"
+        );
+        assert_eq!(
+            error_of("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, namespace: shop}\n"),
+            "document 1 (Namespace shop): metadata.namespace: Namespace is cluster-scoped and has no namespace; remove metadata.namespace"
+        );
+        // An empty namespace is no namespace.
+        let objects =
+            parse_manifests("apiVersion: v1\nkind: Node\nmetadata: {name: n, namespace: \"\"}\n")
+                .unwrap();
+        assert_eq!(objects[0].namespace(), None);
+    }
+
+    #[test]
+    fn kind_table_matches_k8s_openapi() {
+        use crate::{EndpointSlice, Endpoints, Namespace, NetworkPolicy, Node, Pod, Service};
+        let objects = [
+            Object::from(Namespace::default()),
+            Object::from(Pod::default()),
+            Object::from(Service::default()),
+            Object::from(EndpointSlice::default()),
+            Object::from(Endpoints::default()),
+            Object::from(NetworkPolicy::default()),
+            Object::from(Node::default()),
+        ];
+        assert_eq!(objects.len(), KINDS.len());
+        for object in objects {
+            let info = kind_info(object.kind()).unwrap();
+            assert_eq!(
+                (info.api_version, info.namespaced),
+                (object.api_version(), object.is_namespaced())
+            );
+        }
+    }
+}
