@@ -8,7 +8,7 @@
 # (batch refill + pipeline::run), refill (refill alone; pipeline - refill = the stages).
 #
 # Usage: benches/callgrind.sh [N] [BURST]      (defaults 1000000 and 32)
-# Env:   CARGO_TARGET_DIR (default /tmp/tgt-bench), OUT (default $CARGO_TARGET_DIR/callgrind),
+# Env:   CARGO_TARGET_DIR (default: the workspace target/), OUT (default $CARGO_TARGET_DIR/callgrind),
 #        REUSE=1 to report from the profiles already in $OUT instead of running valgrind again.
 set -euo pipefail
 
