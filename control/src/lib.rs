@@ -1,5 +1,49 @@
-//! podswitch-control: owns the node's desired state (pods, IPAM, manifests), compiles it into
-//! the dataplane's tables and feeds `podswitchd` over its socket; also home of the CNI plugin.
+//! podswitch-control: the node's source of truth. It owns the desired state (attached pods,
+//! IPAM, applied Kubernetes manifests) in an embedded database, compiles it into
+//! `podswitchd`'s configuration and keeps the dataplane at that configuration across restarts
+//! of either process; it serves the CNI plugin and `podswitchctl` on its own socket.
 //!
-//! Not built yet: the dataplane foundation comes first, and today a test harness or the demo
-//! script drives `podswitchd`'s socket directly. See ARCHITECTURE.md, "What comes next".
+//! Bottom up — a module uses only those above it in this list:
+//!
+//! | module | role |
+//! |---|---|
+//! | [`config`] | `ControlConfig` (TOML + flags), checked into `Settings` |
+//! | [`store`] | the redb state database: pods, ipam, objects, meta (generation) |
+//! | [`ipam`] | address allocation over the store's view (pure) |
+//! | [`compile`] | pods + settings → one replace `Transaction`; port names, MACs (pure) |
+//! | [`dataplane`] | the `Dataplane` trait and its unix-socket client |
+//! | [`podnet`] | the `PodNetwork` trait: address/routes inside a pod's namespace (netlink) |
+//! | [`sync`] | the thread that owns the dataplane connection: resync, `push_now` |
+//! | [`control`] | `Control`: state + dispatch, status, pods |
+//! | `cni`, `manifests` | the handlers (methods of `Control`) |
+//! | [`api`] | the socket server |
+//!
+//! Invariants: control never touches a packet; the database is the truth (the dataplane's
+//! tables and the pods' interfaces are derived from it and restored from it); every state
+//! change is one database transaction and bumps the generation when it changes what the
+//! dataplane should hold.
+
+// Tests may panic on what they did not expect; the library itself may not (workspace lints).
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod api;
+mod cni;
+pub mod compile;
+pub mod config;
+pub mod control;
+pub mod dataplane;
+pub mod ipam;
+mod manifests;
+pub mod podnet;
+pub mod store;
+pub mod sync;
+
+#[cfg(test)]
+mod testkit;
+
+pub use control::{Control, Failure};
+
+/// One line on stderr, prefixed with the program name (the service manager adds time stamps).
+pub fn log(message: &str) {
+    eprintln!("podswitch-control: {message}");
+}

@@ -1,0 +1,131 @@
+//! `podswitch-control`: parses flags and the config file, opens the state database, starts
+//! the sync with `podswitchd` and serves the control socket.
+
+use anyhow::Context;
+use clap::Parser;
+use podswitch_control::config::ControlConfig;
+use podswitch_control::dataplane::SocketDataplane;
+use podswitch_control::podnet::NetlinkPodNetwork;
+use podswitch_control::store::Store;
+use podswitch_control::{api, Control};
+use podswitch_proto::Ipv4Prefix;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The podswitch control process: pods, IPAM and manifests, fed to podswitchd.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Flags {
+    /// TOML config file (flags override it).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Kubernetes node name (default: the hostname).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The node's pod CIDR, e.g. 10.244.1.0/24 (required here or in the config file).
+    #[arg(long)]
+    pod_cidr: Option<Ipv4Prefix>,
+    /// The cluster's Service CIDR.
+    #[arg(long)]
+    service_cidr: Option<Ipv4Prefix>,
+    /// The cluster's pod CIDR.
+    #[arg(long)]
+    cluster_cidr: Option<Ipv4Prefix>,
+    /// The node's own IP.
+    #[arg(long)]
+    node_ip: Option<Ipv4Addr>,
+    /// The pods' gateway (default: first host address of the pod CIDR).
+    #[arg(long)]
+    gateway: Option<Ipv4Addr>,
+    /// Directory of the state database.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// podswitchd's socket.
+    #[arg(long)]
+    dataplane_socket: Option<PathBuf>,
+    /// This process's socket.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Name of the host port (tap in the node's namespace).
+    #[arg(long)]
+    host_port: Option<String>,
+    /// Default MTU of pod interfaces and the host port.
+    #[arg(long)]
+    mtu: Option<u16>,
+    /// Resync period in milliseconds.
+    #[arg(long)]
+    resync_interval_ms: Option<u64>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+impl Flags {
+    /// Overrides the file's values with the flags given.
+    fn apply(self, cfg: &mut ControlConfig) {
+        macro_rules! set {
+            ($($field:ident),*) => {$(
+                if let Some(v) = self.$field {
+                    cfg.$field = v;
+                }
+            )*};
+        }
+        macro_rules! set_opt {
+            ($($field:ident),*) => {$(
+                if let Some(v) = self.$field {
+                    cfg.$field = Some(v);
+                }
+            )*};
+        }
+        set!(
+            node_name,
+            service_cidr,
+            cluster_cidr,
+            state_dir,
+            dataplane_socket,
+            socket,
+            host_port,
+            mtu,
+            resync_interval_ms
+        );
+        set_opt!(pod_cidr, node_ip, gateway);
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let flags = Flags::parse();
+    let mut cfg = match &flags.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            ControlConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => ControlConfig::default(),
+    };
+    let print_config = flags.print_config;
+    flags.apply(&mut cfg);
+    let settings = cfg.settings()?;
+    if print_config {
+        print!("{}", toml::to_string(&cfg.resolved()?)?);
+        return Ok(());
+    }
+    let store = Arc::new(Store::open(&settings.state_dir)?);
+    let listener = api::bind(&settings.socket)?;
+    podswitch_control::log(&format!(
+        "node {} pod CIDR {} gateway {}; state {}; serving {}",
+        settings.node_name,
+        settings.pod_cidr,
+        settings.gateway,
+        store.path().display(),
+        settings.socket.display()
+    ));
+    let dataplane = Box::new(SocketDataplane::new(&settings.dataplane_socket));
+    let control = Arc::new(Control::start(
+        settings,
+        store,
+        dataplane,
+        Arc::new(NetlinkPodNetwork),
+    ));
+    api::serve(control, listener)
+}

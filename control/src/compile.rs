@@ -1,0 +1,177 @@
+//! Desired state → dataplane configuration. [`compile`] turns the node settings and the
+//! attached pods into one transaction that describes `podswitchd`'s *whole* configuration
+//! (`replace: true`), numbered with control's generation; `podswitchd` keeps every port whose
+//! spec is unchanged and removes what the transaction does not mention, so pushing it is safe
+//! whatever the dataplane held before.
+//!
+//! Also here: how a pod's switch port is named and which MAC its interface gets, both fixed at
+//! CNI ADD time and stored in the pod's record.
+
+use crate::config::Settings;
+use crate::store::PodRecord;
+use podswitch_proto::{
+    MacAddr, NetnsAttach, NodeSpec, Op, PortKind, PortRole, PortSpec, RouteSpec, RouteTarget,
+    Transaction,
+};
+use std::net::Ipv4Addr;
+
+/// The switch port name of an attachment: `psw` + the first 12 hex digits (the high 48 bits) of
+/// the FNV-1a-64 hash of `container_id/ifname`. 15 bytes, the longest interface name Linux
+/// takes (the port is a tap device created under this name before it moves into the pod);
+/// deterministic, so the same attachment always gets the same port, also across restarts of
+/// either process. Two attachments colliding in 48 bits is refused at ADD time.
+pub fn port_name(attachment_key: &str) -> String {
+    let hash = fnv1a64(attachment_key.as_bytes());
+    format!("psw{:012x}", hash >> 16)
+}
+
+/// FNV-1a, 64-bit (offset basis 0xcbf29ce484222325, prime 0x100000001b3).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The MAC of a pod interface with address `ip` unless the runtime asked for one:
+/// `0a:58:` followed by the four octets of the address, the OVN-Kubernetes convention
+/// (locally administered, unicast, unique as long as the address is).
+pub fn pod_mac(ip: Ipv4Addr) -> MacAddr {
+    let [a, b, c, d] = ip.octets();
+    MacAddr::new(0x0a, 0x58, a, b, c, d)
+}
+
+/// The whole dataplane configuration for `pods` (in the given order; callers pass them sorted
+/// by attachment key), as one replace transaction numbered `generation`:
+/// the node's addressing, the host port, a default route to the host, the pod CIDR
+/// unreachable (so unassigned pod addresses get ICMP host unreachable instead of bouncing to
+/// the host), then one port per pod, attached to the pod's namespace.
+pub fn compile<'a>(
+    settings: &Settings,
+    generation: u64,
+    pods: impl IntoIterator<Item = &'a PodRecord>,
+) -> Transaction {
+    let mut ops = vec![
+        Op::SetNode(NodeSpec {
+            pod_cidr: settings.pod_cidr,
+            gateway: settings.gateway,
+            gateway_mac: None,
+        }),
+        Op::AddPort(PortSpec {
+            name: settings.host_port.clone(),
+            kind: PortKind::Tap,
+            role: PortRole::Host { mac: None },
+            mtu: settings.mtu,
+            netns: None,
+        }),
+        Op::AddRoute(RouteSpec {
+            prefix: podswitch_proto::Ipv4Prefix {
+                addr: Ipv4Addr::UNSPECIFIED,
+                len: 0,
+            },
+            target: RouteTarget::Host,
+        }),
+        Op::AddRoute(RouteSpec {
+            prefix: settings.pod_cidr,
+            target: RouteTarget::Unreachable,
+        }),
+    ];
+    ops.extend(
+        pods.into_iter()
+            .map(|pod| Op::AddPort(pod_port(settings, pod))),
+    );
+    Transaction {
+        generation: Some(generation),
+        replace: true,
+        ops,
+    }
+}
+
+/// The switch port of one pod.
+pub fn pod_port(settings: &Settings, pod: &PodRecord) -> PortSpec {
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    PortSpec {
+        name: pod.port.clone(),
+        kind: PortKind::Tap,
+        role: PortRole::Pod {
+            mac: pod.mac,
+            ip: pod.ip,
+            namespace: non_empty(&pod.namespace),
+            pod: non_empty(&pod.name),
+        },
+        mtu: pod.mtu.unwrap_or(settings.mtu),
+        netns: Some(NetnsAttach {
+            path: pod.netns.clone(),
+            ifname: pod.ifname.clone(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit;
+
+    #[test]
+    fn fnv1a64_matches_the_reference_vectors() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn port_names_are_15_bytes_and_deterministic() {
+        let a = port_name("abc/eth0");
+        assert_eq!(a.len(), 15);
+        assert!(a.starts_with("psw"));
+        assert_eq!(a, port_name("abc/eth0"));
+        assert_ne!(a, port_name("abc/eth1"));
+        assert_eq!(port_name("a"), "pswaf63dc4c8601");
+    }
+
+    #[test]
+    fn pod_mac_embeds_the_address() {
+        assert_eq!(
+            pod_mac(Ipv4Addr::new(10, 244, 1, 2)).to_string(),
+            "0a:58:0a:f4:01:02"
+        );
+    }
+
+    #[test]
+    fn two_pods_compile_to_one_ordered_replace_transaction() {
+        let s = testkit::settings();
+        let a = testkit::pod("aaa", [10, 244, 1, 2]);
+        let mut b = testkit::pod("bbb", [10, 244, 1, 3]);
+        b.mtu = Some(1400);
+        let tx = compile(&s, 7, [&a, &b]);
+        assert_eq!(tx.generation, Some(7));
+        assert!(tx.replace);
+        let json = serde_json::to_value(&tx.ops).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([
+                {"op": "set_node", "pod_cidr": "10.244.1.0/24", "gateway": "10.244.1.1"},
+                {"op": "add_port", "name": "psw0", "kind": "tap", "mtu": 1500,
+                 "role": {"role": "host"}},
+                {"op": "add_route", "prefix": "0.0.0.0/0", "target": {"via": "host"}},
+                {"op": "add_route", "prefix": "10.244.1.0/24", "target": {"via": "unreachable"}},
+                {"op": "add_port", "name": "psw1fd96c58e588", "kind": "tap", "mtu": 1500,
+                 "role": {"role": "pod", "mac": "0a:58:0a:f4:01:02", "ip": "10.244.1.2",
+                          "namespace": "default", "pod": "aaa"},
+                 "netns": {"path": "/var/run/netns/aaa", "ifname": "eth0"}},
+                {"op": "add_port", "name": "psw80a29dd2115d", "kind": "tap", "mtu": 1400,
+                 "role": {"role": "pod", "mac": "0a:58:0a:f4:01:03", "ip": "10.244.1.3",
+                          "namespace": "default", "pod": "bbb"},
+                 "netns": {"path": "/var/run/netns/bbb", "ifname": "eth0"}},
+            ])
+        );
+        assert_eq!(port_name("aaa/eth0"), "psw1fd96c58e588");
+        assert_eq!(port_name("bbb/eth0"), "psw80a29dd2115d");
+    }
+
+    #[test]
+    fn no_pods_is_still_a_whole_configuration() {
+        let tx = compile(&testkit::settings(), 1, []);
+        assert_eq!(tx.ops.len(), 4);
+        assert!(tx.replace);
+    }
+}

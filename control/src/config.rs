@@ -1,0 +1,365 @@
+//! `podswitch-control`'s configuration: one serde struct with defaults, read from a TOML file
+//! and overridden by flags (see `podswitch-control --help`, `--print-config`).
+//!
+//! [`ControlConfig`] is what the user writes (optional values stay optional);
+//! [`ControlConfig::settings`] checks it and resolves the defaults that depend on other values
+//! (the gateway, the node name) into [`Settings`], which is what the rest of the crate uses.
+
+use podswitch_proto::Ipv4Prefix;
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+/// Process settings of the control process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlConfig {
+    /// The Kubernetes node this process serves; empty means the machine's hostname.
+    pub node_name: String,
+    /// The node's pod CIDR (required), e.g. `10.244.1.0/24`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_cidr: Option<Ipv4Prefix>,
+    /// The cluster's Service CIDR.
+    pub service_cidr: Ipv4Prefix,
+    /// The cluster's pod CIDR, of which `pod_cidr` is this node's share.
+    pub cluster_cidr: Ipv4Prefix,
+    /// The node's own address (for multi-node routing; optional today).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_ip: Option<Ipv4Addr>,
+    /// The pods' gateway (the switch); default: the first host address of `pod_cidr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Ipv4Addr>,
+    /// Directory of the state database (`state.redb`).
+    pub state_dir: PathBuf,
+    /// `podswitchd`'s socket.
+    pub dataplane_socket: PathBuf,
+    /// This process's socket (mode 0600), for the CNI plugin and `podswitchctl`.
+    pub socket: PathBuf,
+    /// Name of the host port (the tap in the node's namespace holding the gateway address).
+    pub host_port: String,
+    /// MTU of pod interfaces and the host port, unless the CNI config asks for another.
+    pub mtu: u16,
+    /// How often the dataplane's generation is compared with control's, in milliseconds.
+    pub resync_interval_ms: u64,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            node_name: String::new(),
+            pod_cidr: None,
+            service_cidr: Ipv4Prefix {
+                addr: Ipv4Addr::new(10, 96, 0, 0),
+                len: 12,
+            },
+            cluster_cidr: Ipv4Prefix {
+                addr: Ipv4Addr::new(10, 244, 0, 0),
+                len: 16,
+            },
+            node_ip: None,
+            gateway: None,
+            state_dir: PathBuf::from("/var/lib/podswitch"),
+            dataplane_socket: PathBuf::from(podswitch_proto::DEFAULT_DATAPLANE_SOCKET),
+            socket: PathBuf::from(podswitch_proto::control::DEFAULT_CONTROL_SOCKET),
+            host_port: "psw0".into(),
+            mtu: podswitch_proto::DEFAULT_MTU,
+            resync_interval_ms: 500,
+        }
+    }
+}
+
+/// The checked configuration, defaults resolved. Everything the crate needs beyond paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Node name.
+    pub node_name: String,
+    /// The node's pod CIDR, host bits clear.
+    pub pod_cidr: Ipv4Prefix,
+    /// The gateway inside it.
+    pub gateway: Ipv4Addr,
+    /// Service CIDR.
+    pub service_cidr: Ipv4Prefix,
+    /// Cluster CIDR.
+    pub cluster_cidr: Ipv4Prefix,
+    /// Node IP, if configured.
+    pub node_ip: Option<Ipv4Addr>,
+    /// Host port name.
+    pub host_port: String,
+    /// Default MTU.
+    pub mtu: u16,
+    /// Resync period.
+    pub resync_interval: std::time::Duration,
+    /// State database directory.
+    pub state_dir: PathBuf,
+    /// `podswitchd`'s socket.
+    pub dataplane_socket: PathBuf,
+    /// Own socket.
+    pub socket: PathBuf,
+}
+
+/// A configuration value that makes no sense; the message names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("config: {0}")]
+pub struct ConfigError(String);
+
+/// Linux's longest interface name (IFNAMSIZ - 1).
+const IFNAME_MAX_LEN: usize = 15;
+
+/// Smallest and largest MTU `podswitchd` accepts on a port.
+const MTU_RANGE: std::ops::RangeInclusive<u16> = 68..=9000;
+
+impl ControlConfig {
+    /// Reads a TOML file's text; missing keys take their defaults, unknown keys are refused.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(e.to_string()))
+    }
+
+    /// Checks every value and resolves the dependent defaults. The node name defaults to the
+    /// hostname, as kubelet's does.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        let Some(pod_cidr) = self.pod_cidr else {
+            return err(
+                "pod_cidr is required: the node's pod CIDR, e.g. --pod-cidr 10.244.1.0/24 \
+                 (the Node's spec.podCIDR)"
+                    .into(),
+            );
+        };
+        if pod_cidr.network() != pod_cidr {
+            return err(format!(
+                "pod_cidr = {pod_cidr} has host bits set: did you mean {}?",
+                pod_cidr.network()
+            ));
+        }
+        if pod_cidr.len > 30 {
+            return err(format!(
+                "pod_cidr = {pod_cidr} is too small: a /30 or larger leaves room for the \
+                 network, gateway and broadcast addresses and at least one pod"
+            ));
+        }
+        for (key, cidr) in [
+            ("service_cidr", self.service_cidr),
+            ("cluster_cidr", self.cluster_cidr),
+        ] {
+            if cidr.network() != cidr {
+                return err(format!(
+                    "{key} = {cidr} has host bits set: did you mean {}?",
+                    cidr.network()
+                ));
+            }
+        }
+        if !(self.cluster_cidr.len <= pod_cidr.len && self.cluster_cidr.contains(pod_cidr.addr)) {
+            return err(format!(
+                "pod_cidr = {pod_cidr} is not inside cluster_cidr = {}",
+                self.cluster_cidr
+            ));
+        }
+        if overlaps(self.service_cidr, self.cluster_cidr) {
+            return err(format!(
+                "service_cidr = {} overlaps cluster_cidr = {}: Service VIPs and pod addresses \
+                 must be distinct",
+                self.service_cidr, self.cluster_cidr
+            ));
+        }
+        let first_host = Ipv4Addr::from(u32::from(pod_cidr.addr) + 1);
+        let gateway = self.gateway.unwrap_or(first_host);
+        let broadcast = Ipv4Addr::from(u32::from(pod_cidr.addr) | !pod_cidr.mask());
+        if !pod_cidr.contains(gateway) || gateway == pod_cidr.addr || gateway == broadcast {
+            return err(format!(
+                "gateway = {gateway} is not a host address of pod_cidr = {pod_cidr}"
+            ));
+        }
+        if self.host_port.is_empty()
+            || self.host_port.len() > IFNAME_MAX_LEN
+            || self
+                .host_port
+                .contains(|c: char| c == '/' || c.is_whitespace())
+        {
+            return err(format!(
+                "host_port = {:?} is not a valid interface name (1 to 15 bytes, no '/' or spaces)",
+                self.host_port
+            ));
+        }
+        if !MTU_RANGE.contains(&self.mtu) {
+            return err(format!("mtu = {} is out of range 68..=9000", self.mtu));
+        }
+        if !(10..=3_600_000).contains(&self.resync_interval_ms) {
+            return err(format!(
+                "resync_interval_ms = {} is out of range 10..=3600000",
+                self.resync_interval_ms
+            ));
+        }
+        for (key, path) in [
+            ("state_dir", &self.state_dir),
+            ("dataplane_socket", &self.dataplane_socket),
+            ("socket", &self.socket),
+        ] {
+            if path.as_os_str().is_empty() {
+                return err(format!("{key} is empty: give a path"));
+            }
+        }
+        if self.socket == self.dataplane_socket {
+            return err(format!(
+                "socket = {} is also dataplane_socket: control and podswitchd need their own",
+                self.socket.display()
+            ));
+        }
+        let node_name = if self.node_name.is_empty() {
+            hostname().ok_or_else(|| {
+                ConfigError("node_name is empty and the hostname cannot be read: set it".into())
+            })?
+        } else {
+            self.node_name.clone()
+        };
+        Ok(Settings {
+            node_name,
+            pod_cidr,
+            gateway,
+            service_cidr: self.service_cidr,
+            cluster_cidr: self.cluster_cidr,
+            node_ip: self.node_ip,
+            host_port: self.host_port.clone(),
+            mtu: self.mtu,
+            resync_interval: std::time::Duration::from_millis(self.resync_interval_ms),
+            state_dir: self.state_dir.clone(),
+            dataplane_socket: self.dataplane_socket.clone(),
+            socket: self.socket.clone(),
+        })
+    }
+
+    /// The configuration with its resolved defaults written in (what `--print-config` shows).
+    pub fn resolved(&self) -> Result<Self, ConfigError> {
+        let s = self.settings()?;
+        Ok(Self {
+            node_name: s.node_name,
+            gateway: Some(s.gateway),
+            ..self.clone()
+        })
+    }
+}
+
+fn overlaps(a: Ipv4Prefix, b: Ipv4Prefix) -> bool {
+    let shorter = if a.len <= b.len { a } else { b };
+    let longer = if a.len <= b.len { b } else { a };
+    shorter.contains(longer.addr)
+}
+
+fn hostname() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_cidr() -> ControlConfig {
+        ControlConfig {
+            node_name: "n1".into(),
+            pod_cidr: Some("10.244.1.0/24".parse().unwrap()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_resolve_the_gateway_to_the_first_host() {
+        let s = with_cidr().settings().unwrap();
+        assert_eq!(s.gateway, Ipv4Addr::new(10, 244, 1, 1));
+        assert_eq!(s.host_port, "psw0");
+        assert_eq!(s.mtu, 1500);
+        assert_eq!(s.resync_interval.as_millis(), 500);
+        assert_eq!(s.state_dir, PathBuf::from("/var/lib/podswitch"));
+        assert_eq!(s.socket, PathBuf::from("/run/podswitch/control.sock"));
+    }
+
+    #[test]
+    fn toml_overrides_defaults_and_round_trips() {
+        let c = ControlConfig::from_toml(
+            "node_name = \"a\"\npod_cidr = \"10.244.7.0/24\"\nmtu = 1400\nstate_dir = \"/tmp/x\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.mtu, 1400);
+        let printed = toml::to_string(&c.resolved().unwrap()).unwrap();
+        assert!(printed.contains("gateway = \"10.244.7.1\""), "{printed}");
+        let again = ControlConfig::from_toml(&printed).unwrap();
+        assert_eq!(again.settings().unwrap(), c.settings().unwrap());
+    }
+
+    #[test]
+    fn missing_pod_cidr_and_unknown_keys_are_named() {
+        let e = ControlConfig::default().settings().unwrap_err().to_string();
+        assert!(e.contains("pod_cidr is required"), "{e}");
+        let e = ControlConfig::from_toml("pod_cdir = \"10.0.0.0/24\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pod_cdir"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases: Vec<(ControlConfig, &str)> = vec![
+            (
+                ControlConfig {
+                    pod_cidr: Some("10.244.1.5/24".parse().unwrap()),
+                    ..with_cidr()
+                },
+                "did you mean 10.244.1.0/24",
+            ),
+            (
+                ControlConfig {
+                    pod_cidr: Some("10.9.1.0/24".parse().unwrap()),
+                    ..with_cidr()
+                },
+                "not inside cluster_cidr",
+            ),
+            (
+                ControlConfig {
+                    gateway: Some(Ipv4Addr::new(10, 244, 1, 255)),
+                    ..with_cidr()
+                },
+                "gateway = 10.244.1.255",
+            ),
+            (
+                ControlConfig {
+                    mtu: 20,
+                    ..with_cidr()
+                },
+                "mtu = 20",
+            ),
+            (
+                ControlConfig {
+                    host_port: "a-very-long-interface".into(),
+                    ..with_cidr()
+                },
+                "host_port",
+            ),
+            (
+                ControlConfig {
+                    resync_interval_ms: 0,
+                    ..with_cidr()
+                },
+                "resync_interval_ms",
+            ),
+            (
+                ControlConfig {
+                    service_cidr: "10.244.0.0/12".parse().unwrap(),
+                    cluster_cidr: "10.240.0.0/12".parse().unwrap(),
+                    ..with_cidr()
+                },
+                "has host bits set",
+            ),
+            (
+                ControlConfig {
+                    service_cidr: "10.240.0.0/12".parse().unwrap(),
+                    ..with_cidr()
+                },
+                "overlaps",
+            ),
+        ];
+        for (cfg, want) in cases {
+            let e = cfg.settings().unwrap_err().to_string();
+            assert!(e.contains(want), "{e} does not contain {want}");
+        }
+    }
+}

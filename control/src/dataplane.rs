@@ -1,0 +1,252 @@
+//! The connection to `podswitchd`: the three requests control needs, behind a trait so the
+//! sync layer and the CNI handlers can be tested against an in-memory dataplane.
+//!
+//! [`SocketDataplane`] speaks the framed protocol of `docs/protocol.md`. It connects lazily,
+//! keeps the connection for the next request, and drops it on any socket or framing error; a
+//! request that fails on a *reused* connection is retried once on a fresh one, because the
+//! usual cause is a `podswitchd` that restarted since (replaying a replace transaction with a
+//! generation is idempotent, so the retry is safe for `apply` too).
+
+use podswitch_proto::{
+    read_frame, write_frame, FrameError, PortInfo, Request, RequestBody, Response, Status,
+    Transaction,
+};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a request may take before `podswitchd` counts as unreachable. An `apply` creates
+/// and moves tap devices (a few ms each), so this is generous.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A request to the dataplane failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DataplaneError {
+    /// No connection, or it broke, or no answer in time.
+    #[error("podswitchd at {path} is not reachable: {reason}")]
+    Unreachable {
+        /// Its socket.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
+    /// `podswitchd` answered with an error (for `apply`: nothing changed there).
+    #[error("podswitchd at {path} refused the request: {message}")]
+    Refused {
+        /// Its socket.
+        path: String,
+        /// Its message.
+        message: String,
+    },
+    /// `podswitchd` answered something this version does not expect.
+    #[error(
+        "podswitchd at {path} answered {answer} to a {request} request: is it a different version?"
+    )]
+    Unexpected {
+        /// Its socket.
+        path: String,
+        /// The request kind.
+        request: &'static str,
+        /// The response kind.
+        answer: String,
+    },
+}
+
+/// What control asks of `podswitchd`.
+pub trait Dataplane: Send {
+    /// Generation, node, sizes.
+    fn status(&mut self) -> Result<Status, DataplaneError>;
+    /// Applies a transaction; returns the generation the tables now carry.
+    fn apply(&mut self, tx: &Transaction) -> Result<u64, DataplaneError>;
+    /// The ports as the daemon holds them.
+    fn ports(&mut self) -> Result<Vec<PortInfo>, DataplaneError>;
+}
+
+/// `podswitchd` over its unix socket.
+#[derive(Debug)]
+pub struct SocketDataplane {
+    path: PathBuf,
+    conn: Option<UnixStream>,
+}
+
+impl SocketDataplane {
+    /// A client of the socket at `path`; nothing is connected until the first request.
+    pub fn new(path: &Path) -> SocketDataplane {
+        SocketDataplane {
+            path: path.to_path_buf(),
+            conn: None,
+        }
+    }
+
+    fn unreachable(&self, reason: impl ToString) -> DataplaneError {
+        DataplaneError::Unreachable {
+            path: self.path.display().to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn call(&mut self, body: RequestBody) -> Result<Response, DataplaneError> {
+        let reused = self.conn.is_some();
+        match self.call_once(&body) {
+            Err(DataplaneError::Unreachable { .. }) if reused => self.call_once(&body),
+            other => other,
+        }
+    }
+
+    fn call_once(&mut self, body: &RequestBody) -> Result<Response, DataplaneError> {
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => {
+                let conn = UnixStream::connect(&self.path).map_err(|e| self.unreachable(e))?;
+                conn.set_read_timeout(Some(REQUEST_TIMEOUT))
+                    .and_then(|()| conn.set_write_timeout(Some(REQUEST_TIMEOUT)))
+                    .map_err(|e| self.unreachable(e))?;
+                conn
+            }
+        };
+        let request = Request::new(body.clone());
+        let result =
+            write_frame(&mut conn, &request).and_then(|()| read_frame::<_, Response>(&mut conn));
+        match result {
+            Ok(response) => {
+                self.conn = Some(conn);
+                match response {
+                    Response::Error { message } => Err(DataplaneError::Refused {
+                        path: self.path.display().to_string(),
+                        message,
+                    }),
+                    other => Ok(other),
+                }
+            }
+            // The connection is dropped: after a failed frame it is out of step.
+            Err(FrameError::Closed) => Err(self.unreachable("it closed the connection")),
+            Err(FrameError::Decode(e)) => Err(DataplaneError::Unexpected {
+                path: self.path.display().to_string(),
+                request: request_kind(body),
+                answer: format!("an undecodable message ({e})"),
+            }),
+            Err(e) => Err(self.unreachable(e)),
+        }
+    }
+
+    fn unexpected(&self, request: &'static str, answer: &Response) -> DataplaneError {
+        let answer = serde_json::to_value(answer)
+            .ok()
+            .and_then(|v| {
+                v.get("response")
+                    .and_then(|r| r.as_str().map(str::to_string))
+            })
+            .unwrap_or_else(|| "something".into());
+        DataplaneError::Unexpected {
+            path: self.path.display().to_string(),
+            request,
+            answer: format!("{answer:?}"),
+        }
+    }
+}
+
+fn request_kind(body: &RequestBody) -> &'static str {
+    match body {
+        RequestBody::Apply(_) => "apply",
+        RequestBody::Status => "status",
+        RequestBody::Ports => "ports",
+        RequestBody::Routes => "routes",
+        RequestBody::Neighbors => "neighbors",
+        RequestBody::Counters => "counters",
+    }
+}
+
+impl Dataplane for SocketDataplane {
+    fn status(&mut self) -> Result<Status, DataplaneError> {
+        match self.call(RequestBody::Status)? {
+            Response::Status(s) => Ok(s),
+            other => Err(self.unexpected("status", &other)),
+        }
+    }
+
+    fn apply(&mut self, tx: &Transaction) -> Result<u64, DataplaneError> {
+        match self.call(RequestBody::Apply(tx.clone()))? {
+            Response::Applied { generation } => Ok(generation),
+            other => Err(self.unexpected("apply", &other)),
+        }
+    }
+
+    fn ports(&mut self) -> Result<Vec<PortInfo>, DataplaneError> {
+        match self.call(RequestBody::Ports)? {
+            Response::Ports { ports } => Ok(ports),
+            other => Err(self.unexpected("ports", &other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podswitch_proto::read_frame_bytes;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn missing_socket_is_unreachable_and_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("none.sock");
+        let err = SocketDataplane::new(&path).status().unwrap_err();
+        assert!(matches!(err, DataplaneError::Unreachable { .. }));
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "podswitchd at {} is not reachable",
+                path.display()
+            )),
+            "{msg}"
+        );
+    }
+
+    /// A fake podswitchd that answers `n` connections with the given responses, one each.
+    fn serve(listener: UnixListener, answers: Vec<Response>) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            for answer in answers {
+                let (mut conn, _) = listener.accept().unwrap();
+                let body = read_frame_bytes(&mut conn).unwrap();
+                let req: Request = serde_json::from_slice(&body).unwrap();
+                assert_eq!(req.version, podswitch_proto::PROTOCOL_VERSION);
+                write_frame(&mut conn, &answer).unwrap();
+                // Then close: the next request must reconnect.
+            }
+        })
+    }
+
+    #[test]
+    fn a_closed_connection_is_replaced_transparently_and_errors_are_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dp.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = serve(
+            listener,
+            vec![
+                Response::Applied { generation: 4 },
+                Response::Error {
+                    message: "op 2: bad".into(),
+                },
+                Response::Routes { routes: vec![] },
+            ],
+        );
+        let mut dp = SocketDataplane::new(&path);
+        let tx = Transaction::default();
+        assert_eq!(dp.apply(&tx), Ok(4));
+        // The server closed that connection; the retry reconnects.
+        let refused = dp.apply(&tx).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            format!(
+                "podswitchd at {} refused the request: op 2: bad",
+                path.display()
+            )
+        );
+        let unexpected = dp.ports().unwrap_err().to_string();
+        assert!(
+            unexpected.contains("\"routes\" to a ports request"),
+            "{unexpected}"
+        );
+        server.join().unwrap();
+    }
+}

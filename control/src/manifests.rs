@@ -1,0 +1,211 @@
+//! `apply` and `delete` of Kubernetes manifests (multi-document YAML, parsed and validated by
+//! `podswitch-k8s`). Objects are stored by key (`pod default/web`) as their JSON.
+//!
+//! Both are all-or-nothing: every document is parsed and validated first (any error: code 100
+//! with the parser's message naming document, object and field, and nothing is stored), then
+//! all objects are written in one database transaction. `delete` reports objects that are not
+//! stored as `not found` lines rather than failing, like `kubectl delete --ignore-not-found`:
+//! deleting is idempotent, and a manifest that names one already-deleted object still deletes
+//! the rest.
+//!
+//! Objects do not change the generation today: nothing compiles from them into the dataplane
+//! yet (Pod labels show in `pods`). When Services and NetworkPolicies compile into tables,
+//! apply and delete will bump it in the same transaction.
+
+use crate::control::{code, Control, Failure};
+use crate::store::{ReadTx, StoreError};
+use podswitch_k8s::{parse_manifests, pod_labels, Object, ObjectKey};
+use std::collections::BTreeMap;
+
+impl Control {
+    /// Stores every object of `manifests`; one summary line per object:
+    /// `pod default/web created`, `configured` or `unchanged`.
+    pub fn apply(&self, manifests: &str) -> Result<Vec<String>, Failure> {
+        let objects = parse(manifests)?;
+        let _guard = self.lock();
+        self.store.write(|tx| -> Result<Vec<String>, Failure> {
+            let mut summary = Vec::with_capacity(objects.len());
+            for (key, json) in &objects {
+                let verb = match tx.object(key)? {
+                    None => "created",
+                    Some(old) if same_json(&old, json) => "unchanged",
+                    Some(_) => "configured",
+                };
+                if verb != "unchanged" {
+                    tx.put_object(key, json)?;
+                }
+                summary.push(format!("{key} {verb}"));
+            }
+            Ok(summary)
+        })
+    }
+
+    /// Removes every object `manifests` names; one line per object: `pod default/web deleted`
+    /// or `pod default/web not found`.
+    pub fn delete(&self, manifests: &str) -> Result<Vec<String>, Failure> {
+        let objects = parse(manifests)?;
+        let _guard = self.lock();
+        self.store
+            .write(|tx| -> Result<Vec<String>, StoreError> {
+                let mut summary = Vec::with_capacity(objects.len());
+                for (key, _) in &objects {
+                    let verb = if tx.remove_object(key)? {
+                        "deleted"
+                    } else {
+                        "not found"
+                    };
+                    summary.push(format!("{key} {verb}"));
+                }
+                Ok(summary)
+            })
+            .map_err(Failure::from)
+    }
+}
+
+/// Parses and validates all documents, then encodes each object: `(key, json)` in input
+/// order.
+fn parse(manifests: &str) -> Result<Vec<(String, String)>, Failure> {
+    let objects = parse_manifests(manifests)
+        .map_err(|e| Failure::new(code::INVALID_MANIFEST, e.to_string()))?;
+    objects
+        .iter()
+        .map(|o| {
+            let key = o.key().to_string();
+            let json = o.to_json().map_err(|e| {
+                Failure::new(
+                    code::INVALID_MANIFEST,
+                    format!("{key}: cannot be stored: {e}"),
+                )
+            })?;
+            Ok((key, json))
+        })
+        .collect()
+}
+
+/// Equal as JSON values (independent of key order and spacing).
+fn same_json(a: &str, b: &str) -> bool {
+    match (
+        serde_json::from_str::<serde_json::Value>(a),
+        serde_json::from_str::<serde_json::Value>(b),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Labels of the stored Pod object `namespace/name`; empty when there is none (or the runtime
+/// gave no pod name).
+pub(crate) fn stored_pod_labels(
+    view: &ReadTx,
+    namespace: &str,
+    name: &str,
+) -> Result<BTreeMap<String, String>, Failure> {
+    if namespace.is_empty() || name.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let key = ObjectKey::new("Pod", Some(namespace), name).to_string();
+    let Some(json) = view.object(&key)? else {
+        return Ok(BTreeMap::new());
+    };
+    match Object::from_json(&json) {
+        Ok(Object::Pod(pod)) => Ok(pod_labels(&pod)),
+        Ok(_) => Ok(BTreeMap::new()),
+        Err(e) => {
+            // A stored object this version cannot read costs the labels, not the listing.
+            crate::log(&format!("stored object {key} does not decode: {e}"));
+            Ok(BTreeMap::new())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::control::code;
+    use crate::testkit::{add_request, Harness};
+    use std::collections::BTreeMap;
+
+    const WEB: &str =
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels:\n    app: web\n";
+    const NS: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n";
+
+    fn objects(h: &Harness) -> BTreeMap<String, String> {
+        h.store().read().unwrap().objects().unwrap()
+    }
+
+    #[test]
+    fn apply_reports_created_unchanged_and_configured() {
+        let h = Harness::new();
+        let both = format!("{WEB}---\n{NS}");
+        assert_eq!(
+            h.c().apply(&both).unwrap(),
+            ["pod default/web created", "namespace shop created"]
+        );
+        assert_eq!(
+            h.c().apply(&both).unwrap(),
+            ["pod default/web unchanged", "namespace shop unchanged"]
+        );
+        let relabelled = WEB.replace("app: web", "app: shop");
+        assert_eq!(
+            h.c().apply(&relabelled).unwrap(),
+            ["pod default/web configured"]
+        );
+        assert!(objects(&h)["pod default/web"].contains("shop"));
+        // Objects do not change the dataplane's configuration (yet): no new generation.
+        assert_eq!(h.store().read().unwrap().generation().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_bad_document_rejects_the_whole_apply() {
+        let h = Harness::new();
+        h.c().apply(NS).unwrap();
+        let before = objects(&h);
+        let bad = format!("{WEB}---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: Bad_Name\n");
+        let err = h.c().apply(&bad).unwrap_err();
+        assert_eq!(err.code, code::INVALID_MANIFEST);
+        assert!(err.message.starts_with("document 2"), "{err}");
+        assert_eq!(
+            objects(&h),
+            before,
+            "the first document was not stored either"
+        );
+        let err = h.c().delete(&bad).unwrap_err();
+        assert_eq!(err.code, code::INVALID_MANIFEST);
+        assert_eq!(objects(&h), before);
+    }
+
+    #[test]
+    fn delete_removes_what_is_stored_and_reports_the_rest() {
+        let h = Harness::new();
+        h.c().apply(WEB).unwrap();
+        assert_eq!(
+            h.c().delete(&format!("{WEB}---\n{NS}")).unwrap(),
+            ["pod default/web deleted", "namespace shop not found"]
+        );
+        assert!(objects(&h).is_empty());
+    }
+
+    #[test]
+    fn pods_are_sorted_and_carry_the_labels_of_their_applied_pod() {
+        let h = Harness::new();
+        h.c().apply(WEB).unwrap();
+        let mut zed = add_request("c1");
+        zed.pod_name = Some("zed".into());
+        let mut web = add_request("c2");
+        web.pod_name = Some("web".into());
+        let mut other_ns = add_request("c3");
+        other_ns.pod_namespace = Some("alpha".into());
+        other_ns.pod_name = Some("web".into());
+        for req in [&zed, &web, &other_ns] {
+            h.c().cni_add(req).unwrap();
+        }
+        let pods = h.c().pods().unwrap();
+        let names: Vec<_> = pods
+            .iter()
+            .map(|p| format!("{}/{}", p.namespace, p.name))
+            .collect();
+        assert_eq!(names, ["alpha/web", "default/web", "default/zed"]);
+        assert!(pods[0].labels.is_empty());
+        assert_eq!(pods[1].labels.get("app").map(String::as_str), Some("web"));
+        assert_eq!(pods[1].container_id, "c2");
+    }
+}
