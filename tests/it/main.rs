@@ -5,6 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod cni;
+mod containerd;
+mod control;
 mod l2;
 mod l3;
 mod restart;

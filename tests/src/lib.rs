@@ -11,6 +11,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 pub mod containerd;
+pub mod control;
 
 use podswitch_proto::{
     read_frame, write_frame, CountersDump, Ipv4Prefix, NetnsAttach, NodeSpec, Op, PortKind,
@@ -57,6 +58,8 @@ pub fn binary(name: &str) -> PathBuf {
         let package = match name {
             "podswitchd" => "podswitch-dataplane",
             "podswitchctl" => "podswitch-cli",
+            "podswitch-control" => "podswitch-control",
+            "podswitch-cni" => "podswitch-cni",
             other => panic!("unknown binary {other}"),
         };
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
@@ -233,6 +236,10 @@ impl Node {
 
     /// Starts `podswitchd` in the node's namespace (again, after [`Node::kill_daemon`]) and
     /// waits for its socket. The daemon starts empty: configuration is the caller's to replay.
+    ///
+    /// `nsenter --net`, not `ip netns exec`: the latter also gives the process a mount
+    /// namespace of its own, and then network namespaces bind-mounted later by others (a
+    /// container runtime's `/var/run/netns/cni-…`) are invisible to it, as on no real node.
     pub fn start_daemon(&mut self) {
         assert!(self.daemon.is_none(), "the daemon is running");
         let _ = std::fs::remove_file(&self.socket);
@@ -241,8 +248,8 @@ impl Node {
             .append(true)
             .open(self.dir.join("podswitchd.log"))
             .unwrap();
-        let daemon = Command::new("ip")
-            .args(["netns", "exec", &self.ns.name])
+        let daemon = Command::new("nsenter")
+            .arg(format!("--net={}", self.ns.path().display()))
             .arg(binary("podswitchd"))
             .arg("--socket")
             .arg(&self.socket)
@@ -272,6 +279,11 @@ impl Node {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The node's scratch directory (sockets, logs, state), removed on drop.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The daemon's stderr so far.

@@ -1,0 +1,154 @@
+//! The CNI plugin invoked exactly as a runtime invokes it, against real podswitch-control and
+//! podswitchd processes.
+
+use podswitch_proto::control::ControlRequestBody;
+use podswitch_tests::control::*;
+use podswitch_tests::*;
+use std::collections::BTreeSet;
+
+#[test]
+fn add_check_del_and_a_second_del_without_netns() {
+    if !root_or_skip("add_check_del_and_a_second_del_without_netns") {
+        return;
+    }
+    let cn = ControlNode::start();
+    let a = cn.add_pod("web");
+    let b = cn.add_pod("db");
+    // The result is CNI 1.0.0: interface in the sandbox, a /32 address, the gateway.
+    let r = &a.result;
+    assert_eq!(r["cniVersion"], "1.0.0");
+    assert_eq!(r["interfaces"][0]["name"], "eth0");
+    assert_eq!(r["interfaces"][0]["sandbox"], a.netns().as_str());
+    assert_eq!(r["ips"][0]["gateway"], "10.244.1.1");
+    assert!(
+        r["ips"][0]["address"].as_str().unwrap().ends_with("/32"),
+        "{r}"
+    );
+    assert_ne!(a.ip, b.ip);
+    // Real traffic: the pod's interface is configured and on the switch.
+    let (ok, out) = a.ns.ping(b.ip, &[]);
+    assert!(ok, "{out}");
+    assert!(a.ns.ping(GATEWAY, &[]).0);
+
+    // CHECK with the previous result, as the runtime sends it.
+    let mut conf: serde_json::Value = serde_json::from_str(&cn.netconf("1.0.0")).unwrap();
+    conf["prevResult"] = a.result.clone();
+    let env = [
+        ("CNI_CONTAINERID", a.container_id.as_str()),
+        ("CNI_NETNS", &a.netns()),
+        ("CNI_IFNAME", "eth0"),
+    ];
+    let check = cn.cni("CHECK", &env, &conf.to_string());
+    assert_eq!(check.code, 0, "{check:?}");
+
+    let del = cn.del_pod(&a.container_id, Some(&a.netns()));
+    assert_eq!((del.code, del.stdout.as_str()), (0, ""), "{del:?}");
+    // containerd calls DEL again, with an empty CNI_NETNS.
+    let again = cn.del_pod(&a.container_id, None);
+    assert_eq!(again.code, 0, "second DEL must succeed: {again:?}");
+    let links = String::from_utf8_lossy(&a.ns.exec(&["ip", "-o", "link"]).stdout).into_owned();
+    assert!(
+        !links.contains("eth0"),
+        "the pod interface went with DEL: {links}"
+    );
+    let s = cn.status();
+    assert_eq!((s.pods, s.allocated_ips), (1, 1), "{s:?}");
+    // CHECK after DEL fails with a CNI error.
+    let check = cn.cni("CHECK", &env, &conf.to_string());
+    assert_eq!(check.code, 1);
+    assert!(check.json()["code"].as_u64().is_some(), "{check:?}");
+}
+
+#[test]
+fn version_and_bad_input_get_cni_answers() {
+    if !root_or_skip("version_and_bad_input_get_cni_answers") {
+        return;
+    }
+    let cn = ControlNode::start();
+    let v = cn.cni("VERSION", &[], &cn.netconf("1.0.0"));
+    assert_eq!(v.code, 0);
+    assert!(v.json()["supportedVersions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x == "0.4.0"));
+    let ns = Netns::new("pswc");
+    let netns = ns.path().display().to_string();
+    let base = [
+        ("CNI_CONTAINERID", "c1"),
+        ("CNI_NETNS", netns.as_str()),
+        ("CNI_IFNAME", "eth0"),
+    ];
+    let mut env = base.to_vec();
+    env.push(("CNI_ARGS", "K8S_POD_NAME=x;FOO=bar"));
+    let out = cn.cni("ADD", &env, &cn.netconf("1.0.0"));
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.json()["code"],
+        2,
+        "unknown CNI_ARGS key without IgnoreUnknown: {out:?}"
+    );
+    let out = cn.cni("ADD", &base, "{not json");
+    assert_eq!(out.json()["code"], 6, "{out:?}");
+    // A 0.4.0 config gets a 0.4.0 result.
+    let out = cn.cni("ADD", &base, &cn.netconf("0.4.0"));
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json()["ips"][0]["version"], "4");
+    assert_eq!(
+        cn.status().pods,
+        1,
+        "nothing was allocated for the refused ADDs"
+    );
+}
+
+#[test]
+fn twenty_pods_added_and_deleted_concurrently_leak_nothing() {
+    if !root_or_skip("twenty_pods_added_and_deleted_concurrently_leak_nothing") {
+        return;
+    }
+    let cn = ControlNode::start();
+    let pods: Vec<CniPod> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let cn = &cn;
+                s.spawn(move || cn.add_pod(&format!("pod-{i}")))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ips: BTreeSet<_> = pods.iter().map(|p| p.ip).collect();
+    assert_eq!(ips.len(), 20, "no address handed out twice");
+    assert_eq!(cn.status().allocated_ips, 20);
+    for p in pods.iter().step_by(5) {
+        assert!(
+            p.ns.ping(GATEWAY, &["-c", "1"]).0,
+            "pod {} is on the switch",
+            p.ip
+        );
+    }
+    std::thread::scope(|s| {
+        for p in &pods {
+            let cn = &cn;
+            s.spawn(move || assert_eq!(cn.del_pod(&p.container_id, Some(&p.netns())).code, 0));
+        }
+    });
+    let s = cn.status();
+    assert_eq!(
+        (s.pods, s.allocated_ips),
+        (0, 0),
+        "every address released: {s:?}"
+    );
+    cn.wait_in_sync();
+    let ports = match cn.node.request(podswitch_proto::RequestBody::Ports) {
+        podswitch_proto::Response::Ports { ports } => ports,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        ports.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        vec!["psw0"],
+        "only the host port is left"
+    );
+    assert!(
+        matches!(cn.control(ControlRequestBody::Pods), podswitch_proto::control::ControlResponse::Pods { pods } if pods.is_empty())
+    );
+}
