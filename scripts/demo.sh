@@ -6,15 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "the demo creates namespaces and tap devices: run it as root" >&2; exit 1; }
 ./scripts/install-deps.sh
-cargo build --release --quiet -p podswitch-dataplane -p podswitch-cli --bins
+cargo build --release --quiet -p podswitch-dataplane -p podswitch-cli -p podswitch-control -p podswitch-cni --bins
 BIN=$PWD/target/release
 RUN=$(mktemp -d /tmp/podswitch-demo.XXXXXX)
 SOCK=$RUN/dataplane.sock
+CSOCK=$RUN/control.sock
 NODE=psw-demo-node
 PODS=(web db cache)
 GW=10.244.1.1
 
 cleanup() {
+    [ -n "${CONTROL:-}" ] && kill "$CONTROL" 2>/dev/null && wait "$CONTROL" 2>/dev/null || true
     [ -n "${DAEMON:-}" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null || true
     for p in "${PODS[@]}"; do ip netns del "psw-demo-$p" 2>/dev/null || true; done
     ip netns del "$NODE" 2>/dev/null || true
@@ -25,45 +27,63 @@ cleanup_stale() { for ns in $(ip netns list | awk '/^psw-demo-/ {print $1}'); do
 cleanup_stale
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-ctl() { "$BIN/podswitchctl" --socket "$SOCK" "$@"; }
+ctl() { "$BIN/podswitchctl" --socket "$SOCK" --control-socket "$CSOCK" "$@"; }
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
-say "node: namespace $NODE, podswitchd with 1 adaptive worker"
+say "node: namespace $NODE with podswitchd and podswitch-control (state in $RUN/state)"
 ip netns add "$NODE"
 ip -n "$NODE" link set lo up
 ip netns exec "$NODE" "$BIN/podswitchd" --socket "$SOCK" 2>"$RUN/podswitchd.log" &
 DAEMON=$!
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
+ip netns exec "$NODE" "$BIN/podswitch-control" --node-name demo-node --pod-cidr 10.244.1.0/24 \
+    --state-dir "$RUN/state" --dataplane-socket "$SOCK" --socket "$CSOCK" 2>"$RUN/control.log" &
+CONTROL=$!
+for _ in $(seq 100); do [ -S "$CSOCK" ] && break; sleep 0.05; done
+ctl control-status
 
-say "configure the switch: pod CIDR 10.244.1.0/24, gateway $GW, host port psw0"
-ctl dp set-node --pod-cidr 10.244.1.0/24 --gateway $GW
-ctl dp add-port psw0 --host
-ctl dp add-route 0.0.0.0/0 --host
-ctl dp add-route 10.244.1.0/24 --unreachable
+say "install the CNI plugin (into $RUN, not the machine's /opt/cni/bin)"
+ctl install-cni --bin-dir "$RUN/cni-bin" --conf-dir "$RUN/cni-conf" --cni-binary "$BIN/podswitch-cni"
 
-say "three pods, each a namespace whose eth0 is a tap of the switch"
-i=2
+say "three pods, attached by calling the CNI plugin exactly as a container runtime does"
+NETCONF='{"cniVersion":"1.0.0","name":"podswitch","type":"podswitch","controlSocket":"'"$CSOCK"'"}'
+declare -A IP
 for p in "${PODS[@]}"; do
-    ns=psw-demo-$p ip=10.244.1.$i mac=$(printf '02:00:0a:f4:01:%02x' $i) tap=tap-$p
+    ns=psw-demo-$p
     ip netns add "$ns"
-    ctl dp add-port "$tap" --pod --mac "$mac" --ip "$ip" --namespace default --pod-name "$p"
-    # What the CNI plugin will do (issue 3): move the tap into the pod, /32 address, routes.
-    ip -n "$NODE" link set "$tap" netns "$ns"
-    ip -n "$ns" link set "$tap" name eth0
-    ip -n "$ns" link set lo up
-    ip -n "$ns" link set eth0 up
-    ip -n "$ns" addr add "$ip/32" dev eth0
-    ip -n "$ns" route add $GW dev eth0 scope link
-    ip -n "$ns" route add default via $GW
-    echo "pod $p: $ip $mac on port $tap"
-    i=$((i + 1))
+    result=$(echo "$NETCONF" | CNI_COMMAND=ADD CNI_CONTAINERID="demo-$p" CNI_NETNS="/run/netns/$ns" \
+        CNI_IFNAME=eth0 CNI_PATH="$RUN/cni-bin" \
+        CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=$p" "$RUN/cni-bin/podswitch")
+    IP[$p]=$(echo "$result" | grep -o '"address":"[0-9./]*"' | cut -d'"' -f4 | cut -d/ -f1)
+    echo "pod $p: ${IP[$p]}    CNI result: $result"
 done
+
+say "Kubernetes manifests: a namespace and the pods' labels"
+cat > "$RUN/shop.yaml" <<YAML
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web, tier: front}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: shop, labels: {app: db, tier: back}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: cache, namespace: shop, labels: {app: cache, tier: back}}
+YAML
+ctl apply -f "$RUN/shop.yaml"
+ctl get pods
 
 say "ping: web → gateway, web → db, db → cache, node → web"
 in_ns psw-demo-web ping -n -c 2 -i 0.2 $GW | tail -2
-in_ns psw-demo-web ping -n -c 2 -i 0.2 10.244.1.3 | tail -2
-in_ns psw-demo-db ping -n -c 2 -i 0.2 10.244.1.4 | tail -2
-in_ns $NODE ping -n -c 2 -i 0.2 10.244.1.2 | tail -2
+in_ns psw-demo-web ping -n -c 2 -i 0.2 "${IP[db]}" | tail -2
+in_ns psw-demo-db ping -n -c 2 -i 0.2 "${IP[cache]}" | tail -2
+in_ns $NODE ping -n -c 2 -i 0.2 "${IP[web]}" | tail -2
 
 say "TCP: 10 MB web → db, and web → node (port 8080 on the gateway address)"
 head -c 10485760 /dev/urandom > "$RUN/blob"
@@ -73,7 +93,7 @@ in_ns $NODE socat -u TCP-LISTEN:8080,bind=$GW,reuseaddr OPEN:"$RUN/node.recv",cr
 SERVERS="$SERVERS $!"
 sleep 0.3
 start=$(date +%s.%N)
-in_ns psw-demo-web socat -u OPEN:"$RUN/blob" TCP:10.244.1.3:5001
+in_ns psw-demo-web socat -u OPEN:"$RUN/blob" TCP:"${IP[db]}":5001
 in_ns psw-demo-web socat -u OPEN:"$RUN/blob" TCP:$GW:8080
 end=$(date +%s.%N)
 # shellcheck disable=SC2086
@@ -84,7 +104,7 @@ done
 awk -v s="$start" -v e="$end" 'BEGIN { printf "both transfers: %.2f s, %.0f Mbit/s\n", e - s, 2 * 10485760 * 8 / (e - s) / 1e6 }'
 
 say "an unassigned pod address: the gateway answers host unreachable"
-in_ns psw-demo-web ping -n -c 1 -W 1 10.244.1.99 | grep -E "Unreachable" || true
+in_ns psw-demo-web ping -n -c 1 -W 1 10.244.1.200 | grep -E "Unreachable" || true
 
 say "podswitchctl ports"
 ctl ports
@@ -94,3 +114,12 @@ say "podswitchctl neighbors"
 ctl neighbors
 say "podswitchctl counters"
 ctl counters
+
+say "CNI DEL for every pod (twice, the second time without a netns, as containerd does)"
+for p in "${PODS[@]}"; do
+    echo "$NETCONF" | CNI_COMMAND=DEL CNI_CONTAINERID="demo-$p" CNI_NETNS="/run/netns/psw-demo-$p" \
+        CNI_IFNAME=eth0 CNI_PATH="$RUN/cni-bin" "$RUN/cni-bin/podswitch"
+    echo "$NETCONF" | CNI_COMMAND=DEL CNI_CONTAINERID="demo-$p" CNI_NETNS="" \
+        CNI_IFNAME=eth0 CNI_PATH="$RUN/cni-bin" "$RUN/cni-bin/podswitch"
+done
+ctl control-status
