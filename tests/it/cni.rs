@@ -152,3 +152,82 @@ fn twenty_pods_added_and_deleted_concurrently_leak_nothing() {
         matches!(cn.control(ControlRequestBody::Pods), podswitch_proto::control::ControlResponse::Pods { pods } if pods.is_empty())
     );
 }
+
+#[test]
+fn gc_releases_what_the_runtime_no_longer_knows_and_status_reports_health() {
+    if !root_or_skip("gc_releases_what_the_runtime_no_longer_knows_and_status_reports_health") {
+        return;
+    }
+    let cn = ControlNode::start();
+    let keep = cn.add_pod("keep");
+    let gone = cn.add_pod("gone");
+    let status = cn.cni("STATUS", &[], &cn.netconf("1.1.0"));
+    assert_eq!(status.code, 0, "control and dataplane in sync: {status:?}");
+    let mut conf: serde_json::Value = serde_json::from_str(&cn.netconf("1.1.0")).unwrap();
+    conf["cni.dev/valid-attachments"] =
+        serde_json::json!([{"containerID": keep.container_id, "ifname": "eth0"}]);
+    let gc = cn.cni("GC", &[], &conf.to_string());
+    assert_eq!(gc.code, 0, "{gc:?}");
+    let pods = cn.pods();
+    assert_eq!(
+        pods.iter().map(|p| p.ip).collect::<Vec<_>>(),
+        vec![keep.ip],
+        "{pods:?}"
+    );
+    assert!(
+        !gone.ns.ping(GATEWAY, &["-c", "1"]).0,
+        "the collected pod is off the switch"
+    );
+    assert!(keep.ns.ping(GATEWAY, &[]).0);
+}
+
+#[test]
+fn manifests_apply_all_or_nothing_and_label_the_pods() {
+    if !root_or_skip("manifests_apply_all_or_nothing_and_label_the_pods") {
+        return;
+    }
+    let cn = ControlNode::start();
+    let _web = cn.add_pod("web");
+    let ctl = |args: &[&str], stdin: &str| {
+        let mut child = std::process::Command::new(binary("podswitchctl"))
+            .arg("--control-socket")
+            .arg(&cn.control_socket)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let good = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default, labels: {app: web}}\n";
+    let bad = format!(
+        "{good}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: db, labels: {{\"a b\": x}}}}\n"
+    );
+    let out = ctl(&["apply", "-f", "-"], &bad);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("document 2")
+            && err.contains("Pod default/db")
+            && err.contains("metadata.labels"),
+        "{err}"
+    );
+    assert!(
+        cn.pods()[0].labels.is_empty(),
+        "the good first document was not applied either"
+    );
+    let out = ctl(&["apply", "-f", "-"], good);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ctl(&["-o", "json", "get", "pods"], "");
+    let pods: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(pods[0]["labels"]["app"], "web", "{pods}");
+    let out = ctl(&["delete", "-f", "-"], good);
+    assert!(out.status.success());
+    assert!(cn.pods()[0].labels.is_empty());
+}
