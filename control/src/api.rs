@@ -1,96 +1,26 @@
-//! The control socket: one thread per connection, one [`ControlResponse`] per request, framed
-//! and versioned exactly like `podswitchd`'s socket (`docs/protocol.md`). A malformed message
-//! gets an error response (code 4: the client sent something unusable) and the connection
-//! stays usable; a broken frame (oversized, truncated) closes it.
+//! The control socket: `podswitch_proto::server` does binding, threads, framing and the
+//! version check (exactly as for `podswitchd`'s socket, `docs/protocol.md`); this is what
+//! `podswitch-control` answers. A malformed message gets an error with code 4 (the client sent
+//! something unusable).
 
 use crate::control::{code, Control};
 use podswitch_proto::control::{ControlRequest, ControlResponse};
-use podswitch_proto::{read_frame_bytes, write_frame, FrameError, PROTOCOL_VERSION};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
-use std::sync::Arc;
+use podswitch_proto::server::Service;
 
-/// Binds the socket (replacing a stale one), root-only (0600).
-pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+impl Service for Control {
+    type Request = ControlRequest;
+    type Response = ControlResponse;
+    const NAME: &'static str = "podswitch-control";
+
+    fn handle(&self, request: ControlRequest) -> ControlResponse {
+        Control::handle(self, request.body)
     }
-    if path.exists() {
-        if UnixStream::connect(path).is_ok() {
-            anyhow::bail!(
-                "{} is in use: is another podswitch-control running?",
-                path.display()
-            );
+
+    fn error(&self, message: String) -> ControlResponse {
+        ControlResponse::Error {
+            code: code::INVALID_ENVIRONMENT,
+            message,
         }
-        std::fs::remove_file(path)?;
-    }
-    let listener =
-        UnixListener::bind(path).map_err(|e| anyhow::anyhow!("binding {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
-}
-
-/// Serves connections until the listener fails.
-pub fn serve(control: Arc<Control>, listener: UnixListener) -> anyhow::Result<()> {
-    for conn in listener.incoming() {
-        let conn = match conn {
-            Ok(conn) => conn,
-            // A client that gave up before accept() finished is not our failure.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let control = control.clone();
-        std::thread::Builder::new()
-            .name("psw-ctl-api".into())
-            .spawn(move || serve_connection(&control, conn))?;
-    }
-    Ok(())
-}
-
-fn serve_connection(control: &Control, mut conn: UnixStream) {
-    loop {
-        let response = match read_frame_bytes(&mut conn) {
-            Ok(body) => respond(control, &body),
-            Err(FrameError::Closed) => return,
-            Err(e) => {
-                let _ = write_frame(&mut conn, &error(e.to_string()));
-                return;
-            }
-        };
-        if write_frame(&mut conn, &response).is_err() {
-            return;
-        }
-    }
-}
-
-fn error(message: String) -> ControlResponse {
-    ControlResponse::Error {
-        code: code::INVALID_ENVIRONMENT,
-        message,
-    }
-}
-
-/// Decodes and answers one request body.
-pub fn respond(control: &Control, body: &[u8]) -> ControlResponse {
-    // The version first, so an old client gets a version error rather than a confusing
-    // decode error.
-    let version = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("version").and_then(serde_json::Value::as_u64));
-    match version {
-        Some(v) if v == u64::from(PROTOCOL_VERSION) => {}
-        Some(v) => {
-            return error(format!(
-                "protocol version {v} is not supported; this podswitch-control speaks \
-                 {PROTOCOL_VERSION}"
-            ))
-        }
-        None => return error("malformed request: missing \"version\"".into()),
-    }
-    match serde_json::from_slice::<ControlRequest>(body) {
-        Ok(req) => control.handle(req.body),
-        Err(e) => error(format!("malformed request: {e}")),
     }
 }
 
@@ -99,7 +29,11 @@ mod tests {
     use super::*;
     use crate::testkit::Harness;
     use podswitch_proto::control::ControlRequestBody;
-    use podswitch_proto::read_frame;
+    use podswitch_proto::server::{bind, respond, serve};
+    use podswitch_proto::{read_frame, write_frame};
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixStream;
+    use std::sync::Arc;
 
     #[test]
     fn wrong_or_missing_version_and_garbage_are_answered_with_errors() {
@@ -126,7 +60,7 @@ mod tests {
     fn the_socket_serves_requests_in_turn_on_one_connection() {
         let h = Harness::new();
         let path = h.dir.path().join("control.sock");
-        let listener = bind(&path).unwrap();
+        let listener = bind::<Control>(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let control = Arc::new(Control::start(
@@ -144,7 +78,7 @@ mod tests {
             assert!(matches!(resp, ControlResponse::Status(_)), "{resp:?}");
         }
         // A second control on the same path is refused while this one serves.
-        let err = bind(&path).unwrap_err().to_string();
+        let err = bind::<Control>(&path).unwrap_err().to_string();
         assert!(err.contains("is in use"), "{err}");
     }
 }

@@ -9,6 +9,7 @@ pub mod control;
 mod framing;
 mod messages;
 mod net;
+pub mod server;
 
 pub use framing::{read_frame, read_frame_bytes, write_frame, FrameError, MAX_FRAME_LEN};
 pub use messages::*;

@@ -7,7 +7,8 @@ use podswitch_control::config::ControlConfig;
 use podswitch_control::dataplane::SocketDataplane;
 use podswitch_control::podnet::NetlinkPodNetwork;
 use podswitch_control::store::Store;
-use podswitch_control::{api, Control};
+use podswitch_control::Control;
+use podswitch_proto::server;
 use podswitch_proto::Ipv4Prefix;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -111,7 +112,7 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let store = Arc::new(Store::open(&settings.state_dir)?);
-    let listener = api::bind(&settings.socket)?;
+    let listener = server::bind::<Control>(&settings.socket)?;
     podswitch_control::log(&format!(
         "node {} pod CIDR {} gateway {}; state {}; serving {}",
         settings.node_name,
@@ -127,5 +128,6 @@ fn main() -> anyhow::Result<()> {
         dataplane,
         Arc::new(NetlinkPodNetwork),
     ));
-    api::serve(control, listener)
+    server::serve(control, listener)?;
+    Ok(())
 }

@@ -3,8 +3,9 @@
 use anyhow::Context;
 use clap::Parser;
 use podswitch_dataplane::config::DaemonConfig;
-use podswitch_dataplane::daemon::{api, Daemon};
+use podswitch_dataplane::daemon::Daemon;
 use podswitch_dataplane::worker::IdlePolicy;
+use podswitch_proto::server;
 use std::path::PathBuf;
 
 /// The podswitch dataplane: a poll-mode userspace switch for Kubernetes pods.
@@ -64,9 +65,10 @@ fn main() -> anyhow::Result<()> {
         print!("{}", toml::to_string(&cfg)?);
         return Ok(());
     }
-    let listener = api::bind(&cfg.socket)?;
+    let listener = server::bind::<Daemon>(&cfg.socket)?;
     let socket = cfg.socket.clone();
     let daemon = Daemon::start(cfg)?;
     eprintln!("podswitchd: serving {}", socket.display());
-    api::serve(daemon, listener)
+    server::serve(daemon, listener)?;
+    Ok(())
 }
