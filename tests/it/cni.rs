@@ -231,3 +231,44 @@ fn manifests_apply_all_or_nothing_and_label_the_pods() {
     assert!(out.status.success());
     assert!(cn.pods()[0].labels.is_empty());
 }
+
+#[test]
+fn a_requested_address_and_mac_are_honoured_as_podman_asks() {
+    if !root_or_skip("a_requested_address_and_mac_are_honoured_as_podman_asks") {
+        return;
+    }
+    let cn = ControlNode::start();
+    let ns = Netns::new("pswc");
+    let netns = ns.path().display().to_string();
+    let env = [
+        ("CNI_CONTAINERID", "podman-1"),
+        ("CNI_NETNS", netns.as_str()),
+        ("CNI_IFNAME", "eth0"),
+        (
+            "CNI_ARGS",
+            "IgnoreUnknown=1;IP=10.244.1.77;MAC=02:42:ac:11:00:77",
+        ),
+    ];
+    let out = cn.cni("ADD", &env, &cn.netconf("1.0.0"));
+    assert_eq!(out.code, 0, "{out:?}");
+    let r = out.json();
+    assert_eq!(r["ips"][0]["address"], "10.244.1.77/32");
+    assert_eq!(r["interfaces"][0]["mac"], "02:42:ac:11:00:77");
+    assert!(ns.ping(GATEWAY, &[]).0);
+    // The same address for another container is refused, and nothing is allocated for it.
+    let ns2 = Netns::new("pswc");
+    let netns2 = ns2.path().display().to_string();
+    let env2 = [
+        ("CNI_CONTAINERID", "podman-2"),
+        ("CNI_NETNS", netns2.as_str()),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_ARGS", "IgnoreUnknown=1;IP=10.244.1.77"),
+    ];
+    let out = cn.cni("ADD", &env2, &cn.netconf("1.0.0"));
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.json()["msg"].as_str().unwrap().contains("10.244.1.77"),
+        "{out:?}"
+    );
+    assert_eq!(cn.status().allocated_ips, 1);
+}

@@ -64,3 +64,16 @@ fn two_workers_with_multiqueue_taps_carry_parallel_flows() {
     };
     assert_eq!(queues, 2);
 }
+
+#[test]
+fn a_busy_polling_worker_forwards_too() {
+    if !root_or_skip("a_busy_polling_worker_forwards_too") {
+        return;
+    }
+    let node = Node::with_args(&["--idle", "busy"]);
+    let a = node.add_pod(2);
+    let b = node.add_pod(3);
+    assert!(a.ns.ping(b.ip, &[]).0);
+    let got = tcp_transfer(&a.ns, &b.ns, b.ip, 5004, 1 << 20);
+    assert!(got == pattern(1 << 20, 5004));
+}
