@@ -28,8 +28,9 @@ hex_to_bin() {
 
 # Puts the seeds of every target into its corpus (fuzz/corpus/ is not committed).
 seed_corpora() {
-    mkdir -p corpus/packet_parsers corpus/pipeline corpus/proto_decode corpus/apply_ops
-    local f name len
+    mkdir -p corpus/packet_parsers corpus/pipeline corpus/proto_decode corpus/apply_ops \
+        corpus/manifests corpus/cni_stdin
+    local f name len cmd
     for f in seeds/pipeline/*.hex; do
         name=$(basename "$f" .hex)
         hex_to_bin "$f" "corpus/pipeline/seed-$name"
@@ -46,12 +47,24 @@ seed_corpora() {
           cat "$f"; } >"corpus/proto_decode/seed-framed-$name"
     done
     cp seeds/apply_ops/*.json corpus/apply_ops/
+    # The crate's own test manifests, then ours.
+    cp ../k8s/testdata/*.yaml seeds/manifests/*.yaml corpus/manifests/
+    # Each config under every CNI_COMMAND (byte 0: 0 ADD, 1 DEL, 2 CHECK, 3 VERSION, 4 GC,
+    # 5 STATUS), with byte 1 = 1: containerd's CNI_ARGS, control answering success, first identity.
+    for f in seeds/cni_stdin/*.json; do
+        name=$(basename "$f" .json)
+        for cmd in 0 1 2 3 4 5; do
+            { printf '%b' "\\x0$cmd\\x01"; cat "$f"; } >"corpus/cni_stdin/seed-$cmd-$name"
+        done
+    done
 }
 
 dict_for() {
     case $1 in
         pipeline) echo "-dict=dict/pipeline.dict" ;;
         proto_decode | apply_ops) echo "-dict=dict/proto.dict" ;;
+        manifests) echo "-dict=dict/manifests.dict" ;;
+        cni_stdin) echo "-dict=dict/cni.dict" ;;
     esac
 }
 

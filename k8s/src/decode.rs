@@ -99,7 +99,28 @@ fn decode_checked(value: &Value) -> Result<Object, Invalid> {
     };
     set_scope(&mut object, info)?;
     validate::object(&object)?;
-    Ok(object)
+    Ok(canonical(object))
+}
+
+/// The object as it reads back from its own JSON. Kubernetes keeps timestamps to the second
+/// (metav1.Time): a fraction in a manifest is dropped here, as the API server drops it, so that
+/// an object equals its stored form (found by fuzzing: `to_json` then `from_json` differed).
+fn canonical(object: Object) -> Object {
+    fn again<T: serde::Serialize + serde::de::DeserializeOwned>(t: T) -> T {
+        match serde_json::to_value(&t).and_then(serde_json::from_value) {
+            Ok(read_back) => read_back,
+            Err(_) => t,
+        }
+    }
+    match object {
+        Object::Namespace(o) => Object::Namespace(again(o)),
+        Object::Pod(o) => Object::Pod(again(o)),
+        Object::Service(o) => Object::Service(again(o)),
+        Object::Endpoints(o) => Object::Endpoints(again(o)),
+        Object::EndpointSlice(o) => Object::EndpointSlice(again(o)),
+        Object::NetworkPolicy(o) => Object::NetworkPolicy(again(o)),
+        Object::Node(o) => Object::Node(again(o)),
+    }
 }
 
 /// `apiVersion` or `kind`: a non-empty string.
@@ -353,5 +374,14 @@ mod tests {
                 (object.api_version(), object.is_namespaced())
             );
         }
+    }
+
+    #[test]
+    fn fractional_timestamps_are_dropped_so_objects_equal_their_stored_form() {
+        let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, creationTimestamp: \"2024-01-01T00:00:00.5Z\"}\n";
+        let objects = crate::parse_manifests(yaml).unwrap();
+        let stored = objects[0].to_json().unwrap();
+        assert_eq!(Object::from_json(&stored).unwrap(), objects[0]);
+        assert!(stored.contains("2024-01-01T00:00:00Z"), "{stored}");
     }
 }
