@@ -1004,14 +1004,20 @@ fn grpc_check(headers: &http::HeaderMap) -> Result<()> {
 }
 
 fn percent_decode(s: &[u8]) -> String {
+    unescape(s, b'%', 2, 16)
+}
+
+/// Decodes `marker` followed by `digits` digits in `radix` into that byte; leaves anything
+/// else, including a marker without valid digits, as it is.
+fn unescape(s: &[u8], marker: u8, digits: usize, radix: u32) -> String {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
-        if s[i] == b'%' && i + 2 < s.len() {
-            let hex = std::str::from_utf8(&s[i + 1..i + 3]).unwrap_or("");
-            if let Ok(b) = u8::from_str_radix(hex, 16) {
+        if s[i] == marker && i + digits < s.len() {
+            let code = std::str::from_utf8(&s[i + 1..i + 1 + digits]).unwrap_or("");
+            if let Ok(b) = u8::from_str_radix(code, radix) {
                 out.push(b);
-                i += 3;
+                i += 1 + digits;
                 continue;
             }
         }
@@ -1202,22 +1208,7 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
 fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
-            let oct = std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("");
-            if let Ok(v) = u8::from_str_radix(oct, 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    unescape(s.as_bytes(), b'\\', 3, 8)
 }
 
 /// The pids of the containerd shims and containerd processes whose command line names `dir`.
@@ -1232,6 +1223,15 @@ pub fn processes_of(dir: &Path) -> Vec<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_messages_and_mountinfo_paths_are_unescaped() {
+        assert_eq!(percent_decode(b"no%20such%2Fthing%"), "no such/thing%");
+        assert_eq!(
+            unescape_mountinfo(r"/tmp/a\040b\134c\04"),
+            "/tmp/a b\\c\\04"
+        );
+    }
 
     /// A dir and a bridge made by the test, removed even if it panics.
     struct Scratch {
