@@ -16,7 +16,7 @@
 //! | [`sync`] | the thread that owns the dataplane connection: resync, `push_now` |
 //! | [`control`] | `Control`: state + dispatch, status, pods |
 //! | `cni`, `manifests` | the handlers (methods of `Control`) |
-//! | [`api`] | the socket server |
+//! | [`api`] | `Control` as a `podswitch_proto::server::Service` (the socket) |
 //!
 //! Invariants: control never touches a packet; the database is the truth (the dataplane's
 //! tables and the pods' interfaces are derived from it and restored from it); every state
