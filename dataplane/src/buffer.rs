@@ -3,7 +3,8 @@
 //! Every buffer is allocated once, when a worker starts, and recycled through its pool: the
 //! forwarding path never allocates. A buffer is a fixed 2 KiB box so its address is stable while
 //! the kernel reads or writes it (io_uring), and it keeps headroom in front of the frame so that
-//! a header can be prepended (ICMP errors now, VXLAN later) without copying the packet.
+//! an encapsulation header (VXLAN, with multi-node) can be prepended without copying the packet.
+//! (ICMP errors, built in place today, grow the frame at the back instead.)
 
 /// Bytes per buffer.
 pub const BUF_SIZE: usize = 2048;

@@ -335,9 +335,4 @@ impl Worker {
     pub fn counters(&self) -> &Counters {
         &self.ctr
     }
-
-    /// Mutable access to a queue (tests inject frames into memory ports this way).
-    pub fn queue_mut(&mut self, id: PortId) -> Option<&mut Box<dyn PortQueue>> {
-        self.ports.get_mut(id as usize).and_then(Option::as_mut)
-    }
 }
