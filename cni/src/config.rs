@@ -72,6 +72,10 @@ struct RawConf {
     args: Option<Value>,
     #[serde(rename = "cni.dev/valid-attachments")]
     valid_attachments: Option<Vec<ValidAttachment>>,
+    /// The key the GC section of spec 1.1.0 printed by mistake; libcni sends it beside the
+    /// right one (containernetworking/cni#1101), and older runtimes may send only it.
+    #[serde(rename = "cni.dev/attachments")]
+    legacy_attachments: Option<Vec<ValidAttachment>>,
 }
 
 #[derive(Deserialize)]
@@ -146,7 +150,9 @@ impl NetConf {
             .name
             .filter(|n| !n.is_empty())
             .ok_or_else(|| CniError::new(code::INVALID_CONFIG, "the network config has no name"))?;
+        validate_name(&name)?;
         let mtu = raw.mtu.map(validate_mtu).transpose()?;
+        let valid_attachments = merge_attachments(raw.valid_attachments, raw.legacy_attachments);
         Ok(NetConf {
             cni_version,
             name,
@@ -162,16 +168,54 @@ impl NetConf {
                 .unwrap_or_default(),
             prev_result: raw.prev_result,
             args: raw.args,
-            valid_attachments: raw.valid_attachments.map(|list| {
-                list.into_iter()
-                    .map(|a| AttachmentId {
-                        container_id: a.container_id,
-                        ifname: a.ifname,
-                    })
-                    .collect()
-            }),
+            valid_attachments,
         })
     }
+}
+
+/// Spec 1.1 §"Configuration format": a network name "must start with an alphanumeric
+/// character, optionally followed by any combination of one or more alphanumeric characters,
+/// underscore, dot (.) or hyphen (-)" — libcni's `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`. (It should
+/// also be unique across the host's configs; only the runtime, which reads them all, can check
+/// that.)
+fn validate_name(name: &str) -> Result<(), CniError> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if first_ok && rest_ok {
+        Ok(())
+    } else {
+        Err(CniError::new(
+            code::INVALID_CONFIG,
+            format!(
+                "network name {name:?} is invalid: it must start with a letter or digit, \
+                 followed by letters, digits, '_', '.' or '-'"
+            ),
+        ))
+    }
+}
+
+/// GC's valid attachments from either key; with both (libcni sends both), every attachment
+/// either lists stays: a union can only release less.
+fn merge_attachments(
+    valid: Option<Vec<ValidAttachment>>,
+    legacy: Option<Vec<ValidAttachment>>,
+) -> Option<Vec<AttachmentId>> {
+    if valid.is_none() && legacy.is_none() {
+        return None;
+    }
+    let mut ids: Vec<AttachmentId> = valid
+        .into_iter()
+        .chain(legacy)
+        .flatten()
+        .map(|a| AttachmentId {
+            container_id: a.container_id,
+            ifname: a.ifname,
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    Some(ids)
 }
 
 fn validate_mtu(mtu: u64) -> Result<u16, CniError> {
@@ -297,6 +341,44 @@ mod tests {
             code::INVALID_CONFIG,
             "an entry without ifname is refused"
         );
+    }
+
+    #[test]
+    fn gc_reads_the_legacy_attachments_key_libcni_also_sends() {
+        let legacy = parse(json!({"cniVersion": "1.1.0", "name": "n",
+            "cni.dev/attachments": [{"containerID": "c1", "ifname": "eth0"}]}))
+        .unwrap();
+        let c1 = AttachmentId {
+            container_id: "c1".into(),
+            ifname: "eth0".into(),
+        };
+        assert_eq!(legacy.valid_attachments, Some(vec![c1.clone()]));
+        // Both keys, as libcni sends them: the same list once, or the union if they differ.
+        let both = parse(json!({"cniVersion": "1.1.0", "name": "n",
+            "cni.dev/valid-attachments": [{"containerID": "c1", "ifname": "eth0"}],
+            "cni.dev/attachments": [{"containerID": "c1", "ifname": "eth0"},
+                                    {"containerID": "c2", "ifname": "eth0"}]}))
+        .unwrap();
+        let c2 = AttachmentId {
+            container_id: "c2".into(),
+            ifname: "eth0".into(),
+        };
+        assert_eq!(both.valid_attachments, Some(vec![c1, c2]));
+        let neither = parse(json!({"cniVersion": "1.1.0", "name": "n"})).unwrap();
+        assert_eq!(neither.valid_attachments, None);
+    }
+
+    #[test]
+    fn network_names_follow_the_spec_pattern() {
+        for good in ["podswitch", "k8s-pod-network", "a", "0net", "my_net.v1-2"] {
+            let conf = parse(json!({"cniVersion": "1.0.0", "name": good})).unwrap();
+            assert_eq!(conf.name, good);
+        }
+        for bad in ["-net", "_net", ".net", "my net", "net/1", "nét", "net:1", "net\n"] {
+            let err = parse(json!({"cniVersion": "1.0.0", "name": bad})).unwrap_err();
+            assert_eq!(err.code, code::INVALID_CONFIG, "{bad:?}");
+            assert!(err.msg.contains("network name"), "{err}");
+        }
     }
 
     #[test]

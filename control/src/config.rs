@@ -21,8 +21,12 @@ pub struct ControlConfig {
     pub pod_cidr: Option<Ipv4Prefix>,
     /// The cluster's Service CIDR.
     pub service_cidr: Ipv4Prefix,
-    /// The cluster's pod CIDR, of which `pod_cidr` is this node's share.
-    pub cluster_cidr: Ipv4Prefix,
+    /// The cluster's pod CIDR, of which `pod_cidr` is this node's share. Default:
+    /// [`DEFAULT_CLUSTER_CIDR`] (kubeadm's and flannel's 10.244.0.0/16) when it contains
+    /// `pod_cidr`, else `pod_cidr` itself (a one-node cluster), so that `--pod-cidr` alone
+    /// always starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_cidr: Option<Ipv4Prefix>,
     /// The node's own address (for multi-node routing; optional today).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_ip: Option<Ipv4Addr>,
@@ -52,10 +56,7 @@ impl Default for ControlConfig {
                 addr: Ipv4Addr::new(10, 96, 0, 0),
                 len: 12,
             },
-            cluster_cidr: Ipv4Prefix {
-                addr: Ipv4Addr::new(10, 244, 0, 0),
-                len: 16,
-            },
+            cluster_cidr: None,
             node_ip: None,
             gateway: None,
             state_dir: PathBuf::from("/var/lib/podswitch"),
@@ -67,6 +68,12 @@ impl Default for ControlConfig {
         }
     }
 }
+
+/// The cluster CIDR assumed when none is given and it contains the node's pod CIDR.
+pub const DEFAULT_CLUSTER_CIDR: Ipv4Prefix = Ipv4Prefix {
+    addr: Ipv4Addr::new(10, 244, 0, 0),
+    len: 16,
+};
 
 /// The checked configuration, defaults resolved. Everything the crate needs beyond paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,9 +144,17 @@ impl ControlConfig {
                  network, gateway and broadcast addresses and at least one pod"
             ));
         }
+        let cluster_cidr = self.cluster_cidr.unwrap_or_else(|| {
+            if DEFAULT_CLUSTER_CIDR.contains(pod_cidr.addr) && DEFAULT_CLUSTER_CIDR.len <= pod_cidr.len
+            {
+                DEFAULT_CLUSTER_CIDR
+            } else {
+                pod_cidr
+            }
+        });
         for (key, cidr) in [
             ("service_cidr", self.service_cidr),
-            ("cluster_cidr", self.cluster_cidr),
+            ("cluster_cidr", cluster_cidr),
         ] {
             if cidr.network() != cidr {
                 return err(format!(
@@ -148,17 +163,18 @@ impl ControlConfig {
                 ));
             }
         }
-        if !(self.cluster_cidr.len <= pod_cidr.len && self.cluster_cidr.contains(pod_cidr.addr)) {
+        if !(cluster_cidr.len <= pod_cidr.len && cluster_cidr.contains(pod_cidr.addr)) {
             return err(format!(
-                "pod_cidr = {pod_cidr} is not inside cluster_cidr = {}",
-                self.cluster_cidr
+                "pod_cidr = {pod_cidr} is not inside cluster_cidr = {cluster_cidr}: give the \
+                 cluster's pod CIDR that contains it (--cluster-cidr), or leave cluster_cidr \
+                 unset to use {pod_cidr}"
             ));
         }
-        if overlaps(self.service_cidr, self.cluster_cidr) {
+        if overlaps(self.service_cidr, cluster_cidr) {
             return err(format!(
-                "service_cidr = {} overlaps cluster_cidr = {}: Service VIPs and pod addresses \
-                 must be distinct",
-                self.service_cidr, self.cluster_cidr
+                "service_cidr = {} overlaps cluster_cidr = {cluster_cidr}: Service VIPs and pod \
+                 addresses must be distinct; give another --service-cidr",
+                self.service_cidr
             ));
         }
         let first_host = Ipv4Addr::from(u32::from(pod_cidr.addr) + 1);
@@ -216,7 +232,7 @@ impl ControlConfig {
             pod_cidr,
             gateway,
             service_cidr: self.service_cidr,
-            cluster_cidr: self.cluster_cidr,
+            cluster_cidr,
             node_ip: self.node_ip,
             host_port: self.host_port.clone(),
             mtu: self.mtu,
@@ -233,6 +249,7 @@ impl ControlConfig {
         Ok(Self {
             node_name: s.node_name,
             gateway: Some(s.gateway),
+            cluster_cidr: Some(s.cluster_cidr),
             ..self.clone()
         })
     }
@@ -297,6 +314,38 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_cidr_outside_the_conventional_cluster_cidr_alone_starts() {
+        // What a newcomer types: `podswitch-control --pod-cidr 10.250.0.0/24`.
+        let lone = ControlConfig {
+            pod_cidr: Some("10.250.0.0/24".parse().unwrap()),
+            ..with_cidr()
+        };
+        let s = lone.settings().unwrap();
+        assert_eq!(s.cluster_cidr, "10.250.0.0/24".parse().unwrap());
+        assert_eq!(s.gateway, Ipv4Addr::new(10, 250, 0, 1));
+        let printed = toml::to_string(&lone.resolved().unwrap()).unwrap();
+        assert!(
+            printed.contains("cluster_cidr = \"10.250.0.0/24\""),
+            "{printed}"
+        );
+        // Inside 10.244.0.0/16, the conventional cluster CIDR is kept.
+        assert_eq!(
+            with_cidr().settings().unwrap().cluster_cidr,
+            DEFAULT_CLUSTER_CIDR
+        );
+        // A pod CIDR larger than the default one is its own cluster CIDR.
+        let big = ControlConfig {
+            pod_cidr: Some("10.0.0.0/8".parse().unwrap()),
+            service_cidr: "172.30.0.0/16".parse().unwrap(),
+            ..with_cidr()
+        };
+        assert_eq!(
+            big.settings().unwrap().cluster_cidr,
+            "10.0.0.0/8".parse().unwrap()
+        );
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let cases: Vec<(ControlConfig, &str)> = vec![
             (
@@ -309,9 +358,10 @@ mod tests {
             (
                 ControlConfig {
                     pod_cidr: Some("10.9.1.0/24".parse().unwrap()),
+                    cluster_cidr: Some("10.244.0.0/16".parse().unwrap()),
                     ..with_cidr()
                 },
-                "not inside cluster_cidr",
+                "not inside cluster_cidr = 10.244.0.0/16: give the cluster's pod CIDR",
             ),
             (
                 ControlConfig {
@@ -344,7 +394,7 @@ mod tests {
             (
                 ControlConfig {
                     service_cidr: "10.244.0.0/12".parse().unwrap(),
-                    cluster_cidr: "10.240.0.0/12".parse().unwrap(),
+                    cluster_cidr: Some("10.240.0.0/12".parse().unwrap()),
                     ..with_cidr()
                 },
                 "has host bits set",

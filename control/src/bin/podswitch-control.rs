@@ -30,7 +30,8 @@ struct Flags {
     /// The cluster's Service CIDR.
     #[arg(long)]
     service_cidr: Option<Ipv4Prefix>,
-    /// The cluster's pod CIDR.
+    /// The cluster's pod CIDR (default: 10.244.0.0/16 if it contains the pod CIDR, else the
+    /// pod CIDR itself).
     #[arg(long)]
     cluster_cidr: Option<Ipv4Prefix>,
     /// The node's own IP.
@@ -82,7 +83,6 @@ impl Flags {
         set!(
             node_name,
             service_cidr,
-            cluster_cidr,
             state_dir,
             dataplane_socket,
             socket,
@@ -90,7 +90,7 @@ impl Flags {
             mtu,
             resync_interval_ms
         );
-        set_opt!(pod_cidr, node_ip, gateway);
+        set_opt!(pod_cidr, cluster_cidr, node_ip, gateway);
     }
 }
 
