@@ -160,8 +160,9 @@ fn check(env: &RawEnv, stdin: &[u8], control: &mut dyn Control) -> Result<String
     }
 }
 
-/// GC refuses a config without `cni.dev/valid-attachments`: read as "nothing is valid" it would
-/// release every pod of the node. An empty list is honoured.
+/// GC refuses a config without `cni.dev/valid-attachments` (or the legacy
+/// `cni.dev/attachments`): read as "nothing is valid" it would release every pod of the node.
+/// An empty list is honoured.
 fn gc(stdin: &[u8], control: &mut dyn Control) -> Result<String, CniError> {
     let conf = NetConf::parse(stdin)?;
     require_1_1(&conf, "GC")?;
@@ -169,8 +170,8 @@ fn gc(stdin: &[u8], control: &mut dyn Control) -> Result<String, CniError> {
         CniError::new(
             code::INVALID_CONFIG,
             format!(
-                "GC of network {:?} needs cni.dev/valid-attachments; without it podswitch \
-                 releases nothing",
+                "GC of network {:?} needs cni.dev/valid-attachments (or cni.dev/attachments); \
+                 without it podswitch releases nothing",
                 conf.name
             ),
         )
@@ -186,13 +187,30 @@ fn gc(stdin: &[u8], control: &mut dyn Control) -> Result<String, CniError> {
     }
 }
 
-/// STATUS succeeds only when the control process answers and its dataplane holds the current
-/// state; every other outcome, including an unreachable socket, is code 50 (not available) with
-/// the reason in the message.
+/// STATUS succeeds only when the control process answers, its dataplane holds the current
+/// state and the address pool has room for another pod (spec 1.1 §STATUS: "the plugin is
+/// not available to add pods" — with the pool full, every ADD would fail); every other
+/// outcome, including an unreachable socket, is code 50 (not available) with the reason in the
+/// message.
 fn status(stdin: &[u8], control: &mut dyn Control) -> Result<String, CniError> {
     let conf = NetConf::parse(stdin)?;
     require_1_1(&conf, "STATUS")?;
     let outcome = match call(control, &conf, ControlRequestBody::Status, QUERY_TIMEOUT) {
+        Ok(ControlResponse::Status(s))
+            if s.dataplane_in_sync
+                && s.pool_capacity.is_some_and(|cap| s.allocated_ips >= cap as usize) =>
+        {
+            CniError::new(
+                code::NOT_AVAILABLE,
+                format!(
+                    "address pool {} of node {} is exhausted: all {} pod addresses are \
+                     allocated; delete pods (CNI DEL/GC) or give the node a larger pod CIDR",
+                    s.pod_cidr,
+                    s.node,
+                    s.allocated_ips
+                ),
+            )
+        }
         Ok(ControlResponse::Status(s)) if s.dataplane_in_sync => return Ok(String::new()),
         Ok(ControlResponse::Status(s)) => CniError::new(
             code::NOT_AVAILABLE,

@@ -526,6 +526,8 @@ mod tests {
         for c in ["a", "b", "c", "d", "e"] {
             h.add(c).unwrap();
         }
+        let s = h.c().status().unwrap();
+        assert_eq!((s.allocated_ips, s.pool_capacity), (5, Some(5)), "STATUS sees it full");
         let err = h.add("f").unwrap_err();
         assert_eq!(err.code, code::POOL_EXHAUSTED);
         assert!(err.message.contains("10.244.1.0/29 is exhausted"), "{err}");

@@ -169,6 +169,7 @@ impl Control {
             dataplane_generation,
             pods,
             allocated_ips,
+            pool_capacity: Some(self.pool.capacity()),
         })
     }
 

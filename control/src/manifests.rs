@@ -8,23 +8,29 @@
 //! deleting is idempotent, and a manifest that names one already-deleted object still deletes
 //! the rest.
 //!
+//! What the API server changes on the way in is changed here too (`podswitch_k8s`'s
+//! `apiserver.rs`); its warnings lead the summary of `apply` as `Warning: ...` lines, as
+//! `kubectl apply` prints them before its own lines.
+//!
 //! Objects do not change the generation today: nothing compiles from them into the dataplane
 //! yet (Pod labels show in `pods`). When Services and NetworkPolicies compile into tables,
 //! apply and delete will bump it in the same transaction.
 
 use crate::control::{code, Control, Failure};
 use crate::store::{ReadTx, StoreError};
-use podswitch_k8s::{parse_manifests, pod_labels, Object, ObjectKey};
+use podswitch_k8s::{parse_manifests_with_warnings, pod_labels, Object, ObjectKey};
 use std::collections::BTreeMap;
 
 impl Control {
-    /// Stores every object of `manifests`; one summary line per object:
-    /// `pod default/web created`, `configured` or `unchanged`.
+    /// Stores every object of `manifests`; the warnings (`Warning: document 1 (...): ...`),
+    /// then one summary line per object: `pod default/web created`, `configured` or
+    /// `unchanged`.
     pub fn apply(&self, manifests: &str) -> Result<Vec<String>, Failure> {
-        let objects = parse(manifests)?;
+        let (objects, warnings) = parse(manifests)?;
         let _guard = self.lock();
         self.store.write(|tx| -> Result<Vec<String>, Failure> {
-            let mut summary = Vec::with_capacity(objects.len());
+            let mut summary = warnings;
+            summary.reserve(objects.len());
             for (key, json) in &objects {
                 let verb = match tx.object(key)? {
                     None => "created",
@@ -43,7 +49,7 @@ impl Control {
     /// Removes every object `manifests` names; one line per object: `pod default/web deleted`
     /// or `pod default/web not found`.
     pub fn delete(&self, manifests: &str) -> Result<Vec<String>, Failure> {
-        let objects = parse(manifests)?;
+        let (objects, _) = parse(manifests)?;
         let _guard = self.lock();
         self.store
             .write(|tx| -> Result<Vec<String>, StoreError> {
@@ -62,12 +68,16 @@ impl Control {
     }
 }
 
-/// Parses and validates all documents, then encodes each object: `(key, json)` in input
-/// order.
-fn parse(manifests: &str) -> Result<Vec<(String, String)>, Failure> {
-    let objects = parse_manifests(manifests)
+/// A manifest's objects as `(key, json)` in input order, and its warnings as lines.
+type Encoded = (Vec<(String, String)>, Vec<String>);
+
+/// Parses and validates all documents, then encodes each object.
+fn parse(manifests: &str) -> Result<Encoded, Failure> {
+    let parsed = parse_manifests_with_warnings(manifests)
         .map_err(|e| Failure::new(code::INVALID_MANIFEST, e.to_string()))?;
-    objects
+    let warnings = parsed.warnings.iter().map(ToString::to_string).collect();
+    let objects = parsed
+        .objects
         .iter()
         .map(|o| {
             let key = o.key().to_string();
@@ -79,7 +89,8 @@ fn parse(manifests: &str) -> Result<Vec<(String, String)>, Failure> {
             })?;
             Ok((key, json))
         })
-        .collect()
+        .collect::<Result<_, Failure>>()?;
+    Ok((objects, warnings))
 }
 
 /// Equal as JSON values (independent of key order and spacing).
@@ -152,6 +163,34 @@ mod tests {
         assert!(objects(&h)["pod default/web"].contains("shop"));
         // Objects do not change the dataplane's configuration (yet): no new generation.
         assert_eq!(h.store().read().unwrap().generation().unwrap(), 1);
+    }
+
+    #[test]
+    fn apply_stores_what_the_api_server_would_and_leads_with_its_warnings() {
+        let h = Harness::new();
+        let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: shop}\nspec:\n  podSelector: {}\n  ingress:\n  - from: [{ipBlock: {cidr: 10.0.0.1/8}}]\n";
+        let summary = h.c().apply(&format!("{NS}---\n{policy}")).unwrap();
+        assert_eq!(summary.len(), 3, "{summary:?}");
+        assert!(
+            summary[0].starts_with(
+                "Warning: document 2 (NetworkPolicy shop/p): spec.ingress[0].from[0].ipBlock.cidr: \
+                 non-standard CIDR value \"10.0.0.1/8\""
+            ),
+            "{summary:?}"
+        );
+        assert_eq!(
+            summary[1..],
+            ["namespace shop created", "networkpolicy shop/p created"]
+        );
+        let stored = objects(&h);
+        assert!(
+            stored["networkpolicy shop/p"].contains("\"10.0.0.0/8\""),
+            "stored as its network: {stored:?}"
+        );
+        assert!(
+            stored["namespace shop"].contains("\"kubernetes.io/metadata.name\":\"shop\""),
+            "{stored:?}"
+        );
     }
 
     #[test]

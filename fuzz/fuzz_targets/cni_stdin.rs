@@ -187,6 +187,7 @@ fn status(in_sync: bool) -> ControlResponse {
         dataplane_generation: in_sync.then_some(7),
         pods: 3,
         allocated_ips: 3,
+        pool_capacity: Some(253),
     })
 }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::error::Invalid;
 use crate::object::{kind_info, KindInfo, KINDS};
-use crate::{validate, FieldPath, ManifestError, ManifestErrorKind, Object};
+use crate::{apiserver, validate, FieldPath, ManifestError, ManifestErrorKind, ManifestWarning, Object};
 
 /// One JSON object, as [`Object::from_json`] reads it.
 pub(crate) fn object_from_json(json: &str) -> Result<Object, ManifestError> {
@@ -27,16 +27,16 @@ pub(crate) fn object_from_json(json: &str) -> Result<Object, ManifestError> {
 }
 
 pub(crate) fn object_from_value(value: Value) -> Result<Object, ManifestError> {
-    decode_object(1, &value, &FieldPath::root())
+    decode_object(1, &value, &FieldPath::root()).map(|(object, _)| object)
 }
 
-/// One object, found at `at` in document `number`.
+/// One object, found at `at` in document `number`, with the warnings about it.
 pub(crate) fn decode_object(
     number: usize,
     value: &Value,
     at: &FieldPath,
-) -> Result<Object, ManifestError> {
-    decode_checked(value).map_err(|invalid| {
+) -> Result<(Object, Vec<ManifestWarning>), ManifestError> {
+    let (object, notes) = decode_checked(value).map_err(|invalid| {
         ManifestError::new(
             number,
             raw_identity(value),
@@ -44,10 +44,20 @@ pub(crate) fn decode_object(
             invalid.kind,
             invalid.message,
         )
-    })
+    })?;
+    let warnings = notes
+        .into_iter()
+        .map(|(path, message)| ManifestWarning {
+            document: number,
+            object: identity(&object),
+            field: at.join(&path),
+            message,
+        })
+        .collect();
+    Ok((object, warnings))
 }
 
-fn decode_checked(value: &Value) -> Result<Object, Invalid> {
+fn decode_checked(value: &Value) -> Result<(Object, Vec<apiserver::Note>), Invalid> {
     let root = FieldPath::root();
     if !value.is_object() {
         return Err(Invalid::new(
@@ -98,8 +108,10 @@ fn decode_checked(value: &Value) -> Result<Object, Invalid> {
         _ => Object::Node(typed(value)?),
     };
     set_scope(&mut object, info)?;
+    let notes = apiserver::before_validation(&mut object);
     validate::object(&object)?;
-    Ok(canonical(object))
+    apiserver::after_validation(&mut object);
+    Ok((canonical(object), notes))
 }
 
 /// The object as it reads back from its own JSON. Kubernetes keeps timestamps to the second

@@ -76,6 +76,32 @@ impl ManifestError {
     }
 }
 
+/// Something an accepted manifest did that Kubernetes accepts but its author should fix, as the
+/// API server's warnings. Displays as `Warning: document 1 (NetworkPolicy shop/web):
+/// spec.ingress[0].from[0].ipBlock.cidr: non-standard CIDR value ...`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ManifestWarning {
+    /// 1-based position of the YAML document in the input.
+    pub document: usize,
+    /// The object as `Kind namespace/name`.
+    pub object: String,
+    /// Path of the field inside the document.
+    pub field: FieldPath,
+    /// What was accepted, and how to write it instead.
+    pub message: String,
+}
+
+impl fmt::Display for ManifestWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Warning: document {} ({}): {}: {}",
+            self.document, self.object, self.field, self.message
+        )
+    }
+}
+
 /// A problem found inside one object, with a path relative to that object; the parser turns it
 /// into a [`ManifestError`] by adding the document, the object and the object's place in the
 /// document.

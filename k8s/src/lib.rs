@@ -8,7 +8,10 @@
 //!
 //! Invariants: this crate does no I/O and knows nothing of tables, the dataplane or the
 //! protocol. Every [`Object`] it returns has a name, a namespace exactly when its kind is
-//! namespaced (`"default"` when the manifest gave none), and CIDRs in canonical form.
+//! namespaced (`"default"` when the manifest gave none), and CIDRs in canonical form. What
+//! the API server changes on the way in is changed here too (`apiserver.rs`: a Namespace's
+//! `kubernetes.io/metadata.name` label, ipBlock CIDRs with host bits set, which come back as
+//! [`ManifestWarning`]s).
 //!
 //! ```
 //! let objects = podswitch_k8s::parse_manifests(
@@ -18,6 +21,7 @@
 //! # Ok::<(), podswitch_k8s::ManifestError>(())
 //! ```
 
+mod apiserver;
 mod decode;
 mod error;
 mod names;
@@ -26,9 +30,10 @@ mod object;
 mod parse;
 mod validate;
 
-pub use error::{FieldPath, ManifestError, ManifestErrorKind};
+pub use apiserver::NAMESPACE_NAME_LABEL;
+pub use error::{FieldPath, ManifestError, ManifestErrorKind, ManifestWarning};
 pub use object::{labels, pod_labels, Object, ObjectKey};
-pub use parse::parse_manifests;
+pub use parse::{parse_manifests, parse_manifests_with_warnings, Parsed};
 
 /// The k8s-openapi this crate's types come from (feature `v1_37`), so callers name the same
 /// types without depending on a second copy.

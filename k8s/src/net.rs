@@ -1,8 +1,9 @@
 //! IP addresses and CIDRs as manifests write them (`10.244.1.0/24`, `fd00::/64`).
 //!
-//! Stricter than Kubernetes in one place: a CIDR with host bits set (`10.244.1.5/24`) is
-//! rejected with the canonical form as a hint, so every CIDR the control process receives means
-//! exactly what it says (a node's gateway is the first address of its podCIDR).
+//! A CIDR with host bits set (`10.244.1.5/24`) is rejected with the canonical form as a hint,
+//! so every CIDR the control process receives means exactly what it says (a node's gateway is
+//! the first address of its podCIDR) — except in a NetworkPolicy's ipBlock, where the API
+//! server accepts it as its network with a warning, and so does `apiserver.rs` ([`lenient`]).
 //! Addresses are parsed by `std`, which rejects IPv4 with leading zeros (`010.0.0.1`), as
 //! current Kubernetes does.
 
@@ -53,6 +54,18 @@ fn mask_v6(addr: Ipv6Addr, prefix_len: u8) -> Ipv6Addr {
 
 /// Parses `ADDRESS/PREFIX-LENGTH` of either family; `Err` is the reason to show.
 pub(crate) fn cidr(value: &str) -> Result<Cidr, String> {
+    let (net, masked) = lenient(value)?;
+    if masked {
+        return Err(format!(
+            "bits are set past the prefix length; did you mean {net}?"
+        ));
+    }
+    Ok(net)
+}
+
+/// Parses like [`cidr`] but reads host bits as Go's `net.ParseCIDR` does (masked off): the
+/// network, and whether any bit had to be cleared.
+pub(crate) fn lenient(value: &str) -> Result<(Cidr, bool), String> {
     let Some((addr, len)) = value.split_once('/') else {
         return Err("expected ADDRESS/PREFIX-LENGTH, like 10.244.1.0/24".into());
     };
@@ -72,12 +85,13 @@ pub(crate) fn cidr(value: &str) -> Result<Cidr, String> {
         IpAddr::V4(a) => IpAddr::V4(mask_v4(a, prefix_len)),
         IpAddr::V6(a) => IpAddr::V6(mask_v6(a, prefix_len)),
     };
-    if canonical != addr {
-        return Err(format!(
-            "bits are set past the prefix length; did you mean {canonical}/{prefix_len}?"
-        ));
-    }
-    Ok(Cidr { addr, prefix_len })
+    Ok((
+        Cidr {
+            addr: canonical,
+            prefix_len,
+        },
+        canonical != addr,
+    ))
 }
 
 #[cfg(test)]
@@ -112,6 +126,16 @@ mod tests {
         assert!(cidr("10.0.0.0/+8").is_err());
         assert!(cidr("10.0.0/8").is_err());
         assert!(cidr("fd00::/129").is_err());
+    }
+
+    #[test]
+    fn lenient_masks_host_bits_and_says_so() {
+        let (net, masked) = lenient("10.0.0.1/8").unwrap();
+        assert_eq!((net.to_string(), masked), ("10.0.0.0/8".to_string(), true));
+        let (net, masked) = lenient("fd00::1/64").unwrap();
+        assert_eq!((net.to_string(), masked), ("fd00::/64".to_string(), true));
+        assert_eq!(lenient("10.0.0.0/8").unwrap().1, false);
+        assert!(lenient("10.0.0.0/33").is_err());
     }
 
     #[test]

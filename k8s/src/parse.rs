@@ -15,7 +15,18 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::decode::{decode_object, identity};
-use crate::{FieldPath, ManifestError, ManifestErrorKind, Object, ObjectKey};
+use crate::{FieldPath, ManifestError, ManifestErrorKind, ManifestWarning, Object, ObjectKey};
+
+/// What [`parse_manifests_with_warnings`] accepted: the objects, in input order, and what the
+/// API server would have warned about (empty for a clean input).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Parsed {
+    /// The validated objects.
+    pub objects: Vec<Object>,
+    /// One per field Kubernetes accepts but reads differently from how it is written.
+    pub warnings: Vec<ManifestWarning>,
+}
 
 /// Parses a multi-document YAML (or JSON) input into validated objects, in input order.
 ///
@@ -26,7 +37,14 @@ use crate::{FieldPath, ManifestError, ManifestErrorKind, Object, ObjectKey};
 ///   not have one.
 /// - The first problem anywhere fails the whole input; the same object twice is a problem.
 pub fn parse_manifests(yaml: &str) -> Result<Vec<Object>, ManifestError> {
+    parse_manifests_with_warnings(yaml).map(|parsed| parsed.objects)
+}
+
+/// [`parse_manifests`], keeping the warnings: what `apply` shows its user (see `apiserver.rs`
+/// for what is changed on the way in).
+pub fn parse_manifests_with_warnings(yaml: &str) -> Result<Parsed, ManifestError> {
     let mut objects = Vec::new();
+    let mut warnings = Vec::new();
     let mut seen: BTreeMap<ObjectKey, usize> = BTreeMap::new();
     for (index, document) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
         let number = index + 1;
@@ -42,7 +60,8 @@ pub fn parse_manifests(yaml: &str) -> Result<Vec<Object>, ManifestError> {
         if value.is_null() {
             continue;
         }
-        for object in decode_document(number, &value)? {
+        for (object, object_warnings) in decode_document(number, &value)? {
+            warnings.extend(object_warnings);
             let key = object.key();
             if let Some(first) = seen.get(&key) {
                 return Err(ManifestError::new(
@@ -57,7 +76,7 @@ pub fn parse_manifests(yaml: &str) -> Result<Vec<Object>, ManifestError> {
             objects.push(object);
         }
     }
-    Ok(objects)
+    Ok(Parsed { objects, warnings })
 }
 
 /// A YAML document as a JSON value (`Null` for an empty one). Merge keys (`<<: *base`) are
@@ -70,8 +89,12 @@ fn document_to_json(document: serde_yaml::Deserializer<'_>) -> Result<Value, Str
     serde_json::to_value(&yaml).map_err(|e| format!("not a JSON-compatible document: {e}"))
 }
 
-/// The objects of one non-empty document: itself, or the items of a `List`.
-fn decode_document(number: usize, value: &Value) -> Result<Vec<Object>, ManifestError> {
+/// The objects of one non-empty document (itself, or the items of a `List`), each with its
+/// warnings.
+fn decode_document(
+    number: usize,
+    value: &Value,
+) -> Result<Vec<(Object, Vec<ManifestWarning>)>, ManifestError> {
     if value.get("kind").and_then(Value::as_str) != Some("List") {
         return Ok(vec![decode_object(number, value, &FieldPath::root())?]);
     }

@@ -153,6 +153,10 @@ pub struct ControlStatus {
     pub pods: usize,
     /// Addresses allocated (equal to `pods` unless something leaked).
     pub allocated_ips: usize,
+    /// How many addresses the pod CIDR can give to pods (`None` from a control process that
+    /// does not say); the pool is exhausted when `allocated_ips` reaches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_capacity: Option<u32>,
 }
 
 /// One attached pod.

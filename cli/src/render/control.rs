@@ -142,6 +142,7 @@ mod tests {
             dataplane_generation: Some(7),
             pods: 3,
             allocated_ips: 3,
+            pool_capacity: Some(253),
         }
     }
 

@@ -199,6 +199,7 @@ fn control_status_prints_key_value_lines() {
             dataplane_generation: Some(4),
             pods: 1,
             allocated_ips: 1,
+            pool_capacity: Some(253),
         }),
     );
     let out = podswitchctl(

@@ -107,6 +107,7 @@ fn control_status(in_sync: bool) -> ControlResponse {
         dataplane_generation: Some(if in_sync { 7 } else { 6 }),
         pods: 3,
         allocated_ips: 3,
+        pool_capacity: Some(253),
     })
 }
 
@@ -422,6 +423,41 @@ fn status_succeeds_only_when_the_dataplane_is_in_sync() {
     ));
     assert_eq!(e["code"], 50);
     assert!(e["msg"].as_str().unwrap().contains("generation 7"), "{e}");
+}
+
+#[test]
+fn status_fails_with_code_50_while_the_address_pool_is_exhausted() {
+    let full = |allocated: usize| {
+        let ControlResponse::Status(mut s) = control_status(true) else {
+            unreachable!()
+        };
+        (s.pods, s.allocated_ips, s.pool_capacity) = (allocated, allocated, Some(5));
+        ControlResponse::Status(s)
+    };
+    let mut control = FakeControl::answering(full(5));
+    let e = error_of(&run(
+        &env("STATUS", &[]),
+        &conf("1.1.0", json!({})),
+        &mut control,
+    ));
+    assert_eq!(e["code"], 50, "{e}");
+    let msg = e["msg"].as_str().unwrap();
+    assert!(
+        msg.contains("address pool 10.244.1.0/24 of node node-a is exhausted"),
+        "{e}"
+    );
+    // One address free: available.
+    let mut control = FakeControl::answering(full(4));
+    let out = run(&env("STATUS", &[]), &conf("1.1.0", json!({})), &mut control);
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    // A control process that does not report its pool's size is not judged on it.
+    let ControlResponse::Status(mut s) = full(5) else {
+        unreachable!()
+    };
+    s.pool_capacity = None;
+    let mut control = FakeControl::answering(ControlResponse::Status(s));
+    let out = run(&env("STATUS", &[]), &conf("1.1.0", json!({})), &mut control);
+    assert_eq!(out.exit_code, 0, "{out:?}");
 }
 
 #[test]

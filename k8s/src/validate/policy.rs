@@ -118,6 +118,7 @@ fn peer(path: &FieldPath, peer: &NetworkPolicyPeer) -> Check {
 #[cfg(test)]
 mod tests {
     use crate::validate::error_of;
+    use crate::Object;
 
     fn policy(spec: &str) -> String {
         format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: allow-web, namespace: shop}}\nspec:\n{spec}")
@@ -206,9 +207,9 @@ mod tests {
             "document 1 (NetworkPolicy shop/allow-web): spec.ingress[0].from[0]: a peer needs podSelector, namespaceSelector or ipBlock"
         );
         assert_eq!(
-            error_of(&from("{ipBlock: {cidr: 10.0.0.1/8}}")),
-            "document 1 (NetworkPolicy shop/allow-web): spec.ingress[0].from[0].ipBlock.cidr: \"10.0.0.1/8\" is not a valid CIDR: \
-             bits are set past the prefix length; did you mean 10.0.0.0/8?"
+            error_of(&from("{ipBlock: {cidr: 10.0.0.0/40}}")),
+            "document 1 (NetworkPolicy shop/allow-web): spec.ingress[0].from[0].ipBlock.cidr: \"10.0.0.0/40\" is not a valid CIDR: \
+             prefix length \"40\" is not a number in 0..=32"
         );
         assert_eq!(
             error_of(&from("{ipBlock: {}}")),
@@ -226,5 +227,54 @@ mod tests {
             "{ipBlock: {cidr: 0.0.0.0/0, except: [10.0.0.0/8]}}, {namespaceSelector: {}, podSelector: {matchLabels: {app: db}}}",
         ))
         .unwrap();
+    }
+
+    #[test]
+    fn ip_blocks_with_host_bits_are_read_as_their_network_with_a_warning() {
+        // As the API server: accepted as the masked network, and the author is warned.
+        let yaml = policy(
+            "  podSelector: {}\n  ingress:\n  - from: [{ipBlock: {cidr: 10.0.0.1/8, except: [10.1.2.3/16]}}]\n  egress:\n  - to: [{ipBlock: {cidr: 192.168.1.7/24}}]\n",
+        );
+        let parsed = crate::parse_manifests_with_warnings(&yaml).unwrap();
+        let Object::NetworkPolicy(p) = &parsed.objects[0] else {
+            panic!("{:?}", parsed.objects)
+        };
+        let spec = p.spec.as_ref().unwrap();
+        let block = |peer: &k8s_openapi::api::networking::v1::NetworkPolicyPeer| {
+            peer.ip_block.clone().unwrap()
+        };
+        let ingress = block(&spec.ingress.as_ref().unwrap()[0].from.as_ref().unwrap()[0]);
+        assert_eq!(ingress.cidr, "10.0.0.0/8");
+        assert_eq!(ingress.except, Some(vec!["10.1.0.0/16".to_string()]));
+        let egress = block(&spec.egress.as_ref().unwrap()[0].to.as_ref().unwrap()[0]);
+        assert_eq!(egress.cidr, "192.168.1.0/24");
+        let warnings: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            [
+                "Warning: document 1 (NetworkPolicy shop/allow-web): spec.ingress[0].from[0].ipBlock.cidr: \
+                 non-standard CIDR value \"10.0.0.1/8\" has host bits set; it is read as 10.0.0.0/8 \
+                 (write 10.0.0.0/8 to silence this warning)",
+                "Warning: document 1 (NetworkPolicy shop/allow-web): spec.ingress[0].from[0].ipBlock.except[0]: \
+                 non-standard CIDR value \"10.1.2.3/16\" has host bits set; it is read as 10.1.0.0/16 \
+                 (write 10.1.0.0/16 to silence this warning)",
+                "Warning: document 1 (NetworkPolicy shop/allow-web): spec.egress[0].to[0].ipBlock.cidr: \
+                 non-standard CIDR value \"192.168.1.7/24\" has host bits set; it is read as 192.168.1.0/24 \
+                 (write 192.168.1.0/24 to silence this warning)",
+            ]
+        );
+        // Masking happens before the except-inside-cidr check, which then holds.
+        assert_eq!(
+            error_of(&policy(
+                "  podSelector: {}\n  ingress:\n  - from: [{ipBlock: {cidr: 10.0.0.1/8, except: [10.0.0.5/8]}}]\n"
+            )),
+            "document 1 (NetworkPolicy shop/allow-web): spec.ingress[0].from[0].ipBlock.except[0]: \"10.0.0.0/8\" must lie strictly inside cidr 10.0.0.0/8"
+        );
+        // A canonical policy has no warnings.
+        let clean = crate::parse_manifests_with_warnings(&policy(
+            "  podSelector: {}\n  ingress:\n  - from: [{ipBlock: {cidr: 10.0.0.0/8}}]\n",
+        ))
+        .unwrap();
+        assert!(clean.warnings.is_empty(), "{:?}", clean.warnings);
     }
 }
