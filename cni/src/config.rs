@@ -374,7 +374,9 @@ mod tests {
             let conf = parse(json!({"cniVersion": "1.0.0", "name": good})).unwrap();
             assert_eq!(conf.name, good);
         }
-        for bad in ["-net", "_net", ".net", "my net", "net/1", "nét", "net:1", "net\n"] {
+        for bad in [
+            "-net", "_net", ".net", "my net", "net/1", "nét", "net:1", "net\n",
+        ] {
             let err = parse(json!({"cniVersion": "1.0.0", "name": bad})).unwrap_err();
             assert_eq!(err.code, code::INVALID_CONFIG, "{bad:?}");
             assert!(err.msg.contains("network name"), "{err}");

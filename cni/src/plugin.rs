@@ -198,16 +198,15 @@ fn status(stdin: &[u8], control: &mut dyn Control) -> Result<String, CniError> {
     let outcome = match call(control, &conf, ControlRequestBody::Status, QUERY_TIMEOUT) {
         Ok(ControlResponse::Status(s))
             if s.dataplane_in_sync
-                && s.pool_capacity.is_some_and(|cap| s.allocated_ips >= cap as usize) =>
+                && s.pool_capacity
+                    .is_some_and(|cap| s.allocated_ips >= cap as usize) =>
         {
             CniError::new(
                 code::NOT_AVAILABLE,
                 format!(
                     "address pool {} of node {} is exhausted: all {} pod addresses are \
                      allocated; delete pods (CNI DEL/GC) or give the node a larger pod CIDR",
-                    s.pod_cidr,
-                    s.node,
-                    s.allocated_ips
+                    s.pod_cidr, s.node, s.allocated_ips
                 ),
             )
         }

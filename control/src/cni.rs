@@ -10,14 +10,22 @@
 //! 3. the pod's interface gets its address and routes; if that fails, the same rollback plus
 //!    a push without the pod, and code 5.
 //!
+//! Each step commits: the record is `pending` from step 1 until the interface is configured,
+//! so an ADD interrupted by a crash is found again — finished by the runtime's retry of the
+//! same ADD, released by its DEL or GC, or (namespace gone) at control's next start.
+//! An ADD for a known attachment in another namespace (a sandbox restarted under its old id)
+//! moves the attachment there, keeping address, MAC and port name.
+//!
 //! DEL is idempotent and needs no namespace: the database is the truth. If `podswitchd` is
-//! unreachable, DEL still succeeds; the pod's port goes at the next resync (its tap vanished
-//! with the namespace anyway, or is removed then).
+//! unreachable, DEL still succeeds; the pod's port goes at the next resync. Its persistent tap
+//! would not go with it, so DEL also deletes the pod's interface from the namespace (the one
+//! the runtime names, else the recorded one) when the namespace still exists.
 
 use crate::compile::{pod_mac, port_name};
 use crate::control::{code, Control, Failure};
 use crate::ipam::IpamError;
-use crate::store::{attachment_key, PodRecord, StoreError, WriteTx};
+use crate::podnet::PodNetwork;
+use crate::store::{attachment_key, PodRecord, Store, StoreError, WriteTx};
 use crate::sync::describe;
 use podswitch_proto::control::{Attachment, AttachmentId, CniAttach, CniDetach};
 use podswitch_proto::{MacAddr, PortRole};
@@ -25,6 +33,10 @@ use std::collections::BTreeSet;
 
 /// Linux's longest interface name.
 const IFNAME_MAX_LEN: usize = 15;
+
+/// Test hook: with this environment variable set, control aborts right after an ADD's
+/// allocation is committed, as a `kill -9` at the worst moment would (`tests/it/cni.rs`).
+pub const CRASH_AFTER_ADD_COMMIT: &str = "PODSWITCH_CONTROL_TEST_CRASH_AFTER_ADD_COMMIT";
 
 impl Control {
     /// CNI ADD; see the module doc.
@@ -54,8 +66,12 @@ impl Control {
         }
         let key = attachment_key(&req.container_id, &req.ifname);
         let _guard = self.lock();
-        if let Some(existing) = self.store.read()?.pod(&key)? {
-            return Ok(self.attachment(&existing));
+        let existing = self.store.read()?.pod(&key)?;
+        if let Some(pod) = &existing {
+            if pod.netns == req.netns && !pod.pending {
+                // Runtimes retry: the same ADD again is answered with what it produced.
+                return Ok(self.attachment(pod));
+            }
         }
         if !self.podnet.netns_exists(&req.netns) {
             return Err(Failure::new(
@@ -63,7 +79,42 @@ impl Control {
                 format!("network namespace {} does not exist", req.netns),
             ));
         }
-        let pod = self.store.write(|tx| self.record_new_pod(tx, req, &key))?;
+        let pod = match existing {
+            // An ADD interrupted before it finished (a control crash), retried: finish it.
+            Some(pod) if pod.netns == req.netns => pod,
+            // The same container id and ifname in another namespace: a sandbox restarted
+            // under its old id. The attachment follows it (same address, MAC and port name;
+            // podswitchd re-creates the port in the new namespace, which releases the tap in
+            // the old one).
+            Some(old) => self.store.write(|tx| -> Result<PodRecord, StoreError> {
+                let moved = PodRecord {
+                    netns: req.netns.clone(),
+                    pending: true,
+                    ..old.clone()
+                };
+                tx.put_pod(&moved)?;
+                tx.bump_generation()?;
+                crate::log(&format!(
+                    "{}: ADD in network namespace {} (was {}): moving the attachment",
+                    describe(&moved),
+                    moved.netns,
+                    old.netns
+                ));
+                Ok(moved)
+            })?,
+            None => self.store.write(|tx| self.record_new_pod(tx, req, &key))?,
+        };
+        if std::env::var_os(CRASH_AFTER_ADD_COMMIT).is_some() {
+            // Test hook: die as `kill -9` would, with the allocation committed.
+            std::process::abort();
+        }
+        self.finish_add(pod)
+    }
+
+    /// The rest of an ADD once its record is committed (pending): push, configure the
+    /// interface, mark it complete. Any failure removes the attachment (see the module doc).
+    fn finish_add(&self, pod: PodRecord) -> Result<Attachment, Failure> {
+        let key = pod.key();
         if let Err(e) = self.sync.push_now() {
             let failure = Failure::from(e);
             self.roll_back(&key);
@@ -82,6 +133,12 @@ impl Control {
                 format!("configuring the interface of {}: {e}", describe(&pod)),
             ));
         }
+        let pod = PodRecord {
+            pending: false,
+            ..pod
+        };
+        // Not a change of what the dataplane holds: no new generation.
+        self.store.write(|tx| tx.put_pod(&pod))?;
         crate::log(&format!(
             "{} attached: {} on port {}",
             describe(&pod),
@@ -132,6 +189,7 @@ impl Control {
             mac,
             port,
             mtu: req.mtu,
+            pending: true,
         };
         tx.put_pod(&pod)?;
         tx.allocate_ip(ip, key)?;
@@ -180,15 +238,49 @@ impl Control {
                 }
                 Ok(removed)
             })?;
-        if let Some(pod) = removed {
-            crate::log(&format!("{} detached, {} released", describe(&pod), pod.ip));
-            self.push_or_log("DEL");
+        let Some(pod) = removed else {
+            return Ok(());
+        };
+        crate::log(&format!("{} detached, {} released", describe(&pod), pod.ip));
+        self.push_or_log("DEL");
+        // The pod's tap is persistent: if podswitchd did not release it (it is down, or the
+        // push failed), it would stay in the namespace with its address, and a new sandbox in
+        // that namespace would get two. The namespace the runtime names, else the recorded one.
+        let netns = req
+            .netns
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&pod.netns);
+        if self.podnet.netns_exists(netns) {
+            match self.podnet.remove(&pod, netns) {
+                Ok(true) => crate::log(&format!(
+                    "{}: removed {} from {netns}",
+                    describe(&pod),
+                    pod.ifname
+                )),
+                Ok(false) => {}
+                Err(e) => {
+                    return Err(Failure::new(
+                        code::IO_FAILURE,
+                        format!(
+                            "{} is released, but its interface could not be removed: {e}; \
+                             remove it by hand (ip -n NETNS link del {})",
+                            describe(&pod),
+                            pod.ifname
+                        ),
+                    ))
+                }
+            }
         }
         Ok(())
     }
 
-    /// CNI CHECK: the attachment is recorded, `podswitchd` holds its port with the right
-    /// binding, and inside the namespace the interface is up with its address and route.
+    /// CNI CHECK: the attachment is recorded as the runtime's `prevResult` says; inside the
+    /// namespace the interface is there with the pod's MAC, up, with exactly its address, the
+    /// on-link route to the gateway and the default route; and `podswitchd` holds its port
+    /// with the right binding. The interface is checked first, so what is wrong in the pod is
+    /// named even while `podswitchd` is down; with `podswitchd` unreachable CHECK then fails
+    /// with code 11 (try again later): the pod has no connectivity, so it is not as ADD left it.
     pub fn cni_check(&self, req: &CniAttach) -> Result<(), Failure> {
         check_identity(&req.container_id, &req.ifname)?;
         let key = attachment_key(&req.container_id, &req.ifname);
@@ -207,6 +299,30 @@ impl Control {
                 ),
             ));
         }
+        if pod.pending {
+            return Err(Failure::new(
+                code::IO_FAILURE,
+                format!(
+                    "{}: its ADD never finished; ADD it again or DEL it",
+                    describe(&pod)
+                ),
+            ));
+        }
+        let differs = |what: &str, expected: String, has: String| {
+            Failure::new(
+                code::INVALID_ENVIRONMENT,
+                format!("prevResult gives {key} {what} {expected}, but podswitch gave it {has}"),
+            )
+        };
+        if let Some(ip) = req.requested_ip.filter(|ip| *ip != pod.ip) {
+            return Err(differs("address", ip.to_string(), pod.ip.to_string()));
+        }
+        if let Some(mac) = req.requested_mac.filter(|mac| *mac != pod.mac) {
+            return Err(differs("MAC", mac.to_string(), pod.mac.to_string()));
+        }
+        self.podnet
+            .check(&pod, self.settings.gateway)
+            .map_err(|e| Failure::new(code::IO_FAILURE, format!("{}: {e}", describe(&pod))))?;
         let ports = self.sync.ports()?;
         let port = ports.iter().find(|p| p.name == pod.port).ok_or_else(|| {
             Failure::new(
@@ -220,20 +336,15 @@ impl Control {
             )
         })?;
         match &port.role {
-            PortRole::Pod { mac, ip, .. } if *mac == pod.mac && *ip == pod.ip => {}
-            other => {
-                return Err(Failure::new(
-                    code::IO_FAILURE,
-                    format!(
-                        "podswitchd's port {} is bound to {other:?}, not to {} {}",
-                        pod.port, pod.ip, pod.mac
-                    ),
-                ))
-            }
+            PortRole::Pod { mac, ip, .. } if *mac == pod.mac && *ip == pod.ip => Ok(()),
+            other => Err(Failure::new(
+                code::IO_FAILURE,
+                format!(
+                    "podswitchd's port {} is bound to {other:?}, not to {} {}",
+                    pod.port, pod.ip, pod.mac
+                ),
+            )),
         }
-        self.podnet
-            .check(&pod, self.settings.gateway)
-            .map_err(|e| Failure::new(code::IO_FAILURE, format!("{}: {e}", describe(&pod))))
     }
 
     /// CNI GC: releases every attachment not in `valid`, in one transaction; returns them.
@@ -286,6 +397,39 @@ impl Control {
             ));
         }
     }
+}
+
+/// On start, before the first resync: an attachment whose ADD never finished (control died
+/// between committing it and configuring the interface) is released if its namespace is gone
+/// — the runtime saw the ADD fail and will not DEL a sandbox it destroyed. One whose namespace
+/// still exists stays pending: the runtime retries the ADD (which finishes it) or calls DEL or
+/// GC (which release it); meanwhile the start-up resync pushes and configures it like any
+/// other pod. Returns the released records.
+pub(crate) fn release_abandoned_adds(
+    store: &Store,
+    podnet: &dyn PodNetwork,
+) -> Result<Vec<PodRecord>, StoreError> {
+    let released = store.write(|tx| -> Result<Vec<PodRecord>, StoreError> {
+        let mut released = Vec::new();
+        for (key, pod) in tx.pods()? {
+            if pod.pending && !podnet.netns_exists(&pod.netns) {
+                released.extend(remove_attachment(tx, &key)?);
+            }
+        }
+        if !released.is_empty() {
+            tx.bump_generation()?;
+        }
+        Ok(released)
+    })?;
+    for pod in &released {
+        crate::log(&format!(
+            "{}: its ADD never finished and network namespace {} is gone: released {}",
+            describe(pod),
+            pod.netns,
+            pod.ip
+        ));
+    }
+    Ok(released)
 }
 
 /// Removes the attachment `key` and frees its address (if the address is still its own).
@@ -527,7 +671,11 @@ mod tests {
             h.add(c).unwrap();
         }
         let s = h.c().status().unwrap();
-        assert_eq!((s.allocated_ips, s.pool_capacity), (5, Some(5)), "STATUS sees it full");
+        assert_eq!(
+            (s.allocated_ips, s.pool_capacity),
+            (5, Some(5)),
+            "STATUS sees it full"
+        );
         let err = h.add("f").unwrap_err();
         assert_eq!(err.code, code::POOL_EXHAUSTED);
         assert!(err.message.contains("10.244.1.0/29 is exhausted"), "{err}");
@@ -576,6 +724,168 @@ mod tests {
         }
         h.c().sync().push_now().unwrap();
         assert_eq!(h.dp.state().port_names(), vec!["psw0"]);
+    }
+
+    #[test]
+    fn del_removes_the_pods_interface_even_with_the_dataplane_down() {
+        let h = Harness::new();
+        h.add("aaa").unwrap();
+        h.add("bbb").unwrap();
+        h.dp.state().unreachable = true;
+        h.c()
+            .cni_del(&CniDetach {
+                container_id: "aaa".into(),
+                ifname: "eth0".into(),
+                netns: Some("/var/run/netns/aaa".into()),
+            })
+            .unwrap();
+        // Without CNI_NETNS (containerd's second DEL style), the recorded namespace.
+        h.del("bbb").unwrap();
+        assert_eq!(
+            h.net.state().removed,
+            [
+                "aaa/eth0 in /var/run/netns/aaa",
+                "bbb/eth0 in /var/run/netns/bbb"
+            ]
+        );
+        assert!(h.store().read().unwrap().pods().unwrap().is_empty());
+        // A namespace that is gone has nothing to remove; a second DEL has no record.
+        h.dp.state().unreachable = false;
+        h.add("ccc").unwrap();
+        h.net.state().missing.insert("/var/run/netns/ccc".into());
+        h.del("ccc").unwrap();
+        h.del("ccc").unwrap();
+        assert_eq!(h.net.state().removed.len(), 2);
+    }
+
+    #[test]
+    fn del_whose_interface_cannot_be_removed_says_so_and_still_releases() {
+        let h = Harness::new();
+        h.add("aaa").unwrap();
+        h.net.state().fail_remove = true;
+        let err = h.del("aaa").unwrap_err();
+        assert_eq!(err.code, code::IO_FAILURE);
+        assert!(
+            err.message.contains("could not be removed")
+                && err.message.contains("Operation not permitted"),
+            "{err}"
+        );
+        assert!(h.store().read().unwrap().ipam().unwrap().is_empty());
+    }
+
+    #[test]
+    fn add_in_another_namespace_moves_the_attachment_there() {
+        let h = Harness::new();
+        let first = h.add("aaa").unwrap();
+        let g = generation(&h);
+        let mut again = add_request("aaa");
+        again.netns = "/var/run/netns/aaa-restarted".into();
+        let moved = h.c().cni_add(&again).unwrap();
+        assert_eq!(moved.netns, "/var/run/netns/aaa-restarted");
+        assert_eq!(
+            (moved.ip, moved.mac, &moved.port),
+            (first.ip, first.mac, &first.port)
+        );
+        assert_eq!(generation(&h), g + 1, "the port's spec changed");
+        let dp = h.dp.state();
+        let port = dp.ports.iter().find(|p| p.name == first.port).unwrap();
+        assert_eq!(
+            port.netns.as_ref().map(|n| n.path.as_str()),
+            Some("/var/run/netns/aaa-restarted")
+        );
+        assert_eq!(h.net.state().configured, ["aaa/eth0", "aaa/eth0"]);
+        let view = h.store().read().unwrap();
+        assert_eq!(view.pod("aaa/eth0").unwrap().unwrap().netns, moved.netns);
+        assert_eq!(view.ipam().unwrap().len(), 1);
+        // Into a namespace that does not exist: refused, the attachment stays where it was.
+        let mut gone = add_request("aaa");
+        gone.netns = "/var/run/netns/gone".into();
+        h.net.state().missing.insert(gone.netns.clone());
+        assert_eq!(
+            h.c().cni_add(&gone).unwrap_err().code,
+            code::INVALID_ENVIRONMENT
+        );
+        let after = h.store().read().unwrap();
+        assert_eq!(after.pod("aaa/eth0").unwrap().unwrap().netns, moved.netns);
+    }
+
+    /// What a control process that died right after step 1 of an ADD leaves behind.
+    fn commit_pending(h: &Harness, container: &str, ip: [u8; 4]) {
+        let mut pod = testkit::pod(container, ip);
+        pod.pending = true;
+        h.store()
+            .write(|tx| -> Result<(), StoreError> {
+                tx.put_pod(&pod)?;
+                tx.allocate_ip(pod.ip, &pod.key())?;
+                tx.bump_generation().map(drop)
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn an_add_interrupted_after_its_commit_is_finished_by_the_retry() {
+        let h = Harness::new();
+        commit_pending(&h, "aaa", [10, 244, 1, 9]);
+        let err = h.c().cni_check(&add_request("aaa")).unwrap_err();
+        assert!(err.message.contains("never finished"), "{err}");
+        // The runtime saw the ADD fail and retries it: same address, now configured.
+        let a = h.add("aaa").unwrap();
+        assert_eq!(a.ip, Ipv4Addr::new(10, 244, 1, 9));
+        assert_eq!(h.net.state().configured, ["aaa/eth0"]);
+        assert!(
+            !h.store()
+                .read()
+                .unwrap()
+                .pod("aaa/eth0")
+                .unwrap()
+                .unwrap()
+                .pending
+        );
+        assert!(h.dp.state().port_names().contains(&a.port));
+        h.c().cni_check(&add_request("aaa")).unwrap();
+    }
+
+    #[test]
+    fn an_interrupted_add_whose_namespace_is_gone_is_released_at_restart() {
+        let mut h = Harness::new();
+        h.add("done").unwrap();
+        commit_pending(&h, "gone", [10, 244, 1, 9]);
+        commit_pending(&h, "alive", [10, 244, 1, 10]);
+        h.net.state().missing.insert("/var/run/netns/gone".into());
+        // A finished attachment whose namespace is gone stays until DEL or GC.
+        h.net.state().missing.insert("/var/run/netns/done".into());
+        h.restart_control();
+        let view = h.store().read().unwrap();
+        assert_eq!(
+            view.pods().unwrap().keys().collect::<Vec<_>>(),
+            ["alive/eth0", "done/eth0"]
+        );
+        assert_eq!(view.ipam().unwrap().len(), 2, "10.244.1.9 is free again");
+        assert_eq!(view.generation().unwrap(), h.dp.state().generation);
+        // The one whose namespace exists: configured by the start-up resync, finished by
+        // the ADD the runtime retries, or released by its DEL.
+        h.del("alive").unwrap();
+        assert_eq!(h.store().read().unwrap().ipam().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn check_compares_the_prev_result_with_the_attachment() {
+        let h = Harness::new();
+        let a = h.add("aaa").unwrap();
+        let mut req = add_request("aaa");
+        req.requested_ip = Some(a.ip);
+        req.requested_mac = Some(a.mac);
+        h.c().cni_check(&req).unwrap();
+        req.requested_ip = Some(Ipv4Addr::new(10, 244, 1, 200));
+        let err = h.c().cni_check(&req).unwrap_err();
+        assert_eq!(err.code, code::INVALID_ENVIRONMENT);
+        assert!(err.message.contains("10.244.1.200"), "{err}");
+        // The interface is checked before the dataplane is asked: with podswitchd down, a
+        // broken interface is still named.
+        h.dp.state().unreachable = true;
+        h.net.state().check_error = Some("eth0 in /var/run/netns/aaa: no address".into());
+        let err = h.c().cni_check(&add_request("aaa")).unwrap_err();
+        assert!(err.message.contains("no address"), "{err}");
     }
 
     #[test]

@@ -145,7 +145,8 @@ impl ControlConfig {
             ));
         }
         let cluster_cidr = self.cluster_cidr.unwrap_or_else(|| {
-            if DEFAULT_CLUSTER_CIDR.contains(pod_cidr.addr) && DEFAULT_CLUSTER_CIDR.len <= pod_cidr.len
+            if DEFAULT_CLUSTER_CIDR.contains(pod_cidr.addr)
+                && DEFAULT_CLUSTER_CIDR.len <= pod_cidr.len
             {
                 DEFAULT_CLUSTER_CIDR
             } else {

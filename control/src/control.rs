@@ -93,14 +93,18 @@ pub struct Control {
 }
 
 impl Control {
-    /// Starts the sync thread over `dataplane` (which resyncs at once) and returns the
-    /// service, ready to [`Control::handle`] requests.
+    /// Releases ADDs a crash left unfinished whose namespace is gone (`cni.rs`), starts the
+    /// sync thread over `dataplane` (which resyncs at once) and returns the service, ready to
+    /// [`Control::handle`] requests.
     pub fn start(
         settings: Settings,
         store: Arc<Store>,
         dataplane: Box<dyn Dataplane>,
         podnet: Arc<dyn PodNetwork>,
     ) -> Control {
+        if let Err(e) = crate::cni::release_abandoned_adds(&store, podnet.as_ref()) {
+            crate::log(&format!("releasing unfinished ADDs: {e}"));
+        }
         let sync = Syncer::start(settings.clone(), store.clone(), dataplane, podnet.clone());
         let pool = Pool::new(settings.pod_cidr, settings.gateway);
         Control {

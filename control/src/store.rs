@@ -60,6 +60,13 @@ pub struct PodRecord {
     /// MTU the CNI config asked for; `None` means the configured default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u16>,
+    /// The ADD that recorded this attachment has not finished (the port pushed and the
+    /// interface configured): true from the commit that allocates the address to the one
+    /// after the interface is configured. A control process that died in between finds it
+    /// on restart (`Control::reconcile_pending`). Records written before this field existed
+    /// were complete.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 impl PodRecord {

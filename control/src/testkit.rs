@@ -39,6 +39,7 @@ pub fn pod(container: &str, ip: [u8; 4]) -> PodRecord {
         mac: pod_mac(ip),
         port: port_name(&attachment_key(container, "eth0")),
         mtu: None,
+        pending: false,
     }
 }
 
@@ -172,6 +173,10 @@ pub struct FakePodNetworkState {
     pub check_error: Option<String>,
     /// Attachment keys configured, in order.
     pub configured: Vec<String>,
+    /// `remove` calls: `key in netns`, in order.
+    pub removed: Vec<String>,
+    /// `remove` fails.
+    pub fail_remove: bool,
 }
 
 #[derive(Debug, Default)]
@@ -205,6 +210,18 @@ impl PodNetwork for FakePodNetwork {
             Some(e) => Err(PodNetError(e.clone())),
             None => Ok(()),
         }
+    }
+
+    fn remove(&self, pod: &PodRecord, netns: &str) -> Result<bool, PodNetError> {
+        let mut s = self.state();
+        if s.fail_remove {
+            return Err(PodNetError(format!(
+                "{} in {netns}: delete link: Operation not permitted",
+                pod.ifname
+            )));
+        }
+        s.removed.push(format!("{} in {netns}", pod.key()));
+        Ok(true)
     }
 }
 

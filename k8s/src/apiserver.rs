@@ -100,13 +100,19 @@ mod tests {
     #[test]
     fn every_namespace_is_labelled_with_its_name_as_the_api_server_does() {
         let plain = namespace_labels("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n");
-        assert_eq!(plain.get(NAMESPACE_NAME_LABEL).map(String::as_str), Some("shop"));
+        assert_eq!(
+            plain.get(NAMESPACE_NAME_LABEL).map(String::as_str),
+            Some("shop")
+        );
         // Other labels stay; a wrong value of this one is overwritten, as the API server does.
         let kept = namespace_labels(
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  labels: {team: a, kubernetes.io/metadata.name: other}\n",
         );
         assert_eq!(kept.get("team").map(String::as_str), Some("a"));
-        assert_eq!(kept.get(NAMESPACE_NAME_LABEL).map(String::as_str), Some("shop"));
+        assert_eq!(
+            kept.get(NAMESPACE_NAME_LABEL).map(String::as_str),
+            Some("shop")
+        );
         // The label survives the stored form (to_json, from_json) unchanged.
         let object = &parse_manifests("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")
             .unwrap()[0];

@@ -10,7 +10,9 @@ use serde_json::Value;
 
 use crate::error::Invalid;
 use crate::object::{kind_info, KindInfo, KINDS};
-use crate::{apiserver, validate, FieldPath, ManifestError, ManifestErrorKind, ManifestWarning, Object};
+use crate::{
+    apiserver, validate, FieldPath, ManifestError, ManifestErrorKind, ManifestWarning, Object,
+};
 
 /// One JSON object, as [`Object::from_json`] reads it.
 pub(crate) fn object_from_json(json: &str) -> Result<Object, ManifestError> {
