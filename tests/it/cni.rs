@@ -272,3 +272,193 @@ fn a_requested_address_and_mac_are_honoured_as_podman_asks() {
     );
     assert_eq!(cn.status().allocated_ips, 1);
 }
+
+/// The IPv4 addresses of `eth0` in `ns`, read by netlink; `None` when there is no `eth0`.
+fn eth0_addresses(ns: &Netns) -> Option<Vec<(std::net::Ipv4Addr, u8)>> {
+    ns.enter(|| {
+        let mut nl = podswitch_netlink::Netlink::new().unwrap();
+        let index = nl.link_index("eth0").unwrap()?;
+        Some(nl.addr_list_v4(index).unwrap())
+    })
+}
+
+/// Waits (5 s at most) until `eth0` is gone from `ns`; whether it went.
+fn eth0_goes_away(ns: &Netns) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while eth0_addresses(ns).is_some() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    true
+}
+
+#[test]
+fn del_while_podswitchd_is_down_removes_the_interface_and_a_re_add_in_that_namespace_works() {
+    if !root_or_skip(
+        "del_while_podswitchd_is_down_removes_the_interface_and_a_re_add_in_that_namespace_works",
+    ) {
+        return;
+    }
+    let mut cn = ControlNode::start();
+    let a = cn.add_pod("web");
+    let b = cn.add_pod("db");
+    assert!(a.ns.ping(b.ip, &[]).0, "baseline");
+    assert_eq!(cn.check(&a).code, 0);
+
+    cn.node.kill_daemon();
+    // The pod's interface is intact, the switch is not: CHECK says to try again later.
+    let check = cn.check(&a);
+    assert_eq!(
+        (check.code, check.json()["code"].as_u64()),
+        (1, Some(11)),
+        "{check:?}"
+    );
+    let del = cn.del_pod(&a.container_id, Some(&a.netns()));
+    assert_eq!(del.code, 0, "{del:?}");
+    assert_eq!(
+        eth0_addresses(&a.ns),
+        None,
+        "DEL removed the persistent tap, with its address, though podswitchd was down\n{}",
+        cn.control_log()
+    );
+
+    // The sandbox restarts in the same namespace under a new id, with podswitchd back.
+    cn.node.start_daemon();
+    cn.wait_in_sync();
+    let CniPod { ns, .. } = a;
+    let again = cn.add_pod_into("web", ns, &unique("ctr"));
+    assert_eq!(
+        eth0_addresses(&again.ns),
+        Some(vec![(again.ip, 32)]),
+        "one address"
+    );
+    let (ok, out) = again.ns.ping(b.ip, &[]);
+    assert!(ok, "the re-added pod reaches the other: {out}");
+    assert_eq!(cn.check(&again).code, 0);
+
+    // CHECK fails, naming the address, once it is removed by hand.
+    again.ns.enter(|| {
+        let mut nl = podswitch_netlink::Netlink::new().unwrap();
+        let index = nl.link_index("eth0").unwrap().unwrap();
+        nl.addr_del_v4(index, again.ip, 32).unwrap();
+    });
+    let check = cn.check(&again);
+    assert_eq!(check.code, 1, "{check:?}");
+    let err = check.json();
+    assert_eq!(err["code"], 5, "{err}");
+    assert!(
+        err["msg"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("does not have exactly address {}/32", again.ip)),
+        "{err}"
+    );
+}
+
+#[test]
+fn add_with_a_known_id_in_a_new_namespace_moves_the_pod_there() {
+    if !root_or_skip("add_with_a_known_id_in_a_new_namespace_moves_the_pod_there") {
+        return;
+    }
+    let cn = ControlNode::start();
+    let a = cn.add_pod("web");
+    let b = cn.add_pod("db");
+    let moved = cn.add_pod_into("web", Netns::new("pswc"), &a.container_id);
+    assert_eq!(moved.ip, a.ip, "the attachment keeps its address");
+    assert_eq!(
+        moved.result["interfaces"][0]["sandbox"],
+        moved.netns().as_str()
+    );
+    assert_eq!(
+        eth0_addresses(&moved.ns),
+        Some(vec![(moved.ip, 32)]),
+        "configured in the new namespace\n{}",
+        cn.control_log()
+    );
+    assert!(
+        eth0_goes_away(&a.ns),
+        "the old sandbox's interface is released"
+    );
+    let (ok, out) = moved.ns.ping(b.ip, &[]);
+    assert!(ok, "{out}");
+    let s = cn.status();
+    assert_eq!((s.pods, s.allocated_ips), (2, 2), "{s:?}");
+    assert_eq!(cn.check(&moved).code, 0);
+}
+
+#[test]
+fn an_add_cut_short_by_a_control_crash_is_released_or_finished_after_restart() {
+    if !root_or_skip("an_add_cut_short_by_a_control_crash_is_released_or_finished_after_restart") {
+        return;
+    }
+    const CRASH: (&str, &str) = ("PODSWITCH_CONTROL_TEST_CRASH_AFTER_ADD_COMMIT", "1");
+    let mut cn = ControlNode::start();
+    let crash_add = |cn: &mut ControlNode, name: &str, id: &str, ns: &Netns| {
+        cn.kill_control();
+        cn.start_control_with_env(&[CRASH]);
+        let out = cn.add(name, id, &ns.path().display().to_string());
+        assert_eq!(out.code, 1, "the ADD died with control: {out:?}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !cn.control_exited() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "control did not crash"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    let alive = Netns::new("pswc");
+    let alive_id = unique("ctr");
+    crash_add(&mut cn, "alive", &alive_id, &alive);
+    let gone = Netns::new("pswc");
+    crash_add(&mut cn, "gone", &unique("ctr"), &gone);
+    drop(gone); // the runtime destroyed the sandbox whose ADD failed
+
+    cn.start_control();
+    cn.wait_in_sync();
+    let s = cn.status();
+    assert_eq!(
+        (s.pods, s.allocated_ips),
+        (1, 1),
+        "the one whose namespace is gone was released: {s:?}\n{}",
+        cn.control_log()
+    );
+    // The runtime retries the other ADD: it finishes, with connectivity.
+    let pod = cn.add_pod_into("alive", alive, &alive_id);
+    assert!(pod.ns.ping(GATEWAY, &[]).0);
+    assert_eq!(cn.check(&pod).code, 0);
+    let s = cn.status();
+    assert_eq!((s.pods, s.allocated_ips), (1, 1), "{s:?}");
+}
+
+#[test]
+fn status_fails_with_code_50_while_the_pool_is_exhausted() {
+    if !root_or_skip("status_fails_with_code_50_while_the_pool_is_exhausted") {
+        return;
+    }
+    let mut cn = ControlNode::start();
+    // A /30: network, gateway, broadcast and one pod address.
+    cn.kill_control();
+    cn.pod_cidr = "10.244.1.0/30".into();
+    cn.start_control();
+    cn.wait_in_sync();
+    assert_eq!(cn.status().pool_capacity, Some(1));
+    let status = || cn.cni("STATUS", &[], &cn.netconf("1.1.0"));
+    assert_eq!(status().code, 0, "{:?}", status());
+    let pod = cn.add_pod("only");
+    let full = status();
+    assert_eq!(full.code, 1, "{full:?}");
+    let err = full.json();
+    assert_eq!(err["code"], 50, "{err}");
+    assert!(
+        err["msg"]
+            .as_str()
+            .unwrap()
+            .contains("address pool 10.244.1.0/30 of node node-1 is exhausted"),
+        "{err}"
+    );
+    assert_eq!(cn.del_pod(&pod.container_id, Some(&pod.netns())).code, 0);
+    assert_eq!(status().code, 0, "available again once a pod is deleted");
+}

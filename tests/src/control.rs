@@ -23,6 +23,9 @@ pub struct ControlNode {
     pub control_socket: PathBuf,
     /// Its state directory (the embedded database).
     pub state_dir: PathBuf,
+    /// The `--pod-cidr` control is started with ([`POD_CIDR`] unless a test changes it
+    /// before [`Self::start_control`]).
+    pub pod_cidr: String,
 }
 
 /// What one plugin invocation printed and returned.
@@ -55,6 +58,7 @@ impl ControlNode {
             control: None,
             control_socket,
             state_dir,
+            pod_cidr: POD_CIDR.to_string(),
         };
         cn.start_control();
         cn.wait_in_sync();
@@ -63,6 +67,11 @@ impl ControlNode {
 
     /// Starts podswitch-control in the node's namespace (again, after [`Self::kill_control`]).
     pub fn start_control(&mut self) {
+        self.start_control_with_env(&[]);
+    }
+
+    /// [`Self::start_control`] with extra environment variables (test hooks).
+    pub fn start_control_with_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.control.is_none(), "control is running");
         let _ = std::fs::remove_file(&self.control_socket);
         let log = std::fs::OpenOptions::new()
@@ -73,13 +82,14 @@ impl ControlNode {
         let child = Command::new("nsenter")
             .arg(format!("--net={}", self.node.ns.path().display()))
             .arg(binary("podswitch-control"))
-            .args(["--node-name", "node-1", "--pod-cidr", POD_CIDR])
+            .args(["--node-name", "node-1", "--pod-cidr", &self.pod_cidr])
             .arg("--state-dir")
             .arg(&self.state_dir)
             .arg("--dataplane-socket")
             .arg(&self.node.socket)
             .arg("--socket")
             .arg(&self.control_socket)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -196,22 +206,60 @@ impl ControlNode {
         }
     }
 
-    /// ADD for a new pod namespace, as containerd would call it; panics unless it succeeds.
-    pub fn add_pod(&self, name: &str) -> CniPod {
-        let ns = Netns::new("pswc");
-        let container_id = unique("ctr");
-        let netns = ns.path().display().to_string();
+    /// Whether podswitch-control has exited (it is not killed by this).
+    pub fn control_exited(&mut self) -> bool {
+        match self.control.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(_))) => {
+                self.control = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// ADD of pod `name` as container `container_id` into `netns`, as containerd calls it;
+    /// returns the plugin's output whatever it is.
+    pub fn add(&self, name: &str, container_id: &str, netns: &str) -> CniOutput {
         let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={container_id};K8S_POD_UID=uid-{name}");
-        let out = self.cni(
+        self.cni(
             "ADD",
             &[
-                ("CNI_CONTAINERID", &container_id),
-                ("CNI_NETNS", &netns),
+                ("CNI_CONTAINERID", container_id),
+                ("CNI_NETNS", netns),
                 ("CNI_IFNAME", "eth0"),
                 ("CNI_ARGS", &args),
             ],
             &self.netconf("1.0.0"),
-        );
+        )
+    }
+
+    /// CHECK of `pod` with its ADD result as `prevResult`, as the runtime sends it.
+    pub fn check(&self, pod: &CniPod) -> CniOutput {
+        let mut conf: serde_json::Value =
+            serde_json::from_str(&self.netconf("1.0.0")).expect("netconf is JSON");
+        conf["prevResult"] = pod.result.clone();
+        self.cni(
+            "CHECK",
+            &[
+                ("CNI_CONTAINERID", pod.container_id.as_str()),
+                ("CNI_NETNS", &pod.netns()),
+                ("CNI_IFNAME", "eth0"),
+            ],
+            &conf.to_string(),
+        )
+    }
+
+    /// ADD for a new pod namespace, as containerd would call it; panics unless it succeeds.
+    pub fn add_pod(&self, name: &str) -> CniPod {
+        self.add_pod_into(name, Netns::new("pswc"), &unique("ctr"))
+    }
+
+    /// ADD of pod `name` as `container_id` into the existing namespace `ns` (a sandbox
+    /// restarted in it, or under its old id); panics unless it succeeds.
+    pub fn add_pod_into(&self, name: &str, ns: Netns, container_id: &str) -> CniPod {
+        let container_id = container_id.to_string();
+        let netns = ns.path().display().to_string();
+        let out = self.add(name, &container_id, &netns);
         assert_eq!(out.code, 0, "ADD failed: {out:?}\n{}", self.control_log());
         let result = out.json();
         let address = result["ips"][0]["address"].as_str().unwrap().to_string();
