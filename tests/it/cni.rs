@@ -462,3 +462,37 @@ fn status_fails_with_code_50_while_the_pool_is_exhausted() {
     assert_eq!(cn.del_pod(&pod.container_id, Some(&pod.netns())).code, 0);
     assert_eq!(status().code, 0, "available again once a pod is deleted");
 }
+
+#[test]
+fn control_started_with_only_a_pod_cidr_outside_10_244_starts() {
+    // No root needed: --print-config checks the configuration exactly as a start does.
+    let out = std::process::Command::new(binary("podswitch-control"))
+        .args([
+            "--node-name",
+            "n1",
+            "--pod-cidr",
+            "10.250.0.0/24",
+            "--print-config",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("cluster_cidr = \"10.250.0.0/24\""),
+        "{stdout}"
+    );
+    // Given explicitly, a cluster CIDR that does not contain it is still refused, saying why.
+    let out = std::process::Command::new(binary("podswitch-control"))
+        .args(["--node-name", "n1", "--pod-cidr", "10.250.0.0/24"])
+        .args(["--cluster-cidr", "10.244.0.0/16", "--print-config"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--cluster-cidr"), "{stderr}");
+}

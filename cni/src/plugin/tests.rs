@@ -387,6 +387,25 @@ fn gc_sends_the_valid_attachments() {
 }
 
 #[test]
+fn gc_with_only_the_legacy_attachments_key_sends_those_attachments() {
+    // libcni sends both keys; a runtime that follows the 1.1.0 text to the letter, only this.
+    let mut control = FakeControl::answering(ControlResponse::Collected { released: vec![] });
+    let out = run(
+        &env("GC", &[]),
+        &conf(
+            "1.1.0",
+            json!({"cni.dev/attachments": [{"containerID": "c0ffee", "ifname": "eth0"}]}),
+        ),
+        &mut control,
+    );
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert_eq!(
+        control.only_request(),
+        json!({"request": "cni_gc", "valid": [{"container_id": "c0ffee", "ifname": "eth0"}]})
+    );
+}
+
+#[test]
 fn gc_without_valid_attachments_or_before_1_1_0_releases_nothing() {
     for (stdin, code) in [
         (conf("1.1.0", json!({})), 7),
