@@ -496,3 +496,42 @@ fn control_started_with_only_a_pod_cidr_outside_10_244_starts() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--cluster-cidr"), "{stderr}");
 }
+
+#[test]
+fn a_policy_cidr_with_host_bits_is_applied_as_its_network_and_podswitchctl_warns() {
+    if !root_or_skip(
+        "a_policy_cidr_with_host_bits_is_applied_as_its_network_and_podswitchctl_warns",
+    ) {
+        return;
+    }
+    let cn = ControlNode::start();
+    let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: default}\nspec:\n  podSelector: {}\n  ingress:\n  - from: [{ipBlock: {cidr: 10.0.0.1/8}}]\n";
+    let mut child = std::process::Command::new(binary("podswitchctl"))
+        .arg("--control-socket")
+        .arg(&cn.control_socket)
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), policy.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "accepted, as the API server accepts it: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with(
+            "Warning: document 1 (NetworkPolicy default/p): spec.ingress[0].from[0].ipBlock.cidr: \
+             non-standard CIDR value \"10.0.0.1/8\" has host bits set; it is read as 10.0.0.0/8"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("networkpolicy default/p created"),
+        "{stdout}"
+    );
+}
