@@ -108,3 +108,71 @@ fn a_removed_port_stops_forwarding_and_can_come_back() {
         "the address works again on a new port"
     );
 }
+
+/// Lowers `pid`'s open-file limit (soft and hard) to `n`.
+fn limit_open_files(pid: u32, n: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: n,
+        rlim_max: n,
+    };
+    // SAFETY: prlimit reads `limit` and writes nothing (old limit pointer is null).
+    let rc = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn podswitchd_out_of_file_descriptors_keeps_forwarding_and_answers_once_they_free_up() {
+    if !root_or_skip(
+        "podswitchd_out_of_file_descriptors_keeps_forwarding_and_answers_once_they_free_up",
+    ) {
+        return;
+    }
+    let mut node = Node::start();
+    let a = node.add_pod(2);
+    let b = node.add_pod(3);
+    limit_open_files(node.daemon_pid().unwrap(), 48);
+    // More idle connections than the daemon has descriptors left: accept() fails with EMFILE
+    // while the rest wait in the listen backlog.
+    let idle: Vec<UnixStream> = (0..120)
+        .map(|_| UnixStream::connect(&node.socket).unwrap())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(node.daemon_exit(), None, "podswitchd exited: {}", node.log());
+    let log = node.log();
+    assert_eq!(
+        log.matches("accepting a connection failed").count(),
+        1,
+        "one log line for the episode: {log}"
+    );
+    assert!(log.contains("Too many open files"), "{log}");
+    assert!(a.ns.ping(b.ip, &[]).0, "forwarding goes on meanwhile");
+    drop(idle);
+    // The freed descriptors let accept() work again; the backlog drains, then we are served.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut conn = UnixStream::connect(&node.socket).unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let request = podswitch_proto::Request::new(RequestBody::Status);
+        let answer = podswitch_proto::write_frame(&mut conn, &request)
+            .and_then(|()| podswitch_proto::read_frame::<_, Response>(&mut conn));
+        if let Ok(Response::Status(_)) = answer {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "podswitchd never answered again: {answer:?}; {}",
+            node.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(node.daemon_exit(), None);
+    assert!(node.log().contains("accepting connections again"));
+}
