@@ -89,6 +89,7 @@ impl PortFactory for Memory {
         Ok(CreatedPort {
             queues: vec![Box::new(MemoryQueue::new(id))],
             peer_mac,
+            new_device: false,
         })
     }
 }

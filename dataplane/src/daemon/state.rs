@@ -44,6 +44,10 @@ pub struct CreatedPort {
     pub queues: Vec<Box<dyn PortQueue>>,
     /// MAC of the device on the other side.
     pub peer_mac: MacAddr,
+    /// Whether the factory created a persistent kernel device for this port (rather than
+    /// re-attaching to one that was there, or opening one that vanishes with its queues):
+    /// undoing the transaction must release it, or it outlives the rollback.
+    pub new_device: bool,
 }
 
 /// Creates the I/O side of ports (tap devices in the daemon; memory queues in tests).
@@ -67,11 +71,34 @@ pub struct Changes {
     /// Removed ports whose kernel device a port of the new configuration took over (same
     /// device name in the same namespace): their device must not be released with them.
     pub kept_devices: Vec<PortId>,
+    /// Added ports whose persistent device this transaction created (see
+    /// [`CreatedPort::new_device`]): a rollback releases them.
+    pub new_devices: Vec<PortId>,
+}
+
+impl Changes {
+    /// Undoes the creation of the added ports: releases the devices this transaction created
+    /// and closes every queue.
+    pub fn discard_added(&mut self) {
+        for (id, queues) in self.added.drain(..) {
+            release_if_new(&self.new_devices, id, queues);
+        }
+    }
+}
+
+fn release_if_new(new_devices: &[PortId], id: PortId, mut queues: Vec<Box<dyn PortQueue>>) {
+    if new_devices.contains(&id) {
+        if let Some(q) = queues.first_mut() {
+            q.release_device();
+        }
+    }
+    drop(queues);
 }
 
 impl Config {
     /// Applies `ops` in order. On error nothing is changed (ports created so far are dropped,
-    /// which closes them) and the error names the op and the object.
+    /// which closes them, and the persistent devices created for them are released) and the
+    /// error names the op and the object.
     ///
     /// With `replace`, the ops describe the whole configuration: it is built from nothing, an
     /// `add_port` identical to a port that exists keeps that port (same id, same queues: its
@@ -95,8 +122,10 @@ impl Config {
         let previous = replace.then_some(&self.ports);
         let mut changes = Changes::default();
         for (i, op) in ops.iter().enumerate() {
-            next.apply_one(op, max_ports, factory, &mut changes, previous)
-                .map_err(|e| format!("op {} ({}): {e}", i + 1, describe(op)))?;
+            if let Err(e) = next.apply_one(op, max_ports, factory, &mut changes, previous) {
+                changes.discard_added();
+                return Err(format!("op {} ({}): {e}", i + 1, describe(op)));
+            }
         }
         if replace {
             for (name, old) in &self.ports {
@@ -159,6 +188,9 @@ impl Config {
                         peer_mac: created.peer_mac,
                     },
                 );
+                if created.new_device {
+                    changes.new_devices.push(id);
+                }
                 changes.added.push((id, created.queues));
                 Ok(())
             }
@@ -180,7 +212,9 @@ impl Config {
                 // its queues closes it. Any other port is torn down after publication.
                 let id = port.id;
                 if let Some(i) = changes.added.iter().position(|(added, _)| *added == id) {
-                    changes.added.remove(i);
+                    let (_, queues) = changes.added.remove(i);
+                    release_if_new(&changes.new_devices, id, queues);
+                    changes.new_devices.retain(|&d| d != id);
                 } else {
                     changes.removed.push(id);
                 }
@@ -385,10 +419,75 @@ fn describe(op: &Op) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::ports::memory::MemoryQueue;
+    use crate::ports::PortIo;
     use podswitch_proto::{PortKind, RouteSpec};
+    use std::sync::{Arc, Mutex};
+
+    /// What happened to probe queues, in order: `"released 3"`, `"dropped 3"`.
+    pub(crate) type ProbeLog = Arc<Mutex<Vec<String>>>;
+
+    /// A queue that records being released and dropped.
+    #[derive(Debug)]
+    pub(crate) struct Probe {
+        id: PortId,
+        log: ProbeLog,
+    }
+
+    impl PortQueue for Probe {
+        fn port(&self) -> PortId {
+            self.id
+        }
+        fn rx_burst(&mut self, _: &mut PortIo<'_>, _: &mut crate::batch::Batch) {}
+        fn tx_burst(&mut self, io: &mut PortIo<'_>, pkts: &mut Vec<crate::batch::Packet>) {
+            for p in pkts.drain(..) {
+                io.pool.put(p.buf);
+            }
+        }
+        fn release_device(&mut self) {
+            self.log.lock().unwrap().push(format!("released {}", self.id));
+        }
+    }
+
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            self.log.lock().unwrap().push(format!("dropped {}", self.id));
+        }
+    }
+
+    /// Makes `queues` probe queues per port, each port a new persistent device.
+    pub(crate) struct ProbeFactory {
+        pub(crate) log: ProbeLog,
+        pub(crate) queues: usize,
+    }
+
+    impl PortFactory for ProbeFactory {
+        fn create(
+            &mut self,
+            id: PortId,
+            spec: &PortSpec,
+            _: &NodeSpec,
+        ) -> Result<CreatedPort, String> {
+            let peer_mac = match spec.role {
+                PortRole::Pod { mac, .. } => mac,
+                PortRole::Host { mac } => mac.unwrap_or(MacAddr::new(2, 0, 0, 0, 0, 0xfe)),
+            };
+            Ok(CreatedPort {
+                queues: (0..self.queues)
+                    .map(|_| {
+                        Box::new(Probe {
+                            id,
+                            log: self.log.clone(),
+                        }) as Box<dyn PortQueue>
+                    })
+                    .collect(),
+                peer_mac,
+                new_device: true,
+            })
+        }
+    }
 
     struct Memory {
         fail_on: Option<String>,
@@ -411,11 +510,12 @@ mod tests {
             Ok(CreatedPort {
                 queues: vec![Box::new(MemoryQueue::new(id))],
                 peer_mac,
+                new_device: false,
             })
         }
     }
 
-    fn node() -> Op {
+    pub(crate) fn node() -> Op {
         Op::SetNode(NodeSpec {
             pod_cidr: "10.244.1.0/24".parse().unwrap(),
             gateway: "10.244.1.1".parse().unwrap(),
@@ -423,7 +523,7 @@ mod tests {
         })
     }
 
-    fn pod(name: &str, ip: &str) -> Op {
+    pub(crate) fn pod(name: &str, ip: &str) -> Op {
         Op::AddPort(PortSpec {
             name: name.into(),
             kind: PortKind::Tap,
@@ -672,5 +772,52 @@ mod tests {
             )
             .is_err());
         assert_eq!(c, before);
+    }
+
+    #[test]
+    fn a_failing_op_releases_the_devices_the_transaction_created() {
+        let mut c = Config::default();
+        let log = ProbeLog::default();
+        let mut f = ProbeFactory {
+            log: log.clone(),
+            queues: 1,
+        };
+        c.apply(&[node()], false, 16, &mut f).unwrap();
+        let before = c.clone();
+        let err = c
+            .apply(
+                &[pod("a", "10.244.1.2"), pod("b", "10.244.1.2")],
+                false,
+                16,
+                &mut f,
+            )
+            .unwrap_err();
+        assert!(err.contains("op 2"), "{err}");
+        assert_eq!(c, before);
+        assert_eq!(*log.lock().unwrap(), vec!["released 0", "dropped 0"]);
+    }
+
+    #[test]
+    fn a_port_added_and_deleted_in_one_transaction_releases_its_new_device() {
+        let mut c = Config::default();
+        let log = ProbeLog::default();
+        let mut f = ProbeFactory {
+            log: log.clone(),
+            queues: 1,
+        };
+        let ch = c
+            .apply(
+                &[
+                    node(),
+                    pod("a", "10.244.1.2"),
+                    Op::DelPort { name: "a".into() },
+                ],
+                false,
+                16,
+                &mut f,
+            )
+            .unwrap();
+        assert!(ch.added.is_empty() && ch.new_devices.is_empty());
+        assert_eq!(*log.lock().unwrap(), vec!["released 0", "dropped 0"]);
     }
 }

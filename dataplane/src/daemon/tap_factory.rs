@@ -65,7 +65,7 @@ impl TapFactory {
         spec: &PortSpec,
         attach: &NetnsAttach,
         mac: MacAddr,
-    ) -> Result<Vec<OwnedFd>, String> {
+    ) -> Result<(Vec<OwnedFd>, bool), String> {
         let path = Path::new(&attach.path);
         let ifname = attach.ifname.as_str();
         let queues = self.queues;
@@ -80,19 +80,26 @@ impl TapFactory {
                 None => Ok(None),
             }
         })?;
-        let fds = match existing {
-            Some(fds) => fds,
-            None => self.create_in_pod(spec, path, ifname)?,
+        let (fds, new_device) = match existing {
+            Some(fds) => (fds, false),
+            None => (self.create_in_pod(spec, path, ifname)?, true),
         };
-        in_pod_netns(path, || {
+        let configured = in_pod_netns(path, || {
             let mut nl = Netlink::new().map_err(text)?;
             let index = link(&mut nl, ifname)?;
             nl.link_set_mac(index, mac.0).map_err(text)?;
             nl.link_set_mtu(index, u32::from(spec.mtu)).map_err(text)?;
             nl.link_set_up(index).map_err(text)
         })
-        .map_err(|e| format!("configuring {ifname} in {}: {e}", attach.path))?;
-        Ok(fds)
+        .map_err(|e| format!("configuring {ifname} in {}: {e}", attach.path));
+        if let Err(e) = configured {
+            if new_device {
+                // Created for this port and never handed out: it goes with these queues.
+                let _ = tap::set_persist(&fds[0], false);
+            }
+            return Err(e);
+        }
+        Ok((fds, new_device))
     }
 
     fn create_in_pod(
@@ -155,12 +162,19 @@ impl PortFactory for TapFactory {
         spec: &PortSpec,
         node: &NodeSpec,
     ) -> Result<CreatedPort, String> {
-        let (fds, peer_mac) = match (&spec.netns, &spec.role) {
-            (Some(attach), PortRole::Pod { mac, .. }) => (self.in_pod(spec, attach, *mac)?, *mac),
+        // A tap in the daemon's namespace is not persistent: it vanishes with its queues.
+        let (fds, peer_mac, new_device) = match (&spec.netns, &spec.role) {
+            (Some(attach), PortRole::Pod { mac, .. }) => {
+                let (fds, new_device) = self.in_pod(spec, attach, *mac)?;
+                (fds, *mac, new_device)
+            }
             (Some(_), PortRole::Host { .. }) => {
                 return Err("the host port lives in the daemon's namespace; drop \"netns\"".into())
             }
-            (None, _) => self.local(spec, node)?,
+            (None, _) => {
+                let (fds, mac) = self.local(spec, node)?;
+                (fds, mac, false)
+            }
         };
         let queues = fds
             .into_iter()
@@ -168,6 +182,10 @@ impl PortFactory for TapFactory {
                 Box::new(tap::TapQueue::new(id, fd, self.rx_depth, MAX_BURST)) as Box<dyn PortQueue>
             })
             .collect();
-        Ok(CreatedPort { queues, peer_mac })
+        Ok(CreatedPort {
+            queues,
+            peer_mac,
+            new_device,
+        })
     }
 }

@@ -1,0 +1,112 @@
+//! What can go wrong when the daemon starts, applies a transaction or talks to its workers,
+//! each error saying what failed, why, and what to do about it.
+
+use crate::config::ConfigError;
+use std::io;
+
+/// `podswitchd` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A configuration value is out of range.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The switch MAC does not parse.
+    #[error("switch_mac {0:?} is not a MAC like 02:50:53:00:00:01")]
+    SwitchMac(String),
+    /// A worker's wake-up eventfd could not be created.
+    #[error("worker {worker}: creating its wake-up eventfd failed: {err}")]
+    Waker {
+        /// Worker index.
+        worker: usize,
+        /// What eventfd said.
+        err: io::Error,
+    },
+    /// A worker thread could not be started.
+    #[error(
+        "worker {worker}: starting its thread failed: {err} (is the thread limit reached: \
+         ulimit -u, or the cgroup's pids.max?)"
+    )]
+    Spawn {
+        /// Worker index.
+        worker: usize,
+        /// What the thread spawn said.
+        err: io::Error,
+    },
+    /// The kernel refused the worker's io_uring.
+    #[error("worker {worker}: io_uring_setup failed: {err} — {}", ring_hint(.err))]
+    Ring {
+        /// Worker index.
+        worker: usize,
+        /// What io_uring_setup (or arming the first read) said.
+        err: io::Error,
+    },
+    /// A worker thread ended before saying whether it started.
+    #[error("worker {worker} exited while starting (it panicked: see the log above)")]
+    Exited {
+        /// Worker index.
+        worker: usize,
+    },
+}
+
+/// What to do about an io_uring the kernel refuses, by errno.
+pub fn ring_hint(err: &io::Error) -> &'static str {
+    match err.raw_os_error() {
+        Some(libc::EPERM) => {
+            "is io_uring disabled by the sysctl kernel.io_uring_disabled, or blocked by a \
+             seccomp profile (container runtimes' default profiles block io_uring_setup)? \
+             podswitchd needs io_uring: allow it for podswitchd"
+        }
+        Some(libc::ENOSYS) => {
+            "this kernel has no io_uring (CONFIG_IO_URING), or a seccomp profile hides it; \
+             podswitchd needs Linux 6.1 or newer with io_uring"
+        }
+        Some(libc::EINVAL) => {
+            "the kernel does not support the ring flags podswitchd needs (SINGLE_ISSUER, \
+             DEFER_TASKRUN): use Linux 6.1 or newer"
+        }
+        Some(libc::ENOMEM) => {
+            "not enough locked memory for the ring: raise the memlock limit (ulimit -l, \
+             LimitMEMLOCK=) or run fewer workers"
+        }
+        Some(libc::EMFILE | libc::ENFILE) => "the open-file limit is reached: raise ulimit -n",
+        _ => "podswitchd needs io_uring (Linux 6.1 or newer)",
+    }
+}
+
+/// A worker did not do what the daemon asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkerError {
+    /// The worker thread has ended; `cause` is why, as far as it is known.
+    #[error(
+        "worker {worker} has stopped ({cause}); restart podswitchd (podswitch-control \
+         replays the configuration)"
+    )]
+    Stopped {
+        /// Worker index.
+        worker: usize,
+        /// Why it stopped.
+        cause: String,
+    },
+    /// The worker did not acknowledge in time.
+    #[error("worker {worker} did not answer within {secs} s (stuck, or starved of CPU?)")]
+    NoAnswer {
+        /// Worker index.
+        worker: usize,
+        /// How long the daemon waited.
+        secs: u64,
+    },
+}
+
+/// A transaction was not applied; configuration, tables, ports and devices are as they were.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// An op is invalid or its port could not be created; the message names the op.
+    #[error("{0}")]
+    Invalid(String),
+    /// The daemon could not open its rtnetlink socket to configure devices.
+    #[error("opening rtnetlink to configure ports: {0}")]
+    Netlink(String),
+    /// A worker could not take the new ports; they were removed again.
+    #[error("{0}; the transaction was rolled back")]
+    Worker(#[from] WorkerError),
+}
