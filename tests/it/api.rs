@@ -176,3 +176,55 @@ fn podswitchd_out_of_file_descriptors_keeps_forwarding_and_answers_once_they_fre
     assert_eq!(node.daemon_exit(), None);
     assert!(node.log().contains("accepting connections again"));
 }
+
+#[test]
+fn a_failing_transaction_leaves_no_interface_in_the_pods_namespace() {
+    if !root_or_skip("a_failing_transaction_leaves_no_interface_in_the_pods_namespace") {
+        return;
+    }
+    let node = Node::start();
+    let a = node.add_pod(2);
+    let ns = Netns::new("pswp");
+    let spec = PortSpec {
+        name: unique("pt"),
+        kind: PortKind::Tap,
+        role: PortRole::Pod {
+            mac: "02:00:0a:f4:01:09".parse().unwrap(),
+            ip: "10.244.1.9".parse().unwrap(),
+            namespace: None,
+            pod: None,
+        },
+        mtu: 1500,
+        netns: Some(podswitch_proto::NetnsAttach {
+            path: ns.path().display().to_string(),
+            ifname: "eth0".into(),
+        }),
+    };
+    // Op 1 creates a persistent tap and moves it into the pod as eth0; op 2 is invalid.
+    let clash = PortSpec {
+        name: unique("pt"),
+        role: PortRole::Pod {
+            mac: "02:00:0a:f4:01:0a".parse().unwrap(),
+            ip: a.ip,
+            namespace: None,
+            pod: None,
+        },
+        netns: None,
+        ..spec.clone()
+    };
+    let before = ports(&node);
+    let err = node
+        .apply(vec![Op::AddPort(spec.clone()), Op::AddPort(clash)])
+        .unwrap_err();
+    assert!(err.contains("op 2") && err.contains("already bound"), "{err}");
+    assert_eq!(ports(&node), before);
+    let eth0 = ns.enter(|| {
+        podswitch_netlink::Netlink::new()
+            .unwrap()
+            .link_index("eth0")
+            .unwrap()
+    });
+    assert_eq!(eth0, None, "the tap created by op 1 was released with the rollback");
+    // The same port applies cleanly afterwards: nothing half-made stands in its way.
+    node.apply(vec![Op::AddPort(spec)]).unwrap();
+}
