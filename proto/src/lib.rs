@@ -5,6 +5,7 @@
 //! Changes to the dataplane's tables travel as a [`Transaction`]: a list of operations applied
 //! all together, or not at all, under a generation number.
 
+pub mod client;
 pub mod control;
 mod framing;
 mod messages;
