@@ -152,6 +152,24 @@ impl Daemon {
                     .map_err(|(e, _)| e)
             })
             .collect::<Result<_, _>>()?;
+        Self::wait_for(receivers)
+    }
+
+    /// Waits for the workers that still run, skipping any that stopped (a rollback after a
+    /// worker failure must still see the others done).
+    fn sync_running_workers(&self) {
+        let receivers: Vec<_> = self
+            .workers
+            .iter()
+            .filter_map(|w| {
+                let (tx, rx) = mpsc::channel();
+                w.send(Command::Sync(tx)).ok().map(|()| (w, rx))
+            })
+            .collect();
+        let _ = Self::wait_for(receivers);
+    }
+
+    fn wait_for(receivers: Vec<(&WorkerHandle, mpsc::Receiver<()>)>) -> Result<(), WorkerError> {
         for (w, rx) in receivers {
             match rx.recv_timeout(Duration::from_secs(WORKER_ANSWER_SECS)) {
                 Ok(()) => {}
@@ -262,7 +280,7 @@ impl Daemon {
                 let _ = worker.send(Command::RemovePort { id, release_device });
             }
         }
-        let _ = self.sync_workers();
+        self.sync_running_workers();
         Err(failure)
     }
 
