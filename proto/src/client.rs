@@ -171,10 +171,7 @@ impl Client {
         }
     }
 
-    fn call_once<Q: Serialize, A: DeserializeOwned>(
-        &mut self,
-        req: &Q,
-    ) -> Result<A, ClientError> {
+    fn call_once<Q: Serialize, A: DeserializeOwned>(&mut self, req: &Q) -> Result<A, ClientError> {
         let mut conn = match self.conn.take() {
             Some(conn) => conn,
             None => connect(self.peer, &self.socket, self.timeout)?,
@@ -206,8 +203,8 @@ pub fn connect(
 ) -> Result<UnixStream, ClientError> {
     let failed = |err: io::Error| connect_error(peer, socket, timeout, err);
     let addr = socket2::SockAddr::unix(socket).map_err(failed)?;
-    let sock = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)
-        .map_err(failed)?;
+    let sock =
+        socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).map_err(failed)?;
     sock.set_write_timeout(Some(timeout)).map_err(failed)?;
     sock.set_read_timeout(Some(timeout)).map_err(failed)?;
     sock.connect(&addr).map_err(failed)?;

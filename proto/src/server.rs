@@ -327,7 +327,11 @@ enum ReadError {
         "busy: a {len}-byte request does not fit beside the {held} bytes of large requests \
          already being read (limit {budget}); retry later"
     )]
-    Busy { len: u32, held: usize, budget: usize },
+    Busy {
+        len: u32,
+        held: usize,
+        budget: usize,
+    },
     #[error("the request did not arrive within {} s; closing the connection", .0.as_secs())]
     TimedOut(Duration),
     #[error("the connection broke in the middle of a request: {0}")]
@@ -409,7 +413,12 @@ fn read_until(
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err(timed_out(filled, timeout))
             }
             Err(e) => return Err(ReadError::Io(e)),
@@ -451,8 +460,7 @@ pub fn respond<S: Service>(service: &S, body: &[u8]) -> S::Response {
         }
         Ok(_) | Err(_) => {
             return service.error(
-                "malformed request: expected a JSON object with \"version\" and \"request\""
-                    .into(),
+                "malformed request: expected a JSON object with \"version\" and \"request\"".into(),
             )
         }
     };

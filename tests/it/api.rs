@@ -144,7 +144,12 @@ fn podswitchd_out_of_file_descriptors_keeps_forwarding_and_answers_once_they_fre
         .map(|_| UnixStream::connect(&node.socket).unwrap())
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert_eq!(node.daemon_exit(), None, "podswitchd exited: {}", node.log());
+    assert_eq!(
+        node.daemon_exit(),
+        None,
+        "podswitchd exited: {}",
+        node.log()
+    );
     let log = node.log();
     assert_eq!(
         log.matches("accepting a connection failed").count(),
@@ -216,7 +221,10 @@ fn a_failing_transaction_leaves_no_interface_in_the_pods_namespace() {
     let err = node
         .apply(vec![Op::AddPort(spec.clone()), Op::AddPort(clash)])
         .unwrap_err();
-    assert!(err.contains("op 2") && err.contains("already bound"), "{err}");
+    assert!(
+        err.contains("op 2") && err.contains("already bound"),
+        "{err}"
+    );
     assert_eq!(ports(&node), before);
     let eth0 = ns.enter(|| {
         podswitch_netlink::Netlink::new()
@@ -224,7 +232,10 @@ fn a_failing_transaction_leaves_no_interface_in_the_pods_namespace() {
             .link_index("eth0")
             .unwrap()
     });
-    assert_eq!(eth0, None, "the tap created by op 1 was released with the rollback");
+    assert_eq!(
+        eth0, None,
+        "the tap created by op 1 was released with the rollback"
+    );
     // The same port applies cleanly afterwards: nothing half-made stands in its way.
     node.apply(vec![Op::AddPort(spec)]).unwrap();
 }

@@ -288,7 +288,9 @@ impl Node {
 
     /// How the daemon ended, if it has.
     pub fn daemon_exit(&mut self) -> Option<std::process::ExitStatus> {
-        self.daemon.as_mut().and_then(|d| d.try_wait().ok().flatten())
+        self.daemon
+            .as_mut()
+            .and_then(|d| d.try_wait().ok().flatten())
     }
 
     /// The node's scratch directory (sockets, logs, state), removed on drop.

@@ -6,7 +6,10 @@ use crate::batch::PortId;
 use crate::ports::PortQueue;
 use crate::tables::{Binding, Fib, Node, PortEntry, Route, RouteTarget, Tables};
 use podswitch_packet::MacAddr;
-use podswitch_proto::{Ipv4Prefix, NodeSpec, Op, PortRole, PortSpec, RouteTarget as ProtoTarget};
+use podswitch_proto::{
+    ifname_problem, Ipv4Prefix, NodeSpec, Op, PortRole, PortSpec, RouteTarget as ProtoTarget,
+    MTU_RANGE,
+};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
@@ -251,8 +254,7 @@ impl Config {
             ));
         }
         let net = cidr.network();
-        let broadcast = Ipv4Addr::from(u32::from(net.addr) | !cidr.mask());
-        if !cidr.contains(node.gateway) || node.gateway == net.addr || node.gateway == broadcast {
+        if !cidr.is_host(node.gateway) {
             return Err(format!(
                 "gateway {} is not a host address of pod_cidr {net}",
                 node.gateway
@@ -282,18 +284,26 @@ impl Config {
         if self.ports.contains_key(&spec.name) {
             return Err(format!("port {:?} already exists", spec.name));
         }
-        if !(68..=9000).contains(&spec.mtu) {
-            return Err(format!("mtu {} is out of range 68..=9000", spec.mtu));
+        if !MTU_RANGE.contains(&spec.mtu) {
+            return Err(format!(
+                "mtu {} is out of range {}..={}",
+                spec.mtu,
+                MTU_RANGE.start(),
+                MTU_RANGE.end()
+            ));
+        }
+        if let Some(problem) = ifname_problem(&spec.name) {
+            return Err(format!("port name: {problem}"));
+        }
+        if let Some(problem) = spec.netns.as_ref().and_then(|a| ifname_problem(&a.ifname)) {
+            return Err(format!("netns.ifname: {problem}"));
         }
         match &spec.role {
             PortRole::Pod { mac, ip, .. } => {
                 if !mac.is_unicast() {
                     return Err(format!("pod MAC {mac} is not a unicast MAC"));
                 }
-                let net = node.pod_cidr.network();
-                let broadcast = Ipv4Addr::from(u32::from(net.addr) | !net.mask());
-                if *ip == node.gateway || !net.contains(*ip) || *ip == net.addr || *ip == broadcast
-                {
+                if *ip == node.gateway || !node.pod_cidr.is_host(*ip) {
                     return Err(format!(
                         "pod IP {ip} must be a host address in pod_cidr {} other than the gateway",
                         node.pod_cidr
@@ -447,13 +457,19 @@ pub(crate) mod tests {
             }
         }
         fn release_device(&mut self) {
-            self.log.lock().unwrap().push(format!("released {}", self.id));
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("released {}", self.id));
         }
     }
 
     impl Drop for Probe {
         fn drop(&mut self) {
-            self.log.lock().unwrap().push(format!("dropped {}", self.id));
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("dropped {}", self.id));
         }
     }
 
@@ -600,6 +616,10 @@ pub(crate) mod tests {
             (pod("a", "10.244.1.0"), "host address"),
             (pod("a", "10.244.1.255"), "host address"),
             (Op::DelPort { name: "zz".into() }, "\"zz\""),
+            (
+                pod("a-name-of-16-byt", "10.244.1.2"),
+                "16 bytes; Linux allows at most 15",
+            ),
             (
                 Op::AddRoute(RouteSpec {
                     prefix: "0.0.0.0/0".parse().unwrap(),

@@ -97,9 +97,16 @@ fn a_worker_that_stopped_rolls_the_transaction_back_and_releases_its_devices() {
     // b's queue for worker 1 bounced back and was released and dropped; worker 0 was told
     // to remove its queue, releasing the device too.
     let log = log.lock().unwrap().clone();
-    assert_eq!(log.iter().filter(|l| *l == "dropped 1").count(), 2, "{log:?}");
+    assert_eq!(
+        log.iter().filter(|l| *l == "dropped 1").count(),
+        2,
+        "{log:?}"
+    );
     assert!(log.contains(&"released 1".to_string()), "{log:?}");
-    assert!(!log.iter().any(|l| l.ends_with(" 0")), "port a untouched: {log:?}");
+    assert!(
+        !log.iter().any(|l| l.ends_with(" 0")),
+        "port a untouched: {log:?}"
+    );
 }
 
 #[test]

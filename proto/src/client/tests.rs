@@ -21,7 +21,10 @@ fn a_missing_socket_is_not_running_and_names_the_path() {
     assert!(err.before_request());
     assert_eq!(
         err.to_string(),
-        format!("testd is not running: there is no socket at {}", path.display())
+        format!(
+            "testd is not running: there is no socket at {}",
+            path.display()
+        )
     );
 }
 
@@ -47,7 +50,10 @@ fn a_silent_daemon_times_out() {
     });
     let err = ask(&path, short()).unwrap_err();
     assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
-    assert!(err.to_string().contains("did not answer within 0.2 s"), "{err}");
+    assert!(
+        err.to_string().contains("did not answer within 0.2 s"),
+        "{err}"
+    );
     holder.join().unwrap();
 }
 
@@ -57,9 +63,11 @@ fn connecting_to_a_daemon_whose_backlog_is_full_times_out_instead_of_hanging() {
     let path = dir.path().join("full.sock");
     // A listener that never accepts, with the smallest backlog: one connection waits in it,
     // the next connect() blocks in the kernel (as when the daemon is out of descriptors).
-    let listener = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)
+    let listener =
+        socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&socket2::SockAddr::unix(&path).unwrap())
         .unwrap();
-    listener.bind(&socket2::SockAddr::unix(&path).unwrap()).unwrap();
     listener.listen(0).unwrap();
     let mut waiting = Vec::new();
     let started = Instant::now();
@@ -89,8 +97,7 @@ fn a_hangup_before_the_answer_and_a_garbage_answer_are_told_apart() {
     });
     let err = ask(&path, Duration::from_secs(5)).unwrap_err();
     assert!(matches!(err, ClientError::Hangup { .. }), "{err:?}");
-    let err = request::<_, u32>("testd", &path, Duration::from_secs(5), &json!({}))
-        .unwrap_err();
+    let err = request::<_, u32>("testd", &path, Duration::from_secs(5), &json!({})).unwrap_err();
     assert!(matches!(err, ClientError::Protocol { .. }), "{err:?}");
     assert!(err.to_string().contains("same release"), "{err}");
     server.join().unwrap();

@@ -77,7 +77,8 @@ fn ask(conn: &mut UnixStream, text: &str) -> Value {
 
 fn connect(s: &Server) -> UnixStream {
     let conn = UnixStream::connect(&s.path).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     conn
 }
 
@@ -99,7 +100,11 @@ fn transient_accept_failures_are_retried_logged_once_and_serving_goes_on() {
     let mut conn = connect(&s);
     assert_eq!(ask(&mut conn, "hi"), json!({"echo": "hi"}));
     let log = s.echo.log.lock().unwrap().clone();
-    assert_eq!(log.len(), 2, "one line per episode, not per failure: {log:?}");
+    assert_eq!(
+        log.len(),
+        2,
+        "one line per episode, not per failure: {log:?}"
+    );
     assert!(log[0].contains("accepting a connection failed"), "{log:?}");
     assert!(log[1].contains("again after 20 failed attempts"), "{log:?}");
 }
@@ -111,8 +116,12 @@ fn a_listener_that_cannot_work_ends_serve_with_its_error() {
         errors: Mutex::new(vec![io::Error::from_raw_os_error(EINVAL)]),
         inner: bind::<Echo>(&dir.path().join("s.sock")).unwrap(),
     };
-    let err = serve_with(Arc::new(Echo::default()), &listener, ServerConfig::default())
-        .unwrap_err();
+    let err = serve_with(
+        Arc::new(Echo::default()),
+        &listener,
+        ServerConfig::default(),
+    )
+    .unwrap_err();
     assert_eq!(err.raw_os_error(), Some(EINVAL));
 }
 
@@ -147,7 +156,11 @@ fn connections_over_the_cap_are_told_so_and_closed_and_a_freed_slot_is_reused() 
         "{msg}"
     );
     let mut rest = Vec::new();
-    assert_eq!(c.read_to_end(&mut rest).unwrap(), 0, "closed after the refusal");
+    assert_eq!(
+        c.read_to_end(&mut rest).unwrap(),
+        0,
+        "closed after the refusal"
+    );
     drop(a);
     // The slot is freed when the server notices the close; retry until then.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -203,7 +216,11 @@ fn a_frame_trickling_in_is_cut_off_at_the_timeout() {
     });
     let started = Instant::now();
     let answer: Value = read_frame(&mut conn).unwrap();
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     let msg = answer["error"].as_str().unwrap();
     assert!(msg.contains("did not arrive within"), "{msg}");
     trickle.join().unwrap();
@@ -225,7 +242,10 @@ fn large_frames_beyond_the_budget_are_refused_before_their_body_is_read() {
     b.write_all(&(900u32 * 1024).to_be_bytes()).unwrap();
     let refusal: Value = read_frame(&mut b).unwrap();
     let msg = refusal["error"].as_str().unwrap();
-    assert!(msg.starts_with("busy:") && msg.contains("retry later"), "{msg}");
+    assert!(
+        msg.starts_with("busy:") && msg.contains("retry later"),
+        "{msg}"
+    );
     // Small requests are never refused for the budget.
     let mut c = connect(&s);
     assert_eq!(ask(&mut c, "small"), json!({"echo": "small"}));
@@ -238,7 +258,10 @@ fn large_frames_beyond_the_budget_are_refused_before_their_body_is_read() {
     loop {
         let mut d = connect(&s);
         let answer = ask(&mut d, &text);
-        if answer["echo"].as_str().is_some_and(|t| t.len() == text.len()) {
+        if answer["echo"]
+            .as_str()
+            .is_some_and(|t| t.len() == text.len())
+        {
             break;
         }
         assert!(Instant::now() < deadline, "budget never returned: {answer}");
@@ -267,7 +290,11 @@ fn an_oversized_length_is_refused_and_the_connection_closed() {
 #[test]
 fn invalid_json_is_called_invalid_json_with_its_position() {
     let echo = Echo::default();
-    let msg = |body: &str| respond(&echo, body.as_bytes())["error"].as_str().map(str::to_string);
+    let msg = |body: &str| {
+        respond(&echo, body.as_bytes())["error"]
+            .as_str()
+            .map(str::to_string)
+    };
     let invalid = msg("{not json").unwrap();
     assert_eq!(
         invalid,
