@@ -1,5 +1,6 @@
 //! The socket API under bad input and port removal.
 
+use podswitch_proto::control::{ControlRequestBody, ControlResponse};
 use podswitch_proto::{Op, PortKind, PortRole, PortSpec, RequestBody, Response};
 use podswitch_tests::*;
 use std::io::{Read, Write};
@@ -238,4 +239,49 @@ fn a_failing_transaction_leaves_no_interface_in_the_pods_namespace() {
     );
     // The same port applies cleanly afterwards: nothing half-made stands in its way.
     node.apply(vec![Op::AddPort(spec)]).unwrap();
+}
+
+#[test]
+fn podswitch_control_out_of_file_descriptors_keeps_running_and_answers_once_they_free_up() {
+    if !root_or_skip(
+        "podswitch_control_out_of_file_descriptors_keeps_running_and_answers_once_they_free_up",
+    ) {
+        return;
+    }
+    let mut cn = podswitch_tests::control::ControlNode::start();
+    limit_open_files(cn.control_pid().unwrap(), 48);
+    let idle: Vec<UnixStream> = (0..120)
+        .map(|_| UnixStream::connect(&cn.control_socket).unwrap())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(cn.control_exit(), None, "control exited: {}", cn.control_log());
+    let log = cn.control_log();
+    assert_eq!(
+        log.matches("accepting a connection failed").count(),
+        1,
+        "one log line for the episode: {log}"
+    );
+    drop(idle);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let request =
+            podswitch_proto::control::ControlRequest::new(ControlRequestBody::Status);
+        let answer = UnixStream::connect(&cn.control_socket)
+            .map_err(podswitch_proto::FrameError::from)
+            .and_then(|mut conn| {
+                conn.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+                podswitch_proto::write_frame(&mut conn, &request)?;
+                podswitch_proto::read_frame::<_, ControlResponse>(&mut conn)
+            });
+        if let Ok(ControlResponse::Status(_)) = answer {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "podswitch-control never answered again: {answer:?}; {}",
+            cn.control_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(cn.control_exit(), None);
 }
