@@ -254,7 +254,12 @@ fn podswitch_control_out_of_file_descriptors_keeps_running_and_answers_once_they
         .map(|_| UnixStream::connect(&cn.control_socket).unwrap())
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert_eq!(cn.control_exit(), None, "control exited: {}", cn.control_log());
+    assert_eq!(
+        cn.control_exit(),
+        None,
+        "control exited: {}",
+        cn.control_log()
+    );
     let log = cn.control_log();
     assert_eq!(
         log.matches("accepting a connection failed").count(),
@@ -264,8 +269,7 @@ fn podswitch_control_out_of_file_descriptors_keeps_running_and_answers_once_they
     drop(idle);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let request =
-            podswitch_proto::control::ControlRequest::new(ControlRequestBody::Status);
+        let request = podswitch_proto::control::ControlRequest::new(ControlRequestBody::Status);
         let answer = UnixStream::connect(&cn.control_socket)
             .map_err(podswitch_proto::FrameError::from)
             .and_then(|mut conn| {
@@ -284,4 +288,55 @@ fn podswitch_control_out_of_file_descriptors_keeps_running_and_answers_once_they
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_eq!(cn.control_exit(), None);
+}
+
+/// A field of /proc/PID/status in KiB (VmRSS, VmHWM).
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+}
+
+#[test]
+fn forty_clients_sending_16_mib_frames_do_not_inflate_podswitchd() {
+    if !root_or_skip("forty_clients_sending_16_mib_frames_do_not_inflate_podswitchd") {
+        return;
+    }
+    let node = Node::bare(&[]);
+    let pid = node.daemon_pid().unwrap();
+    let before = proc_status_kib(pid, "VmHWM");
+    let len = podswitch_proto::MAX_FRAME_LEN as usize;
+    let senders: Vec<_> = (0..40)
+        .map(|_| {
+            let mut conn = UnixStream::connect(&node.socket).unwrap();
+            std::thread::spawn(move || {
+                // Refused frames close the connection mid-write: that is the point.
+                let chunk = vec![b' '; 1 << 20];
+                let _ = conn.write_all(&(len as u32).to_be_bytes());
+                for _ in 0..len / chunk.len() {
+                    if conn.write_all(&chunk).is_err() {
+                        return;
+                    }
+                }
+                let _ = podswitch_proto::read_frame::<_, Response>(&mut conn);
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    let grown_mib = proc_status_kib(pid, "VmHWM").saturating_sub(before) / 1024;
+    eprintln!("podswitchd's peak RSS grew by {grown_mib} MiB");
+    // The budget lets 32 MiB of large frames in at once; the JSON check adds little.
+    assert!(
+        grown_mib < 100,
+        "peak RSS grew by {grown_mib} MiB for 40 x 16 MiB frames"
+    );
+    assert!(matches!(
+        node.request(RequestBody::Status),
+        Response::Status(_)
+    ));
 }

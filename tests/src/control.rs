@@ -121,7 +121,9 @@ impl ControlNode {
 
     /// How podswitch-control ended, if it has.
     pub fn control_exit(&mut self) -> Option<std::process::ExitStatus> {
-        self.control.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.control
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// podswitch-control's stderr so far.
