@@ -2,7 +2,10 @@
 //! each error saying what failed, why, and what to do about it.
 
 use crate::config::ConfigError;
+use podswitch_packet::MacAddr;
+use podswitch_proto::{Ipv4Prefix, MTU_RANGE};
 use std::io;
+use std::net::Ipv4Addr;
 
 /// `podswitchd` could not start.
 #[derive(Debug, thiserror::Error)]
@@ -101,12 +104,107 @@ pub enum WorkerError {
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// An op is invalid or its port could not be created; the message names the op.
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(#[from] TxError),
     /// The daemon could not open its rtnetlink socket to configure devices.
     #[error("opening rtnetlink to configure ports: {0}")]
     Netlink(String),
     /// A worker could not take the new ports; they were removed again.
     #[error("{0}; the transaction was rolled back")]
     Worker(#[from] WorkerError),
+}
+
+/// Why one op of a transaction was refused. The texts are what a client sees after
+/// `op N (what):`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    /// A port op before the node is known.
+    #[error("set_node must come before any port")]
+    NoNode,
+    /// The pod CIDR leaves no room.
+    #[error("pod_cidr {0} is too small: it needs room for a gateway and pods")]
+    PodCidrTooSmall(Ipv4Prefix),
+    /// The gateway is the network or broadcast address, or outside the CIDR.
+    #[error("gateway {gateway} is not a host address of pod_cidr {pod_cidr}")]
+    Gateway {
+        /// The gateway.
+        gateway: Ipv4Addr,
+        /// The pod CIDR.
+        pod_cidr: Ipv4Prefix,
+    },
+    /// A multicast or zero gateway MAC.
+    #[error("gateway_mac {0} is not a unicast MAC")]
+    GatewayMac(MacAddr),
+    /// The host port holds the old gateway address.
+    #[error("the node addressing cannot change while a host port exists; delete it first")]
+    NodeInUse,
+    /// A second port of the same name.
+    #[error("port {0:?} already exists")]
+    PortExists(String),
+    /// An MTU outside [`MTU_RANGE`].
+    #[error("mtu {0} is out of range {lo}..={hi}", lo = MTU_RANGE.start(), hi = MTU_RANGE.end())]
+    Mtu(u16),
+    /// A port name that is not a Linux interface name.
+    #[error("port name: {0}")]
+    PortName(String),
+    /// A pod interface name that is not a Linux interface name.
+    #[error("netns.ifname: {0}")]
+    Ifname(String),
+    /// A multicast pod MAC.
+    #[error("pod MAC {0} is not a unicast MAC")]
+    PodMac(MacAddr),
+    /// A pod IP outside the CIDR's host addresses, or the gateway.
+    #[error("pod IP {ip} must be a host address in pod_cidr {pod_cidr} other than the gateway")]
+    PodIp {
+        /// The address.
+        ip: Ipv4Addr,
+        /// The pod CIDR.
+        pod_cidr: Ipv4Prefix,
+    },
+    /// A pod IP another port has.
+    #[error("pod IP {ip} is already bound to port {port:?}")]
+    PodIpTaken {
+        /// The address.
+        ip: Ipv4Addr,
+        /// The port that has it.
+        port: String,
+    },
+    /// A second host port.
+    #[error("there is already a host port ({0:?})")]
+    SecondHostPort(String),
+    /// No free port id below `max_ports`.
+    #[error("all {0} ports are in use (max_ports)")]
+    NoFreeId(usize),
+    /// The port's devices could not be created or configured.
+    #[error("{0}")]
+    Create(String),
+    /// A port that does not exist.
+    #[error("no port named {0:?}")]
+    NoPort(String),
+    /// Deleting a port a route still points at.
+    #[error("route {prefix} still uses port {port:?}; delete the route first")]
+    PortInUse {
+        /// The route.
+        prefix: Ipv4Prefix,
+        /// The port.
+        port: String,
+    },
+    /// A route to the host port by name.
+    #[error("port {0:?} is the host port; use target host")]
+    RouteToHostPort(String),
+    /// Deleting a route that does not exist.
+    #[error("no static route for {0}")]
+    NoRoute(Ipv4Prefix),
+}
+
+/// A transaction was refused at one of its ops; nothing of it was applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("op {index} ({op}): {error}")]
+pub struct TxError {
+    /// The op's position, from 1.
+    pub index: usize,
+    /// The op, as `add_port "tap7"`.
+    pub op: String,
+    /// Why.
+    pub error: OpError,
 }

@@ -3,6 +3,7 @@
 //! path is publishing a new [`Tables`] snapshot (and handing queues to workers).
 
 pub mod api;
+mod compile;
 pub mod error;
 pub mod state;
 mod tap_factory;
