@@ -107,8 +107,8 @@ pub enum ApplyError {
     #[error(transparent)]
     Invalid(#[from] TxError),
     /// The daemon could not open its rtnetlink socket to configure devices.
-    #[error("opening rtnetlink to configure ports: {0}")]
-    Netlink(String),
+    #[error("{0} (podswitchd configures ports through rtnetlink)")]
+    Netlink(podswitch_netlink::Error),
     /// A worker could not take the new ports; they were removed again.
     #[error("{0}; the transaction was rolled back")]
     Worker(#[from] WorkerError),
@@ -116,7 +116,7 @@ pub enum ApplyError {
 
 /// Why one op of a transaction was refused. The texts are what a client sees after
 /// `op N (what):`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum OpError {
     /// A port op before the node is known.
     #[error("set_node must come before any port")]
@@ -176,8 +176,8 @@ pub enum OpError {
     #[error("all {0} ports are in use (max_ports)")]
     NoFreeId(usize),
     /// The port's devices could not be created or configured.
-    #[error("{0}")]
-    Create(String),
+    #[error(transparent)]
+    Create(PortError),
     /// A port that does not exist.
     #[error("no port named {0:?}")]
     NoPort(String),
@@ -198,7 +198,7 @@ pub enum OpError {
 }
 
 /// A transaction was refused at one of its ops; nothing of it was applied.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[error("op {index} ({op}): {error}")]
 pub struct TxError {
     /// The op's position, from 1.
@@ -207,4 +207,81 @@ pub struct TxError {
     pub op: String,
     /// Why.
     pub error: OpError,
+}
+
+/// A port's devices could not be created or configured (`tap_factory`).
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// Opening the tap's queues (TUNSETIFF) failed.
+    #[error("creating tap {name:?}: {err}")]
+    Open {
+        /// The tap's name.
+        name: String,
+        /// What the kernel said.
+        err: io::Error,
+    },
+    /// An interface of the pod's name exists and is no tap podswitch can attach to.
+    #[error(
+        "{ifname} exists but is not a podswitch tap ({err}); remove it or pick another \
+         interface name"
+    )]
+    NotATap {
+        /// The interface.
+        ifname: String,
+        /// Why attaching failed.
+        err: io::Error,
+    },
+    /// A device podswitch just created is gone.
+    #[error("link {0} vanished")]
+    Vanished(String),
+    /// An rtnetlink request failed (the error names the operation and the interface).
+    #[error(transparent)]
+    Netlink(#[from] podswitch_netlink::Error),
+    /// TUNSETPERSIST failed.
+    #[error("making it persistent: {0}")]
+    Persist(io::Error),
+    /// The pod's namespace could not be opened.
+    #[error("opening {path}: {err}")]
+    OpenNetns {
+        /// The namespace path.
+        path: String,
+        /// What open said.
+        err: io::Error,
+    },
+    /// Entering the pod's namespace failed.
+    #[error("entering {path}: {err}")]
+    EnterNetns {
+        /// The namespace path.
+        path: String,
+        /// What setns said.
+        err: podswitch_netlink::Error,
+    },
+    /// Moving the new tap into the pod's namespace failed (it was not left behind).
+    #[error("moving tap {name:?} into {path} as {ifname}: {err}")]
+    Move {
+        /// The tap's name in the daemon's namespace.
+        name: String,
+        /// The pod's namespace.
+        path: String,
+        /// Its name there.
+        ifname: String,
+        /// Why.
+        err: Box<PortError>,
+    },
+    /// Configuring the interface inside the pod's namespace failed.
+    #[error("configuring {ifname} in {path}: {err}")]
+    Configure {
+        /// The interface.
+        ifname: String,
+        /// The pod's namespace.
+        path: String,
+        /// Why.
+        err: Box<PortError>,
+    },
+    /// A host port with a namespace.
+    #[error("the host port lives in the daemon's namespace; drop \"netns\"")]
+    HostInNetns,
+    /// Refused by a factory other than the tap one (tests, fuzzing).
+    #[error("{0}")]
+    Refused(String),
 }

@@ -3,7 +3,7 @@
 //! untouched). Compiling it into a `Tables` snapshot is `compile.rs`; creating ports,
 //! `tap_factory.rs`; the errors, `error.rs`.
 
-use super::error::{OpError, TxError};
+use super::error::{OpError, PortError, TxError};
 use crate::batch::PortId;
 use crate::ports::PortQueue;
 use podswitch_packet::MacAddr;
@@ -62,7 +62,7 @@ pub trait PortFactory {
         id: PortId,
         spec: &PortSpec,
         node: &NodeSpec,
-    ) -> Result<CreatedPort, String>;
+    ) -> Result<CreatedPort, PortError>;
 }
 
 /// What a successful transaction changed in the I/O world.

@@ -1,7 +1,7 @@
 //! The configuration model's apply and validation, against memory and probe queues.
 
 use super::*;
-use crate::daemon::error::OpError;
+use crate::daemon::error::{OpError, PortError};
 use crate::ports::memory::MemoryQueue;
 use crate::ports::PortIo;
 use crate::tables::RouteTarget;
@@ -52,7 +52,12 @@ pub(crate) struct ProbeFactory {
 }
 
 impl PortFactory for ProbeFactory {
-    fn create(&mut self, id: PortId, spec: &PortSpec, _: &NodeSpec) -> Result<CreatedPort, String> {
+    fn create(
+        &mut self,
+        id: PortId,
+        spec: &PortSpec,
+        _: &NodeSpec,
+    ) -> Result<CreatedPort, PortError> {
         let peer_mac = match spec.role {
             PortRole::Pod { mac, .. } => mac,
             PortRole::Host { mac } => mac.unwrap_or(MacAddr::new(2, 0, 0, 0, 0, 0xfe)),
@@ -77,9 +82,14 @@ struct Memory {
 }
 
 impl PortFactory for Memory {
-    fn create(&mut self, id: PortId, spec: &PortSpec, _: &NodeSpec) -> Result<CreatedPort, String> {
+    fn create(
+        &mut self,
+        id: PortId,
+        spec: &PortSpec,
+        _: &NodeSpec,
+    ) -> Result<CreatedPort, PortError> {
         if self.fail_on.as_deref() == Some(spec.name.as_str()) {
-            return Err(format!("cannot create {}", spec.name));
+            return Err(PortError::Refused(format!("cannot create {}", spec.name)));
         }
         let peer_mac = match spec.role {
             PortRole::Pod { mac, .. } => mac,
@@ -163,7 +173,10 @@ fn a_failing_op_leaves_everything_as_it_was() {
         )
         .unwrap_err();
     assert_eq!(err.index, 1);
-    assert_eq!(err.error, OpError::Create("cannot create b".into()));
+    assert!(
+        matches!(&err.error, OpError::Create(PortError::Refused(m)) if m == "cannot create b"),
+        "{err}"
+    );
     assert_eq!(c, before);
 }
 
@@ -263,7 +276,7 @@ fn an_id_freed_in_a_transaction_is_not_reused_by_it() {
             &mut f,
         )
         .unwrap_err();
-    assert_eq!(err.error, OpError::NoFreeId(2), "{err}");
+    assert!(matches!(err.error, OpError::NoFreeId(2)), "{err}");
     let ch = c
         .apply(&[Op::DelPort { name: "a".into() }], false, 2, &mut f)
         .unwrap();
