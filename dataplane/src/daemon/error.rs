@@ -108,7 +108,7 @@ pub enum ApplyError {
     Invalid(#[from] TxError),
     /// The daemon could not open its rtnetlink socket to configure devices.
     #[error("{0} (podswitchd configures ports through rtnetlink)")]
-    Netlink(podswitch_netlink::Error),
+    Netlink(Box<podswitch_netlink::Error>),
     /// A worker could not take the new ports; they were removed again.
     #[error("{0}; the transaction was rolled back")]
     Worker(#[from] WorkerError),
@@ -177,7 +177,7 @@ pub enum OpError {
     NoFreeId(usize),
     /// The port's devices could not be created or configured.
     #[error(transparent)]
-    Create(PortError),
+    Create(Box<PortError>),
     /// A port that does not exist.
     #[error("no port named {0:?}")]
     NoPort(String),
@@ -236,7 +236,7 @@ pub enum PortError {
     Vanished(String),
     /// An rtnetlink request failed (the error names the operation and the interface).
     #[error(transparent)]
-    Netlink(#[from] podswitch_netlink::Error),
+    Netlink(Box<podswitch_netlink::Error>),
     /// TUNSETPERSIST failed.
     #[error("making it persistent: {0}")]
     Persist(io::Error),
@@ -254,7 +254,7 @@ pub enum PortError {
         /// The namespace path.
         path: String,
         /// What setns said.
-        err: podswitch_netlink::Error,
+        err: Box<podswitch_netlink::Error>,
     },
     /// Moving the new tap into the pod's namespace failed (it was not left behind).
     #[error("moving tap {name:?} into {path} as {ifname}: {err}")]
@@ -284,4 +284,10 @@ pub enum PortError {
     /// Refused by a factory other than the tap one (tests, fuzzing).
     #[error("{0}")]
     Refused(String),
+}
+
+impl From<podswitch_netlink::Error> for PortError {
+    fn from(e: podswitch_netlink::Error) -> Self {
+        PortError::Netlink(Box::new(e))
+    }
 }

@@ -189,7 +189,7 @@ impl Daemon {
     /// Applies a transaction: all of it, or none of it.
     pub fn apply(&self, tx: proto::Transaction) -> Result<u64, ApplyError> {
         let mut factory = tap_factory::TapFactory::new(self.workers.len(), self.cfg.rx_depth)
-            .map_err(ApplyError::Netlink)?;
+            .map_err(|e| ApplyError::Netlink(Box::new(e)))?;
         self.apply_with(tx, &mut factory)
     }
 

@@ -184,7 +184,9 @@ impl Config {
                 let mut reserved = changes.removed.clone();
                 reserved.extend(previous.into_iter().flat_map(|p| p.values().map(|p| p.id)));
                 let id = self.free_id(max_ports, &reserved)?;
-                let created = factory.create(id, spec, &node).map_err(OpError::Create)?;
+                let created = factory
+                    .create(id, spec, &node)
+                    .map_err(|e| OpError::Create(Box::new(e)))?;
                 self.ports.insert(
                     spec.name.clone(),
                     PortConfig {

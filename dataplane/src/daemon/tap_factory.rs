@@ -164,7 +164,7 @@ fn in_pod_netns<R: Send>(
 ) -> Result<R, PortError> {
     in_netns(path, f).map_err(|err| PortError::EnterNetns {
         path: path.display().to_string(),
-        err,
+        err: Box::new(err),
     })?
 }
 

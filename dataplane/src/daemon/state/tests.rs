@@ -174,7 +174,7 @@ fn a_failing_op_leaves_everything_as_it_was() {
         .unwrap_err();
     assert_eq!(err.index, 1);
     assert!(
-        matches!(&err.error, OpError::Create(PortError::Refused(m)) if m == "cannot create b"),
+        matches!(&err.error, OpError::Create(e) if matches!(&**e, PortError::Refused(m) if m == "cannot create b")),
         "{err}"
     );
     assert_eq!(c, before);
