@@ -128,6 +128,25 @@ fn limit_open_files(pid: u32, n: u64) {
     assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
 }
 
+/// Waits (up to 10 s) until `log()` reports an accept failure. An episode is logged once; a
+/// daemon whose other threads free a descriptor now and then may see a few short episodes,
+/// but never a line per failed accept (the back-off retries about ten times a second).
+fn wait_for_accept_failure_logged(log: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !log().contains("accepting a connection failed") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no accept failure logged: {}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A second of back-off is about ten failed accepts.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let lines = log().matches("accepting a connection failed").count();
+    assert!(lines <= 3, "logged per failure, not per episode: {}", log());
+}
+
 #[test]
 fn podswitchd_out_of_file_descriptors_keeps_forwarding_and_answers_once_they_free_up() {
     if !root_or_skip(
@@ -144,7 +163,7 @@ fn podswitchd_out_of_file_descriptors_keeps_forwarding_and_answers_once_they_fre
     let idle: Vec<UnixStream> = (0..120)
         .map(|_| UnixStream::connect(&node.socket).unwrap())
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    wait_for_accept_failure_logged(|| node.log());
     assert_eq!(
         node.daemon_exit(),
         None,
@@ -152,11 +171,6 @@ fn podswitchd_out_of_file_descriptors_keeps_forwarding_and_answers_once_they_fre
         node.log()
     );
     let log = node.log();
-    assert_eq!(
-        log.matches("accepting a connection failed").count(),
-        1,
-        "one log line for the episode: {log}"
-    );
     assert!(log.contains("Too many open files"), "{log}");
     assert!(a.ns.ping(b.ip, &[]).0, "forwarding goes on meanwhile");
     drop(idle);
@@ -253,18 +267,12 @@ fn podswitch_control_out_of_file_descriptors_keeps_running_and_answers_once_they
     let idle: Vec<UnixStream> = (0..120)
         .map(|_| UnixStream::connect(&cn.control_socket).unwrap())
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    wait_for_accept_failure_logged(|| cn.control_log());
     assert_eq!(
         cn.control_exit(),
         None,
         "control exited: {}",
         cn.control_log()
-    );
-    let log = cn.control_log();
-    assert_eq!(
-        log.matches("accepting a connection failed").count(),
-        1,
-        "one log line for the episode: {log}"
     );
     drop(idle);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
