@@ -76,6 +76,23 @@ pub fn ring_hint(err: &io::Error) -> &'static str {
     }
 }
 
+/// What to do about a tap that cannot be created, by the kind of failure.
+pub fn tap_hint(err: &io::Error) -> &'static str {
+    match err.kind() {
+        io::ErrorKind::NotFound => {
+            " — is /dev/net/tun missing? Load the tun module (modprobe tun), or give \
+             podswitchd's container the device /dev/net/tun"
+        }
+        io::ErrorKind::PermissionDenied => {
+            " — creating taps needs CAP_NET_ADMIN: run podswitchd as root"
+        }
+        io::ErrorKind::ResourceBusy => {
+            " — an interface of that name exists and is not a tap podswitchd may attach to"
+        }
+        _ => "",
+    }
+}
+
 /// A worker did not do what the daemon asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WorkerError {
@@ -213,7 +230,7 @@ pub struct TxError {
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {
     /// Opening the tap's queues (TUNSETIFF) failed.
-    #[error("creating tap {name:?}: {err}")]
+    #[error("creating tap {name:?}: {err}{}", tap_hint(.err))]
     Open {
         /// The tap's name.
         name: String,

@@ -129,3 +129,20 @@ fn an_invalid_op_after_a_port_leaves_no_queue_and_no_device() {
     assert_eq!(*daemon.config(), before);
     assert_eq!(*log.lock().unwrap(), vec!["released 0", "dropped 0"]);
 }
+
+#[test]
+fn a_missing_dev_net_tun_says_what_to_do() {
+    let err = error::PortError::Open {
+        name: "psw0".into(),
+        err: io::Error::new(
+            io::ErrorKind::NotFound,
+            "opening /dev/net/tun: No such file or directory (os error 2)",
+        ),
+    };
+    assert_eq!(
+        err.to_string(),
+        "creating tap \"psw0\": opening /dev/net/tun: No such file or directory (os error 2) \
+         — is /dev/net/tun missing? Load the tun module (modprobe tun), or give podswitchd's \
+         container the device /dev/net/tun"
+    );
+}

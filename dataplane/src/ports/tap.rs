@@ -54,7 +54,8 @@ pub fn open(name: &str, queues: usize) -> io::Result<Vec<OwnedFd>> {
                 .read(true)
                 .write(true)
                 .custom_flags(libc::O_CLOEXEC)
-                .open("/dev/net/tun")?;
+                .open("/dev/net/tun")
+                .map_err(|e| io::Error::new(e.kind(), format!("opening /dev/net/tun: {e}")))?;
             // SAFETY: TUNSETIFF reads a `struct ifreq`; `req` is a properly sized and aligned
             // ifreq prefix followed by padding up to sizeof(struct ifreq), alive for the call.
             let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req) };
