@@ -6,14 +6,15 @@
 //! names in the errors differ. An error response is a normal answer here; `commands` turns it
 //! into the CLI's error.
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
+use podswitch_proto::client::{self, ClientError};
 use podswitch_proto::control::{ControlRequest, ControlRequestBody, ControlResponse};
-use podswitch_proto::{read_frame, write_frame, FrameError, Request, RequestBody, Response};
+use podswitch_proto::{Request, RequestBody, Response};
 use serde::{de::DeserializeOwned, Serialize};
-use std::io::{self, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
+
+pub use podswitch_proto::client::os_error_text;
 
 /// How long to wait for the daemon's answer. An apply that creates taps takes milliseconds;
 /// this bound only keeps a wedged daemon from hanging a script forever.
@@ -50,76 +51,54 @@ pub fn control_request(socket: &Path, body: ControlRequestBody) -> Result<Contro
     round_trip(CONTROL, socket, &ControlRequest::new(body))
 }
 
+fn timeout() -> Duration {
+    Duration::from_secs(ANSWER_TIMEOUT_SECS)
+}
+
 fn round_trip<Q: Serialize, A: DeserializeOwned>(peer: Peer, socket: &Path, req: &Q) -> Result<A> {
-    let stream = connect(peer, socket)?;
-    let timeout = Some(Duration::from_secs(ANSWER_TIMEOUT_SECS));
-    stream
-        .set_read_timeout(timeout)
-        .and_then(|()| stream.set_write_timeout(timeout))
-        .context("setting the socket timeout")?;
-    exchange(peer, stream, req)
+    client::request(peer.name, socket, timeout(), req).map_err(|e| describe(peer, e))
 }
 
-fn connect(peer: Peer, socket: &Path) -> Result<UnixStream> {
-    UnixStream::connect(socket).map_err(|e| {
-        let hint = match e.kind() {
-            io::ErrorKind::PermissionDenied => {
-                "the socket is root-only; run podswitchctl as root".to_string()
-            }
-            _ => format!(
-                "is {} running? ({} to point elsewhere)",
-                peer.name, peer.flag
-            ),
-        };
-        anyhow!(
-            "cannot connect to {} at {}: {} — {hint}",
-            peer.name,
-            socket.display(),
-            os_error_text(&e)
-        )
-    })
-}
-
-/// Writes `req` on `stream` and reads the one response from `peer`.
-pub fn exchange<S: Read + Write, Q: Serialize, A: DeserializeOwned>(
+/// Writes `req` on `stream` and reads the one response from `peer` (the tests' way in,
+/// over a socket pair).
+#[cfg(test)]
+fn exchange<S: std::io::Read + std::io::Write, Q: Serialize, A: DeserializeOwned>(
     peer: Peer,
     mut stream: S,
     req: &Q,
 ) -> Result<A> {
-    let sending = format!("sending the request to {}", peer.name);
-    write_frame(&mut stream, req).map_err(|e| describe(peer, e, &sending))?;
-    let reading = format!("reading {}'s answer", peer.name);
-    read_frame(&mut stream).map_err(|e| describe(peer, e, &reading))
+    client::exchange(&mut stream, peer.name, Path::new("-"), timeout(), req)
+        .map_err(|e| describe(peer, e))
 }
 
-fn describe(peer: Peer, e: FrameError, doing: &str) -> anyhow::Error {
+/// The CLI's words for a failed round trip: what happened, and what the operator can do.
+fn describe(peer: Peer, e: ClientError) -> anyhow::Error {
     let name = peer.name;
     match e {
-        FrameError::Closed => anyhow!("{name} closed the connection without answering"),
-        FrameError::Decode(e) => anyhow!(
-            "{doing}: the answer is not a response this podswitchctl understands ({e}); \
-             are podswitchctl and {name} from the same release?"
-        ),
-        FrameError::Io(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            anyhow!("{doing}: {name} did not answer within {ANSWER_TIMEOUT_SECS} s")
+        ClientError::NotRunning { socket, err, .. } | ClientError::Connect { socket, err, .. } => {
+            anyhow!(
+                "cannot connect to {name} at {}: {} — is {name} running? ({} to point elsewhere)",
+                socket.display(),
+                os_error_text(&err),
+                peer.flag
+            )
         }
-        FrameError::Io(e) => anyhow!("{doing}: {}", os_error_text(&e)),
-        e @ FrameError::TooLarge(_) => anyhow!("{doing}: {e}"),
-    }
-}
-
-/// The OS's text for an error without Rust's " (os error N)" suffix, which means nothing to an
-/// operator.
-pub fn os_error_text(e: &io::Error) -> String {
-    let text = e.to_string();
-    match text.rfind(" (os error ") {
-        Some(at) if text.ends_with(')') => text[..at].to_string(),
-        _ => text,
+        ClientError::Permission { socket, .. } => anyhow!(
+            "cannot connect to {name} at {}: Permission denied — the socket is root-only; \
+             run podswitchctl as root",
+            socket.display()
+        ),
+        ClientError::Timeout { .. } => {
+            anyhow!("{name} did not answer within {ANSWER_TIMEOUT_SECS} s")
+        }
+        ClientError::Hangup { .. } => anyhow!("{name} closed the connection without answering"),
+        ClientError::Io { err, .. } => {
+            anyhow!("talking to {name}: {}", os_error_text(&err))
+        }
+        ClientError::Protocol { err, .. } => anyhow!(
+            "reading {name}'s answer: the answer is not a response this podswitchctl \
+             understands ({err}); are podswitchctl and {name} from the same release?"
+        ),
     }
 }
 
@@ -127,6 +106,7 @@ pub fn os_error_text(e: &io::Error) -> String {
 mod tests {
     use super::*;
     use podswitch_proto::PROTOCOL_VERSION;
+    use podswitch_proto::{read_frame, write_frame};
     use std::os::unix::net::UnixStream;
 
     #[test]

@@ -3,17 +3,20 @@
 //! without a socket; [`UnixControl`] is the real thing.
 
 use crate::result::{code, CniError};
+use podswitch_proto::client;
+pub use podswitch_proto::client::ClientError;
 use podswitch_proto::control::{ControlRequest, ControlRequestBody, ControlResponse};
-use podswitch_proto::{read_frame, write_frame, FrameError};
 use std::io;
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
+
+/// The name errors give the other end.
+pub const PEER: &str = "podswitch-control";
 
 /// Something that answers control requests.
 pub trait Control {
-    /// Sends `body` to the control process at `socket` and waits at most `timeout` for each
-    /// read or write of the exchange.
+    /// Sends `body` to the control process at `socket` and waits at most `timeout` for the
+    /// connect and for each read or write of the exchange.
     fn round_trip(
         &mut self,
         socket: &Path,
@@ -33,103 +36,21 @@ impl Control for UnixControl {
         body: ControlRequestBody,
         timeout: Duration,
     ) -> Result<ControlResponse, ClientError> {
-        let at = socket.to_path_buf();
-        // A unix connect completes at once or fails at once (no handshake), so it needs no
-        // timeout of its own; the reads and writes that follow do.
-        let mut stream = UnixStream::connect(socket).map_err(|e| ClientError::connect(&at, e))?;
-        let io_err = |e| ClientError::Io {
-            socket: at.clone(),
-            err: e,
-        };
-        stream.set_read_timeout(Some(timeout)).map_err(io_err)?;
-        stream.set_write_timeout(Some(timeout)).map_err(io_err)?;
-        let request = ControlRequest::new(body);
-        write_frame(&mut stream, &request).map_err(|e| ClientError::frame(&at, timeout, e))?;
-        read_frame(&mut stream).map_err(|e| ClientError::frame(&at, timeout, e))
+        client::request(PEER, socket, timeout, &ControlRequest::new(body))
     }
 }
 
-/// Why a round trip failed.
-#[derive(Debug)]
-pub enum ClientError {
-    /// Nothing accepts connections on the socket: the control process is not running.
-    NotRunning {
-        /// The socket path.
-        socket: PathBuf,
-        /// What connect said (no such file, connection refused).
-        err: io::Error,
-    },
-    /// Connecting failed otherwise (permissions, a path that is not a socket, ...).
-    Connect {
-        /// The socket path.
-        socket: PathBuf,
-        /// What connect said.
-        err: io::Error,
-    },
-    /// The control process took longer than the timeout.
-    Timeout {
-        /// The socket path.
-        socket: PathBuf,
-        /// The timeout.
-        timeout: Duration,
-    },
-    /// The control process closed or reset the connection before answering.
-    Hangup {
-        /// The socket path.
-        socket: PathBuf,
-    },
-    /// The socket failed some other way.
-    Io {
-        /// The socket path.
-        socket: PathBuf,
-        /// The failure.
-        err: io::Error,
-    },
-    /// The answer was not a control response this plugin understands.
-    Malformed {
-        /// The socket path.
-        socket: PathBuf,
-        /// The decoding failure.
-        err: FrameError,
-    },
+/// The CNI error the runtime sees for a failed round trip.
+pub trait ToCniError {
+    /// Transient conditions (control not up yet, busy, restarting) are code 11 so the
+    /// runtime retries; a broken exchange is code 5.
+    fn to_cni_error(&self) -> CniError;
 }
 
-impl ClientError {
-    fn connect(socket: &Path, err: io::Error) -> Self {
-        let socket = socket.to_path_buf();
-        match err.kind() {
-            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
-                ClientError::NotRunning { socket, err }
-            }
-            _ => ClientError::Connect { socket, err },
-        }
-    }
-
-    fn frame(socket: &Path, timeout: Duration, err: FrameError) -> Self {
-        let socket = socket.to_path_buf();
-        match err {
-            FrameError::Closed => ClientError::Hangup { socket },
-            FrameError::Io(e) => match e.kind() {
-                // SO_RCVTIMEO/SO_SNDTIMEO expiry surfaces as EAGAIN (WouldBlock).
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                    ClientError::Timeout { socket, timeout }
-                }
-                io::ErrorKind::UnexpectedEof
-                | io::ErrorKind::ConnectionReset
-                | io::ErrorKind::BrokenPipe => ClientError::Hangup { socket },
-                _ => ClientError::Io { socket, err: e },
-            },
-            err @ (FrameError::Decode(_) | FrameError::TooLarge(_)) => {
-                ClientError::Malformed { socket, err }
-            }
-        }
-    }
-
-    /// The CNI error the runtime sees. Transient conditions (control not up yet, busy,
-    /// restarting) are code 11 so the runtime retries; a broken exchange is code 5.
-    pub fn to_cni_error(&self) -> CniError {
+impl ToCniError for ClientError {
+    fn to_cni_error(&self) -> CniError {
         match self {
-            ClientError::NotRunning { socket, err } => CniError::new(
+            ClientError::NotRunning { socket, err, .. } => CniError::new(
                 code::TRY_AGAIN_LATER,
                 format!(
                     "podswitch-control is not running: {} at {} (start podswitch-control, or \
@@ -143,7 +64,15 @@ impl ClientError {
                 ),
             )
             .with_details(err.to_string()),
-            ClientError::Connect { socket, err } => CniError::new(
+            ClientError::Permission { socket, .. } => CniError::new(
+                code::TRY_AGAIN_LATER,
+                format!(
+                    "permission denied on podswitch-control's socket {}: it is root-only, and \
+                     the plugin must run as root",
+                    socket.display()
+                ),
+            ),
+            ClientError::Connect { socket, err, .. } => CniError::new(
                 code::TRY_AGAIN_LATER,
                 format!(
                     "cannot connect to podswitch-control at {}; whether it runs is unknown \
@@ -152,7 +81,9 @@ impl ClientError {
                 ),
             )
             .with_details(err.to_string()),
-            ClientError::Timeout { socket, timeout } => CniError::new(
+            ClientError::Timeout {
+                socket, timeout, ..
+            } => CniError::new(
                 code::TRY_AGAIN_LATER,
                 format!(
                     "podswitch-control at {} is running but did not answer within {} s",
@@ -160,7 +91,7 @@ impl ClientError {
                     timeout.as_secs()
                 ),
             ),
-            ClientError::Hangup { socket } => CniError::new(
+            ClientError::Hangup { socket, .. } => CniError::new(
                 code::TRY_AGAIN_LATER,
                 format!(
                     "podswitch-control at {} closed the connection without answering \
@@ -168,7 +99,7 @@ impl ClientError {
                     socket.display()
                 ),
             ),
-            ClientError::Io { socket, err } => CniError::new(
+            ClientError::Io { socket, err, .. } => CniError::new(
                 code::IO_FAILURE,
                 format!(
                     "talking to podswitch-control at {} failed",
@@ -176,7 +107,7 @@ impl ClientError {
                 ),
             )
             .with_details(err.to_string()),
-            ClientError::Malformed { socket, err } => CniError::new(
+            ClientError::Protocol { socket, err, .. } => CniError::new(
                 code::IO_FAILURE,
                 format!(
                     "podswitch-control at {} sent an answer this plugin cannot read; are \
@@ -192,7 +123,9 @@ impl ClientError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use podswitch_proto::{read_frame, write_frame};
     use std::os::unix::net::UnixListener;
+    use std::path::PathBuf;
 
     fn temp_socket(test: &str) -> PathBuf {
         let path =
@@ -272,7 +205,7 @@ mod tests {
         let err = UnixControl
             .round_trip(&path, ControlRequestBody::Status, Duration::from_secs(5))
             .unwrap_err();
-        assert!(matches!(err, ClientError::Malformed { .. }), "{err:?}");
+        assert!(matches!(err, ClientError::Protocol { .. }), "{err:?}");
         assert_eq!(err.to_cni_error().code, code::IO_FAILURE);
         server.join().unwrap();
         let _ = std::fs::remove_file(&path);

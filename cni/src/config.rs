@@ -6,12 +6,10 @@
 use crate::result::{code, CniError};
 use crate::version::CniVersion;
 use podswitch_proto::control::{AttachmentId, DEFAULT_CONTROL_SOCKET};
+use podswitch_proto::MTU_RANGE;
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::PathBuf;
-
-/// Smallest MTU an IPv4 link may have (RFC 791: every host must handle 68-byte datagrams).
-const MIN_MTU: u64 = 68;
 
 /// A validated network config.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,14 +216,20 @@ fn merge_attachments(
     Some(ids)
 }
 
+/// The same range control and the dataplane enforce, so a bad `mtu` fails here, as a config
+/// error, before anything is allocated.
 fn validate_mtu(mtu: u64) -> Result<u16, CniError> {
     u16::try_from(mtu)
         .ok()
-        .filter(|&m| u64::from(m) >= MIN_MTU)
+        .filter(|m| MTU_RANGE.contains(m))
         .ok_or_else(|| {
             CniError::new(
                 code::INVALID_CONFIG,
-                format!("mtu {mtu} is out of range: an IPv4 link's MTU is {MIN_MTU} to 65535"),
+                format!(
+                    "mtu {mtu} is out of range: podswitch ports take {} to {}",
+                    MTU_RANGE.start(),
+                    MTU_RANGE.end()
+                ),
             )
         })
 }
@@ -421,6 +425,7 @@ mod tests {
             json!({"cniVersion": "1.0.0", "name": "n", "mtu": "1500"}),
             json!({"cniVersion": "1.0.0", "name": "n", "mtu": 67}),
             json!({"cniVersion": "1.0.0", "name": "n", "mtu": 65536}),
+            json!({"cniVersion": "1.0.0", "name": "n", "mtu": 9001}),
             json!({"cniVersion": "1.0.0", "name": "n", "controlSocket": 5}),
         ] {
             assert_eq!(

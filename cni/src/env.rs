@@ -155,26 +155,14 @@ fn validate_container_id(id: &str) -> Result<(), CniError> {
     }
 }
 
-/// Spec 1.1 §"Parameters": Linux interface name rules (1-15 bytes, not `.`/`..`, no `/`, `:`
-/// or whitespace).
+/// Spec 1.1 §"Parameters": Linux interface name rules (`podswitch_proto::ifname_problem`).
 fn validate_ifname(name: &str) -> Result<(), CniError> {
-    let ok = !name.is_empty()
-        && name.len() < 16
-        && name != "."
-        && name != ".."
-        && !name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace());
-    if ok {
-        Ok(())
-    } else {
-        Err(CniError::new(
+    match podswitch_proto::ifname_problem(name) {
+        None => Ok(()),
+        Some(problem) => Err(CniError::new(
             code::INVALID_ENVIRONMENT,
-            format!(
-                "CNI_IFNAME {name:?} is not a valid interface name: 1 to 15 bytes, not '.' or \
-                 '..', without '/', ':' or whitespace"
-            ),
-        ))
+            format!("CNI_IFNAME {name:?} is not a valid interface name: {problem}"),
+        )),
     }
 }
 

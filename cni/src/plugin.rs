@@ -5,7 +5,7 @@
 //! Check order within a command: environment (code 4), then config (6, 1, 7), then `CNI_ARGS`
 //! (4, 2), then the request; nothing is sent unless all of them pass.
 
-use crate::client::Control;
+use crate::client::{Control, ToCniError};
 use crate::config::NetConf;
 use crate::env::{AttachEnv, Command, RawEnv};
 use crate::result::{code, version_json, CniError, CniResult};

@@ -28,11 +28,8 @@ use crate::podnet::PodNetwork;
 use crate::store::{attachment_key, PodRecord, Store, StoreError, WriteTx};
 use crate::sync::describe;
 use podswitch_proto::control::{Attachment, AttachmentId, CniAttach, CniDetach};
-use podswitch_proto::{MacAddr, PortRole};
+use podswitch_proto::{ifname_problem, MacAddr, PortRole, MTU_RANGE};
 use std::collections::BTreeSet;
-
-/// Linux's longest interface name.
-const IFNAME_MAX_LEN: usize = 15;
 
 /// Test hook: with this environment variable set, control aborts right after an ADD's
 /// allocation is committed, as a `kill -9` at the worst moment would (`tests/it/cni.rs`).
@@ -49,10 +46,14 @@ impl Control {
             ));
         }
         if let Some(mtu) = req.mtu {
-            if !(68..=9000).contains(&mtu) {
+            if !MTU_RANGE.contains(&mtu) {
                 return Err(Failure::new(
                     code::INVALID_CONFIG,
-                    format!("mtu {mtu} is out of range 68..=9000"),
+                    format!(
+                        "mtu {mtu} is out of range {}..={}",
+                        MTU_RANGE.start(),
+                        MTU_RANGE.end()
+                    ),
                 ));
             }
         }
@@ -470,18 +471,10 @@ fn check_identity(container_id: &str, ifname: &str) -> Result<(), Failure> {
             ),
         ));
     }
-    let ifname_ok = !ifname.is_empty()
-        && ifname.len() <= IFNAME_MAX_LEN
-        && ifname != "."
-        && ifname != ".."
-        && !ifname.contains(|c: char| c == '/' || c == ':' || c.is_whitespace());
-    if !ifname_ok {
+    if let Some(problem) = ifname_problem(ifname) {
         return Err(Failure::new(
             code::INVALID_ENVIRONMENT,
-            format!(
-                "CNI_IFNAME {ifname:?} is invalid: 1 to 15 bytes, not . or .., no '/', ':' or \
-                 spaces"
-            ),
+            format!("CNI_IFNAME {ifname:?} is invalid: {problem}"),
         ));
     }
     Ok(())

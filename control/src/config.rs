@@ -5,7 +5,7 @@
 //! [`ControlConfig::settings`] checks it and resolves the defaults that depend on other values
 //! (the gateway, the node name) into [`Settings`], which is what the rest of the crate uses.
 
-use podswitch_proto::Ipv4Prefix;
+use podswitch_proto::{ifname_problem, Ipv4Prefix, MTU_RANGE};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -109,12 +109,6 @@ pub struct Settings {
 #[error("config: {0}")]
 pub struct ConfigError(String);
 
-/// Linux's longest interface name (IFNAMSIZ - 1).
-const IFNAME_MAX_LEN: usize = 15;
-
-/// Smallest and largest MTU `podswitchd` accepts on a port.
-const MTU_RANGE: std::ops::RangeInclusive<u16> = 68..=9000;
-
 impl ControlConfig {
     /// Reads a TOML file's text; missing keys take their defaults, unknown keys are refused.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
@@ -180,25 +174,21 @@ impl ControlConfig {
         }
         let first_host = Ipv4Addr::from(u32::from(pod_cidr.addr) + 1);
         let gateway = self.gateway.unwrap_or(first_host);
-        let broadcast = Ipv4Addr::from(u32::from(pod_cidr.addr) | !pod_cidr.mask());
-        if !pod_cidr.contains(gateway) || gateway == pod_cidr.addr || gateway == broadcast {
+        if !pod_cidr.is_host(gateway) {
             return err(format!(
                 "gateway = {gateway} is not a host address of pod_cidr = {pod_cidr}"
             ));
         }
-        if self.host_port.is_empty()
-            || self.host_port.len() > IFNAME_MAX_LEN
-            || self
-                .host_port
-                .contains(|c: char| c == '/' || c.is_whitespace())
-        {
-            return err(format!(
-                "host_port = {:?} is not a valid interface name (1 to 15 bytes, no '/' or spaces)",
-                self.host_port
-            ));
+        if let Some(problem) = ifname_problem(&self.host_port) {
+            return err(format!("host_port = {:?}: {problem}", self.host_port));
         }
         if !MTU_RANGE.contains(&self.mtu) {
-            return err(format!("mtu = {} is out of range 68..=9000", self.mtu));
+            return err(format!(
+                "mtu = {} is out of range {}..={}",
+                self.mtu,
+                MTU_RANGE.start(),
+                MTU_RANGE.end()
+            ));
         }
         if !(10..=3_600_000).contains(&self.resync_interval_ms) {
             return err(format!(

@@ -1,18 +1,16 @@
 //! The connection to `podswitchd`: the three requests control needs, behind a trait so the
 //! sync layer and the CNI handlers can be tested against an in-memory dataplane.
 //!
-//! [`SocketDataplane`] speaks the framed protocol of `docs/protocol.md`. It connects lazily,
-//! keeps the connection for the next request, and drops it on any socket or framing error; a
-//! request that fails on a *reused* connection is retried once on a fresh one, because the
-//! usual cause is a `podswitchd` that restarted since (replaying a replace transaction with a
-//! generation is idempotent, so the retry is safe for `apply` too).
+//! [`SocketDataplane`] speaks the framed protocol of `docs/protocol.md` through
+//! `podswitch_proto::client`: it connects lazily, keeps the connection for the next request,
+//! and drops it on any socket or framing error; a request that fails on a *reused* connection
+//! is retried once on a fresh one, because the usual cause is a `podswitchd` that restarted
+//! since or closed the connection as idle (replaying a replace transaction with a generation
+//! is idempotent, so the retry is safe for `apply` too).
 
-use podswitch_proto::{
-    read_frame, write_frame, FrameError, PortInfo, Request, RequestBody, Response, Status,
-    Transaction,
-};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use podswitch_proto::client::{Client, ClientError};
+use podswitch_proto::{PortInfo, Request, RequestBody, Response, Status, Transaction};
+use std::path::Path;
 use std::time::Duration;
 
 /// How long a request may take before `podswitchd` counts as unreachable. An `apply` creates
@@ -65,67 +63,37 @@ pub trait Dataplane: Send {
 /// `podswitchd` over its unix socket.
 #[derive(Debug)]
 pub struct SocketDataplane {
-    path: PathBuf,
-    conn: Option<UnixStream>,
+    client: Client,
 }
 
 impl SocketDataplane {
     /// A client of the socket at `path`; nothing is connected until the first request.
     pub fn new(path: &Path) -> SocketDataplane {
         SocketDataplane {
-            path: path.to_path_buf(),
-            conn: None,
+            client: Client::new("podswitchd", path, REQUEST_TIMEOUT),
         }
     }
 
-    fn unreachable(&self, reason: impl ToString) -> DataplaneError {
-        DataplaneError::Unreachable {
-            path: self.path.display().to_string(),
-            reason: reason.to_string(),
-        }
+    fn path(&self) -> String {
+        self.client.socket().display().to_string()
     }
 
     fn call(&mut self, body: RequestBody) -> Result<Response, DataplaneError> {
-        let reused = self.conn.is_some();
-        match self.call_once(&body) {
-            Err(DataplaneError::Unreachable { .. }) if reused => self.call_once(&body),
-            other => other,
-        }
-    }
-
-    fn call_once(&mut self, body: &RequestBody) -> Result<Response, DataplaneError> {
-        let mut conn = match self.conn.take() {
-            Some(conn) => conn,
-            None => {
-                let conn = UnixStream::connect(&self.path).map_err(|e| self.unreachable(e))?;
-                conn.set_read_timeout(Some(REQUEST_TIMEOUT))
-                    .and_then(|()| conn.set_write_timeout(Some(REQUEST_TIMEOUT)))
-                    .map_err(|e| self.unreachable(e))?;
-                conn
-            }
-        };
-        let request = Request::new(body.clone());
-        let result =
-            write_frame(&mut conn, &request).and_then(|()| read_frame::<_, Response>(&mut conn));
-        match result {
-            Ok(response) => {
-                self.conn = Some(conn);
-                match response {
-                    Response::Error { message } => Err(DataplaneError::Refused {
-                        path: self.path.display().to_string(),
-                        message,
-                    }),
-                    other => Ok(other),
-                }
-            }
-            // The connection is dropped: after a failed frame it is out of step.
-            Err(FrameError::Closed) => Err(self.unreachable("it closed the connection")),
-            Err(FrameError::Decode(e)) => Err(DataplaneError::Unexpected {
-                path: self.path.display().to_string(),
-                request: request_kind(body),
-                answer: format!("an undecodable message ({e})"),
+        match self.client.call(&Request::new(body.clone())) {
+            Ok(Response::Error { message }) => Err(DataplaneError::Refused {
+                path: self.path(),
+                message,
             }),
-            Err(e) => Err(self.unreachable(e)),
+            Ok(other) => Ok(other),
+            Err(ClientError::Protocol { err, .. }) => Err(DataplaneError::Unexpected {
+                path: self.path(),
+                request: request_kind(&body),
+                answer: format!("an undecodable message ({err})"),
+            }),
+            Err(e) => Err(DataplaneError::Unreachable {
+                path: self.path(),
+                reason: reason(&e),
+            }),
         }
     }
 
@@ -138,10 +106,26 @@ impl SocketDataplane {
             })
             .unwrap_or_else(|| "something".into());
         DataplaneError::Unexpected {
-            path: self.path.display().to_string(),
+            path: self.path(),
             request,
             answer: format!("{answer:?}"),
         }
+    }
+}
+
+/// What failed, without repeating the socket that [`DataplaneError::Unreachable`] names.
+fn reason(e: &ClientError) -> String {
+    match e {
+        ClientError::NotRunning { err, .. } | ClientError::Connect { err, .. } => {
+            podswitch_proto::client::os_error_text(err)
+        }
+        ClientError::Permission { .. } => "permission denied (the socket is root-only)".into(),
+        ClientError::Timeout { timeout, .. } => {
+            format!("no answer within {} s", timeout.as_secs())
+        }
+        ClientError::Hangup { .. } => "it closed the connection".into(),
+        ClientError::Io { err, .. } => podswitch_proto::client::os_error_text(err),
+        ClientError::Protocol { err, .. } => err.to_string(),
     }
 }
 
@@ -182,7 +166,7 @@ impl Dataplane for SocketDataplane {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use podswitch_proto::read_frame_bytes;
+    use podswitch_proto::{read_frame_bytes, write_frame};
     use std::os::unix::net::UnixListener;
 
     #[test]

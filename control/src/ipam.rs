@@ -74,8 +74,7 @@ impl Pool {
 
     /// Network and broadcast addresses as integers.
     fn bounds(&self) -> (u32, u32) {
-        let net = u32::from(self.cidr.addr);
-        (net, net | !self.cidr.mask())
+        (u32::from(self.cidr.addr), u32::from(self.cidr.broadcast()))
     }
 
     /// How many addresses can be given to pods.

@@ -32,6 +32,11 @@ pub struct DaemonConfig {
     pub spin_iterations: u32,
     /// Longest sleep of an idle adaptive worker, in microseconds.
     pub sleep_us: u64,
+    /// Most API connections served at once; more are refused with "too many connections".
+    pub api_max_connections: usize,
+    /// Seconds an API connection may stay idle (or take to send one request) before it is
+    /// closed.
+    pub api_idle_timeout_secs: u64,
 }
 
 impl Default for DaemonConfig {
@@ -47,6 +52,8 @@ impl Default for DaemonConfig {
             switch_mac: "02:50:53:00:00:01".into(),
             spin_iterations: 200,
             sleep_us: 100_000,
+            api_max_connections: 64,
+            api_idle_timeout_secs: 30,
         }
     }
 }
@@ -89,6 +96,18 @@ impl DaemonConfig {
                 self.pool_buffers
             ));
         }
+        if !(1..=4096).contains(&self.api_max_connections) {
+            return err(format!(
+                "api_max_connections = {} is out of range 1..=4096",
+                self.api_max_connections
+            ));
+        }
+        if !(1..=3600).contains(&self.api_idle_timeout_secs) {
+            return err(format!(
+                "api_idle_timeout_secs = {} is out of range 1..=3600",
+                self.api_idle_timeout_secs
+            ));
+        }
         if self
             .switch_mac
             .parse::<podswitch_packet::MacAddr>()
@@ -100,6 +119,17 @@ impl DaemonConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl DaemonConfig {
+    /// The limits of the API server.
+    pub fn server_config(&self) -> podswitch_proto::server::ServerConfig {
+        podswitch_proto::server::ServerConfig {
+            max_connections: self.api_max_connections,
+            idle_timeout: std::time::Duration::from_secs(self.api_idle_timeout_secs),
+            ..Default::default()
+        }
     }
 }
 

@@ -123,10 +123,24 @@ impl Worker {
     }
 
     /// Runs until the stop flag is set. Creates the worker's ring on the calling thread.
-    pub fn run(mut self) -> std::io::Result<()> {
+    pub fn run(self) -> std::io::Result<()> {
+        let ring = self.open_ring()?;
+        self.run_on(ring)
+    }
+
+    /// Creates the worker's ring, with the read on its wake-up eventfd armed. Must be called
+    /// on the thread that then calls [`Worker::run_on`] (the ring is single-issuer). Separate
+    /// from the loop so that the daemon can report a ring the kernel refuses before it
+    /// counts the worker as started.
+    pub fn open_ring(&self) -> std::io::Result<Uring> {
         let ring_entries = 1024;
         let mut ring = Uring::new(ring_entries, 8192)?;
         ring.arm_wake(&self.waker)?;
+        Ok(ring)
+    }
+
+    /// Runs on `ring` (from [`Worker::open_ring`] on this thread) until the stop flag is set.
+    pub fn run_on(mut self, mut ring: Uring) -> std::io::Result<()> {
         let mut idle_iterations: u32 = 0;
         let mut since_publish: u32 = 0;
         while !self.stop.load(Ordering::Relaxed) {

@@ -22,6 +22,7 @@
 use libfuzzer_sys::arbitrary::{self, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use podswitch_dataplane::batch::PortId;
+use podswitch_dataplane::daemon::error::PortError;
 use podswitch_dataplane::daemon::state::{Changes, Config, CreatedPort, PortFactory};
 use podswitch_dataplane::ports::memory::MemoryQueue;
 use podswitch_dataplane::tables::{Binding, Route, RouteTarget};
@@ -78,9 +79,14 @@ struct Memory {
 }
 
 impl PortFactory for Memory {
-    fn create(&mut self, id: PortId, spec: &PortSpec, _: &NodeSpec) -> Result<CreatedPort, String> {
+    fn create(
+        &mut self,
+        id: PortId,
+        spec: &PortSpec,
+        _: &NodeSpec,
+    ) -> Result<CreatedPort, PortError> {
         if self.fail_on.as_deref() == Some(spec.name.as_str()) {
-            return Err(format!("cannot create {}", spec.name));
+            return Err(PortError::Refused(format!("cannot create {}", spec.name)));
         }
         let peer_mac = match spec.role {
             PortRole::Pod { mac, .. } => mac,
@@ -89,6 +95,7 @@ impl PortFactory for Memory {
         Ok(CreatedPort {
             queues: vec![Box::new(MemoryQueue::new(id))],
             peer_mac,
+            new_device: false,
         })
     }
 }

@@ -136,12 +136,14 @@ impl Control for FakeControl {
             },
             Answer::NotRunning => {
                 return Err(ClientError::NotRunning {
+                    peer: "podswitch-control",
                     socket,
                     err: io::Error::from(io::ErrorKind::NotFound),
                 })
             }
             Answer::Timeout => {
                 return Err(ClientError::Timeout {
+                    peer: "podswitch-control",
                     socket,
                     timeout: Duration::from_secs(10),
                 })

@@ -300,6 +300,37 @@ mod tests {
         Ctx::new("create link", Subject::Nothing)
     }
 
+    /// This crate depends on no other podswitch crate, so it keeps its own copy of the rule
+    /// at the kernel boundary; `podswitch_proto::ifname_problem` is the one every process
+    /// validates input with. They must not drift apart.
+    #[test]
+    fn the_name_rule_here_is_the_one_in_proto() {
+        assert_eq!(IFNAME_MAX_LEN, podswitch_proto::IFNAME_MAX_LEN);
+        for name in [
+            "",
+            "eth0",
+            ".",
+            "..",
+            "...",
+            "a/b",
+            "a:b",
+            "a b",
+            "a\tb",
+            "a\0b",
+            "a\u{b}b",
+            "abcdefghijklmno",
+            "abcdefghijklmnop",
+            "é",
+            "x-y_z.1",
+        ] {
+            assert_eq!(
+                validate_ifname(name, &ctx()).is_ok(),
+                podswitch_proto::ifname_problem(name).is_none(),
+                "{name:?}"
+            );
+        }
+    }
+
     #[test]
     fn names_the_kernel_accepts_pass() {
         for name in ["psw0", "a", "eth0.100", "veth-abcdef1234", "x_y@z"] {

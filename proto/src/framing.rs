@@ -54,8 +54,13 @@ pub fn read_frame_bytes<R: Read>(r: &mut R) -> Result<Vec<u8>, FrameError> {
     if len > MAX_FRAME_LEN {
         return Err(FrameError::TooLarge(len.into()));
     }
-    let mut body = vec![0u8; len as usize];
-    r.read_exact(&mut body)?;
+    // Read as the bytes arrive rather than allocating the announced length up front: a peer
+    // that announces 16 MiB and sends nothing costs nothing.
+    let mut body = Vec::new();
+    r.take(u64::from(len)).read_to_end(&mut body)?;
+    if body.len() < len as usize {
+        return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+    }
     Ok(body)
 }
 

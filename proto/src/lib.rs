@@ -5,15 +5,16 @@
 //! Changes to the dataplane's tables travel as a [`Transaction`]: a list of operations applied
 //! all together, or not at all, under a generation number.
 
+pub mod client;
 pub mod control;
 mod framing;
 mod messages;
-mod net;
+pub mod net;
 pub mod server;
 
 pub use framing::{read_frame, read_frame_bytes, write_frame, FrameError, MAX_FRAME_LEN};
 pub use messages::*;
-pub use net::{Ipv4Prefix, MacAddr, ParseError};
+pub use net::{ifname_problem, Ipv4Prefix, MacAddr, ParseError, IFNAME_MAX_LEN, MTU_RANGE};
 
 /// The version of the protocol this crate speaks. Bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;

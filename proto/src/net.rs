@@ -1,5 +1,8 @@
 //! Address types as they appear in messages: MACs and IPv4 prefixes, written as strings
-//! (`"02:00:00:00:00:01"`, `"10.244.1.0/24"`) so that the JSON reads like `ip` output.
+//! (`"02:00:00:00:00:01"`, `"10.244.1.0/24"`) so that the JSON reads like `ip` output; and
+//! the limits every process checks the same way: the MTU range a port may have, Linux's
+//! interface-name rule, a prefix's broadcast and host addresses. One place each, so the CNI
+//! plugin, control and the dataplane never disagree on what is valid.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -7,6 +10,37 @@ use std::net::Ipv4Addr;
 use std::str::FromStr;
 
 pub use podswitch_packet::MacAddr;
+
+/// The MTUs a port (pod interface, host port) may have: from IPv4's minimum (RFC 791: every
+/// host must accept 68-byte datagrams) to jumbo frames.
+pub const MTU_RANGE: std::ops::RangeInclusive<u16> = 68..=9000;
+
+/// Longest Linux interface name, in bytes (`IFNAMSIZ` - 1 for the NUL).
+pub const IFNAME_MAX_LEN: usize = 15;
+
+/// What is wrong with `name` as a Linux interface name (the kernel's `dev_valid_name`: 1 to
+/// 15 bytes, not `.` or `..`, no `/`, `:`, whitespace or NUL), or `None` if it is valid.
+pub fn ifname_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        Some("an interface name cannot be empty".into())
+    } else if name.len() > IFNAME_MAX_LEN {
+        Some(format!(
+            "interface name {name:?} is {} bytes; Linux allows at most {IFNAME_MAX_LEN}",
+            name.len()
+        ))
+    } else if name == "." || name == ".." {
+        Some(format!("{name:?} is not a valid interface name"))
+    } else if name
+        .bytes()
+        .any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace() || b == 0x0b)
+    {
+        Some(format!(
+            "interface name {name:?} contains '/', ':', whitespace or NUL"
+        ))
+    } else {
+        None
+    }
+}
 
 /// A malformed address string.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,6 +83,17 @@ impl Ipv4Prefix {
     /// Whether `ip` falls inside the prefix.
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         u32::from(ip) & self.mask() == u32::from(self.addr) & self.mask()
+    }
+
+    /// The broadcast address: every host bit set.
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) | !self.mask())
+    }
+
+    /// Whether `ip` is a host address of the prefix: inside it, and neither its network nor
+    /// its broadcast address. (So a /31 or /32 has none: podswitch needs neither.)
+    pub fn is_host(&self, ip: Ipv4Addr) -> bool {
+        self.contains(ip) && ip != self.network().addr && ip != self.broadcast()
     }
 }
 
@@ -145,6 +190,41 @@ mod tests {
         let all: Ipv4Prefix = "0.0.0.0/0".parse().unwrap();
         assert_eq!(all.mask(), 0);
         assert!(all.contains(Ipv4Addr::new(8, 8, 8, 8)));
+    }
+
+    #[test]
+    fn broadcast_and_host_addresses() {
+        let p: Ipv4Prefix = "10.244.1.7/24".parse().unwrap();
+        assert_eq!(p.broadcast(), Ipv4Addr::new(10, 244, 1, 255));
+        assert!(p.is_host(Ipv4Addr::new(10, 244, 1, 1)));
+        assert!(p.is_host(Ipv4Addr::new(10, 244, 1, 254)));
+        for not in [[10, 244, 1, 0], [10, 244, 1, 255], [10, 244, 2, 1]] {
+            assert!(!p.is_host(Ipv4Addr::from(not)), "{not:?}");
+        }
+        let p30: Ipv4Prefix = "10.0.0.4/30".parse().unwrap();
+        assert_eq!(p30.broadcast(), Ipv4Addr::new(10, 0, 0, 7));
+        let all: Ipv4Prefix = "0.0.0.0/0".parse().unwrap();
+        assert_eq!(all.broadcast(), Ipv4Addr::BROADCAST);
+    }
+
+    #[test]
+    fn interface_names_follow_the_kernels_rule() {
+        for ok in ["eth0", "psw0", "a", "abcdefghijklmno", "x-y_z.1"] {
+            assert_eq!(ifname_problem(ok), None, "{ok}");
+        }
+        for (bad, needle) in [
+            ("", "empty"),
+            ("abcdefghijklmnop", "16 bytes; Linux allows at most 15"),
+            (".", "not a valid"),
+            ("..", "not a valid"),
+            ("a/b", "contains"),
+            ("a:b", "contains"),
+            ("a b", "contains"),
+            ("a\0", "contains"),
+        ] {
+            let problem = ifname_problem(bad).unwrap_or_default();
+            assert!(problem.contains(needle), "{bad:?}: {problem}");
+        }
     }
 
     #[test]

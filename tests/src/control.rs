@@ -124,6 +124,18 @@ impl ControlNode {
         }
     }
 
+    /// podswitch-control's process id while it runs (`nsenter` execs it).
+    pub fn control_pid(&self) -> Option<u32> {
+        self.control.as_ref().map(Child::id)
+    }
+
+    /// How podswitch-control ended, if it has.
+    pub fn control_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.control
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// podswitch-control's stderr so far.
     pub fn control_log(&self) -> String {
         std::fs::read_to_string(self.node.dir().join("control.log")).unwrap_or_default()

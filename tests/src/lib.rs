@@ -281,6 +281,18 @@ impl Node {
         }
     }
 
+    /// The daemon's process id while it runs (`nsenter` execs it, so it is the child's).
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(Child::id)
+    }
+
+    /// How the daemon ended, if it has.
+    pub fn daemon_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.daemon
+            .as_mut()
+            .and_then(|d| d.try_wait().ok().flatten())
+    }
+
     /// The node's scratch directory (sockets, logs, state), removed on drop.
     pub fn dir(&self) -> &Path {
         &self.dir

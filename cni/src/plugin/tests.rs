@@ -48,6 +48,7 @@ impl Control for FakeControl {
             timeout,
         ));
         self.answer.clone().ok_or_else(|| ClientError::NotRunning {
+            peer: "podswitch-control",
             socket: socket.to_path_buf(),
             err: io::Error::from(io::ErrorKind::NotFound),
         })

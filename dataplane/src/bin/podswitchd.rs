@@ -67,8 +67,9 @@ fn main() -> anyhow::Result<()> {
     }
     let listener = server::bind::<Daemon>(&cfg.socket)?;
     let socket = cfg.socket.clone();
+    let limits = cfg.server_config();
     let daemon = Daemon::start(cfg)?;
     eprintln!("podswitchd: serving {}", socket.display());
-    server::serve(daemon, listener)?;
+    server::serve_with(daemon, &listener, limits)?;
     Ok(())
 }

@@ -3,42 +3,74 @@
 //! path is publishing a new [`Tables`] snapshot (and handing queues to workers).
 
 pub mod api;
+mod compile;
+pub mod error;
 pub mod state;
 mod tap_factory;
 
 use crate::batch::PortId;
 use crate::config::DaemonConfig;
 use crate::counters::{DropReason, Event, PortStats, SharedCounters};
-use crate::ports::Waker;
+use crate::ports::{PortQueue, Uring, Waker};
 use crate::tables::Tables;
 use crate::worker::{Command, Worker, WorkerConfig};
 use arc_swap::ArcSwap;
+pub use error::{ApplyError, StartError, WorkerError};
 use podswitch_packet::MacAddr;
 use podswitch_proto as proto;
 use proto::{PortRole, RequestBody, Response};
-use state::Config;
+use state::{Changes, Config, PortFactory};
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// How long the daemon waits for a worker to start or to acknowledge commands.
+const WORKER_ANSWER_SECS: u64 = 10;
+
+/// Why a worker thread ended, written by the thread itself, read when a command bounces.
+type ExitCause = Arc<Mutex<Option<String>>>;
+
 struct WorkerHandle {
+    index: usize,
     commands: mpsc::Sender<Command>,
     waker: Arc<Waker>,
     counters: Arc<SharedCounters>,
+    exit: ExitCause,
     thread: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 impl WorkerHandle {
-    fn send(&self, cmd: Command) -> Result<(), String> {
-        self.commands
-            .send(cmd)
-            .map_err(|_| "a worker thread has exited".to_string())?;
-        self.waker.wake();
-        Ok(())
+    /// Sends a command; if the worker has ended, says why and gives the command back (so a
+    /// queue it carried can be released rather than lost).
+    fn send(&self, cmd: Command) -> Result<(), (WorkerError, Command)> {
+        match self.commands.send(cmd) {
+            Ok(()) => {
+                self.waker.wake();
+                Ok(())
+            }
+            Err(mpsc::SendError(cmd)) => Err((self.stopped(), cmd)),
+        }
+    }
+
+    fn stopped(&self) -> WorkerError {
+        let cause = self
+            .exit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| "it panicked: see podswitchd's log".into());
+        WorkerError::Stopped {
+            worker: self.index,
+            cause,
+        }
     }
 }
+
+/// Creates a worker's ring on its own thread ([`Worker::open_ring`]; tests inject failures).
+type OpenRing = fn(&Worker) -> io::Result<Uring>;
 
 /// A running switch.
 pub struct Daemon {
@@ -59,13 +91,18 @@ impl std::fmt::Debug for Daemon {
 }
 
 impl Daemon {
-    /// Starts the worker threads with empty tables.
-    pub fn start(cfg: DaemonConfig) -> anyhow::Result<Arc<Daemon>> {
+    /// Starts the worker threads with empty tables. Returns once every worker has its ring,
+    /// or with the first worker's failure and what to do about it (no thread is left behind).
+    pub fn start(cfg: DaemonConfig) -> Result<Arc<Daemon>, StartError> {
+        Self::start_with(cfg, Worker::open_ring)
+    }
+
+    fn start_with(cfg: DaemonConfig, open_ring: OpenRing) -> Result<Arc<Daemon>, StartError> {
         cfg.validate()?;
         let switch_mac: MacAddr = cfg
             .switch_mac
             .parse()
-            .map_err(|_| anyhow::anyhow!("switch_mac {:?} is malformed", cfg.switch_mac))?;
+            .map_err(|_| StartError::SwitchMac(cfg.switch_mac.clone()))?;
         let tables = Arc::new(ArcSwap::from_pointee(Tables::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let wcfg = WorkerConfig {
@@ -78,33 +115,23 @@ impl Daemon {
             sleep: Duration::from_micros(cfg.sleep_us),
         };
         let mut workers = Vec::with_capacity(cfg.workers);
-        for i in 0..cfg.workers {
-            let (tx, rx) = mpsc::channel();
-            let waker = Arc::new(Waker::new()?);
-            let worker = Worker::new(wcfg, tables.clone(), rx, waker.clone(), stop.clone());
-            let counters = worker.shared_counters();
-            let thread = std::thread::Builder::new()
-                .name(format!("psw-worker-{i}"))
-                .spawn(move || worker.run())?;
-            workers.push(WorkerHandle {
-                commands: tx,
-                waker,
-                counters,
-                thread: Some(thread),
-            });
+        for index in 0..cfg.workers {
+            match start_worker(index, wcfg, &tables, &stop, open_ring) {
+                Ok(w) => workers.push(w),
+                Err(e) => {
+                    stop_workers(&stop, &mut workers);
+                    return Err(e);
+                }
+            }
         }
-        let daemon = Arc::new(Daemon {
+        Ok(Arc::new(Daemon {
             cfg,
             switch_mac,
             tables,
             workers,
             config: Mutex::new(Config::default()),
             stop,
-        });
-        daemon
-            .sync_workers()
-            .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?;
-        Ok(daemon)
+        }))
     }
 
     /// The configuration as the daemon holds it.
@@ -115,49 +142,147 @@ impl Daemon {
     }
 
     /// Waits until every worker has processed every command sent so far.
-    fn sync_workers(&self) -> Result<(), String> {
+    fn sync_workers(&self) -> Result<(), WorkerError> {
         let receivers: Vec<_> = self
             .workers
             .iter()
             .map(|w| {
                 let (tx, rx) = mpsc::channel();
-                w.send(Command::Sync(tx)).map(|()| rx)
+                w.send(Command::Sync(tx))
+                    .map(|()| (w, rx))
+                    .map_err(|(e, _)| e)
             })
             .collect::<Result<_, _>>()?;
-        for rx in receivers {
-            rx.recv_timeout(Duration::from_secs(10))
-                .map_err(|_| "a worker did not answer within 10 s".to_string())?;
+        Self::wait_for(receivers)
+    }
+
+    /// Waits for the workers that still run, skipping any that stopped (a rollback after a
+    /// worker failure must still see the others done).
+    fn sync_running_workers(&self) {
+        let receivers: Vec<_> = self
+            .workers
+            .iter()
+            .filter_map(|w| {
+                let (tx, rx) = mpsc::channel();
+                w.send(Command::Sync(tx)).ok().map(|()| (w, rx))
+            })
+            .collect();
+        let _ = Self::wait_for(receivers);
+    }
+
+    fn wait_for(receivers: Vec<(&WorkerHandle, mpsc::Receiver<()>)>) -> Result<(), WorkerError> {
+        for (w, rx) in receivers {
+            match rx.recv_timeout(Duration::from_secs(WORKER_ANSWER_SECS)) {
+                Ok(()) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(w.stopped()),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(WorkerError::NoAnswer {
+                        worker: w.index,
+                        secs: WORKER_ANSWER_SECS,
+                    })
+                }
+            }
         }
         Ok(())
     }
 
     /// Applies a transaction: all of it, or none of it.
-    pub fn apply(&self, tx: proto::Transaction) -> Result<u64, String> {
+    pub fn apply(&self, tx: proto::Transaction) -> Result<u64, ApplyError> {
+        let mut factory = tap_factory::TapFactory::new(self.workers.len(), self.cfg.rx_depth)
+            .map_err(|e| ApplyError::Netlink(Box::new(e)))?;
+        self.apply_with(tx, &mut factory)
+    }
+
+    /// [`Daemon::apply`] with ports made by `factory`. The order is what makes it atomic:
+    /// ports are created (a failure there drops them again, `Config::apply`), handed to the
+    /// workers and acknowledged (a failure there takes them back from the workers and
+    /// releases their devices), and only then is the new snapshot published and the new
+    /// configuration kept. Removed ports go last, once no snapshot routes to them.
+    fn apply_with(
+        &self,
+        tx: proto::Transaction,
+        factory: &mut dyn PortFactory,
+    ) -> Result<u64, ApplyError> {
         let mut config = self.config();
         let mut next = config.clone();
-        let mut factory = tap_factory::TapFactory::new(self.workers.len(), self.cfg.rx_depth)?;
-        let changes = next.apply(&tx.ops, tx.replace, self.cfg.max_ports, &mut factory)?;
-        // New queues first, so no snapshot routes to a port a worker does not poll yet.
-        for (_, queues) in changes.added {
-            for (worker, queue) in self.workers.iter().zip(queues) {
-                worker.send(Command::AddQueue(queue))?;
-            }
-        }
-        self.sync_workers()?;
+        let Changes {
+            added,
+            removed,
+            kept_devices,
+            new_devices,
+        } = next
+            .apply(&tx.ops, tx.replace, self.cfg.max_ports, factory)
+            .map_err(ApplyError::Invalid)?;
+        self.hand_over(added, &new_devices)?;
         next.generation = tx.generation.unwrap_or(config.generation + 1);
         self.tables.store(Arc::new(next.compile(self.switch_mac)));
-        // Removed ports last, once no snapshot routes to them.
-        for &id in &changes.removed {
-            let release_device = !changes.kept_devices.contains(&id);
+        *config = next;
+        for &id in &removed {
+            let release_device = !kept_devices.contains(&id);
             for worker in &self.workers {
-                worker.send(Command::RemovePort { id, release_device })?;
+                if let Err((e, _)) = worker.send(Command::RemovePort { id, release_device }) {
+                    eprintln!("podswitchd: removing port {id} after applying: {e}");
+                }
             }
         }
-        if !changes.removed.is_empty() {
-            self.sync_workers()?;
+        if !removed.is_empty() {
+            if let Err(e) = self.sync_workers() {
+                eprintln!("podswitchd: removing old ports after applying: {e}");
+            }
         }
-        *config = next;
         Ok(config.generation)
+    }
+
+    /// Gives each new port's queues to the workers (one each) and waits until every worker
+    /// polls them. On any failure, takes them back: no snapshot routes to them yet, so the
+    /// workers drop them at once, and devices this transaction created are released.
+    fn hand_over(
+        &self,
+        added: Vec<(PortId, Vec<Box<dyn PortQueue>>)>,
+        new_devices: &[PortId],
+    ) -> Result<(), WorkerError> {
+        let mut handed = Vec::with_capacity(added.len());
+        let mut failure = None;
+        for (id, queues) in added {
+            let release = new_devices.contains(&id);
+            let mut queues = queues.into_iter();
+            if failure.is_none() {
+                let mut reached_a_worker = false;
+                for (worker, queue) in self.workers.iter().zip(&mut queues) {
+                    match worker.send(Command::AddQueue(queue)) {
+                        Ok(()) => reached_a_worker = true,
+                        Err((e, cmd)) => {
+                            if let Command::AddQueue(queue) = cmd {
+                                drop_queue(queue, release);
+                            }
+                            failure = Some(e);
+                            break;
+                        }
+                    }
+                }
+                if reached_a_worker {
+                    handed.push((id, release));
+                }
+            }
+            for queue in queues {
+                drop_queue(queue, release);
+            }
+        }
+        let failure = match failure {
+            Some(e) => e,
+            None => match self.sync_workers() {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            },
+        };
+        for &(id, release_device) in &handed {
+            for worker in &self.workers {
+                // A worker that has stopped dropped its queues with its thread.
+                let _ = worker.send(Command::RemovePort { id, release_device });
+            }
+        }
+        self.sync_running_workers();
+        Err(failure)
     }
 
     /// Answers one request.
@@ -165,7 +290,9 @@ impl Daemon {
         match req {
             RequestBody::Apply(tx) => match self.apply(tx) {
                 Ok(generation) => Response::Applied { generation },
-                Err(message) => Response::Error { message },
+                Err(e) => Response::Error {
+                    message: e.to_string(),
+                },
             },
             RequestBody::Status => {
                 let c = self.config();
@@ -189,7 +316,9 @@ impl Daemon {
             },
             RequestBody::Counters => match self.sync_workers() {
                 Ok(()) => Response::Counters(self.counters()),
-                Err(message) => Response::Error { message },
+                Err(e) => Response::Error {
+                    message: e.to_string(),
+                },
             },
         }
     }
@@ -331,13 +460,95 @@ impl Daemon {
     }
 
     /// Waits for every worker thread to end; reports the first failure.
-    pub fn join(&mut self) -> anyhow::Result<()> {
+    pub fn join(&mut self) -> Result<(), WorkerError> {
         for w in &mut self.workers {
             if let Some(t) = w.thread.take() {
-                t.join()
-                    .map_err(|_| anyhow::anyhow!("a worker panicked"))??;
+                match t.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) | Err(_) => return Err(w.stopped()),
+                }
             }
         }
         Ok(())
     }
 }
+
+/// Drops a queue that never reached (or was given back by) a worker, releasing its device
+/// first if this transaction created it.
+fn drop_queue(mut queue: Box<dyn PortQueue>, release_device: bool) {
+    if release_device {
+        queue.release_device();
+    }
+    drop(queue);
+}
+
+/// Starts worker `index` and waits until it has its ring, so that a kernel refusing io_uring
+/// is reported here, with its cause, rather than later as a worker that went away.
+fn start_worker(
+    index: usize,
+    wcfg: WorkerConfig,
+    tables: &Arc<ArcSwap<Tables>>,
+    stop: &Arc<AtomicBool>,
+    open_ring: OpenRing,
+) -> Result<WorkerHandle, StartError> {
+    let (tx, rx) = mpsc::channel();
+    let waker = Arc::new(Waker::new().map_err(|err| StartError::Waker { worker: index, err })?);
+    let worker = Worker::new(wcfg, tables.clone(), rx, waker.clone(), stop.clone());
+    let counters = worker.shared_counters();
+    let exit: ExitCause = Arc::default();
+    let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
+    let exit_for_thread = exit.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("psw-worker-{index}"))
+        .spawn(move || {
+            let record = |cause: String| {
+                *exit_for_thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(cause);
+            };
+            let ring = match open_ring(&worker) {
+                Ok(ring) => {
+                    let _ = ready_tx.send(Ok(()));
+                    ring
+                }
+                Err(e) => {
+                    record(format!("its io_uring could not be created: {e}"));
+                    let _ = ready_tx.send(Err(e));
+                    return Ok(());
+                }
+            };
+            let result = worker.run_on(ring);
+            if let Err(e) = &result {
+                record(format!("its ring failed: {e}"));
+            }
+            result
+        })
+        .map_err(|err| StartError::Spawn { worker: index, err })?;
+    let handle = WorkerHandle {
+        index,
+        commands: tx,
+        waker,
+        counters,
+        exit,
+        thread: Some(thread),
+    };
+    match ready_rx.recv_timeout(Duration::from_secs(WORKER_ANSWER_SECS)) {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(err)) => Err(StartError::Ring { worker: index, err }),
+        Err(_) => Err(StartError::Exited { worker: index }),
+    }
+}
+
+/// Stops and joins workers already started (a later one failed to start).
+fn stop_workers(stop: &AtomicBool, workers: &mut Vec<WorkerHandle>) {
+    stop.store(true, Ordering::Relaxed);
+    for w in workers.iter() {
+        w.waker.wake();
+    }
+    for mut w in workers.drain(..) {
+        if let Some(t) = w.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

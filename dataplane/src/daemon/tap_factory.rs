@@ -7,6 +7,7 @@
 //! re-attaches to it (a restart); otherwise it creates the tap in its own namespace under the
 //! port's name, makes it persistent, moves it into the pod's namespace and renames it.
 
+use super::error::PortError;
 use super::state::{CreatedPort, PortFactory};
 use crate::batch::{PortId, MAX_BURST};
 use crate::ports::{tap, PortQueue};
@@ -23,8 +24,8 @@ pub(super) struct TapFactory {
 }
 
 impl TapFactory {
-    pub(super) fn new(queues: usize, rx_depth: usize) -> Result<Self, String> {
-        let netlink = Netlink::new().map_err(|e| format!("opening rtnetlink: {e}"))?;
+    pub(super) fn new(queues: usize, rx_depth: usize) -> Result<Self, podswitch_netlink::Error> {
+        let netlink = Netlink::new()?;
         Ok(Self {
             netlink,
             queues,
@@ -37,25 +38,26 @@ impl TapFactory {
         &mut self,
         spec: &PortSpec,
         node: &NodeSpec,
-    ) -> Result<(Vec<OwnedFd>, MacAddr), String> {
+    ) -> Result<(Vec<OwnedFd>, MacAddr), PortError> {
         let name = &spec.name;
-        let fds =
-            tap::open(name, self.queues).map_err(|e| format!("creating tap {name:?}: {e}"))?;
+        let fds = tap::open(name, self.queues).map_err(|err| PortError::Open {
+            name: name.clone(),
+            err,
+        })?;
         let nl = &mut self.netlink;
         let index = link(nl, name)?;
         match &spec.role {
             PortRole::Pod { mac, .. } | PortRole::Host { mac: Some(mac) } => {
-                nl.link_set_mac(index, mac.0).map_err(text)?
+                nl.link_set_mac(index, mac.0)?
             }
             PortRole::Host { mac: None } => {}
         }
-        nl.link_set_mtu(index, u32::from(spec.mtu)).map_err(text)?;
+        nl.link_set_mtu(index, u32::from(spec.mtu))?;
         if let PortRole::Host { .. } = spec.role {
-            nl.addr_replace_v4(index, node.gateway, node.pod_cidr.len)
-                .map_err(text)?;
+            nl.addr_replace_v4(index, node.gateway, node.pod_cidr.len)?;
         }
-        nl.link_set_up(index).map_err(text)?;
-        let mac = MacAddr(nl.link_mac(index).map_err(text)?);
+        nl.link_set_up(index)?;
+        let mac = MacAddr(nl.link_mac(index)?);
         Ok((fds, mac))
     }
 
@@ -65,34 +67,48 @@ impl TapFactory {
         spec: &PortSpec,
         attach: &NetnsAttach,
         mac: MacAddr,
-    ) -> Result<Vec<OwnedFd>, String> {
+    ) -> Result<(Vec<OwnedFd>, bool), PortError> {
         let path = Path::new(&attach.path);
         let ifname = attach.ifname.as_str();
         let queues = self.queues;
         // A restart: the pod still has its interface. TUNSETIFF by name works only in the
         // namespace the device is in, so open the queues from inside it.
         let existing = in_pod_netns(path, || {
-            let mut nl = Netlink::new().map_err(text)?;
-            match nl.link_index(ifname).map_err(text)? {
-                Some(_) => tap::open(ifname, queues).map(Some).map_err(|e| {
-                    format!("{ifname} exists but is not a podswitch tap ({e}); remove it or pick another interface name")
-                }),
+            let mut nl = Netlink::new()?;
+            match nl.link_index(ifname)? {
+                Some(_) => tap::open(ifname, queues)
+                    .map(Some)
+                    .map_err(|err| PortError::NotATap {
+                        ifname: ifname.to_string(),
+                        err,
+                    }),
                 None => Ok(None),
             }
         })?;
-        let fds = match existing {
-            Some(fds) => fds,
-            None => self.create_in_pod(spec, path, ifname)?,
+        let (fds, new_device) = match existing {
+            Some(fds) => (fds, false),
+            None => (self.create_in_pod(spec, path, ifname)?, true),
         };
-        in_pod_netns(path, || {
-            let mut nl = Netlink::new().map_err(text)?;
+        let configured = in_pod_netns(path, || {
+            let mut nl = Netlink::new()?;
             let index = link(&mut nl, ifname)?;
-            nl.link_set_mac(index, mac.0).map_err(text)?;
-            nl.link_set_mtu(index, u32::from(spec.mtu)).map_err(text)?;
-            nl.link_set_up(index).map_err(text)
+            nl.link_set_mac(index, mac.0)?;
+            nl.link_set_mtu(index, u32::from(spec.mtu))?;
+            Ok(nl.link_set_up(index)?)
         })
-        .map_err(|e| format!("configuring {ifname} in {}: {e}", attach.path))?;
-        Ok(fds)
+        .map_err(|e| PortError::Configure {
+            ifname: ifname.to_string(),
+            path: attach.path.clone(),
+            err: Box::new(e),
+        });
+        if let Err(e) = configured {
+            if new_device {
+                // Created for this port and never handed out: it goes with these queues.
+                let _ = tap::set_persist(&fds[0], false);
+            }
+            return Err(e);
+        }
+        Ok((fds, new_device))
     }
 
     fn create_in_pod(
@@ -100,52 +116,56 @@ impl TapFactory {
         spec: &PortSpec,
         path: &Path,
         ifname: &str,
-    ) -> Result<Vec<OwnedFd>, String> {
+    ) -> Result<Vec<OwnedFd>, PortError> {
         let name = &spec.name;
-        let fds =
-            tap::open(name, self.queues).map_err(|e| format!("creating tap {name:?}: {e}"))?;
+        let fds = tap::open(name, self.queues).map_err(|err| PortError::Open {
+            name: name.clone(),
+            err,
+        })?;
         let nl = &mut self.netlink;
-        let moved = (|| -> Result<(), String> {
-            tap::set_persist(&fds[0], true).map_err(|e| format!("making it persistent: {e}"))?;
+        let moved = (|| -> Result<(), PortError> {
+            tap::set_persist(&fds[0], true).map_err(PortError::Persist)?;
             let index = link(nl, name)?;
-            let netns = std::fs::File::open(path)
-                .map_err(|e| format!("opening {}: {e}", path.display()))?;
-            nl.link_set_netns_fd(index, &netns).map_err(text)?;
+            let netns = std::fs::File::open(path).map_err(|err| PortError::OpenNetns {
+                path: path.display().to_string(),
+                err,
+            })?;
+            nl.link_set_netns_fd(index, &netns)?;
             in_pod_netns(path, || {
-                let mut nl = Netlink::new().map_err(text)?;
+                let mut nl = Netlink::new()?;
                 let index = link(&mut nl, name)?;
-                nl.link_rename(index, ifname).map_err(text)
+                Ok(nl.link_rename(index, ifname)?)
             })
         })();
         if let Err(e) = moved {
             // Undo persistence so the device disappears with these queues, wherever it is now.
             let _ = tap::set_persist(&fds[0], false);
-            return Err(format!(
-                "moving tap {name:?} into {} as {ifname}: {e}",
-                path.display()
-            ));
+            return Err(PortError::Move {
+                name: name.clone(),
+                path: path.display().to_string(),
+                ifname: ifname.to_string(),
+                err: Box::new(e),
+            });
         }
         Ok(fds)
     }
 }
 
-fn text(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
 /// The index of link `name`, which must exist.
-fn link(nl: &mut Netlink, name: &str) -> Result<u32, String> {
-    nl.link_index(name)
-        .map_err(text)?
-        .ok_or_else(|| format!("link {name} vanished"))
+fn link(nl: &mut Netlink, name: &str) -> Result<u32, PortError> {
+    nl.link_index(name)?
+        .ok_or_else(|| PortError::Vanished(name.to_string()))
 }
 
 /// Runs `f` inside the namespace at `path`.
 fn in_pod_netns<R: Send>(
     path: &Path,
-    f: impl FnOnce() -> Result<R, String> + Send,
-) -> Result<R, String> {
-    in_netns(path, f).map_err(|e| format!("entering {}: {e}", path.display()))?
+    f: impl FnOnce() -> Result<R, PortError> + Send,
+) -> Result<R, PortError> {
+    in_netns(path, f).map_err(|err| PortError::EnterNetns {
+        path: path.display().to_string(),
+        err: Box::new(err),
+    })?
 }
 
 impl PortFactory for TapFactory {
@@ -154,13 +174,18 @@ impl PortFactory for TapFactory {
         id: PortId,
         spec: &PortSpec,
         node: &NodeSpec,
-    ) -> Result<CreatedPort, String> {
-        let (fds, peer_mac) = match (&spec.netns, &spec.role) {
-            (Some(attach), PortRole::Pod { mac, .. }) => (self.in_pod(spec, attach, *mac)?, *mac),
-            (Some(_), PortRole::Host { .. }) => {
-                return Err("the host port lives in the daemon's namespace; drop \"netns\"".into())
+    ) -> Result<CreatedPort, PortError> {
+        // A tap in the daemon's namespace is not persistent: it vanishes with its queues.
+        let (fds, peer_mac, new_device) = match (&spec.netns, &spec.role) {
+            (Some(attach), PortRole::Pod { mac, .. }) => {
+                let (fds, new_device) = self.in_pod(spec, attach, *mac)?;
+                (fds, *mac, new_device)
             }
-            (None, _) => self.local(spec, node)?,
+            (Some(_), PortRole::Host { .. }) => return Err(PortError::HostInNetns),
+            (None, _) => {
+                let (fds, mac) = self.local(spec, node)?;
+                (fds, mac, false)
+            }
         };
         let queues = fds
             .into_iter()
@@ -168,6 +193,10 @@ impl PortFactory for TapFactory {
                 Box::new(tap::TapQueue::new(id, fd, self.rx_depth, MAX_BURST)) as Box<dyn PortQueue>
             })
             .collect();
-        Ok(CreatedPort { queues, peer_mac })
+        Ok(CreatedPort {
+            queues,
+            peer_mac,
+            new_device,
+        })
     }
 }

@@ -34,12 +34,10 @@ struct IfReqFlags {
 /// Opens `queues` queues of the tap device `name`, creating it if needed. Closing every queue
 /// removes the device unless it was made persistent.
 pub fn open(name: &str, queues: usize) -> io::Result<Vec<OwnedFd>> {
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', ' ', '\0']) {
+    if let Some(problem) = podswitch_proto::ifname_problem(name) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!(
-                "tap name {name:?} is not a valid interface name (1-15 bytes, no '/' or spaces)"
-            ),
+            format!("tap name: {problem}"),
         ));
     }
     let mut req = IfReqFlags {
@@ -56,7 +54,8 @@ pub fn open(name: &str, queues: usize) -> io::Result<Vec<OwnedFd>> {
                 .read(true)
                 .write(true)
                 .custom_flags(libc::O_CLOEXEC)
-                .open("/dev/net/tun")?;
+                .open("/dev/net/tun")
+                .map_err(|e| io::Error::new(e.kind(), format!("opening /dev/net/tun: {e}")))?;
             // SAFETY: TUNSETIFF reads a `struct ifreq`; `req` is a properly sized and aligned
             // ifreq prefix followed by padding up to sizeof(struct ifreq), alive for the call.
             let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req) };

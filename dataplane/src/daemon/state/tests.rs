@@ -1,0 +1,425 @@
+//! The configuration model's apply and validation, against memory and probe queues.
+
+use super::*;
+use crate::daemon::error::{OpError, PortError};
+use crate::ports::memory::MemoryQueue;
+use crate::ports::PortIo;
+use crate::tables::RouteTarget;
+use podswitch_proto::{PortKind, RouteSpec};
+use std::sync::{Arc, Mutex};
+
+/// What happened to probe queues, in order: `"released 3"`, `"dropped 3"`.
+pub(crate) type ProbeLog = Arc<Mutex<Vec<String>>>;
+
+/// A queue that records being released and dropped.
+#[derive(Debug)]
+pub(crate) struct Probe {
+    id: PortId,
+    log: ProbeLog,
+}
+
+impl PortQueue for Probe {
+    fn port(&self) -> PortId {
+        self.id
+    }
+    fn rx_burst(&mut self, _: &mut PortIo<'_>, _: &mut crate::batch::Batch) {}
+    fn tx_burst(&mut self, io: &mut PortIo<'_>, pkts: &mut Vec<crate::batch::Packet>) {
+        for p in pkts.drain(..) {
+            io.pool.put(p.buf);
+        }
+    }
+    fn release_device(&mut self) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("released {}", self.id));
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("dropped {}", self.id));
+    }
+}
+
+/// Makes `queues` probe queues per port, each port a new persistent device.
+pub(crate) struct ProbeFactory {
+    pub(crate) log: ProbeLog,
+    pub(crate) queues: usize,
+}
+
+impl PortFactory for ProbeFactory {
+    fn create(
+        &mut self,
+        id: PortId,
+        spec: &PortSpec,
+        _: &NodeSpec,
+    ) -> Result<CreatedPort, PortError> {
+        let peer_mac = match spec.role {
+            PortRole::Pod { mac, .. } => mac,
+            PortRole::Host { mac } => mac.unwrap_or(MacAddr::new(2, 0, 0, 0, 0, 0xfe)),
+        };
+        Ok(CreatedPort {
+            queues: (0..self.queues)
+                .map(|_| {
+                    Box::new(Probe {
+                        id,
+                        log: self.log.clone(),
+                    }) as Box<dyn PortQueue>
+                })
+                .collect(),
+            peer_mac,
+            new_device: true,
+        })
+    }
+}
+
+struct Memory {
+    fail_on: Option<String>,
+}
+
+impl PortFactory for Memory {
+    fn create(
+        &mut self,
+        id: PortId,
+        spec: &PortSpec,
+        _: &NodeSpec,
+    ) -> Result<CreatedPort, PortError> {
+        if self.fail_on.as_deref() == Some(spec.name.as_str()) {
+            return Err(PortError::Refused(format!("cannot create {}", spec.name)));
+        }
+        let peer_mac = match spec.role {
+            PortRole::Pod { mac, .. } => mac,
+            PortRole::Host { mac } => mac.unwrap_or(MacAddr::new(2, 0, 0, 0, 0, 0xfe)),
+        };
+        Ok(CreatedPort {
+            queues: vec![Box::new(MemoryQueue::new(id))],
+            peer_mac,
+            new_device: false,
+        })
+    }
+}
+
+pub(crate) fn node() -> Op {
+    Op::SetNode(NodeSpec {
+        pod_cidr: "10.244.1.0/24".parse().unwrap(),
+        gateway: "10.244.1.1".parse().unwrap(),
+        gateway_mac: None,
+    })
+}
+
+pub(crate) fn pod(name: &str, ip: &str) -> Op {
+    Op::AddPort(PortSpec {
+        name: name.into(),
+        kind: PortKind::Tap,
+        role: PortRole::Pod {
+            mac: "02:00:00:00:00:02".parse().unwrap(),
+            ip: ip.parse().unwrap(),
+            namespace: None,
+            pod: None,
+        },
+        mtu: 1500,
+        netns: None,
+    })
+}
+
+fn apply(c: &mut Config, ops: &[Op]) -> Result<Changes, String> {
+    c.apply(ops, false, 16, &mut Memory { fail_on: None })
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn pods_get_connected_routes_and_ids() {
+    let mut c = Config::default();
+    let ch = apply(
+        &mut c,
+        &[node(), pod("a", "10.244.1.2"), pod("b", "10.244.1.3")],
+    )
+    .unwrap();
+    assert_eq!(ch.added.len(), 2);
+    let t = c.compile(MacAddr::new(2, 0x50, 0x53, 0, 0, 1));
+    assert_eq!(
+        t.fib.lookup("10.244.1.3".parse().unwrap()),
+        Some(RouteTarget::Port(1))
+    );
+    assert_eq!(
+        t.node.unwrap().gateway_ip,
+        "10.244.1.1".parse::<Ipv4Addr>().unwrap()
+    );
+}
+
+#[test]
+fn a_failing_op_leaves_everything_as_it_was() {
+    let mut c = Config::default();
+    apply(&mut c, &[node(), pod("a", "10.244.1.2")]).unwrap();
+    let before = c.clone();
+    let err = apply(&mut c, &[pod("b", "10.244.1.3"), pod("c", "10.244.1.2")]).unwrap_err();
+    assert!(
+        err.contains("op 2") && err.contains("already bound") && err.contains("\"a\""),
+        "{err}"
+    );
+    assert_eq!(c, before);
+    let err = c
+        .apply(
+            &[pod("b", "10.244.1.3")],
+            false,
+            16,
+            &mut Memory {
+                fail_on: Some("b".into()),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.index, 1);
+    assert!(
+        matches!(&err.error, OpError::Create(e) if matches!(&**e, PortError::Refused(m) if m == "cannot create b")),
+        "{err}"
+    );
+    assert_eq!(c, before);
+}
+
+#[test]
+fn invalid_ops_are_refused_with_the_object_named() {
+    let mut c = Config::default();
+    assert!(apply(&mut c, &[pod("a", "10.244.1.2")])
+        .unwrap_err()
+        .contains("set_node"));
+    apply(&mut c, &[node()]).unwrap();
+    for (op, needle) in [
+        (pod("a", "10.9.9.9"), "pod_cidr"),
+        (pod("a", "10.244.1.1"), "gateway"),
+        (pod("a", "10.244.1.0"), "host address"),
+        (pod("a", "10.244.1.255"), "host address"),
+        (Op::DelPort { name: "zz".into() }, "\"zz\""),
+        (
+            pod("a-name-of-16-byt", "10.244.1.2"),
+            "16 bytes; Linux allows at most 15",
+        ),
+        (
+            Op::AddRoute(RouteSpec {
+                prefix: "0.0.0.0/0".parse().unwrap(),
+                target: ProtoTarget::Port {
+                    port: "nope".into(),
+                },
+            }),
+            "nope",
+        ),
+        (
+            Op::DelRoute {
+                prefix: "10.0.0.0/8".parse().unwrap(),
+            },
+            "10.0.0.0/8",
+        ),
+        (
+            Op::SetNode(NodeSpec {
+                pod_cidr: "10.244.1.0/24".parse().unwrap(),
+                gateway: "10.244.1.0".parse().unwrap(),
+                gateway_mac: None,
+            }),
+            "host address",
+        ),
+    ] {
+        let err = apply(&mut c, &[op]).unwrap_err();
+        assert!(err.contains(needle), "{err} should mention {needle}");
+    }
+}
+
+#[test]
+fn a_port_used_by_a_route_cannot_be_deleted_and_ids_are_not_reused_at_once() {
+    let mut c = Config::default();
+    apply(&mut c, &[node(), pod("a", "10.244.1.2")]).unwrap();
+    let route = Op::AddRoute(RouteSpec {
+        prefix: "192.168.0.0/16".parse().unwrap(),
+        target: ProtoTarget::Port { port: "a".into() },
+    });
+    apply(&mut c, &[route]).unwrap();
+    assert!(apply(&mut c, &[Op::DelPort { name: "a".into() }])
+        .unwrap_err()
+        .contains("192.168.0.0/16"));
+    apply(
+        &mut c,
+        &[
+            Op::DelRoute {
+                prefix: "192.168.0.0/16".parse().unwrap(),
+            },
+            Op::DelPort { name: "a".into() },
+        ],
+    )
+    .unwrap();
+    apply(&mut c, &[pod("b", "10.244.1.3")]).unwrap();
+    assert_eq!(
+        c.ports["b"].id, 1,
+        "freed id 0 is not handed out again right away"
+    );
+}
+
+/// Found by fuzzing: with ids wrapping around, a transaction that deletes a port and adds
+/// another must not hand the new port the id it just freed (its queues were lost).
+#[test]
+fn an_id_freed_in_a_transaction_is_not_reused_by_it() {
+    let mut c = Config::default();
+    let mut f = Memory { fail_on: None };
+    c.apply(
+        &[node(), pod("a", "10.244.1.2"), pod("b", "10.244.1.3")],
+        false,
+        2,
+        &mut f,
+    )
+    .unwrap();
+    let err = c
+        .apply(
+            &[Op::DelPort { name: "a".into() }, pod("c", "10.244.1.4")],
+            false,
+            2,
+            &mut f,
+        )
+        .unwrap_err();
+    assert!(matches!(err.error, OpError::NoFreeId(2)), "{err}");
+    let ch = c
+        .apply(&[Op::DelPort { name: "a".into() }], false, 2, &mut f)
+        .unwrap();
+    assert_eq!(ch.removed, vec![0]);
+    let ch = c
+        .apply(&[pod("c", "10.244.1.4")], false, 2, &mut f)
+        .unwrap();
+    assert_eq!(
+        ch.added.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![0]
+    );
+}
+
+#[test]
+fn a_port_added_and_deleted_in_one_transaction_reaches_no_worker() {
+    let mut c = Config::default();
+    let ch = apply(
+        &mut c,
+        &[
+            node(),
+            pod("a", "10.244.1.2"),
+            Op::DelPort { name: "a".into() },
+        ],
+    )
+    .unwrap();
+    assert!(ch.added.is_empty() && ch.removed.is_empty());
+    assert!(c.ports.is_empty());
+}
+
+#[test]
+fn replace_keeps_unchanged_ports_and_removes_the_rest() {
+    let mut c = Config::default();
+    apply(
+        &mut c,
+        &[node(), pod("a", "10.244.1.2"), pod("b", "10.244.1.3")],
+    )
+    .unwrap();
+    let (a, b) = (c.ports["a"].id, c.ports["b"].id);
+    let mut f = Memory { fail_on: None };
+    // The whole configuration again, minus b, plus c, with a unchanged.
+    let ch = c
+        .apply(
+            &[node(), pod("a", "10.244.1.2"), pod("c", "10.244.1.4")],
+            true,
+            16,
+            &mut f,
+        )
+        .unwrap();
+    assert_eq!(c.ports["a"].id, a, "a kept its id and queues");
+    assert_eq!(ch.added.len(), 1, "only c is new");
+    assert_ne!(
+        ch.added[0].0, b,
+        "c does not take b's id while b is still polled"
+    );
+    assert_eq!(ch.removed, vec![b]);
+    assert!(ch.kept_devices.is_empty());
+    assert!(!c.ports.contains_key("b"));
+}
+
+#[test]
+fn replace_recreates_a_changed_port_on_the_same_device() {
+    let mut c = Config::default();
+    apply(&mut c, &[node(), pod("a", "10.244.1.2")]).unwrap();
+    let old = c.ports["a"].id;
+    let mut f = Memory { fail_on: None };
+    let ch = c
+        .apply(&[node(), pod("a", "10.244.1.9")], true, 16, &mut f)
+        .unwrap();
+    assert_eq!(ch.removed, vec![old]);
+    assert_eq!(
+        ch.kept_devices,
+        vec![old],
+        "the new port uses the old one's device"
+    );
+    assert_eq!(ch.added.len(), 1);
+}
+
+#[test]
+fn a_failing_replace_changes_nothing() {
+    let mut c = Config::default();
+    apply(&mut c, &[node(), pod("a", "10.244.1.2")]).unwrap();
+    let before = c.clone();
+    let mut f = Memory { fail_on: None };
+    assert!(c
+        .apply(
+            &[node(), pod("a", "10.244.1.2"), pod("b", "10.244.1.2")],
+            true,
+            16,
+            &mut f
+        )
+        .is_err());
+    assert_eq!(c, before);
+}
+
+#[test]
+fn a_failing_op_releases_the_devices_the_transaction_created() {
+    let mut c = Config::default();
+    let log = ProbeLog::default();
+    let mut f = ProbeFactory {
+        log: log.clone(),
+        queues: 1,
+    };
+    c.apply(&[node()], false, 16, &mut f).unwrap();
+    let before = c.clone();
+    let err = c
+        .apply(
+            &[pod("a", "10.244.1.2"), pod("b", "10.244.1.2")],
+            false,
+            16,
+            &mut f,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err.error, OpError::PodIpTaken { ref port, .. } if port == "a"),
+        "{err}"
+    );
+    assert!(err
+        .to_string()
+        .starts_with("op 2 (add_port \"b\"): pod IP 10.244.1.2"));
+    assert_eq!(c, before);
+    assert_eq!(*log.lock().unwrap(), vec!["released 0", "dropped 0"]);
+}
+
+#[test]
+fn a_port_added_and_deleted_in_one_transaction_releases_its_new_device() {
+    let mut c = Config::default();
+    let log = ProbeLog::default();
+    let mut f = ProbeFactory {
+        log: log.clone(),
+        queues: 1,
+    };
+    let ch = c
+        .apply(
+            &[
+                node(),
+                pod("a", "10.244.1.2"),
+                Op::DelPort { name: "a".into() },
+            ],
+            false,
+            16,
+            &mut f,
+        )
+        .unwrap();
+    assert!(ch.added.is_empty() && ch.new_devices.is_empty());
+    assert_eq!(*log.lock().unwrap(), vec!["released 0", "dropped 0"]);
+}

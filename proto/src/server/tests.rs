@@ -1,0 +1,320 @@
+use super::*;
+use crate::framing::read_frame;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::sync::Mutex;
+
+/// A service that echoes `text` and keeps its log lines.
+#[derive(Default)]
+struct Echo {
+    log: Mutex<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct EchoRequest {
+    #[allow(dead_code)]
+    version: u32,
+    text: String,
+}
+
+impl Service for Echo {
+    type Request = EchoRequest;
+    type Response = Value;
+    const NAME: &'static str = "echo";
+    fn handle(&self, request: EchoRequest) -> Value {
+        json!({ "echo": request.text })
+    }
+    fn error(&self, message: String) -> Value {
+        json!({ "error": message })
+    }
+    fn log(&self, message: &str) {
+        self.log.lock().unwrap().push(message.to_string());
+    }
+}
+
+/// A listener whose first accepts fail with the given errors.
+struct Flaky {
+    errors: Mutex<Vec<io::Error>>,
+    inner: UnixListener,
+}
+
+impl Accept for Flaky {
+    fn accept_one(&self) -> io::Result<UnixStream> {
+        if let Some(e) = self.errors.lock().unwrap().pop() {
+            return Err(e);
+        }
+        self.inner.accept_one()
+    }
+}
+
+struct Server {
+    path: std::path::PathBuf,
+    echo: Arc<Echo>,
+    _dir: tempfile::TempDir,
+}
+
+fn start(cfg: ServerConfig, errors: Vec<io::Error>) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sock");
+    let listener = Flaky {
+        errors: Mutex::new(errors),
+        inner: bind::<Echo>(&path).unwrap(),
+    };
+    let echo = Arc::new(Echo::default());
+    let service = echo.clone();
+    std::thread::spawn(move || serve_with(service, &listener, cfg));
+    Server {
+        path,
+        echo,
+        _dir: dir,
+    }
+}
+
+fn ask(conn: &mut UnixStream, text: &str) -> Value {
+    write_frame(conn, &json!({"version": PROTOCOL_VERSION, "text": text})).unwrap();
+    read_frame(conn).unwrap()
+}
+
+fn connect(s: &Server) -> UnixStream {
+    let conn = UnixStream::connect(&s.path).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn
+}
+
+fn emfile() -> io::Error {
+    io::Error::from_raw_os_error(24)
+}
+
+#[test]
+fn transient_accept_failures_are_retried_logged_once_and_serving_goes_on() {
+    let errors = (0..20)
+        .map(|i| match i % 3 {
+            0 => emfile(),
+            1 => io::Error::from_raw_os_error(105), // ENOBUFS
+            _ => io::Error::from(io::ErrorKind::ConnectionAborted),
+        })
+        .collect();
+    let s = start(ServerConfig::default(), errors);
+    // The 20 failures are all spent on this connection's accept, then it is served.
+    let mut conn = connect(&s);
+    assert_eq!(ask(&mut conn, "hi"), json!({"echo": "hi"}));
+    let log = s.echo.log.lock().unwrap().clone();
+    assert_eq!(
+        log.len(),
+        2,
+        "one line per episode, not per failure: {log:?}"
+    );
+    assert!(log[0].contains("accepting a connection failed"), "{log:?}");
+    assert!(log[1].contains("again after 20 failed attempts"), "{log:?}");
+}
+
+#[test]
+fn a_listener_that_cannot_work_ends_serve_with_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = Flaky {
+        errors: Mutex::new(vec![io::Error::from_raw_os_error(EINVAL)]),
+        inner: bind::<Echo>(&dir.path().join("s.sock")).unwrap(),
+    };
+    let err = serve_with(
+        Arc::new(Echo::default()),
+        &listener,
+        ServerConfig::default(),
+    )
+    .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(EINVAL));
+}
+
+#[test]
+fn backoff_grows_from_10_to_100_ms_and_logs_only_the_first_failure() {
+    let mut b = Backoff::default();
+    let pauses: Vec<_> = (0..6).map(|_| b.failed()).collect();
+    let ms: Vec<u128> = pauses.iter().map(|(p, _)| p.as_millis()).collect();
+    assert_eq!(ms, vec![10, 20, 40, 80, 100, 100]);
+    assert_eq!(pauses.iter().filter(|(_, log)| *log).count(), 1);
+    assert_eq!(b.succeeded(), 6);
+    assert!(b.failed().1, "a new episode logs again");
+}
+
+#[test]
+fn connections_over_the_cap_are_told_so_and_closed_and_a_freed_slot_is_reused() {
+    let cfg = ServerConfig {
+        max_connections: 2,
+        ..Default::default()
+    };
+    let s = start(cfg, vec![]);
+    let mut a = connect(&s);
+    let mut b = connect(&s);
+    // Both are served (so both hold a slot before the third arrives).
+    assert_eq!(ask(&mut a, "a"), json!({"echo": "a"}));
+    assert_eq!(ask(&mut b, "b"), json!({"echo": "b"}));
+    let mut c = connect(&s);
+    let refusal: Value = read_frame(&mut c).unwrap();
+    let msg = refusal["error"].as_str().unwrap();
+    assert!(
+        msg.starts_with("too many connections") && msg.contains("limit is 2"),
+        "{msg}"
+    );
+    let mut rest = Vec::new();
+    assert_eq!(
+        c.read_to_end(&mut rest).unwrap(),
+        0,
+        "closed after the refusal"
+    );
+    drop(a);
+    // The slot is freed when the server notices the close; retry until then.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut d = connect(&s);
+        write_frame(&mut d, &json!({"version": PROTOCOL_VERSION, "text": "d"})).unwrap();
+        let answer: Value = read_frame(&mut d).unwrap();
+        if answer == json!({"echo": "d"}) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot never freed: {answer}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let cfg = ServerConfig {
+        idle_timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let s = start(cfg, vec![]);
+    let mut conn = connect(&s);
+    assert_eq!(ask(&mut conn, "x"), json!({"echo": "x"}));
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    assert_eq!(conn.read_to_end(&mut rest).unwrap(), 0, "closed quietly");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(150) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn a_frame_trickling_in_is_cut_off_at_the_timeout() {
+    let cfg = ServerConfig {
+        idle_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let s = start(cfg, vec![]);
+    let mut conn = connect(&s);
+    conn.write_all(&100u32.to_be_bytes()).unwrap();
+    // One byte every 100 ms: each read succeeds within the timeout, the frame never does.
+    let mut writer = conn.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        for _ in 0..20 {
+            if writer.write_all(b" ").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let started = Instant::now();
+    let answer: Value = read_frame(&mut conn).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let msg = answer["error"].as_str().unwrap();
+    assert!(msg.contains("did not arrive within"), "{msg}");
+    trickle.join().unwrap();
+}
+
+#[test]
+fn large_frames_beyond_the_budget_are_refused_before_their_body_is_read() {
+    let cfg = ServerConfig {
+        in_flight_budget: 1024 * 1024,
+        ..Default::default()
+    };
+    let s = start(cfg, vec![]);
+    // A announces 900 KiB and sends none of it: its reservation is held, nothing allocated.
+    let mut a = connect(&s);
+    a.write_all(&(900u32 * 1024).to_be_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    // B's 900 KiB does not fit beside it and is refused at once.
+    let mut b = connect(&s);
+    b.write_all(&(900u32 * 1024).to_be_bytes()).unwrap();
+    let refusal: Value = read_frame(&mut b).unwrap();
+    let msg = refusal["error"].as_str().unwrap();
+    assert!(
+        msg.starts_with("busy:") && msg.contains("retry later"),
+        "{msg}"
+    );
+    // Small requests are never refused for the budget.
+    let mut c = connect(&s);
+    assert_eq!(ask(&mut c, "small"), json!({"echo": "small"}));
+    // Once A's frame is done, its bytes go back to the budget and B's size fits again.
+    let text = "y".repeat(900 * 1024 - 40);
+    write_frame(&mut c, &json!({"version": PROTOCOL_VERSION, "text": ""})).unwrap();
+    let _: Value = read_frame(&mut c).unwrap();
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut d = connect(&s);
+        let answer = ask(&mut d, &text);
+        if answer["echo"]
+            .as_str()
+            .is_some_and(|t| t.len() == text.len())
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "budget never returned: {answer}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_oversized_length_is_refused_and_the_connection_closed() {
+    let cfg = ServerConfig {
+        max_frame_len: 1000,
+        ..Default::default()
+    };
+    let s = start(cfg, vec![]);
+    let mut conn = connect(&s);
+    conn.write_all(&1001u32.to_be_bytes()).unwrap();
+    let answer: Value = read_frame(&mut conn).unwrap();
+    assert_eq!(
+        answer["error"],
+        "frame of 1001 bytes exceeds the limit of 1000 bytes"
+    );
+    let mut rest = Vec::new();
+    assert_eq!(conn.read_to_end(&mut rest).unwrap(), 0);
+}
+
+#[test]
+fn invalid_json_is_called_invalid_json_with_its_position() {
+    let echo = Echo::default();
+    let msg = |body: &str| {
+        respond(&echo, body.as_bytes())["error"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let invalid = msg("{not json").unwrap();
+    assert_eq!(
+        invalid,
+        "malformed request: invalid JSON: key must be a string at line 1 column 2"
+    );
+    assert!(msg("{\"version\": 1,").unwrap().contains("invalid JSON"));
+    assert_eq!(
+        msg(r#"{"request":"status"}"#).unwrap(),
+        "malformed request: missing \"version\""
+    );
+    assert!(msg("[1, 2]").unwrap().contains("expected a JSON object"));
+    assert!(msg(r#"{"version":"1"}"#)
+        .unwrap()
+        .contains("\"version\" must be a number"));
+    assert_eq!(
+        msg(r#"{"version":7}"#).unwrap(),
+        "protocol version 7 is not supported; this echo speaks 1"
+    );
+    assert_eq!(
+        respond(&echo, br#"{"version":1,"text":"ok"}"#),
+        json!({"echo": "ok"})
+    );
+}
