@@ -120,7 +120,7 @@ impl Daemon {
             .workers
             .iter()
             .map(|w| {
-                let (tx, rx) = mpsc::channel();
+                let (tx, rx) = mpsc::sync_channel(1);
                 w.send(Command::Sync(tx)).map(|()| rx)
             })
             .collect::<Result<_, _>>()?;

@@ -3,6 +3,8 @@
 
 use super::{rx_buffer, PortIo, PortQueue};
 use crate::batch::{Batch, Packet, PortId};
+use crate::buffer::MAX_FRAME;
+use crate::counters::DropReason;
 use std::collections::VecDeque;
 
 /// Where received frames come from.
@@ -78,6 +80,15 @@ impl PortQueue for MemoryQueue {
             Source::Queue(q) => {
                 while batch.room() > 0 {
                     let Some(frame) = q.front() else { break };
+                    if frame.len() > MAX_FRAME {
+                        // As a tap read of a frame longer than the buffer: counted, dropped.
+                        let stats = io.ctr.port(self.port as usize);
+                        stats.rx_packets += 1;
+                        stats.rx_bytes += frame.len() as u64;
+                        io.ctr.drop(DropReason::RxTruncated);
+                        q.pop_front();
+                        continue;
+                    }
                     let Some(mut buf) = rx_buffer(io) else { break };
                     buf.fill(frame);
                     q.pop_front();
@@ -105,6 +116,7 @@ impl PortQueue for MemoryQueue {
     fn tx_burst(&mut self, io: &mut PortIo<'_>, pkts: &mut Vec<Packet>) {
         for p in pkts.drain(..) {
             self.tx_count += 1;
+            io.ctr.tx_sent(self.port as usize, p.buf.len());
             if let Some(sent) = &mut self.sent {
                 sent.push(p.buf.frame().to_vec());
             }

@@ -8,14 +8,15 @@
 
 use super::{rx_buffer, PortIo, PortQueue, Token};
 use crate::batch::{Batch, Packet, PortId};
-use crate::buffer::PktBuf;
-use crate::counters::Counters;
+use crate::buffer::{PktBuf, MAX_FRAME};
+use crate::counters::{DropReason, Event};
 use io_uring::{opcode, types};
 use std::collections::VecDeque;
 use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::time::{Duration, Instant};
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
@@ -95,10 +96,19 @@ pub struct TapQueue {
     tx_free: Vec<u32>,
     /// Requests the kernel holds (reads + writes).
     in_flight: usize,
-    /// Stop arming reads: the device failed or the port is closing.
+    /// Stop arming reads and refuse writes: the port is closing.
     stopped: bool,
     cancel_sent: bool,
+    /// After a failed read: no reads are armed before this instant.
+    rx_retry_at: Option<Instant>,
+    /// The wait before the next retry if the next read fails too (doubles, up to a cap).
+    rx_backoff: Duration,
 }
+
+/// First wait after a failed read.
+const RX_BACKOFF_MIN: Duration = Duration::from_millis(1);
+/// Longest wait between retries of a failing queue.
+const RX_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 impl TapQueue {
     /// A queue over `fd` keeping `rx_depth` reads armed and up to `tx_depth` writes in flight.
@@ -114,12 +124,26 @@ impl TapQueue {
             in_flight: 0,
             stopped: false,
             cancel_sent: false,
+            rx_retry_at: None,
+            rx_backoff: RX_BACKOFF_MIN,
         }
+    }
+
+    /// Whether receives are backing off after a failed read.
+    pub fn rx_backing_off(&self) -> bool {
+        self.rx_retry_at.is_some()
     }
 
     fn arm_reads(&mut self, io: &mut PortIo<'_>) {
         if self.stopped {
             return;
+        }
+        if let Some(at) = self.rx_retry_at {
+            // Only a failing queue reads the clock; a healthy one never gets here.
+            if Instant::now() < at {
+                return;
+            }
+            self.rx_retry_at = None;
         }
         while let Some(&slot) = self.rx_free.last() {
             let Some(mut buf) = rx_buffer(io) else { return };
@@ -146,8 +170,16 @@ impl TapQueue {
         }
     }
 
-    fn tx_failed(ctr: &mut Counters, port: PortId) {
-        ctr.port(port as usize).tx_errors += 1;
+    /// A read failed: count it, stop arming reads for a while (doubling the wait each time
+    /// the retry fails too), then try again. A queue is never given up on: the device may
+    /// come back (a pod's interface set up again), and a retry costs one failed read.
+    fn rx_failed(&mut self, io: &mut PortIo<'_>) {
+        io.ctr.port(self.port as usize).rx_errors += 1;
+        io.ctr.event(Event::RxReadError);
+        if self.rx_retry_at.is_none() {
+            self.rx_retry_at = Some(Instant::now() + self.rx_backoff);
+            self.rx_backoff = (self.rx_backoff * 2).min(RX_BACKOFF_MAX);
+        }
     }
 }
 
@@ -168,8 +200,13 @@ impl PortQueue for TapQueue {
 
     fn tx_burst(&mut self, io: &mut PortIo<'_>, pkts: &mut Vec<Packet>) {
         for p in pkts.drain(..) {
-            let Some(slot) = self.tx_free.pop().filter(|_| !self.stopped) else {
-                Self::tx_failed(io.ctr, self.port);
+            let slot = if self.stopped {
+                None
+            } else {
+                self.tx_free.pop()
+            };
+            let Some(slot) = slot else {
+                io.ctr.tx_lost(self.port as usize, DropReason::TxQueueFull);
                 io.pool.put(p.buf);
                 continue;
             };
@@ -195,7 +232,7 @@ impl PortQueue for TapQueue {
                 }
                 Err(_) => {
                     self.tx_free.push(slot);
-                    Self::tx_failed(io.ctr, self.port);
+                    io.ctr.tx_lost(self.port as usize, DropReason::TxQueueFull);
                     io.pool.put(p.buf);
                 }
             }
@@ -211,15 +248,28 @@ impl PortQueue for TapQueue {
                 };
                 self.in_flight -= 1;
                 self.rx_free.push(slot);
-                if result > 0 && !self.stopped {
+                if self.stopped {
+                    // Closing: completions are cancellations or frames nobody will route.
+                    io.pool.put(buf);
+                } else if result > 0 && result as usize > MAX_FRAME {
+                    // A tap read returns the frame's real length even when the buffer held
+                    // only its head: count what arrived, drop the cut frame.
+                    let stats = io.ctr.port(self.port as usize);
+                    stats.rx_packets += 1;
+                    stats.rx_bytes += result as u64;
+                    io.ctr.drop(DropReason::RxTruncated);
+                    io.pool.put(buf);
+                    self.rx_backoff = RX_BACKOFF_MIN;
+                } else if result > 0 {
                     buf.set_len(result as usize);
                     self.rx_ready.push_back(buf);
+                    self.rx_backoff = RX_BACKOFF_MIN;
                 } else {
                     io.pool.put(buf);
-                    // EAGAIN/EINTR: re-armed on the next burst. Anything else (device gone,
-                    // cancelled): stop reading from this queue.
+                    // EAGAIN/EINTR: re-armed on the next burst. Anything else (device detached
+                    // or down, a zero-length read): count it and retry after a back-off.
                     if !matches!(-result, libc::EAGAIN | libc::EINTR) {
-                        self.stopped = true;
+                        self.rx_failed(io);
                     }
                 }
             }
@@ -229,8 +279,11 @@ impl PortQueue for TapQueue {
                 };
                 self.in_flight -= 1;
                 self.tx_free.push(slot);
-                if result < 0 {
-                    Self::tx_failed(io.ctr, self.port);
+                let port = self.port as usize;
+                match usize::try_from(result) {
+                    Ok(n) if n == buf.len() => io.ctr.tx_sent(port, n),
+                    Ok(_) => io.ctr.tx_lost(port, DropReason::TxShortWrite),
+                    Err(_) => io.ctr.tx_lost(port, DropReason::TxWriteError),
                 }
                 io.pool.put(buf);
             }
@@ -276,5 +329,168 @@ impl Drop for TapQueue {
                 std::mem::forget(b);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The queue's bookkeeping, driven by hand-made completions: the reads and writes are
+    //! queued on a ring that is never submitted, over a socket that stands in for a tap.
+    use super::*;
+    use crate::buffer::Pool;
+    use crate::counters::Counters;
+    use crate::ports::Uring;
+    use std::os::unix::net::UnixDatagram;
+
+    const PORT: PortId = 1;
+
+    struct Rig {
+        queue: TapQueue,
+        pool: Pool,
+        ring: Uring,
+        ctr: Counters,
+        _peer: UnixDatagram,
+    }
+
+    impl Rig {
+        fn new(rx_depth: usize, tx_depth: usize) -> Rig {
+            let (a, b) = UnixDatagram::pair().unwrap();
+            Rig {
+                queue: TapQueue::new(PORT, OwnedFd::from(a), rx_depth, tx_depth),
+                pool: Pool::new(16),
+                ring: Uring::new(64, 128).unwrap(),
+                ctr: Counters::new(4),
+                _peer: b,
+            }
+        }
+
+        fn io(&mut self) -> (&mut TapQueue, PortIo<'_>) {
+            (
+                &mut self.queue,
+                PortIo {
+                    pool: &mut self.pool,
+                    ring: &mut self.ring,
+                    ctr: &mut self.ctr,
+                },
+            )
+        }
+
+        fn rx(&mut self) -> Batch {
+            let mut batch = Batch::with_limit(8);
+            let (q, mut io) = self.io();
+            q.rx_burst(&mut io, &mut batch);
+            batch
+        }
+
+        fn complete(&mut self, token: Token, result: i32) {
+            let (q, mut io) = self.io();
+            q.complete(&mut io, token, result);
+        }
+
+        fn tx(&mut self, lens: &[usize]) {
+            let mut pkts: Vec<Packet> = Vec::new();
+            let mut batch = Batch::with_limit(8);
+            for &len in lens {
+                let mut buf = self.pool.get().unwrap();
+                buf.fill(&vec![0xab; len]);
+                batch.push(buf).unwrap();
+            }
+            pkts.extend(batch.drain());
+            let (q, mut io) = self.io();
+            q.tx_burst(&mut io, &mut pkts);
+        }
+
+        fn port(&self) -> crate::counters::PortStats {
+            self.ctr.ports[PORT as usize]
+        }
+    }
+
+    fn rx(slot: u32) -> Token {
+        Token::Rx { port: PORT, slot }
+    }
+
+    fn tx(slot: u32) -> Token {
+        Token::Tx { port: PORT, slot }
+    }
+
+    #[test]
+    fn a_failed_read_is_counted_and_receives_resume_after_a_back_off() {
+        let mut rig = Rig::new(4, 2);
+        rig.rx();
+        assert_eq!(rig.queue.in_flight, 4);
+        rig.complete(rx(0), -libc::EBADFD);
+        assert_eq!(rig.port().rx_errors, 1);
+        assert_eq!(rig.ctr.events[Event::RxReadError as usize], 1);
+        assert!(rig.queue.rx_backing_off());
+        rig.rx();
+        assert_eq!(rig.queue.in_flight, 3, "no read re-armed during the back-off");
+        std::thread::sleep(RX_BACKOFF_MIN * 3);
+        rig.rx();
+        assert_eq!(rig.queue.in_flight, 4, "the failed read was re-armed");
+        assert!(!rig.queue.rx_backing_off());
+        // And the queue still delivers frames.
+        rig.complete(rx(1), 60);
+        assert_eq!(rig.rx().len(), 1);
+    }
+
+    #[test]
+    fn repeated_read_failures_back_off_longer_and_a_frame_resets_it() {
+        let mut rig = Rig::new(2, 1);
+        rig.rx();
+        rig.complete(rx(0), -libc::EIO);
+        rig.complete(rx(1), -libc::EIO);
+        assert_eq!(rig.port().rx_errors, 2);
+        assert_eq!(rig.queue.rx_backoff, RX_BACKOFF_MIN * 2);
+        std::thread::sleep(RX_BACKOFF_MIN * 3);
+        rig.rx();
+        rig.complete(rx(1), -libc::EIO);
+        assert_eq!(rig.queue.rx_backoff, RX_BACKOFF_MIN * 4);
+        rig.complete(rx(0), 60);
+        assert_eq!(rig.queue.rx_backoff, RX_BACKOFF_MIN);
+    }
+
+    #[test]
+    fn eagain_and_eintr_are_not_read_errors() {
+        let mut rig = Rig::new(2, 1);
+        rig.rx();
+        rig.complete(rx(0), -libc::EAGAIN);
+        rig.complete(rx(1), -libc::EINTR);
+        assert_eq!(rig.port().rx_errors, 0);
+        assert!(!rig.queue.rx_backing_off());
+        rig.rx();
+        assert_eq!(rig.queue.in_flight, 2);
+    }
+
+    #[test]
+    fn a_frame_longer_than_the_buffer_counts_its_real_length_and_is_dropped() {
+        let mut rig = Rig::new(2, 1);
+        rig.rx();
+        rig.complete(rx(0), 9000);
+        assert_eq!(rig.ctr.drops[DropReason::RxTruncated as usize], 1);
+        assert_eq!((rig.port().rx_packets, rig.port().rx_bytes), (1, 9000));
+        assert!(rig.rx().is_empty(), "a cut frame is not forwarded");
+        rig.complete(rx(1), MAX_FRAME as i32);
+        let batch = rig.rx();
+        assert_eq!(batch.len(), 1, "a frame that fills the buffer exactly is whole");
+        assert_eq!(rig.ctr.drops[DropReason::RxTruncated as usize], 1);
+    }
+
+    #[test]
+    fn tx_counts_only_frames_the_kernel_took_whole_and_each_loss_by_reason() {
+        let mut rig = Rig::new(1, 2);
+        rig.tx(&[100, 200, 300]);
+        assert_eq!(rig.port().tx_packets, 0, "nothing is sent before its completion");
+        assert_eq!(rig.ctr.drops[DropReason::TxQueueFull as usize], 1);
+        assert_eq!(rig.port().tx_errors, 1);
+        rig.complete(tx(0), 100);
+        rig.complete(tx(1), -libc::EIO);
+        assert_eq!((rig.port().tx_packets, rig.port().tx_bytes), (1, 100));
+        assert_eq!(rig.ctr.drops[DropReason::TxWriteError as usize], 1);
+        rig.tx(&[400]);
+        rig.complete(tx(1), 399);
+        assert_eq!(rig.ctr.drops[DropReason::TxShortWrite as usize], 1);
+        assert_eq!(rig.port().tx_packets, 1);
+        assert_eq!(rig.port().tx_errors, 3);
+        assert_eq!(rig.pool.available(), 16, "every buffer is back in the pool");
     }
 }
