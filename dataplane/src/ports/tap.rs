@@ -80,6 +80,40 @@ pub fn set_persist(fd: &OwnedFd, persist: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// The largest frame a tap can deliver (64 KiB MTU + Ethernet header), and so the most a
+/// read can spill past its buffer.
+const OVERFLOW_LEN: usize = 64 * 1024;
+
+/// Where the kernel writes the part of a frame that does not fit its buffer: one leaked area
+/// shared by every read of the process. A tap read returns only what it copied, so without
+/// this a 9000-byte frame would read as a full 1920-byte buffer, indistinguishable from a
+/// 1920-byte frame. With it, the read returns the real length, and a result past the buffer
+/// means the frame was cut (dropped as `rx_truncated`). Nothing ever reads this area, so
+/// concurrent writes by the kernel into it are harmless.
+fn overflow_area() -> (*mut u8, usize) {
+    static AREA: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let addr = *AREA.get_or_init(|| {
+        Box::leak(vec![0u8; OVERFLOW_LEN].into_boxed_slice()).as_mut_ptr() as usize
+    });
+    (addr as *mut u8, OVERFLOW_LEN)
+}
+
+fn empty_iovec() -> libc::iovec {
+    libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }
+}
+
+/// The iovec pairs of a queue's reads.
+#[derive(Debug)]
+struct RxIoVecs(Vec<[libc::iovec; 2]>);
+
+// SAFETY: the iovecs only point at the queue's own buffers and the process-wide overflow
+// area; they are read by the kernel, never dereferenced by us, so moving the queue to
+// another thread (its worker) is sound.
+unsafe impl Send for RxIoVecs {}
+
 /// One worker's queue of a tap port.
 #[derive(Debug)]
 pub struct TapQueue {
@@ -91,6 +125,9 @@ pub struct TapQueue {
     rx_free: Vec<u32>,
     /// Completed reads not yet handed to a batch.
     rx_ready: VecDeque<PktBuf>,
+    /// Per slot, the two-part destination of its read: the buffer, then the shared overflow
+    /// area (so a read returns the frame's real length; see [`overflow_area`]).
+    rx_iov: RxIoVecs,
     /// Buffers lent to writes in flight, by slot.
     tx_slots: Vec<Option<PktBuf>>,
     tx_free: Vec<u32>,
@@ -119,6 +156,11 @@ impl TapQueue {
             rx_slots: (0..rx_depth).map(|_| None).collect(),
             rx_free: (0..rx_depth as u32).rev().collect(),
             rx_ready: VecDeque::with_capacity(rx_depth),
+            rx_iov: RxIoVecs(
+                (0..rx_depth)
+                    .map(|_| [empty_iovec(), empty_iovec()])
+                    .collect(),
+            ),
             tx_slots: (0..tx_depth).map(|_| None).collect(),
             tx_free: (0..tx_depth as u32).rev().collect(),
             in_flight: 0,
@@ -148,7 +190,19 @@ impl TapQueue {
         while let Some(&slot) = self.rx_free.last() {
             let Some(mut buf) = rx_buffer(io) else { return };
             let (ptr, cap) = buf.rx_ptr();
-            let entry = opcode::Read::new(types::Fd(self.fd.as_raw_fd()), ptr, cap as u32)
+            let (over_ptr, over_len) = overflow_area();
+            let iov = &mut self.rx_iov.0[slot as usize];
+            *iov = [
+                libc::iovec {
+                    iov_base: ptr.cast(),
+                    iov_len: cap,
+                },
+                libc::iovec {
+                    iov_base: over_ptr.cast(),
+                    iov_len: over_len,
+                },
+            ];
+            let entry = opcode::Readv::new(types::Fd(self.fd.as_raw_fd()), iov.as_ptr(), 2)
                 .build()
                 .user_data(
                     Token::Rx {
@@ -159,7 +213,9 @@ impl TapQueue {
                 );
             // SAFETY: the buffer is boxed storage that moves into `rx_slots[slot]` right after
             // and stays there, untouched, until this request's completion is reaped; a queue
-            // dropped with requests in flight leaks its buffers instead of freeing them.
+            // dropped with requests in flight leaks its buffers instead of freeing them. The
+            // iovec pair lives in `rx_iov`, which never reallocates and is leaked likewise; the
+            // overflow area is leaked memory that nothing reads.
             if unsafe { io.ring.push(&entry) }.is_err() {
                 io.pool.put(buf);
                 return;
@@ -328,6 +384,7 @@ impl Drop for TapQueue {
             {
                 std::mem::forget(b);
             }
+            std::mem::forget(std::mem::take(&mut self.rx_iov.0));
         }
     }
 }
