@@ -214,7 +214,9 @@ pub fn counters(c: &CountersDump, all: bool) -> String {
     ]);
     for p in &c.ports {
         let k = |f: fn(&podswitch_proto::KernelLinkStats) -> u64| {
-            p.kernel.as_ref().map_or("-".to_string(), |k| f(k).to_string())
+            p.kernel
+                .as_ref()
+                .map_or("-".to_string(), |k| f(k).to_string())
         };
         ports.row(vec![
             p.port.clone(),

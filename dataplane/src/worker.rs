@@ -176,8 +176,7 @@ impl Worker {
             return Ok(packets);
         }
         state.idle_iterations = state.idle_iterations.saturating_add(1);
-        if self.cfg.idle == IdlePolicy::Adaptive
-            && state.idle_iterations > self.cfg.spin_iterations
+        if self.cfg.idle == IdlePolicy::Adaptive && state.idle_iterations > self.cfg.spin_iterations
         {
             self.publish();
             state.since_publish = 0;

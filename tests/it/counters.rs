@@ -73,11 +73,20 @@ fn kernel_counters_of_pod_taps_are_shown_and_move_with_traffic() {
     let after = node.counters();
     let (ka0, ka1) = (kernel(&before, &a.port), kernel(&after, &a.port));
     let (kb0, kb1) = (kernel(&before, &b.port), kernel(&after, &b.port));
-    assert!(ka1.tx_packets - ka0.tx_packets >= 5, "A sent into its tap: {ka1:?}");
-    assert!(kb1.rx_packets - kb0.rx_packets >= 5, "B got from its tap: {kb1:?}");
+    assert!(
+        ka1.tx_packets - ka0.tx_packets >= 5,
+        "A sent into its tap: {ka1:?}"
+    );
+    assert!(
+        kb1.rx_packets - kb0.rx_packets >= 5,
+        "B got from its tap: {kb1:?}"
+    );
     // What the pod sent, the switch read, and what the switch wrote, the pod got.
     assert!(port(&after, &a.port).rx_packets >= ka1.tx_packets - ka1.tx_dropped);
-    assert_eq!(port(&after, &b.port).tx_packets, kb1.rx_packets + kb1.rx_dropped);
+    assert_eq!(
+        port(&after, &b.port).tx_packets,
+        kb1.rx_packets + kb1.rx_dropped
+    );
     assert!(port(&after, "psw0").kernel.is_some(), "the host port too");
 }
 
@@ -89,7 +98,10 @@ fn frames_lost_in_a_pod_tap_queue_show_as_kernel_tx_drops() {
     let node = Node::start();
     let a = node.add_pod(2);
     let b = node.add_pod(3);
-    assert!(a.ns.ping(b.ip, &[]).0, "the path works (and A knows the gateway's MAC)");
+    assert!(
+        a.ns.ping(b.ip, &[]).0,
+        "the path works (and A knows the gateway's MAC)"
+    );
     let before = node.counters();
     // A switch that does not read (stopped) while the pod sends more than the tap's queue
     // holds: the kernel drops the rest, where only its own counters see it.
@@ -104,7 +116,10 @@ fn frames_lost_in_a_pod_tap_queue_show_as_kernel_tx_drops() {
     let (k0, k1) = (kernel(&before, &a.port), kernel(&after, &a.port));
     let lost = k1.tx_dropped - k0.tx_dropped;
     let read = port(&after, &a.port).rx_packets - port(&before, &a.port).rx_packets;
-    assert!(lost >= 1000, "the tap's queue overflowed: {k1:?}, switch read {read}");
+    assert!(
+        lost >= 1000,
+        "the tap's queue overflowed: {k1:?}, switch read {read}"
+    );
     assert!(read > 0, "the switch drained what the queue held");
     assert!(
         read + lost >= 3000,
@@ -129,7 +144,10 @@ fn frames_a_downed_pod_interface_refuses_are_tx_errors_under_a_reason_not_tx_pac
     std::thread::sleep(Duration::from_millis(200));
     let after = node.counters();
     let (b0, b1) = (port(&before, &b.port), port(&after, &b.port));
-    assert_eq!(b1.tx_packets, b0.tx_packets, "nothing counted as sent: {b1:?}");
+    assert_eq!(
+        b1.tx_packets, b0.tx_packets,
+        "nothing counted as sent: {b1:?}"
+    );
     assert_eq!(b1.tx_errors - b0.tx_errors, 20, "{b1:?}");
     assert_eq!(
         drops(&after, "tx_write_error") - drops(&before, "tx_write_error"),
@@ -140,8 +158,12 @@ fn frames_a_downed_pod_interface_refuses_are_tx_errors_under_a_reason_not_tx_pac
     // (A link going down takes its routes with it: put back those of a pod.)
     let gw = GATEWAY.to_string();
     run(&["ip", "-n", &b.ns.name, "link", "set", "eth0", "up"]);
-    run(&["ip", "-n", &b.ns.name, "route", "add", &gw, "dev", "eth0", "scope", "link"]);
-    run(&["ip", "-n", &b.ns.name, "route", "add", "default", "via", &gw]);
+    run(&[
+        "ip", "-n", &b.ns.name, "route", "add", &gw, "dev", "eth0", "scope", "link",
+    ]);
+    run(&[
+        "ip", "-n", &b.ns.name, "route", "add", "default", "via", &gw,
+    ]);
     let (ok, text) = a.ns.ping(b.ip, &[]);
     assert!(ok, "{text}");
 }

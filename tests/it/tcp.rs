@@ -75,7 +75,10 @@ fn two_workers_with_multiqueue_taps_carry_parallel_flows() {
     }
     let total: u64 = c.workers.iter().map(|w| w.rx_packets).sum();
     let ports: u64 = c.ports.iter().map(|p| p.rx_packets).sum();
-    assert_eq!(total, ports, "the workers' shares add up to the ports' counts");
+    assert_eq!(
+        total, ports,
+        "the workers' shares add up to the ports' counts"
+    );
 }
 
 #[test]

@@ -124,3 +124,31 @@ impl PortQueue for MemoryQueue {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buffer::Pool;
+    use crate::counters::Counters;
+    use crate::ports::Uring;
+
+    #[test]
+    fn an_injected_frame_longer_than_a_buffer_is_counted_at_its_length_and_dropped() {
+        let mut q = MemoryQueue::new(1);
+        q.inject(&[0u8; MAX_FRAME + 1]);
+        q.inject(&[0u8; 60]);
+        let (mut pool, mut ring, mut ctr) =
+            (Pool::new(4), Uring::new(8, 8).unwrap(), Counters::new(2));
+        let mut batch = Batch::with_limit(8);
+        let mut io = PortIo {
+            pool: &mut pool,
+            ring: &mut ring,
+            ctr: &mut ctr,
+        };
+        q.rx_burst(&mut io, &mut batch);
+        assert_eq!(batch.len(), 1, "only the frame that fits is delivered");
+        assert_eq!(ctr.drops[DropReason::RxTruncated as usize], 1);
+        assert_eq!(ctr.ports[1].rx_packets, 1);
+        assert_eq!(ctr.ports[1].rx_bytes, MAX_FRAME as u64 + 1);
+    }
+}

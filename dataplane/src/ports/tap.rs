@@ -480,7 +480,10 @@ mod tests {
         assert_eq!(rig.ctr.events[Event::RxReadError as usize], 1);
         assert!(rig.queue.rx_backing_off());
         rig.rx();
-        assert_eq!(rig.queue.in_flight, 3, "no read re-armed during the back-off");
+        assert_eq!(
+            rig.queue.in_flight, 3,
+            "no read re-armed during the back-off"
+        );
         std::thread::sleep(RX_BACKOFF_MIN * 3);
         rig.rx();
         assert_eq!(rig.queue.in_flight, 4, "the failed read was re-armed");
@@ -528,7 +531,11 @@ mod tests {
         assert!(rig.rx().is_empty(), "a cut frame is not forwarded");
         rig.complete(rx(1), MAX_FRAME as i32);
         let batch = rig.rx();
-        assert_eq!(batch.len(), 1, "a frame that fills the buffer exactly is whole");
+        assert_eq!(
+            batch.len(),
+            1,
+            "a frame that fills the buffer exactly is whole"
+        );
         assert_eq!(rig.ctr.drops[DropReason::RxTruncated as usize], 1);
     }
 
@@ -536,7 +543,11 @@ mod tests {
     fn tx_counts_only_frames_the_kernel_took_whole_and_each_loss_by_reason() {
         let mut rig = Rig::new(1, 2);
         rig.tx(&[100, 200, 300]);
-        assert_eq!(rig.port().tx_packets, 0, "nothing is sent before its completion");
+        assert_eq!(
+            rig.port().tx_packets,
+            0,
+            "nothing is sent before its completion"
+        );
         assert_eq!(rig.ctr.drops[DropReason::TxQueueFull as usize], 1);
         assert_eq!(rig.port().tx_errors, 1);
         rig.complete(tx(0), 100);
