@@ -270,7 +270,7 @@ impl Worker {
         for i in 0..self.completions.len() {
             let (token, result) = self.completions[i];
             let port = match token {
-                Token::Rx { port, .. } | Token::Tx { port, .. } => port,
+                Token::Rx { port, .. } | Token::Tx { port, .. } | Token::Poll { port, .. } => port,
                 Token::Wake => {
                     ring.wake_completed();
                     let _ = ring.arm_wake(&self.waker);

@@ -93,3 +93,53 @@ fn a_busy_polling_worker_forwards_too() {
     let got = tcp_transfer(&a.ns, &b.ns, b.ip, 5004, 1 << 20);
     assert!(got == pattern(1 << 20, 5004));
 }
+
+/// Threads of `pid` whose name starts with `iou-wrk` (io_uring's io-wq workers).
+fn io_wq_threads(pid: i32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("iou-wrk"))
+        })
+        .count()
+}
+
+#[test]
+fn no_io_uring_worker_threads_appear_under_tcp_traffic() {
+    if !root_or_skip("no_io_uring_worker_threads_appear_under_tcp_traffic") {
+        return;
+    }
+    let node = Node::with_args(&["--workers", "2"]);
+    let a = node.add_pod(2);
+    let b = node.add_pod(3);
+    let pid = crate::counters::daemon_pid(&node);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let most = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut most = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(io_wq_threads(pid));
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            most.max(io_wq_threads(pid))
+        });
+        let flows: Vec<_> = (0..4u16)
+            .map(|i| {
+                let (a, b) = (&a, &b);
+                s.spawn(move || tcp_transfer(&a.ns, &b.ns, b.ip, 7000 + i, TEN_MB))
+            })
+            .collect();
+        for f in flows {
+            assert_eq!(f.join().unwrap().len(), TEN_MB);
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        watcher.join().unwrap()
+    });
+    assert_eq!(
+        most, 0,
+        "io-wq threads (iou-wrk-*) seen in podswitchd under traffic"
+    );
+}

@@ -1,10 +1,20 @@
 //! Tap ports: a Linux tap device per port, opened with one queue (file descriptor) per worker
 //! (`IFF_MULTI_QUEUE`), so the kernel spreads a pod's flows over the workers by hash.
 //!
-//! I/O is batched through the worker's io_uring: each queue keeps `depth` reads armed, each
-//! into its own pool buffer; a burst of transmits is a burst of write requests submitted with
-//! the worker's single `io_uring_enter` for the iteration. Buffers stay owned by the queue's
-//! slots while the kernel holds them and return to the pool when their completion is reaped.
+//! I/O is batched through the worker's io_uring. Each queue keeps one multishot readiness
+//! poll armed; while the queue has frames it keeps up to `depth` reads in flight, each into
+//! its own pool buffer, all `RWF_NOWAIT`: a read that finds the queue empty completes at once
+//! with EAGAIN, and reads resume when the poll fires again. A burst of transmits is a burst of
+//! write requests submitted with the worker's single `io_uring_enter` for the iteration.
+//! Buffers stay owned by the queue's slots while the kernel holds them and return to the pool
+//! when their completion is reaped.
+//!
+//! Why not simply keep `depth` reads waiting: io_uring parks a read that finds nothing on the
+//! file's wait queue, every arriving frame wakes all of them, one wins, the others re-park,
+//! and after 128 fruitless wake-ups (`APOLL_MAX_RETRY`) a read is handed to an io-wq thread
+//! (`iou-wrk-*`) that blocks in it. That was measured: four such threads during a TCP
+//! transfer. Nothing waits in the kernel now but the one poll per queue, so no read is ever
+//! punted (`tests/it/tcp.rs` counts the threads).
 
 use super::{rx_buffer, PortIo, PortQueue, Token};
 use crate::batch::{Batch, Packet, PortId};
@@ -136,6 +146,11 @@ pub struct TapQueue {
     /// Stop arming reads and refuse writes: the port is closing.
     stopped: bool,
     cancel_sent: bool,
+    /// The kernel said the queue has frames (its poll fired) and no read since found it
+    /// empty: reads are armed only then, so none ever waits in the kernel (see below).
+    rx_readable: bool,
+    /// The multishot readiness poll is armed.
+    poll_armed: bool,
     /// After a failed read: no reads are armed before this instant.
     rx_retry_at: Option<Instant>,
     /// The wait before the next retry if the next read fails too (doubles, up to a cap).
@@ -166,6 +181,8 @@ impl TapQueue {
             in_flight: 0,
             stopped: false,
             cancel_sent: false,
+            rx_readable: false,
+            poll_armed: false,
             rx_retry_at: None,
             rx_backoff: RX_BACKOFF_MIN,
         }
@@ -187,6 +204,27 @@ impl TapQueue {
             }
             self.rx_retry_at = None;
         }
+        if !self.poll_armed {
+            let entry = opcode::PollAdd::new(types::Fd(self.fd.as_raw_fd()), libc::POLLIN as u32)
+                .multi(true)
+                .build()
+                .user_data(
+                    Token::Poll {
+                        port: self.port,
+                        ended: false,
+                    }
+                    .encode(),
+                );
+            // SAFETY: a poll request references no buffer.
+            if unsafe { io.ring.push(&entry) }.is_err() {
+                return;
+            }
+            self.poll_armed = true;
+            self.in_flight += 1;
+        }
+        if !self.rx_readable {
+            return;
+        }
         while let Some(&slot) = self.rx_free.last() {
             let Some(mut buf) = rx_buffer(io) else { return };
             let (ptr, cap) = buf.rx_ptr();
@@ -202,7 +240,10 @@ impl TapQueue {
                     iov_len: over_len,
                 },
             ];
+            // RWF_NOWAIT: a read that finds the queue empty fails at once with EAGAIN instead
+            // of waiting in the kernel (see the module's first lines on io-wq).
             let entry = opcode::Readv::new(types::Fd(self.fd.as_raw_fd()), iov.as_ptr(), 2)
+                .rw_flags(libc::RWF_NOWAIT)
                 .build()
                 .user_data(
                     Token::Rx {
@@ -322,11 +363,27 @@ impl PortQueue for TapQueue {
                     self.rx_backoff = RX_BACKOFF_MIN;
                 } else {
                     io.pool.put(buf);
-                    // EAGAIN/EINTR: re-armed on the next burst. Anything else (device detached
-                    // or down, a zero-length read): count it and retry after a back-off.
-                    if !matches!(-result, libc::EAGAIN | libc::EINTR) {
-                        self.rx_failed(io);
+                    match -result {
+                        // The queue is empty: read again once the poll says frames arrived.
+                        libc::EAGAIN => self.rx_readable = false,
+                        libc::EINTR => {}
+                        // Anything else (device detached or down, a zero-length read): count
+                        // it and retry after a back-off.
+                        _ => self.rx_failed(io),
                     }
+                }
+            }
+            Token::Poll { ended, .. } => {
+                if ended {
+                    self.poll_armed = false;
+                    self.in_flight -= 1;
+                }
+                let ready = (libc::POLLIN | libc::POLLERR | libc::POLLHUP) as i32;
+                if result > 0 && result & ready != 0 {
+                    // An error or hang-up is readable too: the read then says what it is.
+                    self.rx_readable = true;
+                } else if result < 0 && !self.stopped {
+                    self.rx_failed(io);
                 }
             }
             Token::Tx { slot, .. } => {
@@ -410,15 +467,24 @@ mod tests {
     }
 
     impl Rig {
+        /// A queue whose poll is armed and has fired: the next burst arms reads.
         fn new(rx_depth: usize, tx_depth: usize) -> Rig {
             let (a, b) = UnixDatagram::pair().unwrap();
-            Rig {
+            let mut rig = Rig {
                 queue: TapQueue::new(PORT, OwnedFd::from(a), rx_depth, tx_depth),
                 pool: Pool::new(16),
                 ring: Uring::new(64, 128).unwrap(),
                 ctr: Counters::new(4),
                 _peer: b,
-            }
+            };
+            assert!(rig.rx().is_empty());
+            assert_eq!(rig.queue.in_flight, 1, "only the poll is armed at first");
+            rig.readable();
+            rig
+        }
+
+        fn readable(&mut self) {
+            self.complete(POLL, i32::from(libc::POLLIN));
         }
 
         fn io(&mut self) -> (&mut TapQueue, PortIo<'_>) {
@@ -462,6 +528,11 @@ mod tests {
         }
     }
 
+    const POLL: Token = Token::Poll {
+        port: PORT,
+        ended: false,
+    };
+
     fn rx(slot: u32) -> Token {
         Token::Rx { port: PORT, slot }
     }
@@ -474,19 +545,20 @@ mod tests {
     fn a_failed_read_is_counted_and_receives_resume_after_a_back_off() {
         let mut rig = Rig::new(4, 2);
         rig.rx();
-        assert_eq!(rig.queue.in_flight, 4);
+        assert_eq!(rig.queue.in_flight, 1 + 4);
         rig.complete(rx(0), -libc::EBADFD);
         assert_eq!(rig.port().rx_errors, 1);
         assert_eq!(rig.ctr.events[Event::RxReadError as usize], 1);
         assert!(rig.queue.rx_backing_off());
         rig.rx();
         assert_eq!(
-            rig.queue.in_flight, 3,
+            rig.queue.in_flight,
+            1 + 3,
             "no read re-armed during the back-off"
         );
         std::thread::sleep(RX_BACKOFF_MIN * 3);
         rig.rx();
-        assert_eq!(rig.queue.in_flight, 4, "the failed read was re-armed");
+        assert_eq!(rig.queue.in_flight, 1 + 4, "the failed read was re-armed");
         assert!(!rig.queue.rx_backing_off());
         // And the queue still delivers frames.
         rig.complete(rx(1), 60);
@@ -513,12 +585,43 @@ mod tests {
     fn eagain_and_eintr_are_not_read_errors() {
         let mut rig = Rig::new(2, 1);
         rig.rx();
-        rig.complete(rx(0), -libc::EAGAIN);
-        rig.complete(rx(1), -libc::EINTR);
+        rig.complete(rx(0), -libc::EINTR);
+        rig.complete(rx(1), -libc::EAGAIN);
         assert_eq!(rig.port().rx_errors, 0);
         assert!(!rig.queue.rx_backing_off());
+    }
+
+    #[test]
+    fn an_empty_queue_arms_no_read_until_its_poll_fires_again() {
+        let mut rig = Rig::new(2, 1);
         rig.rx();
-        assert_eq!(rig.queue.in_flight, 2);
+        assert_eq!(rig.queue.in_flight, 1 + 2);
+        rig.complete(rx(0), -libc::EAGAIN);
+        rig.complete(rx(1), -libc::EAGAIN);
+        rig.rx();
+        assert_eq!(
+            rig.queue.in_flight, 1,
+            "no read waits in the kernel on an empty queue"
+        );
+        rig.readable();
+        rig.rx();
+        assert_eq!(rig.queue.in_flight, 1 + 2, "frames arrived: reads again");
+    }
+
+    #[test]
+    fn an_ended_multishot_poll_is_armed_again() {
+        let mut rig = Rig::new(1, 1);
+        rig.complete(
+            Token::Poll {
+                port: PORT,
+                ended: true,
+            },
+            i32::from(libc::POLLIN),
+        );
+        assert!(!rig.queue.poll_armed);
+        rig.rx();
+        assert!(rig.queue.poll_armed);
+        assert_eq!(rig.queue.in_flight, 1 + 1, "the poll and the read");
     }
 
     #[test]
