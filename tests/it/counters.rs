@@ -40,7 +40,7 @@ pub fn daemon_pid(node: &Node) -> i32 {
         };
         let args: Vec<_> = cmdline.split(|&b| b == 0).collect();
         if args.first().is_some_and(|a| a.ends_with(b"podswitchd"))
-            && args.iter().any(|a| *a == socket.as_bytes())
+            && args.contains(&socket.as_bytes())
         {
             return pid;
         }
