@@ -190,27 +190,72 @@ pub fn neighbors(neighbors: &[NeighborInfo]) -> String {
     t.render()
 }
 
-/// `counters`: ports, then drops, then events, separated by blank lines. Drop reasons and
-/// events that never happened are left out unless `all`, so a healthy switch reads "no drops".
+/// `counters`: ports, then workers, then drops, then events, separated by blank lines. Drop
+/// reasons and events that never happened are left out unless `all`, so a healthy switch reads
+/// "no drops".
+///
+/// Beside the switch's own port counters stand the kernel's for the port's device (`DEV_*`,
+/// `-` when unreadable): `DEV_TX` is what the pod sent into its tap, `DEV_TX_DROP` what the
+/// tap's queue lost before the switch read it, `DEV_RX_DROP` what the pod's side dropped of
+/// what the switch wrote.
 pub fn counters(c: &CountersDump, all: bool) -> String {
     let mut ports = Table::new(&[
         ("PORT", Left),
         ("RX_PKTS", Right),
         ("RX_BYTES", Right),
+        ("RX_ERR", Right),
         ("TX_PKTS", Right),
         ("TX_BYTES", Right),
         ("TX_ERR", Right),
+        ("DEV_TX", Right),
+        ("DEV_TX_DROP", Right),
+        ("DEV_RX", Right),
+        ("DEV_RX_DROP", Right),
     ]);
     for p in &c.ports {
+        let k = |f: fn(&podswitch_proto::KernelLinkStats) -> u64| {
+            p.kernel
+                .as_ref()
+                .map_or("-".to_string(), |k| f(k).to_string())
+        };
         ports.row(vec![
             p.port.clone(),
             p.rx_packets.to_string(),
             p.rx_bytes.to_string(),
+            p.rx_errors.to_string(),
             p.tx_packets.to_string(),
             p.tx_bytes.to_string(),
             p.tx_errors.to_string(),
+            k(|k| k.tx_packets),
+            k(|k| k.tx_dropped),
+            k(|k| k.rx_packets),
+            k(|k| k.rx_dropped),
         ]);
     }
+
+    let mut workers = Table::new(&[
+        ("WORKER", Left),
+        ("RX_PKTS", Right),
+        ("RX_BYTES", Right),
+        ("TX_PKTS", Right),
+        ("TX_BYTES", Right),
+        ("DROPS", Right),
+    ]);
+    for w in &c.workers {
+        workers.row(vec![
+            w.worker.to_string(),
+            w.rx_packets.to_string(),
+            w.rx_bytes.to_string(),
+            w.tx_packets.to_string(),
+            w.tx_bytes.to_string(),
+            w.drops.to_string(),
+        ]);
+    }
+    let workers = if c.workers.is_empty() {
+        String::new()
+    } else {
+        format!("{}\n", workers.render())
+    };
 
     let drops: Vec<_> = c.drops.iter().filter(|d| all || d.count > 0).collect();
     let drops = if drops.is_empty() {
@@ -244,13 +289,15 @@ pub fn counters(c: &CountersDump, all: bool) -> String {
         t.render()
     };
 
-    format!("{}\n{drops}\n{events}", ports.render())
+    format!("{}\n{workers}{drops}\n{events}", ports.render())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use podswitch_proto::{DropCount, EventCount, NodeSpec, PortCounters};
+    use podswitch_proto::{
+        DropCount, EventCount, KernelLinkStats, NodeSpec, PortCounters, WorkerCounters,
+    };
     use std::net::Ipv4Addr;
 
     fn pod_port(id: u32, name: &str, ns: Option<&str>, pod: Option<&str>) -> PortInfo {
@@ -364,19 +411,36 @@ mod tests {
                     port: "psw0".into(),
                     rx_packets: 3,
                     rx_bytes: 252,
+                    rx_errors: 0,
                     tx_packets: 120,
                     tx_bytes: 10080,
                     tx_errors: 0,
+                    kernel: Some(KernelLinkStats {
+                        rx_packets: 120,
+                        tx_packets: 9,
+                        tx_dropped: 6,
+                        ..Default::default()
+                    }),
                 },
                 PortCounters {
                     port: "tap-web".into(),
                     rx_packets: 0,
                     rx_bytes: 0,
+                    rx_errors: 2,
                     tx_packets: 0,
                     tx_bytes: 0,
-                    tx_errors: 0,
+                    tx_errors: 1,
+                    kernel: None,
                 },
             ],
+            workers: vec![WorkerCounters {
+                worker: 0,
+                rx_packets: 3,
+                rx_bytes: 252,
+                tx_packets: 120,
+                tx_bytes: 10080,
+                drops: 42,
+            }],
             drops: vec![
                 DropCount {
                     reason: "no_route".into(),
@@ -408,9 +472,12 @@ mod tests {
     fn counters_hide_zero_drops_and_events() {
         assert_eq!(
             counters(&dump(), false),
-            "PORT     RX_PKTS  RX_BYTES  TX_PKTS  TX_BYTES  TX_ERR\n\
-             psw0           3       252      120     10080       0\n\
-             tap-web        0         0        0         0       0\n\
+            "PORT     RX_PKTS  RX_BYTES  RX_ERR  TX_PKTS  TX_BYTES  TX_ERR  DEV_TX  DEV_TX_DROP  DEV_RX  DEV_RX_DROP\n\
+             psw0           3       252       0      120     10080       0       9            6     120            0\n\
+             tap-web        0         0       2        0         0       1       -            -       -            -\n\
+             \n\
+             WORKER  RX_PKTS  RX_BYTES  TX_PKTS  TX_BYTES  DROPS\n\
+             0             3       252      120     10080     42\n\
              \n\
              STAGE  REASON             COUNT  DESCRIPTION\n\
              l2     spoofed_source_ip     42  source IP is not the port's\n\

@@ -80,8 +80,15 @@ reasons! {
         NoHostPort = ("l3", "no_host_port", "route to the host but no host port is configured"),
         /// The output port has gone (removed while the packet was in flight).
         OutputPortGone = ("output", "output_port_gone", "output port no longer exists"),
-        /// The output port's transmit queue was full.
+        /// The output queue had no free transmit slot (writes in flight at its limit) or the
+        /// ring refused the write.
         TxQueueFull = ("output", "tx_queue_full", "output port's transmit queue was full"),
+        /// The kernel refused the write (device down or gone, out of memory, ...).
+        TxWriteError = ("output", "tx_write_error", "the output device refused the frame (write error)"),
+        /// The kernel took only part of the frame.
+        TxShortWrite = ("output", "tx_short_write", "the output device took only part of the frame"),
+        /// The frame was longer than a receive buffer; its tail was cut off, so it is dropped.
+        RxTruncated = ("input", "rx_truncated", "frame longer than the receive buffer (1920 bytes)"),
     }
 }
 
@@ -101,6 +108,8 @@ reasons! {
         IcmpErrorSuppressed = ("l3", "icmp_error_suppressed", "ICMP error not sent, as RFC 1812 4.3.2.7 requires"),
         /// A receive buffer could not be re-armed because the pool was empty.
         PoolEmpty = ("ports", "pool_empty", "receive not re-armed: buffer pool empty"),
+        /// A read from a port failed (other than EAGAIN/EINTR); its receives back off and retry.
+        RxReadError = ("ports", "rx_read_error", "a port read failed; receives retry with back-off"),
     }
 }
 
@@ -109,20 +118,25 @@ reasons! {
 pub struct PortStats {
     /// Frames received.
     pub rx_packets: u64,
-    /// Bytes received.
+    /// Bytes received (each frame's real length, also for frames dropped as truncated).
     pub rx_bytes: u64,
-    /// Frames sent.
+    /// Reads from the port that failed (other than EAGAIN/EINTR).
+    pub rx_errors: u64,
+    /// Frames sent: the kernel accepted them whole.
     pub tx_packets: u64,
     /// Bytes sent.
     pub tx_bytes: u64,
-    /// Frames the port failed to send.
+    /// Frames routed to the port that it did not take (each also counted under a drop reason:
+    /// `tx_queue_full`, `tx_write_error`, `tx_short_write`).
     pub tx_errors: u64,
 }
 
 impl PortStats {
-    fn add(&mut self, o: &PortStats) {
+    /// Adds `o` into these stats.
+    pub fn add(&mut self, o: &PortStats) {
         self.rx_packets += o.rx_packets;
         self.rx_bytes += o.rx_bytes;
+        self.rx_errors += o.rx_errors;
         self.tx_packets += o.tx_packets;
         self.tx_bytes += o.tx_bytes;
         self.tx_errors += o.tx_errors;
@@ -168,14 +182,32 @@ impl Counters {
         let last = self.ports.len() - 1;
         &mut self.ports[id.min(last)]
     }
+
+    /// Counts a frame sent on `port` that the kernel took whole.
+    #[inline]
+    pub fn tx_sent(&mut self, port: usize, len: usize) {
+        let s = self.port(port);
+        s.tx_packets += 1;
+        s.tx_bytes += len as u64;
+    }
+
+    /// Counts a frame routed to `port` that it did not take, under `reason`.
+    #[inline]
+    pub fn tx_lost(&mut self, port: usize, reason: DropReason) {
+        self.port(port).tx_errors += 1;
+        self.drop(reason);
+    }
 }
+
+/// Fields of [`PortStats`], as published.
+const PORT_FIELDS: usize = 6;
 
 /// The copy of a worker's counters that other threads read.
 #[derive(Debug)]
 pub struct SharedCounters {
     drops: [AtomicU64; DropReason::COUNT],
     events: [AtomicU64; Event::COUNT],
-    ports: Box<[[AtomicU64; 5]]>,
+    ports: Box<[[AtomicU64; PORT_FIELDS]]>,
 }
 
 impl SharedCounters {
@@ -198,9 +230,10 @@ impl SharedCounters {
         }
         for id in active_ports {
             if let (Some(a), Some(s)) = (self.ports.get(id), c.ports.get(id)) {
-                let vals = [
+                let vals: [u64; PORT_FIELDS] = [
                     s.rx_packets,
                     s.rx_bytes,
+                    s.rx_errors,
                     s.tx_packets,
                     s.tx_bytes,
                     s.tx_errors,
@@ -229,13 +262,14 @@ impl SharedCounters {
     /// Adds this worker's published stats of port `id` into `out`.
     pub fn sum_port(&self, id: usize, out: &mut PortStats) {
         if let Some(a) = self.ports.get(id) {
-            let v: [u64; 5] = std::array::from_fn(|i| a[i].load(Relaxed));
+            let v: [u64; PORT_FIELDS] = std::array::from_fn(|i| a[i].load(Relaxed));
             out.add(&PortStats {
                 rx_packets: v[0],
                 rx_bytes: v[1],
-                tx_packets: v[2],
-                tx_bytes: v[3],
-                tx_errors: v[4],
+                rx_errors: v[2],
+                tx_packets: v[3],
+                tx_bytes: v[4],
+                tx_errors: v[5],
             });
         }
     }

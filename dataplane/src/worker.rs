@@ -17,7 +17,7 @@ use crate::trace::Trace;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,8 +63,27 @@ pub enum Command {
         /// Whether the kernel device goes too.
         release_device: bool,
     },
-    /// Publish counters and answer, once every earlier command is done.
-    Sync(Sender<()>),
+    /// Publish counters and answer, once every earlier command is done. A bounded channel
+    /// (room for the one answer), so that answering allocates nothing.
+    Sync(SyncSender<()>),
+}
+
+/// What the loop keeps between iterations: the ring and the idle policy's counts.
+#[derive(Debug)]
+pub struct LoopState {
+    ring: Uring,
+    idle_iterations: u32,
+    since_publish: u32,
+}
+
+impl LoopState {
+    fn new(ring: Uring) -> LoopState {
+        LoopState {
+            ring,
+            idle_iterations: 0,
+            since_publish: 0,
+        }
+    }
 }
 
 /// A worker's state. Built on the daemon thread, run on its own thread by [`Worker::run`].
@@ -140,39 +159,54 @@ impl Worker {
     }
 
     /// Runs on `ring` (from [`Worker::open_ring`] on this thread) until the stop flag is set.
-    pub fn run_on(mut self, mut ring: Uring) -> std::io::Result<()> {
-        let mut idle_iterations: u32 = 0;
-        let mut since_publish: u32 = 0;
+    pub fn run_on(mut self, ring: Uring) -> std::io::Result<()> {
+        let mut state = LoopState::new(ring);
         while !self.stop.load(Ordering::Relaxed) {
-            self.handle_commands(&mut ring);
-            self.dispatch_completions(&mut ring, None);
-            let tables = self.tables.load();
-            let packets = self.poll_once(&mut ring, &tables);
-            // One system call per iteration at most: submits this iteration's writes and
-            // re-armed reads, and runs the deferred completions the next iteration reaps.
-            ring.submit()?;
-            since_publish += 1;
-            if packets > 0 {
-                idle_iterations = 0;
-                if since_publish >= 1024 {
-                    self.publish();
-                    since_publish = 0;
-                }
-                continue;
-            }
-            idle_iterations = idle_iterations.saturating_add(1);
-            if self.cfg.idle == IdlePolicy::Adaptive && idle_iterations > self.cfg.spin_iterations {
-                self.publish();
-                since_publish = 0;
-                drop(tables);
-                ring.wait(self.cfg.sleep)?;
-            } else if since_publish >= 1 << 16 {
-                self.publish();
-                since_publish = 0;
-            }
+            self.iterate(&mut state)?;
         }
         self.publish();
         Ok(())
+    }
+
+    /// Creates the worker's ring (on the calling thread, which must be the one that iterates)
+    /// and arms the wake-up read: what [`Worker::run`] does before its first iteration.
+    pub fn start_loop(&self) -> std::io::Result<LoopState> {
+        Ok(LoopState::new(self.open_ring()?))
+    }
+
+    /// One iteration of the loop: commands, completions, one poll of every queue, one submit,
+    /// and the idle policy (publish counters, maybe sleep). Returns the packets received.
+    /// [`Worker::run`] is this in a loop; tests drive it directly to watch the whole loop.
+    pub fn iterate(&mut self, state: &mut LoopState) -> std::io::Result<usize> {
+        let ring = &mut state.ring;
+        self.handle_commands(ring);
+        self.dispatch_completions(ring, None);
+        let tables = self.tables.load();
+        let packets = self.poll_once(ring, &tables);
+        // One system call per iteration at most: submits this iteration's writes and
+        // re-armed reads, and runs the deferred completions the next iteration reaps.
+        ring.submit()?;
+        state.since_publish += 1;
+        if packets > 0 {
+            state.idle_iterations = 0;
+            if state.since_publish >= 1024 {
+                self.publish();
+                state.since_publish = 0;
+            }
+            return Ok(packets);
+        }
+        state.idle_iterations = state.idle_iterations.saturating_add(1);
+        if self.cfg.idle == IdlePolicy::Adaptive && state.idle_iterations > self.cfg.spin_iterations
+        {
+            self.publish();
+            state.since_publish = 0;
+            drop(tables);
+            ring.wait(self.cfg.sleep)?;
+        } else if state.since_publish >= 1 << 16 {
+            self.publish();
+            state.since_publish = 0;
+        }
+        Ok(0)
     }
 
     /// Polls every queue once: receive a burst, run it through the pipeline, send the output.
@@ -234,11 +268,10 @@ impl Worker {
                 Next::Drop(_) | Next::Continue => pool.put(pkt.buf),
             }
         }
+        // The queue counts what it sends (tx_packets/tx_bytes once the kernel took a frame
+        // whole) and what it loses (tx_errors and a drop reason).
         for out in touched.drain(..) {
             let stage = &mut tx_stage[out as usize];
-            let stats = ctr.port(out as usize);
-            stats.tx_packets += stage.len() as u64;
-            stats.tx_bytes += stage.iter().map(|p| p.buf.len() as u64).sum::<u64>();
             if let Some(queue) = ports[out as usize].as_mut() {
                 let mut io = PortIo { pool, ring, ctr };
                 queue.tx_burst(&mut io, stage);
@@ -257,7 +290,7 @@ impl Worker {
         for i in 0..self.completions.len() {
             let (token, result) = self.completions[i];
             let port = match token {
-                Token::Rx { port, .. } | Token::Tx { port, .. } => port,
+                Token::Rx { port, .. } | Token::Tx { port, .. } | Token::Poll { port, .. } => port,
                 Token::Wake => {
                     ring.wake_completed();
                     let _ = ring.arm_wake(&self.waker);

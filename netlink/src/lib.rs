@@ -36,7 +36,7 @@ mod route;
 mod socket;
 
 pub use error::{Detail, Error, Result, Subject};
-pub use link::{Link, IFNAME_MAX_LEN};
+pub use link::{Link, LinkStats, IFNAME_MAX_LEN};
 pub use netns::in_netns;
 pub use route::RouteV4;
 pub use socket::Netlink;

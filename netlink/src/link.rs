@@ -30,7 +30,34 @@ pub struct Link {
     pub lower_up: bool,
 }
 
+/// A link's traffic counters as the kernel keeps them (`IFLA_STATS64`), from the device's
+/// point of view: `rx` is what the device delivered to its stack, `tx` what its stack sent
+/// through it. For a tap, `tx` is what the namespace sent for the tap's reader, and
+/// `tx_dropped` what was lost because the reader did not drain the queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub rx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_errors: u64,
+    pub tx_dropped: u64,
+}
+
 impl Netlink {
+    /// The traffic counters of the link with this index (`ip -s link show`).
+    pub fn link_stats(&mut self, index: u32) -> Result<LinkStats> {
+        let ctx = Ctx::new("read link statistics", Subject::index(index));
+        check_index(index, &ctx)?;
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        let replies = self.request(RouteNetlinkMessage::GetLink(msg), 0, &ctx)?;
+        stats_from_message(&only_link(replies, &ctx)?)
+            .ok_or_else(|| ctx.protocol("no IFLA_STATS64 in the reply"))
+    }
+
     /// The index of the link called `name`, or `None` when there is no such link.
     pub fn link_index(&mut self, name: &str) -> Result<Option<u32>> {
         let ctx = Ctx::new("look up link", Subject::LinkName(name.to_string()));
@@ -257,6 +284,22 @@ fn link_from_message(msg: LinkMessage, ctx: &Ctx) -> Result<Link> {
     })
 }
 
+fn stats_from_message(msg: &LinkMessage) -> Option<LinkStats> {
+    msg.attributes.iter().find_map(|attr| match attr {
+        LinkAttribute::Stats64(s) => Some(LinkStats {
+            rx_packets: s.rx_packets,
+            rx_bytes: s.rx_bytes,
+            rx_errors: s.rx_errors,
+            rx_dropped: s.rx_dropped,
+            tx_packets: s.tx_packets,
+            tx_bytes: s.tx_bytes,
+            tx_errors: s.tx_errors,
+            tx_dropped: s.tx_dropped,
+        }),
+        _ => None,
+    })
+}
+
 fn check_index(index: u32, ctx: &Ctx) -> Result<()> {
     if index == 0 {
         return Err(ctx.invalid("0 is not a link index"));
@@ -391,6 +434,23 @@ mod tests {
                 up: true,
                 lower_up: true,
             }
+        );
+    }
+
+    #[test]
+    fn stats_are_read_from_the_stats64_attribute() {
+        let mut msg = LinkMessage::default();
+        assert_eq!(stats_from_message(&msg), None);
+        let mut s = netlink_packet_route::link::Stats64::default();
+        s.rx_packets = 1;
+        s.tx_packets = 2;
+        s.tx_dropped = 3;
+        s.rx_bytes = 4;
+        msg.attributes.push(LinkAttribute::Stats64(s));
+        let got = stats_from_message(&msg).expect("stats present");
+        assert_eq!(
+            (got.rx_packets, got.tx_packets, got.tx_dropped, got.rx_bytes),
+            (1, 2, 3, 4)
         );
     }
 

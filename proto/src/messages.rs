@@ -308,6 +308,50 @@ pub struct CountersDump {
     pub drops: Vec<DropCount>,
     /// Things the switch did itself: ARP replies, ICMP it generated.
     pub events: Vec<EventCount>,
+    /// Per worker, in worker order: what each carried, summed over its queues.
+    #[serde(default)]
+    pub workers: Vec<WorkerCounters>,
+}
+
+/// What one worker carried, summed over its queues of every port.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerCounters {
+    /// Worker index (0-based), as in the thread name `psw-worker-N`.
+    pub worker: usize,
+    /// Frames it received.
+    pub rx_packets: u64,
+    /// Bytes it received.
+    pub rx_bytes: u64,
+    /// Frames it sent.
+    pub tx_packets: u64,
+    /// Bytes it sent.
+    pub tx_bytes: u64,
+    /// Packets it dropped, all reasons.
+    pub drops: u64,
+}
+
+/// A port's kernel device as the kernel counts it (rtnetlink `IFLA_STATS64`), from the
+/// device's own point of view. For a tap, `tx` is what the pod (or node) sent towards the
+/// switch: `tx_dropped` counts frames lost in the tap's queue because the switch did not read
+/// them in time. `rx` is what the switch wrote to the pod.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelLinkStats {
+    /// Frames the device delivered to its side's stack (written by the switch).
+    pub rx_packets: u64,
+    /// Bytes of those.
+    pub rx_bytes: u64,
+    /// Frames dropped on the way in.
+    pub rx_dropped: u64,
+    /// Receive errors.
+    pub rx_errors: u64,
+    /// Frames its side's stack sent into the device (for the switch to read).
+    pub tx_packets: u64,
+    /// Bytes of those.
+    pub tx_bytes: u64,
+    /// Frames dropped before the switch read them (the tap's queue was full).
+    pub tx_dropped: u64,
+    /// Transmit errors.
+    pub tx_errors: u64,
 }
 
 /// Traffic through one port.
@@ -317,14 +361,22 @@ pub struct PortCounters {
     pub port: String,
     /// Frames received from the port.
     pub rx_packets: u64,
-    /// Bytes received.
+    /// Bytes received (real frame lengths).
     pub rx_bytes: u64,
-    /// Frames sent to the port.
+    /// Reads from the port that failed (the queue retries after a back-off).
+    #[serde(default)]
+    pub rx_errors: u64,
+    /// Frames sent to the port and taken whole by its device.
     pub tx_packets: u64,
     /// Bytes sent.
     pub tx_bytes: u64,
-    /// Frames the port could not take (queue full, device gone).
+    /// Frames routed to the port that it did not take (each also under a drop reason:
+    /// `tx_queue_full`, `tx_write_error`, `tx_short_write`).
     pub tx_errors: u64,
+    /// The kernel's own counters of the port's device; `None` when they could not be read
+    /// (device gone, namespace unreachable).
+    #[serde(default)]
+    pub kernel: Option<KernelLinkStats>,
 }
 
 /// Packets dropped for one reason.

@@ -8,6 +8,7 @@ mod api;
 mod cni;
 mod containerd;
 mod control;
+mod counters;
 mod l2;
 mod l3;
 mod restart;

@@ -44,25 +44,41 @@ fn two_workers_with_multiqueue_taps_carry_parallel_flows() {
     let node = Node::with_args(&["--workers", "2"]);
     let a = node.add_pod(2);
     let b = node.add_pod(3);
+    // Each tap queue belongs to one worker and the kernel picks a flow's queue by its hash:
+    // with 16 flows, all on one queue has odds of 2 in 65536.
+    const FLOWS: u16 = 16;
+    const LEN: usize = 256 * 1024;
     std::thread::scope(|s| {
-        let flows: Vec<_> = (0..4u16)
+        let flows: Vec<_> = (0..FLOWS)
             .map(|i| {
                 let (a, b) = (&a, &b);
-                s.spawn(move || tcp_transfer(&a.ns, &b.ns, b.ip, 6000 + i, 1024 * 1024))
+                s.spawn(move || tcp_transfer(&a.ns, &b.ns, b.ip, 6000 + i, LEN))
             })
             .collect();
         for (i, f) in flows.into_iter().enumerate() {
             assert!(
-                f.join().unwrap() == pattern(1024 * 1024, 6000 + i as u64),
+                f.join().unwrap() == pattern(LEN, 6000 + i as u64),
                 "flow {i}"
             );
         }
     });
-    let queues = match node.request(podswitch_proto::RequestBody::Ports) {
-        podswitch_proto::Response::Ports { ports } => ports[0].queues,
-        other => panic!("{other:?}"),
-    };
-    assert_eq!(queues, 2);
+    let c = node.counters();
+    assert_eq!(c.workers.len(), 2, "{:?}", c.workers);
+    for w in &c.workers {
+        // A 256 KiB flow is ~180 segments one way; ARP and stray frames are a handful.
+        assert!(
+            w.rx_packets >= 100 && w.tx_packets >= 100,
+            "worker {} carried flows: {:?}",
+            w.worker,
+            c.workers
+        );
+    }
+    let total: u64 = c.workers.iter().map(|w| w.rx_packets).sum();
+    let ports: u64 = c.ports.iter().map(|p| p.rx_packets).sum();
+    assert_eq!(
+        total, ports,
+        "the workers' shares add up to the ports' counts"
+    );
 }
 
 #[test]
@@ -76,4 +92,54 @@ fn a_busy_polling_worker_forwards_too() {
     assert!(a.ns.ping(b.ip, &[]).0);
     let got = tcp_transfer(&a.ns, &b.ns, b.ip, 5004, 1 << 20);
     assert!(got == pattern(1 << 20, 5004));
+}
+
+/// Threads of `pid` whose name starts with `iou-wrk` (io_uring's io-wq workers).
+fn io_wq_threads(pid: i32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("iou-wrk"))
+        })
+        .count()
+}
+
+#[test]
+fn no_io_uring_worker_threads_appear_under_tcp_traffic() {
+    if !root_or_skip("no_io_uring_worker_threads_appear_under_tcp_traffic") {
+        return;
+    }
+    let node = Node::with_args(&["--workers", "2"]);
+    let a = node.add_pod(2);
+    let b = node.add_pod(3);
+    let pid = crate::counters::daemon_pid(&node);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let most = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut most = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(io_wq_threads(pid));
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            most.max(io_wq_threads(pid))
+        });
+        let flows: Vec<_> = (0..4u16)
+            .map(|i| {
+                let (a, b) = (&a, &b);
+                s.spawn(move || tcp_transfer(&a.ns, &b.ns, b.ip, 7000 + i, TEN_MB))
+            })
+            .collect();
+        for f in flows {
+            assert_eq!(f.join().unwrap().len(), TEN_MB);
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        watcher.join().unwrap()
+    });
+    assert_eq!(
+        most, 0,
+        "io-wq threads (iou-wrk-*) seen in podswitchd under traffic"
+    );
 }

@@ -5,6 +5,7 @@
 pub mod api;
 mod compile;
 pub mod error;
+mod kernel_stats;
 pub mod state;
 mod tap_factory;
 
@@ -147,7 +148,7 @@ impl Daemon {
             .workers
             .iter()
             .map(|w| {
-                let (tx, rx) = mpsc::channel();
+                let (tx, rx) = mpsc::sync_channel(1);
                 w.send(Command::Sync(tx))
                     .map(|()| (w, rx))
                     .map_err(|(e, _)| e)
@@ -163,7 +164,7 @@ impl Daemon {
             .workers
             .iter()
             .filter_map(|w| {
-                let (tx, rx) = mpsc::channel();
+                let (tx, rx) = mpsc::sync_channel(1);
                 w.send(Command::Sync(tx)).ok().map(|()| (w, rx))
             })
             .collect();
@@ -407,28 +408,61 @@ impl Daemon {
             w.counters.sum_drops(&mut drops);
             w.counters.sum_events(&mut events);
         }
-        let c = self.config();
-        let mut ports: Vec<(PortId, &str)> = c
+        let mut ports: Vec<(PortId, String, Option<proto::NetnsAttach>)> = self
+            .config()
             .ports
             .values()
-            .map(|p| (p.id, p.spec.name.as_str()))
+            .map(|p| (p.id, p.spec.name.clone(), p.spec.netns.clone()))
             .collect();
-        ports.sort();
+        ports.sort_by_key(|p| p.0);
+        // Read without holding the configuration lock: one netlink round trip per device.
+        let devices: Vec<_> = ports
+            .iter()
+            .map(|(_, name, netns)| match netns {
+                Some(attach) => kernel_stats::Device::InPod(attach),
+                None => kernel_stats::Device::Local(name),
+            })
+            .collect();
+        let kernel = kernel_stats::read(&devices);
+        let workers = self
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let mut s = PortStats::default();
+                for (id, _, _) in &ports {
+                    w.counters.sum_port(usize::from(*id), &mut s);
+                }
+                let mut own = [0u64; DropReason::COUNT];
+                w.counters.sum_drops(&mut own);
+                proto::WorkerCounters {
+                    worker: i,
+                    rx_packets: s.rx_packets,
+                    rx_bytes: s.rx_bytes,
+                    tx_packets: s.tx_packets,
+                    tx_bytes: s.tx_bytes,
+                    drops: own.iter().sum(),
+                }
+            })
+            .collect();
         proto::CountersDump {
             ports: ports
-                .into_iter()
-                .map(|(id, name)| {
+                .iter()
+                .zip(kernel)
+                .map(|((id, name, _), kernel)| {
                     let mut s = PortStats::default();
                     for w in &self.workers {
-                        w.counters.sum_port(usize::from(id), &mut s);
+                        w.counters.sum_port(usize::from(*id), &mut s);
                     }
                     proto::PortCounters {
-                        port: name.to_string(),
+                        port: name.clone(),
                         rx_packets: s.rx_packets,
                         rx_bytes: s.rx_bytes,
+                        rx_errors: s.rx_errors,
                         tx_packets: s.tx_packets,
                         tx_bytes: s.tx_bytes,
                         tx_errors: s.tx_errors,
+                        kernel,
                     }
                 })
                 .collect(),
@@ -448,6 +482,7 @@ impl Daemon {
                     count: events[*e as usize],
                 })
                 .collect(),
+            workers,
         }
     }
 

@@ -3,6 +3,8 @@
 
 use super::{rx_buffer, PortIo, PortQueue};
 use crate::batch::{Batch, Packet, PortId};
+use crate::buffer::MAX_FRAME;
+use crate::counters::DropReason;
 use std::collections::VecDeque;
 
 /// Where received frames come from.
@@ -78,6 +80,15 @@ impl PortQueue for MemoryQueue {
             Source::Queue(q) => {
                 while batch.room() > 0 {
                     let Some(frame) = q.front() else { break };
+                    if frame.len() > MAX_FRAME {
+                        // As a tap read of a frame longer than the buffer: counted, dropped.
+                        let stats = io.ctr.port(self.port as usize);
+                        stats.rx_packets += 1;
+                        stats.rx_bytes += frame.len() as u64;
+                        io.ctr.drop(DropReason::RxTruncated);
+                        q.pop_front();
+                        continue;
+                    }
                     let Some(mut buf) = rx_buffer(io) else { break };
                     buf.fill(frame);
                     q.pop_front();
@@ -105,10 +116,39 @@ impl PortQueue for MemoryQueue {
     fn tx_burst(&mut self, io: &mut PortIo<'_>, pkts: &mut Vec<Packet>) {
         for p in pkts.drain(..) {
             self.tx_count += 1;
+            io.ctr.tx_sent(self.port as usize, p.buf.len());
             if let Some(sent) = &mut self.sent {
                 sent.push(p.buf.frame().to_vec());
             }
             io.pool.put(p.buf);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buffer::Pool;
+    use crate::counters::Counters;
+    use crate::ports::Uring;
+
+    #[test]
+    fn an_injected_frame_longer_than_a_buffer_is_counted_at_its_length_and_dropped() {
+        let mut q = MemoryQueue::new(1);
+        q.inject(&[0u8; MAX_FRAME + 1]);
+        q.inject(&[0u8; 60]);
+        let (mut pool, mut ring, mut ctr) =
+            (Pool::new(4), Uring::new(8, 8).unwrap(), Counters::new(2));
+        let mut batch = Batch::with_limit(8);
+        let mut io = PortIo {
+            pool: &mut pool,
+            ring: &mut ring,
+            ctr: &mut ctr,
+        };
+        q.rx_burst(&mut io, &mut batch);
+        assert_eq!(batch.len(), 1, "only the frame that fits is delivered");
+        assert_eq!(ctr.drops[DropReason::RxTruncated as usize], 1);
+        assert_eq!(ctr.ports[1].rx_packets, 1);
+        assert_eq!(ctr.ports[1].rx_bytes, MAX_FRAME as u64 + 1);
     }
 }

@@ -1,21 +1,32 @@
 //! Tap ports: a Linux tap device per port, opened with one queue (file descriptor) per worker
 //! (`IFF_MULTI_QUEUE`), so the kernel spreads a pod's flows over the workers by hash.
 //!
-//! I/O is batched through the worker's io_uring: each queue keeps `depth` reads armed, each
-//! into its own pool buffer; a burst of transmits is a burst of write requests submitted with
-//! the worker's single `io_uring_enter` for the iteration. Buffers stay owned by the queue's
-//! slots while the kernel holds them and return to the pool when their completion is reaped.
+//! I/O is batched through the worker's io_uring. Each queue keeps one multishot readiness
+//! poll armed; while the queue has frames it keeps up to `depth` reads in flight, each into
+//! its own pool buffer, all `RWF_NOWAIT`: a read that finds the queue empty completes at once
+//! with EAGAIN, and reads resume when the poll fires again. A burst of transmits is a burst of
+//! write requests submitted with the worker's single `io_uring_enter` for the iteration.
+//! Buffers stay owned by the queue's slots while the kernel holds them and return to the pool
+//! when their completion is reaped.
+//!
+//! Why not simply keep `depth` reads waiting: io_uring parks a read that finds nothing on the
+//! file's wait queue, every arriving frame wakes all of them, one wins, the others re-park,
+//! and after 128 fruitless wake-ups (`APOLL_MAX_RETRY`) a read is handed to an io-wq thread
+//! (`iou-wrk-*`) that blocks in it. That was measured: four such threads during a TCP
+//! transfer. Nothing waits in the kernel now but the one poll per queue, so no read is ever
+//! punted (`tests/it/tcp.rs` counts the threads).
 
 use super::{rx_buffer, PortIo, PortQueue, Token};
 use crate::batch::{Batch, Packet, PortId};
-use crate::buffer::PktBuf;
-use crate::counters::Counters;
+use crate::buffer::{PktBuf, MAX_FRAME};
+use crate::counters::{DropReason, Event};
 use io_uring::{opcode, types};
 use std::collections::VecDeque;
 use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::time::{Duration, Instant};
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
@@ -78,6 +89,40 @@ pub fn set_persist(fd: &OwnedFd, persist: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// The largest frame a tap can deliver (64 KiB MTU + Ethernet header), and so the most a
+/// read can spill past its buffer.
+const OVERFLOW_LEN: usize = 64 * 1024;
+
+/// Where the kernel writes the part of a frame that does not fit its buffer: one leaked area
+/// shared by every read of the process. A tap read returns only what it copied, so without
+/// this a 9000-byte frame would read as a full 1920-byte buffer, indistinguishable from a
+/// 1920-byte frame. With it, the read returns the real length, and a result past the buffer
+/// means the frame was cut (dropped as `rx_truncated`). Nothing ever reads this area, so
+/// concurrent writes by the kernel into it are harmless.
+fn overflow_area() -> (*mut u8, usize) {
+    static AREA: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let addr = *AREA.get_or_init(|| {
+        Box::leak(vec![0u8; OVERFLOW_LEN].into_boxed_slice()).as_mut_ptr() as usize
+    });
+    (addr as *mut u8, OVERFLOW_LEN)
+}
+
+fn empty_iovec() -> libc::iovec {
+    libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }
+}
+
+/// The iovec pairs of a queue's reads.
+#[derive(Debug)]
+struct RxIoVecs(Vec<[libc::iovec; 2]>);
+
+// SAFETY: the iovecs only point at the queue's own buffers and the process-wide overflow
+// area; they are read by the kernel, never dereferenced by us, so moving the queue to
+// another thread (its worker) is sound.
+unsafe impl Send for RxIoVecs {}
+
 /// One worker's queue of a tap port.
 #[derive(Debug)]
 pub struct TapQueue {
@@ -89,15 +134,32 @@ pub struct TapQueue {
     rx_free: Vec<u32>,
     /// Completed reads not yet handed to a batch.
     rx_ready: VecDeque<PktBuf>,
+    /// Per slot, the two-part destination of its read: the buffer, then the shared overflow
+    /// area (so a read returns the frame's real length; see [`overflow_area`]).
+    rx_iov: RxIoVecs,
     /// Buffers lent to writes in flight, by slot.
     tx_slots: Vec<Option<PktBuf>>,
     tx_free: Vec<u32>,
     /// Requests the kernel holds (reads + writes).
     in_flight: usize,
-    /// Stop arming reads: the device failed or the port is closing.
+    /// Stop arming reads and refuse writes: the port is closing.
     stopped: bool,
     cancel_sent: bool,
+    /// The kernel said the queue has frames (its poll fired) and no read since found it
+    /// empty: reads are armed only then, so none ever waits in the kernel (see below).
+    rx_readable: bool,
+    /// The multishot readiness poll is armed.
+    poll_armed: bool,
+    /// After a failed read: no reads are armed before this instant.
+    rx_retry_at: Option<Instant>,
+    /// The wait before the next retry if the next read fails too (doubles, up to a cap).
+    rx_backoff: Duration,
 }
+
+/// First wait after a failed read.
+const RX_BACKOFF_MIN: Duration = Duration::from_millis(1);
+/// Longest wait between retries of a failing queue.
+const RX_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 impl TapQueue {
     /// A queue over `fd` keeping `rx_depth` reads armed and up to `tx_depth` writes in flight.
@@ -108,22 +170,79 @@ impl TapQueue {
             rx_slots: (0..rx_depth).map(|_| None).collect(),
             rx_free: (0..rx_depth as u32).rev().collect(),
             rx_ready: VecDeque::with_capacity(rx_depth),
+            rx_iov: RxIoVecs(
+                (0..rx_depth)
+                    .map(|_| [empty_iovec(), empty_iovec()])
+                    .collect(),
+            ),
             tx_slots: (0..tx_depth).map(|_| None).collect(),
             tx_free: (0..tx_depth as u32).rev().collect(),
             in_flight: 0,
             stopped: false,
             cancel_sent: false,
+            rx_readable: false,
+            poll_armed: false,
+            rx_retry_at: None,
+            rx_backoff: RX_BACKOFF_MIN,
         }
+    }
+
+    /// Whether receives are backing off after a failed read.
+    pub fn rx_backing_off(&self) -> bool {
+        self.rx_retry_at.is_some()
     }
 
     fn arm_reads(&mut self, io: &mut PortIo<'_>) {
         if self.stopped {
             return;
         }
+        if let Some(at) = self.rx_retry_at {
+            // Only a failing queue reads the clock; a healthy one never gets here.
+            if Instant::now() < at {
+                return;
+            }
+            self.rx_retry_at = None;
+        }
+        if !self.poll_armed {
+            let entry = opcode::PollAdd::new(types::Fd(self.fd.as_raw_fd()), libc::POLLIN as u32)
+                .multi(true)
+                .build()
+                .user_data(
+                    Token::Poll {
+                        port: self.port,
+                        ended: false,
+                    }
+                    .encode(),
+                );
+            // SAFETY: a poll request references no buffer.
+            if unsafe { io.ring.push(&entry) }.is_err() {
+                return;
+            }
+            self.poll_armed = true;
+            self.in_flight += 1;
+        }
+        if !self.rx_readable {
+            return;
+        }
         while let Some(&slot) = self.rx_free.last() {
             let Some(mut buf) = rx_buffer(io) else { return };
             let (ptr, cap) = buf.rx_ptr();
-            let entry = opcode::Read::new(types::Fd(self.fd.as_raw_fd()), ptr, cap as u32)
+            let (over_ptr, over_len) = overflow_area();
+            let iov = &mut self.rx_iov.0[slot as usize];
+            *iov = [
+                libc::iovec {
+                    iov_base: ptr.cast(),
+                    iov_len: cap,
+                },
+                libc::iovec {
+                    iov_base: over_ptr.cast(),
+                    iov_len: over_len,
+                },
+            ];
+            // RWF_NOWAIT: a read that finds the queue empty fails at once with EAGAIN instead
+            // of waiting in the kernel (see the module's first lines on io-wq).
+            let entry = opcode::Readv::new(types::Fd(self.fd.as_raw_fd()), iov.as_ptr(), 2)
+                .rw_flags(libc::RWF_NOWAIT)
                 .build()
                 .user_data(
                     Token::Rx {
@@ -134,7 +253,9 @@ impl TapQueue {
                 );
             // SAFETY: the buffer is boxed storage that moves into `rx_slots[slot]` right after
             // and stays there, untouched, until this request's completion is reaped; a queue
-            // dropped with requests in flight leaks its buffers instead of freeing them.
+            // dropped with requests in flight leaks its buffers instead of freeing them. The
+            // iovec pair lives in `rx_iov`, which never reallocates and is leaked likewise; the
+            // overflow area is leaked memory that nothing reads.
             if unsafe { io.ring.push(&entry) }.is_err() {
                 io.pool.put(buf);
                 return;
@@ -145,8 +266,16 @@ impl TapQueue {
         }
     }
 
-    fn tx_failed(ctr: &mut Counters, port: PortId) {
-        ctr.port(port as usize).tx_errors += 1;
+    /// A read failed: count it, stop arming reads for a while (doubling the wait each time
+    /// the retry fails too), then try again. A queue is never given up on: the device may
+    /// come back (a pod's interface set up again), and a retry costs one failed read.
+    fn rx_failed(&mut self, io: &mut PortIo<'_>) {
+        io.ctr.port(self.port as usize).rx_errors += 1;
+        io.ctr.event(Event::RxReadError);
+        if self.rx_retry_at.is_none() {
+            self.rx_retry_at = Some(Instant::now() + self.rx_backoff);
+            self.rx_backoff = (self.rx_backoff * 2).min(RX_BACKOFF_MAX);
+        }
     }
 }
 
@@ -167,8 +296,13 @@ impl PortQueue for TapQueue {
 
     fn tx_burst(&mut self, io: &mut PortIo<'_>, pkts: &mut Vec<Packet>) {
         for p in pkts.drain(..) {
-            let Some(slot) = self.tx_free.pop().filter(|_| !self.stopped) else {
-                Self::tx_failed(io.ctr, self.port);
+            let slot = if self.stopped {
+                None
+            } else {
+                self.tx_free.pop()
+            };
+            let Some(slot) = slot else {
+                io.ctr.tx_lost(self.port as usize, DropReason::TxQueueFull);
                 io.pool.put(p.buf);
                 continue;
             };
@@ -194,7 +328,7 @@ impl PortQueue for TapQueue {
                 }
                 Err(_) => {
                     self.tx_free.push(slot);
-                    Self::tx_failed(io.ctr, self.port);
+                    io.ctr.tx_lost(self.port as usize, DropReason::TxQueueFull);
                     io.pool.put(p.buf);
                 }
             }
@@ -210,16 +344,45 @@ impl PortQueue for TapQueue {
                 };
                 self.in_flight -= 1;
                 self.rx_free.push(slot);
-                if result > 0 && !self.stopped {
+                if self.stopped {
+                    // Closing: completions are cancellations or frames nobody will route.
+                    io.pool.put(buf);
+                } else if result > 0 && result as usize > MAX_FRAME {
+                    // A tap read returns the frame's real length even when the buffer held
+                    // only its head: count what arrived, drop the cut frame.
+                    let stats = io.ctr.port(self.port as usize);
+                    stats.rx_packets += 1;
+                    stats.rx_bytes += result as u64;
+                    io.ctr.drop(DropReason::RxTruncated);
+                    io.pool.put(buf);
+                    self.rx_backoff = RX_BACKOFF_MIN;
+                } else if result > 0 {
                     buf.set_len(result as usize);
                     self.rx_ready.push_back(buf);
+                    self.rx_backoff = RX_BACKOFF_MIN;
                 } else {
                     io.pool.put(buf);
-                    // EAGAIN/EINTR: re-armed on the next burst. Anything else (device gone,
-                    // cancelled): stop reading from this queue.
-                    if !matches!(-result, libc::EAGAIN | libc::EINTR) {
-                        self.stopped = true;
+                    match -result {
+                        // The queue is empty: read again once the poll says frames arrived.
+                        libc::EAGAIN => self.rx_readable = false,
+                        libc::EINTR => {}
+                        // Anything else (device detached or down, a zero-length read): count
+                        // it and retry after a back-off.
+                        _ => self.rx_failed(io),
                     }
+                }
+            }
+            Token::Poll { ended, .. } => {
+                if ended {
+                    self.poll_armed = false;
+                    self.in_flight -= 1;
+                }
+                let ready = (libc::POLLIN | libc::POLLERR | libc::POLLHUP) as i32;
+                if result > 0 && result & ready != 0 {
+                    // An error or hang-up is readable too: the read then says what it is.
+                    self.rx_readable = true;
+                } else if result < 0 && !self.stopped {
+                    self.rx_failed(io);
                 }
             }
             Token::Tx { slot, .. } => {
@@ -228,8 +391,11 @@ impl PortQueue for TapQueue {
                 };
                 self.in_flight -= 1;
                 self.tx_free.push(slot);
-                if result < 0 {
-                    Self::tx_failed(io.ctr, self.port);
+                let port = self.port as usize;
+                match usize::try_from(result) {
+                    Ok(n) if n == buf.len() => io.ctr.tx_sent(port, n),
+                    Ok(_) => io.ctr.tx_lost(port, DropReason::TxShortWrite),
+                    Err(_) => io.ctr.tx_lost(port, DropReason::TxWriteError),
                 }
                 io.pool.put(buf);
             }
@@ -274,6 +440,227 @@ impl Drop for TapQueue {
             {
                 std::mem::forget(b);
             }
+            std::mem::forget(std::mem::take(&mut self.rx_iov.0));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The queue's bookkeeping, driven by hand-made completions: the reads and writes are
+    //! queued on a ring that is never submitted, over a socket that stands in for a tap.
+    use super::*;
+    use crate::buffer::Pool;
+    use crate::counters::Counters;
+    use crate::ports::Uring;
+    use std::os::unix::net::UnixDatagram;
+
+    const PORT: PortId = 1;
+
+    struct Rig {
+        queue: TapQueue,
+        pool: Pool,
+        ring: Uring,
+        ctr: Counters,
+        _peer: UnixDatagram,
+    }
+
+    impl Rig {
+        /// A queue whose poll is armed and has fired: the next burst arms reads.
+        fn new(rx_depth: usize, tx_depth: usize) -> Rig {
+            let (a, b) = UnixDatagram::pair().unwrap();
+            let mut rig = Rig {
+                queue: TapQueue::new(PORT, OwnedFd::from(a), rx_depth, tx_depth),
+                pool: Pool::new(16),
+                ring: Uring::new(64, 128).unwrap(),
+                ctr: Counters::new(4),
+                _peer: b,
+            };
+            assert!(rig.rx().is_empty());
+            assert_eq!(rig.queue.in_flight, 1, "only the poll is armed at first");
+            rig.readable();
+            rig
+        }
+
+        fn readable(&mut self) {
+            self.complete(POLL, i32::from(libc::POLLIN));
+        }
+
+        fn io(&mut self) -> (&mut TapQueue, PortIo<'_>) {
+            (
+                &mut self.queue,
+                PortIo {
+                    pool: &mut self.pool,
+                    ring: &mut self.ring,
+                    ctr: &mut self.ctr,
+                },
+            )
+        }
+
+        fn rx(&mut self) -> Batch {
+            let mut batch = Batch::with_limit(8);
+            let (q, mut io) = self.io();
+            q.rx_burst(&mut io, &mut batch);
+            batch
+        }
+
+        fn complete(&mut self, token: Token, result: i32) {
+            let (q, mut io) = self.io();
+            q.complete(&mut io, token, result);
+        }
+
+        fn tx(&mut self, lens: &[usize]) {
+            let mut pkts: Vec<Packet> = Vec::new();
+            let mut batch = Batch::with_limit(8);
+            for &len in lens {
+                let mut buf = self.pool.get().unwrap();
+                buf.fill(&vec![0xab; len]);
+                batch.push(buf).unwrap();
+            }
+            pkts.extend(batch.drain());
+            let (q, mut io) = self.io();
+            q.tx_burst(&mut io, &mut pkts);
+        }
+
+        fn port(&self) -> crate::counters::PortStats {
+            self.ctr.ports[PORT as usize]
+        }
+    }
+
+    const POLL: Token = Token::Poll {
+        port: PORT,
+        ended: false,
+    };
+
+    fn rx(slot: u32) -> Token {
+        Token::Rx { port: PORT, slot }
+    }
+
+    fn tx(slot: u32) -> Token {
+        Token::Tx { port: PORT, slot }
+    }
+
+    #[test]
+    fn a_failed_read_is_counted_and_receives_resume_after_a_back_off() {
+        let mut rig = Rig::new(4, 2);
+        rig.rx();
+        assert_eq!(rig.queue.in_flight, 1 + 4);
+        rig.complete(rx(0), -libc::EBADFD);
+        assert_eq!(rig.port().rx_errors, 1);
+        assert_eq!(rig.ctr.events[Event::RxReadError as usize], 1);
+        assert!(rig.queue.rx_backing_off());
+        rig.rx();
+        assert_eq!(
+            rig.queue.in_flight,
+            1 + 3,
+            "no read re-armed during the back-off"
+        );
+        std::thread::sleep(RX_BACKOFF_MIN * 3);
+        rig.rx();
+        assert_eq!(rig.queue.in_flight, 1 + 4, "the failed read was re-armed");
+        assert!(!rig.queue.rx_backing_off());
+        // And the queue still delivers frames.
+        rig.complete(rx(1), 60);
+        assert_eq!(rig.rx().len(), 1);
+    }
+
+    #[test]
+    fn repeated_read_failures_back_off_longer_and_a_frame_resets_it() {
+        let mut rig = Rig::new(2, 1);
+        rig.rx();
+        rig.complete(rx(0), -libc::EIO);
+        rig.complete(rx(1), -libc::EIO);
+        assert_eq!(rig.port().rx_errors, 2);
+        assert_eq!(rig.queue.rx_backoff, RX_BACKOFF_MIN * 2);
+        std::thread::sleep(RX_BACKOFF_MIN * 3);
+        rig.rx();
+        rig.complete(rx(1), -libc::EIO);
+        assert_eq!(rig.queue.rx_backoff, RX_BACKOFF_MIN * 4);
+        rig.complete(rx(0), 60);
+        assert_eq!(rig.queue.rx_backoff, RX_BACKOFF_MIN);
+    }
+
+    #[test]
+    fn eagain_and_eintr_are_not_read_errors() {
+        let mut rig = Rig::new(2, 1);
+        rig.rx();
+        rig.complete(rx(0), -libc::EINTR);
+        rig.complete(rx(1), -libc::EAGAIN);
+        assert_eq!(rig.port().rx_errors, 0);
+        assert!(!rig.queue.rx_backing_off());
+    }
+
+    #[test]
+    fn an_empty_queue_arms_no_read_until_its_poll_fires_again() {
+        let mut rig = Rig::new(2, 1);
+        rig.rx();
+        assert_eq!(rig.queue.in_flight, 1 + 2);
+        rig.complete(rx(0), -libc::EAGAIN);
+        rig.complete(rx(1), -libc::EAGAIN);
+        rig.rx();
+        assert_eq!(
+            rig.queue.in_flight, 1,
+            "no read waits in the kernel on an empty queue"
+        );
+        rig.readable();
+        rig.rx();
+        assert_eq!(rig.queue.in_flight, 1 + 2, "frames arrived: reads again");
+    }
+
+    #[test]
+    fn an_ended_multishot_poll_is_armed_again() {
+        let mut rig = Rig::new(1, 1);
+        rig.complete(
+            Token::Poll {
+                port: PORT,
+                ended: true,
+            },
+            i32::from(libc::POLLIN),
+        );
+        assert!(!rig.queue.poll_armed);
+        rig.rx();
+        assert!(rig.queue.poll_armed);
+        assert_eq!(rig.queue.in_flight, 1 + 1, "the poll and the read");
+    }
+
+    #[test]
+    fn a_frame_longer_than_the_buffer_counts_its_real_length_and_is_dropped() {
+        let mut rig = Rig::new(2, 1);
+        rig.rx();
+        rig.complete(rx(0), 9000);
+        assert_eq!(rig.ctr.drops[DropReason::RxTruncated as usize], 1);
+        assert_eq!((rig.port().rx_packets, rig.port().rx_bytes), (1, 9000));
+        assert!(rig.rx().is_empty(), "a cut frame is not forwarded");
+        rig.complete(rx(1), MAX_FRAME as i32);
+        let batch = rig.rx();
+        assert_eq!(
+            batch.len(),
+            1,
+            "a frame that fills the buffer exactly is whole"
+        );
+        assert_eq!(rig.ctr.drops[DropReason::RxTruncated as usize], 1);
+    }
+
+    #[test]
+    fn tx_counts_only_frames_the_kernel_took_whole_and_each_loss_by_reason() {
+        let mut rig = Rig::new(1, 2);
+        rig.tx(&[100, 200, 300]);
+        assert_eq!(
+            rig.port().tx_packets,
+            0,
+            "nothing is sent before its completion"
+        );
+        assert_eq!(rig.ctr.drops[DropReason::TxQueueFull as usize], 1);
+        assert_eq!(rig.port().tx_errors, 1);
+        rig.complete(tx(0), 100);
+        rig.complete(tx(1), -libc::EIO);
+        assert_eq!((rig.port().tx_packets, rig.port().tx_bytes), (1, 100));
+        assert_eq!(rig.ctr.drops[DropReason::TxWriteError as usize], 1);
+        rig.tx(&[400]);
+        rig.complete(tx(1), 399);
+        assert_eq!(rig.ctr.drops[DropReason::TxShortWrite as usize], 1);
+        assert_eq!(rig.port().tx_packets, 1);
+        assert_eq!(rig.port().tx_errors, 3);
+        assert_eq!(rig.pool.available(), 16, "every buffer is back in the pool");
     }
 }

@@ -30,6 +30,14 @@ pub enum Token {
         /// Slot index.
         slot: u32,
     },
+    /// The readiness poll of port `port`'s queue fired (multishot: it stays armed unless
+    /// `ended`).
+    Poll {
+        /// Port id.
+        port: u16,
+        /// The kernel ended the multishot poll (no `IORING_CQE_F_MORE`): re-arm it.
+        ended: bool,
+    },
     /// A cancellation request finished.
     Cancel,
     /// The wake-up eventfd was written.
@@ -40,27 +48,41 @@ const KIND_RX: u64 = 0;
 const KIND_TX: u64 = 1;
 const KIND_CANCEL: u64 = 2;
 const KIND_WAKE: u64 = 3;
+const KIND_POLL: u64 = 4;
+/// `IORING_CQE_F_MORE`: a multishot request stays armed after this completion.
+const CQE_F_MORE: u32 = 1 << 1;
 
 impl Token {
-    /// Encodes as `user_data`: port in bits 32..48, kind in 24..26, slot in 0..24.
+    /// Encodes as `user_data`: port in bits 32..48, kind in 24..27, slot in 0..24. (A poll's
+    /// `ended` is not encoded: it comes from the completion's flags.)
     pub fn encode(self) -> u64 {
         let (kind, port, slot) = match self {
             Token::Rx { port, slot } => (KIND_RX, port, slot),
             Token::Tx { port, slot } => (KIND_TX, port, slot),
+            Token::Poll { port, .. } => (KIND_POLL, port, 0),
             Token::Cancel => (KIND_CANCEL, 0, 0),
             Token::Wake => (KIND_WAKE, 0, 0),
         };
         (u64::from(port) << 32) | (kind << 24) | u64::from(slot & 0x00ff_ffff)
     }
 
-    /// Decodes `user_data` produced by [`Token::encode`].
+    /// Decodes `user_data` produced by [`Token::encode`] (a poll as still armed).
     pub fn decode(v: u64) -> Token {
+        Token::from_completion(v, CQE_F_MORE)
+    }
+
+    /// Decodes a completion: its `user_data` and its flags.
+    pub fn from_completion(v: u64, flags: u32) -> Token {
         let port = (v >> 32) as u16;
         let slot = (v & 0x00ff_ffff) as u32;
-        match (v >> 24) & 3 {
+        match (v >> 24) & 7 {
             KIND_RX => Token::Rx { port, slot },
             KIND_TX => Token::Tx { port, slot },
             KIND_CANCEL => Token::Cancel,
+            KIND_POLL => Token::Poll {
+                port,
+                ended: !io_uring::cqueue::more(flags),
+            },
             _ => Token::Wake,
         }
     }
@@ -182,7 +204,7 @@ impl Uring {
         out.clear();
         let mut cq = self.ring.completion();
         cq.sync();
-        out.extend(cq.map(|c| (Token::decode(c.user_data()), c.result())));
+        out.extend(cq.map(|c| (Token::from_completion(c.user_data(), c.flags()), c.result())));
     }
 }
 
@@ -227,10 +249,30 @@ mod tests {
                 port: u16::MAX,
                 slot: 0x00ff_ffff,
             },
+            Token::Poll {
+                port: 3,
+                ended: false,
+            },
             Token::Cancel,
             Token::Wake,
         ] {
             assert_eq!(Token::decode(t.encode()), t);
         }
+    }
+
+    #[test]
+    fn a_poll_completion_without_more_has_ended() {
+        let v = Token::Poll {
+            port: 3,
+            ended: false,
+        }
+        .encode();
+        assert_eq!(
+            Token::from_completion(v, 0),
+            Token::Poll {
+                port: 3,
+                ended: true
+            }
+        );
     }
 }

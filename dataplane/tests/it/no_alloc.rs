@@ -1,13 +1,16 @@
 //! The forwarding path allocates nothing: a counting global allocator watches the worker's
-//! receive → pipeline → transmit loop on memory ports after warm-up.
+//! whole loop (`Worker::iterate`, what `Worker::run` repeats: commands, completions, receive →
+//! pipeline → transmit, submit, counter publishing) on memory ports after warm-up.
 
 use arc_swap::ArcSwap;
+use podswitch_dataplane::counters::{DropReason, Event, PortStats};
 use podswitch_dataplane::ports::memory::MemoryQueue;
-use podswitch_dataplane::ports::{Uring, Waker};
+use podswitch_dataplane::ports::Waker;
 use podswitch_dataplane::testkit::*;
-use podswitch_dataplane::worker::{IdlePolicy, Worker, WorkerConfig};
+use podswitch_dataplane::worker::{Command, IdlePolicy, Worker, WorkerConfig};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,10 +39,31 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The commands a daemon sends while traffic flows: a port removed and added back, then a
+/// sync (publish and answer). Built and sent by the caller, so only their handling counts.
+fn send_port_churn(commands: &Sender<Command>) -> Receiver<()> {
+    let (done, answered) = std::sync::mpsc::sync_channel(1);
+    commands
+        .send(Command::RemovePort {
+            id: POD_B,
+            release_device: false,
+        })
+        .unwrap();
+    commands
+        .send(Command::AddQueue(Box::new(MemoryQueue::generator(
+            POD_B,
+            Vec::new(),
+            0,
+        ))))
+        .unwrap();
+    commands.send(Command::Sync(done)).unwrap();
+    answered
+}
+
 #[test]
 fn forwarding_loop_allocates_nothing() {
     let tables = Arc::new(ArcSwap::from_pointee(tables_with(true, 1500, 0)));
-    let (_tx, rx) = std::sync::mpsc::channel();
+    let (commands, rx) = std::sync::mpsc::channel();
     let cfg = WorkerConfig {
         burst: 32,
         idle: IdlePolicy::Busy,
@@ -49,15 +73,17 @@ fn forwarding_loop_allocates_nothing() {
         spin_iterations: 0,
         sleep: Duration::ZERO,
     };
+    let waker = Arc::new(Waker::new().unwrap());
     let mut worker = Worker::new(
         cfg,
         tables.clone(),
         rx,
-        Arc::new(Waker::new().unwrap()),
+        waker.clone(),
         Arc::new(AtomicBool::new(false)),
     );
-    // Pod A sends a mix: routed UDP, an echo to the gateway, a TTL-expired packet, an ARP
-    // request, and garbage. Every path of the pipeline runs, none may allocate.
+    // Pod A sends a mix: routed UDP, an echo to the gateway, a TTL-expired packet, one to an
+    // unassigned pod address (unreachable), an ARP request, and garbage (a runt). Every path
+    // of the pipeline runs, none may allocate.
     let frames = vec![
         udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, POD_B_IP, 64, 18),
         echo_request(POD_A_MAC, GW_MAC, POD_A_IP, GW_IP, 64),
@@ -68,28 +94,60 @@ fn forwarding_loop_allocates_nothing() {
     ];
     worker.add_queue(Box::new(MemoryQueue::generator(POD_A, frames, 32)));
     worker.add_queue(Box::new(MemoryQueue::generator(POD_B, Vec::new(), 0)));
-    let mut ring = Uring::new(64, 128).unwrap();
-    let snapshot = tables.load_full();
+    let mut state = worker.start_loop().unwrap();
+    // Warm-up, the command path included.
+    let warm = send_port_churn(&commands);
     for _ in 0..100 {
-        worker.poll_once(&mut ring, &snapshot);
+        worker.iterate(&mut state).unwrap();
     }
+    warm.try_recv().expect("the warm-up sync was answered");
+
+    let churn = send_port_churn(&commands);
+    waker.wake();
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     let mut packets = 0;
     for _ in 0..10_000 {
-        packets += worker.poll_once(&mut ring, &snapshot);
+        packets += worker.iterate(&mut state).unwrap();
     }
     let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
-    assert_eq!(packets, 320_000);
-    assert_eq!(
-        allocated, 0,
-        "the forwarding loop allocated {allocated} times"
-    );
+    assert_eq!(allocated, 0, "the worker loop allocated {allocated} times");
+
+    // Each path the window claims to cover ran in it.
+    assert_eq!(packets, 320_000, "every iteration received a burst");
+    churn
+        .try_recv()
+        .expect("the sync sent with the churn was answered");
     let c = worker.counters();
-    // One frame in six (the first of the cycle) is routed to pod B, warm-up included.
-    let sent: u64 = 100 * 32 + 320_000;
+    // Pod B's counters restart when its queue is added back, at the window's first
+    // iteration; one frame in six (the first of the cycle) is routed to it.
+    let routed = (100 * 32..100 * 32 + 320_000)
+        .filter(|i| i % 6 == 0)
+        .count() as u64;
     assert_eq!(
         c.ports[usize::from(POD_B)].tx_packets,
-        sent.div_ceil(6),
-        "routed UDP reached pod B"
+        routed,
+        "routed UDP reached pod B through its re-added queue"
+    );
+    for e in [
+        Event::IcmpEchoReply,
+        Event::IcmpTimeExceededSent,
+        Event::IcmpUnreachableSent,
+        Event::ArpReply,
+    ] {
+        assert!(c.events[e as usize] > 0, "{} never happened", e.name());
+    }
+    assert!(
+        c.drops[DropReason::Runt as usize] > 0,
+        "garbage was dropped"
+    );
+    // Counters were published inside the window, after pod B's queue came back (the sync's
+    // publish came before any packet reached it).
+    let mut published = PortStats::default();
+    worker
+        .shared_counters()
+        .sum_port(usize::from(POD_B), &mut published);
+    assert!(
+        published.tx_packets > 0,
+        "the loop published counters: {published:?}"
     );
 }

@@ -217,3 +217,31 @@ fn invalid_names_are_refused_before_reaching_the_kernel() {
     assert!(nl.link_index("a/b").is_err());
     assert_eq!(nl.link_index(POD).unwrap(), None, "nothing was created");
 }
+
+#[test]
+fn link_stats_count_traffic_through_the_link() {
+    let ns = netns_or_skip!();
+    let mut nl = ns.netlink();
+    nl.link_set_up(1).unwrap();
+    let before = nl.link_stats(1).unwrap();
+    podswitch_netlink::in_netns(&ns.path(), || {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let me = sock.local_addr().unwrap();
+        for _ in 0..3 {
+            sock.send_to(b"counted", me).unwrap();
+        }
+    })
+    .unwrap();
+    let after = nl.link_stats(1).unwrap();
+    assert_eq!(after.tx_packets - before.tx_packets, 3, "{after:?}");
+    assert_eq!(after.rx_packets - before.rx_packets, 3, "{after:?}");
+    assert!(after.rx_bytes - before.rx_bytes >= 3 * 7, "{after:?}");
+}
+
+#[test]
+fn link_stats_of_a_missing_link_is_an_error_naming_it() {
+    let ns = netns_or_skip!();
+    let mut nl = ns.netlink();
+    let msg = errno_of(nl.link_stats(MISSING_INDEX), libc::ENODEV);
+    assert!(msg.starts_with("read link statistics on "), "{msg}");
+}
