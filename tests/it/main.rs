@@ -10,5 +10,6 @@ mod containerd;
 mod control;
 mod l2;
 mod l3;
+mod malformed;
 mod restart;
 mod tcp;
