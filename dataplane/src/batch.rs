@@ -254,3 +254,14 @@ impl Default for Batch {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_fits_in_one_cache_line_and_the_flow_key_in_half() {
+        assert!(std::mem::size_of::<FlowKey>() <= 32);
+        assert!(std::mem::size_of::<Meta>() <= 64);
+    }
+}
