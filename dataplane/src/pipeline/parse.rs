@@ -171,24 +171,21 @@ fn l4(proto: IpProtocol, payload: &[u8], frag: Fragment) -> Result<L4Key, DropRe
                 return Err(short(DropReason::IcmpTruncated));
             };
             let icmp_type = Icmpv4Type(h[0]);
-            let mut key = L4Key::Icmp {
-                icmp_type: h[0],
-                code: h[1],
-                ident: 0,
-                quoted: None,
-            };
-            if icmp_type.is_error() {
+            let (ident, quoted) = if icmp_type.is_error() {
                 let quote = icmpv4::quoted_header(&payload[ICMPV4_HEADER_LEN..])
                     .map_err(|_| DropReason::IcmpBadQuote)?;
-                if let L4Key::Icmp { quoted, .. } = &mut key {
-                    *quoted = Some(quoted_key(&quote));
-                }
+                (0, Some(quoted_key(&quote)))
             } else if matches!(icmp_type, Icmpv4Type::ECHO_REQUEST | Icmpv4Type::ECHO_REPLY) {
-                if let L4Key::Icmp { ident, .. } = &mut key {
-                    *ident = u16::from_be_bytes([h[4], h[5]]);
-                }
-            }
-            Ok(key)
+                (u16::from_be_bytes([h[4], h[5]]), None)
+            } else {
+                (0, None)
+            };
+            Ok(L4Key::Icmp {
+                icmp_type: h[0],
+                code: h[1],
+                ident,
+                quoted,
+            })
         }
         _ => Ok(L4Key::None),
     }
