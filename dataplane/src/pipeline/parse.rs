@@ -1,5 +1,5 @@
 //! Parse: validates every header the switch will act on, once, so later stages read fields
-//! without checking, and extracts the packet's [`FlowKey`] into its metadata. Anything
+//! without checking, and extracts the packet's [`FlowKey`](crate::batch::FlowKey) into its metadata. Anything
 //! malformed is dropped here with a precise reason: the Ethernet, ARP and IPv4 headers
 //! (RFC 791 §3.1, options walked as it says), fragments (RFC 791 §3.2, RFC 1858), and the
 //! transport header where one is due: TCP (RFC 9293 §3.1), UDP (RFC 768), ICMP (RFC 792,
@@ -17,7 +17,7 @@
 //!   the receiver trims the excess, as Linux does (`pskb_trim_rcsum`) and as Linux conntrack
 //!   accepts it; a length below 8 or past the payload is dropped.
 
-use crate::batch::{Batch, FlowKey, Fragment, L4Key, Meta, Next, QuotedKey, L3};
+use crate::batch::{Batch, Fragment, L4Key, Meta, Next, QuotedKey, L3};
 use crate::counters::{Counters, DropReason};
 use crate::tables::Tables;
 use crate::trace::{Stage, Trace};
@@ -89,42 +89,48 @@ fn ipv4(data: &[u8], meta: &mut Meta) -> Result<(), DropReason> {
         }
     }
     let proto = ip.protocol();
-    let offset = usize::from(ip.frag_offset());
     let payload = ip.payload();
-    if offset + payload.len() > MAX_DATAGRAM {
-        return Err(DropReason::Ipv4FragmentTooLong);
-    }
-    let frag = if offset > 0 {
-        Fragment::Later
-    } else if ip.more_frags() {
-        Fragment::First
-    } else {
+    let offset = usize::from(ip.frag_offset());
+    // One test of the flags word for the common case, a whole datagram.
+    let frag = if !ip.is_fragment() {
         Fragment::None
+    } else if offset + payload.len() > MAX_DATAGRAM {
+        return Err(DropReason::Ipv4FragmentTooLong);
+    } else if offset > 0 {
+        Fragment::Later
+    } else {
+        Fragment::First
     };
     meta.l3 = L3::Ipv4;
-    meta.flow = FlowKey {
-        src_ip: ip.src(),
-        dst_ip: ip.dst(),
-        proto,
-        frag,
-        l4: L4Key::None,
-    };
+    let flow = &mut meta.flow;
+    flow.src_ip = ip.src();
+    flow.dst_ip = ip.dst();
+    flow.proto = proto;
+    flow.frag = frag;
     if frag == Fragment::Later {
         // RFC 1858 §3.2: a TCP fragment at offset 8 can only serve to rewrite the flags of
         // the header the first fragment carried (the tiny-fragment overlap attack).
         if proto == IpProtocol::TCP && offset == 8 {
             return Err(DropReason::Ipv4TinyFragment);
         }
+        flow.l4 = L4Key::None;
+        meta.l4_offset = 0;
         return Ok(());
     }
-    meta.flow.l4 = l4(proto, payload, frag)?;
+    l4(proto, payload, frag, &mut flow.l4)?;
     // At most 14 + 60: fits.
     meta.l4_offset = (ETHERNET_HEADER_LEN + header_len) as u16;
     Ok(())
 }
 
 /// The transport header of a whole datagram or first fragment, validated.
-fn l4(proto: IpProtocol, payload: &[u8], frag: Fragment) -> Result<L4Key, DropReason> {
+/// Writes the key into `key` (in place: the key is larger than a return register pair).
+fn l4(
+    proto: IpProtocol,
+    payload: &[u8],
+    frag: Fragment,
+    key: &mut L4Key,
+) -> Result<(), DropReason> {
     // A first fragment that cannot hold the whole transport header is a tiny fragment
     // (RFC 1858 §3.1); a whole datagram that cannot is truncated.
     let short = |truncated| {
@@ -146,11 +152,11 @@ fn l4(proto: IpProtocol, payload: &[u8], frag: Fragment) -> Result<L4Key, DropRe
             if header_len > payload.len() {
                 return Err(short(DropReason::TcpBadDataOffset));
             }
-            Ok(L4Key::Tcp {
+            *key = L4Key::Tcp {
                 src_port: u16::from_be_bytes([h[0], h[1]]),
                 dst_port: u16::from_be_bytes([h[2], h[3]]),
                 flags: TcpFlags(h[13]),
-            })
+            };
         }
         IpProtocol::UDP => {
             let Some(h) = payload.first_chunk::<UDP_HEADER_LEN>() else {
@@ -161,10 +167,10 @@ fn l4(proto: IpProtocol, payload: &[u8], frag: Fragment) -> Result<L4Key, DropRe
             if len < UDP_HEADER_LEN || (frag == Fragment::None && len > payload.len()) {
                 return Err(DropReason::UdpBadLength);
             }
-            Ok(L4Key::Udp {
+            *key = L4Key::Udp {
                 src_port: u16::from_be_bytes([h[0], h[1]]),
                 dst_port: u16::from_be_bytes([h[2], h[3]]),
-            })
+            };
         }
         IpProtocol::ICMP => {
             let Some(h) = payload.first_chunk::<ICMPV4_HEADER_LEN>() else {
@@ -180,15 +186,16 @@ fn l4(proto: IpProtocol, payload: &[u8], frag: Fragment) -> Result<L4Key, DropRe
             } else {
                 (0, None)
             };
-            Ok(L4Key::Icmp {
+            *key = L4Key::Icmp {
                 icmp_type: h[0],
                 code: h[1],
                 ident,
                 quoted,
-            })
+            };
         }
-        _ => Ok(L4Key::None),
+        _ => *key = L4Key::None,
     }
+    Ok(())
 }
 
 /// The key of the datagram an ICMP error quotes (checked by `quoted_header`: a header and at
