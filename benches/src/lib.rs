@@ -123,6 +123,7 @@ pub struct PipelineRig {
     /// The pipeline's counters.
     pub ctr: Counters,
     trace: Trace,
+    ctx: pipeline::Context,
     frames: Vec<Vec<u8>>,
     next: usize,
     burst: usize,
@@ -143,6 +144,7 @@ impl PipelineRig {
             batch,
             ctr,
             trace: Trace::off(),
+            ctx: pipeline::Context::new(std::time::Instant::now()),
             frames,
             next: 0,
             burst,
@@ -181,6 +183,7 @@ impl PipelineRig {
         pipeline::run(
             &mut self.batch,
             &self.tables,
+            &mut self.ctx,
             &mut self.ctr,
             &mut self.trace,
         );
@@ -207,6 +210,7 @@ impl PipelineRig {
         pipeline::run(
             &mut self.batch,
             &self.tables,
+            &mut self.ctx,
             &mut self.ctr,
             &mut self.trace,
         );

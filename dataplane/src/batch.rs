@@ -3,6 +3,7 @@
 
 use crate::buffer::{PktBuf, Pool};
 use crate::counters::{Counters, DropReason};
+use podswitch_packet::{IpProtocol, TcpFlags};
 use std::net::Ipv4Addr;
 
 /// Index of a port in the tables and in every worker's port list.
@@ -33,6 +34,86 @@ pub enum L3 {
     Ipv4,
 }
 
+/// Where a packet stands in IPv4 fragmentation (RFC 791 §3.2). Only the first fragment
+/// carries the transport header, so only it has ports in its [`FlowKey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fragment {
+    /// A whole datagram (offset 0, More Fragments clear).
+    None,
+    /// The first fragment: offset 0, More Fragments set; its transport header is parsed.
+    First,
+    /// A later fragment (offset > 0): no transport header, no ports.
+    Later,
+}
+
+/// The transport part of a [`FlowKey`]: what conntrack, Services and policy match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum L4Key {
+    /// No transport header: ARP, a later fragment, or a protocol the switch does not parse.
+    None,
+    /// TCP ports and control bits.
+    Tcp {
+        /// Source port.
+        src_port: u16,
+        /// Destination port.
+        dst_port: u16,
+        /// The control bits (SYN, ACK, FIN, RST, ...).
+        flags: TcpFlags,
+    },
+    /// UDP ports.
+    Udp {
+        /// Source port.
+        src_port: u16,
+        /// Destination port.
+        dst_port: u16,
+    },
+    /// An ICMP query (echo and the like) or an error.
+    Icmp {
+        /// Type.
+        icmp_type: u8,
+        /// Code.
+        code: u8,
+        /// Echo identifier (the "port" of an echo flow); 0 for other types.
+        ident: u16,
+        /// For an error (destination unreachable, time exceeded, ...): the key of the datagram
+        /// it quotes, seen from that datagram's sender (so its source is the error's receiver).
+        quoted: Option<QuotedKey>,
+    },
+}
+
+/// The key of the datagram an ICMP error quotes: enough to find the connection the error is
+/// about (RFC 792 quotes the IP header and the first 8 transport bytes, which hold the ports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct QuotedKey {
+    /// The quoted datagram's source.
+    pub src_ip: Ipv4Addr,
+    /// The quoted datagram's destination.
+    pub dst_ip: Ipv4Addr,
+    /// Its protocol.
+    pub proto: IpProtocol,
+    /// TCP/UDP source port; ICMP echo identifier; 0 otherwise.
+    pub src_port: u16,
+    /// TCP/UDP destination port; 0 otherwise.
+    pub dst_port: u16,
+}
+
+/// What the parse stage extracts once (OVS's miniflow), so later stages never re-parse
+/// headers. Addresses are IPv4 today (the FIB and bindings are IPv4-only); IPv6 gives the key
+/// an address-family variant (see ARCHITECTURE.md, "The flow key").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// IPv4 source (ARP: sender protocol address).
+    pub src_ip: Ipv4Addr,
+    /// IPv4 destination (ARP: target protocol address).
+    pub dst_ip: Ipv4Addr,
+    /// IPv4 protocol (valid when the packet is IPv4).
+    pub proto: IpProtocol,
+    /// Fragmentation state.
+    pub frag: Fragment,
+    /// Transport ports / ICMP identity; [`L4Key::None`] for later fragments.
+    pub l4: L4Key,
+}
+
 /// Per-packet state shared between stages. Kept small: it is rewritten for every packet.
 #[derive(Debug, Clone, Copy)]
 pub struct Meta {
@@ -40,21 +121,25 @@ pub struct Meta {
     pub next: Next,
     /// Protocol found by parse.
     pub l3: L3,
-    /// IPv4 protocol number (valid when `l3` is IPv4).
-    pub ip_proto: u8,
-    /// IPv4 source (or ARP sender) address.
-    pub src_ip: Ipv4Addr,
-    /// IPv4 destination (or ARP target) address.
-    pub dst_ip: Ipv4Addr,
+    /// Offset of the transport header from the start of the frame (0 when there is none:
+    /// ARP, later fragments).
+    pub l4_offset: u16,
+    /// Addresses, protocol, ports: the flow this packet belongs to.
+    pub flow: FlowKey,
 }
 
 impl Meta {
     const FRESH: Meta = Meta {
         next: Next::Continue,
         l3: L3::None,
-        ip_proto: 0,
-        src_ip: Ipv4Addr::UNSPECIFIED,
-        dst_ip: Ipv4Addr::UNSPECIFIED,
+        l4_offset: 0,
+        flow: FlowKey {
+            src_ip: Ipv4Addr::UNSPECIFIED,
+            dst_ip: Ipv4Addr::UNSPECIFIED,
+            proto: IpProtocol(0),
+            frag: Fragment::None,
+            l4: L4Key::None,
+        },
     };
 }
 
@@ -167,5 +252,16 @@ impl Batch {
 impl Default for Batch {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_fits_in_one_cache_line_and_the_flow_key_in_half() {
+        assert!(std::mem::size_of::<FlowKey>() <= 32);
+        assert!(std::mem::size_of::<Meta>() <= 64);
     }
 }

@@ -48,6 +48,28 @@ reasons! {
         Ipv4BadTotalLen = ("parse", "ipv4_bad_total_len", "IPv4 total length below the header length or past the frame"),
         /// Header checksum wrong.
         Ipv4BadChecksum = ("parse", "ipv4_bad_checksum", "IPv4 header checksum does not verify"),
+        /// Options not walkable as RFC 791 says (length 0/1, past the header, truncated, or
+        /// shorter than the option type needs).
+        Ipv4BadOption = ("parse", "ipv4_bad_option", "IPv4 option malformed (length below 2, past the header, truncated, or too short for its type)"),
+        /// Loose or strict source route: dropped as Linux does with `accept_source_route = 0`.
+        Ipv4SourceRoute = ("parse", "ipv4_source_route", "IPv4 source-route option (LSRR/SSRR) not accepted"),
+        /// RFC 1858 tiny fragment: a first fragment without the whole transport header, or a
+        /// TCP fragment at offset 8.
+        Ipv4TinyFragment = ("parse", "ipv4_tiny_fragment", "first fragment too short for the transport header, or TCP fragment at offset 8 (RFC 1858)"),
+        /// A fragment whose offset plus length passes 65535 bytes.
+        Ipv4FragmentTooLong = ("parse", "ipv4_fragment_too_long", "fragment ends past the 65535-byte datagram limit"),
+        /// IP payload shorter than the 20-byte TCP header.
+        TcpTruncated = ("parse", "tcp_truncated", "TCP header missing or cut short (IP payload below 20 bytes)"),
+        /// TCP data offset below 5 or past the segment.
+        TcpBadDataOffset = ("parse", "tcp_bad_data_offset", "TCP data offset below 5 words or past the end of the segment"),
+        /// IP payload shorter than the 8-byte UDP header.
+        UdpTruncated = ("parse", "udp_truncated", "UDP header missing or cut short (IP payload below 8 bytes)"),
+        /// UDP length below 8 or past the IP payload.
+        UdpBadLength = ("parse", "udp_bad_length", "UDP length below 8 or longer than the IP payload"),
+        /// IP payload shorter than the 8-byte ICMP header.
+        IcmpTruncated = ("parse", "icmp_truncated", "ICMP header missing or cut short (IP payload below 8 bytes)"),
+        /// An ICMP error that does not quote an IPv4 header and 8 bytes.
+        IcmpBadQuote = ("parse", "icmp_bad_quote", "ICMP error does not quote a valid IPv4 header and 8 bytes"),
         /// The input port is not (or no longer) configured.
         UnknownInPort = ("l2", "unknown_in_port", "frame from a port that is not configured"),
         /// Source MAC is not the one bound to the port.
@@ -106,6 +128,9 @@ reasons! {
         IcmpTimeExceededSent = ("l3", "icmp_time_exceeded_sent", "ICMP time exceeded sent"),
         /// ICMP error suppressed (RFC 1812 4.3.2.7: never about ICMP errors, fragments, multicast).
         IcmpErrorSuppressed = ("l3", "icmp_error_suppressed", "ICMP error not sent, as RFC 1812 4.3.2.7 requires"),
+        /// ICMP error not sent: the worker's token bucket was empty (like Linux's
+        /// `icmp_msgs_per_sec` / `icmp_msgs_burst`).
+        IcmpErrorRateLimited = ("l3", "icmp_error_rate_limited", "ICMP error not sent: rate limit (1000/s per worker, burst 50)"),
         /// A receive buffer could not be re-armed because the pool was empty.
         PoolEmpty = ("ports", "pool_empty", "receive not re-armed: buffer pool empty"),
         /// A read from a port failed (other than EAGAIN/EINTR); its receives back off and retry.

@@ -9,12 +9,24 @@
 use crate::batch::{Batch, Meta, Next, PortId};
 use crate::buffer::Pool;
 use crate::counters::Counters;
+use crate::pipeline::Context;
 use crate::tables::{Binding, Fib, Node, PortEntry, Route, RouteTarget, Tables};
 use crate::trace::Trace;
 use podswitch_packet::{
     checksum, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, MacAddr, ETHERNET_HEADER_LEN,
 };
 use std::net::Ipv4Addr;
+use std::time::Instant;
+
+/// The signature of a stage that needs no [`Context`] (parse, l2).
+pub type PlainStage = fn(&mut Batch, &Tables, &mut Counters, &mut Trace);
+
+/// `stage` in the shape [`Harness::run_meta`] takes, for stages without a [`Context`].
+pub fn plain(
+    stage: PlainStage,
+) -> impl FnOnce(&mut Batch, &Tables, &mut Context, &mut Counters, &mut Trace) {
+    move |b, t, _, c, tr| stage(b, t, c, tr)
+}
 
 pub const HOST: PortId = 0;
 pub const POD_A: PortId = 1;
@@ -104,6 +116,8 @@ pub struct Harness {
     pub pool: Pool,
     pub ctr: Counters,
     pub trace: Trace,
+    /// Kept across runs, like a worker's: the ICMP error budget is spent by earlier frames.
+    pub ctx: Context,
     /// The frame as it left, if it was output.
     pub last_frame: Vec<u8>,
 }
@@ -127,6 +141,7 @@ impl Harness {
             pool: Pool::new(8),
             ctr: Counters::new(64),
             trace: Trace::on(),
+            ctx: Context::new(Instant::now()),
             last_frame: Vec::new(),
         }
     }
@@ -136,14 +151,20 @@ impl Harness {
         &mut self,
         port: PortId,
         frame: &[u8],
-        stages: impl FnOnce(&mut Batch, &Tables, &mut Counters, &mut Trace),
+        stages: impl FnOnce(&mut Batch, &Tables, &mut Context, &mut Counters, &mut Trace),
     ) -> Meta {
         let mut batch = Batch::new();
         batch.in_port = port;
         let mut buf = self.pool.get().unwrap();
         buf.fill(frame);
         batch.push(buf).unwrap();
-        stages(&mut batch, &self.tables, &mut self.ctr, &mut self.trace);
+        stages(
+            &mut batch,
+            &self.tables,
+            &mut self.ctx,
+            &mut self.ctr,
+            &mut self.trace,
+        );
         let p = batch.iter().next().unwrap();
         let meta = p.meta;
         self.last_frame = match meta.next {
@@ -159,7 +180,7 @@ impl Harness {
         &mut self,
         port: PortId,
         frame: &[u8],
-        stages: impl FnOnce(&mut Batch, &Tables, &mut Counters, &mut Trace),
+        stages: impl FnOnce(&mut Batch, &Tables, &mut Context, &mut Counters, &mut Trace),
     ) -> Next {
         self.run_meta(port, frame, stages).next
     }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What a worker does when its ports are quiet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -105,6 +105,8 @@ pub struct Worker {
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
     trace: Trace,
+    /// The stages' per-worker state (clock, ICMP error budget).
+    ctx: pipeline::Context,
 }
 
 impl Worker {
@@ -133,6 +135,7 @@ impl Worker {
             waker,
             stop,
             trace: Trace::off(),
+            ctx: pipeline::Context::new(Instant::now()),
         }
     }
 
@@ -214,6 +217,7 @@ impl Worker {
     /// worker without a thread.
     pub fn poll_once(&mut self, ring: &mut Uring, tables: &Tables) -> usize {
         let mut received = 0;
+        let mut clock_read = false;
         for i in 0..self.active.len() {
             let id = self.active[i];
             let Some(queue) = self.ports[id as usize].as_mut() else {
@@ -233,7 +237,18 @@ impl Worker {
             let stats = self.ctr.port(id as usize);
             stats.rx_packets += self.batch.len() as u64;
             stats.rx_bytes += self.batch.iter().map(|p| p.buf.len() as u64).sum::<u64>();
-            pipeline::run(&mut self.batch, tables, &mut self.ctr, &mut self.trace);
+            if !clock_read {
+                // One clock read per poll that received anything; stages never read it.
+                self.ctx.now = Instant::now();
+                clock_read = true;
+            }
+            pipeline::run(
+                &mut self.batch,
+                tables,
+                &mut self.ctx,
+                &mut self.ctr,
+                &mut self.trace,
+            );
             self.output(ring);
         }
         received

@@ -18,7 +18,8 @@ use libfuzzer_sys::arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 use podswitch_packet::{
     checksum, icmpv4, ArpOp, ArpPacket, ArpRepr, EtherType, EthernetFrame, EthernetRepr,
-    Icmpv4Packet, Icmpv4Repr, Icmpv4Type, IpProtocol, Ipv4Packet, Ipv4Repr, MacAddr, TcpFlags,
+    Icmpv4Packet, Icmpv4Repr, Icmpv4Type, IpProtocol, Ipv4Options, Ipv4Packet, Ipv4Repr, MacAddr,
+    TcpFlags,
     TcpPacket, UdpPacket, ETHERNET_HEADER_LEN,
 };
 
@@ -34,6 +35,8 @@ fuzz_target!(|data: &[u8]| {
     udp(data, &mut k);
     tcp(data, &mut k);
     let _ = icmpv4::quote(data);
+    quoted(data);
+    options(data);
     checksums(data, &mut k);
 
     // And layer by layer, as the pipeline walks a frame.
@@ -204,6 +207,41 @@ fn ipv4(data: &[u8], k: &mut Knobs) {
     ipv4_getters(&packet);
     let _ = Ipv4Repr::parse(&packet);
     let _ = packet.into_inner();
+}
+
+/// The option walk: never panics, ends, and agrees with `check`; every option it yields lies
+/// inside the list (data plus its type and length octets, or one octet for NOP).
+fn options(data: &[u8]) {
+    let mut consumed = 0usize;
+    let mut first_err = None;
+    let mut source_route = false;
+    for o in Ipv4Options::new(data) {
+        match o {
+            Ok(o) => {
+                consumed += if o.kind == 1 { 1 } else { o.data.len() + 2 };
+                source_route |= o.is_source_route();
+            }
+            Err(e) => {
+                first_err = Some(e);
+                break;
+            }
+        }
+    }
+    assert!(consumed <= data.len(), "options walked past the list");
+    let expected = match first_err {
+        Some(e) => Err(e),
+        None => Ok(source_route),
+    };
+    assert_eq!(Ipv4Options::check(data), expected, "check agrees with the walk");
+}
+
+/// `quoted_header`: on success a header and 8 bytes are there, and every getter is safe.
+fn quoted(data: &[u8]) {
+    if let Ok(ip) = icmpv4::quoted_header(data) {
+        assert!(data.len() >= ip.header_len() + 8 && ip.header_len() >= 20);
+        assert_eq!(ip.version(), 4);
+        ipv4_getters(&ip);
+    }
 }
 
 fn ipv4_getters<T: AsRef<[u8]>>(p: &Ipv4Packet<T>) {

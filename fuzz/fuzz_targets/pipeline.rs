@@ -14,7 +14,12 @@
 //! After the run every packet must have a final verdict (`Drop`, or `Output` to a port in the
 //! tables), and every output frame must be one the switch could send: from the gateway MAC to
 //! the output port's peer, a valid IPv4 header (checksum, TTL, and for routed packets the output
-//! MTU) or a valid ARP reply, inside its buffer.
+//! MTU) or a valid ARP reply, inside its buffer. A frame routed to another port must pass the
+//! parse stage again unchanged (options, fragments, transport header): the switch forwards
+//! nothing it would itself reject.
+//!
+//! Byte 1's low bit (when bit 7 of byte 0 is clear) picks the ICMP error budget: full, or
+//! empty (every error rate limited).
 
 #![no_main]
 
@@ -22,7 +27,7 @@ use libfuzzer_sys::fuzz_target;
 use podswitch_dataplane::batch::{Batch, Next, PortId, MAX_BURST};
 use podswitch_dataplane::buffer::{Pool, BUF_SIZE};
 use podswitch_dataplane::counters::Counters;
-use podswitch_dataplane::pipeline;
+use podswitch_dataplane::pipeline::{self, icmp_error::IcmpRateLimit, Context};
 use podswitch_dataplane::tables::{Binding, Tables};
 use podswitch_dataplane::testkit::{self, GW_MAC};
 use podswitch_dataplane::trace::Trace;
@@ -70,7 +75,13 @@ fuzz_target!(|data: &[u8]| {
 
     let mut ctr = Counters::new(64);
     let mut trace = Trace::on();
-    pipeline::run(&mut batch, &tables, &mut ctr, &mut trace);
+    let now = std::time::Instant::now();
+    let mut ctx = Context::new(now);
+    if flags & 1 << 7 == 0 && mtu_byte & 1 != 0 {
+        ctx.icmp_errors = IcmpRateLimit::new(1, 1, now);
+        ctx.icmp_errors.allow(now);
+    }
+    pipeline::run(&mut batch, &tables, &mut ctx, &mut ctr, &mut trace);
 
     let mut dropped = 0u64;
     for (i, pkt) in batch.iter().enumerate() {
@@ -82,7 +93,10 @@ fuzz_target!(|data: &[u8]| {
         match pkt.meta.next {
             Next::Drop(_) => dropped += 1,
             Next::Output(out) => {
-                check_output(i, pkt.buf.frame(), &inputs[i], out, in_port, &tables)
+                check_output(i, pkt.buf.frame(), &inputs[i], out, in_port, &tables);
+                if out != in_port {
+                    check_reparses(i, pkt.buf.frame(), out, &tables);
+                }
             }
             Next::Continue => panic!("packet {i} left the pipeline without a verdict"),
         }
@@ -221,6 +235,30 @@ fn check_output(
         }
         other => panic!("packet {i}: output frame with EtherType {other}"),
     }
+}
+
+/// Runs a routed frame through the parse stage again, as if received on its output port: it
+/// must be accepted, since routing only rewrote MACs and the TTL. Ethernet padding is cut off
+/// first: it may make the frame longer than the output MTU allows, which the MTU check of the
+/// IPv4 packet rightly ignores.
+fn check_reparses(i: usize, frame: &[u8], out: PortId, tables: &Tables) {
+    let ip_len = Ipv4Packet::new_unchecked(&frame[ETHERNET_HEADER_LEN..]).total_len();
+    let frame = &frame[..ETHERNET_HEADER_LEN + usize::from(ip_len)];
+    let mut pool = Pool::new(1);
+    let mut batch = Batch::new();
+    batch.in_port = out;
+    let mut buf = pool.get().expect("one buffer");
+    buf.fill(frame);
+    batch.push(buf).expect("room for one");
+    let mut ctr = Counters::new(64);
+    pipeline::parse::run(&mut batch, tables, &mut ctr, &mut Trace::off());
+    let verdict = batch.iter().next().map(|p| p.meta.next);
+    assert_eq!(
+        verdict,
+        Some(Next::Continue),
+        "packet {i}: routed to port {out} but parse rejects it there"
+    );
+    batch.recycle(&mut pool);
 }
 
 /// An ICMP message the switch sends back: an error it built (its checksum must verify), or an

@@ -5,6 +5,7 @@
 use core::fmt;
 
 use crate::checksum;
+use crate::ipv4::Ipv4Packet;
 
 /// Field offsets of the ICMPv4 header.
 mod field {
@@ -99,6 +100,9 @@ pub enum Icmpv4Error {
     Truncated,
     /// A type [`Icmpv4Repr`] does not model (only from `Icmpv4Repr::parse`).
     UnsupportedType,
+    /// An error message whose quoted datagram is not an IPv4 header followed by at least
+    /// 8 bytes (only from [`quoted_header`]).
+    BadQuote,
 }
 
 impl fmt::Display for Icmpv4Error {
@@ -107,6 +111,9 @@ impl fmt::Display for Icmpv4Error {
             Icmpv4Error::Truncated => "ICMPv4 message shorter than its 8-byte header",
             Icmpv4Error::UnsupportedType => {
                 "ICMPv4 type is not echo, destination unreachable or time exceeded"
+            }
+            Icmpv4Error::BadQuote => {
+                "ICMPv4 error does not quote an IPv4 header followed by 8 bytes"
             }
         })
     }
@@ -285,6 +292,22 @@ pub fn quote(datagram: &[u8]) -> &[u8] {
     &datagram[..datagram.len().min(header_len + 8)]
 }
 
+/// The quoted datagram of an error message (its [`payload`](Icmpv4Packet::payload)), checked
+/// to be what RFC 792 says an error carries: an IPv4 header (version 4, IHL at least 5) and at
+/// least 8 bytes after it. Its total length and checksum are not checked: the quote is cut
+/// short by design, and its header may have been rewritten by NAT on the way. The view's
+/// fixed fields and [`Ipv4Packet::payload`] (the quoted transport bytes) are safe to read.
+pub fn quoted_header(quote: &[u8]) -> Result<Ipv4Packet<&[u8]>, Icmpv4Error> {
+    let header_len = match quote.first() {
+        Some(&b) if b >> 4 == 4 && b & 0x0F >= 5 => usize::from(b & 0x0F) * 4,
+        _ => return Err(Icmpv4Error::BadQuote),
+    };
+    if quote.len() < header_len + 8 {
+        return Err(Icmpv4Error::BadQuote);
+    }
+    Ok(Ipv4Packet::new_unchecked(quote))
+}
+
 /// The ICMPv4 messages podswitch sends or answers, in parsed form. `data` is the echo payload
 /// or, for errors, the quoted datagram (see [`quote`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -415,6 +438,33 @@ impl<'a> Icmpv4Repr<'a> {
 mod tests {
     use super::*;
     use std::string::ToString;
+
+    /// Time exceeded's quote of a UDP datagram 10.244.1.2:4000 → 10.244.1.3:5000.
+    const UDP_QUOTE: [u8; 28] = [
+        0x45, 0x00, 0x00, 0x2e, 0x12, 0x34, 0x40, 0x00, 0x01, 0x11, 0x00, 0x00, 0x0a, 0xf4, 0x01,
+        0x02, 0x0a, 0xf4, 0x01, 0x03, 0x0f, 0xa0, 0x13, 0x88, 0x00, 0x1a, 0x00, 0x00,
+    ];
+
+    #[test]
+    fn quoted_header_accepts_an_ipv4_header_and_8_bytes() {
+        let ip = quoted_header(&UDP_QUOTE).unwrap();
+        assert_eq!(ip.protocol(), crate::IpProtocol::UDP);
+        assert_eq!(ip.payload(), &UDP_QUOTE[20..28]);
+    }
+
+    #[test]
+    fn quoted_header_rejects_garbage_short_quotes_and_bad_versions() {
+        assert_eq!(quoted_header(&[]), Err(Icmpv4Error::BadQuote));
+        assert_eq!(quoted_header(&UDP_QUOTE[..27]), Err(Icmpv4Error::BadQuote));
+        let mut q = UDP_QUOTE;
+        q[0] = 0x65;
+        assert_eq!(quoted_header(&q), Err(Icmpv4Error::BadQuote));
+        q[0] = 0x44;
+        assert_eq!(quoted_header(&q), Err(Icmpv4Error::BadQuote));
+        q[0] = 0x46; // 24-byte header: 4 option bytes, then only 4 transport bytes
+        assert_eq!(quoted_header(&q), Err(Icmpv4Error::BadQuote));
+        assert!(Icmpv4Error::BadQuote.to_string().contains("quote"));
+    }
 
     /// The ICMP part of `ping -c1 8.8.8.8` (Linux: 8-byte timestamp then 0x10..=0x3f).
     const ECHO_REQUEST: [u8; 64] = [

@@ -27,6 +27,7 @@ pub mod checksum;
 pub mod ethernet;
 pub mod icmpv4;
 pub mod ipv4;
+pub mod ipv4_options;
 pub mod tcp;
 pub mod udp;
 
@@ -41,6 +42,7 @@ pub use icmpv4::{
 pub use ipv4::{
     IpProtocol, Ipv4Error, Ipv4Packet, Ipv4Repr, MIN_HEADER_LEN as IPV4_MIN_HEADER_LEN,
 };
+pub use ipv4_options::{Ipv4Option, Ipv4OptionError, Ipv4Options};
 pub use tcp::{TcpError, TcpFlags, TcpPacket, MIN_HEADER_LEN as TCP_MIN_HEADER_LEN};
 pub use udp::{UdpError, UdpPacket, HEADER_LEN as UDP_HEADER_LEN};
 

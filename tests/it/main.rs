@@ -11,5 +11,6 @@ mod control;
 mod counters;
 mod l2;
 mod l3;
+mod malformed;
 mod restart;
 mod tcp;

@@ -3,19 +3,79 @@
 //! bytes of payload) is moved back behind new Ethernet, IPv4 and ICMP headers; nothing is
 //! allocated. Errors are never sent about ICMP errors, non-first fragments, or packets from
 //! addresses that cannot be answered (RFC 1812 §4.3.2.7).
+//!
+//! Errors are rate limited per worker by a token bucket ([`IcmpRateLimit`]) with Linux's
+//! global defaults: 1000 per second (`net.ipv4.icmp_msgs_per_sec`), bursts of 50
+//! (`icmp_msgs_burst`). Echo replies are not limited, as Linux's `icmp_ratemask` does not
+//! limit them either. Linux also limits per destination (`icmp_ratelimit`, via its inet_peer
+//! cache); the switch does not keep a per-destination table: the worker's bucket bounds what
+//! any burst costs, and a pod port has one source address anyway.
 
 use crate::batch::{Next, Packet, PortId};
 use crate::counters::{Counters, Event};
 use crate::pipeline::l3::ORIGIN_TTL;
+use crate::pipeline::Context;
 use crate::tables::Node;
 use podswitch_packet::{
     icmpv4::{time_exceeded, unreachable},
     EtherType, EthernetFrame, Icmpv4Packet, Icmpv4Type, IpProtocol, Ipv4Packet,
     ETHERNET_HEADER_LEN, ICMPV4_HEADER_LEN, IPV4_MIN_HEADER_LEN,
 };
+use std::time::{Duration, Instant};
 
 /// Bytes of the offending datagram's payload quoted after its header (RFC 792).
 const QUOTED_PAYLOAD: usize = 8;
+
+/// A token bucket of ICMP errors: `burst` tokens at most, one more every `1 / per_sec`
+/// seconds, one spent per error. Credit is kept in nanoseconds, so no fraction is lost between
+/// bursts, and time is what the worker passes in (no clock read here).
+#[derive(Debug, Clone)]
+pub struct IcmpRateLimit {
+    /// Nanoseconds of credit; an error costs `cost_ns`.
+    credit_ns: u64,
+    cost_ns: u64,
+    max_credit_ns: u64,
+    last: Instant,
+}
+
+impl IcmpRateLimit {
+    /// Linux's defaults: 1000 per second, bursts of 50.
+    pub const PER_SEC: u32 = 1000;
+    /// See [`Self::PER_SEC`].
+    pub const BURST: u32 = 50;
+
+    /// A full bucket allowing `per_sec` errors per second (at least 1) in bursts of `burst`.
+    pub fn new(per_sec: u32, burst: u32, now: Instant) -> Self {
+        let cost_ns = 1_000_000_000 / u64::from(per_sec.max(1));
+        let max_credit_ns = cost_ns * u64::from(burst.max(1));
+        Self {
+            credit_ns: max_credit_ns,
+            cost_ns,
+            max_credit_ns,
+            last: now,
+        }
+    }
+
+    /// [`Self::new`] with Linux's defaults.
+    pub fn linux_default(now: Instant) -> Self {
+        Self::new(Self::PER_SEC, Self::BURST, now)
+    }
+
+    /// Takes a token if there is one at `now`. A clock that goes backwards adds nothing.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        if now > self.last {
+            let elapsed = now.duration_since(self.last).min(Duration::from_secs(60));
+            self.credit_ns = (self.credit_ns + elapsed.as_nanos() as u64).min(self.max_credit_ns);
+            self.last = now;
+        }
+        if self.credit_ns >= self.cost_ns {
+            self.credit_ns -= self.cost_ns;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 /// The errors the switch sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,16 +102,22 @@ impl IcmpError {
 }
 
 /// Rewrites `pkt` into `error` addressed to its sender, leaving through `in_port`, and returns
-/// true. Returns false, leaving the packet untouched, when RFC 1812 forbids an error.
+/// true. Returns false, leaving the packet untouched, when RFC 1812 forbids an error or the
+/// worker's rate limit is spent.
 pub fn reply(
     pkt: &mut Packet,
     in_port: PortId,
     node: &Node,
     error: IcmpError,
+    ctx: &mut Context,
     ctr: &mut Counters,
 ) -> bool {
     if !may_answer(pkt) {
         ctr.event(Event::IcmpErrorSuppressed);
+        return false;
+    }
+    if !ctx.icmp_errors.allow(ctx.now) {
+        ctr.event(Event::IcmpErrorRateLimited);
         return false;
     }
     let frame = pkt.buf.frame();
@@ -127,4 +193,48 @@ fn may_answer(pkt: &Packet) -> bool {
         return icmp.first().is_some_and(|&t| !Icmpv4Type(t).is_error());
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_bucket_allows_the_burst_then_one_per_interval() {
+        let t0 = Instant::now();
+        let mut b = IcmpRateLimit::new(1000, 50, t0);
+        assert_eq!((0..1000).filter(|_| b.allow(t0)).count(), 50);
+        assert!(!b.allow(t0 + Duration::from_micros(999)));
+        assert!(b.allow(t0 + Duration::from_millis(1)));
+        assert!(!b.allow(t0 + Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn credit_is_capped_at_the_burst_however_long_the_pause() {
+        let t0 = Instant::now();
+        let mut b = IcmpRateLimit::new(1000, 50, t0);
+        let later = t0 + Duration::from_secs(3600);
+        assert_eq!((0..1000).filter(|_| b.allow(later)).count(), 50);
+    }
+
+    #[test]
+    fn fractions_of_a_token_are_kept_between_calls() {
+        let t0 = Instant::now();
+        let mut b = IcmpRateLimit::new(1000, 1, t0);
+        assert!(b.allow(t0));
+        assert!(!b.allow(t0 + Duration::from_micros(500)));
+        assert!(
+            b.allow(t0 + Duration::from_micros(1000)),
+            "two halves make a token"
+        );
+    }
+
+    #[test]
+    fn a_clock_going_backwards_adds_no_credit() {
+        let t1 = Instant::now() + Duration::from_secs(1);
+        let mut b = IcmpRateLimit::new(1000, 1, t1);
+        assert!(b.allow(t1));
+        assert!(!b.allow(t1 - Duration::from_millis(500)));
+        assert!(!b.allow(t1));
+    }
 }

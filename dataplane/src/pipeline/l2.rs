@@ -63,7 +63,7 @@ fn check(
             if dst_mac != node.gateway_mac {
                 pkt.drop(DropReason::NotForSwitch, ctr);
                 "IPv4 frame not addressed to the switch"
-            } else if bound_ip.is_some_and(|ip| ip != pkt.meta.src_ip) {
+            } else if bound_ip.is_some_and(|ip| ip != pkt.meta.flow.src_ip) {
                 pkt.drop(DropReason::SpoofedSourceIp, ctr);
                 "source IP is not the pod's"
             } else {
@@ -131,7 +131,7 @@ mod tests {
 
     fn l2(port: u16, frame: &[u8]) -> (Next, Vec<u8>) {
         let mut h = Harness::new();
-        let next = h.run_one(port, frame, |b, t, c, tr| {
+        let next = h.run_one(port, frame, |b, t, _, c, tr| {
             crate::pipeline::parse::run(b, t, c, tr);
             run(b, t, c, tr)
         });

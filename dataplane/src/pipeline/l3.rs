@@ -4,6 +4,7 @@
 //! with ICMP (destination unreachable, time exceeded, fragmentation needed) from the gateway.
 
 use super::icmp_error::{self, IcmpError};
+use super::Context;
 use crate::batch::{Batch, Next, Packet, PortId, L3};
 use crate::counters::{Counters, DropReason, Event};
 use crate::tables::{Node, RouteTarget, Tables};
@@ -16,7 +17,13 @@ use podswitch_packet::{
 pub const ORIGIN_TTL: u8 = 64;
 
 /// Runs the stage.
-pub fn run(batch: &mut Batch, tables: &Tables, ctr: &mut Counters, trace: &mut Trace) {
+pub fn run(
+    batch: &mut Batch,
+    tables: &Tables,
+    ctx: &mut Context,
+    ctr: &mut Counters,
+    trace: &mut Trace,
+) {
     let Some(node) = tables.node.as_ref() else {
         return; // l2 dropped everything already
     };
@@ -25,7 +32,7 @@ pub fn run(batch: &mut Batch, tables: &Tables, ctr: &mut Counters, trace: &mut T
         if !pkt.pending() || pkt.meta.l3 != L3::Ipv4 {
             continue;
         }
-        let note = route(pkt, in_port, node, tables, ctr);
+        let note = route(pkt, in_port, node, tables, ctx, ctr);
         trace.note(i, Stage::L3, pkt.meta.next, note);
     }
 }
@@ -35,15 +42,16 @@ fn route(
     in_port: PortId,
     node: &Node,
     tables: &Tables,
+    ctx: &mut Context,
     ctr: &mut Counters,
 ) -> &'static str {
-    let dst = pkt.meta.dst_ip;
+    let dst = pkt.meta.flow.dst_ip;
     if dst.is_multicast() || dst.is_broadcast() {
         pkt.drop(DropReason::Ipv4NotUnicast, ctr);
         return "multicast/broadcast is not routed";
     }
     let target = if dst == node.gateway_ip {
-        if pkt.meta.ip_proto == IpProtocol::ICMP.0 && echo_reply(pkt, node) {
+        if pkt.meta.flow.proto == IpProtocol::ICMP && echo_reply(pkt, node) {
             pkt.meta.next = Next::Output(in_port);
             ctr.event(Event::IcmpEchoReply);
             return "echo reply from the gateway";
@@ -69,6 +77,7 @@ fn route(
                 node,
                 IcmpError::HostUnreachable,
                 DropReason::Unreachable,
+                ctx,
                 ctr,
             );
             return "unreachable route: ICMP host unreachable";
@@ -80,6 +89,7 @@ fn route(
                 node,
                 IcmpError::NetUnreachable,
                 DropReason::NoRoute,
+                ctx,
                 ctr,
             );
             return "no route: ICMP net unreachable";
@@ -102,6 +112,7 @@ fn route(
             node,
             IcmpError::TimeExceeded,
             DropReason::TtlExpired,
+            ctx,
             ctr,
         );
         return "TTL expired: ICMP time exceeded";
@@ -109,7 +120,7 @@ fn route(
     if ip.total_len() > out_entry.mtu {
         if ip.dont_frag() {
             let error = IcmpError::FragNeeded(out_entry.mtu);
-            undeliverable(pkt, in_port, node, error, DropReason::MtuExceeded, ctr);
+            undeliverable(pkt, in_port, node, error, DropReason::MtuExceeded, ctx, ctr);
         } else {
             pkt.drop(DropReason::MtuExceeded, ctr); // the switch does not fragment
         }
@@ -131,10 +142,11 @@ fn undeliverable(
     node: &Node,
     error: IcmpError,
     reason: DropReason,
+    ctx: &mut Context,
     ctr: &mut Counters,
 ) {
     ctr.drop(reason);
-    if !icmp_error::reply(pkt, in_port, node, error, ctr) {
+    if !icmp_error::reply(pkt, in_port, node, error, ctx, ctr) {
         pkt.meta.next = Next::Drop(reason);
     }
 }
@@ -168,6 +180,7 @@ fn echo_reply(pkt: &mut Packet, node: &Node) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::icmp_error::IcmpRateLimit;
     use crate::testkit::*;
     use podswitch_packet::checksum;
 
@@ -306,5 +319,46 @@ mod tests {
             18,
         );
         assert_eq!(l3(POD_A, &f).0, Next::Drop(DropReason::Ipv4NotUnicast));
+    }
+
+    #[test]
+    fn a_burst_of_1000_ttl_expired_frames_gets_at_most_the_burst_of_icmp_errors() {
+        let mut h = Harness::new();
+        let f = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, POD_B_IP, 1, 18);
+        let mut sent = 0;
+        for _ in 0..1000 {
+            match h.run_one(POD_A, &f, crate::pipeline::run) {
+                Next::Output(POD_A) => sent += 1,
+                Next::Drop(DropReason::TtlExpired) => {}
+                other => panic!("unexpected verdict {other:?}"),
+            }
+        }
+        let burst = IcmpRateLimit::BURST as u64;
+        assert_eq!(sent, burst, "one burst, all at the same instant");
+        assert_eq!(h.ctr.events[Event::IcmpTimeExceededSent as usize], burst);
+        assert_eq!(
+            h.ctr.events[Event::IcmpErrorRateLimited as usize],
+            1000 - burst
+        );
+        assert_eq!(h.ctr.drops[DropReason::TtlExpired as usize], 1000);
+        // 10 ms later the bucket holds 10 more (1000 per second).
+        h.ctx.now += std::time::Duration::from_millis(10);
+        let more = (0..100)
+            .filter(|_| h.run_one(POD_A, &f, crate::pipeline::run) == Next::Output(POD_A))
+            .count();
+        assert_eq!(more, 10);
+    }
+
+    #[test]
+    fn echo_replies_are_not_rate_limited() {
+        let mut h = Harness::new();
+        let f = echo_request(POD_A_MAC, GW_MAC, POD_A_IP, GW_IP, 64);
+        for _ in 0..200 {
+            assert_eq!(
+                h.run_one(POD_A, &f, crate::pipeline::run),
+                Next::Output(POD_A)
+            );
+        }
+        assert_eq!(h.ctr.events[Event::IcmpErrorRateLimited as usize], 0);
     }
 }

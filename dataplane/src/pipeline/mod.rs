@@ -12,15 +12,43 @@ use crate::batch::Batch;
 use crate::counters::Counters;
 use crate::tables::Tables;
 use crate::trace::Trace;
+use icmp_error::IcmpRateLimit;
+use std::time::Instant;
 
-/// Runs a batch through the stages.
+/// What the stages keep from one burst to the next on one worker, and the worker's clock.
+/// Owned by the worker (never shared), so stages mutate it without synchronisation.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// When the worker received the burst: read once per poll by the worker, never per packet.
+    pub now: Instant,
+    /// The budget of ICMP errors this worker may still send.
+    pub icmp_errors: IcmpRateLimit,
+}
+
+impl Context {
+    /// A context starting at `now`, with the default ICMP error budget (full).
+    pub fn new(now: Instant) -> Self {
+        Self {
+            now,
+            icmp_errors: IcmpRateLimit::linux_default(now),
+        }
+    }
+}
+
+/// Runs a batch through the stages. `ctx.now` must be the time the batch was received.
 ///
 /// The later stages of the design slot in between `l2` and `l3`, in this order:
 /// `conntrack` (look up / create the connection), `service_nat` (DNAT to a backend, reverse
 /// NAT), `policy` (NetworkPolicy verdict on a connection's first packet). See ARCHITECTURE.md.
 #[inline]
-pub fn run(batch: &mut Batch, tables: &Tables, ctr: &mut Counters, trace: &mut Trace) {
+pub fn run(
+    batch: &mut Batch,
+    tables: &Tables,
+    ctx: &mut Context,
+    ctr: &mut Counters,
+    trace: &mut Trace,
+) {
     parse::run(batch, tables, ctr, trace);
     l2::run(batch, tables, ctr, trace);
-    l3::run(batch, tables, ctr, trace);
+    l3::run(batch, tables, ctx, ctr, trace);
 }

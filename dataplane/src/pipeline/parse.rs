@@ -1,14 +1,34 @@
-//! Parse: validates the Ethernet, ARP and IPv4 headers once, so later stages read fields
-//! without checking, and extracts the addresses into the packet's metadata. Anything malformed
-//! is dropped here with a precise reason (RFC 791 §3.1 for the IPv4 header rules).
+//! Parse: validates every header the switch will act on, once, so later stages read fields
+//! without checking, and extracts the packet's [`FlowKey`](crate::batch::FlowKey) into its metadata. Anything
+//! malformed is dropped here with a precise reason: the Ethernet, ARP and IPv4 headers
+//! (RFC 791 §3.1, options walked as it says), fragments (RFC 791 §3.2, RFC 1858), and the
+//! transport header where one is due: TCP (RFC 9293 §3.1), UDP (RFC 768), ICMP (RFC 792,
+//! errors must quote an IPv4 header and 8 bytes).
+//!
+//! Decisions (ARCHITECTURE.md, "The flow key"):
+//! - Source-route options (LSRR, SSRR) are dropped, as Linux does by default
+//!   (`accept_source_route = 0`); other well-formed options pass untouched.
+//! - Fragments are forwarded without reassembly. The first carries the transport header and
+//!   is parsed like a whole datagram, except that it must hold that header entirely (RFC 1858
+//!   tiny fragments are dropped) and its UDP length covers the whole datagram; later ones have
+//!   no ports (`Fragment::Later`, `L4Key::None`). A TCP fragment at offset 8 (RFC 1858 §3.2)
+//!   and any fragment ending past 65535 bytes are dropped.
+//! - A UDP length shorter than the IP payload is accepted and the packet forwarded as it is:
+//!   the receiver trims the excess, as Linux does (`pskb_trim_rcsum`) and as Linux conntrack
+//!   accepts it; a length below 8 or past the payload is dropped.
 
-use crate::batch::{Batch, Next, L3};
+use crate::batch::{Batch, Fragment, L4Key, Meta, Next, QuotedKey, L3};
 use crate::counters::{Counters, DropReason};
 use crate::tables::Tables;
 use crate::trace::{Stage, Trace};
 use podswitch_packet::{
-    ArpPacket, EtherType, EthernetFrame, Ipv4Error, Ipv4Packet, ETHERNET_HEADER_LEN,
+    icmpv4, ArpPacket, EtherType, EthernetFrame, Icmpv4Type, IpProtocol, Ipv4Error, Ipv4Options,
+    Ipv4Packet, TcpFlags, ETHERNET_HEADER_LEN, ICMPV4_HEADER_LEN, IPV4_MIN_HEADER_LEN,
+    TCP_MIN_HEADER_LEN, UDP_HEADER_LEN,
 };
+
+/// The largest IPv4 datagram: a fragment may not end past it (RFC 791 total length is 16 bits).
+const MAX_DATAGRAM: usize = 65535;
 
 /// Runs the stage.
 pub fn run(batch: &mut Batch, tables: &Tables, ctr: &mut Counters, trace: &mut Trace) {
@@ -28,11 +48,7 @@ pub fn run(batch: &mut Batch, tables: &Tables, ctr: &mut Counters, trace: &mut T
     }
 }
 
-fn classify(
-    frame: &[u8],
-    max_frame: usize,
-    meta: &mut crate::batch::Meta,
-) -> Result<(), DropReason> {
+fn classify(frame: &[u8], max_frame: usize, meta: &mut Meta) -> Result<(), DropReason> {
     if frame.len() < ETHERNET_HEADER_LEN {
         return Err(DropReason::Runt);
     }
@@ -41,32 +57,175 @@ fn classify(
     }
     let eth = EthernetFrame::new_unchecked(frame);
     match eth.ethertype() {
-        EtherType::IPV4 => {
-            let ip =
-                Ipv4Packet::new_checked(&frame[ETHERNET_HEADER_LEN..]).map_err(|e| match e {
-                    Ipv4Error::Truncated => DropReason::Ipv4Truncated,
-                    Ipv4Error::BadVersion => DropReason::Ipv4BadVersion,
-                    Ipv4Error::BadHeaderLen => DropReason::Ipv4BadHeaderLen,
-                    Ipv4Error::BadTotalLen => DropReason::Ipv4BadTotalLen,
-                })?;
-            if !ip.verify_checksum() {
-                return Err(DropReason::Ipv4BadChecksum);
-            }
-            meta.l3 = L3::Ipv4;
-            meta.ip_proto = ip.protocol().0;
-            meta.src_ip = ip.src();
-            meta.dst_ip = ip.dst();
-            Ok(())
-        }
+        EtherType::IPV4 => ipv4(&frame[ETHERNET_HEADER_LEN..], meta),
         EtherType::ARP => {
             let arp = ArpPacket::new_checked(&frame[ETHERNET_HEADER_LEN..])
                 .map_err(|_| DropReason::ArpMalformed)?;
             meta.l3 = L3::Arp;
-            meta.src_ip = arp.sender_ip();
-            meta.dst_ip = arp.target_ip();
+            meta.flow.src_ip = arp.sender_ip();
+            meta.flow.dst_ip = arp.target_ip();
             Ok(())
         }
         _ => Err(DropReason::UnsupportedEtherType),
+    }
+}
+
+fn ipv4(data: &[u8], meta: &mut Meta) -> Result<(), DropReason> {
+    let ip = Ipv4Packet::new_checked(data).map_err(|e| match e {
+        Ipv4Error::Truncated => DropReason::Ipv4Truncated,
+        Ipv4Error::BadVersion => DropReason::Ipv4BadVersion,
+        Ipv4Error::BadHeaderLen => DropReason::Ipv4BadHeaderLen,
+        Ipv4Error::BadTotalLen => DropReason::Ipv4BadTotalLen,
+    })?;
+    if !ip.verify_checksum() {
+        return Err(DropReason::Ipv4BadChecksum);
+    }
+    let header_len = ip.header_len();
+    if header_len > IPV4_MIN_HEADER_LEN {
+        match Ipv4Options::check(ip.options()) {
+            Ok(false) => {}
+            Ok(true) => return Err(DropReason::Ipv4SourceRoute),
+            Err(_) => return Err(DropReason::Ipv4BadOption),
+        }
+    }
+    let proto = ip.protocol();
+    let payload = ip.payload();
+    let offset = usize::from(ip.frag_offset());
+    // One test of the flags word for the common case, a whole datagram.
+    let frag = if !ip.is_fragment() {
+        Fragment::None
+    } else if offset + payload.len() > MAX_DATAGRAM {
+        return Err(DropReason::Ipv4FragmentTooLong);
+    } else if offset > 0 {
+        Fragment::Later
+    } else {
+        Fragment::First
+    };
+    meta.l3 = L3::Ipv4;
+    let flow = &mut meta.flow;
+    flow.src_ip = ip.src();
+    flow.dst_ip = ip.dst();
+    flow.proto = proto;
+    flow.frag = frag;
+    if frag == Fragment::Later {
+        // RFC 1858 §3.2: a TCP fragment at offset 8 can only serve to rewrite the flags of
+        // the header the first fragment carried (the tiny-fragment overlap attack).
+        if proto == IpProtocol::TCP && offset == 8 {
+            return Err(DropReason::Ipv4TinyFragment);
+        }
+        flow.l4 = L4Key::None;
+        meta.l4_offset = 0;
+        return Ok(());
+    }
+    l4(proto, payload, frag, &mut flow.l4)?;
+    // At most 14 + 60: fits.
+    meta.l4_offset = (ETHERNET_HEADER_LEN + header_len) as u16;
+    Ok(())
+}
+
+/// The transport header of a whole datagram or first fragment, validated.
+/// Writes the key into `key` (in place: the key is larger than a return register pair).
+fn l4(
+    proto: IpProtocol,
+    payload: &[u8],
+    frag: Fragment,
+    key: &mut L4Key,
+) -> Result<(), DropReason> {
+    // A first fragment that cannot hold the whole transport header is a tiny fragment
+    // (RFC 1858 §3.1); a whole datagram that cannot is truncated.
+    let short = |truncated| {
+        if frag == Fragment::First {
+            DropReason::Ipv4TinyFragment
+        } else {
+            truncated
+        }
+    };
+    match proto {
+        IpProtocol::TCP => {
+            let Some(h) = payload.first_chunk::<TCP_MIN_HEADER_LEN>() else {
+                return Err(short(DropReason::TcpTruncated));
+            };
+            let header_len = usize::from(h[12] >> 4) * 4;
+            if header_len < TCP_MIN_HEADER_LEN {
+                return Err(DropReason::TcpBadDataOffset);
+            }
+            if header_len > payload.len() {
+                return Err(short(DropReason::TcpBadDataOffset));
+            }
+            *key = L4Key::Tcp {
+                src_port: u16::from_be_bytes([h[0], h[1]]),
+                dst_port: u16::from_be_bytes([h[2], h[3]]),
+                flags: TcpFlags(h[13]),
+            };
+        }
+        IpProtocol::UDP => {
+            let Some(h) = payload.first_chunk::<UDP_HEADER_LEN>() else {
+                return Err(short(DropReason::UdpTruncated));
+            };
+            let len = usize::from(u16::from_be_bytes([h[4], h[5]]));
+            // A first fragment's UDP length covers the whole datagram, not this fragment.
+            if len < UDP_HEADER_LEN || (frag == Fragment::None && len > payload.len()) {
+                return Err(DropReason::UdpBadLength);
+            }
+            *key = L4Key::Udp {
+                src_port: u16::from_be_bytes([h[0], h[1]]),
+                dst_port: u16::from_be_bytes([h[2], h[3]]),
+            };
+        }
+        IpProtocol::ICMP => {
+            let Some(h) = payload.first_chunk::<ICMPV4_HEADER_LEN>() else {
+                return Err(short(DropReason::IcmpTruncated));
+            };
+            let icmp_type = Icmpv4Type(h[0]);
+            let (ident, quoted) = if icmp_type.is_error() {
+                let quote = icmpv4::quoted_header(&payload[ICMPV4_HEADER_LEN..])
+                    .map_err(|_| DropReason::IcmpBadQuote)?;
+                (0, Some(quoted_key(&quote)))
+            } else if matches!(icmp_type, Icmpv4Type::ECHO_REQUEST | Icmpv4Type::ECHO_REPLY) {
+                (u16::from_be_bytes([h[4], h[5]]), None)
+            } else {
+                (0, None)
+            };
+            *key = L4Key::Icmp {
+                icmp_type: h[0],
+                code: h[1],
+                ident,
+                quoted,
+            };
+        }
+        _ => *key = L4Key::None,
+    }
+    Ok(())
+}
+
+/// The key of the datagram an ICMP error quotes (checked by `quoted_header`: a header and at
+/// least 8 bytes after it, so the ports are there unless it was itself a later fragment).
+fn quoted_key(ip: &Ipv4Packet<&[u8]>) -> QuotedKey {
+    let proto = ip.protocol();
+    let t = ip.payload();
+    let word = |at: usize| {
+        t.get(at..at + 2)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let (src_port, dst_port) = match proto {
+        _ if ip.frag_offset() != 0 => (0, 0),
+        IpProtocol::TCP | IpProtocol::UDP => (word(0), word(2)),
+        IpProtocol::ICMP
+            if matches!(
+                t.first().map(|&b| Icmpv4Type(b)),
+                Some(Icmpv4Type::ECHO_REQUEST | Icmpv4Type::ECHO_REPLY)
+            ) =>
+        {
+            (word(4), 0)
+        }
+        _ => (0, 0),
+    };
+    QuotedKey {
+        src_ip: ip.src(),
+        dst_ip: ip.dst(),
+        proto,
+        src_port,
+        dst_port,
     }
 }
 
@@ -77,18 +236,18 @@ mod tests {
 
     fn verdict(frame: &[u8]) -> Next {
         let mut h = Harness::new();
-        h.run_one(POD_A, frame, run)
+        h.run_one(POD_A, frame, plain(run))
     }
 
     #[test]
     fn valid_ipv4_and_arp_continue_with_addresses_extracted() {
         let mut h = Harness::new();
         let frame = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, POD_B_IP, 64, 18);
-        let meta = h.run_meta(POD_A, &frame, run);
+        let meta = h.run_meta(POD_A, &frame, plain(run));
         assert_eq!(meta.next, Next::Continue);
         assert_eq!(
-            (meta.l3, meta.src_ip, meta.dst_ip, meta.ip_proto),
-            (L3::Ipv4, POD_A_IP, POD_B_IP, 17)
+            (meta.l3, meta.flow.src_ip, meta.flow.dst_ip, meta.flow.proto),
+            (L3::Ipv4, POD_A_IP, POD_B_IP, IpProtocol::UDP)
         );
         let arp = arp_request(POD_A_MAC, POD_A_IP, GW_IP);
         assert_eq!(verdict(&arp), Next::Continue);
@@ -125,5 +284,339 @@ mod tests {
         let mut f = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, POD_B_IP, 64, 0);
         f.resize(60, 0);
         assert_eq!(verdict(&f), Next::Continue);
+    }
+
+    /// `ip_and_l4` (literal IPv4 header and payload, checksum field ignored) in an Ethernet
+    /// frame from pod A to the gateway, with the IPv4 header checksum filled in: the tests
+    /// below are about what follows a valid checksum.
+    fn frame(ip_and_l4: &[u8]) -> Vec<u8> {
+        let mut f = vec![
+            0x02, 0x50, 0x53, 0x00, 0x00, 0x01, 0x02, 0x00, 0x0a, 0xf4, 0x01, 0x02, 0x08, 0x00,
+        ];
+        f.extend_from_slice(ip_and_l4);
+        Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+        f
+    }
+
+    fn dropped(ip_and_l4: &[u8]) -> Next {
+        verdict(&frame(ip_and_l4))
+    }
+
+    fn meta_of(ip_and_l4: &[u8]) -> Meta {
+        Harness::new().run_meta(POD_A, &frame(ip_and_l4), plain(run))
+    }
+
+    /// IHL 6 (one option word) UDP 4000 → 5000, 8 bytes: the option word is the argument.
+    fn udp_with_option(option: [u8; 4]) -> Vec<u8> {
+        let mut p = vec![
+            0x46, 0x00, 0x00, 0x20, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0x0a, 0xf4,
+            0x01, 0x02, 0x0a, 0xf4, 0x01, 0x03,
+        ];
+        p.extend_from_slice(&option);
+        p.extend_from_slice(&[0x0f, 0xa0, 0x13, 0x88, 0x00, 0x08, 0x00, 0x00]);
+        p
+    }
+
+    #[test]
+    fn ipv4_options_with_length_zero_one_or_past_the_header_are_dropped() {
+        for option in [
+            [0x88, 0x00, 0x00, 0x00], // length 0
+            [0x88, 0x01, 0x00, 0x00], // length 1
+            [0x88, 0xff, 0x00, 0x00], // length 255: past the header
+            [0x88, 0x05, 0x00, 0x00], // one byte past the header
+            [0x01, 0x01, 0x01, 0x44], // timestamp without its length octet
+            [0x94, 0x02, 0x00, 0x00], // router alert must be 4 long
+            [0x07, 0x03, 0x00, 0x00], // record route: pointer 0
+        ] {
+            assert_eq!(
+                dropped(&udp_with_option(option)),
+                Next::Drop(DropReason::Ipv4BadOption),
+                "{option:x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn well_formed_options_pass() {
+        for option in [
+            [0x94, 0x04, 0x00, 0x00], // router alert
+            [0x01, 0x01, 0x01, 0x00], // NOPs, EOL
+            [0x00, 0xff, 0xff, 0xff], // EOL then padding that is not read
+            [0x88, 0x04, 0x12, 0x34], // stream id: an option Linux does not parse
+        ] {
+            assert_eq!(
+                dropped(&udp_with_option(option)),
+                Next::Continue,
+                "{option:x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn loose_and_strict_source_routes_are_dropped_as_linux_does() {
+        // IHL 8: NOP, LSRR/SSRR length 7 pointer 4 with one hop 10.0.0.1, then EOL padding.
+        for kind in [0x83, 0x89] {
+            let mut p = vec![
+                0x48, 0x00, 0x00, 0x28, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0x0a, 0xf4,
+                0x01, 0x02, 0x0a, 0xf4, 0x01, 0x03,
+            ];
+            p.extend_from_slice(&[0x01, kind, 0x07, 0x04, 10, 0, 0, 1, 0x00, 0x00, 0x00, 0x00]);
+            p.extend_from_slice(&[0x0f, 0xa0, 0x13, 0x88, 0x00, 0x08, 0x00, 0x00]);
+            assert_eq!(dropped(&p), Next::Drop(DropReason::Ipv4SourceRoute));
+        }
+    }
+
+    #[test]
+    fn tcp_first_fragment_without_the_whole_tcp_header_is_a_tiny_fragment() {
+        // MF set, offset 0, 16 bytes of TCP: the flags and data offset are not in it.
+        let p = [
+            0x45, 0x00, 0x00, 0x24, 0x12, 0x34, 0x20, 0x00, 0x40, 0x06, 0x00, 0x00, 0x0a, 0xf4,
+            0x01, 0x02, 0x0a, 0xf4, 0x01, 0x03, 0x9c, 0x40, 0x00, 0x50, 0x00, 0x00, 0x00, 0x01,
+            0x00, 0x00, 0x00, 0x00, 0x50, 0x02, 0xff, 0xff,
+        ];
+        assert_eq!(dropped(&p), Next::Drop(DropReason::Ipv4TinyFragment));
+    }
+
+    #[test]
+    fn tcp_fragment_at_offset_8_is_a_tiny_fragment() {
+        // Offset field 1 (8 bytes): would overwrite the first fragment's TCP flags.
+        let p = [
+            0x45, 0x00, 0x00, 0x24, 0x12, 0x34, 0x00, 0x01, 0x40, 0x06, 0x00, 0x00, 0x0a, 0xf4,
+            0x01, 0x02, 0x0a, 0xf4, 0x01, 0x03, 0x00, 0x00, 0x00, 0x00, 0x50, 0x03, 0xff, 0xff,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        ];
+        assert_eq!(dropped(&p), Next::Drop(DropReason::Ipv4TinyFragment));
+    }
+
+    #[test]
+    fn udp_fragments_pass_the_first_with_ports_the_later_without() {
+        // First: MF, offset 0, UDP length 1008 (the whole datagram), 8 bytes here.
+        let first = [
+            0x45, 0x00, 0x00, 0x1c, 0x12, 0x34, 0x20, 0x00, 0x40, 0x11, 0x00, 0x00, 0x0a, 0xf4,
+            0x01, 0x02, 0x0a, 0xf4, 0x01, 0x03, 0x0f, 0xa0, 0x13, 0x88, 0x03, 0xf0, 0x00, 0x00,
+        ];
+        let m = meta_of(&first);
+        assert_eq!(m.next, Next::Continue);
+        assert_eq!(m.flow.frag, Fragment::First);
+        assert_eq!(
+            m.flow.l4,
+            L4Key::Udp {
+                src_port: 4000,
+                dst_port: 5000
+            }
+        );
+        // Later: offset 1000 (field 125), 8 bytes that are not a UDP header.
+        let later = [
+            0x45, 0x00, 0x00, 0x1c, 0x12, 0x34, 0x00, 0x7d, 0x40, 0x11, 0x00, 0x00, 0x0a, 0xf4,
+            0x01, 0x02, 0x0a, 0xf4, 0x01, 0x03, 0xde, 0xad, 0xbe, 0xef, 0x00, 0x00, 0x00, 0x00,
+        ];
+        let m = meta_of(&later);
+        assert_eq!(m.next, Next::Continue);
+        assert_eq!(
+            (m.flow.frag, m.flow.l4, m.l4_offset),
+            (Fragment::Later, L4Key::None, 0)
+        );
+    }
+
+    #[test]
+    fn fragment_ending_past_65535_bytes_is_dropped() {
+        // Offset 8189 * 8 = 65512, plus 32 bytes of payload: ends at 65544.
+        let mut p = vec![
+            0x45, 0x00, 0x00, 0x34, 0x12, 0x34, 0x1f, 0xfd, 0x40, 0x11, 0x00, 0x00, 0x0a, 0xf4,
+            0x01, 0x02, 0x0a, 0xf4, 0x01, 0x03,
+        ];
+        p.extend_from_slice(&[0u8; 32]);
+        assert_eq!(dropped(&p), Next::Drop(DropReason::Ipv4FragmentTooLong));
+        // 16 bytes end at 65528: allowed.
+        p[2..4].copy_from_slice(&36u16.to_be_bytes());
+        p.truncate(36);
+        assert_eq!(dropped(&p), Next::Continue);
+    }
+
+    /// A TCP SYN 40000 → 80 whose data-offset byte is the argument, `extra` bytes after it.
+    fn tcp_with_offset_byte(offset: u8, extra: usize) -> Vec<u8> {
+        let total = (20 + 20 + extra) as u16;
+        let mut p = vec![
+            0x45, 0x00, 0x00, 0x00, 0x12, 0x34, 0x40, 0x00, 0x40, 0x06, 0x00, 0x00, 0x0a, 0xf4,
+            0x01, 0x02, 0x0a, 0xf4, 0x01, 0x03, 0x9c, 0x40, 0x00, 0x50, 0x00, 0x00, 0x00, 0x01,
+            0x00, 0x00, 0x00, 0x00, offset, 0x02, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00,
+        ];
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        p.resize(usize::from(total), 0x01);
+        p
+    }
+
+    #[test]
+    fn tcp_data_offset_below_five_or_past_the_segment_is_dropped() {
+        assert_eq!(
+            dropped(&tcp_with_offset_byte(0x40, 0)),
+            Next::Drop(DropReason::TcpBadDataOffset)
+        );
+        assert_eq!(
+            dropped(&tcp_with_offset_byte(0xf0, 20)),
+            Next::Drop(DropReason::TcpBadDataOffset)
+        );
+        assert_eq!(dropped(&tcp_with_offset_byte(0x60, 4)), Next::Continue);
+    }
+
+    #[test]
+    fn tcp_flow_key_has_ports_flags_and_the_l4_offset() {
+        let m = meta_of(&tcp_with_offset_byte(0x50, 0));
+        assert_eq!(
+            m.flow.l4,
+            L4Key::Tcp {
+                src_port: 40000,
+                dst_port: 80,
+                flags: TcpFlags::SYN
+            }
+        );
+        assert_eq!((m.flow.frag, m.l4_offset), (Fragment::None, 34));
+    }
+
+    #[test]
+    fn transport_headers_missing_from_short_payloads_are_dropped_by_protocol() {
+        let header = |proto: u8, payload: usize| {
+            let mut p = vec![
+                0x45, 0x00, 0x00, 0x00, 0x12, 0x34, 0x40, 0x00, 0x40, proto, 0x00, 0x00, 0x0a,
+                0xf4, 0x01, 0x02, 0x0a, 0xf4, 0x01, 0x03,
+            ];
+            p[2..4].copy_from_slice(&((20 + payload) as u16).to_be_bytes());
+            p.resize(20 + payload, 0);
+            p
+        };
+        for (proto, short, reason) in [
+            (6, 19, DropReason::TcpTruncated),
+            (17, 7, DropReason::UdpTruncated),
+            (1, 7, DropReason::IcmpTruncated),
+        ] {
+            assert_eq!(
+                dropped(&header(proto, 0)),
+                Next::Drop(reason),
+                "empty {proto}"
+            );
+            assert_eq!(
+                dropped(&header(proto, short)),
+                Next::Drop(reason),
+                "{proto}"
+            );
+        }
+        // Protocols without a parsed header pass with no key (the switch routes them).
+        assert_eq!(dropped(&header(47, 0)), Next::Continue);
+    }
+
+    /// UDP 4000 → 5000 with UDP length `udp_len` and 8 payload bytes (IP payload 16).
+    fn udp_with_len(udp_len: u16) -> Vec<u8> {
+        let mut p = vec![
+            0x45, 0x00, 0x00, 0x24, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0x0a, 0xf4,
+            0x01, 0x02, 0x0a, 0xf4, 0x01, 0x03, 0x0f, 0xa0, 0x13, 0x88, 0x00, 0x00, 0x00, 0x00,
+            0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68,
+        ];
+        p[24..26].copy_from_slice(&udp_len.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn udp_length_below_8_or_past_the_ip_payload_is_dropped() {
+        assert_eq!(
+            dropped(&udp_with_len(7)),
+            Next::Drop(DropReason::UdpBadLength)
+        );
+        assert_eq!(
+            dropped(&udp_with_len(0)),
+            Next::Drop(DropReason::UdpBadLength)
+        );
+        assert_eq!(
+            dropped(&udp_with_len(17)),
+            Next::Drop(DropReason::UdpBadLength)
+        );
+        assert_eq!(dropped(&udp_with_len(16)), Next::Continue);
+    }
+
+    #[test]
+    fn udp_length_short_of_the_ip_payload_is_forwarded_for_the_receiver_to_trim() {
+        assert_eq!(dropped(&udp_with_len(8)), Next::Continue);
+    }
+
+    /// An ICMP time exceeded (type 11) quoting `quote`.
+    fn time_exceeded(quote: &[u8]) -> Vec<u8> {
+        let mut p = vec![
+            0x45, 0x00, 0x00, 0x00, 0x12, 0x34, 0x40, 0x00, 0x40, 0x01, 0x00, 0x00, 0x0a, 0xf4,
+            0x01, 0x02, 0x0a, 0xf4, 0x01, 0x03, 0x0b, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        ];
+        p.extend_from_slice(quote);
+        let total = p.len() as u16;
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        p
+    }
+
+    /// The quote of a UDP datagram 10.244.1.3:5000 → 10.244.1.2:4000 (pod B's, answered by A).
+    const UDP_QUOTE: [u8; 28] = [
+        0x45, 0x00, 0x00, 0x24, 0x00, 0x01, 0x40, 0x00, 0x01, 0x11, 0x00, 0x00, 0x0a, 0xf4, 0x01,
+        0x03, 0x0a, 0xf4, 0x01, 0x02, 0x13, 0x88, 0x0f, 0xa0, 0x00, 0x10, 0x00, 0x00,
+    ];
+
+    #[test]
+    fn icmp_error_quoting_garbage_is_dropped() {
+        let garbage = [0xde; 28];
+        assert_eq!(
+            dropped(&time_exceeded(&garbage)),
+            Next::Drop(DropReason::IcmpBadQuote)
+        );
+        let mut v6 = UDP_QUOTE;
+        v6[0] = 0x65;
+        assert_eq!(
+            dropped(&time_exceeded(&v6)),
+            Next::Drop(DropReason::IcmpBadQuote)
+        );
+        let mut ihl4 = UDP_QUOTE;
+        ihl4[0] = 0x44;
+        assert_eq!(
+            dropped(&time_exceeded(&ihl4)),
+            Next::Drop(DropReason::IcmpBadQuote)
+        );
+        assert_eq!(
+            dropped(&time_exceeded(&UDP_QUOTE[..27])),
+            Next::Drop(DropReason::IcmpBadQuote)
+        );
+        assert_eq!(
+            dropped(&time_exceeded(&[])),
+            Next::Drop(DropReason::IcmpBadQuote)
+        );
+    }
+
+    #[test]
+    fn icmp_error_carries_the_key_of_the_datagram_it_quotes() {
+        let m = meta_of(&time_exceeded(&UDP_QUOTE));
+        assert_eq!(m.next, Next::Continue);
+        assert_eq!(
+            m.flow.l4,
+            L4Key::Icmp {
+                icmp_type: 11,
+                code: 0,
+                ident: 0,
+                quoted: Some(QuotedKey {
+                    src_ip: POD_B_IP,
+                    dst_ip: POD_A_IP,
+                    proto: IpProtocol::UDP,
+                    src_port: 5000,
+                    dst_port: 4000,
+                }),
+            }
+        );
+    }
+
+    #[test]
+    fn icmp_echo_key_has_the_identifier() {
+        let f = echo_request(POD_A_MAC, GW_MAC, POD_A_IP, GW_IP, 64);
+        let m = Harness::new().run_meta(POD_A, &f, plain(run));
+        assert_eq!(
+            m.flow.l4,
+            L4Key::Icmp {
+                icmp_type: 8,
+                code: 0,
+                ident: 0x4242,
+                quoted: None
+            }
+        );
     }
 }
