@@ -59,7 +59,12 @@ fn oversized_packet_without_df_is_dropped_as_mtu_exceeded_without_icmp() {
     ip.set_dont_frag(false);
     ip.fill_checksum();
     // The switch does not fragment, and without DF there is no frag-needed to send back.
-    assert_dropped_for(tables_with(true, 1000, 0), POD_A, &f, DropReason::MtuExceeded);
+    assert_dropped_for(
+        tables_with(true, 1000, 0),
+        POD_A,
+        &f,
+        DropReason::MtuExceeded,
+    );
 }
 
 #[test]
