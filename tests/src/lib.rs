@@ -48,6 +48,9 @@ pub const SKIP_LOG_ENV: &str = "PODSWITCH_SKIP_LOG";
 /// code cannot be shared across those crates without a dependency cycle.
 pub fn skip(test: &str, reason: &str) {
     use std::io::Write;
+    // libtest names a test's thread after its full path (`l3::pods_ping_…`): prefer that.
+    let thread = std::thread::current();
+    let test = thread.name().filter(|n| n.ends_with(test)).unwrap_or(test);
     let line = format!("SKIPPED {test}: {reason}");
     if std::env::var(REQUIRE_ALL_ENV).is_ok_and(|v| !v.is_empty() && v != "0") {
         panic!("{line}; {REQUIRE_ALL_ENV} is set, so a skip is a failure (unset it to skip)");
