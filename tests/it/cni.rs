@@ -94,8 +94,21 @@ fn version_and_bad_input_get_cni_answers() {
         2,
         "unknown CNI_ARGS key without IgnoreUnknown: {out:?}"
     );
+    let msg = out.json()["msg"].as_str().unwrap_or_default().to_string();
+    assert!(
+        msg.contains("\"FOO\"") && msg.contains("IgnoreUnknown=1"),
+        "{out:?}"
+    );
     let out = cn.cni("ADD", &base, "{not json");
+    assert_eq!(out.code, 1);
     assert_eq!(out.json()["code"], 6, "{out:?}");
+    assert!(
+        out.json()["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not valid JSON"),
+        "{out:?}"
+    );
     // A 0.4.0 config gets a 0.4.0 result.
     let out = cn.cni("ADD", &base, &cn.netconf("0.4.0"));
     assert_eq!(out.code, 0, "{out:?}");
