@@ -343,7 +343,7 @@ mod tests {
         let line = format!("SKIPPED {test}: {reason}");
         if std::env::var("PODSWITCH_REQUIRE_ALL").is_ok_and(|v| !v.is_empty() && v != "0") {
             panic!(
-                "{line}; PODSWITCH_REQUIRE_ALL is set, so a skip is a failure (unset it to skip)"
+                "{line}; PODSWITCH_REQUIRE_ALL is set, so a skip is a failure (PODSWITCH_REQUIRE_ALL=0 allows skips)"
             );
         }
         let _ = writeln!(std::io::stderr(), "{line}");

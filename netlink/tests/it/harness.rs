@@ -64,7 +64,7 @@ pub fn skip(test: &str, reason: &str) {
     use std::io::Write;
     let line = format!("SKIPPED {test}: {reason}");
     if std::env::var(REQUIRE_ALL_ENV).is_ok_and(|v| !v.is_empty() && v != "0") {
-        panic!("{line}; {REQUIRE_ALL_ENV} is set, so a skip is a failure (unset it to skip)");
+        panic!("{line}; {REQUIRE_ALL_ENV} is set, so a skip is a failure ({REQUIRE_ALL_ENV}=0 allows skips)");
     }
     let _ = writeln!(io::stderr(), "{line}");
     if let Some(log) = std::env::var_os(SKIP_LOG_ENV) {
