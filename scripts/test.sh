@@ -17,7 +17,7 @@ if [ "$root" -eq 1 ]; then
     ./scripts/install-deps.sh
     ./scripts/install-containerd.sh
 else
-    echo "test.sh: not root and no sudo: the tests that need root will be skipped" >&2
+    echo "test.sh: not root and no sudo: the tests that need root will skip (fail, with CI=true)" >&2
 fi
 if [ -z "${PODSWITCH_REQUIRE_ALL+x}" ] && { [ "$root" -eq 1 ] || [ "${CI:-}" = true ]; }; then
     export PODSWITCH_REQUIRE_ALL=1
