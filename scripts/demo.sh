@@ -2,12 +2,29 @@
 # The podswitch demo: one node with three pods on the switch, traffic between them and the
 # node, then podswitchctl's view of it all. The node is a network namespace of its own, so the
 # demo leaves this machine's network alone; everything is removed on exit.
+#
+# Not root, it runs itself again with sudo. Colours only on a terminal and without NO_COLOR
+# (https://no-color.org), so its output reads cleanly in a log.
 set -euo pipefail
+. "$(dirname "$0")/become-root.sh"
+become_root "$0" "$@" || {
+    echo "demo.sh: the demo creates namespaces and tap devices: run it as root (no sudo here)" >&2
+    exit 1
+}
 cd "$(dirname "$0")/.."
-[ "$(id -u)" -eq 0 ] || { echo "the demo creates namespaces and tap devices: run it as root" >&2; exit 1; }
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+    BOLD=$'\033[1m' PLAIN=$'\033[0m'
+else
+    BOLD='' PLAIN=''
+    export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+fi
 ./scripts/install-deps.sh
-cargo build --release --quiet -p podswitch-dataplane -p podswitch-cli -p podswitch-control -p podswitch-cni --bins
-BIN=$PWD/target/release
+# cargo's own progress (a bar on a terminal, a line per crate in a log), then the time taken.
+echo "building podswitch (release): the first build takes a few minutes"
+built_from=$SECONDS
+cargo build --release -p podswitch-dataplane -p podswitch-cli -p podswitch-control -p podswitch-cni --bins
+echo "built in $((SECONDS - built_from)) s"
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
 RUN=$(mktemp -d /tmp/podswitch-demo.XXXXXX)
 SOCK=$RUN/dataplane.sock
 CSOCK=$RUN/control.sock
@@ -26,7 +43,7 @@ trap cleanup EXIT
 cleanup_stale() { for ns in $(ip netns list | awk '/^psw-demo-/ {print $1}'); do ip netns del "$ns"; done; }
 cleanup_stale
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+say() { printf '\n%s== %s%s\n' "$BOLD" "$*" "$PLAIN"; }
 ctl() { "$BIN/podswitchctl" --socket "$SOCK" --control-socket "$CSOCK" "$@"; }
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 

@@ -22,8 +22,9 @@ for pkg in containerd runc containernetworking-plugins busybox-static iptables i
 done
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    # -qq and noninteractive: apt's progress and prompts stay out of logs; errors still show.
+    DEBIAN_FRONTEND=noninteractive apt-get -qq update
+    DEBIAN_FRONTEND=noninteractive apt-get -qq install -y --no-install-recommends "${need[@]}" >/dev/null
 fi
 for f in /usr/bin/containerd /usr/bin/ctr /usr/sbin/runc /usr/lib/cni/loopback \
     /usr/lib/cni/bridge /usr/lib/cni/host-local /bin/busybox; do

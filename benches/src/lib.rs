@@ -337,11 +337,40 @@ mod tests {
         rig.assert_verdict(|i| Next::Output(ports[i]));
     }
 
+    /// The one way a test here skips: says why on the process's stderr (not through
+    /// `eprintln!`, which libtest swallows for a passing test) and appends the line to the file
+    /// named by `PODSWITCH_SKIP_LOG`; under `PODSWITCH_REQUIRE_ALL` (set by `scripts/test.sh` as
+    /// root and in CI) it panics instead. A copy of `podswitch_tests::skip`, which this crate
+    /// does not depend on.
+    fn skip(test: &str, reason: &str) {
+        use std::io::Write;
+        let line = format!("SKIPPED {test}: {reason}");
+        if std::env::var("PODSWITCH_REQUIRE_ALL").is_ok_and(|v| !v.is_empty() && v != "0") {
+            panic!(
+                "{line}; PODSWITCH_REQUIRE_ALL is set, so a skip is a failure (PODSWITCH_REQUIRE_ALL=0 allows skips)"
+            );
+        }
+        let _ = writeln!(std::io::stderr(), "{line}");
+        if let Some(log) = std::env::var_os("PODSWITCH_SKIP_LOG") {
+            let appended = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .and_then(|mut f| writeln!(f, "{line}"));
+            if let Err(e) = appended {
+                panic!("{line}; and recording it in PODSWITCH_SKIP_LOG={log:?} failed: {e}");
+            }
+        }
+    }
+
     #[test]
     fn worker_rig_forwards_every_packet() {
         match WorkerRig::a_to_b(32) {
             Ok(mut rig) => rig.assert_forwards(),
-            Err(e) => eprintln!("SKIPPED worker_rig_forwards_every_packet: no io_uring ({e})"),
+            Err(e) => skip(
+                "worker_rig_forwards_every_packet",
+                &format!("the worker needs io_uring, and io_uring_setup failed: {e}"),
+            ),
         }
     }
 }

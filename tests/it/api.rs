@@ -45,7 +45,7 @@ fn a_failing_transaction_changes_nothing() {
     assert!(err.contains("op 2") && err.contains("10.244.1.2"), "{err}");
     assert_eq!(ports(&node), before);
     // The tap created by op 1 was closed again: no device left behind.
-    let links = String::from_utf8_lossy(&node.ns.exec(&["ip", "-o", "link"]).stdout).into_owned();
+    let links = node.ns.ip(&["-o", "link"]);
     assert!(!links.contains(&good), "{links}");
     assert!(a.ns.ping(GATEWAY, &[]).0, "forwarding unaffected");
 }
@@ -81,8 +81,13 @@ fn malformed_and_wrong_version_requests_get_errors_and_the_connection_survives()
     // An oversized frame is refused and the connection closed.
     let mut conn = UnixStream::connect(&node.socket).unwrap();
     conn.write_all(&u32::MAX.to_be_bytes()).unwrap();
-    let resp: Response = podswitch_proto::read_frame(&mut conn).unwrap();
-    assert!(matches!(resp, Response::Error { .. }));
+    match podswitch_proto::read_frame(&mut conn).unwrap() {
+        Response::Error { message } => assert!(
+            message.contains(&u32::MAX.to_string()) && message.contains("exceeds the limit"),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
+    }
     let mut rest = Vec::new();
     assert_eq!(conn.read_to_end(&mut rest).unwrap(), 0);
 }

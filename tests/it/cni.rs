@@ -46,17 +46,23 @@ fn add_check_del_and_a_second_del_without_netns() {
     // containerd calls DEL again, with an empty CNI_NETNS.
     let again = cn.del_pod(&a.container_id, None);
     assert_eq!(again.code, 0, "second DEL must succeed: {again:?}");
-    let links = String::from_utf8_lossy(&a.ns.exec(&["ip", "-o", "link"]).stdout).into_owned();
+    let links = a.ns.ip(&["-o", "link"]);
     assert!(
         !links.contains("eth0"),
         "the pod interface went with DEL: {links}"
     );
     let s = cn.status();
     assert_eq!((s.pods, s.allocated_ips), (1, 1), "{s:?}");
-    // CHECK after DEL fails with a CNI error.
+    // CHECK after DEL fails with CNI error 3, "unknown container", saying why.
     let check = cn.cni("CHECK", &env, &conf.to_string());
     assert_eq!(check.code, 1);
-    assert!(check.json()["code"].as_u64().is_some(), "{check:?}");
+    let err = check.json();
+    assert_eq!(err["code"], 3, "{check:?}");
+    let msg = err["msg"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains(&a.container_id) && msg.contains("DEL already ran"),
+        "{check:?}"
+    );
 }
 
 #[test]
@@ -88,8 +94,21 @@ fn version_and_bad_input_get_cni_answers() {
         2,
         "unknown CNI_ARGS key without IgnoreUnknown: {out:?}"
     );
+    let msg = out.json()["msg"].as_str().unwrap_or_default().to_string();
+    assert!(
+        msg.contains("\"FOO\"") && msg.contains("IgnoreUnknown=1"),
+        "{out:?}"
+    );
     let out = cn.cni("ADD", &base, "{not json");
+    assert_eq!(out.code, 1);
     assert_eq!(out.json()["code"], 6, "{out:?}");
+    assert!(
+        out.json()["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not valid JSON"),
+        "{out:?}"
+    );
     // A 0.4.0 config gets a 0.4.0 result.
     let out = cn.cni("ADD", &base, &cn.netconf("0.4.0"));
     assert_eq!(out.code, 0, "{out:?}");

@@ -11,9 +11,7 @@ fn pod_resolves_the_gateway_to_the_switch_mac() {
     let pod = node.add_pod(2);
     let (ok, out) = pod.ns.ping(GATEWAY, &[]);
     assert!(ok, "{out}");
-    let neigh =
-        String::from_utf8_lossy(&pod.ns.exec(&["ip", "neigh", "show", "10.244.1.1"]).stdout)
-            .into_owned();
+    let neigh = pod.ns.ip(&["neigh", "show", "10.244.1.1"]);
     assert!(
         neigh.contains("02:50:53:00:00:01"),
         "gateway should resolve to the switch MAC: {neigh}"
@@ -64,7 +62,7 @@ fn spoofed_source_ip_is_dropped_and_counted() {
     assert!(a.ns.ping(b.ip, &[]).0, "baseline");
     assert_eq!(node.drops("spoofed_source_ip"), 0);
     // Pod A claims an address that is not its own.
-    a.ns.exec(&["ip", "addr", "add", "10.244.1.50/32", "dev", "eth0"]);
+    a.ns.ip(&["addr", "add", "10.244.1.50/32", "dev", "eth0"]);
     let (ok, out) = a.ns.ping(b.ip, &["-I", "10.244.1.50"]);
     assert!(!ok, "spoofed pings must not get through: {out}");
     assert!(
@@ -107,7 +105,7 @@ fn spoofed_source_mac_is_dropped_and_counted() {
     let a = node.add_pod(2);
     let b = node.add_pod(3);
     assert!(a.ns.ping(b.ip, &[]).0, "baseline");
-    a.ns.exec(&["ip", "link", "set", "eth0", "address", "02:00:00:00:be:ef"]);
+    a.ns.ip(&["link", "set", "eth0", "address", "02:00:00:00:be:ef"]);
     let (ok, out) = a.ns.ping(b.ip, &[]);
     assert!(!ok, "frames from a foreign MAC must not get through: {out}");
     assert!(

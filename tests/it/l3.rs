@@ -45,8 +45,7 @@ fn node_and_pods_reach_each_other() {
     let (ok, out) = node.ns.ping(a.ip, &[]);
     assert!(ok, "node → pod: {out}");
     // Pod → node through the default route (an address of the node that is not the gateway).
-    node.ns
-        .exec(&["ip", "addr", "add", "192.0.2.10/32", "dev", "lo"]);
+    node.ns.ip(&["addr", "add", "192.0.2.10/32", "dev", "lo"]);
     let (ok, out) = a.ns.ping("192.0.2.10", &[]);
     assert!(ok, "pod → node address via the host port: {out}");
 }

@@ -5,12 +5,7 @@ use podswitch_proto::Op;
 use podswitch_tests::*;
 
 fn ip_addr(pod: &Pod) -> String {
-    String::from_utf8_lossy(
-        &pod.ns
-            .exec(&["ip", "-o", "addr", "show", "dev", "eth0"])
-            .stdout,
-    )
-    .into_owned()
+    pod.ns.ip(&["-o", "addr", "show", "dev", "eth0"])
 }
 
 #[test]
@@ -85,7 +80,7 @@ fn deleting_a_pod_port_removes_the_pod_interface() {
         name: a.port.clone(),
     }])
     .unwrap();
-    let links = String::from_utf8_lossy(&a.ns.exec(&["ip", "-o", "link"]).stdout).into_owned();
+    let links = a.ns.ip(&["-o", "link"]);
     assert!(
         !links.contains("eth0"),
         "the persistent tap was released: {links}"

@@ -70,13 +70,14 @@ const NEEDED: &[(&str, &str)] = &[
     ("/bin/busybox", "busybox-static"),
 ];
 
-/// True when this test can run a real containerd (root, packages installed); otherwise prints
-/// why the test is skipped, loudly.
+/// True when this test can run a real containerd (root, packages installed); otherwise
+/// [`crate::skip`]s it, saying why.
 pub fn containerd_or_skip(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "SKIPPED {test}: needs root (containerd, runc, network namespaces); CI runs as root"
+        crate::skip(
+            test,
+            "needs root (containerd, runc, network namespaces); CI runs as root",
         );
         return false;
     }
@@ -86,10 +87,11 @@ pub fn containerd_or_skip(test: &str) -> bool {
         .map(|(path, pkg)| format!("{path} (package {pkg})"))
         .collect();
     if !missing.is_empty() {
-        eprintln!(
-            "SKIPPED {test}: not installed: {}; run scripts/install-containerd.sh",
+        let reason = format!(
+            "not installed: {}; run scripts/install-containerd.sh",
             missing.join(", ")
         );
+        crate::skip(test, &reason);
         return false;
     }
     true

@@ -7,7 +7,8 @@
 //! address, an on-link route to the gateway, a default route via it.
 //!
 //! Everything is torn down in `Drop`, so a failing (panicking) test cleans up too. Tests need
-//! root; without it [`root_or_skip`] says so loudly and the test returns early.
+//! root; without it [`root_or_skip`] says so loudly and the test returns early, or fails under
+//! `PODSWITCH_REQUIRE_ALL=1` (see [`skip`]).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 pub mod containerd;
@@ -30,12 +31,52 @@ pub const POD_CIDR: &str = "10.244.1.0/24";
 /// The gateway of [`POD_CIDR`].
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 1);
 
-/// True when running as root; otherwise prints why the test is skipped.
+/// Set (to anything but empty or `0`), every skip is a failure: the test panics with the
+/// reason it would have skipped. `scripts/test.sh` sets it when running as root and in CI
+/// (`CI=true`), where everything a test needs is there and a skip can only hide a breakage.
+pub const REQUIRE_ALL_ENV: &str = "PODSWITCH_REQUIRE_ALL";
+/// A file each skip appends one line to, so that a run can end with a summary of what did not
+/// run (`scripts/test.sh` sets it and prints the summary).
+pub const SKIP_LOG_ENV: &str = "PODSWITCH_SKIP_LOG";
+
+/// The one way a test of this crate skips: says why on the process's stderr (not through
+/// `eprintln!`, which libtest swallows for a passing test), appends the line to
+/// [`SKIP_LOG_ENV`]'s file, and returns so the caller can return early. Under
+/// [`REQUIRE_ALL_ENV`] it panics with the reason instead.
+///
+/// `netlink/tests/it/harness.rs` and `benches/src/lib.rs` hold copies of this function: test
+/// code cannot be shared across those crates without a dependency cycle.
+pub fn skip(test: &str, reason: &str) {
+    use std::io::Write;
+    // libtest names a test's thread after its full path (`l3::pods_ping_…`): prefer that.
+    let thread = std::thread::current();
+    let test = thread.name().filter(|n| n.ends_with(test)).unwrap_or(test);
+    let line = format!("SKIPPED {test}: {reason}");
+    if std::env::var(REQUIRE_ALL_ENV).is_ok_and(|v| !v.is_empty() && v != "0") {
+        panic!("{line}; {REQUIRE_ALL_ENV} is set, so a skip is a failure ({REQUIRE_ALL_ENV}=0 allows skips)");
+    }
+    let _ = writeln!(std::io::stderr(), "{line}");
+    if let Some(log) = std::env::var_os(SKIP_LOG_ENV) {
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = appended {
+            panic!("{line}; and recording it in {SKIP_LOG_ENV}={log:?} failed: {e}");
+        }
+    }
+}
+
+/// True when running as root; otherwise [`skip`]s the test, saying why.
 pub fn root_or_skip(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if !root {
-        eprintln!("SKIPPED {test}: needs root (network namespaces, tap devices); CI runs as root");
+        skip(
+            test,
+            "needs root (network namespaces, tap devices); CI runs as root",
+        );
     }
     root
 }
@@ -122,6 +163,15 @@ impl Netns {
             .args(args)
             .output()
             .unwrap()
+    }
+
+    /// `ip -n NAME args...`: panics, with its stderr, unless it exits 0; returns its stdout.
+    /// Use this, not [`Netns::exec`], for `ip`: an assertion on the output of a failed `ip`
+    /// (an empty listing) would prove nothing.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut all = vec!["ip", "-n", &self.name];
+        all.extend_from_slice(args);
+        String::from_utf8_lossy(&run(&all).stdout).into_owned()
     }
 
     /// Runs `f` on a thread inside the namespace (sockets made there stay there).
@@ -483,4 +533,62 @@ pub fn tcp_transfer(from: &Netns, to: &Netns, to_ip: Ipv4Addr, port: u16, len: u
     client.write_all(&pattern(len, u64::from(port))).unwrap();
     client.shutdown(Shutdown::Write).unwrap();
     server.join().unwrap()
+}
+
+#[cfg(test)]
+mod skip_tests {
+    use super::*;
+
+    /// Set in the child that [`a_skip_fails_under_require_all_and_is_shown_and_recorded_otherwise`]
+    /// starts: there the test only skips.
+    const CHILD_ENV: &str = "PODSWITCH_SKIP_SELFTEST";
+    const NAME: &str =
+        "skip_tests::a_skip_fails_under_require_all_and_is_shown_and_recorded_otherwise";
+
+    /// Runs this very test in a child process that skips, with `PODSWITCH_REQUIRE_ALL` as given.
+    fn child(require_all: &str, log: &Path) -> Output {
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--test-threads", "1"])
+            .env(CHILD_ENV, "1")
+            .env(REQUIRE_ALL_ENV, require_all)
+            .env(SKIP_LOG_ENV, log)
+            .output()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_skip_fails_under_require_all_and_is_shown_and_recorded_otherwise() {
+        if std::env::var_os(CHILD_ENV).is_some() {
+            skip("selftest", "the reason");
+            return;
+        }
+        let dir = std::env::temp_dir().join(unique("podswitch-skip-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("skips");
+
+        // Without the variable: the test passes, and the skip is on stderr although libtest
+        // captured the test's output (no --nocapture), and in the log.
+        let out = child("", &log);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("SKIPPED selftest: the reason"),
+            "the skip must be visible: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "SKIPPED selftest: the reason\n"
+        );
+
+        // With it: the test fails with the reason, and nothing more is logged as skipped.
+        let out = child("1", &log);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(101), "{stdout}");
+        assert!(
+            stdout.contains("SKIPPED selftest: the reason; PODSWITCH_REQUIRE_ALL is set"),
+            "{stdout}"
+        );
+        assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -8,6 +8,9 @@ pub mod l2;
 pub mod l3;
 pub mod parse;
 
+#[cfg(test)]
+mod drop_reason_tests;
+
 use crate::batch::Batch;
 use crate::counters::Counters;
 use crate::tables::Tables;
