@@ -75,7 +75,8 @@ type Encoded = (Vec<(String, String)>, Vec<String>);
 fn parse(manifests: &str) -> Result<Encoded, Failure> {
     let parsed = parse_manifests_with_warnings(manifests)
         .map_err(|e| Failure::new(code::INVALID_MANIFEST, e.to_string()))?;
-    let warnings = parsed.warnings.iter().map(ToString::to_string).collect();
+    let mut warnings: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();
+    warnings.extend(parsed.objects.iter().filter_map(not_enforced_warning));
     let objects = parsed
         .objects
         .iter()
@@ -91,6 +92,24 @@ fn parse(manifests: &str) -> Result<Encoded, Failure> {
         })
         .collect::<Result<_, Failure>>()?;
     Ok((objects, warnings))
+}
+
+/// The warning for an object this version stores but does not act on yet. Saying so at every
+/// apply is the least a network plugin owes its operator: a NetworkPolicy that is silently
+/// stored but not enforced is worse than one refused.
+fn not_enforced_warning(object: &Object) -> Option<String> {
+    let what = match object {
+        Object::NetworkPolicy(_) => {
+            "stored but NOT enforced: this podswitch does not implement NetworkPolicy yet, \
+             so every pod it selects stays reachable"
+        }
+        Object::Service(_) | Object::EndpointSlice(_) | Object::Endpoints(_) => {
+            "stored but not programmed: this podswitch does not implement Services yet, \
+             so its virtual IPs and NodePorts do not answer"
+        }
+        Object::Namespace(_) | Object::Pod(_) | Object::Node(_) => return None,
+    };
+    Some(format!("Warning: {}: {what}", object.key()))
 }
 
 /// Equal as JSON values (independent of key order and spacing).
@@ -170,7 +189,7 @@ mod tests {
         let h = Harness::new();
         let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: shop}\nspec:\n  podSelector: {}\n  ingress:\n  - from: [{ipBlock: {cidr: 10.0.0.1/8}}]\n";
         let summary = h.c().apply(&format!("{NS}---\n{policy}")).unwrap();
-        assert_eq!(summary.len(), 3, "{summary:?}");
+        assert_eq!(summary.len(), 4, "{summary:?}");
         assert!(
             summary[0].starts_with(
                 "Warning: document 2 (NetworkPolicy shop/p): spec.ingress[0].from[0].ipBlock.cidr: \
@@ -178,8 +197,9 @@ mod tests {
             ),
             "{summary:?}"
         );
+        assert!(summary[1].contains("NOT enforced"), "{summary:?}");
         assert_eq!(
-            summary[1..],
+            summary[2..],
             ["namespace shop created", "networkpolicy shop/p created"]
         );
         let stored = objects(&h);
@@ -190,6 +210,41 @@ mod tests {
         assert!(
             stored["namespace shop"].contains("\"kubernetes.io/metadata.name\":\"shop\""),
             "{stored:?}"
+        );
+    }
+
+    #[test]
+    fn policies_and_services_applied_are_announced_as_not_acted_on_yet() {
+        let h = Harness::new();
+        let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: shop}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress]\n";
+        let service = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  ports: [{port: 80}]\n";
+        let summary = h
+            .c()
+            .apply(&format!("{NS}---\n{policy}---\n{service}"))
+            .unwrap();
+        assert_eq!(
+            summary[..2],
+            [
+                "Warning: networkpolicy shop/deny: stored but NOT enforced: this podswitch does \
+                 not implement NetworkPolicy yet, so every pod it selects stays reachable",
+                "Warning: service shop/web: stored but not programmed: this podswitch does not \
+                 implement Services yet, so its virtual IPs and NodePorts do not answer",
+            ],
+            "{summary:?}"
+        );
+        assert_eq!(
+            summary[2..],
+            [
+                "namespace shop created",
+                "networkpolicy shop/deny created",
+                "service shop/web created"
+            ]
+        );
+        let plain = h.c().apply(NS).unwrap();
+        assert_eq!(
+            plain,
+            ["namespace shop unchanged"],
+            "no warning for a Namespace"
         );
     }
 
