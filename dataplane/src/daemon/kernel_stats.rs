@@ -116,10 +116,17 @@ mod tests {
         );
         assert_eq!(
             opened,
-            [Some("/run/netns/a".to_owned()), None, Some("/run/netns/b".to_owned())],
+            [
+                Some("/run/netns/a".to_owned()),
+                None,
+                Some("/run/netns/b".to_owned())
+            ],
             "one handle per namespace, in the order first needed"
         );
-        let got: Vec<_> = read.iter().map(|s| s.map(|s| (s.rx_packets, s.rx_bytes))).collect();
+        let got: Vec<_> = read
+            .iter()
+            .map(|s| s.map(|s| (s.rx_packets, s.rx_bytes)))
+            .collect();
         assert_eq!(
             got,
             [Some((1, 4)), Some((0, 5)), Some((1, 4)), None, Some((0, 5))],

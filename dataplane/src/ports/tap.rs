@@ -372,6 +372,10 @@ impl PortQueue for TapQueue {
         }
     }
 
+    fn tx_pending(&self) -> bool {
+        self.tx_free.len() < self.tx_slots.len()
+    }
+
     fn complete(&mut self, io: &mut PortIo<'_>, token: Token, result: i32) {
         match token {
             Token::Rx { slot, .. } => {
