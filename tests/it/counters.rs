@@ -94,7 +94,9 @@ fn kernel_counters_of_pod_taps_are_shown_and_move_with_traffic() {
     let before = node.counters();
     let (ok, text) = a.ns.ping(b.ip, &["-c", "5"]);
     assert!(ok, "{text}");
-    let after = node.counters();
+    let after = counters_once(&node, |c| {
+        read_all_of(c, &a.port) && read_all_of(c, &b.port)
+    });
     let (ka0, ka1) = (kernel(&before, &a.port), kernel(&after, &a.port));
     let (kb0, kb1) = (kernel(&before, &b.port), kernel(&after, &b.port));
     assert!(
