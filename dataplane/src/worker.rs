@@ -21,6 +21,10 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The longest a sync waits for the kernel to complete the worker's outstanding transmits.
+/// Tap writes complete at submission, so this bounds only a misbehaving device.
+pub const SYNC_TX_WAIT: Duration = Duration::from_millis(100);
+
 /// What a worker does when its ports are quiet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -63,7 +67,9 @@ pub enum Command {
         /// Whether the kernel device goes too.
         release_device: bool,
     },
-    /// Publish counters and answer, once every earlier command is done. A bounded channel
+    /// Publish counters and answer, once every earlier command is done and every transmit
+    /// submitted before it has completed and been counted (waiting at most
+    /// [`SYNC_TX_WAIT`]). A bounded channel
     /// (room for the one answer), so that answering allocates nothing.
     Sync(SyncSender<()>),
 }
@@ -337,9 +343,36 @@ impl Worker {
                     self.remove_port(ring, id, release_device)
                 }
                 Command::Sync(done) => {
+                    self.settle_tx(ring);
                     self.publish();
                     let _ = done.send(());
                 }
+            }
+        }
+    }
+
+    /// Waits (at most [`SYNC_TX_WAIT`]) until every transmit handed to the kernel so far has
+    /// completed and been counted, so that a sync's counters include every frame the worker
+    /// processed before it: the writes of the last iteration were submitted but their
+    /// completions are reaped only by the next one. Submits whatever is queued first.
+    fn settle_tx(&mut self, ring: &mut Uring) {
+        let deadline = Instant::now() + SYNC_TX_WAIT;
+        loop {
+            if ring.submit().is_err() {
+                return;
+            }
+            self.dispatch_completions(ring, None);
+            let pending = self
+                .active
+                .iter()
+                .filter_map(|&id| self.ports.get(id as usize).and_then(Option::as_ref))
+                .any(|q| q.tx_pending());
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !pending || left.is_zero() {
+                return;
+            }
+            if ring.wait(left.min(Duration::from_millis(1))).is_err() {
+                return;
             }
         }
     }

@@ -5,7 +5,7 @@
 use podswitch_proto::{CountersDump, KernelLinkStats, PortCounters};
 use podswitch_tests::*;
 use std::net::UdpSocket;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn port<'a>(c: &'a CountersDump, name: &str) -> &'a PortCounters {
     c.ports
@@ -26,6 +26,30 @@ fn drops(c: &CountersDump, reason: &str) -> u64 {
         .find(|d| d.reason == reason)
         .unwrap_or_else(|| panic!("no drop reason {reason}"))
         .count
+}
+
+/// Dumps the node's counters until `settled` holds for a dump or 10 s have passed, and
+/// returns the last dump: frames still in flight (a tap's queue, a burst between read and
+/// write) are counted once the switch has processed them, and a loaded machine decides when
+/// that is. The caller asserts on the dump, so a deadline passed fails there with the numbers.
+pub fn counters_once(node: &Node, settled: impl Fn(&CountersDump) -> bool) -> CountersDump {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = node.counters();
+        if settled(&c) || Instant::now() >= deadline {
+            return c;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether the switch has counted every frame pod port `name`'s tap handed it: the tap's
+/// kernel `tx_packets` (frames its reader took) equals the switch's `rx_packets`. A dump
+/// syncs the workers first, so every transmit those frames caused is counted too.
+fn read_all_of(c: &CountersDump, name: &str) -> bool {
+    port(c, name)
+        .kernel
+        .is_some_and(|k| k.tx_packets == port(c, name).rx_packets)
 }
 
 /// The pid of the node's `podswitchd`: the process whose command line names its socket.
@@ -70,7 +94,9 @@ fn kernel_counters_of_pod_taps_are_shown_and_move_with_traffic() {
     let before = node.counters();
     let (ok, text) = a.ns.ping(b.ip, &["-c", "5"]);
     assert!(ok, "{text}");
-    let after = node.counters();
+    let after = counters_once(&node, |c| {
+        read_all_of(c, &a.port) && read_all_of(c, &b.port)
+    });
     let (ka0, ka1) = (kernel(&before, &a.port), kernel(&after, &a.port));
     let (kb0, kb1) = (kernel(&before, &b.port), kernel(&after, &b.port));
     assert!(
@@ -111,11 +137,17 @@ fn frames_lost_in_a_pod_tap_queue_show_as_kernel_tx_drops() {
     udp_flood(&a.ns, b.ip, 3000);
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
-    std::thread::sleep(Duration::from_millis(300));
-    let after = node.counters();
-    let (k0, k1) = (kernel(&before, &a.port), kernel(&after, &a.port));
+    let k0 = kernel(&before, &a.port);
+    let read_0 = port(&before, &a.port).rx_packets;
+    let accounted = |c: &CountersDump| {
+        let k = kernel(c, &a.port);
+        (port(c, &a.port).rx_packets - read_0) + (k.tx_dropped - k0.tx_dropped)
+    };
+    // Settled once the switch drained the queue and counted what it read.
+    let after = counters_once(&node, |c| accounted(c) >= 3000 && read_all_of(c, &a.port));
+    let k1 = kernel(&after, &a.port);
     let lost = k1.tx_dropped - k0.tx_dropped;
-    let read = port(&after, &a.port).rx_packets - port(&before, &a.port).rx_packets;
+    let read = port(&after, &a.port).rx_packets - read_0;
     assert!(
         lost >= 1000,
         "the tap's queue overflowed: {k1:?}, switch read {read}"
@@ -124,6 +156,11 @@ fn frames_lost_in_a_pod_tap_queue_show_as_kernel_tx_drops() {
     assert!(
         read + lost >= 3000,
         "every frame is either read by the switch ({read}) or counted lost ({lost})"
+    );
+    assert_eq!(
+        port(&after, &a.port).rx_packets,
+        k1.tx_packets,
+        "the switch counted exactly what the tap handed it"
     );
 }
 
@@ -141,8 +178,12 @@ fn frames_a_downed_pod_interface_refuses_are_tx_errors_under_a_reason_not_tx_pac
     run(&["ip", "-n", &b.ns.name, "link", "set", "eth0", "down"]);
     let before = node.counters();
     udp_flood(&a.ns, b.ip, 20);
-    std::thread::sleep(Duration::from_millis(200));
-    let after = node.counters();
+    // Settled once the switch has read (and so routed and written) every frame A sent; no
+    // wait for the writes: a dump counts every write submitted before it.
+    let sent_0 = kernel(&before, &a.port).tx_packets;
+    let after = counters_once(&node, |c| {
+        read_all_of(c, &a.port) && kernel(c, &a.port).tx_packets - sent_0 >= 20
+    });
     let (b0, b1) = (port(&before, &b.port), port(&after, &b.port));
     assert_eq!(
         b1.tx_packets, b0.tx_packets,

@@ -1,5 +1,6 @@
 //! Real TCP through the switch: pod ↔ pod and pod ↔ node, byte-exact.
 
+use podswitch_proto::CountersDump;
 use podswitch_tests::*;
 
 const TEN_MB: usize = 10 * 1024 * 1024;
@@ -62,8 +63,23 @@ fn two_workers_with_multiqueue_taps_carry_parallel_flows() {
             );
         }
     });
-    let c = node.counters();
+    // Frames left in a tap's queue when the flows end are counted once read: wait until the
+    // switch has counted everything the taps handed it (their kernel `tx_packets`).
+    let from_taps = |c: &CountersDump| -> u64 {
+        c.ports
+            .iter()
+            .filter_map(|p| p.kernel)
+            .map(|k| k.tx_packets)
+            .sum()
+    };
+    let workers_rx = |c: &CountersDump| -> u64 { c.workers.iter().map(|w| w.rx_packets).sum() };
+    let c = crate::counters::counters_once(&node, |c| workers_rx(c) == from_taps(c));
     assert_eq!(c.workers.len(), 2, "{:?}", c.workers);
+    assert!(
+        c.ports.iter().all(|p| p.kernel.is_some()),
+        "every tap's kernel counters are readable: {:?}",
+        c.ports
+    );
     for w in &c.workers {
         // A 256 KiB flow is ~180 segments one way; ARP and stray frames are a handful.
         assert!(
@@ -73,11 +89,25 @@ fn two_workers_with_multiqueue_taps_carry_parallel_flows() {
             c.workers
         );
     }
-    let total: u64 = c.workers.iter().map(|w| w.rx_packets).sum();
-    let ports: u64 = c.ports.iter().map(|p| p.rx_packets).sum();
+    // Against the kernel's own counts, not the switch's: what the workers read is what the
+    // taps handed out, and what they wrote whole is what the taps took in.
     assert_eq!(
-        total, ports,
-        "the workers' shares add up to the ports' counts"
+        workers_rx(&c),
+        from_taps(&c),
+        "the workers' shares add up to what the taps delivered: {:?}",
+        c.ports
+    );
+    let workers_tx: u64 = c.workers.iter().map(|w| w.tx_packets).sum();
+    let into_taps: u64 = c
+        .ports
+        .iter()
+        .filter_map(|p| p.kernel)
+        .map(|k| k.rx_packets)
+        .sum();
+    assert_eq!(
+        workers_tx, into_taps,
+        "the workers' writes add up to what the taps took in: {:?}",
+        c.ports
     );
 }
 

@@ -40,6 +40,12 @@ pub trait PortQueue: Send + std::fmt::Debug {
     /// A completion of a request this queue issued on the worker's ring.
     fn complete(&mut self, _io: &mut PortIo<'_>, _token: Token, _result: i32) {}
 
+    /// Whether a transmit handed to the kernel has not had its completion reaped yet: its
+    /// frame is not counted (sent or lost) until then. Synchronous queues never have one.
+    fn tx_pending(&self) -> bool {
+        false
+    }
+
     /// Lets the kernel device behind the port go once its last queue closes (undoes
     /// persistence). Called once, by one worker, when the port is deleted for good.
     fn release_device(&mut self) {}

@@ -14,7 +14,9 @@
 //! and after 128 fruitless wake-ups (`APOLL_MAX_RETRY`) a read is handed to an io-wq thread
 //! (`iou-wrk-*`) that blocks in it. That was measured: four such threads during a TCP
 //! transfer. Nothing waits in the kernel now but the one poll per queue, so no read is ever
-//! punted (`tests/it/tcp.rs` counts the threads).
+//! punted (`tests/it/tcp.rs` counts the threads). Opening a queue probes that the kernel
+//! honours `RWF_NOWAIT` on it ([`probe_nowait`]) and fails the port with a clear error if
+//! not, rather than leaving a port whose every read fails.
 
 use super::{rx_buffer, PortIo, PortQueue, Token};
 use crate::batch::{Batch, Packet, PortId};
@@ -74,9 +76,44 @@ pub fn open(name: &str, queues: usize) -> io::Result<Vec<OwnedFd>> {
                 let e = io::Error::last_os_error();
                 return Err(io::Error::new(e.kind(), format!("TUNSETIFF {name}: {e}")));
             }
-            Ok(OwnedFd::from(file))
+            let fd = OwnedFd::from(file);
+            probe_nowait(&fd)?;
+            Ok(fd)
         })
         .collect()
+}
+
+/// Checks, on a queue just opened, that the kernel honours `RWF_NOWAIT` reads on it: every
+/// read a queue arms carries the flag (see the module's first lines), and a kernel that refused
+/// it would fail each one, leaving the port dead behind its read back-off. A non-blocking read
+/// of an empty queue must say EAGAIN; one that finds a frame (a re-attached, busy device) also
+/// proves the flag works, at the cost of that one frame.
+pub fn probe_nowait(fd: &OwnedFd) -> io::Result<()> {
+    let mut buf = [0u8; 64];
+    let iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: one iovec over a live local buffer of `iov_len` bytes, for the duration of the
+    // call; the fd is a valid open descriptor.
+    let rc = unsafe { libc::preadv2(fd.as_raw_fd(), &iov, 1, -1, libc::RWF_NOWAIT) };
+    if rc >= 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) => Ok(()),
+        Some(libc::EOPNOTSUPP) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this kernel refuses non-blocking reads (RWF_NOWAIT) on tap queues, which \
+             podswitchd's receive path needs; run podswitchd on a newer kernel"
+                .to_string(),
+        )),
+        _ => Err(io::Error::new(
+            e.kind(),
+            format!("a non-blocking read (RWF_NOWAIT) of the new queue failed: {e}"),
+        )),
+    }
 }
 
 /// Marks the device behind `fd` persistent (it survives the daemon) or not.
@@ -335,6 +372,10 @@ impl PortQueue for TapQueue {
         }
     }
 
+    fn tx_pending(&self) -> bool {
+        self.tx_free.len() < self.tx_slots.len()
+    }
+
     fn complete(&mut self, io: &mut PortIo<'_>, token: Token, result: i32) {
         match token {
             Token::Rx { slot, .. } => {
@@ -538,6 +579,29 @@ mod tests {
 
     fn tx(slot: u32) -> Token {
         Token::Tx { port: PORT, slot }
+    }
+
+    #[test]
+    fn the_nowait_probe_accepts_an_empty_queue_and_one_with_a_frame() {
+        let (a, b) = UnixDatagram::pair().unwrap();
+        let fd = OwnedFd::from(a);
+        probe_nowait(&fd).expect("an empty queue says EAGAIN");
+        b.send(&[1; 60]).unwrap();
+        probe_nowait(&fd).expect("a queued frame proves the flag works too");
+    }
+
+    #[test]
+    fn the_nowait_probe_refuses_a_file_without_nonblocking_reads_and_says_why() {
+        // /dev/full does not support RWF_NOWAIT reads (EOPNOTSUPP): what a tun queue on a
+        // kernel without it looks like.
+        let fd = OwnedFd::from(std::fs::File::open("/dev/full").unwrap());
+        let err = probe_nowait(&fd).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("RWF_NOWAIT") && msg.contains("newer kernel"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -4,3 +4,4 @@
 
 mod no_alloc;
 mod output_port_gone;
+mod sync_counts_transmits;
