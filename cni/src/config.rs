@@ -92,8 +92,20 @@ struct ValidAttachment {
 impl NetConf {
     /// Parses stdin. Not JSON: code 6. No or an unsupported `cniVersion`: code 1 (a config
     /// without one is 0.1.0 by the spec's rule). JSON of the wrong shape, no `name`, or an
-    /// impossible MTU: code 7.
+    /// impossible MTU: code 7. A network name the spec's pattern refuses: code 7 too.
     pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
+        Self::parse_checking(stdin, NameCheck::Pattern)
+    }
+
+    /// As [`NetConf::parse`], for the verbs that only release (DEL, GC): any non-empty network
+    /// name is accepted. Earlier plugins did not check the name, and a config they accepted
+    /// must not make the DEL of what they added fail after an upgrade (the pod's address would
+    /// never be released); ADD, CHECK and STATUS still refuse it, which says what to fix.
+    pub fn parse_for_release(stdin: &[u8]) -> Result<NetConf, CniError> {
+        Self::parse_checking(stdin, NameCheck::NonEmpty)
+    }
+
+    fn parse_checking(stdin: &[u8], name_check: NameCheck) -> Result<NetConf, CniError> {
         if stdin.iter().all(u8::is_ascii_whitespace) {
             return Err(CniError::new(
                 code::DECODE_FAILURE,
@@ -148,7 +160,9 @@ impl NetConf {
             .name
             .filter(|n| !n.is_empty())
             .ok_or_else(|| CniError::new(code::INVALID_CONFIG, "the network config has no name"))?;
-        validate_name(&name)?;
+        if name_check == NameCheck::Pattern {
+            validate_name(&name)?;
+        }
         let mtu = raw.mtu.map(validate_mtu).transpose()?;
         let valid_attachments = merge_attachments(raw.valid_attachments, raw.legacy_attachments);
         Ok(NetConf {
@@ -169,6 +183,15 @@ impl NetConf {
             valid_attachments,
         })
     }
+}
+
+/// How much of the network name [`NetConf`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NameCheck {
+    /// The spec's pattern ([`validate_name`]).
+    Pattern,
+    /// Only that there is one.
+    NonEmpty,
 }
 
 /// Spec 1.1 §"Configuration format": a network name "must start with an alphanumeric
@@ -384,6 +407,22 @@ mod tests {
             let err = parse(json!({"cniVersion": "1.0.0", "name": bad})).unwrap_err();
             assert_eq!(err.code, code::INVALID_CONFIG, "{bad:?}");
             assert!(err.msg.contains("network name"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_network_name_outside_the_pattern_is_accepted_when_only_releasing() {
+        // A name an earlier plugin accepted: DEL and GC must still release what it added.
+        let conf = json!({"cniVersion": "1.1.0", "name": "my net"}).to_string();
+        let parsed = NetConf::parse_for_release(conf.as_bytes()).unwrap();
+        assert_eq!(parsed.name, "my net");
+        // A missing or empty name is still refused.
+        for conf in [
+            json!({"cniVersion": "1.1.0"}),
+            json!({"cniVersion": "1.1.0", "name": ""}),
+        ] {
+            let err = NetConf::parse_for_release(conf.to_string().as_bytes()).unwrap_err();
+            assert_eq!(err.code, code::INVALID_CONFIG, "{conf}");
         }
     }
 

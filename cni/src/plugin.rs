@@ -101,11 +101,12 @@ fn add(env: &RawEnv, stdin: &[u8], control: &mut dyn Control) -> Result<String, 
     }
 }
 
-/// DEL reads no `CNI_ARGS` and no `prevResult`: it needs neither, and failing on them would
-/// only stop the release of what ADD allocated.
+/// DEL reads no `CNI_ARGS` and no `prevResult` and does not check the network name's
+/// pattern: it needs none of them, and failing on them would only stop the release of what ADD
+/// allocated.
 fn del(env: &RawEnv, stdin: &[u8], control: &mut dyn Control) -> Result<String, CniError> {
     let who = env.detach()?;
-    let conf = NetConf::parse(stdin)?;
+    let conf = NetConf::parse_for_release(stdin)?;
     let request = ControlRequestBody::CniDel(CniDetach {
         container_id: who.container_id,
         ifname: who.ifname,
@@ -162,9 +163,9 @@ fn check(env: &RawEnv, stdin: &[u8], control: &mut dyn Control) -> Result<String
 
 /// GC refuses a config without `cni.dev/valid-attachments` (or the legacy
 /// `cni.dev/attachments`): read as "nothing is valid" it would release every pod of the node.
-/// An empty list is honoured.
+/// An empty list is honoured. Like DEL, it does not check the network name's pattern.
 fn gc(stdin: &[u8], control: &mut dyn Control) -> Result<String, CniError> {
-    let conf = NetConf::parse(stdin)?;
+    let conf = NetConf::parse_for_release(stdin)?;
     require_1_1(&conf, "GC")?;
     let valid = conf.valid_attachments.clone().ok_or_else(|| {
         CniError::new(

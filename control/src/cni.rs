@@ -4,11 +4,15 @@
 //! 1. one database transaction allocates the address, records the pod and bumps the
 //!    generation (an ADD for an attachment that exists returns it unchanged: runtimes retry);
 //! 2. `push_now` brings `podswitchd` to that generation (it creates the pod's tap in the
-//!    namespace); if that fails the record and address are removed under a *new* generation
-//!    — the dataplane may have applied the push even though the answer was lost, and a new
-//!    number makes the next resync replace whatever it holds — and the answer is code 11;
-//! 3. the pod's interface gets its address and routes; if that fails, the same rollback plus
-//!    a push without the pod, and code 5.
+//!    namespace); if that fails the attachment is rolled back under a *new* generation — the
+//!    dataplane may have applied the push even though the answer was lost, and a new number
+//!    makes the next resync replace whatever it holds — and the answer is code 11;
+//! 3. the pod's interface gets its address and routes; if that fails, the same rollback, and
+//!    code 5.
+//!
+//! A rollback is a DEL (below): the tap may exist even when the push failed, and the record
+//! goes only once the interface is gone, so a tap it could not remove is found by the
+//! runtime's DEL (which follows a failed ADD) instead of being left where no DEL looks.
 //!
 //! Each step commits: the record is `pending` from step 1 until the interface is configured,
 //! so an ADD interrupted by a crash is found again — finished by the runtime's retry of the
@@ -19,7 +23,12 @@
 //! DEL is idempotent and needs no namespace: the database is the truth. If `podswitchd` is
 //! unreachable, DEL still succeeds; the pod's port goes at the next resync. Its persistent tap
 //! would not go with it, so DEL also deletes the pod's interface from the namespace (the one
-//! the runtime names, else the recorded one) when the namespace still exists.
+//! the runtime names, else the recorded one) when the namespace still exists. In that order,
+//! each step committed: the record becomes a tombstone (`PodRecord::deleting`, a new
+//! generation without its port, pushed, so a running `podswitchd` releases the tap itself),
+//! then the interface is deleted if still there, and only then are the record and address
+//! removed. If the interface cannot be deleted, DEL fails (code 5) and the tombstone stays:
+//! the runtime's retry of DEL finds it and tries again; the address is not reused meanwhile.
 
 use crate::compile::{pod_mac, port_name};
 use crate::control::{code, Control, Failure};
@@ -67,7 +76,13 @@ impl Control {
         }
         let key = attachment_key(&req.container_id, &req.ifname);
         let _guard = self.lock();
-        let existing = self.store.read()?.pod(&key)?;
+        let mut existing = self.store.read()?.pod(&key)?;
+        if let Some(pod) = existing.take_if(|p| p.deleting) {
+            // A DEL (or rollback) that could not remove the interface: finish it first, so
+            // the old tap does not stay beside the new one.
+            let netns = pod.netns.clone();
+            self.detach(pod, &netns, "ADD")?;
+        }
         if let Some(pod) = &existing {
             if pod.netns == req.netns && !pod.pending {
                 // Runtimes retry: the same ADD again is answered with what it produced.
@@ -115,23 +130,17 @@ impl Control {
     /// The rest of an ADD once its record is committed (pending): push, configure the
     /// interface, mark it complete. Any failure removes the attachment (see the module doc).
     fn finish_add(&self, pod: PodRecord) -> Result<Attachment, Failure> {
-        let key = pod.key();
         if let Err(e) = self.sync.push_now() {
             let failure = Failure::from(e);
-            self.roll_back(&key);
+            self.roll_back(pod);
             return Err(failure);
         }
         if let Err(e) = self.podnet.configure(&pod, self.settings.gateway) {
-            self.roll_back(&key);
-            if let Err(push) = self.sync.push_now() {
-                crate::log(&format!(
-                    "rolling back {}: {push}; the next resync removes its port",
-                    describe(&pod)
-                ));
-            }
+            let pod_name = describe(&pod);
+            self.roll_back(pod);
             return Err(Failure::new(
                 code::IO_FAILURE,
-                format!("configuring the interface of {}: {e}", describe(&pod)),
+                format!("configuring the interface of {pod_name}: {e}"),
             ));
         }
         let pod = PodRecord {
@@ -191,6 +200,7 @@ impl Control {
             port,
             mtu: req.mtu,
             pending: true,
+            deleting: false,
         };
         tx.put_pod(&pod)?;
         tx.allocate_ip(ip, key)?;
@@ -198,18 +208,62 @@ impl Control {
         Ok(pod)
     }
 
-    /// Undoes a recorded ADD in the database (a new generation); a failure here is logged, as
-    /// the caller is already answering with the original error.
-    fn roll_back(&self, key: &str) {
-        let result = self.store.write(|tx| -> Result<(), StoreError> {
-            if remove_attachment(tx, key)?.is_some() {
-                tx.bump_generation()?;
-            }
-            Ok(())
-        });
-        if let Err(e) = result {
-            crate::log(&format!("rolling back the ADD of {key}: {e}"));
+    /// Undoes a recorded ADD as DEL would (the tap `podswitchd` may have created included); a
+    /// failure here is logged, as the caller is already answering with the original error. If
+    /// the interface could not be removed the tombstone stays, for the runtime's DEL.
+    fn roll_back(&self, pod: PodRecord) {
+        let netns = pod.netns.clone();
+        if let Err(e) = self.detach(pod, &netns, "rolling back ADD") {
+            crate::log(&format!("rolling back ADD: {e}"));
         }
+    }
+
+    /// Removes an attachment in the order the module doc gives: tombstone (pushed), the
+    /// interface in `netns` if that exists, then record and address. A failure leaves the
+    /// tombstone, so calling this again (the retried DEL) picks up where it stopped.
+    fn detach(&self, pod: PodRecord, netns: &str, verb: &str) -> Result<(), Failure> {
+        let pod = if pod.deleting {
+            pod
+        } else {
+            let tombstone = PodRecord {
+                deleting: true,
+                ..pod
+            };
+            self.store.write(|tx| -> Result<(), StoreError> {
+                tx.put_pod(&tombstone)?;
+                tx.bump_generation().map(drop)
+            })?;
+            tombstone
+        };
+        // A running podswitchd releases the tap with the port; if it is down, the tap stays
+        // (it is persistent) and is deleted below.
+        self.push_or_log(verb);
+        if self.podnet.netns_exists(netns) {
+            match self.podnet.remove(&pod, netns) {
+                Ok(true) => crate::log(&format!(
+                    "{}: removed {} from {netns}",
+                    describe(&pod),
+                    pod.ifname
+                )),
+                Ok(false) => {}
+                Err(e) => {
+                    return Err(Failure::new(
+                        code::IO_FAILURE,
+                        format!(
+                            "{}: its interface could not be removed: {e}; its address stays \
+                             allocated until it is: call DEL again (after `ip -n {netns} link \
+                             del {}` if it keeps failing)",
+                            describe(&pod),
+                            pod.ifname
+                        ),
+                    ))
+                }
+            }
+        }
+        // The dataplane lost the port with the tombstone: no new generation.
+        self.store.write(|tx| remove_attachment(tx, &pod.key()))?;
+        crate::log(&format!("{} detached, {} released", describe(&pod), pod.ip));
+        Ok(())
     }
 
     fn attachment(&self, pod: &PodRecord) -> Attachment {
@@ -230,50 +284,16 @@ impl Control {
         check_identity(&req.container_id, &req.ifname)?;
         let key = attachment_key(&req.container_id, &req.ifname);
         let _guard = self.lock();
-        let removed = self
-            .store
-            .write(|tx| -> Result<Option<PodRecord>, StoreError> {
-                let removed = remove_attachment(tx, &key)?;
-                if removed.is_some() {
-                    tx.bump_generation()?;
-                }
-                Ok(removed)
-            })?;
-        let Some(pod) = removed else {
+        let Some(pod) = self.store.read()?.pod(&key)? else {
             return Ok(());
         };
-        crate::log(&format!("{} detached, {} released", describe(&pod), pod.ip));
-        self.push_or_log("DEL");
-        // The pod's tap is persistent: if podswitchd did not release it (it is down, or the
-        // push failed), it would stay in the namespace with its address, and a new sandbox in
-        // that namespace would get two. The namespace the runtime names, else the recorded one.
+        // The namespace the runtime names, else the recorded one.
         let netns = req
             .netns
-            .as_deref()
+            .clone()
             .filter(|n| !n.is_empty())
-            .unwrap_or(&pod.netns);
-        if self.podnet.netns_exists(netns) {
-            match self.podnet.remove(&pod, netns) {
-                Ok(true) => crate::log(&format!(
-                    "{}: removed {} from {netns}",
-                    describe(&pod),
-                    pod.ifname
-                )),
-                Ok(false) => {}
-                Err(e) => {
-                    return Err(Failure::new(
-                        code::IO_FAILURE,
-                        format!(
-                            "{} is released, but its interface could not be removed: {e}; \
-                             remove it by hand (ip -n NETNS link del {})",
-                            describe(&pod),
-                            pod.ifname
-                        ),
-                    ))
-                }
-            }
-        }
-        Ok(())
+            .unwrap_or_else(|| pod.netns.clone());
+        self.detach(pod, &netns, "DEL")
     }
 
     /// CNI CHECK: the attachment is recorded as the runtime's `prevResult` says; inside the
@@ -291,6 +311,15 @@ impl Control {
                 format!("podswitch has no attachment {key}: ADD was never called for it, or DEL already ran"),
             )
         })?;
+        if pod.deleting {
+            return Err(Failure::new(
+                code::UNKNOWN_CONTAINER,
+                format!(
+                    "{key} is being deleted: DEL ran but could not remove its interface; call \
+                     DEL again"
+                ),
+            ));
+        }
         if !req.netns.is_empty() && req.netns != pod.netns {
             return Err(Failure::new(
                 code::INVALID_ENVIRONMENT,
@@ -405,7 +434,8 @@ impl Control {
 /// — the runtime saw the ADD fail and will not DEL a sandbox it destroyed. One whose namespace
 /// still exists stays pending: the runtime retries the ADD (which finishes it) or calls DEL or
 /// GC (which release it); meanwhile the start-up resync pushes and configures it like any
-/// other pod. Returns the released records.
+/// other pod. A tombstone (a DEL that could not remove the interface) whose namespace is gone
+/// is released too: with the namespace went the interface. Returns the released records.
 pub(crate) fn release_abandoned_adds(
     store: &Store,
     podnet: &dyn PodNetwork,
@@ -413,7 +443,7 @@ pub(crate) fn release_abandoned_adds(
     let released = store.write(|tx| -> Result<Vec<PodRecord>, StoreError> {
         let mut released = Vec::new();
         for (key, pod) in tx.pods()? {
-            if pod.pending && !podnet.netns_exists(&pod.netns) {
+            if (pod.pending || pod.deleting) && !podnet.netns_exists(&pod.netns) {
                 released.extend(remove_attachment(tx, &key)?);
             }
         }
@@ -423,8 +453,13 @@ pub(crate) fn release_abandoned_adds(
         Ok(released)
     })?;
     for pod in &released {
+        let what = if pod.deleting {
+            "its DEL never finished"
+        } else {
+            "its ADD never finished"
+        };
         crate::log(&format!(
-            "{}: its ADD never finished and network namespace {} is gone: released {}",
+            "{}: {what} and network namespace {} is gone: released {}",
             describe(pod),
             pod.netns,
             pod.ip

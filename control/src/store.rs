@@ -67,6 +67,12 @@ pub struct PodRecord {
     /// were complete.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pending: bool,
+    /// A tombstone: DEL (or an ADD's rollback) has begun removing this attachment. The port is
+    /// no longer pushed, but the record and its address stay until the pod's interface is gone
+    /// from its namespace, so a DEL that could not remove the interface leaves something its
+    /// retry finds (and the address is not given to another pod while the old tap holds it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleting: bool,
 }
 
 impl PodRecord {

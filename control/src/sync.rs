@@ -211,8 +211,10 @@ impl Worker {
         }
         let known = self.confirmed == Some(status.generation) && status.node.is_some();
         let pods = view.pods()?;
+        // A tombstone's port goes: its DEL is under way (see `PodRecord::deleting`).
         let (present, gone): (Vec<&PodRecord>, Vec<&PodRecord>) = pods
             .values()
+            .filter(|p| !p.deleting)
             .partition(|p| self.podnet.netns_exists(&p.netns));
         for pod in &gone {
             crate::log(&format!(

@@ -40,6 +40,7 @@ pub fn pod(container: &str, ip: [u8; 4]) -> PodRecord {
         port: port_name(&attachment_key(container, "eth0")),
         mtu: None,
         pending: false,
+        deleting: false,
     }
 }
 

@@ -377,6 +377,41 @@ fn del_while_podswitchd_is_down_removes_the_interface_and_a_re_add_in_that_names
 }
 
 #[test]
+fn a_del_that_cannot_remove_the_interface_fails_and_its_retry_removes_it() {
+    if !root_or_skip("a_del_that_cannot_remove_the_interface_fails_and_its_retry_removes_it") {
+        return;
+    }
+    let mut cn = ControlNode::start();
+    let a = cn.add_pod("web");
+    // With podswitchd down, the persistent tap stays unless DEL deletes it.
+    cn.node.kill_daemon();
+    // A CNI_NETNS that exists but is no network namespace: entering it fails.
+    let not_a_netns = std::env::temp_dir().join(unique("not-a-netns"));
+    std::fs::write(&not_a_netns, b"").unwrap();
+    let del = cn.del_pod(&a.container_id, not_a_netns.to_str());
+    let _ = std::fs::remove_file(&not_a_netns);
+    assert_eq!(
+        (del.code, del.json()["code"].as_u64()),
+        (1, Some(5)),
+        "{del:?}"
+    );
+    assert_eq!(eth0_addresses(&a.ns), Some(vec![(a.ip, 32)]), "untouched");
+    assert_eq!(cn.status().allocated_ips, 1, "the address is still held");
+    // The runtime retries DEL (here with the right namespace): the attachment is still
+    // found, and its tap goes.
+    let again = cn.del_pod(&a.container_id, Some(&a.netns()));
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(
+        eth0_addresses(&a.ns),
+        None,
+        "the retried DEL removed the tap\n{}",
+        cn.control_log()
+    );
+    let status = cn.status();
+    assert_eq!((status.pods, status.allocated_ips), (0, 0));
+}
+
+#[test]
 fn add_with_a_known_id_in_a_new_namespace_moves_the_pod_there() {
     if !root_or_skip("add_with_a_known_id_in_a_new_namespace_moves_the_pod_there") {
         return;

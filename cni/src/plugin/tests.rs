@@ -295,6 +295,30 @@ fn del_without_netns_or_args_checks_sends_none_and_prints_nothing() {
 }
 
 #[test]
+fn del_and_gc_release_under_a_network_name_add_refuses() {
+    let named = |version: &str, extra: Value| {
+        let mut c: Value = serde_json::from_slice(&conf(version, extra)).unwrap();
+        c["name"] = json!("pod network");
+        c.to_string().into_bytes()
+    };
+    let mut control = FakeControl::answering(ControlResponse::Detached);
+    let out = run(&env("DEL", &[]), &named("1.0.0", json!({})), &mut control);
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert_eq!(control.only_request()["request"], "cni_del");
+
+    let mut control = FakeControl::answering(ControlResponse::Collected { released: vec![] });
+    let gc_env = RawEnv::from_lookup(|n| (n == "CNI_COMMAND").then(|| "GC".to_string()));
+    let gc_conf = named("1.1.0", json!({"cni.dev/valid-attachments": []}));
+    let out = run(&gc_env, &gc_conf, &mut control);
+    assert_eq!(out.exit_code, 0, "{out:?}");
+
+    let mut control = FakeControl::answering(ControlResponse::Attached(attachment()));
+    let out = run(&env("ADD", &[]), &named("1.0.0", json!({})), &mut control);
+    assert_eq!(error_of(&out)["code"], 7);
+    assert!(control.sent.is_empty(), "ADD sends nothing");
+}
+
+#[test]
 fn check_sends_the_prev_result_address_and_mac_as_expected_values() {
     let mut control = FakeControl::answering(ControlResponse::Checked);
     let out = run(

@@ -270,18 +270,111 @@ fn del_removes_the_pods_interface_even_with_the_dataplane_down() {
 }
 
 #[test]
-fn del_whose_interface_cannot_be_removed_says_so_and_still_releases() {
+fn del_whose_interface_cannot_be_removed_fails_keeps_the_address_and_its_retry_removes_it() {
     let h = Harness::new();
-    h.add("aaa").unwrap();
+    let a = h.add("aaa").unwrap();
+    // podswitchd is down, so the persistent tap stays unless DEL deletes it.
+    h.dp.state().unreachable = true;
     h.net.state().fail_remove = true;
     let err = h.del("aaa").unwrap_err();
     assert_eq!(err.code, code::IO_FAILURE);
     assert!(
         err.message.contains("could not be removed")
-            && err.message.contains("Operation not permitted"),
+            && err.message.contains("Operation not permitted")
+            && err.message.contains("call DEL again"),
         "{err}"
     );
-    assert!(h.store().read().unwrap().ipam().unwrap().is_empty());
+    {
+        // A tombstone: still found, the address still held, so no other pod gets it while
+        // the old tap has it.
+        let view = h.store().read().unwrap();
+        assert!(view.pod("aaa/eth0").unwrap().unwrap().deleting);
+        assert_eq!(
+            view.ipam().unwrap().get(&a.ip).map(String::as_str),
+            Some("aaa/eth0")
+        );
+    }
+    let check = h.c().cni_check(&add_request("aaa")).unwrap_err();
+    assert_eq!(check.code, code::UNKNOWN_CONTAINER, "{check}");
+    h.dp.state().unreachable = false;
+    assert_ne!(h.add("bbb").unwrap().ip, a.ip);
+    assert!(
+        !h.dp.state().port_names().contains(&a.port),
+        "a tombstone's port is not pushed"
+    );
+    // The runtime retries DEL: this time the interface goes, and then the record.
+    h.net.state().fail_remove = false;
+    h.del("aaa").unwrap();
+    assert_eq!(h.net.state().removed, ["aaa/eth0 in /var/run/netns/aaa"]);
+    let view = h.store().read().unwrap();
+    assert!(view.pod("aaa/eth0").unwrap().is_none());
+    assert_eq!(view.ipam().unwrap().get(&a.ip), None);
+    assert_eq!(view.generation().unwrap(), h.dp.state().generation);
+}
+
+#[test]
+fn a_rolled_back_add_removes_the_interface_or_leaves_a_tombstone_its_del_finds() {
+    let h = Harness::new();
+    // The interface cannot be configured: the rollback deletes the tap podswitchd created,
+    // whether or not podswitchd is there to release it.
+    h.net.state().fail_configure = true;
+    h.add("aaa").unwrap_err();
+    assert_eq!(h.net.state().removed, ["aaa/eth0 in /var/run/netns/aaa"]);
+    assert!(h.store().read().unwrap().pods().unwrap().is_empty());
+    // Nor can the tap be deleted: the record stays as a tombstone, and the DEL the runtime
+    // sends after the failed ADD deletes the tap and releases the address.
+    h.net.state().fail_remove = true;
+    let err = h.add("bbb").unwrap_err();
+    assert!(err.message.contains("configuring the interface"), "{err}");
+    let view = h.store().read().unwrap();
+    assert!(view.pod("bbb/eth0").unwrap().unwrap().deleting);
+    drop(view);
+    h.net.state().fail_remove = false;
+    h.del("bbb").unwrap();
+    assert_eq!(
+        h.net.state().removed,
+        [
+            "aaa/eth0 in /var/run/netns/aaa",
+            "bbb/eth0 in /var/run/netns/bbb"
+        ]
+    );
+    let view = h.store().read().unwrap();
+    assert!(view.pods().unwrap().is_empty());
+    assert!(view.ipam().unwrap().is_empty());
+}
+
+#[test]
+fn add_over_a_tombstone_finishes_its_del_first() {
+    let h = Harness::new();
+    let first = h.add("aaa").unwrap();
+    h.net.state().fail_remove = true;
+    h.del("aaa").unwrap_err();
+    h.net.state().fail_remove = false;
+    let again = h.add("aaa").unwrap();
+    assert_eq!(h.net.state().removed, ["aaa/eth0 in /var/run/netns/aaa"]);
+    assert_eq!(
+        h.store().read().unwrap().ipam().unwrap().len(),
+        1,
+        "{} was released",
+        first.ip
+    );
+    let view = h.store().read().unwrap();
+    let pod = view.pod("aaa/eth0").unwrap().unwrap();
+    assert!(!pod.deleting && !pod.pending);
+    assert!(h.dp.state().port_names().contains(&again.port));
+}
+
+#[test]
+fn a_tombstone_whose_namespace_is_gone_is_released_at_restart() {
+    let mut h = Harness::new();
+    let a = h.add("aaa").unwrap();
+    h.net.state().fail_remove = true;
+    h.del("aaa").unwrap_err();
+    h.net.state().missing.insert(a.netns.clone());
+    h.restart_control();
+    let view = h.store().read().unwrap();
+    assert!(view.pods().unwrap().is_empty());
+    assert!(view.ipam().unwrap().is_empty());
 }
 
 #[test]
