@@ -17,6 +17,9 @@
 //!   `max_frame_len` before anything is read; the body is read as it arrives (never allocated
 //!   from the declared length); and frames over [`SMALL_FRAME_LEN`] reserve their length from
 //!   one budget shared by all connections (`in_flight_budget`), or are refused as busy.
+//!
+//! Every error the server answers itself comes with an [`ErrorKind`], so a service can tell
+//! a request that will never work from a refusal that a retry later can get past.
 
 use crate::framing::{write_frame, MAX_FRAME_LEN};
 use crate::PROTOCOL_VERSION;
@@ -40,11 +43,37 @@ pub trait Service: Send + Sync + 'static {
     const NAME: &'static str;
     /// Answers a decoded request.
     fn handle(&self, request: Self::Request) -> Self::Response;
-    /// The error response carrying `message`.
-    fn error(&self, message: String) -> Self::Response;
+    /// The error response carrying `message`; `kind` says what went wrong, so the service
+    /// can choose its error code (a transient refusal is not the client's fault).
+    fn error(&self, kind: ErrorKind, message: String) -> Self::Response;
     /// Writes a line to the daemon's log (stderr unless the daemon says otherwise).
     fn log(&self, message: &str) {
         eprintln!("{}: {message}", Self::NAME);
+    }
+}
+
+/// What kind of error the server answers with, before or instead of [`Service::handle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The body is not a request of this service: not JSON, not an object, no usable
+    /// `"version"`, or a decoding error. Sending it again will not help.
+    Malformed,
+    /// The request's protocol version is not the one this daemon speaks.
+    UnsupportedVersion,
+    /// The frame's announced length is over `max_frame_len`.
+    TooLarge,
+    /// The daemon is at one of its limits right now (too many connections, the in-flight
+    /// budget, memory for the frame): the same request can succeed later.
+    Busy,
+    /// The frame did not arrive whole (too slow, or the connection broke in the middle): the
+    /// same request, sent again promptly, can succeed.
+    Incomplete,
+}
+
+impl ErrorKind {
+    /// Whether retrying the same request later can succeed.
+    pub fn is_transient(self) -> bool {
+        matches!(self, ErrorKind::Busy | ErrorKind::Incomplete)
     }
 }
 
@@ -197,7 +226,7 @@ pub fn serve_with<S: Service, L: Accept>(
             ));
         }
         let Some(slot) = limits.open_connection() else {
-            refuse(&*service, conn, &too_many(&limits.cfg));
+            refuse(&*service, conn, ErrorKind::Busy, &too_many(&limits.cfg));
             continue;
         };
         let service_for_thread = service.clone();
@@ -237,9 +266,9 @@ fn too_many(cfg: &ServerConfig) -> String {
 }
 
 /// Answers `message` on a connection that will not be served, without waiting on the peer.
-fn refuse<S: Service>(service: &S, mut conn: UnixStream, message: &str) {
+fn refuse<S: Service>(service: &S, mut conn: UnixStream, kind: ErrorKind, message: &str) {
     let _ = conn.set_write_timeout(Some(Duration::from_millis(100)));
-    let _ = write_frame(&mut conn, &service.error(message.to_string()));
+    let _ = write_frame(&mut conn, &service.error(kind, message.to_string()));
 }
 
 /// The shared counts behind the limits.
@@ -338,6 +367,16 @@ enum ReadError {
     Io(io::Error),
 }
 
+impl ReadError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ReadError::TooLarge(..) => ErrorKind::TooLarge,
+            ReadError::Busy { .. } => ErrorKind::Busy,
+            ReadError::Closed | ReadError::TimedOut(_) | ReadError::Io(_) => ErrorKind::Incomplete,
+        }
+    }
+}
+
 fn serve_connection<S: Service>(service: &S, mut conn: UnixStream, limits: &Limits) {
     if conn
         .set_write_timeout(Some(limits.cfg.idle_timeout))
@@ -350,7 +389,7 @@ fn serve_connection<S: Service>(service: &S, mut conn: UnixStream, limits: &Limi
             Ok((body, _reservation)) => respond(service, &body),
             Err(ReadError::Closed) => return,
             Err(e) => {
-                let _ = write_frame(&mut conn, &service.error(e.to_string()));
+                let _ = write_frame(&mut conn, &service.error(e.kind(), e.to_string()));
                 return;
             }
         };
@@ -456,10 +495,14 @@ pub fn respond<S: Service>(service: &S, body: &[u8]) -> S::Response {
     let version = match parsed {
         Ok(version) if is_object => version,
         Err(e) if e.is_syntax() || e.is_eof() => {
-            return service.error(format!("malformed request: invalid JSON: {e}"))
+            return service.error(
+                ErrorKind::Malformed,
+                format!("malformed request: invalid JSON: {e}"),
+            )
         }
         Ok(_) | Err(_) => {
             return service.error(
+                ErrorKind::Malformed,
                 "malformed request: expected a JSON object with \"version\" and \"request\"".into(),
             )
         }
@@ -467,23 +510,34 @@ pub fn respond<S: Service>(service: &S, body: &[u8]) -> S::Response {
     match version.as_ref().map(|v| v.as_u64()) {
         Some(Some(v)) if v == u64::from(PROTOCOL_VERSION) => {}
         Some(Some(v)) => {
-            return service.error(format!(
-                "protocol version {v} is not supported; this {} speaks {PROTOCOL_VERSION}",
-                S::NAME
-            ))
+            return service.error(
+                ErrorKind::UnsupportedVersion,
+                format!(
+                    "protocol version {v} is not supported; this {} speaks {PROTOCOL_VERSION}",
+                    S::NAME
+                ),
+            )
         }
         Some(None) => {
-            return service.error(format!(
-                "malformed request: \"version\" must be a number (this {} speaks \
-                 {PROTOCOL_VERSION})",
-                S::NAME
-            ))
+            return service.error(
+                ErrorKind::Malformed,
+                format!(
+                    "malformed request: \"version\" must be a number (this {} speaks \
+                     {PROTOCOL_VERSION})",
+                    S::NAME
+                ),
+            )
         }
-        None => return service.error("malformed request: missing \"version\"".into()),
+        None => {
+            return service.error(
+                ErrorKind::Malformed,
+                "malformed request: missing \"version\"".into(),
+            )
+        }
     }
     match serde_json::from_slice::<S::Request>(body) {
         Ok(req) => service.handle(req),
-        Err(e) => service.error(format!("malformed request: {e}")),
+        Err(e) => service.error(ErrorKind::Malformed, format!("malformed request: {e}")),
     }
 }
 

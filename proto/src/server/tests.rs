@@ -24,8 +24,8 @@ impl Service for Echo {
     fn handle(&self, request: EchoRequest) -> Value {
         json!({ "echo": request.text })
     }
-    fn error(&self, message: String) -> Value {
-        json!({ "error": message })
+    fn error(&self, kind: ErrorKind, message: String) -> Value {
+        json!({ "error": message, "kind": format!("{kind:?}") })
     }
     fn log(&self, message: &str) {
         self.log.lock().unwrap().push(message.to_string());
@@ -155,6 +155,10 @@ fn connections_over_the_cap_are_told_so_and_closed_and_a_freed_slot_is_reused() 
         msg.starts_with("too many connections") && msg.contains("limit is 2"),
         "{msg}"
     );
+    assert_eq!(
+        refusal["kind"], "Busy",
+        "a full server is a transient refusal"
+    );
     let mut rest = Vec::new();
     assert_eq!(
         c.read_to_end(&mut rest).unwrap(),
@@ -223,6 +227,10 @@ fn a_frame_trickling_in_is_cut_off_at_the_timeout() {
     );
     let msg = answer["error"].as_str().unwrap();
     assert!(msg.contains("did not arrive within"), "{msg}");
+    assert_eq!(
+        answer["kind"], "Incomplete",
+        "a slow frame is worth sending again"
+    );
     trickle.join().unwrap();
 }
 
@@ -246,6 +254,7 @@ fn large_frames_beyond_the_budget_are_refused_before_their_body_is_read() {
         msg.starts_with("busy:") && msg.contains("retry later"),
         "{msg}"
     );
+    assert_eq!(refusal["kind"], "Busy");
     // Small requests are never refused for the budget.
     let mut c = connect(&s);
     assert_eq!(ask(&mut c, "small"), json!({"echo": "small"}));
@@ -283,6 +292,7 @@ fn an_oversized_length_is_refused_and_the_connection_closed() {
         answer["error"],
         "frame of 1001 bytes exceeds the limit of 1000 bytes"
     );
+    assert_eq!(answer["kind"], "TooLarge");
     let mut rest = Vec::new();
     assert_eq!(conn.read_to_end(&mut rest).unwrap(), 0);
 }
@@ -313,8 +323,27 @@ fn invalid_json_is_called_invalid_json_with_its_position() {
         msg(r#"{"version":7}"#).unwrap(),
         "protocol version 7 is not supported; this echo speaks 1"
     );
+    let kind = |body: &str| respond(&echo, body.as_bytes())["kind"].clone();
+    assert_eq!(kind("{not json"), "Malformed");
+    assert_eq!(kind(r#"{"version":1,"txt":"typo"}"#), "Malformed");
+    assert_eq!(kind(r#"{"version":7}"#), "UnsupportedVersion");
     assert_eq!(
         respond(&echo, br#"{"version":1,"text":"ok"}"#),
         json!({"echo": "ok"})
     );
+}
+
+#[test]
+fn only_busy_and_incomplete_refusals_are_transient() {
+    let transient: Vec<_> = [
+        ErrorKind::Malformed,
+        ErrorKind::UnsupportedVersion,
+        ErrorKind::TooLarge,
+        ErrorKind::Busy,
+        ErrorKind::Incomplete,
+    ]
+    .into_iter()
+    .filter(|k| k.is_transient())
+    .collect();
+    assert_eq!(transient, vec![ErrorKind::Busy, ErrorKind::Incomplete]);
 }
