@@ -14,9 +14,10 @@
 //!   gets a "too many connections" error frame and is closed. A connection idle between frames
 //!   for `idle_timeout` is closed; a frame must arrive whole within `idle_timeout` of its start.
 //! - **Memory is bounded before it is spent.** A frame's declared length is checked against
-//!   `max_frame_len` before anything is read; the body is read as it arrives (never allocated
-//!   from the declared length); and frames over [`SMALL_FRAME_LEN`] reserve their length from
-//!   one budget shared by all connections (`in_flight_budget`), or are refused as busy.
+//!   `max_frame_len` before anything is read; frames over [`SMALL_FRAME_LEN`] reserve their
+//!   length from one budget shared by all connections (`in_flight_budget`), or are refused as
+//!   busy, and only then is their buffer allocated, exactly that long (never grown by
+//!   doubling), so the budget counts every byte a frame's buffer holds.
 //!
 //! Every error the server answers itself comes with an [`ErrorKind`], so a service can tell
 //! a request that will never work from a refusal that a retry later can get past.
@@ -361,6 +362,11 @@ enum ReadError {
         held: usize,
         budget: usize,
     },
+    #[error(
+        "busy: memory for a {len}-byte request could not be allocated; retry later, or send \
+         smaller requests"
+    )]
+    NoMemory { len: u32 },
     #[error("the request did not arrive within {} s; closing the connection", .0.as_secs())]
     TimedOut(Duration),
     #[error("the connection broke in the middle of a request: {0}")]
@@ -371,7 +377,7 @@ impl ReadError {
     fn kind(&self) -> ErrorKind {
         match self {
             ReadError::TooLarge(..) => ErrorKind::TooLarge,
-            ReadError::Busy { .. } => ErrorKind::Busy,
+            ReadError::Busy { .. } | ReadError::NoMemory { .. } => ErrorKind::Busy,
             ReadError::Closed | ReadError::TimedOut(_) | ReadError::Io(_) => ErrorKind::Incomplete,
         }
     }
@@ -418,8 +424,13 @@ fn read_request(
         return Err(ReadError::TooLarge(len, limits.cfg.max_frame_len));
     }
     let reservation = limits.reserve(len)?;
-    // Grown as bytes arrive: a peer that announces 16 MiB and sends nothing costs nothing.
-    let mut body = Vec::with_capacity((len.min(SMALL_FRAME_LEN)) as usize);
+    // Exactly `len` once the budget has it: growing by doubling would hold up to twice the
+    // reserved bytes (and old and new buffers at once while reallocating). Pages the peer
+    // never sends are never touched, so announcing 16 MiB and sending nothing costs address
+    // space only, and only within the budget.
+    let mut body = Vec::new();
+    body.try_reserve_exact(len as usize)
+        .map_err(|_| ReadError::NoMemory { len })?;
     let mut chunk = [0u8; 16 * 1024];
     let deadline = Instant::now() + timeout;
     while body.len() < len as usize {

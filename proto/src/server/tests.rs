@@ -347,3 +347,24 @@ fn only_busy_and_incomplete_refusals_are_transient() {
     .collect();
     assert_eq!(transient, vec![ErrorKind::Busy, ErrorKind::Incomplete]);
 }
+
+#[test]
+fn a_large_frame_is_read_into_a_buffer_no_bigger_than_its_reservation() {
+    let limits = Limits::new(ServerConfig::default());
+    let (mut client, mut server) = UnixStream::pair().unwrap();
+    let len: u32 = 900 * 1024;
+    // A length just past a power of two is where growing by doubling overshoots most.
+    let writer = std::thread::spawn(move || {
+        client.write_all(&len.to_be_bytes()).unwrap();
+        client.write_all(&vec![b' '; len as usize]).unwrap();
+    });
+    let (body, reservation) = read_request(&mut server, &limits).unwrap();
+    writer.join().unwrap();
+    let reserved = reservation.expect("a large frame reserves").bytes;
+    assert_eq!(body.len(), len as usize);
+    assert!(
+        body.capacity() <= reserved,
+        "buffer of {} bytes for a reservation of {reserved}",
+        body.capacity()
+    );
+}
