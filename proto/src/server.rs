@@ -9,7 +9,9 @@
 //! - **The server never stops serving on a transient failure.** A failed `accept()` (out of
 //!   file descriptors, memory, buffers; an aborted connection) is retried with a growing pause
 //!   (10 ms to 100 ms), logged once per episode, not once per failure. Only a listener that
-//!   cannot work at all (not a socket, not listening) ends [`serve`].
+//!   cannot work at all (not a socket, not listening) ends [`serve`]. A connection whose
+//!   thread cannot be started is closed, and the next accept waits the same way (an episode
+//!   of its own, with its own pair of log lines).
 //! - **Connections are bounded in number and time.** Over `max_connections`, a new connection
 //!   gets a "too many connections" error frame and is closed. A connection idle between frames
 //!   for `idle_timeout` is closed; a frame must arrive whole within `idle_timeout` of its start.
@@ -199,8 +201,29 @@ pub fn serve_with<S: Service, L: Accept>(
     listener: &L,
     cfg: ServerConfig,
 ) -> io::Result<()> {
-    let limits = Arc::new(Limits::new(cfg));
+    serve_on(service, listener, Arc::new(Limits::new(cfg)), &spawn_thread)
+}
+
+/// A connection's work, run on a thread of its own.
+type Connection = Box<dyn FnOnce() + Send + 'static>;
+
+/// Starts a thread named `name` running `work` (tests stand in one that fails).
+type Spawn = dyn Fn(String, Connection) -> io::Result<()>;
+
+fn spawn_thread(name: String, work: Connection) -> io::Result<()> {
+    std::thread::Builder::new().name(name).spawn(work).map(drop)
+}
+
+fn serve_on<S: Service, L: Accept>(
+    service: Arc<S>,
+    listener: &L,
+    limits: Arc<Limits>,
+    spawn: &Spawn,
+) -> io::Result<()> {
     let mut backoff = Backoff::default();
+    // Thread starts fail for other reasons than accepts (thread limits, memory): an episode
+    // of their own, so neither ends the other's.
+    let mut spawn_backoff = Backoff::default();
     loop {
         let conn = match listener.accept_one() {
             Ok(conn) => conn,
@@ -232,19 +255,33 @@ pub fn serve_with<S: Service, L: Accept>(
         };
         let service_for_thread = service.clone();
         let limits_for_thread = limits.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("{}-api", S::NAME))
-            .spawn(move || {
+        let spawned = spawn(
+            format!("{}-api", S::NAME),
+            Box::new(move || {
                 let _slot = slot;
                 serve_connection(&*service_for_thread, conn, &limits_for_thread)
-            });
-        if let Err(e) = spawned {
-            // The closure (and with it the connection and its slot) is dropped: the client
-            // sees its connection closed and can retry.
-            if backoff.failed().1 {
-                service.log(&format!(
-                    "starting a thread for a connection failed: {e}; dropping it"
-                ));
+            }),
+        );
+        match spawned {
+            Ok(()) => {
+                let failures = spawn_backoff.succeeded();
+                if failures > 0 {
+                    service.log(&format!(
+                        "starting connection threads again after {failures} failed attempts"
+                    ));
+                }
+            }
+            Err(e) => {
+                // The closure (and with it the connection and its slot) is dropped: the
+                // client sees its connection closed and can retry. Pausing before the next
+                // accept keeps the loop from spinning on accept-and-drop meanwhile.
+                let (pause, first) = spawn_backoff.failed();
+                if first {
+                    service.log(&format!(
+                        "starting a thread for a connection failed: {e}; dropping it"
+                    ));
+                }
+                std::thread::sleep(pause);
             }
         }
     }

@@ -50,10 +50,20 @@ impl Accept for Flaky {
 struct Server {
     path: std::path::PathBuf,
     echo: Arc<Echo>,
+    limits: Arc<Limits>,
     _dir: tempfile::TempDir,
 }
 
 fn start(cfg: ServerConfig, errors: Vec<io::Error>) -> Server {
+    start_spawning(cfg, errors, spawn_thread)
+}
+
+/// [`start`], with connection threads started by `spawn`.
+fn start_spawning(
+    cfg: ServerConfig,
+    errors: Vec<io::Error>,
+    spawn: impl Fn(String, Connection) -> io::Result<()> + Send + 'static,
+) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.sock");
     let listener = Flaky {
@@ -62,11 +72,23 @@ fn start(cfg: ServerConfig, errors: Vec<io::Error>) -> Server {
     };
     let echo = Arc::new(Echo::default());
     let service = echo.clone();
-    std::thread::spawn(move || serve_with(service, &listener, cfg));
+    let limits = Arc::new(Limits::new(cfg));
+    let limits_for_server = limits.clone();
+    std::thread::spawn(move || serve_on(service, &listener, limits_for_server, &spawn));
     Server {
         path,
         echo,
+        limits,
         _dir: dir,
+    }
+}
+
+/// Polls `done` every 10 ms until it holds, failing with `what` after 10 s.
+fn wait_for(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -241,10 +263,12 @@ fn large_frames_beyond_the_budget_are_refused_before_their_body_is_read() {
         ..Default::default()
     };
     let s = start(cfg, vec![]);
-    // A announces 900 KiB and sends none of it: its reservation is held, nothing allocated.
+    // A announces 900 KiB and sends none of it: its reservation is held.
     let mut a = connect(&s);
     a.write_all(&(900u32 * 1024).to_be_bytes()).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    wait_for("A's reservation", || {
+        s.limits.in_flight.load(Ordering::Acquire) == 900 * 1024
+    });
     // B's 900 KiB does not fit beside it and is refused at once.
     let mut b = connect(&s);
     b.write_all(&(900u32 * 1024).to_be_bytes()).unwrap();
@@ -346,6 +370,48 @@ fn only_busy_and_incomplete_refusals_are_transient() {
     .filter(|k| k.is_transient())
     .collect();
     assert_eq!(transient, vec![ErrorKind::Busy, ErrorKind::Incomplete]);
+}
+
+#[test]
+fn failed_thread_starts_pause_the_accept_loop_in_an_episode_of_their_own() {
+    let failures = Arc::new(AtomicUsize::new(0));
+    let failures_in_spawn = failures.clone();
+    let s = start_spawning(ServerConfig::default(), vec![], move |name, work| {
+        if failures_in_spawn.fetch_add(1, Ordering::SeqCst) < 3 {
+            return Err(io::Error::from_raw_os_error(11)); // EAGAIN, as at the thread limit
+        }
+        spawn_thread(name, work)
+    });
+    let started = Instant::now();
+    // The first three connections are closed unanswered; the fourth is served.
+    for _ in 0..3 {
+        let mut conn = connect(&s);
+        let mut rest = Vec::new();
+        assert_eq!(
+            conn.read_to_end(&mut rest).unwrap(),
+            0,
+            "closed, not served"
+        );
+    }
+    let mut conn = connect(&s);
+    assert_eq!(ask(&mut conn, "hi"), json!({"echo": "hi"}));
+    // The loop paused 10 + 20 + 40 ms before the accepts after the failures.
+    assert!(
+        started.elapsed() >= Duration::from_millis(70),
+        "{:?}",
+        started.elapsed()
+    );
+    let log = s.echo.log.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        vec![
+            "starting a thread for a connection failed: Resource temporarily unavailable \
+             (os error 11); dropping it"
+                .to_string(),
+            "starting connection threads again after 3 failed attempts".to_string(),
+        ],
+        "no accept failed, so no accept episode is logged"
+    );
 }
 
 #[test]
