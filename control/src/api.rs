@@ -1,11 +1,13 @@
 //! The control socket: `podswitch_proto::server` does binding, threads, framing and the
 //! version check (exactly as for `podswitchd`'s socket, `docs/protocol.md`); this is what
 //! `podswitch-control` answers. A malformed message gets an error with code 4 (the client sent
-//! something unusable).
+//! something unusable); a refusal the server makes because it is at a limit right now (too
+//! many connections, the large-frame budget) or because a frame did not arrive whole gets
+//! code 11, try again later, so the runtime retries instead of reporting a broken setup.
 
 use crate::control::{code, Control};
 use podswitch_proto::control::{ControlRequest, ControlResponse};
-use podswitch_proto::server::Service;
+use podswitch_proto::server::{ErrorKind, Service};
 
 impl Service for Control {
     type Request = ControlRequest;
@@ -16,11 +18,13 @@ impl Service for Control {
         Control::handle(self, request.body)
     }
 
-    fn error(&self, message: String) -> ControlResponse {
-        ControlResponse::Error {
-            code: code::INVALID_ENVIRONMENT,
-            message,
-        }
+    fn error(&self, kind: ErrorKind, message: String) -> ControlResponse {
+        let code = if kind.is_transient() {
+            code::TRY_AGAIN_LATER
+        } else {
+            code::INVALID_ENVIRONMENT
+        };
+        ControlResponse::Error { code, message }
     }
 }
 
@@ -29,7 +33,7 @@ mod tests {
     use super::*;
     use crate::testkit::Harness;
     use podswitch_proto::control::ControlRequestBody;
-    use podswitch_proto::server::{bind, respond, serve};
+    use podswitch_proto::server::{bind, respond, serve, serve_with, ServerConfig};
     use podswitch_proto::{read_frame, write_frame};
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::net::UnixStream;
@@ -80,5 +84,50 @@ mod tests {
         // A second control on the same path is refused while this one serves.
         let err = bind::<Control>(&path).unwrap_err().to_string();
         assert!(err.contains("is in use"), "{err}");
+    }
+
+    #[test]
+    fn a_server_at_its_connection_limit_answers_try_again_later() {
+        let h = Harness::new();
+        let path = h.dir.path().join("control.sock");
+        let listener = bind::<Control>(&path).unwrap();
+        let control = Arc::new(Control::start(
+            h.c().settings().clone(),
+            Arc::new(crate::store::Store::open(&h.dir.path().join("api")).unwrap()),
+            Box::new(h.dp.clone()),
+            h.net.clone(),
+        ));
+        let full = ServerConfig {
+            max_connections: 0,
+            ..Default::default()
+        };
+        std::thread::spawn(move || serve_with(control, &listener, full));
+        let mut conn = UnixStream::connect(&path).unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        match read_frame::<_, ControlResponse>(&mut conn).unwrap() {
+            ControlResponse::Error { code, message } => {
+                assert_eq!(code, code::TRY_AGAIN_LATER, "{message}");
+                assert!(message.starts_with("too many connections"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn transient_server_refusals_are_code_11_and_the_rest_code_4() {
+        let h = Harness::new();
+        let code_of = |kind| match h.c().error(kind, String::new()) {
+            ControlResponse::Error { code, .. } => code,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(code_of(ErrorKind::Busy), code::TRY_AGAIN_LATER);
+        assert_eq!(code_of(ErrorKind::Incomplete), code::TRY_AGAIN_LATER);
+        assert_eq!(code_of(ErrorKind::Malformed), code::INVALID_ENVIRONMENT);
+        assert_eq!(
+            code_of(ErrorKind::UnsupportedVersion),
+            code::INVALID_ENVIRONMENT
+        );
+        assert_eq!(code_of(ErrorKind::TooLarge), code::INVALID_ENVIRONMENT);
     }
 }

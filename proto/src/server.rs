@@ -9,14 +9,20 @@
 //! - **The server never stops serving on a transient failure.** A failed `accept()` (out of
 //!   file descriptors, memory, buffers; an aborted connection) is retried with a growing pause
 //!   (10 ms to 100 ms), logged once per episode, not once per failure. Only a listener that
-//!   cannot work at all (not a socket, not listening) ends [`serve`].
+//!   cannot work at all (not a socket, not listening) ends [`serve`]. A connection whose
+//!   thread cannot be started is closed, and the next accept waits the same way (an episode
+//!   of its own, with its own pair of log lines).
 //! - **Connections are bounded in number and time.** Over `max_connections`, a new connection
 //!   gets a "too many connections" error frame and is closed. A connection idle between frames
 //!   for `idle_timeout` is closed; a frame must arrive whole within `idle_timeout` of its start.
 //! - **Memory is bounded before it is spent.** A frame's declared length is checked against
-//!   `max_frame_len` before anything is read; the body is read as it arrives (never allocated
-//!   from the declared length); and frames over [`SMALL_FRAME_LEN`] reserve their length from
-//!   one budget shared by all connections (`in_flight_budget`), or are refused as busy.
+//!   `max_frame_len` before anything is read; frames over [`SMALL_FRAME_LEN`] reserve their
+//!   length from one budget shared by all connections (`in_flight_budget`), or are refused as
+//!   busy, and only then is their buffer allocated, exactly that long (never grown by
+//!   doubling), so the budget counts every byte a frame's buffer holds.
+//!
+//! Every error the server answers itself comes with an [`ErrorKind`], so a service can tell
+//! a request that will never work from a refusal that a retry later can get past.
 
 use crate::framing::{write_frame, MAX_FRAME_LEN};
 use crate::PROTOCOL_VERSION;
@@ -40,11 +46,37 @@ pub trait Service: Send + Sync + 'static {
     const NAME: &'static str;
     /// Answers a decoded request.
     fn handle(&self, request: Self::Request) -> Self::Response;
-    /// The error response carrying `message`.
-    fn error(&self, message: String) -> Self::Response;
+    /// The error response carrying `message`; `kind` says what went wrong, so the service
+    /// can choose its error code (a transient refusal is not the client's fault).
+    fn error(&self, kind: ErrorKind, message: String) -> Self::Response;
     /// Writes a line to the daemon's log (stderr unless the daemon says otherwise).
     fn log(&self, message: &str) {
         eprintln!("{}: {message}", Self::NAME);
+    }
+}
+
+/// What kind of error the server answers with, before or instead of [`Service::handle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The body is not a request of this service: not JSON, not an object, no usable
+    /// `"version"`, or a decoding error. Sending it again will not help.
+    Malformed,
+    /// The request's protocol version is not the one this daemon speaks.
+    UnsupportedVersion,
+    /// The frame's announced length is over `max_frame_len`.
+    TooLarge,
+    /// The daemon is at one of its limits right now (too many connections, the in-flight
+    /// budget, memory for the frame): the same request can succeed later.
+    Busy,
+    /// The frame did not arrive whole (too slow, or the connection broke in the middle): the
+    /// same request, sent again promptly, can succeed.
+    Incomplete,
+}
+
+impl ErrorKind {
+    /// Whether retrying the same request later can succeed.
+    pub fn is_transient(self) -> bool {
+        matches!(self, ErrorKind::Busy | ErrorKind::Incomplete)
     }
 }
 
@@ -169,8 +201,29 @@ pub fn serve_with<S: Service, L: Accept>(
     listener: &L,
     cfg: ServerConfig,
 ) -> io::Result<()> {
-    let limits = Arc::new(Limits::new(cfg));
+    serve_on(service, listener, Arc::new(Limits::new(cfg)), &spawn_thread)
+}
+
+/// A connection's work, run on a thread of its own.
+type Connection = Box<dyn FnOnce() + Send + 'static>;
+
+/// Starts a thread named `name` running `work` (tests stand in one that fails).
+type Spawn = dyn Fn(String, Connection) -> io::Result<()>;
+
+fn spawn_thread(name: String, work: Connection) -> io::Result<()> {
+    std::thread::Builder::new().name(name).spawn(work).map(drop)
+}
+
+fn serve_on<S: Service, L: Accept>(
+    service: Arc<S>,
+    listener: &L,
+    limits: Arc<Limits>,
+    spawn: &Spawn,
+) -> io::Result<()> {
     let mut backoff = Backoff::default();
+    // Thread starts fail for other reasons than accepts (thread limits, memory): an episode
+    // of their own, so neither ends the other's.
+    let mut spawn_backoff = Backoff::default();
     loop {
         let conn = match listener.accept_one() {
             Ok(conn) => conn,
@@ -197,24 +250,38 @@ pub fn serve_with<S: Service, L: Accept>(
             ));
         }
         let Some(slot) = limits.open_connection() else {
-            refuse(&*service, conn, &too_many(&limits.cfg));
+            refuse(&*service, conn, ErrorKind::Busy, &too_many(&limits.cfg));
             continue;
         };
         let service_for_thread = service.clone();
         let limits_for_thread = limits.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("{}-api", S::NAME))
-            .spawn(move || {
+        let spawned = spawn(
+            format!("{}-api", S::NAME),
+            Box::new(move || {
                 let _slot = slot;
                 serve_connection(&*service_for_thread, conn, &limits_for_thread)
-            });
-        if let Err(e) = spawned {
-            // The closure (and with it the connection and its slot) is dropped: the client
-            // sees its connection closed and can retry.
-            if backoff.failed().1 {
-                service.log(&format!(
-                    "starting a thread for a connection failed: {e}; dropping it"
-                ));
+            }),
+        );
+        match spawned {
+            Ok(()) => {
+                let failures = spawn_backoff.succeeded();
+                if failures > 0 {
+                    service.log(&format!(
+                        "starting connection threads again after {failures} failed attempts"
+                    ));
+                }
+            }
+            Err(e) => {
+                // The closure (and with it the connection and its slot) is dropped: the
+                // client sees its connection closed and can retry. Pausing before the next
+                // accept keeps the loop from spinning on accept-and-drop meanwhile.
+                let (pause, first) = spawn_backoff.failed();
+                if first {
+                    service.log(&format!(
+                        "starting a thread for a connection failed: {e}; dropping it"
+                    ));
+                }
+                std::thread::sleep(pause);
             }
         }
     }
@@ -237,9 +304,9 @@ fn too_many(cfg: &ServerConfig) -> String {
 }
 
 /// Answers `message` on a connection that will not be served, without waiting on the peer.
-fn refuse<S: Service>(service: &S, mut conn: UnixStream, message: &str) {
+fn refuse<S: Service>(service: &S, mut conn: UnixStream, kind: ErrorKind, message: &str) {
     let _ = conn.set_write_timeout(Some(Duration::from_millis(100)));
-    let _ = write_frame(&mut conn, &service.error(message.to_string()));
+    let _ = write_frame(&mut conn, &service.error(kind, message.to_string()));
 }
 
 /// The shared counts behind the limits.
@@ -332,10 +399,25 @@ enum ReadError {
         held: usize,
         budget: usize,
     },
+    #[error(
+        "busy: memory for a {len}-byte request could not be allocated; retry later, or send \
+         smaller requests"
+    )]
+    NoMemory { len: u32 },
     #[error("the request did not arrive within {} s; closing the connection", .0.as_secs())]
     TimedOut(Duration),
     #[error("the connection broke in the middle of a request: {0}")]
     Io(io::Error),
+}
+
+impl ReadError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ReadError::TooLarge(..) => ErrorKind::TooLarge,
+            ReadError::Busy { .. } | ReadError::NoMemory { .. } => ErrorKind::Busy,
+            ReadError::Closed | ReadError::TimedOut(_) | ReadError::Io(_) => ErrorKind::Incomplete,
+        }
+    }
 }
 
 fn serve_connection<S: Service>(service: &S, mut conn: UnixStream, limits: &Limits) {
@@ -350,7 +432,7 @@ fn serve_connection<S: Service>(service: &S, mut conn: UnixStream, limits: &Limi
             Ok((body, _reservation)) => respond(service, &body),
             Err(ReadError::Closed) => return,
             Err(e) => {
-                let _ = write_frame(&mut conn, &service.error(e.to_string()));
+                let _ = write_frame(&mut conn, &service.error(e.kind(), e.to_string()));
                 return;
             }
         };
@@ -379,8 +461,13 @@ fn read_request(
         return Err(ReadError::TooLarge(len, limits.cfg.max_frame_len));
     }
     let reservation = limits.reserve(len)?;
-    // Grown as bytes arrive: a peer that announces 16 MiB and sends nothing costs nothing.
-    let mut body = Vec::with_capacity((len.min(SMALL_FRAME_LEN)) as usize);
+    // Exactly `len` once the budget has it: growing by doubling would hold up to twice the
+    // reserved bytes (and old and new buffers at once while reallocating). Pages the peer
+    // never sends are never touched, so announcing 16 MiB and sending nothing costs address
+    // space only, and only within the budget.
+    let mut body = Vec::new();
+    body.try_reserve_exact(len as usize)
+        .map_err(|_| ReadError::NoMemory { len })?;
     let mut chunk = [0u8; 16 * 1024];
     let deadline = Instant::now() + timeout;
     while body.len() < len as usize {
@@ -456,10 +543,14 @@ pub fn respond<S: Service>(service: &S, body: &[u8]) -> S::Response {
     let version = match parsed {
         Ok(version) if is_object => version,
         Err(e) if e.is_syntax() || e.is_eof() => {
-            return service.error(format!("malformed request: invalid JSON: {e}"))
+            return service.error(
+                ErrorKind::Malformed,
+                format!("malformed request: invalid JSON: {e}"),
+            )
         }
         Ok(_) | Err(_) => {
             return service.error(
+                ErrorKind::Malformed,
                 "malformed request: expected a JSON object with \"version\" and \"request\"".into(),
             )
         }
@@ -467,23 +558,34 @@ pub fn respond<S: Service>(service: &S, body: &[u8]) -> S::Response {
     match version.as_ref().map(|v| v.as_u64()) {
         Some(Some(v)) if v == u64::from(PROTOCOL_VERSION) => {}
         Some(Some(v)) => {
-            return service.error(format!(
-                "protocol version {v} is not supported; this {} speaks {PROTOCOL_VERSION}",
-                S::NAME
-            ))
+            return service.error(
+                ErrorKind::UnsupportedVersion,
+                format!(
+                    "protocol version {v} is not supported; this {} speaks {PROTOCOL_VERSION}",
+                    S::NAME
+                ),
+            )
         }
         Some(None) => {
-            return service.error(format!(
-                "malformed request: \"version\" must be a number (this {} speaks \
-                 {PROTOCOL_VERSION})",
-                S::NAME
-            ))
+            return service.error(
+                ErrorKind::Malformed,
+                format!(
+                    "malformed request: \"version\" must be a number (this {} speaks \
+                     {PROTOCOL_VERSION})",
+                    S::NAME
+                ),
+            )
         }
-        None => return service.error("malformed request: missing \"version\"".into()),
+        None => {
+            return service.error(
+                ErrorKind::Malformed,
+                "malformed request: missing \"version\"".into(),
+            )
+        }
     }
     match serde_json::from_slice::<S::Request>(body) {
         Ok(req) => service.handle(req),
-        Err(e) => service.error(format!("malformed request: {e}")),
+        Err(e) => service.error(ErrorKind::Malformed, format!("malformed request: {e}")),
     }
 }
 

@@ -2,7 +2,7 @@
 //! version check; this is what `podswitchd` answers.
 
 use super::Daemon;
-use podswitch_proto::server::Service;
+use podswitch_proto::server::{ErrorKind, Service};
 use podswitch_proto::{Request, Response};
 
 impl Service for Daemon {
@@ -14,7 +14,9 @@ impl Service for Daemon {
         Daemon::handle(self, request.body)
     }
 
-    fn error(&self, message: String) -> Response {
+    /// The dataplane's error response has no code: the message (which says "busy ... retry
+    /// later" for transient refusals) is all its clients need.
+    fn error(&self, _kind: ErrorKind, message: String) -> Response {
         Response::Error { message }
     }
 }

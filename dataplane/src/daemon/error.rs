@@ -49,6 +49,18 @@ pub enum StartError {
         /// Worker index.
         worker: usize,
     },
+    /// A worker did not say within the time allowed whether it has its ring; it was told to
+    /// stop with the others.
+    #[error(
+        "worker {worker} did not say within {secs} s whether its io_uring was created (is the \
+         machine overloaded, or io_uring_setup stuck?); it was stopped"
+    )]
+    NoAnswer {
+        /// Worker index.
+        worker: usize,
+        /// How long the daemon waited.
+        secs: f64,
+    },
 }
 
 /// What to do about an io_uring the kernel refuses, by errno.

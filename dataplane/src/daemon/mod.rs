@@ -99,6 +99,15 @@ impl Daemon {
     }
 
     fn start_with(cfg: DaemonConfig, open_ring: OpenRing) -> Result<Arc<Daemon>, StartError> {
+        Self::start_waiting(cfg, open_ring, Duration::from_secs(WORKER_ANSWER_SECS))
+    }
+
+    /// [`Daemon::start_with`], waiting `answer` for each worker to say whether it started.
+    fn start_waiting(
+        cfg: DaemonConfig,
+        open_ring: OpenRing,
+        answer: Duration,
+    ) -> Result<Arc<Daemon>, StartError> {
         cfg.validate()?;
         let switch_mac: MacAddr = cfg
             .switch_mac
@@ -117,12 +126,11 @@ impl Daemon {
         };
         let mut workers = Vec::with_capacity(cfg.workers);
         for index in 0..cfg.workers {
-            match start_worker(index, wcfg, &tables, &stop, open_ring) {
-                Ok(w) => workers.push(w),
-                Err(e) => {
-                    stop_workers(&stop, &mut workers);
-                    return Err(e);
-                }
+            if let Err(e) =
+                start_worker(index, wcfg, &tables, &stop, open_ring, answer, &mut workers)
+            {
+                stop_workers(&stop, &mut workers);
+                return Err(e);
             }
         }
         Ok(Arc::new(Daemon {
@@ -517,15 +525,19 @@ fn drop_queue(mut queue: Box<dyn PortQueue>, release_device: bool) {
     drop(queue);
 }
 
-/// Starts worker `index` and waits until it has its ring, so that a kernel refusing io_uring
-/// is reported here, with its cause, rather than later as a worker that went away.
+/// Starts worker `index` and waits up to `answer` until it has its ring, so that a kernel
+/// refusing io_uring is reported here, with its cause, rather than later as a worker that went
+/// away. Every thread it starts goes into `workers`, also one that failed or has not answered
+/// yet, so that [`stop_workers`] joins it.
 fn start_worker(
     index: usize,
     wcfg: WorkerConfig,
     tables: &Arc<ArcSwap<Tables>>,
     stop: &Arc<AtomicBool>,
     open_ring: OpenRing,
-) -> Result<WorkerHandle, StartError> {
+    answer: Duration,
+    workers: &mut Vec<WorkerHandle>,
+) -> Result<(), StartError> {
     let (tx, rx) = mpsc::channel();
     let waker = Arc::new(Waker::new().map_err(|err| StartError::Waker { worker: index, err })?);
     let worker = Worker::new(wcfg, tables.clone(), rx, waker.clone(), stop.clone());
@@ -557,29 +569,40 @@ fn start_worker(
             result
         })
         .map_err(|err| StartError::Spawn { worker: index, err })?;
-    let handle = WorkerHandle {
+    workers.push(WorkerHandle {
         index,
         commands: tx,
         waker,
         counters,
         exit,
         thread: Some(thread),
-    };
-    match ready_rx.recv_timeout(Duration::from_secs(WORKER_ANSWER_SECS)) {
-        Ok(Ok(())) => Ok(handle),
+    });
+    match ready_rx.recv_timeout(answer) {
+        Ok(Ok(())) => Ok(()),
         Ok(Err(err)) => Err(StartError::Ring { worker: index, err }),
-        Err(_) => Err(StartError::Exited { worker: index }),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(StartError::Exited { worker: index }),
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(StartError::NoAnswer {
+            worker: index,
+            secs: answer.as_secs_f64(),
+        }),
     }
 }
 
-/// Stops and joins workers already started (a later one failed to start).
+/// Stops and joins the workers started so far (one failed to start, or did not say in time).
+/// The wait is bounded by [`WORKER_ANSWER_SECS`]: a worker still stuck in a system call after
+/// that is left running detached rather than hanging the start (the process is exiting).
 fn stop_workers(stop: &AtomicBool, workers: &mut Vec<WorkerHandle>) {
     stop.store(true, Ordering::Relaxed);
     for w in workers.iter() {
         w.waker.wake();
     }
+    let deadline = std::time::Instant::now() + Duration::from_secs(WORKER_ANSWER_SECS);
     for mut w in workers.drain(..) {
-        if let Some(t) = w.thread.take() {
+        let Some(t) = w.thread.take() else { continue };
+        while !t.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if t.is_finished() {
             let _ = t.join();
         }
     }

@@ -54,6 +54,33 @@ fn a_worker_failing_to_start_stops_those_already_started() {
     // start_with returned, so worker 0 was joined: nothing is left running to leak.
 }
 
+static SLOW_RING_OPENED: AtomicBool = AtomicBool::new(false);
+
+/// Opens the ring, but only after the daemon has stopped waiting for it.
+fn slow_ring(w: &Worker) -> io::Result<Uring> {
+    std::thread::sleep(Duration::from_millis(300));
+    let ring = w.open_ring();
+    SLOW_RING_OPENED.store(true, Ordering::SeqCst);
+    ring
+}
+
+#[test]
+fn a_worker_that_does_not_answer_in_time_is_stopped_and_joined_before_start_returns() {
+    let err = Daemon::start_waiting(cfg(1), slow_ring, Duration::from_millis(50)).unwrap_err();
+    assert!(
+        matches!(err, StartError::NoAnswer { worker: 0, .. }),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("worker 0 did not say within 0.05 s") && msg.ends_with("it was stopped"),
+        "{msg}"
+    );
+    // Joined: the thread got past its slow start (and, told to stop, ended) before
+    // start_waiting returned, rather than being dropped while still running.
+    assert!(SLOW_RING_OPENED.load(Ordering::SeqCst));
+}
+
 fn apply(d: &Daemon, ops: Vec<proto::Op>, f: &mut ProbeFactory) -> Result<u64, ApplyError> {
     d.apply_with(
         proto::Transaction {
