@@ -30,6 +30,7 @@ pub mod ipv4;
 pub mod ipv4_options;
 pub mod tcp;
 pub mod udp;
+pub mod virtio_net;
 
 pub use arp::{ArpError, ArpOp, ArpPacket, ArpRepr, LEN as ARP_LEN};
 pub use ethernet::{
@@ -45,6 +46,10 @@ pub use ipv4::{
 pub use ipv4_options::{Ipv4Option, Ipv4OptionError, Ipv4Options};
 pub use tcp::{TcpError, TcpFlags, TcpPacket, MIN_HEADER_LEN as TCP_MIN_HEADER_LEN};
 pub use udp::{UdpError, UdpPacket, HEADER_LEN as UDP_HEADER_LEN};
+pub use virtio_net::{
+    Gso, GsoKind, HeaderFormat, PartialCsum, RscInfo, VirtioNetError, VirtioNetPacket,
+    VirtioNetRepr,
+};
 
 /// A byte range of a header field, as in smoltcp's `field` modules.
 type Field = core::ops::Range<usize>;
