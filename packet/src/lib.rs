@@ -25,6 +25,7 @@ extern crate std;
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod gso;
 pub mod icmpv4;
 pub mod ipv4;
 pub mod ipv4_options;
@@ -37,6 +38,7 @@ pub use ethernet::{
     EtherType, EthernetError, EthernetFrame, EthernetRepr, MacAddr, MacAddrParseError,
     HEADER_LEN as ETHERNET_HEADER_LEN,
 };
+pub use gso::{GsoError, SegmentChecksum, Segmenter};
 pub use icmpv4::{
     Icmpv4Error, Icmpv4Packet, Icmpv4Repr, Icmpv4Type, HEADER_LEN as ICMPV4_HEADER_LEN,
 };

@@ -3,4 +3,5 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod gso_smoltcp;
 mod smoltcp_differential;
