@@ -607,6 +607,38 @@ mod tests {
     /// hdr_len 66 (14 + 20 + 32), gso_size 1448, csum_start 34, csum_offset 16.
     const TSO4_HEADER: [u8; 10] = [0x01, 0x01, 0x42, 0x00, 0xa8, 0x05, 0x22, 0x00, 0x10, 0x00];
 
+    /// What a tap (Linux 6.18, `TUNSETOFFLOAD` with USO4) handed its reader for a
+    /// 2500-byte `UDP_SEGMENT` send with segments of 1000: NEEDS_CSUM, UDP_L4, hdr_len 42,
+    /// gso_size 1000, csum_start 34, csum_offset 6 (packet/tests/it/kernel_gso/).
+    const KERNEL_USO4_HEADER: [u8; 10] =
+        [0x01, 0x05, 0x2a, 0x00, 0xe8, 0x03, 0x22, 0x00, 0x06, 0x00];
+
+    #[test]
+    fn header_a_tap_wrote_for_uso_parses() {
+        let buf = with_frame(&KERNEL_USO4_HEADER, 2542);
+        let p = VirtioNetPacket::new_checked(&buf[..], HeaderFormat::Legacy).unwrap();
+        let repr = VirtioNetRepr::parse(&p).unwrap();
+        assert_eq!(
+            repr,
+            VirtioNetRepr {
+                partial_csum: Some(PartialCsum {
+                    start: 34,
+                    offset: 6
+                }),
+                gso: Some(Gso {
+                    kind: GsoKind::UdpL4,
+                    size: 1000,
+                    ecn: false
+                }),
+                hdr_len: 42,
+                ..VirtioNetRepr::default()
+            }
+        );
+        let mut out = [0u8; 10];
+        repr.emit(&mut out, HeaderFormat::Legacy).unwrap();
+        assert_eq!(out, KERNEL_USO4_HEADER);
+    }
+
     fn tso4_repr() -> VirtioNetRepr {
         VirtioNetRepr {
             partial_csum: Some(PartialCsum {
