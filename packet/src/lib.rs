@@ -29,6 +29,7 @@ pub mod gso;
 pub mod icmpv4;
 pub mod ipv4;
 pub mod ipv4_options;
+pub mod partial_csum;
 pub mod tcp;
 pub mod udp;
 pub mod virtio_net;
