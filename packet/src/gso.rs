@@ -68,8 +68,15 @@ pub enum GsoError {
     WrongProtocol(IpProtocol),
     /// The TCP header is malformed.
     Tcp(TcpError),
-    /// The UDP header is malformed, or its length is not the IPv4 payload's.
+    /// The UDP header is malformed.
     Udp(UdpError),
+    /// The UDP length is not the IPv4 payload's: a super-datagram's covers all of it.
+    UdpLengthMismatch {
+        /// The UDP header's length field.
+        udp_len: u16,
+        /// The IPv4 payload's length.
+        ip_payload_len: usize,
+    },
     /// The caller's buffer is shorter than the next segment; nothing was written and the
     /// segmenter has not moved on, so the call can be repeated with a larger buffer.
     OutputTooSmall {
@@ -100,6 +107,13 @@ impl fmt::Display for GsoError {
             }
             GsoError::Tcp(e) => write!(f, "cannot segment: {e}"),
             GsoError::Udp(e) => write!(f, "cannot segment: {e}"),
+            GsoError::UdpLengthMismatch {
+                udp_len,
+                ip_payload_len,
+            } => write!(
+                f,
+                "cannot segment: UDP length {udp_len} is not the {ip_payload_len}-byte IPv4 payload"
+            ),
             GsoError::OutputTooSmall { needed, available } => write!(
                 f,
                 "segment of {needed} bytes does not fit the {available}-byte output buffer"
@@ -195,7 +209,10 @@ impl<'a> Segmenter<'a> {
             Transport::Udp => {
                 let udp = UdpPacket::new_checked(l4).map_err(GsoError::Udp)?;
                 if usize::from(udp.len()) != l4.len() {
-                    return Err(GsoError::Udp(UdpError::BadLength));
+                    return Err(GsoError::UdpLengthMismatch {
+                        udp_len: udp.len(),
+                        ip_payload_len: l4.len(),
+                    });
                 }
                 UDP_LEN
             }
@@ -633,7 +650,19 @@ mod tests {
         short_udp[38..40].copy_from_slice(&50u16.to_be_bytes());
         assert_eq!(
             Segmenter::udpv4(&short_udp, 1448, full).unwrap_err(),
+            GsoError::UdpLengthMismatch {
+                udp_len: 50,
+                ip_payload_len: 108
+            }
+        );
+        short_udp[38..40].copy_from_slice(&5u16.to_be_bytes());
+        assert_eq!(
+            Segmenter::udpv4(&short_udp, 1448, full).unwrap_err(),
             GsoError::Udp(UdpError::BadLength)
+        );
+        assert_eq!(
+            Segmenter::udpv4(&short_udp[..40], 1448, full).unwrap_err(),
+            GsoError::Ipv4(Ipv4Error::BadTotalLen)
         );
     }
 
