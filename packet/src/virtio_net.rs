@@ -7,9 +7,10 @@
 //!
 //! Two layouts exist: the legacy 10-byte header and the 12-byte one with `num_buffers`
 //! (`virtio_net_hdr_mrg_rxbuf`, also `virtio_net_hdr_v1`), which a tap uses after
-//! `TUNSETVNETHDRSZ` 12. A tap neither reads nor writes `num_buffers`: on a read from the
-//! tap the two bytes are left as they were in the caller's buffer, so a port must zero them
-//! (or ignore [`VirtioNetRepr::num_buffers`]).
+//! `TUNSETVNETHDRSZ` 12. A tap gives `num_buffers` no meaning: it ignores it on a write, and
+//! on a read 6.18 zeroes the bytes past the legacy header (seen with `readv` into a buffer
+//! filled with 0xEE), where older kernels skipped them and left the buffer's old contents —
+//! so a tap port ignores [`VirtioNetRepr::num_buffers`].
 //!
 //! **Byte order: little-endian, always.** The virtio 1.x header is little-endian by
 //! specification; a tap uses the host's order for the legacy header unless `TUNSETVNETLE` is
