@@ -413,8 +413,10 @@ pub struct VirtioNetRepr {
     pub rsc: Option<RscInfo>,
     /// The segmentation asked for; `None` for an ordinary frame.
     pub gso: Option<Gso>,
-    /// `hdr_len`, a hint (the kernel writes the length of the skb's linear part and fixes up
-    /// a short one itself); at most the frame's length.
+    /// `hdr_len`, a hint: the length of the headers (a tap wrote 42 for a UDP/IPv4 frame on
+    /// 6.18; older kernels wrote the skb's linear length), which the kernel fixes up itself
+    /// when one it is given is short. Never trusted to find a header; at most the frame's
+    /// length.
     pub hdr_len: u16,
     /// `num_buffers` of the 12-byte layout; 0 in the legacy one, and not written by
     /// [`emit`](Self::emit) there.
