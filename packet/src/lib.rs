@@ -25,17 +25,21 @@ extern crate std;
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod gso;
 pub mod icmpv4;
 pub mod ipv4;
 pub mod ipv4_options;
+pub mod partial_csum;
 pub mod tcp;
 pub mod udp;
+pub mod virtio_net;
 
 pub use arp::{ArpError, ArpOp, ArpPacket, ArpRepr, LEN as ARP_LEN};
 pub use ethernet::{
     EtherType, EthernetError, EthernetFrame, EthernetRepr, MacAddr, MacAddrParseError,
     HEADER_LEN as ETHERNET_HEADER_LEN,
 };
+pub use gso::{GsoError, SegmentChecksum, Segmenter};
 pub use icmpv4::{
     Icmpv4Error, Icmpv4Packet, Icmpv4Repr, Icmpv4Type, HEADER_LEN as ICMPV4_HEADER_LEN,
 };
@@ -45,6 +49,10 @@ pub use ipv4::{
 pub use ipv4_options::{Ipv4Option, Ipv4OptionError, Ipv4Options};
 pub use tcp::{TcpError, TcpFlags, TcpPacket, MIN_HEADER_LEN as TCP_MIN_HEADER_LEN};
 pub use udp::{UdpError, UdpPacket, HEADER_LEN as UDP_HEADER_LEN};
+pub use virtio_net::{
+    Gso, GsoKind, HeaderFormat, PartialCsum, RscInfo, VirtioNetError, VirtioNetPacket,
+    VirtioNetRepr,
+};
 
 /// A byte range of a header field, as in smoltcp's `field` modules.
 type Field = core::ops::Range<usize>;

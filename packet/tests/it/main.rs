@@ -3,4 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod gso_kernel;
+mod gso_smoltcp;
 mod smoltcp_differential;

@@ -16,14 +16,14 @@ const CASES: usize = 5000;
 
 /// xorshift64: deterministic, so a failure reproduces. A `Cell` so that calls can nest
 /// (`rng.bytes(rng.below(8))`).
-struct Rng(Cell<u64>);
+pub(crate) struct Rng(Cell<u64>);
 
 impl Rng {
-    fn new(seed: u64) -> Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
         Rng(Cell::new(seed))
     }
 
-    fn next(&self) -> u64 {
+    pub(crate) fn next(&self) -> u64 {
         let mut x = self.0.get();
         x ^= x << 13;
         x ^= x >> 7;
@@ -33,19 +33,19 @@ impl Rng {
     }
 
     /// Uniform-ish in `0..n`; `n` must be non-zero.
-    fn below(&self, n: usize) -> usize {
+    pub(crate) fn below(&self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
 
-    fn byte(&self) -> u8 {
+    pub(crate) fn byte(&self) -> u8 {
         self.next() as u8
     }
 
-    fn bytes(&self, n: usize) -> Vec<u8> {
+    pub(crate) fn bytes(&self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.byte()).collect()
     }
 
-    fn ip(&self) -> Ipv4Addr {
+    pub(crate) fn ip(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.next() as u32)
     }
 
@@ -110,7 +110,7 @@ impl Tally {
     }
 }
 
-fn ip(addr: Ipv4Addr) -> sm::IpAddress {
+pub(crate) fn ip(addr: Ipv4Addr) -> sm::IpAddress {
     sm::IpAddress::Ipv4(addr)
 }
 
