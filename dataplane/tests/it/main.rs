@@ -5,3 +5,46 @@
 mod no_alloc;
 mod output_port_gone;
 mod sync_counts_transmits;
+
+/// A worker on the standard two-pod tables (`testkit::tables_with`), busy-polling and not yet
+/// started: the rig every test here drives by hand, with the ends the tests need.
+#[derive(Debug)]
+pub struct Rig {
+    pub worker: podswitch_dataplane::worker::Worker,
+    pub commands: std::sync::mpsc::Sender<podswitch_dataplane::worker::Command>,
+    pub tables: std::sync::Arc<arc_swap::ArcSwap<podswitch_dataplane::tables::Tables>>,
+    pub waker: std::sync::Arc<podswitch_dataplane::ports::Waker>,
+}
+
+/// The rig with `burst`, a pool of `pool_buffers` and `rx_depth` reads per queue.
+pub fn rig(burst: usize, pool_buffers: usize, rx_depth: usize) -> Rig {
+    use podswitch_dataplane::worker::{IdlePolicy, Worker, WorkerConfig};
+    use std::sync::Arc;
+    let tables = Arc::new(arc_swap::ArcSwap::from_pointee(
+        podswitch_dataplane::testkit::tables_with(true, 1500, 0),
+    ));
+    let (commands, rx) = std::sync::mpsc::channel();
+    let cfg = WorkerConfig {
+        burst,
+        idle: IdlePolicy::Busy,
+        pool_buffers,
+        max_ports: 8,
+        rx_depth,
+        spin_iterations: 0,
+        sleep: std::time::Duration::ZERO,
+    };
+    let waker = Arc::new(podswitch_dataplane::ports::Waker::new().unwrap());
+    let worker = Worker::new(
+        cfg,
+        tables.clone(),
+        rx,
+        waker.clone(),
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
+    Rig {
+        worker,
+        commands,
+        tables,
+        waker,
+    }
+}

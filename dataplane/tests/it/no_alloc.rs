@@ -2,18 +2,14 @@
 //! whole loop (`Worker::iterate`, what `Worker::run` repeats: commands, completions, receive →
 //! pipeline → transmit, submit, counter publishing) on memory ports after warm-up.
 
-use arc_swap::ArcSwap;
 use podswitch_dataplane::counters::{DropReason, Event, PortStats};
 use podswitch_dataplane::ports::memory::MemoryQueue;
-use podswitch_dataplane::ports::Waker;
 use podswitch_dataplane::testkit::*;
-use podswitch_dataplane::worker::{Command, IdlePolicy, Worker, WorkerConfig};
+use podswitch_dataplane::worker::Command;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
-use std::sync::Arc;
-use std::time::Duration;
 
 struct Counting;
 
@@ -76,25 +72,12 @@ fn send_port_churn(commands: &Sender<Command>) -> Receiver<()> {
 
 #[test]
 fn forwarding_loop_allocates_nothing() {
-    let tables = Arc::new(ArcSwap::from_pointee(tables_with(true, 1500, 0)));
-    let (commands, rx) = std::sync::mpsc::channel();
-    let cfg = WorkerConfig {
-        burst: 32,
-        idle: IdlePolicy::Busy,
-        pool_buffers: 1024,
-        max_ports: 8,
-        rx_depth: 32,
-        spin_iterations: 0,
-        sleep: Duration::ZERO,
-    };
-    let waker = Arc::new(Waker::new().unwrap());
-    let mut worker = Worker::new(
-        cfg,
-        tables.clone(),
-        rx,
-        waker.clone(),
-        Arc::new(AtomicBool::new(false)),
-    );
+    let crate::Rig {
+        mut worker,
+        commands,
+        waker,
+        ..
+    } = crate::rig(32, 1024, 32);
     // Pod A sends a mix: routed UDP, an echo to the gateway, a TTL-expired packet, one to an
     // unassigned pod address (unreachable), an ARP request, and garbage (a runt). Every path
     // of the pipeline runs, none may allocate.

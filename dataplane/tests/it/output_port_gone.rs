@@ -2,36 +2,16 @@
 //! for (the port is in the tables, its queue is not, or not yet, in the worker) is counted as
 //! `output_port_gone`, and its buffer goes back to the pool.
 
-use arc_swap::ArcSwap;
 use podswitch_dataplane::counters::DropReason;
 use podswitch_dataplane::ports::memory::MemoryQueue;
-use podswitch_dataplane::ports::{Uring, Waker};
+use podswitch_dataplane::ports::Uring;
 use podswitch_dataplane::testkit::*;
-use podswitch_dataplane::worker::{IdlePolicy, Worker, WorkerConfig};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-use std::time::Duration;
 
 #[test]
 fn packet_for_a_port_without_a_queue_is_counted_as_output_port_gone() {
-    let tables = Arc::new(ArcSwap::from_pointee(tables_with(true, 1500, 0)));
-    let (_tx, rx) = std::sync::mpsc::channel();
-    let cfg = WorkerConfig {
-        burst: 4,
-        idle: IdlePolicy::Busy,
-        pool_buffers: 16,
-        max_ports: 8,
-        rx_depth: 4,
-        spin_iterations: 0,
-        sleep: Duration::ZERO,
-    };
-    let mut worker = Worker::new(
-        cfg,
-        tables.clone(),
-        rx,
-        Arc::new(Waker::new().unwrap()),
-        Arc::new(AtomicBool::new(false)),
-    );
+    let crate::Rig {
+        mut worker, tables, ..
+    } = crate::rig(4, 16, 4);
     // Pod A's queue only: the tables route pod B's address to port POD_B, which has none here.
     let frames = vec![udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, POD_B_IP, 64, 18)];
     worker.add_queue(Box::new(MemoryQueue::generator(POD_A, frames, 4)));

@@ -3,39 +3,21 @@
 //! is reaped, and the writes of the last iteration have been submitted but not yet reaped
 //! when the worker reads its commands.
 
-use arc_swap::ArcSwap;
 use podswitch_dataplane::counters::PortStats;
 use podswitch_dataplane::ports::memory::MemoryQueue;
 use podswitch_dataplane::ports::tap::TapQueue;
-use podswitch_dataplane::ports::Waker;
 use podswitch_dataplane::testkit::*;
-use podswitch_dataplane::worker::{Command, IdlePolicy, Worker, WorkerConfig};
+use podswitch_dataplane::worker::Command;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixDatagram;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-use std::time::Duration;
 
 #[test]
 fn sync_answers_with_every_transmit_submitted_before_it_counted() {
-    let tables = Arc::new(ArcSwap::from_pointee(tables_with(true, 1500, 0)));
-    let (commands, rx) = std::sync::mpsc::channel();
-    let cfg = WorkerConfig {
-        burst: 32,
-        idle: IdlePolicy::Busy,
-        pool_buffers: 64,
-        max_ports: 8,
-        rx_depth: 4,
-        spin_iterations: 0,
-        sleep: Duration::ZERO,
-    };
-    let mut worker = Worker::new(
-        cfg,
-        tables,
-        rx,
-        Arc::new(Waker::new().unwrap()),
-        Arc::new(AtomicBool::new(false)),
-    );
+    let crate::Rig {
+        mut worker,
+        commands,
+        ..
+    } = crate::rig(32, 64, 4);
     // Pod A sends five frames to pod B, whose queue writes through the ring to a datagram
     // socket standing in for its tap.
     let frame = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, POD_B_IP, 64, 18);
