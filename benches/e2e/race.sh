@@ -58,7 +58,10 @@ RESULTS=$RUN/results.tsv
 CUR_PIDS=() # daemons of the variant being measured, killed by teardown
 SWITCH_PIDS=() # processes whose CPU is the switch's
 
-log() { printf '[%s] %s\n' "$(date -u +%T)" "$*" >&2; }
+# fd 3 is the script's own stderr: the signal trap and log() may run while a function's stderr
+# is redirected into a file (nsx iperf3 ... 2>why), and must still reach the user.
+exec 3>&2
+log() { printf '[%s] %s\n' "$(date -u +%T)" "$*" >&3; }
 
 kill_pids() {
     local p
@@ -85,7 +88,7 @@ cleanup() {
     rm -rf "$RUN"
 }
 trap cleanup EXIT
-trap 'echo "race.sh: interrupted, cleaning up" >&2; exit 130' INT TERM
+trap 'echo "race.sh: interrupted, cleaning up" >&3; exit 130' INT TERM
 
 # ---------------------------------------------------------------------------------------------
 # Tools.
