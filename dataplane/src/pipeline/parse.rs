@@ -22,8 +22,8 @@ use crate::counters::{Counters, DropReason};
 use crate::tables::Tables;
 use crate::trace::{Stage, Trace};
 use podswitch_packet::{
-    icmpv4, ArpPacket, EtherType, EthernetFrame, Icmpv4Type, IpProtocol, Ipv4Error, Ipv4Options,
-    Ipv4Packet, TcpFlags, ETHERNET_HEADER_LEN, ICMPV4_HEADER_LEN, IPV4_MIN_HEADER_LEN,
+    icmpv4, ArpPacket, EtherType, EthernetFrame, Icmpv4Packet, Icmpv4Type, IpProtocol, Ipv4Error,
+    Ipv4Options, Ipv4Packet, TcpPacket, UdpPacket, ETHERNET_HEADER_LEN, IPV4_MIN_HEADER_LEN,
     TCP_MIN_HEADER_LEN, UDP_HEADER_LEN,
 };
 
@@ -142,10 +142,15 @@ fn l4(
     };
     match proto {
         IpProtocol::TCP => {
+            // The views read the fixed header (`first_chunk`: its length is known, so their
+            // field accesses need no bounds checks); the data offset is checked against the
+            // whole payload, as `TcpPacket::new_checked` does, but keeping apart a first
+            // fragment too short for its options (a tiny fragment).
             let Some(h) = payload.first_chunk::<TCP_MIN_HEADER_LEN>() else {
                 return Err(short(DropReason::TcpTruncated));
             };
-            let header_len = usize::from(h[12] >> 4) * 4;
+            let tcp = TcpPacket::new_unchecked(&h[..]);
+            let header_len = tcp.header_len();
             if header_len < TCP_MIN_HEADER_LEN {
                 return Err(DropReason::TcpBadDataOffset);
             }
@@ -153,42 +158,44 @@ fn l4(
                 return Err(short(DropReason::TcpBadDataOffset));
             }
             *key = L4Key::Tcp {
-                src_port: u16::from_be_bytes([h[0], h[1]]),
-                dst_port: u16::from_be_bytes([h[2], h[3]]),
-                flags: TcpFlags(h[13]),
+                src_port: tcp.src_port(),
+                dst_port: tcp.dst_port(),
+                flags: tcp.flags(),
             };
         }
         IpProtocol::UDP => {
             let Some(h) = payload.first_chunk::<UDP_HEADER_LEN>() else {
                 return Err(short(DropReason::UdpTruncated));
             };
-            let len = usize::from(u16::from_be_bytes([h[4], h[5]]));
-            // A first fragment's UDP length covers the whole datagram, not this fragment.
+            let udp = UdpPacket::new_unchecked(&h[..]);
+            let len = usize::from(udp.len());
+            // A first fragment's UDP length covers the whole datagram, not this fragment
+            // (so not `UdpPacket::new_checked`, which holds it to the bytes present).
             if len < UDP_HEADER_LEN || (frag == Fragment::None && len > payload.len()) {
                 return Err(DropReason::UdpBadLength);
             }
             *key = L4Key::Udp {
-                src_port: u16::from_be_bytes([h[0], h[1]]),
-                dst_port: u16::from_be_bytes([h[2], h[3]]),
+                src_port: udp.src_port(),
+                dst_port: udp.dst_port(),
             };
         }
         IpProtocol::ICMP => {
-            let Some(h) = payload.first_chunk::<ICMPV4_HEADER_LEN>() else {
+            let Ok(icmp) = Icmpv4Packet::new_checked(payload) else {
                 return Err(short(DropReason::IcmpTruncated));
             };
-            let icmp_type = Icmpv4Type(h[0]);
-            let (ident, quoted) = if icmp_type.is_error() {
-                let quote = icmpv4::quoted_header(&payload[ICMPV4_HEADER_LEN..])
-                    .map_err(|_| DropReason::IcmpBadQuote)?;
+            let icmp_type = icmp.msg_type();
+            let (ident, quoted) = if icmp.is_error() {
+                let quote =
+                    icmpv4::quoted_header(icmp.payload()).map_err(|_| DropReason::IcmpBadQuote)?;
                 (0, Some(quoted_key(&quote)))
             } else if matches!(icmp_type, Icmpv4Type::ECHO_REQUEST | Icmpv4Type::ECHO_REPLY) {
-                (u16::from_be_bytes([h[4], h[5]]), None)
+                (icmp.echo_ident(), None)
             } else {
                 (0, None)
             };
             *key = L4Key::Icmp {
-                icmp_type: h[0],
-                code: h[1],
+                icmp_type: icmp_type.0,
+                code: icmp.code(),
                 ident,
                 quoted,
             };
@@ -233,6 +240,7 @@ fn quoted_key(ip: &Ipv4Packet<&[u8]>) -> QuotedKey {
 mod tests {
     use super::*;
     use crate::testkit::*;
+    use podswitch_packet::TcpFlags;
 
     fn verdict(frame: &[u8]) -> Next {
         let mut h = Harness::new();
