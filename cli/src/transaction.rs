@@ -78,6 +78,7 @@ impl AddPortArgs {
             kind: PortKind::Tap,
             role,
             mtu: self.mtu,
+            offloads: true,
             netns: None,
         }))
     }

@@ -61,6 +61,7 @@ pub fn compile<'a>(
             kind: PortKind::Tap,
             role: PortRole::Host { mac: None },
             mtu: settings.mtu,
+            offloads: true,
             netns: None,
         }),
         Op::AddRoute(RouteSpec {
@@ -99,6 +100,7 @@ pub fn pod_port(settings: &Settings, pod: &PodRecord) -> PortSpec {
             pod: non_empty(&pod.name),
         },
         mtu: pod.mtu.unwrap_or(settings.mtu),
+        offloads: true,
         netns: Some(NetnsAttach {
             path: pod.netns.clone(),
             ifname: pod.ifname.clone(),

@@ -112,6 +112,17 @@ pub struct PortSpec {
     /// the daemon (the pod keeps its interface), and a restarted daemon re-attaches to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<NetnsAttach>,
+    /// Whether the port exchanges offloaded frames with its kernel side (tap: virtio-net
+    /// headers, `TUNSETOFFLOAD`): 64 KB TSO/USO super-frames and partial checksums cross the
+    /// switch as they are. Off, the port sends and receives only whole, checksummed frames of
+    /// at most its MTU, and the switch segments and checksums in software what it forwards
+    /// to it. Default on.
+    #[serde(default = "default_offloads")]
+    pub offloads: bool,
+}
+
+fn default_offloads() -> bool {
+    true
 }
 
 /// A port's interface inside another network namespace.
@@ -420,6 +431,7 @@ mod tests {
                     pod: None,
                 },
                 mtu: 1500,
+                offloads: true,
                 netns: None,
             })],
         }));

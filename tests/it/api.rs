@@ -32,6 +32,7 @@ fn a_failing_transaction_changes_nothing() {
                 pod: None,
             },
             mtu: 1500,
+            offloads: true,
             netns: None,
         })
     };
@@ -220,6 +221,7 @@ fn a_failing_transaction_leaves_no_interface_in_the_pods_namespace() {
             pod: None,
         },
         mtu: 1500,
+        offloads: true,
         netns: Some(podswitch_proto::NetnsAttach {
             path: ns.path().display().to_string(),
             ifname: "eth0".into(),
@@ -234,6 +236,7 @@ fn a_failing_transaction_leaves_no_interface_in_the_pods_namespace() {
             namespace: None,
             pod: None,
         },
+        offloads: true,
         netns: None,
         ..spec.clone()
     };

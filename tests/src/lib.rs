@@ -247,6 +247,7 @@ impl Node {
                 kind: PortKind::Tap,
                 role: PortRole::Host { mac: None },
                 mtu: 1500,
+                offloads: true,
                 netns: None,
             }),
             route("0.0.0.0/0", RouteTarget::Host),
@@ -408,6 +409,7 @@ impl Node {
                 pod: None,
             },
             mtu: 1500,
+            offloads: true,
             netns: Some(NetnsAttach {
                 path: ns.path().display().to_string(),
                 ifname: "eth0".into(),

@@ -471,16 +471,12 @@ impl PortQueue for TapQueue {
 impl Drop for TapQueue {
     fn drop(&mut self) {
         if self.in_flight > 0 {
-            // The kernel may still write into these buffers: leak them rather than free memory
-            // it can reach. Only happens when a port is torn down without its completions.
-            for b in self
-                .rx_slots
-                .drain(..)
-                .chain(self.tx_slots.drain(..))
-                .flatten()
-            {
-                std::mem::forget(b);
-            }
+            // The kernel may still write into these buffers: they are never returned to the
+            // pool, so the pool never reuses them and never unmaps its region (`Pool::drop`
+            // keeps a region with a buffer out mapped). Only happens when a port is torn down
+            // without its completions.
+            self.rx_slots.clear();
+            self.tx_slots.clear();
             std::mem::forget(std::mem::take(&mut self.rx_iov.0));
         }
     }

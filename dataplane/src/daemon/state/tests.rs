@@ -122,6 +122,7 @@ pub(crate) fn pod(name: &str, ip: &str) -> Op {
             pod: None,
         },
         mtu: 1500,
+        offloads: true,
         netns: None,
     })
 }
