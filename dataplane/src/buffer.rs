@@ -203,7 +203,7 @@ impl PktBuf {
     /// frame is shorter.
     pub fn pull_front(&mut self, n: usize) -> Option<()> {
         let n32 = u32::try_from(n).ok().filter(|&n| n <= self.len)?;
-        self.start += n as u16;
+        self.start = u16::try_from(self.start as usize + n).ok()?;
         self.len -= n32;
         Some(())
     }
