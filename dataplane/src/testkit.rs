@@ -46,6 +46,7 @@ fn port(name: &str, mac: MacAddr, binding: Binding, mtu: u16) -> Option<PortEntr
         peer_mac: mac,
         binding,
         mtu,
+        offloads: true,
     })
 }
 

@@ -237,6 +237,11 @@ impl<'a> Segmenter<'a> {
         self.count
     }
 
+    /// How many segments are still to be written.
+    pub fn remaining(&self) -> usize {
+        self.count - self.next
+    }
+
     /// The headers every segment repeats: Ethernet, IPv4 and TCP or UDP, options included.
     pub fn header_len(&self) -> usize {
         self.header_len

@@ -28,6 +28,7 @@ pub fn rig(burst: usize, pool_buffers: usize, rx_depth: usize) -> Rig {
         burst,
         idle: IdlePolicy::Busy,
         pool_buffers,
+        pool_large_buffers: 64,
         max_ports: 8,
         rx_depth,
         spin_iterations: 0,
