@@ -14,7 +14,7 @@ enum Source {
     Queue(VecDeque<(Vec<u8>, Offload)>),
     /// The same frames over and over, `burst` per call (benchmarks).
     Repeat {
-        frames: Vec<Vec<u8>>,
+        frames: Vec<(Vec<u8>, Offload)>,
         next: usize,
         burst: usize,
     },
@@ -29,7 +29,13 @@ pub struct MemoryQueue {
     sent: Option<Vec<(Vec<u8>, Offload)>>,
     /// Frames transmitted in all.
     pub tx_count: u64,
+    /// Where sent frames are also recorded, for tests that hand the queue to a worker.
+    sink: Option<Sink>,
 }
+
+/// A record of the frames a memory queue sent, shared with the test that reads it (memory
+/// ports are test-only: the lock is taken once per transmitted burst, never by the daemon).
+pub type Sink = std::sync::Arc<std::sync::Mutex<Vec<(Vec<u8>, Offload)>>>;
 
 impl MemoryQueue {
     /// A queue that delivers what [`MemoryQueue::inject`] queued and records what is sent.
@@ -39,12 +45,33 @@ impl MemoryQueue {
             source: Source::Queue(VecDeque::new()),
             sent: Some(Vec::new()),
             tx_count: 0,
+            sink: None,
+        }
+    }
+
+    /// A queue like [`MemoryQueue::new`] that also records what it sends into `sink`, which
+    /// the test keeps while the queue is inside a worker.
+    pub fn with_sink(port: PortId, sink: Sink) -> Self {
+        Self {
+            sink: Some(sink),
+            sent: None,
+            ..Self::new(port)
         }
     }
 
     /// A queue that delivers `burst` frames per receive, cycling through `frames`, and discards
     /// (counts) what is sent: a traffic generator and sink for benchmarks.
     pub fn generator(port: PortId, frames: Vec<Vec<u8>>, burst: usize) -> Self {
+        let frames = frames.into_iter().map(|f| (f, Offload::NONE)).collect();
+        Self::generator_offloaded(port, frames, burst)
+    }
+
+    /// A generator whose frames carry offload state (GSO super-frames, partial checksums).
+    pub fn generator_offloaded(
+        port: PortId,
+        frames: Vec<(Vec<u8>, Offload)>,
+        burst: usize,
+    ) -> Self {
         Self {
             port,
             source: Source::Repeat {
@@ -54,6 +81,7 @@ impl MemoryQueue {
             },
             sent: None,
             tx_count: 0,
+            sink: None,
         }
     }
 
@@ -130,18 +158,30 @@ impl PortQueue for MemoryQueue {
                     return;
                 }
                 for _ in 0..(*burst).min(batch.room()) {
-                    let Some(mut buf) = buffer_for(io, frames[*next].len()) else {
+                    let (frame, offload) = &frames[*next];
+                    let Some(mut buf) = buffer_for(io, frame.len()) else {
                         break;
                     };
-                    buf.fill(&frames[*next]);
+                    buf.fill(frame);
+                    if offload.is_gso() {
+                        io.ctr.event(Event::GsoFramesRx);
+                    }
+                    let _ = batch.push_offloaded(buf, *offload);
                     *next = (*next + 1) % frames.len();
-                    let _ = batch.push(buf);
                 }
             }
         }
     }
 
     fn tx_burst(&mut self, io: &mut PortIo<'_>, pkts: &mut Vec<Packet>) {
+        if let Some(sink) = &self.sink {
+            if let Ok(mut sink) = sink.lock() {
+                sink.extend(
+                    pkts.iter()
+                        .map(|p| (p.buf.frame().to_vec(), p.meta.offload)),
+                );
+            }
+        }
         for p in pkts.drain(..) {
             self.tx_count += 1;
             io.ctr.tx_sent(self.port as usize, p.buf.len());

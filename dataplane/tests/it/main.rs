@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod no_alloc;
+mod offload;
 mod output_port_gone;
 mod sync_counts_transmits;
 
