@@ -166,4 +166,15 @@ mod tests {
         };
         assert!(c.validate().unwrap_err().to_string().contains("burst"));
     }
+
+    #[test]
+    fn large_buffers_must_cover_one_read_per_armed_slot() {
+        let c = DaemonConfig::from_toml("pool_large_buffers = 16\nrx_depth = 32").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("pool_large_buffers") && e.contains("rx_depth"),
+            "{e}"
+        );
+        assert_eq!(DaemonConfig::default().pool_large_buffers, 128);
+    }
 }

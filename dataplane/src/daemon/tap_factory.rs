@@ -17,6 +17,9 @@ use podswitch_proto::{NetnsAttach, NodeSpec, PortRole, PortSpec};
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
+/// Writes in flight per queue of a tap without offloads (see `create`).
+const TX_DEPTH_WITHOUT_OFFLOADS: usize = 4 * MAX_BURST;
+
 pub(super) struct TapFactory {
     netlink: Netlink,
     queues: usize,
@@ -190,11 +193,19 @@ impl PortFactory for TapFactory {
                 (fds, mac, false)
             }
         };
+        // A port without offloads receives super-frames from its neighbours cut into ~45
+        // segments each, all written in the iteration that cut them: give its queues room
+        // for a burst of those rather than losing them as `tx_queue_full`.
+        let tx_depth = if spec.offloads {
+            MAX_BURST
+        } else {
+            TX_DEPTH_WITHOUT_OFFLOADS
+        };
         let queues = fds
             .into_iter()
             .map(|fd| {
                 Box::new(
-                    tap::TapQueue::new(id, fd, self.rx_depth, MAX_BURST)
+                    tap::TapQueue::new(id, fd, self.rx_depth, tx_depth)
                         .with_vnet_hdr(spec.offloads),
                 ) as Box<dyn PortQueue>
             })
