@@ -915,6 +915,12 @@ mod tests {
     fn vnet_writes_carry_the_header_in_front_and_count_the_frame_alone() {
         let mut rig = Rig::vnet(1, 2);
         rig.tx(&[100]);
+        let sent = rig.queue.tx_slots[0].as_ref().unwrap();
+        assert_eq!(
+            sent.front(VNET_HDR_LEN).unwrap(),
+            &[0u8; VNET_HDR_LEN],
+            "a plain frame: zero header"
+        );
         rig.complete(tx(0), (100 + VNET_HDR_LEN) as i32);
         assert_eq!((rig.port().tx_packets, rig.port().tx_bytes), (1, 100));
         rig.tx(&[100]);
