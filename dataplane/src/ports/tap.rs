@@ -256,7 +256,7 @@ pub struct TapQueue {
     /// queue with vnet headers, the slot's large buffer from [`LARGE_TAIL`] on.
     rx_iov: RxIoVecs,
     /// Per slot, on a queue with vnet headers: the large buffer that takes the tail of a
-    /// super-frame. Stays with the slot while the frames read fit the small buffer.
+    /// super-frame, lent for the one read in flight (returned to the pool at its completion).
     rx_large: Vec<Option<PktBuf>>,
     /// The queue was opened with `IFF_VNET_HDR`: every frame, both ways, has a 10-byte
     /// virtio-net header in front.
@@ -606,6 +606,12 @@ impl PortQueue for TapQueue {
                         // it and retry after a back-off.
                         _ => self.rx_failed(io),
                     }
+                }
+                // The slot's large buffer (unused unless the frame was a super-frame) goes
+                // back at once: a slot left without a read (an empty queue) must not sit on
+                // one, or idle ports would hold every large buffer and busy ones arm nothing.
+                if let Some(large) = self.rx_large[slot as usize].take() {
+                    io.pool.put(large);
                 }
             }
             Token::Poll { ended, .. } => {
