@@ -357,15 +357,28 @@ impl TapQueue {
         if !self.rx_readable {
             return;
         }
+        // A queue takes at most half the free large buffers per call, so that the queues
+        // polled after it in the same iteration still find some (ARCHITECTURE.md, "Offloads").
+        let mut large_share = io.pool.available_large().div_ceil(2);
         while let Some(&slot) = self.rx_free.last() {
             let s = slot as usize;
             if self.vnet && self.rx_large[s].is_none() {
                 // No large buffer for this read: arm no more (the frames wait in the tap
                 // queue) rather than a read that would cut a super-frame.
-                match io.pool.get_large() {
-                    Some(large) => self.rx_large[s] = Some(large),
+                let large = if large_share > 0 {
+                    io.pool.get_large()
+                } else {
+                    None
+                };
+                match large {
+                    Some(large) => {
+                        large_share -= 1;
+                        self.rx_large[s] = Some(large);
+                    }
                     None => {
-                        io.ctr.event(Event::LargePoolEmpty);
+                        if io.pool.available_large() == 0 {
+                            io.ctr.event(Event::LargePoolEmpty);
+                        }
                         return;
                     }
                 }
@@ -915,6 +928,23 @@ mod tests {
             "the poll and the one read with a large buffer"
         );
         assert!(rig.ctr.events[Event::LargePoolEmpty as usize] > 0);
+    }
+
+    #[test]
+    fn a_vnet_queue_takes_at_most_half_the_free_large_buffers_per_burst() {
+        let mut rig = Rig::vnet(8, 6);
+        rig.rx();
+        assert_eq!(
+            rig.queue.in_flight,
+            1 + 3,
+            "the poll and reads for half of the six"
+        );
+        assert_eq!(
+            rig.pool.available_large(),
+            3,
+            "left for the queues polled next"
+        );
+        assert_eq!(rig.ctr.events[Event::LargePoolEmpty as usize], 0);
     }
 
     #[test]
