@@ -13,7 +13,7 @@
 //!   tx, buffers back to the pool).
 
 use arc_swap::ArcSwap;
-use podswitch_dataplane::batch::{Batch, Next, PortId};
+use podswitch_dataplane::batch::{Batch, Next, Offload, PortId};
 use podswitch_dataplane::buffer::Pool;
 use podswitch_dataplane::counters::Counters;
 use podswitch_dataplane::pipeline;
@@ -246,11 +246,29 @@ impl WorkerRig {
     /// A worker at `burst`, pod A sending `frames` to the switch. Creates the ring on the
     /// calling thread (rings are single-issuer).
     pub fn new(burst: usize, frames: Vec<Vec<u8>>) -> std::io::Result<Self> {
-        let tables = Arc::new(testkit::tables_with(true, 1500, 0));
+        let frames = frames.into_iter().map(|f| (f, Offload::NONE)).collect();
+        Self::offloaded(burst, frames, true)
+    }
+
+    /// A worker at `burst`, pod A sending `frames` with their offload state (GSO super-frames,
+    /// partial checksums, as a tap with vnet headers delivers them); pod B's port takes
+    /// offloaded frames as they are when `pod_b_offloads`, else the switch segments and
+    /// completes checksums in software for it.
+    pub fn offloaded(
+        burst: usize,
+        frames: Vec<(Vec<u8>, Offload)>,
+        pod_b_offloads: bool,
+    ) -> std::io::Result<Self> {
+        let mut tables = testkit::tables_with(true, 1500, 0);
+        if let Some(b) = tables.ports[usize::from(POD_B)].as_mut() {
+            b.offloads = pod_b_offloads;
+        }
+        let tables = Arc::new(tables);
         let cfg = WorkerConfig {
             burst,
             idle: IdlePolicy::Busy,
-            pool_buffers: 1024,
+            // Room for a burst of super-frames cut into ~45 segments each.
+            pool_buffers: 1024 + 64 * burst,
             pool_large_buffers: 64,
             max_ports: 4,
             rx_depth: burst,
@@ -265,7 +283,9 @@ impl WorkerRig {
             Arc::new(Waker::new()?),
             Arc::new(AtomicBool::new(false)),
         );
-        worker.add_queue(Box::new(MemoryQueue::generator(POD_A, frames, burst)));
+        worker.add_queue(Box::new(MemoryQueue::generator_offloaded(
+            POD_A, frames, burst,
+        )));
         // A generator with nothing to send is a sink that counts and frees (no copy kept).
         worker.add_queue(Box::new(MemoryQueue::generator(POD_B, Vec::new(), 0)));
         let ring = Uring::new(1024, 8192)?;
@@ -310,6 +330,24 @@ impl WorkerRig {
             (rx, tx),
             (received as u64, received as u64),
             "all forwarded"
+        );
+        assert_eq!(after.drops, before.drops, "no drops");
+    }
+
+    /// Polls a few times and checks that every frame received on pod A left pod B (whole or as
+    /// segments) with no drop: for the offload benches' setup.
+    pub fn assert_forwards_offloaded(&mut self) {
+        let before = self.worker.counters().clone();
+        let mut received = 0;
+        for _ in 0..4 {
+            received += self.poll();
+        }
+        let after = self.worker.counters();
+        let tx = after.ports[POD_B as usize].tx_packets - before.ports[POD_B as usize].tx_packets;
+        assert_eq!(received, 4 * self.burst, "generator delivers a full burst");
+        assert!(
+            tx >= received as u64,
+            "all forwarded: {tx} frames out of {received}"
         );
         assert_eq!(after.drops, before.drops, "no drops");
     }
