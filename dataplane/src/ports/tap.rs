@@ -187,6 +187,13 @@ pub struct TapQueue {
     rx_readable: bool,
     /// The multishot readiness poll is armed.
     poll_armed: bool,
+    /// How many reads to keep armed while the queue is readable (1..=depth): frames the
+    /// last run of reads found before an EAGAIN, doubled while reads keep finding frames.
+    /// Arming all `depth` reads for every frame of a request/response exchange made 31 of
+    /// 32 reads fail with EAGAIN, 33 requests per hop (BENCHMARKS.md, issue 13).
+    rx_window: usize,
+    /// Frames read since the last EAGAIN.
+    rx_run: usize,
     /// After a failed read: no reads are armed before this instant.
     rx_retry_at: Option<Instant>,
     /// The wait before the next retry if the next read fails too (doubles, up to a cap).
@@ -219,6 +226,8 @@ impl TapQueue {
             cancel_sent: false,
             rx_readable: false,
             poll_armed: false,
+            rx_window: rx_depth.max(1),
+            rx_run: 0,
             rx_retry_at: None,
             rx_backoff: RX_BACKOFF_MIN,
         }
@@ -261,7 +270,11 @@ impl TapQueue {
         if !self.rx_readable {
             return;
         }
-        while let Some(&slot) = self.rx_free.last() {
+        let armed = self.rx_slots.len() - self.rx_free.len();
+        for _ in armed..self.rx_window {
+            let Some(&slot) = self.rx_free.last() else {
+                return;
+            };
             let Some(mut buf) = rx_buffer(io) else { return };
             let (ptr, cap) = buf.rx_ptr();
             let (over_ptr, over_len) = overflow_area();
@@ -401,11 +414,22 @@ impl PortQueue for TapQueue {
                     buf.set_len(result as usize);
                     self.rx_ready.push_back(buf);
                     self.rx_backoff = RX_BACKOFF_MIN;
+                    self.rx_run += 1;
+                    if self.rx_run >= self.rx_window {
+                        self.rx_window = (self.rx_window * 2).min(self.rx_slots.len());
+                    }
                 } else {
                     io.pool.put(buf);
                     match -result {
                         // The queue is empty: read again once the poll says frames arrived.
-                        libc::EAGAIN => self.rx_readable = false,
+                        // The first EAGAIN of a run sizes the next run's reads.
+                        libc::EAGAIN => {
+                            if self.rx_readable {
+                                self.rx_window = self.rx_run.clamp(1, self.rx_slots.len());
+                                self.rx_run = 0;
+                            }
+                            self.rx_readable = false;
+                        }
                         libc::EINTR => {}
                         // Anything else (device detached or down, a zero-length read): count
                         // it and retry after a back-off.
@@ -664,7 +688,42 @@ mod tests {
         );
         rig.readable();
         rig.rx();
-        assert_eq!(rig.queue.in_flight, 1 + 2, "frames arrived: reads again");
+        assert_eq!(
+            rig.queue.in_flight,
+            1 + 1,
+            "frames arrived: reads again, as many as the last run found (at least one)"
+        );
+    }
+
+    #[test]
+    fn the_reads_armed_follow_the_frames_the_queue_had() {
+        let mut rig = Rig::new(8, 1);
+        rig.rx();
+        assert_eq!(rig.queue.in_flight, 1 + 8, "the first run arms every read");
+        // A request/response exchange: one frame, then the queue is empty.
+        rig.complete(rx(0), 60);
+        for slot in 1..8 {
+            rig.complete(rx(slot), -libc::EAGAIN);
+        }
+        assert_eq!(rig.rx().len(), 1);
+        assert_eq!(rig.queue.in_flight, 1, "empty: only the poll");
+        rig.readable();
+        rig.rx();
+        assert_eq!(rig.queue.in_flight, 1 + 1, "one frame last time: one read");
+        // A flood: every read finds a frame, and the window doubles up to the depth.
+        let mut got = 0;
+        for round in 0..3 {
+            let armed: Vec<u32> = (0..8)
+                .filter(|&s| rig.queue.rx_slots[s as usize].is_some())
+                .collect();
+            for slot in armed {
+                rig.complete(rx(slot), 60);
+            }
+            got += rig.rx().len();
+            let want = [2, 4, 8][round];
+            assert_eq!(rig.queue.in_flight, 1 + want, "round {round}");
+        }
+        assert_eq!(got, 1 + 2 + 4);
     }
 
     #[test]
