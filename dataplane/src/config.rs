@@ -30,8 +30,16 @@ pub struct DaemonConfig {
     pub switch_mac: String,
     /// Empty polls before an adaptive worker sleeps.
     pub spin_iterations: u32,
+    /// Whether a spinning adaptive worker yields the CPU (`sched_yield`) between empty polls,
+    /// so that pods woken on its CPU run at once instead of after its spin (default true).
+    pub spin_yield: bool,
     /// Longest sleep of an idle adaptive worker, in microseconds.
     pub sleep_us: u64,
+    /// CPU of each worker thread, by worker index (worker i on `worker_cpus[i]`); workers
+    /// beyond the list, and all of them when it is empty (the default), run where the
+    /// scheduler puts them. A worker on the CPU its pods run on wakes them without an
+    /// inter-processor interrupt (see BENCHMARKS.md, "Where the latency goes").
+    pub worker_cpus: Vec<usize>,
     /// Most API connections served at once; more are refused with "too many connections".
     pub api_max_connections: usize,
     /// Seconds an API connection may stay idle (or take to send one request) before it is
@@ -51,7 +59,9 @@ impl Default for DaemonConfig {
             max_ports: 1024,
             switch_mac: "02:50:53:00:00:01".into(),
             spin_iterations: 200,
+            spin_yield: true,
             sleep_us: 100_000,
+            worker_cpus: Vec::new(),
             api_max_connections: 64,
             api_idle_timeout_secs: 30,
         }
@@ -94,6 +104,12 @@ impl DaemonConfig {
             return err(format!(
                 "pool_buffers = {} is too small: need at least 2 * rx_depth + 256",
                 self.pool_buffers
+            ));
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if let Some(&cpu) = self.worker_cpus.iter().find(|&&c| c >= 1024) {
+            return err(format!(
+                "worker_cpus: cpu {cpu} is out of range 0..1024 (this machine has {cpus})"
             ));
         }
         if !(1..=4096).contains(&self.api_max_connections) {
