@@ -31,7 +31,9 @@ pub struct DaemonConfig {
     /// Empty polls before an adaptive worker sleeps.
     pub spin_iterations: u32,
     /// Whether a spinning adaptive worker yields the CPU (`sched_yield`) between empty polls,
-    /// so that pods woken on its CPU run at once instead of after its spin (default true).
+    /// so that pods woken on its CPU run at once instead of after its spin. Off by default:
+    /// measured with the worker on its pods' CPU, it cost p50 (22 vs 19 µs a round trip) for
+    /// a p99 that was better in one run of two (BENCHMARKS.md, "Where the latency goes").
     pub spin_yield: bool,
     /// Longest sleep of an idle adaptive worker, in microseconds.
     pub sleep_us: u64,
@@ -59,7 +61,7 @@ impl Default for DaemonConfig {
             max_ports: 1024,
             switch_mac: "02:50:53:00:00:01".into(),
             spin_iterations: 200,
-            spin_yield: true,
+            spin_yield: false,
             sleep_us: 100_000,
             worker_cpus: Vec::new(),
             api_max_connections: 64,

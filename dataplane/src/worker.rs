@@ -244,10 +244,9 @@ impl Worker {
             ring.wait(self.cfg.sleep)?;
         } else if self.cfg.idle == IdlePolicy::Adaptive && self.cfg.spin_yield {
             // Spinning, but not against the pods: the frames just written woke their
-            // receivers, often on this CPU, and a spinning worker would keep them off it
-            // until the scheduler preempts it (measured: p50 of a pod-to-pod round trip on
-            // one CPU 46 µs spinning, 30 µs not spinning; BENCHMARKS.md, issue 13). A yield
-            // with nothing else runnable returns at once, so an alone worker still spins.
+            // receivers, often on this CPU, and a spinning worker keeps them off it until the
+            // scheduler preempts it. A yield with nothing else runnable returns at once. Off
+            // by default (`spin_yield`): measured, it did not pay (BENCHMARKS.md, issue 13).
             // SAFETY: sched_yield takes no arguments and cannot fail in a way that matters.
             unsafe { libc::sched_yield() };
             if state.since_publish >= 1 << 16 {
