@@ -163,6 +163,23 @@ mod tests {
     }
 
     #[test]
+    fn worker_cpus_parse_and_an_impossible_cpu_is_refused() {
+        let c = DaemonConfig::from_toml("worker_cpus = [0, 1]\n").unwrap();
+        assert_eq!(c.worker_cpus, vec![0, 1]);
+        c.validate().unwrap();
+        assert!(
+            DaemonConfig::default().worker_cpus.is_empty(),
+            "unpinned by default"
+        );
+        let c = DaemonConfig {
+            worker_cpus: vec![0, 5000],
+            ..Default::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("worker_cpus") && e.contains("5000"), "{e}");
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let e = DaemonConfig::from_toml("wrokers = 2")
             .unwrap_err()
