@@ -273,6 +273,8 @@ impl WorkerRig {
             max_ports: 4,
             rx_depth: burst,
             spin_iterations: 0,
+            spin_yield: false,
+            cpu: None,
             sleep: Duration::from_millis(1),
         };
         let (commands, rx) = mpsc::channel();

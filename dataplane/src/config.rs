@@ -33,8 +33,18 @@ pub struct DaemonConfig {
     pub switch_mac: String,
     /// Empty polls before an adaptive worker sleeps.
     pub spin_iterations: u32,
+    /// Whether a spinning adaptive worker yields the CPU (`sched_yield`) between empty polls,
+    /// so that pods woken on its CPU run at once instead of after its spin. Off by default:
+    /// measured with the worker on its pods' CPU, it cost p50 (22 vs 19 µs a round trip) for
+    /// a p99 that was better in one run of two (BENCHMARKS.md, "Where the latency goes").
+    pub spin_yield: bool,
     /// Longest sleep of an idle adaptive worker, in microseconds.
     pub sleep_us: u64,
+    /// CPU of each worker thread, by worker index (worker i on `worker_cpus[i]`); workers
+    /// beyond the list, and all of them when it is empty (the default), run where the
+    /// scheduler puts them. A worker on the CPU its pods run on wakes them without an
+    /// inter-processor interrupt (see BENCHMARKS.md, "Where the latency goes").
+    pub worker_cpus: Vec<usize>,
     /// Most API connections served at once; more are refused with "too many connections".
     pub api_max_connections: usize,
     /// Seconds an API connection may stay idle (or take to send one request) before it is
@@ -55,7 +65,9 @@ impl Default for DaemonConfig {
             max_ports: 1024,
             switch_mac: "02:50:53:00:00:01".into(),
             spin_iterations: 200,
+            spin_yield: false,
             sleep_us: 100_000,
+            worker_cpus: Vec::new(),
             api_max_connections: 64,
             api_idle_timeout_secs: 30,
         }
@@ -106,6 +118,12 @@ impl DaemonConfig {
                 self.pool_large_buffers, self.rx_depth
             ));
         }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if let Some(&cpu) = self.worker_cpus.iter().find(|&&c| c >= 1024) {
+            return err(format!(
+                "worker_cpus: cpu {cpu} is out of range 0..1024 (this machine has {cpus})"
+            ));
+        }
         if !(1..=4096).contains(&self.api_max_connections) {
             return err(format!(
                 "api_max_connections = {} is out of range 1..=4096",
@@ -152,6 +170,23 @@ mod tests {
         DaemonConfig::default().validate().unwrap();
         let c = DaemonConfig::from_toml("workers = 2\nidle = \"busy\"\n").unwrap();
         assert_eq!((c.workers, c.idle, c.burst), (2, IdlePolicy::Busy, 32));
+    }
+
+    #[test]
+    fn worker_cpus_parse_and_an_impossible_cpu_is_refused() {
+        let c = DaemonConfig::from_toml("worker_cpus = [0, 1]\n").unwrap();
+        assert_eq!(c.worker_cpus, vec![0, 1]);
+        c.validate().unwrap();
+        assert!(
+            DaemonConfig::default().worker_cpus.is_empty(),
+            "unpinned by default"
+        );
+        let c = DaemonConfig {
+            worker_cpus: vec![0, 5000],
+            ..Default::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("worker_cpus") && e.contains("5000"), "{e}");
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub struct WorkerConfig {
     pub spin_iterations: u32,
     /// Longest sleep of an adaptive worker (it also wakes on any packet or command).
     pub sleep: Duration,
+    /// Whether an adaptive worker yields the CPU between empty polls while it spins.
+    pub spin_yield: bool,
+    /// The CPU this worker's thread is pinned to (`None`: wherever the scheduler puts it).
+    pub cpu: Option<usize>,
 }
 
 /// Instructions from the daemon to a worker.
@@ -190,12 +194,39 @@ impl Worker {
     /// Creates the worker's ring, with the read on its wake-up eventfd armed. Must be called
     /// on the thread that then calls [`Worker::run_on`] (the ring is single-issuer). Separate
     /// from the loop so that the daemon can report a ring the kernel refuses before it
-    /// counts the worker as started.
+    /// counts the worker as started. Pins the thread first if the config names a CPU.
     pub fn open_ring(&self) -> std::io::Result<Uring> {
+        self.pin()?;
         let ring_entries = 1024;
         let mut ring = Uring::new(ring_entries, 8192)?;
         ring.arm_wake(&self.waker)?;
         Ok(ring)
+    }
+
+    /// Pins the calling thread to the configured CPU, if any (see `worker_cpus` in the
+    /// daemon's config: a worker on the CPU of the pods it serves wakes them without an
+    /// inter-processor interrupt, which on a VM costs tens of microseconds per hop).
+    fn pin(&self) -> std::io::Result<()> {
+        let Some(cpu) = self.cfg.cpu else {
+            return Ok(());
+        };
+        // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it (cpu is
+        // checked against CPU_SETSIZE); sched_setaffinity reads `size_of` bytes of it.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            if cpu >= libc::CPU_SETSIZE as usize {
+                return Err(std::io::Error::other(format!("cpu {cpu} is out of range")));
+            }
+            libc::CPU_SET(cpu, &mut set);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                let e = std::io::Error::last_os_error();
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("pinning the worker to cpu {cpu}: {e}"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Runs on `ring` (from [`Worker::open_ring`] on this thread) until the stop flag is set.
@@ -242,6 +273,17 @@ impl Worker {
             state.since_publish = 0;
             drop(tables);
             ring.wait(self.cfg.sleep)?;
+        } else if self.cfg.idle == IdlePolicy::Adaptive && self.cfg.spin_yield {
+            // Spinning, but not against the pods: the frames just written woke their
+            // receivers, often on this CPU, and a spinning worker keeps them off it until the
+            // scheduler preempts it. A yield with nothing else runnable returns at once. Off
+            // by default (`spin_yield`): measured, it did not pay (BENCHMARKS.md, issue 13).
+            // SAFETY: sched_yield takes no arguments and cannot fail in a way that matters.
+            unsafe { libc::sched_yield() };
+            if state.since_publish >= 1 << 16 {
+                self.publish();
+                state.since_publish = 0;
+            }
         } else if state.since_publish >= 1 << 16 {
             self.publish();
             state.since_publish = 0;

@@ -27,6 +27,9 @@ struct Flags {
     /// Packets per burst (1..=256).
     #[arg(long)]
     burst: Option<usize>,
+    /// CPUs to pin the workers to, comma-separated, worker 0 first (e.g. `0` or `0,1`).
+    #[arg(long, value_delimiter = ',')]
+    worker_cpus: Option<Vec<usize>>,
     /// The switch's (gateway) MAC.
     #[arg(long)]
     switch_mac: Option<String>,
@@ -56,6 +59,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(v) = flags.burst {
         cfg.burst = v;
+    }
+    if let Some(v) = flags.worker_cpus {
+        cfg.worker_cpus = v;
     }
     if let Some(v) = flags.switch_mac {
         cfg.switch_mac = v;

@@ -124,9 +124,15 @@ impl Daemon {
             rx_depth: cfg.rx_depth,
             spin_iterations: cfg.spin_iterations,
             sleep: Duration::from_micros(cfg.sleep_us),
+            spin_yield: cfg.spin_yield,
+            cpu: None,
         };
         let mut workers = Vec::with_capacity(cfg.workers);
         for index in 0..cfg.workers {
+            let wcfg = WorkerConfig {
+                cpu: cfg.worker_cpus.get(index).copied(),
+                ..wcfg
+            };
             if let Err(e) =
                 start_worker(index, wcfg, &tables, &stop, open_ring, answer, &mut workers)
             {

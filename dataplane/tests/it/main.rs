@@ -34,6 +34,8 @@ pub fn rig(burst: usize, pool_buffers: usize, rx_depth: usize) -> Rig {
         rx_depth,
         spin_iterations: 0,
         sleep: std::time::Duration::ZERO,
+        spin_yield: false,
+        cpu: None,
     };
     let waker = Arc::new(podswitch_dataplane::ports::Waker::new().unwrap());
     let worker = Worker::new(
