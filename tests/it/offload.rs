@@ -1,0 +1,634 @@
+//! Offloads end to end (issue 13, "How it is tested"): a pod's 64 KB TSO/USO super-frames cross
+//! the switch unsegmented between ports with offloads, and the switch segments and completes
+//! checksums in software for a port without them. Real pods, real kernel TCP and UDP; the
+//! switch's own counters say what it did (`gso_frames_rx`, `gso_segmented_sw`,
+//! `gso_segments_sw`, `csum_completed_sw`), the receiving kernel's `/proc/net/snmp` and an
+//! `AF_PACKET` capture inside the receiving pod say whether what arrived was correct.
+//!
+//! Thresholds are loose on purpose: how the sender's stack sizes its TSO frames depends on its
+//! congestion window and pacing, not on the switch. 100 MB in 64 KB frames is ~1600 frames, and
+//! the same bytes in MTU frames ~72k, so "many GSO frames" is ≥ 200 and "crossed unsegmented" is
+//! fewer frames written to the receiver than half the MTU-sized count.
+
+use podswitch_packet::{IpProtocol, Ipv4Packet, TcpPacket, UdpPacket};
+use podswitch_proto::CountersDump;
+use podswitch_tests::*;
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const HUNDRED_MB: usize = 100 * 1024 * 1024;
+/// TCP payload of a full 1500-byte IPv4 frame with timestamps (1500 - 20 - 32).
+const MSS: usize = 1448;
+/// "Many" super-frames for 100 MB (see the module doc).
+const MANY_GSO_FRAMES: u64 = 200;
+
+/// The switch's offload counters at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Gso {
+    frames_rx: u64,
+    segmented_sw: u64,
+    segments_sw: u64,
+    csum_completed_sw: u64,
+}
+
+impl Gso {
+    fn of(c: &CountersDump) -> Gso {
+        Gso {
+            frames_rx: event(c, "gso_frames_rx"),
+            segmented_sw: event(c, "gso_segmented_sw"),
+            segments_sw: event(c, "gso_segments_sw"),
+            csum_completed_sw: event(c, "csum_completed_sw"),
+        }
+    }
+
+    fn since(self, before: Gso) -> Gso {
+        Gso {
+            frames_rx: self.frames_rx - before.frames_rx,
+            segmented_sw: self.segmented_sw - before.segmented_sw,
+            segments_sw: self.segments_sw - before.segments_sw,
+            csum_completed_sw: self.csum_completed_sw - before.csum_completed_sw,
+        }
+    }
+}
+
+/// Frames the switch wrote to port `name` (whole frames, super-frames counting once).
+fn tx_packets(c: &CountersDump, name: &str) -> u64 {
+    c.ports
+        .iter()
+        .find(|p| p.port == name)
+        .unwrap_or_else(|| panic!("no port {name}: {:?}", c.ports))
+        .tx_packets
+}
+
+/// Runs `f` and returns the growth of the offload counters and the dumps before and after.
+fn measure<R>(node: &Node, f: impl FnOnce() -> R) -> (R, Gso, CountersDump) {
+    let before = Gso::of(&node.counters());
+    let r = f();
+    let after = node.counters();
+    (r, Gso::of(&after).since(before), after)
+}
+
+/// `Tcp: InCsumErrors` and `Udp: InCsumErrors` (and the rest of `/proc/net/snmp`) as the
+/// kernel of `ns` counts them, keyed `Tcp.InCsumErrors`. Read by a process inside `ns`:
+/// `/proc/net` is the reader's namespace's.
+fn snmp(ns: &Netns) -> HashMap<String, u64> {
+    let out = ns.exec(&["cat", "/proc/net/snmp"]);
+    assert!(
+        out.status.success(),
+        "reading /proc/net/snmp in {}",
+        ns.name
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut map = HashMap::new();
+    for pair in lines.chunks(2) {
+        let [names, values] = pair else { continue };
+        let (Some((proto, names)), Some((_, values))) =
+            (names.split_once(':'), values.split_once(':'))
+        else {
+            continue;
+        };
+        for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
+            if let Ok(v) = v.parse::<u64>() {
+                map.insert(format!("{proto}.{n}"), v);
+            }
+        }
+    }
+    map
+}
+
+/// The checksum error counters of `ns`'s kernel.
+fn csum_errors(ns: &Netns) -> [u64; 2] {
+    let s = snmp(ns);
+    let get = |k: &str| {
+        *s.get(k)
+            .unwrap_or_else(|| panic!("no {k} in /proc/net/snmp of {}: {s:?}", ns.name))
+    };
+    [get("Tcp.InCsumErrors"), get("Udp.InCsumErrors")]
+}
+
+/// What an [`AF_PACKET`](capture) capture saw arrive at an interface.
+#[derive(Debug, Default)]
+struct Captured {
+    /// Inbound frames.
+    frames: u64,
+    /// Of those, IPv4 TCP and UDP frames (their checksums checked).
+    tcp: u64,
+    udp: u64,
+    /// The longest inbound frame (Ethernet header included, as it was, not as read).
+    longest: usize,
+    /// The first few problems: a bad IPv4 header checksum, TCP or UDP checksum, a frame over
+    /// the limit.
+    problems: Vec<String>,
+    /// How many problems in all.
+    problem_count: u64,
+}
+
+impl Captured {
+    fn problem(&mut self, what: String) {
+        self.problem_count += 1;
+        if self.problems.len() < 10 {
+            self.problems.push(what);
+        }
+    }
+
+    /// Checks one inbound frame of real length `len` (`data` may be shorter if truncated).
+    fn frame(&mut self, data: &[u8], len: usize, max_len: usize) {
+        self.frames += 1;
+        self.longest = self.longest.max(len);
+        if len > max_len {
+            self.problem(format!("a {len}-byte frame (over {max_len})"));
+        }
+        if data.len() < 14 || data[12..14] != [0x08, 0x00] {
+            return;
+        }
+        let Ok(ip) = Ipv4Packet::new_checked(&data[14..]) else {
+            self.problem(format!("a malformed IPv4 packet of {len} bytes"));
+            return;
+        };
+        if !ip.verify_checksum() {
+            self.problem(format!("a bad IPv4 header checksum ({len} bytes)"));
+        }
+        let (src, dst) = (ip.src(), ip.dst());
+        match ip.protocol() {
+            IpProtocol::TCP => {
+                self.tcp += 1;
+                match TcpPacket::new_checked(ip.payload()) {
+                    Ok(tcp) if tcp.verify_checksum(src, dst) => {}
+                    Ok(tcp) => self.problem(format!(
+                        "a bad TCP checksum {:#06x} ({src}:{} → {dst}:{}, {len} bytes)",
+                        tcp.checksum(),
+                        tcp.src_port(),
+                        tcp.dst_port()
+                    )),
+                    Err(e) => self.problem(format!("a malformed TCP segment: {e:?}")),
+                }
+            }
+            IpProtocol::UDP => {
+                self.udp += 1;
+                match UdpPacket::new_checked(ip.payload()) {
+                    Ok(udp) if udp.checksum() != 0 && udp.verify_checksum(src, dst) => {}
+                    Ok(udp) => self.problem(format!(
+                        "a bad or missing UDP checksum {:#06x} ({src} → {dst}, {len} bytes)",
+                        udp.checksum()
+                    )),
+                    Err(e) => self.problem(format!("a malformed UDP datagram: {e:?}")),
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A running capture: stop it with [`Capture::finish`].
+struct Capture {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Captured>,
+}
+
+/// `packet(7)`'s `PACKET_OUTGOING`: a frame the host itself sent.
+const PACKET_OUTGOING: u8 = 4;
+/// `SO_RCVBUFFORCE` (root may exceed `rmem_max`).
+const SO_RCVBUFFORCE: libc::c_int = 33;
+
+/// Sets an int socket option; panics with the error.
+fn setsockopt_int(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) {
+    // SAFETY: `fd` is an open socket; the option value is a c_int that lives for the call, and
+    // its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            std::ptr::from_ref(&value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setsockopt({level}, {name}, {value}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Starts capturing every frame arriving at `ifname` inside `ns` (an `AF_PACKET` socket bound
+/// to it, made inside the namespace before the traffic starts), checking each as it comes.
+/// Frames longer than `max_len` are problems.
+fn capture(ns: &Netns, ifname: &str, max_len: usize) -> Capture {
+    let ifname = std::ffi::CString::new(ifname).unwrap();
+    let fd = ns.enter(|| {
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain socket(2); the result is checked before use.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
+        assert!(
+            raw >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: `raw` is a new descriptor nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: a NUL-terminated name; the call reads it only.
+        let index = unsafe { libc::if_nametoindex(ifname.as_ptr()) };
+        assert!(index > 0, "no interface {ifname:?}");
+        // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = index as i32;
+        // SAFETY: `sll` is a sockaddr_ll of the size given, alive for the call.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                std::ptr::from_ref(&sll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "bind AF_PACKET: {}", std::io::Error::last_os_error());
+        fd
+    });
+    setsockopt_int(&fd, libc::SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20);
+    let timeout = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 100_000,
+    };
+    // SAFETY: a timeval alive for the call, its size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            std::ptr::from_ref(&timeout).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVTIMEO: {}", std::io::Error::last_os_error());
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let mut seen = Captured::default();
+        let mut buf = vec![0u8; 70_000];
+        loop {
+            // SAFETY: as above, zero is a valid sockaddr_ll.
+            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut from_len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            // SAFETY: `buf` is writable for its length, `from` for `from_len` bytes; MSG_TRUNC
+            // makes the return value the frame's real length, not more than is written.
+            let n = unsafe {
+                libc::recvfrom(
+                    fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_TRUNC,
+                    std::ptr::from_mut(&mut from).cast(),
+                    &mut from_len,
+                )
+            };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                match e.kind() {
+                    // Stop once told and the socket is drained.
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        if stopping.load(Ordering::Relaxed) =>
+                    {
+                        return seen
+                    }
+                    std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::Interrupted => continue,
+                    _ => panic!("AF_PACKET recvfrom: {e}"),
+                }
+            }
+            if from.sll_pkttype == PACKET_OUTGOING {
+                continue;
+            }
+            let len = n as usize;
+            seen.frame(&buf[..len.min(buf.len())], len, max_len);
+        }
+    });
+    Capture { stop, thread }
+}
+
+impl Capture {
+    /// Stops the capture once what has arrived is read; what it saw.
+    fn finish(self) -> Captured {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+#[test]
+fn pod_to_pod_100_mb_tcp_crosses_the_switch_in_unsegmented_gso_frames() {
+    if !root_or_skip("pod_to_pod_100_mb_tcp_crosses_the_switch_in_unsegmented_gso_frames") {
+        return;
+    }
+    let node = Node::start();
+    let a = node.add_pod(2);
+    let b = node.add_pod(3);
+    let errors_before = csum_errors(&b.ns);
+    let (v, gso, c) = measure(&node, || {
+        tcp_transfer_verified(&a.ns, &b.ns, b.ip, 5101, HUNDRED_MB)
+    });
+    assert!(v.is_exact(HUNDRED_MB), "pod → pod: {v:?}");
+    assert!(
+        gso.frames_rx >= MANY_GSO_FRAMES,
+        "the sender's TSO frames reached the switch whole: {gso:?}"
+    );
+    assert_eq!(
+        gso.segmented_sw, 0,
+        "between two ports with offloads nothing is cut in software: {gso:?}"
+    );
+    let to_b = tx_packets(&c, &b.port);
+    assert!(
+        to_b < (HUNDRED_MB / MSS / 2) as u64,
+        "{to_b} frames written to the receiver: the super-frames crossed as they were"
+    );
+    assert_eq!(
+        csum_errors(&b.ns),
+        errors_before,
+        "the receiving kernel saw no checksum errors (Tcp, Udp InCsumErrors)"
+    );
+}
+
+#[test]
+fn pod_to_node_and_node_to_pod_100_mb_tcp_cross_in_gso_frames() {
+    if !root_or_skip("pod_to_node_and_node_to_pod_100_mb_tcp_cross_in_gso_frames") {
+        return;
+    }
+    let node = Node::start();
+    let a = node.add_pod(2);
+    for (what, from, to, ip, port) in [
+        ("pod → node", &a.ns, &node.ns, GATEWAY, 5102),
+        ("node → pod", &node.ns, &a.ns, a.ip, 5103),
+    ] {
+        let errors_before = csum_errors(to);
+        let (v, gso, _) = measure(&node, || {
+            tcp_transfer_verified(from, to, ip, port, HUNDRED_MB)
+        });
+        assert!(v.is_exact(HUNDRED_MB), "{what}: {v:?}");
+        assert!(
+            gso.frames_rx >= MANY_GSO_FRAMES,
+            "{what}: the sender's TSO frames reached the switch whole: {gso:?}"
+        );
+        assert_eq!(
+            gso.segmented_sw, 0,
+            "{what}: the host port and the pod both have offloads: {gso:?}"
+        );
+        assert_eq!(
+            csum_errors(to),
+            errors_before,
+            "{what}: the receiving kernel saw no checksum errors"
+        );
+    }
+}
+
+#[test]
+fn a_pod_without_offloads_gets_segmented_checksummed_frames_from_one_with_them() {
+    if !root_or_skip("a_pod_without_offloads_gets_segmented_checksummed_frames_from_one_with_them")
+    {
+        return;
+    }
+    let node = Node::start();
+    let on = node.add_pod(2);
+    let off = node.add_pod_with(3, PodOptions { offloads: false });
+    let errors_before = csum_errors(&off.ns);
+    // Bound before the transfer starts, so it sees every frame of it.
+    let cap = capture(&off.ns, "eth0", 1500 + 14);
+    let (v, gso, c) = measure(&node, || {
+        tcp_transfer_verified(&on.ns, &off.ns, off.ip, 5104, HUNDRED_MB)
+    });
+    let seen = cap.finish();
+    assert!(v.is_exact(HUNDRED_MB), "on → off: {v:?}");
+    assert!(
+        gso.frames_rx >= MANY_GSO_FRAMES,
+        "the sender's TSO frames reached the switch whole: {gso:?}"
+    );
+    assert!(
+        gso.segmented_sw >= MANY_GSO_FRAMES,
+        "the switch cut them for the port without offloads: {gso:?}"
+    );
+    assert!(
+        gso.segments_sw >= 2 * gso.segmented_sw,
+        "into several segments each: {gso:?}"
+    );
+    // At least the SYN: the sender's stack leaves every checksum partial for a tap with
+    // offloads, so whatever was not cut still had its checksum completed.
+    assert!(
+        gso.csum_completed_sw >= 1,
+        "partial checksums of frames not cut were completed in software: {gso:?}"
+    );
+    let to_off = tx_packets(&c, &off.port);
+    assert!(
+        to_off >= (HUNDRED_MB / MSS) as u64,
+        "{to_off} frames written to the pod without offloads: at least one per MSS"
+    );
+    assert_eq!(
+        csum_errors(&off.ns),
+        errors_before,
+        "the receiving kernel saw no checksum errors (Tcp, Udp InCsumErrors)"
+    );
+    // The capture: whatever it kept up with (its socket buffer may overflow), every TCP frame
+    // verifies and none is over MTU + Ethernet header.
+    assert!(
+        seen.tcp >= 1000,
+        "the capture saw the transfer's frames: {seen:?}"
+    );
+    assert!(
+        seen.problem_count == 0,
+        "{} of {} captured frames were wrong (longest {}): {:?}",
+        seen.problem_count,
+        seen.frames,
+        seen.longest,
+        seen.problems
+    );
+}
+
+#[test]
+fn a_pod_without_offloads_sends_byte_exact_to_one_with_them() {
+    if !root_or_skip("a_pod_without_offloads_sends_byte_exact_to_one_with_them") {
+        return;
+    }
+    let node = Node::start();
+    let on = node.add_pod(2);
+    let off = node.add_pod_with(3, PodOptions { offloads: false });
+    let errors_before = csum_errors(&on.ns);
+    let (v, gso, c) = measure(&node, || {
+        tcp_transfer_verified(&off.ns, &on.ns, on.ip, 5105, HUNDRED_MB)
+    });
+    assert!(v.is_exact(HUNDRED_MB), "off → on: {v:?}");
+    // The sender has no TSO: whole frames in, nothing to cut (the receiver's ACKs are small).
+    assert_eq!(gso.segmented_sw, 0, "{gso:?}");
+    let from_off = c
+        .ports
+        .iter()
+        .find(|p| p.port == off.port)
+        .unwrap()
+        .rx_packets;
+    assert!(
+        from_off >= (HUNDRED_MB / MSS) as u64,
+        "{from_off} frames from the pod without offloads: at least one per MSS"
+    );
+    assert_eq!(csum_errors(&on.ns), errors_before);
+}
+
+/// `UDP_SEGMENT` (linux/udp.h): the socket's sends are cut into datagrams of this size by the
+/// kernel, in software or by the device (USO).
+const UDP_SEGMENT: libc::c_int = 103;
+/// Payload of each datagram: a 1500 MTU less IPv4 and UDP headers, rounded down.
+const SEG: usize = 1400;
+/// Datagrams per send (at most `UDP_MAX_SEGMENTS`, 64 on older kernels).
+const SEGS: usize = 40;
+/// Sends.
+const SENDS: usize = 250;
+
+/// The payload of datagram `i`: its index, then pattern bytes seeded by it.
+fn datagram(i: usize, buf: &mut [u8]) {
+    buf[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    PatternStream::new(i as u64 + 1).fill(&mut buf[8..]);
+}
+
+/// Sends `SENDS` × `SEGS` datagrams of `SEG` bytes from `from` to `to_ip:port` in `to`, each
+/// send one `SEGS × SEG`-byte write on a socket with `UDP_SEGMENT`, and waits after each until
+/// the receiver has its datagrams (UDP has no flow control; a burst lost in a socket buffer
+/// would say nothing about the switch). Returns how many datagrams arrived intact, and the
+/// first few problems.
+fn udp_gso_transfer(
+    from: &Netns,
+    to: &Netns,
+    to_ip: std::net::Ipv4Addr,
+    port: u16,
+) -> (usize, Vec<String>) {
+    use std::net::UdpSocket;
+    let rx = to.enter(|| UdpSocket::bind((to_ip, port))).unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let rx_fd: OwnedFd = rx.try_clone().unwrap().into();
+    setsockopt_int(&rx_fd, libc::SOL_SOCKET, SO_RCVBUFFORCE, 32 << 20);
+    let got = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let (got2, done2) = (got.clone(), done.clone());
+    let receiver = std::thread::spawn(move || {
+        let mut seen = vec![false; SENDS * SEGS];
+        let mut problems = Vec::new();
+        let (mut buf, mut want) = (vec![0u8; 65536], vec![0u8; SEG]);
+        loop {
+            match rx.recv(&mut buf) {
+                Ok(n) => {
+                    let i = buf
+                        .first_chunk::<8>()
+                        .map_or(usize::MAX, |b| u64::from_le_bytes(*b) as usize);
+                    if n != SEG || i >= seen.len() {
+                        problems.push(format!("a {n}-byte datagram, index {i}"));
+                        continue;
+                    }
+                    datagram(i, &mut want);
+                    if buf[..n] != want[..] {
+                        problems.push(format!("datagram {i} corrupted"));
+                    } else if seen[i] {
+                        problems.push(format!("datagram {i} twice"));
+                    } else {
+                        seen[i] = true;
+                        got2.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(_) if done2.load(Ordering::Relaxed) => {
+                    problems.truncate(10);
+                    return problems;
+                }
+                Err(_) => {}
+            }
+        }
+    });
+    let tx = from.enter(|| UdpSocket::bind("0.0.0.0:0")).unwrap();
+    tx.connect((to_ip, port)).unwrap();
+    let tx_fd: OwnedFd = tx.try_clone().unwrap().into();
+    setsockopt_int(&tx_fd, libc::SOL_UDP, UDP_SEGMENT, SEG as libc::c_int);
+    let mut buf = vec![0u8; SEG * SEGS];
+    for s in 0..SENDS {
+        for (k, d) in buf.chunks_mut(SEG).enumerate() {
+            datagram(s * SEGS + k, d);
+        }
+        assert_eq!(tx.send(&buf).unwrap(), buf.len(), "send {s}");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while got.load(Ordering::Relaxed) < (s + 1) * SEGS && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+    }
+    // Stragglers get the receiver's timeout to arrive.
+    std::thread::sleep(Duration::from_millis(300));
+    done.store(true, Ordering::Relaxed);
+    let problems = receiver.join().unwrap();
+    (got.load(Ordering::Relaxed), problems)
+}
+
+/// Whether the running kernel has USO for tap devices (`TUN_F_USO4`, 6.2+).
+fn kernel_has_tap_uso() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (6, 2)
+}
+
+#[test]
+fn udp_gso_datagrams_arrive_whole_at_pods_with_and_without_offloads() {
+    if !root_or_skip("udp_gso_datagrams_arrive_whole_at_pods_with_and_without_offloads") {
+        return;
+    }
+    let node = Node::start();
+    let sender = node.add_pod(2);
+    let on = node.add_pod(3);
+    let off = node.add_pod_with(4, PodOptions { offloads: false });
+    let uso = kernel_has_tap_uso();
+
+    let errors_before = csum_errors(&on.ns);
+    let ((got, problems), gso, _) =
+        measure(&node, || udp_gso_transfer(&sender.ns, &on.ns, on.ip, 5201));
+    assert_eq!(got, SENDS * SEGS, "to the pod with offloads: {problems:?}");
+    assert!(problems.is_empty(), "{problems:?}");
+    if uso {
+        assert!(
+            gso.frames_rx >= SENDS as u64 / 2,
+            "the sender's USO super-datagrams reached the switch whole: {gso:?}"
+        );
+    }
+    assert_eq!(
+        gso.segmented_sw, 0,
+        "nothing cut for a port with offloads: {gso:?}"
+    );
+    assert_eq!(csum_errors(&on.ns), errors_before);
+
+    let errors_before = csum_errors(&off.ns);
+    let cap = capture(&off.ns, "eth0", 1500 + 14);
+    let ((got, problems), gso, _) = measure(&node, || {
+        udp_gso_transfer(&sender.ns, &off.ns, off.ip, 5202)
+    });
+    let seen = cap.finish();
+    assert_eq!(
+        got,
+        SENDS * SEGS,
+        "to the pod without offloads: {problems:?}"
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+    if uso {
+        assert!(
+            gso.segmented_sw >= SENDS as u64 / 2 && gso.segments_sw >= 2 * gso.segmented_sw,
+            "the switch cut the super-datagrams for the port without offloads: {gso:?}"
+        );
+    }
+    assert_eq!(csum_errors(&off.ns), errors_before);
+    assert!(seen.udp >= 1000, "the capture saw the datagrams: {seen:?}");
+    assert!(
+        seen.problem_count == 0,
+        "{} of {} captured frames were wrong (longest {}): {:?}",
+        seen.problem_count,
+        seen.frames,
+        seen.longest,
+        seen.problems
+    );
+}
