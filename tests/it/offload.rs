@@ -632,3 +632,57 @@ fn udp_gso_datagrams_arrive_whole_at_pods_with_and_without_offloads() {
         seen.problems
     );
 }
+
+/// The capture's checks themselves: a correct frame passes, a corrupted or oversized one is
+/// a problem (otherwise the capture assertions above could not fail).
+#[test]
+fn the_capture_check_catches_bad_checksums_and_long_frames() {
+    use podswitch_packet::checksum;
+    use std::net::Ipv4Addr;
+    let (src, dst) = (Ipv4Addr::new(10, 244, 1, 2), Ipv4Addr::new(10, 244, 1, 3));
+    let mut f = vec![0u8; 14 + 20 + 20 + 10];
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip_len = (f.len() - 14) as u16;
+    {
+        let ip = &mut f[14..34];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+        ip[8] = 64;
+        ip[9] = IpProtocol::TCP.0;
+        ip[12..16].copy_from_slice(&src.octets());
+        ip[16..20].copy_from_slice(&dst.octets());
+        let c = checksum::checksum(ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+    {
+        let tcp = &mut f[34..];
+        tcp[0..2].copy_from_slice(&5000u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&5001u16.to_be_bytes());
+        tcp[12] = 5 << 4;
+        tcp[13] = 0x18;
+        tcp[20..].copy_from_slice(b"0123456789");
+        let sum = checksum::combine(&[
+            checksum::pseudo_header_ipv4(src, dst, IpProtocol::TCP, tcp.len() as u16),
+            checksum::sum(tcp),
+        ]);
+        tcp[16..18].copy_from_slice(&(!sum).to_be_bytes());
+    }
+    let check = |frame: &[u8], max: usize| {
+        let mut c = Captured::default();
+        c.frame(frame, frame.len(), max);
+        c
+    };
+    let good = check(&f, 1514);
+    assert_eq!((good.tcp, good.problem_count), (1, 0), "{good:?}");
+    assert_eq!(check(&f, f.len() - 1).problem_count, 1, "over the limit");
+    let mut bad_tcp = f.clone();
+    bad_tcp[60] ^= 1;
+    assert_eq!(
+        check(&bad_tcp, 1514).problem_count,
+        1,
+        "payload byte flipped"
+    );
+    let mut bad_ip = f.clone();
+    bad_ip[14 + 8] -= 1; // the TTL, as a router would, without fixing the checksum
+    assert_eq!(check(&bad_ip, 1514).problem_count, 1, "IPv4 header");
+}
