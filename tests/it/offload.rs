@@ -686,3 +686,92 @@ fn the_capture_check_catches_bad_checksums_and_long_frames() {
     bad_ip[14 + 8] -= 1; // the TTL, as a router would, without fixing the checksum
     assert_eq!(check(&bad_ip, 1514).problem_count, 1, "IPv4 header");
 }
+
+/// The operator's knob end to end: `"offloads": false` in the CNI network config gives that
+/// pod's port no offloads (podswitchd says so, and `podswitchctl ports` shows it), pods added
+/// without it keep them, and traffic between the two is byte-exact.
+#[test]
+fn the_cni_config_turns_a_pods_offloads_off_and_podswitchctl_ports_shows_it() {
+    use podswitch_proto::{RequestBody, Response};
+    use podswitch_tests::control::ControlNode;
+    if !root_or_skip("the_cni_config_turns_a_pods_offloads_off_and_podswitchctl_ports_shows_it") {
+        return;
+    }
+    let cn = ControlNode::start();
+    let on = cn.add_pod("on");
+    let ns = Netns::new("pswc");
+    let netns = ns.path().display().to_string();
+    let mut conf: serde_json::Value = serde_json::from_str(&cn.netconf("1.0.0")).unwrap();
+    conf["offloads"] = serde_json::json!(false);
+    let container = unique("ctr");
+    let out = cn.cni(
+        "ADD",
+        &[
+            ("CNI_CONTAINERID", container.as_str()),
+            ("CNI_NETNS", netns.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            (
+                "CNI_ARGS",
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=off",
+            ),
+        ],
+        &conf.to_string(),
+    );
+    assert_eq!(out.code, 0, "ADD with offloads off: {out:?}");
+    let off_ip: std::net::Ipv4Addr = out.json()["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let Response::Ports { ports } = cn.node.request(RequestBody::Ports) else {
+        panic!("no port list")
+    };
+    let port_of = |netns: &str| {
+        ports
+            .iter()
+            .find(|p| p.netns.as_ref().is_some_and(|n| n.path == netns))
+            .unwrap_or_else(|| panic!("no port in {netns}: {ports:?}"))
+    };
+    let (on_port, off_port) = (port_of(&on.netns()), port_of(&netns));
+    assert!(on_port.offloads, "the default is on: {on_port:?}");
+    assert!(!off_port.offloads, "the config said off: {off_port:?}");
+
+    let ctl = std::process::Command::new(binary("podswitchctl"))
+        .arg("--socket")
+        .arg(&cn.node.socket)
+        .arg("ports")
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&ctl.stdout);
+    assert!(
+        ctl.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&ctl.stderr)
+    );
+    let row = |port: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(port))
+            .unwrap_or_else(|| panic!("no row for {port}: {table}"))
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        table.lines().next().unwrap().ends_with("OFFLOADS"),
+        "{table}"
+    );
+    assert_eq!(row(&on_port.name), "on", "{table}");
+    assert_eq!(row(&off_port.name), "off", "{table}");
+
+    // Between the two, both ways.
+    let v = tcp_transfer_verified(&on.ns, &ns, off_ip, 5301, 8 << 20);
+    assert!(v.is_exact(8 << 20), "on → off: {v:?}");
+    let v = tcp_transfer_verified(&ns, &on.ns, on.ip, 5302, 8 << 20);
+    assert!(v.is_exact(8 << 20), "off → on: {v:?}");
+}
