@@ -251,6 +251,7 @@ impl WorkerRig {
             burst,
             idle: IdlePolicy::Busy,
             pool_buffers: 1024,
+            pool_large_buffers: 64,
             max_ports: 4,
             rx_depth: burst,
             spin_iterations: 0,

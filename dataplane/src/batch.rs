@@ -114,6 +114,93 @@ pub struct FlowKey {
     pub l4: L4Key,
 }
 
+/// The offload state of a frame: the virtio-net header in native form (ARCHITECTURE.md,
+/// "Offloads"). 8 bytes; all zero for an ordinary frame with a complete checksum.
+///
+/// Rules every stage keeps: `csum_start` counts from the first byte of the frame (a stage that
+/// pushes or pops headers in front moves it by as many bytes); a GSO frame is rewritten once
+/// and every segment inherits its headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Offload {
+    /// First byte the partial checksum covers (the transport header); 0 with `csum_offset`
+    /// 0 when the checksum is complete.
+    pub csum_start: u16,
+    /// Where the checksum field is, from `csum_start`.
+    pub csum_offset: u16,
+    /// Payload bytes per segment of a GSO frame; 0 for an ordinary frame.
+    pub gso_size: u16,
+    /// The virtio-net `gso_type` (ECN bit included); `GSO_NONE` (0) for an ordinary frame.
+    pub gso_type: u8,
+    /// The virtio-net flags (`NEEDS_CSUM`, `DATA_VALID`).
+    pub flags: u8,
+}
+
+impl Offload {
+    /// An ordinary frame: complete checksum, no segmentation.
+    pub const NONE: Offload = Offload {
+        csum_start: 0,
+        csum_offset: 0,
+        gso_size: 0,
+        gso_type: 0,
+        flags: 0,
+    };
+
+    /// Whether the transport checksum is partial (`NEEDS_CSUM`).
+    #[inline]
+    pub fn needs_csum(&self) -> bool {
+        self.flags & podswitch_packet::virtio_net::FLAG_NEEDS_CSUM != 0
+    }
+
+    /// Whether this is a GSO super-frame.
+    #[inline]
+    pub fn is_gso(&self) -> bool {
+        self.gso_type & !podswitch_packet::virtio_net::GSO_ECN != 0
+    }
+
+    /// Whether there is anything to do for it at all (the common case is no).
+    #[inline]
+    pub fn is_none(&self) -> bool {
+        *self == Offload::NONE
+    }
+
+    /// From a parsed virtio-net header. RSC counts (which share the checksum fields) are not
+    /// kept: the switch never receives them from a tap.
+    pub fn from_repr(r: &podswitch_packet::virtio_net::VirtioNetRepr) -> Offload {
+        use podswitch_packet::virtio_net as v;
+        let mut o = Offload::NONE;
+        if let Some(c) = r.partial_csum {
+            o.csum_start = c.start;
+            o.csum_offset = c.offset;
+            o.flags |= v::FLAG_NEEDS_CSUM;
+        }
+        if r.data_valid {
+            o.flags |= v::FLAG_DATA_VALID;
+        }
+        if let Some(g) = r.gso {
+            let kind = match g.kind {
+                v::GsoKind::TcpV4 => v::GSO_TCPV4,
+                v::GsoKind::TcpV6 => v::GSO_TCPV6,
+                v::GsoKind::Udp => v::GSO_UDP,
+                v::GsoKind::UdpL4 => v::GSO_UDP_L4,
+            };
+            o.gso_type = kind | if g.ecn { v::GSO_ECN } else { 0 };
+            o.gso_size = g.size;
+        }
+        o
+    }
+
+    /// Writes this as a legacy (10-byte) virtio-net header into `hdr`; `hdr_len` is the
+    /// length of the frame's headers (a hint the kernel fixes up when it is short).
+    pub fn emit(&self, hdr: &mut [u8; 10], hdr_len: u16) {
+        hdr[0] = self.flags;
+        hdr[1] = self.gso_type;
+        hdr[2..4].copy_from_slice(&hdr_len.to_le_bytes());
+        hdr[4..6].copy_from_slice(&self.gso_size.to_le_bytes());
+        hdr[6..8].copy_from_slice(&self.csum_start.to_le_bytes());
+        hdr[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
+    }
+}
+
 /// Per-packet state shared between stages. Kept small: it is rewritten for every packet.
 #[derive(Debug, Clone, Copy)]
 pub struct Meta {
@@ -126,6 +213,9 @@ pub struct Meta {
     pub l4_offset: u16,
     /// Addresses, protocol, ports: the flow this packet belongs to.
     pub flow: FlowKey,
+    /// The frame's offload state (partial checksum, GSO), from the input port's virtio-net
+    /// header; [`Offload::NONE`] for ports without one.
+    pub offload: Offload,
 }
 
 impl Meta {
@@ -140,6 +230,7 @@ impl Meta {
             frag: Fragment::None,
             l4: L4Key::None,
         },
+        offload: Offload::NONE,
     };
 }
 
@@ -195,13 +286,19 @@ impl Batch {
     /// Adds a received frame; hands the buffer back if the batch is full.
     #[inline]
     pub fn push(&mut self, buf: PktBuf) -> Result<(), PktBuf> {
+        self.push_offloaded(buf, Offload::NONE)
+    }
+
+    /// Adds a received frame with its offload state; hands the buffer back if the batch is
+    /// full.
+    #[inline]
+    pub fn push_offloaded(&mut self, buf: PktBuf, offload: Offload) -> Result<(), PktBuf> {
         if self.pkts.len() >= self.limit {
             return Err(buf);
         }
-        self.pkts.push(Packet {
-            buf,
-            meta: Meta::FRESH,
-        });
+        let mut meta = Meta::FRESH;
+        meta.offload = offload;
+        self.pkts.push(Packet { buf, meta });
         Ok(())
     }
 

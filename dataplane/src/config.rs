@@ -24,6 +24,9 @@ pub struct DaemonConfig {
     pub rx_depth: usize,
     /// Packet buffers per worker (2 KiB each), allocated at start.
     pub pool_buffers: usize,
+    /// Large packet buffers per worker (68 KiB each, for GSO super-frames up to 64 KiB),
+    /// allocated at start: 128 is 8.5 MiB per worker. At least `rx_depth`.
+    pub pool_large_buffers: usize,
     /// Most ports the daemon will hold.
     pub max_ports: usize,
     /// The switch's MAC (gateway MAC) unless the node spec gives one.
@@ -48,6 +51,7 @@ impl Default for DaemonConfig {
             burst: 32,
             rx_depth: 32,
             pool_buffers: 8192,
+            pool_large_buffers: 128,
             max_ports: 1024,
             switch_mac: "02:50:53:00:00:01".into(),
             spin_iterations: 200,
@@ -94,6 +98,12 @@ impl DaemonConfig {
             return err(format!(
                 "pool_buffers = {} is too small: need at least 2 * rx_depth + 256",
                 self.pool_buffers
+            ));
+        }
+        if self.pool_large_buffers < self.rx_depth {
+            return err(format!(
+                "pool_large_buffers = {} is too small: need at least rx_depth ({})",
+                self.pool_large_buffers, self.rx_depth
             ));
         }
         if !(1..=4096).contains(&self.api_max_connections) {
@@ -155,5 +165,16 @@ mod tests {
             ..Default::default()
         };
         assert!(c.validate().unwrap_err().to_string().contains("burst"));
+    }
+
+    #[test]
+    fn large_buffers_must_cover_one_read_per_armed_slot() {
+        let c = DaemonConfig::from_toml("pool_large_buffers = 16\nrx_depth = 32").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("pool_large_buffers") && e.contains("rx_depth"),
+            "{e}"
+        );
+        assert_eq!(DaemonConfig::default().pool_large_buffers, 128);
     }
 }

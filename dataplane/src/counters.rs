@@ -58,6 +58,12 @@ reasons! {
         Ipv4TinyFragment = ("parse", "ipv4_tiny_fragment", "first fragment too short for the transport header, or TCP fragment at offset 8 (RFC 1858)"),
         /// A fragment whose offset plus length passes 65535 bytes.
         Ipv4FragmentTooLong = ("parse", "ipv4_fragment_too_long", "fragment ends past the 65535-byte datagram limit"),
+        /// A partial checksum whose `csum_start`/`csum_offset` are not the transport
+        /// header's checksum field (or a frame with one that has no transport header).
+        BadCsumStart = ("parse", "bad_csum_start", "partial checksum (NEEDS_CSUM) whose csum_start/csum_offset are not the TCP/UDP checksum field"),
+        /// A GSO frame whose `gso_type` is not its transport protocol (TCPV4 for TCP, UDP_L4
+        /// for UDP), or one the switch cannot segment (IPv6, UFO, a fragment, ICMP).
+        GsoTypeMismatch = ("parse", "gso_type_mismatch", "GSO frame whose gso_type does not match its IPv4 transport protocol (TCPV4/TCP, UDP_L4/UDP)"),
         /// IP payload shorter than the 20-byte TCP header.
         TcpTruncated = ("parse", "tcp_truncated", "TCP header missing or cut short (IP payload below 20 bytes)"),
         /// TCP data offset below 5 or past the segment.
@@ -109,6 +115,19 @@ reasons! {
         TxWriteError = ("output", "tx_write_error", "the output device refused the frame (write error)"),
         /// The kernel took only part of the frame.
         TxShortWrite = ("output", "tx_short_write", "the output device took only part of the frame"),
+        /// A GSO frame that had to be segmented in software but could not be cut (headers
+        /// the segmenter refuses).
+        GsoSegmentFailed = ("output", "gso_segment_failed", "GSO frame could not be segmented in software"),
+        /// Software segmentation ran out of buffers: the rest of the super-frame's segments
+        /// are dropped (each counted here).
+        GsoPoolEmpty = ("output", "gso_pool_empty", "no free buffer for a segment of a software-segmented GSO frame"),
+        /// A partial checksum the output cannot complete, and the switch could not either
+        /// (the field is not inside the frame).
+        CsumCompleteFailed = ("output", "csum_complete_failed", "partial checksum could not be completed in software"),
+        /// The virtio-net header in front of a frame from a tap with offloads failed to parse
+        /// (unknown flags or GSO type, checksum field past the frame, ...), or the read was
+        /// shorter than the header.
+        BadVnetHeader = ("input", "bad_vnet_header", "virtio-net header of a received frame is malformed"),
         /// The frame was longer than a receive buffer; its tail was cut off, so it is dropped.
         RxTruncated = ("input", "rx_truncated", "frame longer than the receive buffer (1920 bytes)"),
     }
@@ -133,6 +152,17 @@ reasons! {
         IcmpErrorRateLimited = ("l3", "icmp_error_rate_limited", "ICMP error not sent: rate limit (1000/s per worker, burst 50)"),
         /// A receive buffer could not be re-armed because the pool was empty.
         PoolEmpty = ("ports", "pool_empty", "receive not re-armed: buffer pool empty"),
+        /// A read of a tap queue with offloads was not armed: no large buffer free (the
+        /// frame waits in the tap queue; nothing is lost).
+        LargePoolEmpty = ("ports", "large_pool_empty", "receive not armed: no large buffer free (frames wait in the tap)"),
+        /// GSO super-frames received from a port with offloads.
+        GsoFramesRx = ("ports", "gso_frames_rx", "GSO super-frames received (TSO/USO from a pod or the host)"),
+        /// GSO frames cut into segments in software (the output could not take them whole).
+        GsoSegmentedSw = ("output", "gso_segmented_sw", "GSO frames segmented in software for an output without the offload"),
+        /// Segments produced by software segmentation.
+        GsoSegmentsSw = ("output", "gso_segments_sw", "segments produced by software segmentation"),
+        /// Partial checksums completed in software (for an output without checksum offload).
+        CsumCompletedSw = ("output", "csum_completed_sw", "partial checksums completed in software"),
         /// A read from a port failed (other than EAGAIN/EINTR); its receives back off and retry.
         RxReadError = ("ports", "rx_read_error", "a port read failed; receives retry with back-off"),
     }

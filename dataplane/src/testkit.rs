@@ -46,6 +46,7 @@ fn port(name: &str, mac: MacAddr, binding: Binding, mtu: u16) -> Option<PortEntr
         peer_mac: mac,
         binding,
         mtu,
+        offloads: true,
     })
 }
 
@@ -263,6 +264,56 @@ pub fn echo_request(
     let c = checksum::checksum(&icmp);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
     ipv4_frame(src_mac, dst_mac, src, dst, ttl, IpProtocol::ICMP, &icmp)
+}
+
+/// A TCP/IPv4 super-frame pod A → pod B (40000 → 5201, ACK|PSH, timestamps option) with
+/// `payload_len` bytes of payload, as a pod's TSO hands it over: the TCP checksum field holds
+/// only the pseudo-header sum, and the offload says `NEEDS_CSUM` + `TCPV4` with `mss`.
+/// `mss` 0 makes it an ordinary frame with a partial checksum.
+pub fn tso4_frame(payload_len: usize, mss: u16) -> (Vec<u8>, crate::batch::Offload) {
+    use podswitch_packet::virtio_net as v;
+    let mut tcp = vec![0u8; 32 + payload_len];
+    tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    tcp[2..4].copy_from_slice(&5201u16.to_be_bytes());
+    tcp[4..8].copy_from_slice(&0xffff_f000u32.to_be_bytes());
+    tcp[8..12].copy_from_slice(&77u32.to_be_bytes());
+    tcp[12] = 8 << 4;
+    tcp[13] = 0x18; // ACK | PSH
+    tcp[14..16].copy_from_slice(&501u16.to_be_bytes());
+    tcp[20..32].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
+    for (i, b) in tcp[32..].iter_mut().enumerate() {
+        *b = (i % 251) as u8;
+    }
+    let mut f = ipv4_frame(
+        POD_A_MAC,
+        GW_MAC,
+        POD_A_IP,
+        POD_B_IP,
+        64,
+        IpProtocol::TCP,
+        &tcp,
+    );
+    let l4 = ETHERNET_HEADER_LEN + 20;
+    let pseudo =
+        checksum::pseudo_header_ipv4(POD_A_IP, POD_B_IP, IpProtocol::TCP, tcp.len() as u16);
+    f[l4 + 16..l4 + 18].copy_from_slice(&pseudo.to_be_bytes());
+    let offload = crate::batch::Offload {
+        csum_start: l4 as u16,
+        csum_offset: v::TCP_CSUM_OFFSET,
+        gso_size: mss,
+        gso_type: if mss > 0 { v::GSO_TCPV4 } else { v::GSO_NONE },
+        flags: v::FLAG_NEEDS_CSUM,
+    };
+    (f, offload)
+}
+
+/// Whether the TCP or UDP checksum of the IPv4 packet in `frame` verifies (and the IPv4
+/// header's).
+pub fn l4_checksum_ok(frame: &[u8]) -> bool {
+    let ip = Ipv4Packet::new_checked(&frame[ETHERNET_HEADER_LEN..]).unwrap();
+    let l4 = ip.payload();
+    let pseudo = checksum::pseudo_header_ipv4(ip.src(), ip.dst(), ip.protocol(), l4.len() as u16);
+    ip.verify_checksum() && checksum::combine(&[pseudo, checksum::sum(l4)]) == 0xffff
 }
 
 /// A broadcast ARP request from `mac`/`sender` asking for `target`.

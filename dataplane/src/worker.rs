@@ -10,7 +10,7 @@
 use crate::batch::{Batch, Next, Packet, PortId, MAX_BURST};
 use crate::buffer::Pool;
 use crate::counters::{Counters, DropReason, SharedCounters};
-use crate::pipeline;
+use crate::pipeline::{self, offload};
 use crate::ports::{PortIo, PortQueue, Token, Uring, Waker};
 use crate::tables::Tables;
 use crate::trace::Trace;
@@ -42,8 +42,10 @@ pub struct WorkerConfig {
     pub burst: usize,
     /// Idle policy.
     pub idle: IdlePolicy,
-    /// Buffers in the worker's pool.
+    /// Small (2 KiB) buffers in the worker's pool.
     pub pool_buffers: usize,
+    /// Large (68 KiB) buffers in the worker's pool, for GSO super-frames.
+    pub pool_large_buffers: usize,
     /// Largest port id + 1.
     pub max_ports: usize,
     /// Reads kept armed per tap queue.
@@ -115,6 +117,35 @@ pub struct Worker {
     ctx: pipeline::Context,
 }
 
+/// Stages `pkt` for port `out` (whose queue exists). A full staging vector (software
+/// segmentation can produce more than a burst) is transmitted first, so it never grows: its
+/// capacity was reserved when the port was added.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn stage_packet(
+    ports: &mut [Option<Box<dyn PortQueue>>],
+    tx_stage: &mut [Vec<Packet>],
+    touched: &mut Vec<PortId>,
+    ring: &mut Uring,
+    pool: &mut Pool,
+    ctr: &mut Counters,
+    out: PortId,
+    pkt: Packet,
+) {
+    let stage = &mut tx_stage[out as usize];
+    if stage.is_empty() {
+        if !touched.contains(&out) {
+            touched.push(out);
+        }
+    } else if stage.len() == stage.capacity() {
+        if let Some(queue) = ports[out as usize].as_mut() {
+            let mut io = PortIo { pool, ring, ctr };
+            queue.tx_burst(&mut io, stage);
+        }
+    }
+    stage.push(pkt);
+}
+
 impl Worker {
     /// A worker reading `tables`, taking commands from `commands`.
     pub fn new(
@@ -128,7 +159,7 @@ impl Worker {
         Self {
             cfg: WorkerConfig { burst, ..cfg },
             tables,
-            pool: Pool::new(cfg.pool_buffers),
+            pool: Pool::with_large(cfg.pool_buffers, cfg.pool_large_buffers),
             ctr: Counters::new(cfg.max_ports),
             shared: Arc::new(SharedCounters::new(cfg.max_ports)),
             ports: (0..cfg.max_ports).map(|_| None).collect(),
@@ -255,14 +286,16 @@ impl Worker {
                 &mut self.ctr,
                 &mut self.trace,
             );
-            self.output(ring);
+            self.output(ring, tables);
         }
         received
     }
 
     /// Moves each packet of the batch to its output port's staging (or back to the pool), then
-    /// transmits every staged burst.
-    fn output(&mut self, ring: &mut Uring) {
+    /// transmits every staged burst. A frame with offload state the port cannot take is
+    /// segmented or has its checksum completed here ([`pipeline::offload`]); per-port tx
+    /// counts then count the frames written, segments included.
+    fn output(&mut self, ring: &mut Uring, tables: &Tables) {
         let Self {
             batch,
             ports,
@@ -272,14 +305,28 @@ impl Worker {
             ctr,
             ..
         } = self;
-        for pkt in batch.drain() {
+        for mut pkt in batch.drain() {
             match pkt.meta.next {
                 Next::Output(out) if ports.get(out as usize).is_some_and(Option::is_some) => {
-                    let stage = &mut tx_stage[out as usize];
-                    if stage.is_empty() {
-                        touched.push(out);
+                    if !pkt.meta.offload.is_none() {
+                        let caps = offload::Caps::of(tables.port(out).is_some_and(|e| e.offloads));
+                        if !caps.takes(&pkt.meta.offload) {
+                            if pkt.meta.offload.is_gso() {
+                                offload::segment(&pkt, caps, pool, ctr, |pool, ctr, seg| {
+                                    stage_packet(
+                                        ports, tx_stage, touched, ring, pool, ctr, out, seg,
+                                    )
+                                });
+                                pool.put(pkt.buf);
+                                continue;
+                            }
+                            if !offload::complete_csum(&mut pkt, ctr) {
+                                pool.put(pkt.buf);
+                                continue;
+                            }
+                        }
                     }
-                    stage.push(pkt);
+                    stage_packet(ports, tx_stage, touched, ring, pool, ctr, out, pkt);
                 }
                 Next::Output(_) => {
                     ctr.drop(DropReason::OutputPortGone);

@@ -2,7 +2,8 @@
 //! when a pod hands it a 64 KB TSO/USO frame (virtio-net `gso_type` TCPV4 or UDP_L4) and the
 //! output cannot take it (a port without the offload, a smaller MTU, later an encapsulating
 //! uplink or AF_XDP). Each segment is written into a buffer the caller provides; nothing is
-//! allocated. Not wired into the pipeline yet (ARCHITECTURE.md, "Offloads (planned)").
+//! allocated. The dataplane's output calls it (`pipeline/offload.rs`; ARCHITECTURE.md,
+//! "Offloads").
 //!
 //! The segments are the ones Linux's `tcp_gso_segment` / `__udp_gso_segment` and
 //! `inet_gso_segment` produce (net/ipv4/tcp_offload.c, udp_offload.c, af_inet.c):
@@ -235,6 +236,11 @@ impl<'a> Segmenter<'a> {
     /// How many segments the frame makes in all (at least 1).
     pub fn segment_count(&self) -> usize {
         self.count
+    }
+
+    /// How many segments are still to be written.
+    pub fn remaining(&self) -> usize {
+        self.count - self.next
     }
 
     /// The headers every segment repeats: Ethernet, IPv4 and TCP or UDP, options included.

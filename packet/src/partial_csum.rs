@@ -3,7 +3,7 @@
 //! and the rest to whoever sends the frame on. The switch completes one in software when the
 //! output cannot ([`PartialCsum::complete`], as Linux's `skb_checksum_help`); NAT on such a
 //! frame will update the pseudo-header sum instead of the checksum (ARCHITECTURE.md,
-//! "Offloads (planned)").
+//! "Offloads").
 
 use crate::virtio_net::VirtioNetError;
 

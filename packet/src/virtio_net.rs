@@ -2,8 +2,8 @@
 //! opened with `IFF_VNET_HDR` puts in front of every frame: how the kernel tells the switch
 //! that a frame is a TSO/GSO super-frame (`gso_type`, `gso_size`) or carries a partial
 //! checksum (`NEEDS_CSUM`, `csum_start`, `csum_offset`), and how the switch tells the kernel
-//! the same about the frames it writes. Not wired into the ports yet (ARCHITECTURE.md,
-//! "Offloads (planned)").
+//! the same about the frames it writes. The dataplane's tap ports parse and emit it
+//! (ARCHITECTURE.md, "Offloads").
 //!
 //! Two layouts exist: the legacy 10-byte header and the 12-byte one with `num_buffers`
 //! (`virtio_net_hdr_mrg_rxbuf`, also `virtio_net_hdr_v1`), which a tap uses after

@@ -31,6 +31,7 @@ impl Config {
                 peer_mac: p.peer_mac,
                 binding,
                 mtu: p.spec.mtu,
+                offloads: p.spec.offloads,
             });
         }
         let static_routes = self.routes.iter().filter_map(|(prefix, target)| {

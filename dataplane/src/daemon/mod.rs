@@ -119,6 +119,7 @@ impl Daemon {
             burst: cfg.burst,
             idle: cfg.idle,
             pool_buffers: cfg.pool_buffers,
+            pool_large_buffers: cfg.pool_large_buffers,
             max_ports: cfg.max_ports,
             rx_depth: cfg.rx_depth,
             spin_iterations: cfg.spin_iterations,

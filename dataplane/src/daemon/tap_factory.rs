@@ -17,6 +17,9 @@ use podswitch_proto::{NetnsAttach, NodeSpec, PortRole, PortSpec};
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
+/// Writes in flight per queue of a tap without offloads (see `create`).
+const TX_DEPTH_WITHOUT_OFFLOADS: usize = 4 * MAX_BURST;
+
 pub(super) struct TapFactory {
     netlink: Netlink,
     queues: usize,
@@ -40,7 +43,7 @@ impl TapFactory {
         node: &NodeSpec,
     ) -> Result<(Vec<OwnedFd>, MacAddr), PortError> {
         let name = &spec.name;
-        let fds = tap::open(name, self.queues).map_err(|err| PortError::Open {
+        let fds = tap::open(name, self.queues, spec.offloads).map_err(|err| PortError::Open {
             name: name.clone(),
             err,
         })?;
@@ -71,12 +74,15 @@ impl TapFactory {
         let path = Path::new(&attach.path);
         let ifname = attach.ifname.as_str();
         let queues = self.queues;
+        // Re-attaching with the port's offload setting reconfigures the device if it was
+        // created with the other one (see `tap::open`).
+        let offloads = spec.offloads;
         // A restart: the pod still has its interface. TUNSETIFF by name works only in the
         // namespace the device is in, so open the queues from inside it.
         let existing = in_pod_netns(path, || {
             let mut nl = Netlink::new()?;
             match nl.link_index(ifname)? {
-                Some(_) => tap::open(ifname, queues)
+                Some(_) => tap::open(ifname, queues, offloads)
                     .map(Some)
                     .map_err(|err| PortError::NotATap {
                         ifname: ifname.to_string(),
@@ -118,7 +124,7 @@ impl TapFactory {
         ifname: &str,
     ) -> Result<Vec<OwnedFd>, PortError> {
         let name = &spec.name;
-        let fds = tap::open(name, self.queues).map_err(|err| PortError::Open {
+        let fds = tap::open(name, self.queues, spec.offloads).map_err(|err| PortError::Open {
             name: name.clone(),
             err,
         })?;
@@ -187,10 +193,21 @@ impl PortFactory for TapFactory {
                 (fds, mac, false)
             }
         };
+        // A port without offloads receives super-frames from its neighbours cut into ~45
+        // segments each, all written in the iteration that cut them: give its queues room
+        // for a burst of those rather than losing them as `tx_queue_full`.
+        let tx_depth = if spec.offloads {
+            MAX_BURST
+        } else {
+            TX_DEPTH_WITHOUT_OFFLOADS
+        };
         let queues = fds
             .into_iter()
             .map(|fd| {
-                Box::new(tap::TapQueue::new(id, fd, self.rx_depth, MAX_BURST)) as Box<dyn PortQueue>
+                Box::new(
+                    tap::TapQueue::new(id, fd, self.rx_depth, tx_depth)
+                        .with_vnet_hdr(spec.offloads),
+                ) as Box<dyn PortQueue>
             })
             .collect();
         Ok(CreatedPort {

@@ -171,6 +171,9 @@ pub fn reply(
     });
     icmp.fill_checksum();
 
+    // The error is a new, small frame with a complete checksum, whatever the offload state of
+    // the (possibly 64 KB GSO) packet it quotes the first bytes of.
+    pkt.meta.offload = crate::batch::Offload::NONE;
     pkt.meta.next = Next::Output(in_port);
     ctr.event(match error {
         IcmpError::TimeExceeded => Event::IcmpTimeExceededSent,

@@ -117,7 +117,15 @@ fn route(
         );
         return "TTL expired: ICMP time exceeded";
     }
-    if ip.total_len() > out_entry.mtu {
+    // A GSO frame leaves as segments (here or in the receiving stack): each must fit, so
+    // compare the segment's IP length — IP + TCP/UDP headers + gso_size — not the frame's
+    // (Linux `skb_gso_validate_network_len`).
+    let ip_len = if pkt.meta.offload.is_gso() {
+        gso_segment_ip_len(&ip, &pkt.meta)
+    } else {
+        usize::from(ip.total_len())
+    };
+    if ip_len > usize::from(out_entry.mtu) {
         if ip.dont_frag() {
             let error = IcmpError::FragNeeded(out_entry.mtu);
             undeliverable(pkt, in_port, node, error, DropReason::MtuExceeded, ctx, ctr);
@@ -132,6 +140,19 @@ fn route(
     eth.set_dst(out_entry.peer_mac);
     pkt.meta.next = Next::Output(out);
     "routed"
+}
+
+/// The IP length of the largest segment of a GSO frame (parse checked it is TCP or UDP over
+/// IPv4 with the header inside the frame).
+fn gso_segment_ip_len(ip: &Ipv4Packet<&[u8]>, meta: &crate::batch::Meta) -> usize {
+    let l4 = ip.payload();
+    let l4_header = if meta.flow.proto == IpProtocol::TCP {
+        l4.get(12).map_or(20, |b| usize::from(b >> 4) * 4)
+    } else {
+        8
+    };
+    let payload = l4.len().saturating_sub(l4_header);
+    ip.header_len() + l4_header + payload.min(usize::from(meta.offload.gso_size))
 }
 
 /// Counts the packet as dropped for `reason` and turns it into the ICMP error reporting it,

@@ -6,6 +6,7 @@
 pub mod icmp_error;
 pub mod l2;
 pub mod l3;
+pub mod offload;
 pub mod parse;
 
 #[cfg(test)]

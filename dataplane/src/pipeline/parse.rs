@@ -52,13 +52,27 @@ fn classify(frame: &[u8], max_frame: usize, meta: &mut Meta) -> Result<(), DropR
     if frame.len() < ETHERNET_HEADER_LEN {
         return Err(DropReason::Runt);
     }
-    if frame.len() > max_frame {
+    // A GSO super-frame is longer than the MTU by design: what must fit the MTU is each of
+    // its segments, which L3 checks against the output port (as Linux does).
+    if frame.len() > max_frame && !meta.offload.is_gso() {
         return Err(DropReason::FrameTooLong);
     }
     let eth = EthernetFrame::new_unchecked(frame);
     match eth.ethertype() {
-        EtherType::IPV4 => ipv4(&frame[ETHERNET_HEADER_LEN..], meta),
+        EtherType::IPV4 => {
+            ipv4(&frame[ETHERNET_HEADER_LEN..], meta)?;
+            if meta.offload.is_none() {
+                Ok(())
+            } else {
+                offload(meta)
+            }
+        }
         EtherType::ARP => {
+            if meta.offload.is_gso() {
+                return Err(DropReason::GsoTypeMismatch);
+            }
+            // A checksum flag means nothing on ARP: the reply is built without it.
+            meta.offload = crate::batch::Offload::NONE;
             let arp = ArpPacket::new_checked(&frame[ETHERNET_HEADER_LEN..])
                 .map_err(|_| DropReason::ArpMalformed)?;
             meta.l3 = L3::Arp;
@@ -120,6 +134,40 @@ fn ipv4(data: &[u8], meta: &mut Meta) -> Result<(), DropReason> {
     l4(proto, payload, frag, &mut flow.l4)?;
     // At most 14 + 60: fits.
     meta.l4_offset = (ETHERNET_HEADER_LEN + header_len) as u16;
+    Ok(())
+}
+
+/// Checks the offload state of an IPv4 packet against its headers (ARCHITECTURE.md,
+/// "Offloads"): a partial checksum must be the TCP or UDP checksum field of a whole datagram
+/// (its L4 checksum field holds the pseudo-header sum and is never verified), and a GSO frame
+/// must be TCP for `TCPV4`, UDP for `UDP_L4` — the two kinds the switch can segment.
+fn offload(meta: &Meta) -> Result<(), DropReason> {
+    use podswitch_packet::virtio_net::{
+        GSO_ECN, GSO_TCPV4, GSO_UDP_L4, TCP_CSUM_OFFSET, UDP_CSUM_OFFSET,
+    };
+    let o = &meta.offload;
+    let whole = meta.flow.frag == Fragment::None;
+    if o.is_gso() {
+        let ok = whole
+            && match o.gso_type & !GSO_ECN {
+                GSO_TCPV4 => meta.flow.proto == IpProtocol::TCP,
+                GSO_UDP_L4 => meta.flow.proto == IpProtocol::UDP,
+                _ => false,
+            };
+        if !ok {
+            return Err(DropReason::GsoTypeMismatch);
+        }
+    }
+    if o.needs_csum() {
+        let field = match meta.flow.proto {
+            IpProtocol::TCP => TCP_CSUM_OFFSET,
+            IpProtocol::UDP => UDP_CSUM_OFFSET,
+            _ => return Err(DropReason::BadCsumStart),
+        };
+        if !whole || o.csum_start != meta.l4_offset || o.csum_offset != field {
+            return Err(DropReason::BadCsumStart);
+        }
+    }
     Ok(())
 }
 

@@ -19,8 +19,8 @@
 //! not, rather than leaving a port whose every read fails.
 
 use super::{rx_buffer, PortIo, PortQueue, Token};
-use crate::batch::{Batch, Packet, PortId};
-use crate::buffer::{PktBuf, MAX_FRAME};
+use crate::batch::{Batch, Offload, Packet, PortId};
+use crate::buffer::{PktBuf, HEADROOM, LARGE_BUF, LARGE_TAIL, MAX_FRAME, MAX_LARGE_FRAME};
 use crate::counters::{DropReason, Event};
 use io_uring::{opcode, types};
 use std::collections::VecDeque;
@@ -35,6 +35,18 @@ const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
+const TUNSETVNETLE: libc::c_ulong = 0x4004_54dc;
+const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO4: libc::c_uint = 0x02;
+const TUN_F_TSO6: libc::c_uint = 0x04;
+const TUN_F_TSO_ECN: libc::c_uint = 0x08;
+const TUN_F_USO4: libc::c_uint = 0x20;
+const TUN_F_USO6: libc::c_uint = 0x40;
+/// The legacy virtio-net header, in front of every frame of a queue with offloads.
+pub const VNET_HDR_LEN: usize = podswitch_packet::virtio_net::LEGACY_HEADER_LEN;
 
 /// `struct ifreq` as TUNSETIFF reads it: a name and the flags member of the union.
 #[repr(C)]
@@ -46,16 +58,33 @@ struct IfReqFlags {
 
 /// Opens `queues` queues of the tap device `name`, creating it if needed. Closing every queue
 /// removes the device unless it was made persistent.
-pub fn open(name: &str, queues: usize) -> io::Result<Vec<OwnedFd>> {
+///
+/// With `offloads`, every queue is opened with `IFF_VNET_HDR` (a 10-byte legacy virtio-net
+/// header in front of every frame, both directions) and the device is told what the pod may
+/// hand us (`TUNSETOFFLOAD`: checksum, TSO4/6 with ECN, and USO4/6 where the kernel knows
+/// them). Without, no header and `TUNSETOFFLOAD` 0: the pod sends whole, checksummed frames.
+///
+/// Re-attaching to an existing (persistent) device opened before with the other setting:
+/// `IFF_VNET_HDR` is one of the flags `TUNSETIFF` rewrites on the device for every queue
+/// (`TUN_FEATURES` in drivers/net/tun.c), and `TUNSETOFFLOAD` is re-issued here either way,
+/// so the device is *reconfigured* to what this call asks, never refused (seen on 6.18: a
+/// persistent tap created with offloads and re-attached without shows `tun_flags` 0x1902,
+/// and 0x5902 again when re-attached with); all its queues are ours, so none is left reading
+/// with the old header layout.
+pub fn open(name: &str, queues: usize, offloads: bool) -> io::Result<Vec<OwnedFd>> {
     if let Some(problem) = podswitch_proto::ifname_problem(name) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("tap name: {problem}"),
         ));
     }
+    let mut flags = IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE;
+    if offloads {
+        flags |= IFF_VNET_HDR;
+    }
     let mut req = IfReqFlags {
         name: [0; libc::IFNAMSIZ],
-        flags: IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE,
+        flags,
         _pad: [0; 22],
     };
     for (d, s) in req.name.iter_mut().zip(name.bytes()) {
@@ -77,10 +106,61 @@ pub fn open(name: &str, queues: usize) -> io::Result<Vec<OwnedFd>> {
                 return Err(io::Error::new(e.kind(), format!("TUNSETIFF {name}: {e}")));
             }
             let fd = OwnedFd::from(file);
+            set_offloads(&fd, offloads)
+                .map_err(|e| io::Error::new(e.kind(), format!("{name}: {e}")))?;
             probe_nowait(&fd)?;
             Ok(fd)
         })
         .collect()
+}
+
+/// Sets the header size (10, the legacy layout), its byte order on a big-endian host, and
+/// `TUNSETOFFLOAD`: everything with `offloads`, nothing without. USO (6.2+) is tried first
+/// and left out if the kernel refuses it.
+fn set_offloads(fd: &OwnedFd, offloads: bool) -> io::Result<()> {
+    let ioctl_int = |req: libc::c_ulong, val: libc::c_int, what: &str| -> io::Result<()> {
+        let mut v = val;
+        // SAFETY: these tun ioctls read one `int` through the pointer, alive for the call.
+        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), req, &mut v) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(e.kind(), format!("{what}: {e}")));
+        }
+        Ok(())
+    };
+    if offloads {
+        ioctl_int(
+            TUNSETVNETHDRSZ,
+            VNET_HDR_LEN as libc::c_int,
+            "TUNSETVNETHDRSZ",
+        )?;
+        if cfg!(target_endian = "big") {
+            // The legacy header is little-endian only when asked (virtio 1.0 layout).
+            ioctl_int(TUNSETVNETLE, 1, "TUNSETVNETLE")?;
+        }
+    }
+    let base = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+    if !offloads {
+        return set_offload_mask(fd, 0);
+    }
+    match set_offload_mask(fd, base | TUN_F_USO4 | TUN_F_USO6) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => set_offload_mask(fd, base),
+        Err(e) => Err(e),
+    }
+}
+
+fn set_offload_mask(fd: &OwnedFd, mask: libc::c_uint) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value; the fd is a valid tun fd.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, libc::c_ulong::from(mask)) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("TUNSETOFFLOAD {mask:#x}: {e}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks, on a queue just opened, that the kernel honours `RWF_NOWAIT` reads on it: every
@@ -169,11 +249,18 @@ pub struct TapQueue {
     rx_slots: Vec<Option<PktBuf>>,
     /// Slots with no read armed.
     rx_free: Vec<u32>,
-    /// Completed reads not yet handed to a batch.
-    rx_ready: VecDeque<PktBuf>,
+    /// Completed reads not yet handed to a batch, with their offload state.
+    rx_ready: VecDeque<(PktBuf, Offload)>,
     /// Per slot, the two-part destination of its read: the buffer, then the shared overflow
-    /// area (so a read returns the frame's real length; see [`overflow_area`]).
+    /// area (so a read returns the frame's real length; see [`overflow_area`]), or, on a
+    /// queue with vnet headers, the slot's large buffer from [`LARGE_TAIL`] on.
     rx_iov: RxIoVecs,
+    /// Per slot, on a queue with vnet headers: the large buffer that takes the tail of a
+    /// super-frame. Stays with the slot while the frames read fit the small buffer.
+    rx_large: Vec<Option<PktBuf>>,
+    /// The queue was opened with `IFF_VNET_HDR`: every frame, both ways, has a 10-byte
+    /// virtio-net header in front.
+    vnet: bool,
     /// Buffers lent to writes in flight, by slot.
     tx_slots: Vec<Option<PktBuf>>,
     tx_free: Vec<u32>,
@@ -212,6 +299,8 @@ impl TapQueue {
                     .map(|_| [empty_iovec(), empty_iovec()])
                     .collect(),
             ),
+            rx_large: (0..rx_depth).map(|_| None).collect(),
+            vnet: false,
             tx_slots: (0..tx_depth).map(|_| None).collect(),
             tx_free: (0..tx_depth as u32).rev().collect(),
             in_flight: 0,
@@ -222,6 +311,13 @@ impl TapQueue {
             rx_retry_at: None,
             rx_backoff: RX_BACKOFF_MIN,
         }
+    }
+
+    /// The queue's fd was opened with `IFF_VNET_HDR` ([`open`] with offloads): reads parse,
+    /// and writes carry, the virtio-net header, and super-frames are read into large buffers.
+    pub fn with_vnet_hdr(mut self, vnet: bool) -> Self {
+        self.vnet = vnet;
+        self
     }
 
     /// Whether receives are backing off after a failed read.
@@ -262,20 +358,52 @@ impl TapQueue {
             return;
         }
         while let Some(&slot) = self.rx_free.last() {
+            let s = slot as usize;
+            if self.vnet && self.rx_large[s].is_none() {
+                // No large buffer for this read: arm no more (the frames wait in the tap
+                // queue) rather than a read that would cut a super-frame.
+                match io.pool.get_large() {
+                    Some(large) => self.rx_large[s] = Some(large),
+                    None => {
+                        io.ctr.event(Event::LargePoolEmpty);
+                        return;
+                    }
+                }
+            }
             let Some(mut buf) = rx_buffer(io) else { return };
-            let (ptr, cap) = buf.rx_ptr();
-            let (over_ptr, over_len) = overflow_area();
-            let iov = &mut self.rx_iov.0[slot as usize];
-            *iov = [
-                libc::iovec {
-                    iov_base: ptr.cast(),
-                    iov_len: cap,
-                },
-                libc::iovec {
-                    iov_base: over_ptr.cast(),
-                    iov_len: over_len,
-                },
-            ];
+            let iov = &mut self.rx_iov.0[s];
+            match self.rx_large[s].as_mut() {
+                Some(large) if self.vnet => {
+                    // [header + the first MAX_FRAME bytes][the rest, in the large buffer at
+                    // the offset where `take_head_of` expects it].
+                    buf.rx_area();
+                    let ptr = buf.raw_ptr(HEADROOM - VNET_HDR_LEN);
+                    *iov = [
+                        libc::iovec {
+                            iov_base: ptr.cast(),
+                            iov_len: VNET_HDR_LEN + MAX_FRAME,
+                        },
+                        libc::iovec {
+                            iov_base: large.raw_ptr(LARGE_TAIL).cast(),
+                            iov_len: LARGE_BUF - LARGE_TAIL,
+                        },
+                    ];
+                }
+                _ => {
+                    let (ptr, cap) = buf.rx_ptr();
+                    let (over_ptr, over_len) = overflow_area();
+                    *iov = [
+                        libc::iovec {
+                            iov_base: ptr.cast(),
+                            iov_len: cap,
+                        },
+                        libc::iovec {
+                            iov_base: over_ptr.cast(),
+                            iov_len: over_len,
+                        },
+                    ];
+                }
+            }
             // RWF_NOWAIT: a read that finds the queue empty fails at once with EAGAIN instead
             // of waiting in the kernel (see the module's first lines on io-wq).
             let entry = opcode::Readv::new(types::Fd(self.fd.as_raw_fd()), iov.as_ptr(), 2)
@@ -306,6 +434,49 @@ impl TapQueue {
     /// A read failed: count it, stop arming reads for a while (doubling the wait each time
     /// the retry fails too), then try again. A queue is never given up on: the device may
     /// come back (a pod's interface set up again), and a retry costs one failed read.
+    /// A read of a queue with vnet headers returned `n` bytes: header, then the frame, whose
+    /// head is in `small` and, past [`MAX_FRAME`], its tail in the slot's large buffer.
+    fn rx_vnet(&mut self, io: &mut PortIo<'_>, slot: usize, mut small: PktBuf, n: usize) {
+        let len = n.saturating_sub(VNET_HDR_LEN);
+        let lost = |io: &mut PortIo<'_>, buf: PktBuf, reason: DropReason| {
+            let stats = io.ctr.port(self.port as usize);
+            stats.rx_packets += 1;
+            stats.rx_bytes += len as u64;
+            io.ctr.drop(reason);
+            io.pool.put(buf);
+        };
+        if n <= VNET_HDR_LEN {
+            return lost(io, small, DropReason::BadVnetHeader);
+        }
+        let mut buf = if len <= MAX_FRAME {
+            small.set_len(len);
+            small
+        } else {
+            match self.rx_large[slot].take() {
+                Some(mut large) if len <= MAX_LARGE_FRAME => {
+                    large.take_head_of(&small, VNET_HDR_LEN, len);
+                    io.pool.put(small);
+                    large
+                }
+                // Cannot happen with a large buffer armed (a tap frame is at most 64 KiB +
+                // 14 bytes, the large buffer's tail holds more).
+                other => {
+                    self.rx_large[slot] = other;
+                    return lost(io, small, DropReason::RxTruncated);
+                }
+            }
+        };
+        match parse_vnet(&mut buf) {
+            Some(offload) => {
+                if offload.is_gso() {
+                    io.ctr.event(Event::GsoFramesRx);
+                }
+                self.rx_ready.push_back((buf, offload));
+            }
+            None => lost(io, buf, DropReason::BadVnetHeader),
+        }
+    }
+
     fn rx_failed(&mut self, io: &mut PortIo<'_>) {
         io.ctr.port(self.port as usize).rx_errors += 1;
         io.ctr.event(Event::RxReadError);
@@ -323,10 +494,10 @@ impl PortQueue for TapQueue {
 
     fn rx_burst(&mut self, io: &mut PortIo<'_>, batch: &mut Batch) {
         while batch.room() > 0 {
-            let Some(buf) = self.rx_ready.pop_front() else {
+            let Some((buf, offload)) = self.rx_ready.pop_front() else {
                 break;
             };
-            let _ = batch.push(buf);
+            let _ = batch.push_offloaded(buf, offload);
         }
         self.arm_reads(io);
     }
@@ -343,30 +514,51 @@ impl PortQueue for TapQueue {
                 io.pool.put(p.buf);
                 continue;
             };
-            let entry = opcode::Write::new(
-                types::Fd(self.fd.as_raw_fd()),
-                p.buf.frame_ptr(),
-                p.buf.len() as u32,
-            )
-            .build()
-            .user_data(
-                Token::Tx {
-                    port: self.port,
-                    slot,
+            let mut buf = p.buf;
+            let (ptr, len) = if self.vnet {
+                // Header and frame in one write: the header goes in the headroom right in
+                // front (every buffer has 128 bytes of it).
+                let hdr_len = tx_hdr_len(&p.meta.offload);
+                match buf.front_mut(VNET_HDR_LEN) {
+                    Some(front) => {
+                        let mut hdr = [0u8; VNET_HDR_LEN];
+                        p.meta.offload.emit(&mut hdr, hdr_len);
+                        front.copy_from_slice(&hdr);
+                    }
+                    None => {
+                        self.tx_free.push(slot);
+                        io.ctr.tx_lost(self.port as usize, DropReason::TxWriteError);
+                        io.pool.put(buf);
+                        continue;
+                    }
                 }
-                .encode(),
-            );
+                (
+                    buf.frame_ptr().wrapping_sub(VNET_HDR_LEN),
+                    buf.len() + VNET_HDR_LEN,
+                )
+            } else {
+                (buf.frame_ptr(), buf.len())
+            };
+            let entry = opcode::Write::new(types::Fd(self.fd.as_raw_fd()), ptr, len as u32)
+                .build()
+                .user_data(
+                    Token::Tx {
+                        port: self.port,
+                        slot,
+                    }
+                    .encode(),
+                );
             // SAFETY: as for reads: the buffer moves into `tx_slots[slot]` and stays there,
             // unread and unwritten by us, until the write's completion is reaped.
             match unsafe { io.ring.push(&entry) } {
                 Ok(()) => {
-                    self.tx_slots[slot as usize] = Some(p.buf);
+                    self.tx_slots[slot as usize] = Some(buf);
                     self.in_flight += 1;
                 }
                 Err(_) => {
                     self.tx_free.push(slot);
                     io.ctr.tx_lost(self.port as usize, DropReason::TxQueueFull);
-                    io.pool.put(p.buf);
+                    io.pool.put(buf);
                 }
             }
         }
@@ -388,6 +580,9 @@ impl PortQueue for TapQueue {
                 if self.stopped {
                     // Closing: completions are cancellations or frames nobody will route.
                     io.pool.put(buf);
+                } else if self.vnet && result > 0 {
+                    self.rx_vnet(io, slot as usize, buf, result as usize);
+                    self.rx_backoff = RX_BACKOFF_MIN;
                 } else if result > 0 && result as usize > MAX_FRAME {
                     // A tap read returns the frame's real length even when the buffer held
                     // only its head: count what arrived, drop the cut frame.
@@ -399,7 +594,7 @@ impl PortQueue for TapQueue {
                     self.rx_backoff = RX_BACKOFF_MIN;
                 } else if result > 0 {
                     buf.set_len(result as usize);
-                    self.rx_ready.push_back(buf);
+                    self.rx_ready.push_back((buf, Offload::NONE));
                     self.rx_backoff = RX_BACKOFF_MIN;
                 } else {
                     io.pool.put(buf);
@@ -433,8 +628,9 @@ impl PortQueue for TapQueue {
                 self.in_flight -= 1;
                 self.tx_free.push(slot);
                 let port = self.port as usize;
+                let hdr = if self.vnet { VNET_HDR_LEN } else { 0 };
                 match usize::try_from(result) {
-                    Ok(n) if n == buf.len() => io.ctr.tx_sent(port, n),
+                    Ok(n) if n == buf.len() + hdr => io.ctr.tx_sent(port, buf.len()),
                     Ok(_) => io.ctr.tx_lost(port, DropReason::TxShortWrite),
                     Err(_) => io.ctr.tx_lost(port, DropReason::TxWriteError),
                 }
@@ -452,8 +648,16 @@ impl PortQueue for TapQueue {
 
     fn close(&mut self, io: &mut PortIo<'_>) -> bool {
         self.stopped = true;
-        for buf in self.rx_ready.drain(..) {
+        for (buf, _) in self.rx_ready.drain(..) {
             io.pool.put(buf);
+        }
+        for (slot, large) in self.rx_large.iter_mut().enumerate() {
+            // Only the slots without a read in flight: the kernel may still write the others.
+            if self.rx_slots[slot].is_none() {
+                if let Some(b) = large.take() {
+                    io.pool.put(b);
+                }
+            }
         }
         if self.in_flight > 0 && !self.cancel_sent {
             let entry = opcode::AsyncCancel2::new(
@@ -476,10 +680,39 @@ impl Drop for TapQueue {
             // keeps a region with a buffer out mapped). Only happens when a port is torn down
             // without its completions.
             self.rx_slots.clear();
+            self.rx_large.clear();
             self.tx_slots.clear();
             std::mem::forget(std::mem::take(&mut self.rx_iov.0));
         }
     }
+}
+
+/// The `hdr_len` a transmitted header carries: the end of the checksum field of a partial
+/// checksum (what the kernel fixes a shorter one up to itself), else 0.
+fn tx_hdr_len(o: &Offload) -> u16 {
+    if o.needs_csum() {
+        o.csum_start.saturating_add(o.csum_offset).saturating_add(2)
+    } else {
+        0
+    }
+}
+
+/// Reads the virtio-net header in front of the frame of `buf` into its native form; `None`
+/// if it is not a valid header for this frame.
+fn parse_vnet(buf: &mut PktBuf) -> Option<Offload> {
+    use podswitch_packet::virtio_net::{HeaderFormat, VirtioNetPacket, VirtioNetRepr};
+    let with_header = buf.push_front(VNET_HDR_LEN)?;
+    // The common case: an all-zero header, nothing to parse.
+    let parsed = if with_header[..VNET_HDR_LEN].iter().all(|&b| b == 0) {
+        Some(Offload::NONE)
+    } else {
+        let pkt = VirtioNetPacket::new_unchecked(&*with_header, HeaderFormat::Legacy);
+        VirtioNetRepr::parse(&pkt)
+            .ok()
+            .map(|r| Offload::from_repr(&r))
+    };
+    buf.pull_front(VNET_HDR_LEN)?;
+    parsed
 }
 
 #[cfg(test)]
@@ -517,6 +750,38 @@ mod tests {
             assert_eq!(rig.queue.in_flight, 1, "only the poll is armed at first");
             rig.readable();
             rig
+        }
+
+        /// A queue with vnet headers over a pool with `large` large buffers, readable.
+        fn vnet(rx_depth: usize, large: usize) -> Rig {
+            let (a, b) = UnixDatagram::pair().unwrap();
+            let mut rig = Rig {
+                queue: TapQueue::new(PORT, OwnedFd::from(a), rx_depth, 4).with_vnet_hdr(true),
+                pool: Pool::with_large(16, large),
+                ring: Uring::new(64, 128).unwrap(),
+                ctr: Counters::new(4),
+                _peer: b,
+            };
+            assert!(rig.rx().is_empty());
+            rig.readable();
+            rig
+        }
+
+        /// Writes what the kernel would for a read of slot `slot`: `hdr`, then `frame` (its
+        /// head in the small buffer, the rest in the large one's tail), and completes it.
+        fn kernel_read(&mut self, slot: u32, hdr: [u8; VNET_HDR_LEN], frame: &[u8]) {
+            let s = slot as usize;
+            let small = self.queue.rx_slots[s].as_mut().unwrap();
+            small.rx_area();
+            small.front_mut(VNET_HDR_LEN).unwrap().copy_from_slice(&hdr);
+            let head = frame.len().min(MAX_FRAME);
+            small.rx_area()[..head].copy_from_slice(&frame[..head]);
+            if frame.len() > head {
+                let large = self.queue.rx_large[s].as_mut().unwrap();
+                large.rx_area()[LARGE_TAIL - HEADROOM..][..frame.len() - head]
+                    .copy_from_slice(&frame[head..]);
+            }
+            self.complete(rx(slot), (VNET_HDR_LEN + frame.len()) as i32);
         }
 
         fn readable(&mut self) {
@@ -575,6 +840,86 @@ mod tests {
 
     fn tx(slot: u32) -> Token {
         Token::Tx { port: PORT, slot }
+    }
+
+    fn hdr(o: Offload) -> [u8; VNET_HDR_LEN] {
+        let mut h = [0u8; VNET_HDR_LEN];
+        o.emit(&mut h, 0);
+        h
+    }
+
+    #[test]
+    fn a_vnet_read_parses_the_header_and_a_super_frame_lands_whole_in_a_large_buffer() {
+        let mut rig = Rig::vnet(2, 4);
+        rig.rx();
+        assert_eq!(rig.queue.in_flight, 1 + 2);
+        assert_eq!(
+            rig.pool.available_large(),
+            2,
+            "one large buffer per armed read"
+        );
+        let (small, small_o) = crate::testkit::tso4_frame(100, 0);
+        let (big, big_o) = crate::testkit::tso4_frame(30_000, 1448);
+        rig.kernel_read(0, hdr(small_o), &small);
+        rig.kernel_read(1, hdr(big_o), &big);
+        let batch = rig.rx();
+        let got: Vec<_> = batch
+            .iter()
+            .map(|p| (p.buf.frame().to_vec(), p.meta.offload))
+            .collect();
+        assert_eq!(got, vec![(small, small_o), (big, big_o)]);
+        let classes: Vec<_> = batch.iter().map(|p| p.buf.class()).collect();
+        assert_eq!(
+            classes,
+            vec![crate::buffer::Class::Small, crate::buffer::Class::Large]
+        );
+        assert_eq!(rig.ctr.events[Event::GsoFramesRx as usize], 1);
+        let mut batch = batch;
+        batch.recycle(&mut rig.pool);
+    }
+
+    #[test]
+    fn a_bad_vnet_header_or_a_read_shorter_than_one_is_dropped_by_reason() {
+        let mut rig = Rig::vnet(2, 4);
+        rig.rx();
+        let frame = crate::testkit::udp_frame(
+            crate::testkit::POD_A_MAC,
+            crate::testkit::GW_MAC,
+            crate::testkit::POD_A_IP,
+            crate::testkit::POD_B_IP,
+            64,
+            18,
+        );
+        let mut bad = [0u8; VNET_HDR_LEN];
+        bad[0] = 0x80; // an unknown flag
+        rig.kernel_read(0, bad, &frame);
+        rig.complete(rx(1), 6);
+        assert!(rig.rx().is_empty());
+        assert_eq!(rig.ctr.drops[DropReason::BadVnetHeader as usize], 2);
+        assert_eq!(rig.port().rx_packets, 2);
+    }
+
+    #[test]
+    fn without_a_free_large_buffer_a_vnet_queue_arms_fewer_reads() {
+        let mut rig = Rig::vnet(4, 1);
+        rig.rx();
+        assert_eq!(
+            rig.queue.in_flight,
+            1 + 1,
+            "the poll and the one read with a large buffer"
+        );
+        assert!(rig.ctr.events[Event::LargePoolEmpty as usize] > 0);
+    }
+
+    #[test]
+    fn vnet_writes_carry_the_header_in_front_and_count_the_frame_alone() {
+        let mut rig = Rig::vnet(1, 2);
+        rig.tx(&[100]);
+        rig.complete(tx(0), (100 + VNET_HDR_LEN) as i32);
+        assert_eq!((rig.port().tx_packets, rig.port().tx_bytes), (1, 100));
+        rig.tx(&[100]);
+        rig.complete(tx(0), 100);
+        assert_eq!(rig.ctr.drops[DropReason::TxShortWrite as usize], 1);
     }
 
     #[test]

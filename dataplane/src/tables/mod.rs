@@ -46,6 +46,10 @@ pub struct PortEntry {
     pub binding: Binding,
     /// Largest IPv4 packet.
     pub mtu: u16,
+    /// The port takes GSO super-frames and partial checksums (a tap opened with vnet
+    /// headers): checksum, TSO4, TSO6 and USO4. Without, the switch segments and completes
+    /// checksums in software for frames it sends there (ARCHITECTURE.md, "Offloads").
+    pub offloads: bool,
 }
 
 /// A snapshot of everything the pipeline reads.

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod no_alloc;
+mod offload;
 mod output_port_gone;
 mod sync_counts_transmits;
 
@@ -28,6 +29,7 @@ pub fn rig(burst: usize, pool_buffers: usize, rx_depth: usize) -> Rig {
         burst,
         idle: IdlePolicy::Busy,
         pool_buffers,
+        pool_large_buffers: 64,
         max_ports: 8,
         rx_depth,
         spin_iterations: 0,

@@ -150,3 +150,35 @@ fn forwarding_loop_allocates_nothing() {
         "the loop published counters: {published:?}"
     );
 }
+
+#[test]
+fn software_segmentation_and_checksum_completion_allocate_nothing() {
+    let crate::Rig {
+        mut worker, tables, ..
+    } = crate::rig(8, 1024, 8);
+    // Pod B without offloads: every super-frame is cut in software (45 segments each, more
+    // than a staging burst holds for 8 of them), every partial checksum completed.
+    let mut t = tables_with(true, 1500, 0);
+    t.ports[usize::from(POD_B)].as_mut().unwrap().offloads = false;
+    tables.store(std::sync::Arc::new(t));
+    let frames = vec![tso4_frame(64_000, 1448), tso4_frame(100, 0)];
+    worker.add_queue(Box::new(MemoryQueue::generator_offloaded(POD_A, frames, 8)));
+    worker.add_queue(Box::new(MemoryQueue::generator(POD_B, Vec::new(), 0)));
+    let mut state = worker.start_loop().unwrap();
+    for _ in 0..100 {
+        worker.iterate(&mut state).unwrap();
+    }
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    MEASURED.with(|m| m.set(true));
+    for _ in 0..1_000 {
+        worker.iterate(&mut state).unwrap();
+    }
+    MEASURED.with(|m| m.set(false));
+    let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    assert_eq!(allocated, 0, "the GSO path allocated {allocated} times");
+    let c = worker.counters();
+    assert_eq!(c.events[Event::GsoSegmentedSw as usize], 1100 * 4);
+    assert_eq!(c.events[Event::GsoSegmentsSw as usize], 1100 * 4 * 45);
+    assert_eq!(c.events[Event::CsumCompletedSw as usize], 1100 * 4);
+    assert_eq!(c.drops.iter().sum::<u64>(), 0, "{:?}", c.drops);
+}
