@@ -461,6 +461,12 @@ fn a_pod_without_offloads_sends_byte_exact_to_one_with_them() {
     assert!(v.is_exact(HUNDRED_MB), "off → on: {v:?}");
     // The sender has no TSO: whole frames in, nothing to cut (the receiver's ACKs are small).
     assert_eq!(gso.segmented_sw, 0, "{gso:?}");
+    // The receiver's ACKs leave its stack with partial checksums (its tap has offloads); the
+    // sender's port has none, so the switch completed them.
+    assert!(
+        gso.csum_completed_sw >= 1,
+        "the ACKs to the pod without offloads had their checksums completed: {gso:?}"
+    );
     let from_off = c
         .ports
         .iter()
