@@ -781,3 +781,37 @@ fn the_cni_config_turns_a_pods_offloads_off_and_podswitchctl_ports_shows_it() {
     let v = tcp_transfer_verified(&ns, &on.ns, on.ip, 5302, 8 << 20);
     assert!(v.is_exact(8 << 20), "off → on: {v:?}");
 }
+
+/// Super-frames need large buffers, of which a worker has a fixed pool (`pool_large_buffers`,
+/// 128 by default, against 32 reads armed per tap queue): however many ports with offloads
+/// there are, every one of them must still be read. (Found in an early version, where the
+/// host port and the first three pods held all 128 and every later pod was never read.)
+#[test]
+fn many_pods_with_offloads_are_all_read() {
+    if !root_or_skip("many_pods_with_offloads_are_all_read") {
+        return;
+    }
+    let node = Node::start();
+    let pods: Vec<Pod> = (0..12).map(|i| node.add_pod(10 + i)).collect();
+    let unreachable: Vec<_> = std::thread::scope(|s| {
+        let pings: Vec<_> = pods
+            .iter()
+            .map(|p| s.spawn(move || (p.ip, p.ns.ping(GATEWAY, &["-c", "3"]).0)))
+            .collect();
+        pings
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|(_, ok)| !ok)
+            .map(|(ip, _)| ip)
+            .collect()
+    });
+    assert!(
+        unreachable.is_empty(),
+        "pods whose pings the switch never read: {unreachable:?} (large_pool_empty {})",
+        node.event("large_pool_empty")
+    );
+    // And bulk traffic between the last two, with all twelve ports armed.
+    let (x, y) = (&pods[10], &pods[11]);
+    let v = tcp_transfer_verified(&x.ns, &y.ns, y.ip, 5401, 16 << 20);
+    assert!(v.is_exact(16 << 20), "{v:?}");
+}
