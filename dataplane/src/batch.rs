@@ -131,7 +131,7 @@ pub struct Offload {
     pub gso_size: u16,
     /// The virtio-net `gso_type` (ECN bit included); `GSO_NONE` (0) for an ordinary frame.
     pub gso_type: u8,
-    /// The virtio-net flags (`NEEDS_CSUM`, `DATA_VALID`).
+    /// The virtio-net flags: `NEEDS_CSUM` or nothing.
     pub flags: u8,
 }
 
@@ -164,7 +164,9 @@ impl Offload {
     }
 
     /// From a parsed virtio-net header. RSC counts (which share the checksum fields) are not
-    /// kept: the switch never receives them from a tap.
+    /// kept: the switch never receives them from a tap. Nor is `DATA_VALID`: the switch does
+    /// not verify transport checksums, so it does not vouch for one to the next receiver,
+    /// which then checks it itself.
     pub fn from_repr(r: &podswitch_packet::virtio_net::VirtioNetRepr) -> Offload {
         use podswitch_packet::virtio_net as v;
         let mut o = Offload::NONE;
@@ -172,9 +174,6 @@ impl Offload {
             o.csum_start = c.start;
             o.csum_offset = c.offset;
             o.flags |= v::FLAG_NEEDS_CSUM;
-        }
-        if r.data_valid {
-            o.flags |= v::FLAG_DATA_VALID;
         }
         if let Some(g) = r.gso {
             let kind = match g.kind {

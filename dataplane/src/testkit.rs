@@ -307,6 +307,26 @@ pub fn tso4_frame(payload_len: usize, mss: u16) -> (Vec<u8>, crate::batch::Offlo
     (f, offload)
 }
 
+/// A UDP/IPv4 super-datagram pod A → pod B (4000 → 5000) with `payload_len` bytes, as a
+/// pod's USO hands it over: UDP length covering all of it, partial checksum, `UDP_L4` with
+/// `size` bytes per datagram.
+pub fn uso4_frame(payload_len: usize, size: u16) -> (Vec<u8>, crate::batch::Offload) {
+    use podswitch_packet::virtio_net as v;
+    let mut f = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, POD_B_IP, 64, payload_len);
+    let l4 = ETHERNET_HEADER_LEN + 20;
+    let len = (8 + payload_len) as u16;
+    let pseudo = checksum::pseudo_header_ipv4(POD_A_IP, POD_B_IP, IpProtocol::UDP, len);
+    f[l4 + 6..l4 + 8].copy_from_slice(&pseudo.to_be_bytes());
+    let offload = crate::batch::Offload {
+        csum_start: l4 as u16,
+        csum_offset: v::UDP_CSUM_OFFSET,
+        gso_size: size,
+        gso_type: v::GSO_UDP_L4,
+        flags: v::FLAG_NEEDS_CSUM,
+    };
+    (f, offload)
+}
+
 /// Whether the TCP or UDP checksum of the IPv4 packet in `frame` verifies (and the IPv4
 /// header's).
 pub fn l4_checksum_ok(frame: &[u8]) -> bool {

@@ -256,7 +256,7 @@ pub struct TapQueue {
     /// queue with vnet headers, the slot's large buffer from [`LARGE_TAIL`] on.
     rx_iov: RxIoVecs,
     /// Per slot, on a queue with vnet headers: the large buffer that takes the tail of a
-    /// super-frame. Stays with the slot while the frames read fit the small buffer.
+    /// super-frame, lent for the one read in flight (returned to the pool at its completion).
     rx_large: Vec<Option<PktBuf>>,
     /// The queue was opened with `IFF_VNET_HDR`: every frame, both ways, has a 10-byte
     /// virtio-net header in front.
@@ -357,15 +357,28 @@ impl TapQueue {
         if !self.rx_readable {
             return;
         }
+        // A queue takes at most half the free large buffers per call, so that the queues
+        // polled after it in the same iteration still find some (ARCHITECTURE.md, "Offloads").
+        let mut large_share = io.pool.available_large().div_ceil(2);
         while let Some(&slot) = self.rx_free.last() {
             let s = slot as usize;
             if self.vnet && self.rx_large[s].is_none() {
                 // No large buffer for this read: arm no more (the frames wait in the tap
                 // queue) rather than a read that would cut a super-frame.
-                match io.pool.get_large() {
-                    Some(large) => self.rx_large[s] = Some(large),
+                let large = if large_share > 0 {
+                    io.pool.get_large()
+                } else {
+                    None
+                };
+                match large {
+                    Some(large) => {
+                        large_share -= 1;
+                        self.rx_large[s] = Some(large);
+                    }
                     None => {
-                        io.ctr.event(Event::LargePoolEmpty);
+                        if io.pool.available_large() == 0 {
+                            io.ctr.event(Event::LargePoolEmpty);
+                        }
                         return;
                     }
                 }
@@ -606,6 +619,12 @@ impl PortQueue for TapQueue {
                         // it and retry after a back-off.
                         _ => self.rx_failed(io),
                     }
+                }
+                // The slot's large buffer (unused unless the frame was a super-frame) goes
+                // back at once: a slot left without a read (an empty queue) must not sit on
+                // one, or idle ports would hold every large buffer and busy ones arm nothing.
+                if let Some(large) = self.rx_large[slot as usize].take() {
+                    io.pool.put(large);
                 }
             }
             Token::Poll { ended, .. } => {
@@ -912,9 +931,32 @@ mod tests {
     }
 
     #[test]
+    fn a_vnet_queue_takes_at_most_half_the_free_large_buffers_per_burst() {
+        let mut rig = Rig::vnet(8, 6);
+        rig.rx();
+        assert_eq!(
+            rig.queue.in_flight,
+            1 + 3,
+            "the poll and reads for half of the six"
+        );
+        assert_eq!(
+            rig.pool.available_large(),
+            3,
+            "left for the queues polled next"
+        );
+        assert_eq!(rig.ctr.events[Event::LargePoolEmpty as usize], 0);
+    }
+
+    #[test]
     fn vnet_writes_carry_the_header_in_front_and_count_the_frame_alone() {
         let mut rig = Rig::vnet(1, 2);
         rig.tx(&[100]);
+        let sent = rig.queue.tx_slots[0].as_ref().unwrap();
+        assert_eq!(
+            sent.front(VNET_HDR_LEN).unwrap(),
+            &[0u8; VNET_HDR_LEN],
+            "a plain frame: zero header"
+        );
         rig.complete(tx(0), (100 + VNET_HDR_LEN) as i32);
         assert_eq!((rig.port().tx_packets, rig.port().tx_bytes), (1, 100));
         rig.tx(&[100]);

@@ -14,19 +14,28 @@ use podswitch_packet::{Ipv4Packet, TcpPacket};
 const PAYLOAD: usize = 64_000;
 const MSS: u16 = 1448;
 
+type Sent = Vec<(Vec<u8>, Offload)>;
+
 /// Runs `frames` from pod A through a worker on `tables`; returns what pod B was sent and
 /// the worker's counters.
 fn forward(
     tables: Tables,
     frames: &[(Vec<u8>, Offload)],
-) -> (
-    Vec<(Vec<u8>, Offload)>,
-    podswitch_dataplane::counters::Counters,
-) {
+) -> (Sent, podswitch_dataplane::counters::Counters) {
+    let (b, _, c) = forward_both(tables, frames);
+    (b, c)
+}
+
+/// [`forward`], also returning what pod A was sent back.
+fn forward_both(
+    tables: Tables,
+    frames: &[(Vec<u8>, Offload)],
+) -> (Sent, Sent, podswitch_dataplane::counters::Counters) {
     let rig = crate::rig(32, 256, 8);
     rig.tables.store(std::sync::Arc::new(tables));
     let mut worker = rig.worker;
-    let mut a = MemoryQueue::new(POD_A);
+    let sink_a = Sink::default();
+    let mut a = MemoryQueue::with_sink(POD_A, sink_a.clone());
     for (f, o) in frames {
         a.inject_offloaded(f, *o);
     }
@@ -39,7 +48,8 @@ fn forward(
         worker.poll_once(&mut ring, &snapshot);
     }
     let sent = std::mem::take(&mut *sink.lock().unwrap());
-    (sent, worker.counters().clone())
+    let back = std::mem::take(&mut *sink_a.lock().unwrap());
+    (sent, back, worker.counters().clone())
 }
 
 fn pod_b_offloads(on: bool, mtu: u16) -> Tables {
@@ -125,10 +135,20 @@ fn the_mtu_check_of_a_gso_frame_uses_its_segment_size() {
     assert_eq!(c.drops[DropReason::MtuExceeded as usize], 0);
     // With 1448-byte segments they do not: dropped, frag-needed sent back (DF is set).
     let (frame, offload) = tso4_frame(PAYLOAD, MSS);
-    let (sent, c) = forward(pod_b_offloads(true, 1400), &[(frame, offload)]);
+    let (sent, back, c) = forward_both(pod_b_offloads(true, 1400), &[(frame.clone(), offload)]);
     assert!(sent.is_empty());
     assert_eq!(c.drops[DropReason::MtuExceeded as usize], 1);
     assert_eq!(c.events[Event::IcmpUnreachableSent as usize], 1);
+    // The error quotes the super-frame's first bytes and is a plain frame itself.
+    assert_eq!(back.len(), 1);
+    let (err, err_offload) = &back[0];
+    assert_eq!(*err_offload, Offload::NONE);
+    assert_icmp_error(err, &frame, 3, 4);
+    assert_eq!(
+        u16::from_be_bytes([err[14 + 20 + 6], err[14 + 20 + 7]]),
+        1400,
+        "next-hop MTU"
+    );
 }
 
 #[test]
@@ -145,4 +165,29 @@ fn malformed_offload_state_is_dropped_by_reason() {
     let (sent, c) = forward(pod_b_offloads(false, 1500), &[(frame, offload)]);
     assert!(sent.is_empty());
     assert_eq!(c.drops[DropReason::GsoTypeMismatch as usize], 1);
+}
+
+#[test]
+fn a_uso_datagram_to_a_port_without_offloads_leaves_as_checksummed_datagrams() {
+    let (frame, offload) = uso4_frame(10_000, 1400);
+    let (sent, c) = forward(pod_b_offloads(false, 1500), &[(frame.clone(), offload)]);
+    assert_eq!(sent.len(), 10_000usize.div_ceil(1400));
+    let mut payload = Vec::new();
+    for (seg, o) in &sent {
+        assert_eq!(*o, Offload::NONE);
+        assert!(l4_checksum_ok(seg));
+        let ip = Ipv4Packet::new_checked(&seg[14..]).unwrap();
+        let udp = podswitch_packet::UdpPacket::new_checked(ip.payload()).unwrap();
+        assert_eq!(
+            usize::from(udp.len()),
+            ip.payload().len(),
+            "each its own datagram"
+        );
+        payload.extend_from_slice(&ip.payload()[8..]);
+    }
+    assert_eq!(&payload[..], &frame[14 + 20 + 8..]);
+    assert_eq!(c.drops.iter().sum::<u64>(), 0, "{:?}", c.drops);
+    // And whole to a port with offloads.
+    let (sent, _) = forward(pod_b_offloads(true, 1500), &[(frame, offload)]);
+    assert_eq!((sent.len(), sent[0].1), (1, offload));
 }
