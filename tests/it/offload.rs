@@ -815,3 +815,50 @@ fn many_pods_with_offloads_are_all_read() {
     let v = tcp_transfer_verified(&x.ns, &y.ns, y.ip, 5401, 16 << 20);
     assert!(v.is_exact(16 << 20), "{v:?}");
 }
+
+/// Two workers (multiqueue taps, every queue with the vnet header), several flows at once
+/// between pods with and without offloads: each byte-exact, super-frames both crossing whole
+/// and being cut, the large-buffer pools shared by every queue of a worker.
+#[test]
+fn concurrent_flows_on_two_workers_between_pods_with_and_without_offloads() {
+    if !root_or_skip("concurrent_flows_on_two_workers_between_pods_with_and_without_offloads") {
+        return;
+    }
+    let node = Node::with_args(&["--workers", "2"]);
+    let on: Vec<Pod> = (0..4).map(|i| node.add_pod(2 + i)).collect();
+    let off: Vec<Pod> = (0..2)
+        .map(|i| node.add_pod_with(10 + i, PodOptions { offloads: false }))
+        .collect();
+    const LEN: usize = 24 << 20;
+    let flows: Vec<(&Pod, &Pod)> = vec![
+        (&on[0], &on[1]),
+        (&on[2], &on[3]),
+        (&on[1], &off[0]),
+        (&off[1], &on[2]),
+        (&on[3], &off[1]),
+        (&off[0], &on[0]),
+    ];
+    let (results, gso, _) = measure(&node, || {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = flows
+                .iter()
+                .enumerate()
+                .map(|(i, (from, to))| {
+                    s.spawn(move || {
+                        tcp_transfer_verified(&from.ns, &to.ns, to.ip, 5500 + i as u16, LEN)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        })
+    });
+    for (i, v) in results.iter().enumerate() {
+        let (from, to) = flows[i];
+        assert!(v.is_exact(LEN), "flow {i} {} → {}: {v:?}", from.ip, to.ip);
+    }
+    assert!(gso.frames_rx >= MANY_GSO_FRAMES, "{gso:?}");
+    assert!(gso.segmented_sw >= MANY_GSO_FRAMES / 4, "{gso:?}");
+}
