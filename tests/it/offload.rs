@@ -393,7 +393,13 @@ fn a_pod_without_offloads_gets_segmented_checksummed_frames_from_one_with_them()
     }
     let node = Node::start();
     let on = node.add_pod(2);
-    let off = node.add_pod_with(3, PodOptions { offloads: false });
+    let off = node.add_pod_with(
+        3,
+        PodOptions {
+            offloads: false,
+            ..PodOptions::default()
+        },
+    );
     let errors_before = csum_errors(&off.ns);
     // Bound before the transfer starts, so it sees every frame of it.
     let cap = capture(&off.ns, "eth0", 1500 + 14);
@@ -453,7 +459,13 @@ fn a_pod_without_offloads_sends_byte_exact_to_one_with_them() {
     }
     let node = Node::start();
     let on = node.add_pod(2);
-    let off = node.add_pod_with(3, PodOptions { offloads: false });
+    let off = node.add_pod_with(
+        3,
+        PodOptions {
+            offloads: false,
+            ..PodOptions::default()
+        },
+    );
     let errors_before = csum_errors(&on.ns);
     let (v, gso, c) = measure(&node, || {
         tcp_transfer_verified(&off.ns, &on.ns, on.ip, 5105, HUNDRED_MB)
@@ -589,7 +601,13 @@ fn udp_gso_datagrams_arrive_whole_at_pods_with_and_without_offloads() {
     let node = Node::start();
     let sender = node.add_pod(2);
     let on = node.add_pod(3);
-    let off = node.add_pod_with(4, PodOptions { offloads: false });
+    let off = node.add_pod_with(
+        4,
+        PodOptions {
+            offloads: false,
+            ..PodOptions::default()
+        },
+    );
     let uso = kernel_has_tap_uso();
 
     let errors_before = csum_errors(&on.ns);
@@ -827,7 +845,15 @@ fn concurrent_flows_on_two_workers_between_pods_with_and_without_offloads() {
     let node = Node::with_args(&["--workers", "2"]);
     let on: Vec<Pod> = (0..4).map(|i| node.add_pod(2 + i)).collect();
     let off: Vec<Pod> = (0..2)
-        .map(|i| node.add_pod_with(10 + i, PodOptions { offloads: false }))
+        .map(|i| {
+            node.add_pod_with(
+                10 + i,
+                PodOptions {
+                    offloads: false,
+                    ..PodOptions::default()
+                },
+            )
+        })
         .collect();
     const LEN: usize = 24 << 20;
     let flows: Vec<(&Pod, &Pod)> = vec![
@@ -861,4 +887,36 @@ fn concurrent_flows_on_two_workers_between_pods_with_and_without_offloads() {
     }
     assert!(gso.frames_rx >= MANY_GSO_FRAMES, "{gso:?}");
     assert!(gso.segmented_sw >= MANY_GSO_FRAMES / 4, "{gso:?}");
+}
+
+/// A pod with a smaller MTU beside one with the default, both with offloads: TCP negotiates
+/// the smaller MSS, so the super-frames either way carry segments the smaller port can take;
+/// whatever the switch does with them (forward whole, or answer frag-needed for one whose
+/// segments would not fit), every byte arrives.
+#[test]
+fn a_pod_with_a_smaller_mtu_exchanges_gso_traffic_byte_exact() {
+    if !root_or_skip("a_pod_with_a_smaller_mtu_exchanges_gso_traffic_byte_exact") {
+        return;
+    }
+    let node = Node::start();
+    let big = node.add_pod(2);
+    let small = node.add_pod_with(
+        3,
+        PodOptions {
+            mtu: 1400,
+            ..PodOptions::default()
+        },
+    );
+    let link = small.ns.ip(&["-o", "link", "show", "eth0"]);
+    assert!(link.contains("mtu 1400"), "{link}");
+    const LEN: usize = 32 << 20;
+    let (v, gso, _) = measure(&node, || {
+        tcp_transfer_verified(&big.ns, &small.ns, small.ip, 5601, LEN)
+    });
+    assert!(v.is_exact(LEN), "1500 → 1400: {v:?}");
+    assert!(gso.frames_rx >= MANY_GSO_FRAMES / 4, "{gso:?}");
+    let (v, _, _) = measure(&node, || {
+        tcp_transfer_verified(&small.ns, &big.ns, big.ip, 5602, LEN)
+    });
+    assert!(v.is_exact(LEN), "1400 → 1500: {v:?}");
 }

@@ -418,7 +418,7 @@ impl Node {
                 namespace: None,
                 pod: None,
             },
-            mtu: 1500,
+            mtu: options.mtu,
             offloads: options.offloads,
             netns: Some(NetnsAttach {
                 path: ns.path().display().to_string(),
@@ -490,11 +490,16 @@ pub struct PodOptions {
     /// `PortSpec::offloads`: the tap exchanges TSO/USO super-frames and partial checksums
     /// with the pod (on, the default) or only whole, checksummed frames (off).
     pub offloads: bool,
+    /// `PortSpec::mtu` (the daemon gives the pod's interface the same).
+    pub mtu: u16,
 }
 
 impl Default for PodOptions {
     fn default() -> Self {
-        PodOptions { offloads: true }
+        PodOptions {
+            offloads: true,
+            mtu: 1500,
+        }
     }
 }
 
