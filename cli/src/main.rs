@@ -231,6 +231,10 @@ pub struct AddPortArgs {
     /// Largest IP packet the port carries.
     #[arg(long, value_name = "N", default_value_t = transaction::DEFAULT_MTU)]
     pub mtu: u16,
+    /// Open the port without offloads: its kernel side sends and receives only whole,
+    /// checksummed frames of at most the MTU, and the switch segments for it in software.
+    #[arg(long)]
+    pub no_offloads: bool,
 }
 
 /// Flags of `dp add-route`.

@@ -107,7 +107,9 @@ pub fn key_values(facts: &[(&str, String)]) -> String {
         .collect()
 }
 
-/// `ports`: ID NAME KIND ROLE MAC IP MTU QUEUES.
+/// `ports`: ID NAME KIND ROLE MAC IP MTU QUEUES OFFLOADS (`on`: the port exchanges TSO/USO
+/// super-frames and partial checksums with its kernel side; `off`: whole frames only, the
+/// switch segmenting for it).
 pub fn ports(ports: &[PortInfo]) -> String {
     let mut t = Table::new(&[
         ("ID", Right),
@@ -118,6 +120,7 @@ pub fn ports(ports: &[PortInfo]) -> String {
         ("IP", Left),
         ("MTU", Right),
         ("QUEUES", Right),
+        ("OFFLOADS", Left),
     ]);
     for p in ports {
         let kind = match p.kind {
@@ -153,6 +156,7 @@ pub fn ports(ports: &[PortInfo]) -> String {
             ip,
             p.mtu.to_string(),
             p.queues.to_string(),
+            if p.offloads { "on" } else { "off" }.to_string(),
         ]);
     }
     t.render()
@@ -314,6 +318,7 @@ mod tests {
             mtu: 1500,
             netns: None,
             queues: 2,
+            offloads: true,
         }
     }
 
@@ -346,16 +351,20 @@ mod tests {
                 mtu: 1500,
                 netns: None,
                 queues: 2,
+                offloads: true,
             },
             pod_port(1, "tap-web", Some("default"), Some("web-0")),
-            pod_port(12, "tap-x", None, None),
+            PortInfo {
+                offloads: false,
+                ..pod_port(12, "tap-x", None, None)
+            },
         ];
         assert_eq!(
             ports(&list),
-            "ID  NAME     KIND  ROLE               MAC                IP            MTU  QUEUES\n\
-             \x200  psw0     tap   host               -                  -            1500       2\n\
-             \x201  tap-web  tap   pod default/web-0  02:00:00:00:00:01  10.244.1.1   1500       2\n\
-             12  tap-x    tap   pod                02:00:00:00:00:0c  10.244.1.12  1500       2\n"
+            "ID  NAME     KIND  ROLE               MAC                IP            MTU  QUEUES  OFFLOADS\n\
+             \x200  psw0     tap   host               -                  -            1500       2  on\n\
+             \x201  tap-web  tap   pod default/web-0  02:00:00:00:00:01  10.244.1.1   1500       2  on\n\
+             12  tap-x    tap   pod                02:00:00:00:00:0c  10.244.1.12  1500       2  off\n"
         );
     }
 

@@ -78,7 +78,7 @@ impl AddPortArgs {
             kind: PortKind::Tap,
             role,
             mtu: self.mtu,
-            offloads: true,
+            offloads: !self.no_offloads,
             netns: None,
         }))
     }
@@ -212,9 +212,16 @@ mod tests {
                 "9000",
             ]),
             json!({"op": "add_port", "name": "tap-web", "kind": "tap", "mtu": 9000,
+                   "offloads": true,
                    "role": {"role": "pod", "mac": "02:00:00:00:00:02", "ip": "10.244.1.2",
                             "namespace": "default", "pod": "web-0"}})
         );
+    }
+
+    #[test]
+    fn no_offloads_builds_a_port_without_them() {
+        let op = op_json(&["add-port", "psw0", "--host", "--no-offloads"]);
+        assert_eq!(op["offloads"], json!(false));
     }
 
     #[test]
@@ -222,7 +229,7 @@ mod tests {
         assert_eq!(
             op_json(&["add-port", "psw0", "--host"]),
             json!({"op": "add_port", "name": "psw0", "kind": "tap", "mtu": 1500,
-                   "role": {"role": "host"}})
+                   "offloads": true, "role": {"role": "host"}})
         );
         let Op::AddPort(p) =
             dp_op(&["add-port", "psw0", "--host", "--mac", "02:aa:00:00:00:09"]).unwrap()

@@ -26,6 +26,14 @@ pub struct NetConf {
     pub control_socket: PathBuf,
     /// MTU for the pod's interface, if the config sets one.
     pub mtu: Option<u16>,
+    /// `offloads`: whether the pod's switch port exchanges offloaded frames with the pod
+    /// (64 KB TSO/USO super-frames and partial checksums cross the switch unsegmented;
+    /// `PortSpec::offloads`). `None` when the config does not say: control's default, on.
+    /// `"offloads": false` gives pods plain, whole, checksummed frames of at most the MTU,
+    /// the switch segmenting in software what it forwards to them: for a pod whose stack or
+    /// capture tooling must not see super-frames, at a cost in throughput. A JSON boolean or
+    /// nothing; anything else is an invalid config (code 7).
+    pub offloads: Option<bool>,
     /// `runtimeConfig.portMappings`: parsed and validated, not acted on yet — hostPort support
     /// arrives with Services, which own the NAT tables it needs.
     pub port_mappings: Vec<PortMapping>,
@@ -63,6 +71,9 @@ struct RawConf {
     #[serde(rename = "controlSocket")]
     control_socket: Option<String>,
     mtu: Option<u64>,
+    /// Any JSON, checked by [`validate_offloads`] (serde's own error for a wrong type names
+    /// neither the key nor what to write).
+    offloads: Option<Value>,
     #[serde(rename = "runtimeConfig")]
     runtime_config: Option<RuntimeConfig>,
     #[serde(rename = "prevResult")]
@@ -164,6 +175,7 @@ impl NetConf {
             validate_name(&name)?;
         }
         let mtu = raw.mtu.map(validate_mtu).transpose()?;
+        let offloads = raw.offloads.map(validate_offloads).transpose()?;
         let valid_attachments = merge_attachments(raw.valid_attachments, raw.legacy_attachments);
         Ok(NetConf {
             cni_version,
@@ -174,6 +186,7 @@ impl NetConf {
                     .unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.to_string()),
             ),
             mtu,
+            offloads,
             port_mappings: raw
                 .runtime_config
                 .and_then(|rc| rc.port_mappings)
@@ -257,6 +270,21 @@ fn validate_mtu(mtu: u64) -> Result<u16, CniError> {
         })
 }
 
+/// `offloads` must be a JSON boolean: a string such as `"false"` is refused rather than read
+/// as true (it is not empty) or false (it says so), either of which would be a guess.
+fn validate_offloads(offloads: Value) -> Result<bool, CniError> {
+    match offloads {
+        Value::Bool(b) => Ok(b),
+        other => Err(CniError::new(
+            code::INVALID_CONFIG,
+            format!(
+                "offloads must be true or false (a JSON boolean, unquoted), not {other}; \
+                 leave it out for the default, on"
+            ),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +315,7 @@ mod tests {
         assert_eq!(conf.plugin_type.as_deref(), Some("podswitch"));
         assert_eq!(conf.control_socket, PathBuf::from(DEFAULT_CONTROL_SOCKET));
         assert_eq!(conf.mtu, None);
+        assert_eq!(conf.offloads, None);
         assert!(conf.port_mappings.is_empty() && conf.prev_result.is_none());
     }
 
@@ -302,6 +331,30 @@ mod tests {
         assert_eq!(conf.control_socket, PathBuf::from("/tmp/c.sock"));
         assert_eq!(conf.mtu, Some(1450));
         assert!(conf.args.is_some());
+    }
+
+    #[test]
+    fn offloads_is_a_boolean_or_absent() {
+        for (v, want) in [(json!(false), Some(false)), (json!(true), Some(true))] {
+            let conf = parse(json!({"cniVersion": "1.0.0", "name": "n", "offloads": v})).unwrap();
+            assert_eq!(conf.offloads, want, "{v}");
+        }
+        // Absent, or null (JSON's absent): control's default.
+        for conf in [
+            json!({"cniVersion": "1.0.0", "name": "n"}),
+            json!({"cniVersion": "1.0.0", "name": "n", "offloads": null}),
+        ] {
+            assert_eq!(parse(conf.clone()).unwrap().offloads, None, "{conf}");
+        }
+        for bad in [json!("false"), json!(0), json!({"tso": false})] {
+            let err =
+                parse(json!({"cniVersion": "1.0.0", "name": "n", "offloads": bad})).unwrap_err();
+            assert_eq!(err.code, code::INVALID_CONFIG, "{bad}");
+            assert!(
+                err.msg.contains("offloads must be true or false"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

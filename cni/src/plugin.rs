@@ -83,6 +83,7 @@ fn add(env: &RawEnv, stdin: &[u8], control: &mut dyn Control) -> Result<String, 
         requested_ip: args.ip,
         requested_mac: args.mac,
         mtu: conf.mtu,
+        offloads: conf.offloads,
     });
     match call(control, &conf, request, CHANGE_TIMEOUT)? {
         ControlResponse::Attached(attachment) => {
@@ -154,6 +155,7 @@ fn check(env: &RawEnv, stdin: &[u8], control: &mut dyn Control) -> Result<String
         requested_ip: Some(expected.ip),
         requested_mac: expected.mac.or(args.mac),
         mtu: conf.mtu,
+        offloads: conf.offloads,
     });
     match call(control, &conf, request, QUERY_TIMEOUT)? {
         ControlResponse::Checked => Ok(String::new()),

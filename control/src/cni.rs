@@ -199,6 +199,7 @@ impl Control {
             mac,
             port,
             mtu: req.mtu,
+            offloads: req.offloads.unwrap_or(true),
             pending: true,
             deleting: false,
         };

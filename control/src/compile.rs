@@ -100,7 +100,7 @@ pub fn pod_port(settings: &Settings, pod: &PodRecord) -> PortSpec {
             pod: non_empty(&pod.name),
         },
         mtu: pod.mtu.unwrap_or(settings.mtu),
-        offloads: true,
+        offloads: pod.offloads,
         netns: Some(NetnsAttach {
             path: pod.netns.clone(),
             ifname: pod.ifname.clone(),
@@ -153,14 +153,16 @@ mod tests {
             serde_json::json!([
                 {"op": "set_node", "pod_cidr": "10.244.1.0/24", "gateway": "10.244.1.1"},
                 {"op": "add_port", "name": "psw0", "kind": "tap", "mtu": 1500,
-                 "role": {"role": "host"}},
+                 "offloads": true, "role": {"role": "host"}},
                 {"op": "add_route", "prefix": "0.0.0.0/0", "target": {"via": "host"}},
                 {"op": "add_route", "prefix": "10.244.1.0/24", "target": {"via": "unreachable"}},
                 {"op": "add_port", "name": "psw1fd96c58e588", "kind": "tap", "mtu": 1500,
+                 "offloads": true,
                  "role": {"role": "pod", "mac": "0a:58:0a:f4:01:02", "ip": "10.244.1.2",
                           "namespace": "default", "pod": "aaa"},
                  "netns": {"path": "/var/run/netns/aaa", "ifname": "eth0"}},
                 {"op": "add_port", "name": "psw80a29dd2115d", "kind": "tap", "mtu": 1400,
+                 "offloads": true,
                  "role": {"role": "pod", "mac": "0a:58:0a:f4:01:03", "ip": "10.244.1.3",
                           "namespace": "default", "pod": "bbb"},
                  "netns": {"path": "/var/run/netns/bbb", "ifname": "eth0"}},
@@ -168,6 +170,27 @@ mod tests {
         );
         assert_eq!(port_name("aaa/eth0"), "psw1fd96c58e588");
         assert_eq!(port_name("bbb/eth0"), "psw80a29dd2115d");
+    }
+
+    #[test]
+    fn a_pod_without_offloads_compiles_to_a_port_without_them() {
+        let s = testkit::settings();
+        let on = testkit::pod("aaa", [10, 244, 1, 2]);
+        let mut off = testkit::pod("bbb", [10, 244, 1, 3]);
+        off.offloads = false;
+        assert!(pod_port(&s, &on).offloads);
+        assert!(!pod_port(&s, &off).offloads);
+        let tx = compile(&s, 3, [&on, &off]);
+        let offloads: Vec<bool> = tx
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::AddPort(p) => Some(p.offloads),
+                _ => None,
+            })
+            .collect();
+        // The host port keeps them; the pods as their records say.
+        assert_eq!(offloads, [true, true, false]);
     }
 
     #[test]

@@ -60,6 +60,12 @@ pub struct PodRecord {
     /// MTU the CNI config asked for; `None` means the configured default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u16>,
+    /// Whether the pod's switch port has offloads (`PortSpec::offloads`): the CNI config's
+    /// `offloads`, on unless it said `false`. Records written before this field existed are
+    /// of pods whose ports had the default, on. Fixed at ADD time, like `mtu`: a changed
+    /// network config applies to pods attached after the change.
+    #[serde(default = "offloads_default", skip_serializing_if = "is_on")]
+    pub offloads: bool,
     /// The ADD that recorded this attachment has not finished (the port pushed and the
     /// interface configured): true from the commit that allocates the address to the one
     /// after the interface is configured. A control process that died in between finds it
@@ -80,6 +86,15 @@ impl PodRecord {
     pub fn key(&self) -> String {
         attachment_key(&self.container_id, &self.ifname)
     }
+}
+
+fn offloads_default() -> bool {
+    true
+}
+
+// serde's `skip_serializing_if` passes a reference.
+fn is_on(b: &bool) -> bool {
+    *b
 }
 
 /// The key of an attachment: `container_id/ifname`. Unambiguous because an interface name
@@ -518,6 +533,24 @@ mod tests {
         assert_eq!(r.generation().unwrap(), 1);
         assert!(r.pods().unwrap().is_empty());
         assert!(r.ipam().unwrap().is_empty());
+    }
+
+    #[test]
+    fn offloads_are_on_in_records_written_before_the_field_and_kept_when_off() {
+        // A record as a control process without the field wrote it.
+        let old = r#"{"container_id":"a","ifname":"eth0","netns":"/n","namespace":"",
+            "name":"","uid":"","ip":"10.244.1.2","mac":"0a:58:0a:f4:01:02","port":"p"}"#;
+        let pod = decode_pod("a/eth0", old).unwrap();
+        assert!(pod.offloads);
+        // On stays out of the record (old readers see what they always saw); off is written.
+        assert!(!encode_pod(&pod).contains("offloads"));
+        let off = PodRecord {
+            offloads: false,
+            ..pod
+        };
+        let json = encode_pod(&off);
+        assert!(json.contains("\"offloads\":false"), "{json}");
+        assert_eq!(decode_pod("a/eth0", &json).unwrap(), off);
     }
 
     #[test]

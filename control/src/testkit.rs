@@ -39,6 +39,7 @@ pub fn pod(container: &str, ip: [u8; 4]) -> PodRecord {
         mac: pod_mac(ip),
         port: port_name(&attachment_key(container, "eth0")),
         mtu: None,
+        offloads: true,
         pending: false,
         deleting: false,
     }
@@ -158,6 +159,7 @@ impl Dataplane for FakeDataplane {
                 mtu: p.mtu,
                 queues: 1,
                 netns: p.netns.clone(),
+                offloads: p.offloads,
             })
             .collect())
     }
@@ -315,5 +317,6 @@ pub fn add_request(container: &str) -> CniAttach {
         requested_ip: None,
         requested_mac: None,
         mtu: None,
+        offloads: None,
     }
 }

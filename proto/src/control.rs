@@ -98,6 +98,12 @@ pub struct CniAttach {
     /// MTU from the network config, if it sets one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u16>,
+    /// `offloads` from the network config, if it sets it: whether the pod's switch port
+    /// exchanges offloaded frames (64 KB TSO/USO super-frames, partial checksums) with the
+    /// pod; see [`crate::PortSpec::offloads`]. `None` (a plugin that predates the field, or a
+    /// config without it) means on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offloads: Option<bool>,
 }
 
 /// A CNI DEL.
@@ -238,6 +244,7 @@ mod tests {
             requested_ip: None,
             requested_mac: None,
             mtu: None,
+            offloads: None,
         }));
         assert_eq!(
             serde_json::to_value(&req).unwrap(),
@@ -253,5 +260,31 @@ mod tests {
             del.body,
             ControlRequestBody::CniDel(CniDetach { netns: None, .. })
         ));
+    }
+
+    #[test]
+    fn cni_add_offloads_is_optional_and_read_when_sent() {
+        // An ADD from a plugin that predates the field: no offloads, which control reads as on.
+        let old: ControlRequest = serde_json::from_str(
+            r#"{"version":1,"request":"cni_add","container_id":"a","ifname":"eth0","netns":"/n"}"#,
+        )
+        .unwrap();
+        let ControlRequestBody::CniAdd(old) = old.body else {
+            panic!("not an ADD")
+        };
+        assert_eq!(old.offloads, None);
+        let off: ControlRequest = serde_json::from_str(
+            r#"{"version":1,"request":"cni_add","container_id":"a","ifname":"eth0","netns":"/n",
+                "offloads":false}"#,
+        )
+        .unwrap();
+        let ControlRequestBody::CniAdd(off) = off.body else {
+            panic!("not an ADD")
+        };
+        assert_eq!(off.offloads, Some(false));
+        assert_eq!(
+            serde_json::to_value(&off).unwrap()["offloads"],
+            serde_json::json!(false)
+        );
     }
 }

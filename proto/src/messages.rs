@@ -269,6 +269,11 @@ pub struct PortInfo {
     pub mtu: u16,
     /// Queues (one per worker).
     pub queues: usize,
+    /// Whether the port exchanges offloaded frames with its kernel side (see
+    /// [`PortSpec::offloads`]), as its spec says. A daemon that predates the field sends
+    /// none: read as the spec's default, on.
+    #[serde(default = "default_offloads")]
+    pub offloads: bool,
     /// The namespace and interface name of the kernel side, for ports attached to a pod's
     /// namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -443,6 +448,7 @@ mod tests {
                 "request": "apply",
                 "generation": 3,
                 "ops": [{"op": "add_port", "name": "tap1", "kind": "tap", "mtu": 1500,
+                         "offloads": true,
                          "role": {"role": "pod", "mac": "02:00:00:00:00:01", "ip": "10.244.1.2"}}]
             })
         );

@@ -12,5 +12,6 @@ mod counters;
 mod l2;
 mod l3;
 mod malformed;
+mod offload;
 mod restart;
 mod tcp;

@@ -382,6 +382,11 @@ impl Node {
         }
     }
 
+    /// The count of one switch event (`arp_reply`, `gso_frames_rx`, ...) in a fresh dump.
+    pub fn event(&self, name: &str) -> u64 {
+        event(&self.counters(), name)
+    }
+
     /// The count of one drop reason.
     pub fn drops(&self, reason: &str) -> u64 {
         let c = self.counters();
@@ -397,6 +402,11 @@ impl Node {
     /// CNI plugin configures pods: a /32 address, an on-link route to the gateway, a default
     /// route via it.
     pub fn add_pod(&self, host: u8) -> Pod {
+        self.add_pod_with(host, PodOptions::default())
+    }
+
+    /// [`Node::add_pod`] with a port set up as `options` say.
+    pub fn add_pod_with(&self, host: u8, options: PodOptions) -> Pod {
         let ns = Netns::new("pswp");
         let ip = Ipv4Addr::new(10, 244, 1, host);
         let spec = PortSpec {
@@ -408,8 +418,8 @@ impl Node {
                 namespace: None,
                 pod: None,
             },
-            mtu: 1500,
-            offloads: true,
+            mtu: options.mtu,
+            offloads: options.offloads,
             netns: Some(NetnsAttach {
                 path: ns.path().display().to_string(),
                 ifname: "eth0".into(),
@@ -474,6 +484,35 @@ impl Drop for Node {
     }
 }
 
+/// How [`Node::add_pod_with`] sets up a pod's port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodOptions {
+    /// `PortSpec::offloads`: the tap exchanges TSO/USO super-frames and partial checksums
+    /// with the pod (on, the default) or only whole, checksummed frames (off).
+    pub offloads: bool,
+    /// `PortSpec::mtu` (the daemon gives the pod's interface the same).
+    pub mtu: u16,
+}
+
+impl Default for PodOptions {
+    fn default() -> Self {
+        PodOptions {
+            offloads: true,
+            mtu: 1500,
+        }
+    }
+}
+
+/// The count of switch event `name` in a dump; panics, listing the events there are, if the
+/// dump has no such event.
+pub fn event(c: &CountersDump, name: &str) -> u64 {
+    c.events
+        .iter()
+        .find(|e| e.event == name)
+        .unwrap_or_else(|| panic!("no event {name} in the counters dump: {:?}", c.events))
+        .count
+}
+
 /// A pod: a namespace whose eth0 is a switch port.
 #[derive(Debug)]
 pub struct Pod {
@@ -511,6 +550,106 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// The bytes of [`pattern`]`(len, seed)`, produced a chunk at a time: a 100 MB stream can be
+/// sent and checked without holding it.
+#[derive(Debug, Clone)]
+pub struct PatternStream {
+    x: u64,
+}
+
+impl PatternStream {
+    /// The stream [`pattern`] with `seed` starts.
+    pub fn new(seed: u64) -> PatternStream {
+        PatternStream { x: seed | 1 }
+    }
+
+    /// Fills `buf` with the next bytes of the stream.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        let mut x = self.x;
+        for b in buf {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        self.x = x;
+    }
+}
+
+/// What a [`tcp_transfer_verified`] receiver saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// Bytes received before the sender's FIN.
+    pub received: usize,
+    /// Offset of the first byte that differed from the pattern, if one did.
+    pub first_mismatch: Option<usize>,
+}
+
+impl Verified {
+    /// Exactly `len` bytes, all as sent.
+    pub fn is_exact(&self, len: usize) -> bool {
+        self.received == len && self.first_mismatch.is_none()
+    }
+}
+
+/// [`tcp_transfer`] for long transfers: the sender writes the pattern a chunk at a time and the
+/// receiver compares as it reads, so neither holds the stream. The pattern's seed is `port`, as
+/// there. Timeouts make a broken path fail, not hang.
+pub fn tcp_transfer_verified(
+    from: &Netns,
+    to: &Netns,
+    to_ip: Ipv4Addr,
+    port: u16,
+    len: usize,
+) -> Verified {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+    const CHUNK: usize = 256 * 1024;
+    let addr = SocketAddr::from((to_ip, port));
+    let listener = to.enter(|| TcpListener::bind(addr)).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut expected = PatternStream::new(u64::from(port));
+        let (mut got, mut want) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+        let mut v = Verified {
+            received: 0,
+            first_mismatch: None,
+        };
+        loop {
+            let n = conn.read(&mut got).unwrap();
+            if n == 0 {
+                return v;
+            }
+            expected.fill(&mut want[..n]);
+            if v.first_mismatch.is_none() {
+                if let Some(i) = got[..n].iter().zip(&want[..n]).position(|(a, b)| a != b) {
+                    v.first_mismatch = Some(v.received + i);
+                }
+            }
+            v.received += n;
+        }
+    });
+    let mut client = from
+        .enter(|| TcpStream::connect_timeout(&addr, Duration::from_secs(5)))
+        .unwrap();
+    client
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut stream = PatternStream::new(u64::from(port));
+    let mut buf = vec![0u8; CHUNK];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(CHUNK);
+        stream.fill(&mut buf[..n]);
+        client.write_all(&buf[..n]).unwrap();
+        left -= n;
+    }
+    client.shutdown(Shutdown::Write).unwrap();
+    server.join().unwrap()
+}
+
 /// Sends `len` pattern bytes over TCP from a socket in `from` to a listener on `to_ip:port` in
 /// `to`, and returns what the listener received. Timeouts make a broken path fail, not hang.
 pub fn tcp_transfer(from: &Netns, to: &Netns, to_ip: Ipv4Addr, port: u16, len: usize) -> Vec<u8> {
@@ -535,6 +674,24 @@ pub fn tcp_transfer(from: &Netns, to: &Netns, to_ip: Ipv4Addr, port: u16, len: u
     client.write_all(&pattern(len, u64::from(port))).unwrap();
     client.shutdown(Shutdown::Write).unwrap();
     server.join().unwrap()
+}
+
+#[cfg(test)]
+mod pattern_tests {
+    use super::*;
+
+    #[test]
+    fn the_stream_is_the_pattern_whatever_the_chunks() {
+        let whole = pattern(10_000, 77);
+        let mut s = PatternStream::new(77);
+        let mut got = vec![0u8; 10_000];
+        let (a, rest) = got.split_at_mut(1);
+        s.fill(a);
+        let (b, c) = rest.split_at_mut(4_321);
+        s.fill(b);
+        s.fill(c);
+        assert!(got == whole);
+    }
 }
 
 #[cfg(test)]

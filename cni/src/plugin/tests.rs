@@ -180,6 +180,33 @@ fn add_sends_pod_identity_and_prints_the_result() {
 }
 
 #[test]
+fn add_passes_offloads_from_the_config_only_when_it_says() {
+    let mut control = FakeControl::answering(ControlResponse::Attached(attachment()));
+    let out = run(
+        &env("ADD", &[]),
+        &conf("1.0.0", json!({"offloads": false})),
+        &mut control,
+    );
+    assert_eq!(out.exit_code, 0, "{}", out.stdout);
+    assert_eq!(control.only_request()["offloads"], json!(false));
+    let mut control = FakeControl::answering(ControlResponse::Attached(attachment()));
+    run(&env("ADD", &[]), &conf("1.0.0", json!({})), &mut control);
+    assert_eq!(
+        control.only_request().get("offloads"),
+        None,
+        "control applies its default"
+    );
+    let mut control = FakeControl::answering(ControlResponse::Attached(attachment()));
+    let out = run(
+        &env("ADD", &[]),
+        &conf("1.0.0", json!({"offloads": "no"})),
+        &mut control,
+    );
+    assert_eq!(error_of(&out)["code"], 7);
+    assert!(control.sent.is_empty(), "a bad config asks no one");
+}
+
+#[test]
 fn add_in_a_0_4_0_config_answers_in_0_4_0() {
     let mut control = FakeControl::answering(ControlResponse::Attached(attachment()));
     let out = run(&env("ADD", &[]), &conf("0.4.0", json!({})), &mut control);

@@ -135,6 +135,37 @@ fn add_validates_the_environment() {
 }
 
 #[test]
+fn an_add_with_offloads_off_gives_a_port_without_them_and_the_default_is_on() {
+    let h = Harness::new();
+    let mut off = add_request("aaa");
+    off.offloads = Some(false);
+    h.c().cni_add(&off).unwrap();
+    let mut on = add_request("bbb");
+    on.offloads = Some(true);
+    h.c().cni_add(&on).unwrap();
+    h.c().cni_add(&add_request("ccc")).unwrap();
+    let ports = h.dp.state().ports.clone();
+    let offloads = |name: &str| {
+        let pod = h
+            .store()
+            .read()
+            .unwrap()
+            .pod(&format!("{name}/eth0"))
+            .unwrap();
+        let pod = pod.unwrap();
+        assert_eq!(
+            ports.iter().find(|p| p.name == pod.port).unwrap().offloads,
+            pod.offloads,
+            "{name}: the port as the record says"
+        );
+        pod.offloads
+    };
+    assert!(!offloads("aaa"));
+    assert!(offloads("bbb"));
+    assert!(offloads("ccc"), "no offloads in the request means on");
+}
+
+#[test]
 fn requested_ip_and_mac_are_honoured_and_conflicts_refused() {
     let h = Harness::new();
     let mut req = add_request("aaa");

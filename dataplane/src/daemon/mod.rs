@@ -357,6 +357,7 @@ impl Daemon {
                     mtu: p.spec.mtu,
                     queues: self.workers.len(),
                     netns: p.spec.netns.clone(),
+                    offloads: p.spec.offloads,
                 }
             })
             .collect();
