@@ -24,7 +24,7 @@ usage: $0 [-r ROUNDS] [-d SECONDS] [-o FILE] [-v VARIANTS] [--idle SECONDS] [--s
 EOF
 }
 
-ALL_VARIANTS=direct,bridge,bridge-iptables,bridge-nftables,ovs-afxdp,ovs-tap,podswitch
+ALL_VARIANTS=direct,bridge,bridge-iptables,bridge-nftables,ovs-afxdp,ovs-tap,podswitch,podswitch-pinned
 ROUNDS=3 DUR=10 OUT='' VARIANTS=$ALL_VARIANTS IDLE=3 SERVICES=100 INSTALL=1 PSW_ARGS=''
 while [ $# -gt 0 ]; do
     case $1 in
@@ -105,7 +105,7 @@ for t in iperf3 sockperf ip nsenter taskset python3; do
     command -v "$t" >/dev/null || { echo "race.sh: '$t' is missing: run without --no-install or install it" >&2; exit 1; }
 done
 
-if [[ ",$VARIANTS," == *",podswitch,"* ]]; then
+if [[ ",$VARIANTS," == *",podswitch"* ]]; then
     log "building podswitch (release)"
     (cd "$REPO" && cargo build -q --release -p podswitch-dataplane -p podswitch-control -p podswitch-cli -p podswitch-cni --bins)
 fi
@@ -345,6 +345,13 @@ setup_ovs_tap() {
 # podswitch as a node runs it (scripts/demo.sh, tests/src/): podswitchd and podswitch-control in
 # the node namespace, started with nsenter --net so they share the mount namespace, private
 # sockets and state under $RUN; the two pods attached by calling the CNI plugin.
+# podswitch-pinned: the same, with the worker pinned to CPU 0, where the benchmark pins both
+# pods (OVS and VPP deployments pin their poll-mode threads likewise); see BENCHMARKS.md,
+# "Where the latency goes".
+setup_podswitch_pinned() {
+    PSW_PIN="--worker-cpus 0" setup_podswitch
+}
+
 setup_podswitch() {
     node
     local dir=$RUN/psw sock csock
@@ -352,7 +359,7 @@ setup_podswitch() {
     mkdir -p "$dir"
     sock=$dir/dataplane.sock csock=$dir/control.sock
     # shellcheck disable=SC2086
-    nsenter --net="/run/netns/$NODE" "$BIN/podswitchd" --socket "$sock" $PSW_ARGS 2>"$dir/podswitchd.log" &
+    nsenter --net="/run/netns/$NODE" "$BIN/podswitchd" --socket "$sock" $PSW_ARGS ${PSW_PIN:-} 2>"$dir/podswitchd.log" &
     local pid=$!
     CUR_PIDS+=("$pid")
     SWITCH_PIDS+=("$pid")

@@ -199,6 +199,16 @@ impl Worker {
         self.pin()?;
         let ring_entries = 1024;
         let mut ring = Uring::new(ring_entries, 8192)?;
+        // SAFETY: the pool's region stays mapped while the ring lives: the ring (in the
+        // loop's state) is dropped before the worker and its pool, and a pool never unmaps a
+        // region with a buffer out.
+        if let Err(e) = unsafe { ring.register_buffers(self.pool.fixed_pieces()) } {
+            // Not fatal: writes stay plain (each pins its pages), which is only slower.
+            eprintln!(
+                "podswitchd: worker: registering the packet buffers with io_uring failed ({e}); \
+                 writes will not use fixed buffers"
+            );
+        }
         ring.arm_wake(&self.waker)?;
         Ok(ring)
     }

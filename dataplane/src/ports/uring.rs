@@ -95,6 +95,9 @@ pub struct Uring {
     /// the kernel may still hold the read when the ring is torn down.
     wake_buf: &'static mut [u8; 8],
     wake_armed: bool,
+    /// The worker's buffer region is registered as fixed buffers (`IORING_REGISTER_BUFFERS`):
+    /// writes from it are `WriteFixed`, which skip pinning the pages on every request.
+    fixed_buffers: bool,
 }
 
 impl std::fmt::Debug for Uring {
@@ -117,7 +120,39 @@ impl Uring {
             ring,
             wake_buf: Box::leak(Box::new([0; 8])),
             wake_armed: false,
+            fixed_buffers: false,
         })
+    }
+
+    /// Registers a buffer region, as `(address, length)` pieces (`Pool::fixed_pieces`), as the
+    /// ring's fixed buffers; piece *i* is fixed buffer *i*. Afterwards
+    /// [`Uring::has_fixed_buffers`] says so and ports write from it with `WriteFixed`. Called
+    /// once, before the first request. A kernel or limit refusing it (`RLIMIT_MEMLOCK` without
+    /// `CAP_IPC_LOCK`) is an error the caller may ignore: writes then stay plain.
+    ///
+    /// # Safety
+    /// The pieces must stay mapped for as long as the ring lives (a `Pool` never unmaps its
+    /// region while a buffer is out, and the worker drops its ring before its pool).
+    pub unsafe fn register_buffers(
+        &mut self,
+        pieces: impl Iterator<Item = (*mut u8, usize)>,
+    ) -> io::Result<()> {
+        let iovecs: Vec<libc::iovec> = pieces
+            .map(|(p, n)| libc::iovec {
+                iov_base: p.cast(),
+                iov_len: n,
+            })
+            .collect();
+        // SAFETY: the caller keeps the memory mapped for the ring's life (see above).
+        unsafe { self.ring.submitter().register_buffers(&iovecs)? };
+        self.fixed_buffers = true;
+        Ok(())
+    }
+
+    /// Whether a buffer region is registered (see [`Uring::register_buffers`]).
+    #[inline]
+    pub fn has_fixed_buffers(&self) -> bool {
+        self.fixed_buffers
     }
 
     /// Keeps a read armed on `waker`'s eventfd, so that [`Waker::wake`] ends a [`Uring::wait`].
@@ -240,6 +275,36 @@ impl Waker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fixed_write_from_a_registered_pool_sends_the_frame() {
+        use crate::buffer::Pool;
+        let mut pool = Pool::with_large(4, 1);
+        let mut ring = Uring::new(8, 16).unwrap();
+        // SAFETY: the pool outlives the ring (declared before it, dropped after).
+        unsafe { ring.register_buffers(pool.fixed_pieces()) }.unwrap();
+        assert!(ring.has_fixed_buffers());
+        let (a, b) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        for mut buf in [pool.get().unwrap(), pool.get_large().unwrap()] {
+            let frame: Vec<u8> = (0..1500u32).map(|i| (i * 3) as u8).collect();
+            buf.fill(&frame);
+            let index = pool.fixed_index(&buf).unwrap();
+            let entry =
+                opcode::WriteFixed::new(types::Fd(a.as_raw_fd()), buf.frame_ptr(), 1500, index)
+                    .build()
+                    .user_data(Token::Tx { port: 1, slot: 0 }.encode());
+            // SAFETY: `buf` is neither touched nor freed until the completion is reaped below.
+            unsafe { ring.push(&entry) }.unwrap();
+            ring.wait(Duration::from_secs(1)).unwrap();
+            let mut done = Vec::new();
+            ring.reap(&mut done);
+            assert_eq!(done, vec![(Token::Tx { port: 1, slot: 0 }, 1500)]);
+            let mut got = [0u8; 2000];
+            assert_eq!(b.recv(&mut got).unwrap(), 1500);
+            assert_eq!(&got[..1500], &frame[..]);
+            pool.put(buf);
+        }
+    }
 
     #[test]
     fn tokens_round_trip() {
