@@ -11,7 +11,7 @@ set -euo pipefail
 
 usage() {
     cat <<EOF
-usage: $0 [-r ROUNDS] [-d SECONDS] [-o FILE] [-v VARIANTS] [--idle SECONDS] [--services N] [--no-install]
+usage: $0 [-r ROUNDS] [-d SECONDS] [-o FILE] [-v VARIANTS] [--idle SECONDS] [--services N] [--rr-cpu C|none] [--no-install]
   -r ROUNDS     interleaved rounds (default 3)
   -d SECONDS    duration of each measurement (default 10)
   -o FILE       also write the markdown table to FILE
@@ -20,12 +20,14 @@ usage: $0 [-r ROUNDS] [-d SECONDS] [-o FILE] [-v VARIANTS] [--idle SECONDS] [--s
   --idle S      seconds of no traffic over which the switch's idle CPU is measured (default 3)
   --services N  filler Services in the kube-proxy rule sets besides the measured one (default 100)
   --podswitch-args "ARGS"   extra podswitchd flags (e.g. "--idle busy" or "--workers 2")
+  --rr-cpu C    CPU both sockperf ends are pinned to (default 0), or 'none' to let the
+                scheduler place them (and move them towards the switch's worker)
   --no-install  do not apt-get the tools (iperf3, sockperf, openvswitch-switch, nftables, ...)
 EOF
 }
 
 ALL_VARIANTS=direct,bridge,bridge-iptables,bridge-nftables,ovs-afxdp,ovs-tap,podswitch,podswitch-pinned
-ROUNDS=3 DUR=10 OUT='' VARIANTS=$ALL_VARIANTS IDLE=3 SERVICES=100 INSTALL=1 PSW_ARGS=''
+ROUNDS=3 DUR=10 OUT='' VARIANTS=$ALL_VARIANTS IDLE=3 SERVICES=100 INSTALL=1 PSW_ARGS='' RR_CPU=0
 while [ $# -gt 0 ]; do
     case $1 in
     -r) ROUNDS=$2; shift 2 ;;
@@ -33,6 +35,7 @@ while [ $# -gt 0 ]; do
     -o) OUT=$2; shift 2 ;;
     -v) VARIANTS=$2; shift 2 ;;
     --idle) IDLE=$2; shift 2 ;;
+    --rr-cpu) RR_CPU=$2; shift 2 ;;
     --services) SERVICES=$2; shift 2 ;;
     --podswitch-args) PSW_ARGS=$2; shift 2 ;;
     --no-install) INSTALL=0; shift ;;
@@ -43,6 +46,14 @@ done
 for n in "$ROUNDS" "$DUR" "$IDLE" "$SERVICES"; do
     [[ $n =~ ^[0-9]+$ ]] || { echo "race.sh: '$n' is not a whole number: -r, -d, --idle and --services take one" >&2; exit 2; }
 done
+if [ "$RR_CPU" = none ]; then
+    RR_PIN=()
+elif [[ $RR_CPU =~ ^[0-9]+$ ]]; then
+    RR_PIN=(taskset -c "$RR_CPU")
+else
+    echo "race.sh: --rr-cpu takes a CPU number or 'none', not '$RR_CPU'" >&2
+    exit 2
+fi
 IFS=, read -r -a RUN_VARIANTS <<<"$VARIANTS"
 for v in "${RUN_VARIANTS[@]}"; do
     [[ ",$ALL_VARIANTS," == *",$v,"* ]] || { echo "race.sh: unknown variant '$v'; known: $ALL_VARIANTS" >&2; exit 2; }
@@ -427,7 +438,7 @@ measure() { # variant round
     fi
     nsx "$SERVER" iperf3 -s -p 5201 >/dev/null 2>&1 &
     local iperf=$!
-    nsx "$SERVER" taskset -c 0 sockperf sr -i 0.0.0.0 -p 11111 >/dev/null 2>&1 &
+    nsx "$SERVER" "${RR_PIN[@]}" sockperf sr -i 0.0.0.0 -p 11111 >/dev/null 2>&1 &
     local sockperf=$!
     sleep 0.5
     # shellcheck disable=SC2086
@@ -461,7 +472,7 @@ PY
     fi
     # 3. UDP request/response, 64-byte messages, client and server pinned to CPU 0.
     t0=$(ticks ${SWITCH_PIDS[@]+"${SWITCH_PIDS[@]}"} $KSOFT) n0=$(now_ns)
-    if nsx "$CLIENT" taskset -c 0 sockperf pp -i "$TARGET" -p 11111 -m 64 -t "$DUR" --full-rtt >"$RUN/rr.txt" 2>&1; then
+    if nsx "$CLIENT" "${RR_PIN[@]}" sockperf pp -i "$TARGET" -p 11111 -m 64 -t "$DUR" --full-rtt >"$RUN/rr.txt" 2>&1; then
         t1=$(ticks ${SWITCH_PIDS[@]+"${SWITCH_PIDS[@]}"} $KSOFT) n1=$(now_ns)
         local p50 p99
         p50=$(awk '/percentile 50.000/ {print $NF}' "$RUN/rr.txt")
@@ -510,7 +521,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
 done
 
-TITLE="race.sh -r $ROUNDS -d $DUR${PSW_ARGS:+ --podswitch-args \"$PSW_ARGS\"}: $STARTED; $MACHINE; podswitch $COMMIT"
+TITLE="race.sh -r $ROUNDS -d $DUR${PSW_ARGS:+ --podswitch-args \"$PSW_ARGS\"}$([ "$RR_CPU" = 0 ] || echo " --rr-cpu $RR_CPU"): $STARTED; $MACHINE; podswitch $COMMIT"
 python3 "$HERE/report.py" "$RESULTS" "$TITLE" "${RUN_VARIANTS[@]}" | tee "$RUN/table.md"
 [ -n "$OUT" ] && cp "$RUN/table.md" "$OUT"
 exit 0
