@@ -56,13 +56,13 @@ impl Class {
     }
 }
 
-/// One packet buffer: a slot of its worker's region plus the window `[start, start + len)`
+/// One packet buffer (16 bytes): a slot of its worker's region plus the window `[start, start + len)`
 /// that holds the frame. Not `Clone`: a slot has exactly one owner.
 pub struct PktBuf {
-    /// The slot's first byte (cached from the region base and the slot index).
+    /// The slot's first byte; its offset from the region's base says which slot it is (the
+    /// pool computes it where it needs it, so the buffer stays 16 bytes: packets are moved
+    /// between batches and staging by value, several times per packet).
     base: NonNull<u8>,
-    /// Index of the slot in its region: small slots first, then large ones.
-    slot: u32,
     class: Class,
     start: u16,
     len: u32,
@@ -77,7 +77,6 @@ unsafe impl Send for PktBuf {}
 impl std::fmt::Debug for PktBuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PktBuf")
-            .field("slot", &self.slot)
             .field("class", &self.class)
             .field("start", &self.start)
             .field("len", &self.len)
@@ -105,14 +104,20 @@ impl PktBuf {
     #[inline]
     pub fn frame(&self) -> &[u8] {
         let (s, l) = (self.start as usize, self.len as usize);
-        &self.storage()[s..s + l]
+        debug_assert!(s + l <= self.class.size());
+        // SAFETY: every method that moves the window keeps `start + len` within the slot
+        // (`set_len` clamps, `resize` and `push_front` check, `pull_front` keeps the sum), so
+        // this is a sub-slice of the slot `storage` describes; no bounds check on the hot path.
+        unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(s), l) }
     }
 
     /// The frame, writable.
     #[inline]
     pub fn frame_mut(&mut self) -> &mut [u8] {
         let (s, l) = (self.start as usize, self.len as usize);
-        &mut self.storage_mut()[s..s + l]
+        debug_assert!(s + l <= self.class.size());
+        // SAFETY: as `frame`, with `&mut self` for exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(s), l) }
     }
 
     /// Frame length.
@@ -131,12 +136,6 @@ impl PktBuf {
     #[inline]
     pub fn class(&self) -> Class {
         self.class
-    }
-
-    /// Index of the slot in its region (small slots first).
-    #[inline]
-    pub fn slot(&self) -> u32 {
-        self.slot
     }
 
     /// Bytes free in front of the frame.
@@ -312,17 +311,30 @@ impl Region {
             unsafe { NonNull::new_unchecked(self.base.as_ptr().add(self.slot_offset(slot))) };
         PktBuf {
             base,
-            slot,
             class,
             start: HEADROOM as u16,
             len: 0,
         }
     }
 
+    /// The offset of `buf`'s slot in this region, if it is one of this region's slots.
+    #[inline]
+    fn offset_of(&self, buf: &PktBuf) -> Option<usize> {
+        let off = (buf.base.as_ptr() as usize).checked_sub(self.base.as_ptr() as usize)?;
+        let small_end = self.small * SMALL_BUF;
+        let ok = match buf.class {
+            Class::Small => off < small_end && off % SMALL_BUF == 0,
+            Class::Large => {
+                off >= small_end
+                    && (off - small_end) % LARGE_BUF == 0
+                    && (off - small_end) / LARGE_BUF < self.large
+            }
+        };
+        ok.then_some(off)
+    }
+
     fn owns(&self, buf: &PktBuf) -> bool {
-        (buf.slot as usize) < self.small + self.large
-            && buf.base.as_ptr() as usize
-                == self.base.as_ptr() as usize + self.slot_offset(buf.slot)
+        self.offset_of(buf).is_some()
     }
 }
 
@@ -459,7 +471,7 @@ impl Pool {
     /// The fixed-buffer index of the piece holding `buf` (see [`Pool::fixed_pieces`]), when
     /// the whole frame lies inside one piece.
     pub fn fixed_index(&self, buf: &PktBuf) -> Option<u16> {
-        let off = self.region.slot_offset(buf.slot);
+        let off = self.region.offset_of(buf)?;
         let (a, b) = (
             off / FIXED_PIECE,
             (off + buf.class.size() - 1) / FIXED_PIECE,
@@ -489,6 +501,23 @@ impl Drop for Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_buffer_is_16_bytes() {
+        assert_eq!(std::mem::size_of::<PktBuf>(), 16);
+    }
+
+    #[test]
+    fn a_pool_refuses_a_buffer_of_another_pool() {
+        let (mut a, mut b) = (Pool::with_large(2, 1), Pool::with_large(2, 1));
+        let (small, large) = (b.get().unwrap(), b.get_large().unwrap());
+        assert!(!a.region.owns(&small) && !a.region.owns(&large));
+        assert!(b.region.owns(&small) && b.region.owns(&large));
+        assert_eq!(a.fixed_index(&small), None);
+        b.put(small);
+        b.put(large);
+        assert!(a.get().is_some());
+    }
 
     #[test]
     fn pool_recycles_without_growing() {

@@ -125,7 +125,7 @@ pub struct Worker {
 /// segmentation can produce more than a burst) is transmitted first, so it never grows: its
 /// capacity was reserved when the port was added.
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[inline(always)]
 fn stage_packet(
     ports: &mut [Option<Box<dyn PortQueue>>],
     tx_stage: &mut [Vec<Packet>],
@@ -138,9 +138,10 @@ fn stage_packet(
 ) {
     let stage = &mut tx_stage[out as usize];
     if stage.is_empty() {
-        if !touched.contains(&out) {
-            touched.push(out);
-        }
+        // First packet for this port in this batch. (A stage flushed below is never left
+        // empty: the packet that found it full is pushed right after, so `touched` already
+        // holds the port and never gets it twice.)
+        touched.push(out);
     } else if stage.len() == stage.capacity() {
         if let Some(queue) = ports[out as usize].as_mut() {
             let mut io = PortIo { pool, ring, ctr };
