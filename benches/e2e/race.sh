@@ -26,7 +26,7 @@ usage: $0 [-r ROUNDS] [-d SECONDS] [-o FILE] [-v VARIANTS] [--idle SECONDS] [--s
 EOF
 }
 
-ALL_VARIANTS=direct,bridge,bridge-iptables,bridge-nftables,ovs-afxdp,ovs-tap,podswitch,podswitch-pinned
+ALL_VARIANTS=direct,bridge,bridge-iptables,bridge-nftables,ovs-afxdp,ovs-tap,podswitch,podswitch-pinned,podswitch-percpu
 ROUNDS=3 DUR=10 OUT='' VARIANTS=$ALL_VARIANTS IDLE=3 SERVICES=100 INSTALL=1 PSW_ARGS='' RR_CPU=0
 while [ $# -gt 0 ]; do
     case $1 in
@@ -361,6 +361,13 @@ setup_ovs_tap() {
 # "Where the latency goes".
 setup_podswitch_pinned() {
     PSW_PIN="--worker-cpus 0" setup_podswitch
+}
+
+# podswitch-percpu: one worker per CPU, worker i pinned to CPU i, and the taps steering each
+# frame to the queue of the CPU that sends it (DaemonConfig::steers_by_cpu): placement that
+# knows nothing of where the pods run.
+setup_podswitch_percpu() {
+    PSW_PIN="--workers $(nproc) --worker-cpus $(seq -s, 0 $(($(nproc) - 1)))" setup_podswitch
 }
 
 setup_podswitch() {

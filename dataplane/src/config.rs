@@ -80,6 +80,15 @@ impl Default for DaemonConfig {
 pub struct ConfigError(String);
 
 impl DaemonConfig {
+    /// Whether taps steer frames to the worker of the sending CPU (`tap::steer_by_cpu`):
+    /// when there are several workers and worker *i* is pinned to CPU *i*, so that the queue
+    /// the kernel picks (`cpu % workers`) is read on the sender's own CPU.
+    pub fn steers_by_cpu(&self) -> bool {
+        self.workers > 1
+            && self.worker_cpus.len() == self.workers
+            && self.worker_cpus.iter().enumerate().all(|(i, &c)| i == c)
+    }
+
     /// Reads a TOML file; missing keys take their defaults.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError(e.to_string()))

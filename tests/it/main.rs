@@ -14,4 +14,5 @@ mod l3;
 mod malformed;
 mod offload;
 mod restart;
+mod steering;
 mod tcp;

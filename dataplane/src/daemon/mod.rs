@@ -204,8 +204,12 @@ impl Daemon {
 
     /// Applies a transaction: all of it, or none of it.
     pub fn apply(&self, tx: proto::Transaction) -> Result<u64, ApplyError> {
-        let mut factory = tap_factory::TapFactory::new(self.workers.len(), self.cfg.rx_depth)
-            .map_err(|e| ApplyError::Netlink(Box::new(e)))?;
+        let mut factory = tap_factory::TapFactory::new(
+            self.workers.len(),
+            self.cfg.rx_depth,
+            self.cfg.steers_by_cpu(),
+        )
+        .map_err(|e| ApplyError::Netlink(Box::new(e)))?;
         self.apply_with(tx, &mut factory)
     }
 

@@ -24,15 +24,27 @@ pub(super) struct TapFactory {
     netlink: Netlink,
     queues: usize,
     rx_depth: usize,
+    /// Steer each tap's frames to the queue of the sending CPU (`tap::steer_by_cpu`): on
+    /// when worker *i* is pinned to CPU *i* for every worker.
+    steer_by_cpu: bool,
+    /// A steering failure was reported (once per daemon: the cause is the kernel's, not the
+    /// port's).
+    steer_warned: bool,
 }
 
 impl TapFactory {
-    pub(super) fn new(queues: usize, rx_depth: usize) -> Result<Self, podswitch_netlink::Error> {
+    pub(super) fn new(
+        queues: usize,
+        rx_depth: usize,
+        steer_by_cpu: bool,
+    ) -> Result<Self, podswitch_netlink::Error> {
         let netlink = Netlink::new()?;
         Ok(Self {
             netlink,
             queues,
             rx_depth,
+            steer_by_cpu,
+            steer_warned: false,
         })
     }
 
@@ -193,6 +205,20 @@ impl PortFactory for TapFactory {
                 (fds, mac, false)
             }
         };
+        if self.steer_by_cpu {
+            if let Some(fd) = fds.first() {
+                if let Err(e) = tap::steer_by_cpu(fd) {
+                    // Not fatal: the tap then spreads flows over the queues by hash.
+                    if !std::mem::replace(&mut self.steer_warned, true) {
+                        eprintln!(
+                            "podswitchd: {}: cannot steer frames to the sending CPU's worker \
+                             ({e}); taps spread flows by hash",
+                            spec.name
+                        );
+                    }
+                }
+            }
+        }
         // A port without offloads receives super-frames from its neighbours cut into ~45
         // segments each, all written in the iteration that cut them: give its queues room
         // for a burst of those rather than losing them as `tx_queue_full`.

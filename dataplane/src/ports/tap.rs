@@ -196,6 +196,70 @@ pub fn probe_nowait(fd: &OwnedFd) -> io::Result<()> {
     }
 }
 
+/// `TUNSETSTEERINGEBPF`: `_IOR('T', 224, int)`.
+const TUNSETSTEERINGEBPF: libc::c_ulong = 0x8004_54e0;
+
+/// The queue-steering program: `return bpf_get_smp_processor_id();` — the tap then puts a
+/// frame the pod sends into queue `cpu % queues`, so the worker pinned to the sender's CPU
+/// reads it (see [`steer_by_cpu`]). Two instructions, as raw `struct bpf_insn`s.
+fn cpu_steering_program() -> io::Result<libc::c_int> {
+    static PROG: std::sync::OnceLock<Result<libc::c_int, i32>> = std::sync::OnceLock::new();
+    let loaded = PROG.get_or_init(|| {
+        const BPF_PROG_LOAD: libc::c_long = 5;
+        const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
+        const BPF_FUNC_GET_SMP_PROCESSOR_ID: u64 = 8;
+        // code | regs | off | imm, little-endian: BPF_JMP|BPF_CALL (0x85), then BPF_EXIT (0x95).
+        let insns: [u64; 2] = [0x85 | (BPF_FUNC_GET_SMP_PROCESSOR_ID << 32), 0x95];
+        let license = b"GPL\0";
+        // `union bpf_attr` for BPF_PROG_LOAD: prog_type, insn_cnt, insns, license; the rest 0.
+        let mut attr = [0u64; 16];
+        attr[0] = u64::from(BPF_PROG_TYPE_SOCKET_FILTER) | (2u64 << 32);
+        attr[1] = insns.as_ptr() as u64;
+        attr[2] = license.as_ptr() as u64;
+        // SAFETY: bpf(2) reads `size_of_val(&attr)` bytes of a zeroed attr whose pointers
+        // (instructions, license) point at live locals for the duration of the call.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_LOAD,
+                attr.as_mut_ptr(),
+                std::mem::size_of_val(&attr),
+            )
+        };
+        if fd < 0 {
+            Err(io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EINVAL))
+        } else {
+            // The program lives as long as the process: every tap of it may use it.
+            Ok(fd as libc::c_int)
+        }
+    });
+    loaded.map_err(io::Error::from_raw_os_error)
+}
+
+/// Makes the tap behind `fd` (any queue: the setting is the device's) put each frame its
+/// kernel side sends into the queue of the CPU that sends it, instead of the queue its flow
+/// hash picks. With one worker per CPU, pinned (`worker_cpus = [0, 1, ...]`), a pod's frames
+/// are then read, switched and delivered on the CPU the pod runs on: no wake-up crosses CPUs
+/// (on a VM each such wake-up costs tens of µs; BENCHMARKS.md, "Where the latency goes").
+pub fn steer_by_cpu(fd: &OwnedFd) -> io::Result<()> {
+    let prog = cpu_steering_program().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("loading the queue-steering BPF program: {e}"),
+        )
+    })?;
+    // SAFETY: TUNSETSTEERINGEBPF reads an int (the program's fd) through the pointer, which
+    // points at a live local; the tap fd is valid.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETSTEERINGEBPF, &prog) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("TUNSETSTEERINGEBPF: {e}")));
+    }
+    Ok(())
+}
+
 /// Marks the device behind `fd` persistent (it survives the daemon) or not.
 pub fn set_persist(fd: &OwnedFd, persist: bool) -> io::Result<()> {
     // SAFETY: TUNSETPERSIST takes an integer argument by value; the fd is a valid tun fd.
