@@ -398,7 +398,14 @@ impl TapQueue {
                     }
                 }
             }
-            let Some(mut buf) = rx_buffer(io) else { return };
+            let Some(mut buf) = rx_buffer(io) else {
+                // No read on this slot: its large buffer goes back, or a port starved of
+                // small buffers would sit on a large one it cannot use.
+                if let Some(large) = self.rx_large[s].take() {
+                    io.pool.put(large);
+                }
+                return;
+            };
             let iov = &mut self.rx_iov.0[s];
             match self.rx_large[s].as_mut() {
                 Some(large) if self.vnet => {
@@ -451,6 +458,10 @@ impl TapQueue {
             // overflow area is leaked memory that nothing reads.
             if unsafe { io.ring.push(&entry) }.is_err() {
                 io.pool.put(buf);
+                // Not submitted: the kernel never saw the iovecs, so the large buffer is free.
+                if let Some(large) = self.rx_large[s].take() {
+                    io.pool.put(large);
+                }
                 return;
             }
             self.rx_slots[slot as usize] = Some(buf);
@@ -1106,6 +1117,31 @@ mod tests {
             1 + 1,
             "frames arrived: reads again, as many as the last run found (at least one)"
         );
+    }
+
+    #[test]
+    fn a_vnet_queue_out_of_small_buffers_keeps_no_large_one() {
+        let mut rig = Rig::vnet(4, 4);
+        rig.rx();
+        let armed = (0..4).filter(|&s| rig.queue.rx_slots[s].is_some()).count();
+        for slot in 0..armed as u32 {
+            rig.complete(rx(slot), -libc::EAGAIN);
+        }
+        let mut held = Vec::new();
+        while let Some(b) = rig.pool.get() {
+            held.push(b);
+        }
+        rig.readable();
+        rig.rx();
+        assert_eq!(rig.queue.in_flight, 1, "no small buffer: no read");
+        assert_eq!(
+            rig.pool.available_large(),
+            4,
+            "the large buffer taken for the read that could not be armed went back"
+        );
+        for b in held {
+            rig.pool.put(b);
+        }
     }
 
     #[test]
