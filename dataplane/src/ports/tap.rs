@@ -462,7 +462,14 @@ impl TapQueue {
                     }
                 }
             }
-            let Some(mut buf) = rx_buffer(io) else { return };
+            let Some(mut buf) = rx_buffer(io) else {
+                // No read on this slot: its large buffer goes back, or a port starved of
+                // small buffers would sit on a large one it cannot use.
+                if let Some(large) = self.rx_large[s].take() {
+                    io.pool.put(large);
+                }
+                return;
+            };
             let iov = &mut self.rx_iov.0[s];
             match self.rx_large[s].as_mut() {
                 Some(large) if self.vnet => {
@@ -515,6 +522,10 @@ impl TapQueue {
             // overflow area is leaked memory that nothing reads.
             if unsafe { io.ring.push(&entry) }.is_err() {
                 io.pool.put(buf);
+                // Not submitted: the kernel never saw the iovecs, so the large buffer is free.
+                if let Some(large) = self.rx_large[s].take() {
+                    io.pool.put(large);
+                }
                 return;
             }
             self.rx_slots[slot as usize] = Some(buf);
@@ -523,9 +534,6 @@ impl TapQueue {
         }
     }
 
-    /// A read failed: count it, stop arming reads for a while (doubling the wait each time
-    /// the retry fails too), then try again. A queue is never given up on: the device may
-    /// come back (a pod's interface set up again), and a retry costs one failed read.
     /// A read of a queue with vnet headers returned `n` bytes: header, then the frame, whose
     /// head is in `small` and, past [`MAX_FRAME`], its tail in the slot's large buffer.
     fn rx_vnet(&mut self, io: &mut PortIo<'_>, slot: usize, mut small: PktBuf, n: usize) {
@@ -569,6 +577,18 @@ impl TapQueue {
         }
     }
 
+    /// A read returned a frame: one more for the run, and the read window doubles (up to the
+    /// depth) once the run fills it.
+    fn rx_frame_found(&mut self) {
+        self.rx_run += 1;
+        if self.rx_run >= self.rx_window {
+            self.rx_window = (self.rx_window * 2).min(self.rx_slots.len());
+        }
+    }
+
+    /// A read failed: count it, stop arming reads for a while (doubling the wait each time
+    /// the retry fails too), then try again. A queue is never given up on: the device may
+    /// come back (a pod's interface set up again), and a retry costs one failed read.
     fn rx_failed(&mut self, io: &mut PortIo<'_>) {
         io.ctr.port(self.port as usize).rx_errors += 1;
         io.ctr.event(Event::RxReadError);
@@ -685,6 +705,10 @@ impl PortQueue for TapQueue {
                 } else if self.vnet && result > 0 {
                     self.rx_vnet(io, slot as usize, buf, result as usize);
                     self.rx_backoff = RX_BACKOFF_MIN;
+                    // The read found a frame: it grows the window like a plain queue's (a
+                    // vnet queue that never counted its run shrank to one read per loop at
+                    // its first few EAGAINs and stayed there).
+                    self.rx_frame_found();
                 } else if result > 0 && result as usize > MAX_FRAME {
                     // A tap read returns the frame's real length even when the buffer held
                     // only its head: count what arrived, drop the cut frame.
@@ -698,10 +722,7 @@ impl PortQueue for TapQueue {
                     buf.set_len(result as usize);
                     self.rx_ready.push_back((buf, Offload::NONE));
                     self.rx_backoff = RX_BACKOFF_MIN;
-                    self.rx_run += 1;
-                    if self.rx_run >= self.rx_window {
-                        self.rx_window = (self.rx_window * 2).min(self.rx_slots.len());
-                    }
+                    self.rx_frame_found();
                 } else {
                     io.pool.put(buf);
                     match -result {
@@ -1159,6 +1180,73 @@ mod tests {
             rig.queue.in_flight,
             1 + 1,
             "frames arrived: reads again, as many as the last run found (at least one)"
+        );
+    }
+
+    #[test]
+    fn a_vnet_queue_out_of_small_buffers_keeps_no_large_one() {
+        let mut rig = Rig::vnet(4, 4);
+        rig.rx();
+        let armed = (0..4).filter(|&s| rig.queue.rx_slots[s].is_some()).count();
+        for slot in 0..armed as u32 {
+            rig.complete(rx(slot), -libc::EAGAIN);
+        }
+        let mut held = Vec::new();
+        while let Some(b) = rig.pool.get() {
+            held.push(b);
+        }
+        rig.readable();
+        rig.rx();
+        assert_eq!(rig.queue.in_flight, 1, "no small buffer: no read");
+        assert_eq!(
+            rig.pool.available_large(),
+            4,
+            "the large buffer taken for the read that could not be armed went back"
+        );
+        for b in held {
+            rig.pool.put(b);
+        }
+    }
+
+    #[test]
+    fn a_vnet_queue_grows_its_read_window_while_reads_find_frames() {
+        let mut rig = Rig::vnet(8, 16);
+        let frame = crate::testkit::udp_frame(
+            crate::testkit::POD_A_MAC,
+            crate::testkit::GW_MAC,
+            crate::testkit::POD_A_IP,
+            crate::testkit::POD_B_IP,
+            64,
+            18,
+        );
+        let armed = |rig: &Rig| -> Vec<u32> {
+            (0..8)
+                .filter(|&s| rig.queue.rx_slots[s as usize].is_some())
+                .collect()
+        };
+        rig.rx();
+        assert_eq!(rig.queue.in_flight, 1 + 8);
+        // One frame, then the queue is empty: the window halves to 4.
+        rig.kernel_read(0, [0; VNET_HDR_LEN], &frame);
+        for slot in 1..8 {
+            rig.complete(rx(slot), -libc::EAGAIN);
+        }
+        let mut batch = rig.rx();
+        batch.recycle(&mut rig.pool);
+        rig.readable();
+        rig.rx();
+        assert_eq!(rig.queue.in_flight, 1 + 4);
+        // Every read finds a frame: the window doubles back to the depth.
+        for slot in armed(&rig) {
+            rig.kernel_read(slot, [0; VNET_HDR_LEN], &frame);
+        }
+        let mut batch = rig.rx();
+        assert_eq!(batch.len(), 4);
+        batch.recycle(&mut rig.pool);
+        assert_eq!(
+            rig.queue.in_flight,
+            1 + 8,
+            "a run that filled the window doubles it, as on a queue without vnet headers"
         );
     }
 

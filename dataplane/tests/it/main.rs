@@ -5,6 +5,7 @@
 mod no_alloc;
 mod offload;
 mod output_port_gone;
+mod poll_order;
 mod sync_counts_transmits;
 
 /// A worker on the standard two-pod tables (`testkit::tables_with`), busy-polling and not yet

@@ -191,3 +191,129 @@ fn a_uso_datagram_to_a_port_without_offloads_leaves_as_checksummed_datagrams() {
     let (sent, _) = forward(pod_b_offloads(true, 1500), &[(frame, offload)]);
     assert_eq!((sent.len(), sent[0].1), (1, offload));
 }
+
+/// Sets the IPv4 total length of `frame` to `len` and refreshes the header checksum.
+fn set_total_len(frame: &mut [u8], len: u16) {
+    let mut ip = Ipv4Packet::new_unchecked(&mut frame[14..]);
+    ip.set_total_len(len);
+    ip.fill_checksum();
+}
+
+#[test]
+fn hostile_offload_state_never_panics_and_every_frame_is_forwarded_or_counted() {
+    let mut cases: Vec<(&str, Vec<u8>, Offload)> = Vec::new();
+    for size in [1u16, 7, 65535] {
+        let (f, o) = tso4_frame(5_000, size);
+        cases.push(("tso gso_size", f, o));
+        let (f, o) = uso4_frame(3_000, size);
+        cases.push(("uso gso_size", f, o));
+    }
+    // TCP data offset 60 bytes, past a frame with 10 bytes of payload.
+    let (mut f, o) = tso4_frame(10, MSS);
+    f[14 + 20 + 12] = 15 << 4;
+    cases.push(("tcp data offset past the frame", f, o));
+    // IPv4 total length shorter than the frame (trailing bytes) and longer (truncated).
+    let (mut f, o) = tso4_frame(5_000, MSS);
+    let n = f.len() as u16 - 14;
+    set_total_len(&mut f, n - 1000);
+    cases.push(("total length short of the frame", f, o));
+    let (mut f, o) = tso4_frame(5_000, MSS);
+    set_total_len(&mut f, n + 1000);
+    cases.push(("total length past the frame", f, o));
+    // Checksum fields out of range.
+    for (start, offset) in [(u16::MAX, u16::MAX), (34, u16::MAX), (u16::MAX, 16), (0, 0)] {
+        let (f, mut o) = tso4_frame(100, 0);
+        (o.csum_start, o.csum_offset) = (start, offset);
+        cases.push(("csum fields", f, o));
+    }
+    // A GSO type with no partial checksum, and one with an unknown type.
+    let (f, mut o) = tso4_frame(5_000, MSS);
+    o.flags = 0;
+    cases.push(("gso without needs_csum", f, o));
+    let (f, mut o) = tso4_frame(5_000, MSS);
+    o.gso_type = 0x42;
+    cases.push(("unknown gso type", f, o));
+    // Frames at the small buffer's edge: 1920 and 1921 bytes.
+    for total in [1920usize, 1921] {
+        let (f, o) = tso4_frame(total - 14 - 20 - 32, 0);
+        assert_eq!(f.len(), total);
+        cases.push(("small buffer edge", f, o));
+        let (f, o) = tso4_frame(total - 14 - 20 - 32, MSS);
+        cases.push(("small buffer edge, gso", f, o));
+    }
+    for (what, frame, offload) in cases {
+        for offloads in [false, true] {
+            for mtu in [1500, 9000] {
+                let (sent, back, c) =
+                    forward_both(pod_b_offloads(offloads, mtu), &[(frame.clone(), offload)]);
+                let dropped: u64 = c.drops.iter().sum();
+                assert!(
+                    !sent.is_empty() || !back.is_empty() || dropped > 0,
+                    "{what} (offloads {offloads}, mtu {mtu}): vanished uncounted"
+                );
+                for (seg, o) in &sent {
+                    let ip = Ipv4Packet::new_checked(&seg[14..]).unwrap();
+                    assert!(ip.verify_checksum(), "{what}: IPv4 checksum");
+                    if !offloads {
+                        assert_eq!(*o, Offload::NONE, "{what}: nothing left for the port");
+                        assert!(l4_checksum_ok(seg), "{what}: L4 checksum");
+                        assert!(seg.len() <= 14 + usize::from(mtu), "{what}: fits the MTU");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_uso_datagram_with_a_one_byte_gso_size_is_cut_into_bounded_counted_segments() {
+    // 3000 one-byte datagrams: more segments than the pool has buffers (256): each is sent or
+    // counted (here 256 sent, 2744 `gso_pool_empty`: the staging vector holds 256 and is only
+    // flushed when full), none panics.
+    let (frame, offload) = uso4_frame(3_000, 1);
+    let (sent, c) = forward(pod_b_offloads(false, 1500), &[(frame, offload)]);
+    let lost =
+        c.drops[DropReason::GsoPoolEmpty as usize] + c.drops[DropReason::TxQueueFull as usize];
+    assert_eq!(sent.len() as u64 + lost, 3_000, "{:?}", c.drops);
+    assert!(sent.iter().all(|(s, _)| l4_checksum_ok(s)));
+}
+
+#[test]
+fn a_partial_checksum_frame_with_ttl_1_gets_a_plain_time_exceeded() {
+    let (mut frame, offload) = tso4_frame(100, 0);
+    let mut ip = Ipv4Packet::new_unchecked(&mut frame[14..]);
+    ip.set_ttl(1);
+    ip.fill_checksum();
+    let (sent, back, c) = forward_both(pod_b_offloads(false, 1500), &[(frame.clone(), offload)]);
+    assert!(sent.is_empty());
+    assert_eq!(back.len(), 1, "{:?}", c.drops);
+    assert_eq!(
+        back[0].1,
+        Offload::NONE,
+        "the error carries no offload state"
+    );
+    assert_icmp_error(&back[0].0, &frame, 11, 0);
+    // The same for a super-frame.
+    let (mut frame, offload) = tso4_frame(PAYLOAD, MSS);
+    let mut ip = Ipv4Packet::new_unchecked(&mut frame[14..]);
+    ip.set_ttl(1);
+    ip.fill_checksum();
+    let (sent, back, _) = forward_both(pod_b_offloads(true, 1500), &[(frame.clone(), offload)]);
+    assert!(sent.is_empty());
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].1, Offload::NONE);
+    assert_icmp_error(&back[0].0, &frame, 11, 0);
+}
+
+#[test]
+fn arp_with_a_checksum_flag_is_answered_plain_and_with_gso_dropped() {
+    let arp = arp_request(POD_A_MAC, POD_A_IP, GW_IP);
+    let (_, o) = tso4_frame(100, 0);
+    let (_, back, c) = forward_both(pod_b_offloads(true, 1500), &[(arp.clone(), o)]);
+    assert_eq!(back.len(), 1, "{:?}", c.drops);
+    assert_eq!(back[0].1, Offload::NONE);
+    let (_, o) = tso4_frame(100, MSS);
+    let (_, back, c) = forward_both(pod_b_offloads(true, 1500), &[(arp, o)]);
+    assert!(back.is_empty());
+    assert_eq!(c.drops[DropReason::GsoTypeMismatch as usize], 1);
+}
