@@ -880,6 +880,13 @@ mod tests {
     }
 
     impl Rig {
+        /// The read slots that have a read armed.
+        fn armed_slots(&self) -> Vec<u32> {
+            (0..self.queue.rx_slots.len() as u32)
+                .filter(|&s| self.queue.rx_slots[s as usize].is_some())
+                .collect()
+        }
+
         /// A queue whose poll is armed and has fired: the next burst arms reads.
         fn new(rx_depth: usize, tx_depth: usize) -> Rig {
             let (a, b) = UnixDatagram::pair().unwrap();
@@ -1219,11 +1226,6 @@ mod tests {
             64,
             18,
         );
-        let armed = |rig: &Rig| -> Vec<u32> {
-            (0..8)
-                .filter(|&s| rig.queue.rx_slots[s as usize].is_some())
-                .collect()
-        };
         rig.rx();
         assert_eq!(rig.queue.in_flight, 1 + 8);
         // One frame, then the queue is empty: the window halves to 4.
@@ -1237,7 +1239,7 @@ mod tests {
         rig.rx();
         assert_eq!(rig.queue.in_flight, 1 + 4);
         // Every read finds a frame: the window doubles back to the depth.
-        for slot in armed(&rig) {
+        for slot in rig.armed_slots() {
             rig.kernel_read(slot, [0; VNET_HDR_LEN], &frame);
         }
         let mut batch = rig.rx();
@@ -1269,18 +1271,14 @@ mod tests {
             1 + 4,
             "one frame last time: the window halves (a flood's brief lull does not collapse it)"
         );
-        let armed: Vec<u32> = (0..8)
-            .filter(|&s| rig.queue.rx_slots[s as usize].is_some())
-            .collect();
+        let armed = rig.armed_slots();
         for slot in armed {
             rig.complete(rx(slot), -libc::EAGAIN);
         }
         rig.readable();
         rig.rx();
         assert_eq!(rig.queue.in_flight, 1 + 2, "and halves again");
-        let armed: Vec<u32> = (0..8)
-            .filter(|&s| rig.queue.rx_slots[s as usize].is_some())
-            .collect();
+        let armed = rig.armed_slots();
         for slot in armed {
             rig.complete(rx(slot), -libc::EAGAIN);
         }
@@ -1290,9 +1288,7 @@ mod tests {
         // A flood: every read finds a frame, and the window doubles up to the depth.
         let mut got = 0;
         for round in 0..3 {
-            let armed: Vec<u32> = (0..8)
-                .filter(|&s| rig.queue.rx_slots[s as usize].is_some())
-                .collect();
+            let armed = rig.armed_slots();
             for slot in armed {
                 rig.complete(rx(slot), 60);
             }
