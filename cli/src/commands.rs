@@ -109,14 +109,14 @@ fn call<T>(
     body: RequestBody,
     pick: impl FnOnce(Response) -> Result<T, Response>,
 ) -> Result<T> {
-    let asked = request_name(&body);
+    let asked = body.name();
     match pick(client::request(socket, body)?) {
         Ok(payload) => Ok(payload),
         Err(Response::Error { message }) => Err(anyhow!(message)),
         Err(other) => Err(anyhow!(
             "podswitchd answered the {asked} request with the wrong kind of response ({}); \
              are podswitchctl and podswitchd from the same release?",
-            response_name(&other)
+            other.name()
         )),
     }
 }
@@ -130,27 +130,4 @@ fn show<T: Serialize + ?Sized>(
         Output::Table => table(payload),
         Output::Json => serde_json::to_string_pretty(payload)? + "\n",
     })
-}
-
-fn request_name(body: &RequestBody) -> &'static str {
-    match body {
-        RequestBody::Apply(_) => "apply",
-        RequestBody::Status => "status",
-        RequestBody::Ports => "ports",
-        RequestBody::Routes => "routes",
-        RequestBody::Neighbors => "neighbors",
-        RequestBody::Counters => "counters",
-    }
-}
-
-fn response_name(r: &Response) -> &'static str {
-    match r {
-        Response::Applied { .. } => "applied",
-        Response::Status(_) => "status",
-        Response::Ports { .. } => "ports",
-        Response::Routes { .. } => "routes",
-        Response::Neighbors { .. } => "neighbors",
-        Response::Counters(_) => "counters",
-        Response::Error { .. } => "error",
-    }
 }

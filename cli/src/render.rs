@@ -535,6 +535,8 @@ mod tests {
                 pod_cidr: "10.244.1.0/24".parse().unwrap(),
                 gateway: Ipv4Addr::new(10, 244, 1, 1),
                 gateway_mac: Some("02:aa:00:00:00:01".parse().unwrap()),
+                service_cidr: None,
+                node_port_ip: None,
             }),
             ports: 3,
             routes: 4,

@@ -107,6 +107,8 @@ impl SetNodeArgs {
             pod_cidr: self.pod_cidr,
             gateway: self.gateway,
             gateway_mac: self.gateway_mac,
+            service_cidr: None,
+            node_port_ip: None,
         })
     }
 }

@@ -55,6 +55,8 @@ pub fn compile<'a>(
             pod_cidr: settings.pod_cidr,
             gateway: settings.gateway,
             gateway_mac: None,
+            service_cidr: None,
+            node_port_ip: None,
         }),
         Op::AddPort(PortSpec {
             name: settings.host_port.clone(),

@@ -87,7 +87,7 @@ impl SocketDataplane {
             Ok(other) => Ok(other),
             Err(ClientError::Protocol { err, .. }) => Err(DataplaneError::Unexpected {
                 path: self.path(),
-                request: request_kind(&body),
+                request: body.name(),
                 answer: format!("an undecodable message ({err})"),
             }),
             Err(e) => Err(DataplaneError::Unreachable {
@@ -126,17 +126,6 @@ fn reason(e: &ClientError) -> String {
         ClientError::Hangup { .. } => "it closed the connection".into(),
         ClientError::Io { err, .. } => podswitch_proto::client::os_error_text(err),
         ClientError::Protocol { err, .. } => err.to_string(),
-    }
-}
-
-fn request_kind(body: &RequestBody) -> &'static str {
-    match body {
-        RequestBody::Apply(_) => "apply",
-        RequestBody::Status => "status",
-        RequestBody::Ports => "ports",
-        RequestBody::Routes => "routes",
-        RequestBody::Neighbors => "neighbors",
-        RequestBody::Counters => "counters",
     }
 }
 

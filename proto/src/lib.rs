@@ -11,6 +11,7 @@ mod framing;
 mod messages;
 pub mod net;
 pub mod server;
+mod services;
 
 pub use framing::{read_frame, read_frame_bytes, write_frame, FrameError, MAX_FRAME_LEN};
 pub use messages::*;

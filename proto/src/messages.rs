@@ -1,6 +1,7 @@
 //! Requests to `podswitchd` and its responses.
 
 use crate::net::{mac, Ipv4Prefix, MacAddr};
+pub use crate::services::*;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 
@@ -40,6 +41,47 @@ pub enum RequestBody {
     Neighbors,
     /// Counters summed over the workers.
     Counters,
+    /// The Service ports, their backends and what each selects.
+    Services,
+    /// Conntrack entries matching a filter.
+    Conntrack(ConntrackFilter),
+    /// Run a described packet through the live pipeline without sending it.
+    Trace(TracePacket),
+}
+
+impl RequestBody {
+    /// The request's wire name, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RequestBody::Apply(_) => "apply",
+            RequestBody::Status => "status",
+            RequestBody::Ports => "ports",
+            RequestBody::Routes => "routes",
+            RequestBody::Neighbors => "neighbors",
+            RequestBody::Counters => "counters",
+            RequestBody::Services => "services",
+            RequestBody::Conntrack(_) => "conntrack",
+            RequestBody::Trace(_) => "trace",
+        }
+    }
+}
+
+impl Response {
+    /// The response's wire name, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Response::Applied { .. } => "applied",
+            Response::Status(_) => "status",
+            Response::Ports { .. } => "ports",
+            Response::Routes { .. } => "routes",
+            Response::Neighbors { .. } => "neighbors",
+            Response::Counters(_) => "counters",
+            Response::Services { .. } => "services",
+            Response::Conntrack(_) => "conntrack",
+            Response::Trace(_) => "trace",
+            Response::Error { .. } => "error",
+        }
+    }
 }
 
 /// Changes applied together: either every op takes effect, in order, or none does.
@@ -79,6 +121,14 @@ pub enum Op {
         /// The prefix.
         prefix: Ipv4Prefix,
     },
+    /// Add or replace one Service port (by its name). Replacing keeps the connections of
+    /// endpoints that stay; UDP connections to endpoints that went are flushed.
+    SetService(ServiceSpec),
+    /// Remove one Service port by name; its UDP connections are flushed.
+    DelService {
+        /// The Service port's name (`namespace/name:port`).
+        name: String,
+    },
 }
 
 /// The node's addressing.
@@ -92,6 +142,16 @@ pub struct NodeSpec {
     /// Defaults to the daemon's configured MAC.
     #[serde(default, with = "mac::option", skip_serializing_if = "Option::is_none")]
     pub gateway_mac: Option<MacAddr>,
+    /// The cluster's Service CIDR: the node's kernel routes it into the host port, so host
+    /// processes reach ClusterIPs through the switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_cidr: Option<Ipv4Prefix>,
+    /// The address NodePort connections of the node itself are redirected to (the node's
+    /// kernel DNATs `<node address>:<nodePort>` to it, and the switch matches NodePort
+    /// frontends there). Must be inside `service_cidr` and not a ClusterIP; default none (no
+    /// NodePort from the node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_port_ip: Option<Ipv4Addr>,
 }
 
 /// A port to create.
@@ -230,6 +290,15 @@ pub enum Response {
     },
     /// See [`CountersDump`].
     Counters(CountersDump),
+    /// See [`ServiceInfo`].
+    Services {
+        /// Sorted by name.
+        services: Vec<ServiceInfo>,
+    },
+    /// See [`ConntrackDump`].
+    Conntrack(ConntrackDump),
+    /// See [`TraceResult`].
+    Trace(TraceResult),
     /// The request failed; nothing changed.
     Error {
         /// What was wrong and, where it helps, what to do.

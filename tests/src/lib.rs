@@ -241,6 +241,8 @@ impl Node {
                 pod_cidr: POD_CIDR.parse().unwrap(),
                 gateway: GATEWAY,
                 gateway_mac: None,
+                service_cidr: None,
+                node_port_ip: None,
             }),
             Op::AddPort(PortSpec {
                 name: "psw0".into(),

@@ -147,6 +147,9 @@ pub enum ApplyError {
 /// `op N (what):`.
 #[derive(Debug, thiserror::Error)]
 pub enum OpError {
+    /// An op this daemon does not carry out yet.
+    #[error("{0} is not supported by this podswitchd yet")]
+    Unsupported(&'static str),
     /// A port op before the node is known.
     #[error("set_node must come before any port")]
     NoNode,

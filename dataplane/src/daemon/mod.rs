@@ -340,6 +340,11 @@ impl Daemon {
                     message: e.to_string(),
                 },
             },
+            RequestBody::Services | RequestBody::Conntrack(_) | RequestBody::Trace(_) => {
+                Response::Error {
+                    message: format!("{} is not supported by this podswitchd yet", req.name()),
+                }
+            }
         }
     }
 

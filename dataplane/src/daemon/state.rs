@@ -248,6 +248,8 @@ impl Config {
                 .remove(&prefix.network())
                 .map(drop)
                 .ok_or_else(|| OpError::NoRoute(prefix.network())),
+            Op::SetService(_) => Err(OpError::Unsupported("set_service")),
+            Op::DelService { .. } => Err(OpError::Unsupported("del_service")),
         }
     }
 
@@ -361,6 +363,8 @@ fn describe(op: &Op) -> String {
         Op::DelPort { name } => format!("del_port {name:?}"),
         Op::AddRoute(r) => format!("add_route {}", r.prefix),
         Op::DelRoute { prefix } => format!("del_route {prefix}"),
+        Op::SetService(s) => format!("set_service {:?}", s.name),
+        Op::DelService { name } => format!("del_service {name:?}"),
     }
 }
 

@@ -108,6 +108,8 @@ pub(crate) fn node() -> Op {
         pod_cidr: "10.244.1.0/24".parse().unwrap(),
         gateway: "10.244.1.1".parse().unwrap(),
         gateway_mac: None,
+        service_cidr: None,
+        node_port_ip: None,
     })
 }
 
@@ -218,6 +220,8 @@ fn invalid_ops_are_refused_with_the_object_named() {
                 pod_cidr: "10.244.1.0/24".parse().unwrap(),
                 gateway: "10.244.1.0".parse().unwrap(),
                 gateway_mac: None,
+                service_cidr: None,
+                node_port_ip: None,
             }),
             "host address",
         ),
