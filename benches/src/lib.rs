@@ -123,7 +123,9 @@ pub struct PipelineRig {
     /// The pipeline's counters.
     pub ctr: Counters,
     trace: Trace,
-    ctx: pipeline::Context,
+    state: pipeline::WorkerState,
+    flows: pipeline::FlowState,
+    now: std::time::Instant,
     frames: Vec<Vec<u8>>,
     next: usize,
     burst: usize,
@@ -144,7 +146,9 @@ impl PipelineRig {
             batch,
             ctr,
             trace: Trace::off(),
-            ctx: pipeline::Context::new(std::time::Instant::now()),
+            state: pipeline::WorkerState::new(std::time::Instant::now()),
+            flows: pipeline::FlowState::default(),
+            now: std::time::Instant::now(),
             frames,
             next: 0,
             burst,
@@ -180,13 +184,16 @@ impl PipelineRig {
     #[inline]
     pub fn refill_and_run(&mut self) -> usize {
         self.refill();
-        pipeline::run(
-            &mut self.batch,
+        let mut cx = pipeline::Ctx::new(
             &self.tables,
-            &mut self.ctx,
+            &self.flows,
             &mut self.ctr,
             &mut self.trace,
+            &mut self.state,
+            self.now,
+            pipeline::Mode::Forward,
         );
+        pipeline::run(&mut self.batch, &mut cx);
         let n = self.batch.len();
         std::hint::black_box(&mut self.batch);
         self.batch.recycle(&mut self.pool);
@@ -207,13 +214,16 @@ impl PipelineRig {
     /// bench never measures a drop path by mistake.
     pub fn assert_verdict(&mut self, expected: impl Fn(usize) -> Next) {
         self.refill();
-        pipeline::run(
-            &mut self.batch,
+        let mut cx = pipeline::Ctx::new(
             &self.tables,
-            &mut self.ctx,
+            &self.flows,
             &mut self.ctr,
             &mut self.trace,
+            &mut self.state,
+            self.now,
+            pipeline::Mode::Forward,
         );
+        pipeline::run(&mut self.batch, &mut cx);
         for (i, p) in self.batch.iter().enumerate() {
             assert_eq!(p.meta.next, expected(i), "packet {i} of the bench burst");
         }
@@ -281,6 +291,7 @@ impl WorkerRig {
         let mut worker = Worker::new(
             cfg,
             Arc::new(ArcSwap::new(tables.clone())),
+            Arc::default(),
             rx,
             Arc::new(Waker::new()?),
             Arc::new(AtomicBool::new(false)),

@@ -215,6 +215,9 @@ pub struct Meta {
     /// The frame's offload state (partial checksum, GSO), from the input port's virtio-net
     /// header; [`Offload::NONE`] for ports without one.
     pub offload: Offload,
+    /// The output port `route` chose (or conntrack had cached): `rewrite` sends the packet
+    /// there. `None` until decided.
+    pub hop: Option<PortId>,
 }
 
 impl Meta {
@@ -230,6 +233,7 @@ impl Meta {
             l4: L4Key::None,
         },
         offload: Offload::NONE,
+        hop: None,
     };
 }
 

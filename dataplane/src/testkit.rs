@@ -9,7 +9,7 @@
 use crate::batch::{Batch, Meta, Next, PortId};
 use crate::buffer::Pool;
 use crate::counters::Counters;
-use crate::pipeline::Context;
+use crate::pipeline::{Ctx, FlowState, Mode, WorkerState};
 use crate::tables::{Binding, Fib, Node, PortEntry, Route, RouteTarget, Tables};
 use crate::trace::Trace;
 use podswitch_packet::{
@@ -18,14 +18,12 @@ use podswitch_packet::{
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-/// The signature of a stage that needs no [`Context`] (parse, l2).
-pub type PlainStage = fn(&mut Batch, &Tables, &mut Counters, &mut Trace);
+/// The signature of a stage, as [`Harness::run_meta`] takes it.
+pub type PlainStage = fn(&mut Batch, &mut Ctx);
 
-/// `stage` in the shape [`Harness::run_meta`] takes, for stages without a [`Context`].
-pub fn plain(
-    stage: PlainStage,
-) -> impl FnOnce(&mut Batch, &Tables, &mut Context, &mut Counters, &mut Trace) {
-    move |b, t, _, c, tr| stage(b, t, c, tr)
+/// `stage` in the shape [`Harness::run_meta`] takes (kept so tests read the same).
+pub fn plain(stage: PlainStage) -> impl FnOnce(&mut Batch, &mut Ctx) {
+    stage
 }
 
 pub const HOST: PortId = 0;
@@ -118,7 +116,13 @@ pub struct Harness {
     pub ctr: Counters,
     pub trace: Trace,
     /// Kept across runs, like a worker's: the ICMP error budget is spent by earlier frames.
-    pub ctx: Context,
+    pub state: WorkerState,
+    /// Conntrack and its companions, kept across runs.
+    pub flows: FlowState,
+    /// The clock the stages see.
+    pub now: Instant,
+    /// Forward (default) or dry run.
+    pub mode: Mode,
     /// The frame as it left, if it was output.
     pub last_frame: Vec<u8>,
 }
@@ -142,7 +146,10 @@ impl Harness {
             pool: Pool::new(8),
             ctr: Counters::new(64),
             trace: Trace::on(),
-            ctx: Context::new(Instant::now()),
+            state: WorkerState::new(Instant::now()),
+            flows: FlowState::default(),
+            now: Instant::now(),
+            mode: Mode::Forward,
             last_frame: Vec::new(),
         }
     }
@@ -152,20 +159,23 @@ impl Harness {
         &mut self,
         port: PortId,
         frame: &[u8],
-        stages: impl FnOnce(&mut Batch, &Tables, &mut Context, &mut Counters, &mut Trace),
+        stages: impl FnOnce(&mut Batch, &mut Ctx),
     ) -> Meta {
         let mut batch = Batch::new();
         batch.in_port = port;
         let mut buf = self.pool.get().unwrap();
         buf.fill(frame);
         batch.push(buf).unwrap();
-        stages(
-            &mut batch,
+        let mut cx = Ctx::new(
             &self.tables,
-            &mut self.ctx,
+            &self.flows,
             &mut self.ctr,
             &mut self.trace,
+            &mut self.state,
+            self.now,
+            self.mode,
         );
+        stages(&mut batch, &mut cx);
         let p = batch.iter().next().unwrap();
         let meta = p.meta;
         self.last_frame = match meta.next {
@@ -181,7 +191,7 @@ impl Harness {
         &mut self,
         port: PortId,
         frame: &[u8],
-        stages: impl FnOnce(&mut Batch, &Tables, &mut Context, &mut Counters, &mut Trace),
+        stages: impl FnOnce(&mut Batch, &mut Ctx),
     ) -> Next {
         self.run_meta(port, frame, stages).next
     }

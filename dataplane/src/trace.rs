@@ -3,6 +3,7 @@
 //! disabled (the forwarding default) a stage pays one predictable branch per packet.
 
 use crate::batch::Next;
+use std::borrow::Cow;
 
 /// A stage of the pipeline, as named in traces and counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,8 +12,31 @@ pub enum Stage {
     Parse,
     /// ARP, anti-spoofing, destination MAC.
     L2,
-    /// Routing, TTL, ICMP.
-    L3,
+    /// Connection lookup.
+    Conntrack,
+    /// Service frontend → endpoint (DNAT).
+    Service,
+    /// Output decision: LPM, gateway echo, ICMP unreachable.
+    Route,
+    /// Connection commit.
+    Commit,
+    /// NAT, TTL, MTU, MACs.
+    Rewrite,
+}
+
+impl Stage {
+    /// The name traces and counters use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Parse => "parse",
+            Stage::L2 => "l2",
+            Stage::Conntrack => "conntrack",
+            Stage::Service => "service",
+            Stage::Route => "route",
+            Stage::Commit => "commit",
+            Stage::Rewrite => "rewrite",
+        }
+    }
 }
 
 /// One recorded decision.
@@ -24,8 +48,8 @@ pub struct TraceEntry {
     pub stage: Stage,
     /// The verdict after the stage.
     pub next: Next,
-    /// Why, in words.
-    pub note: &'static str,
+    /// Why, in words, with the objects behind the decision where there are some.
+    pub note: Cow<'static, str>,
 }
 
 /// Trace recorder handed to every stage.
@@ -55,7 +79,33 @@ impl Trace {
                 packet,
                 stage,
                 next,
-                note,
+                note: Cow::Borrowed(note),
+            });
+        }
+    }
+
+    /// Whether decisions are recorded: a stage builds a detailed note only then.
+    #[inline]
+    pub fn is_on(&self) -> bool {
+        self.entries.is_some()
+    }
+
+    /// Records a decision with a note built only when tracing (it may allocate: tracing is
+    /// never on on the forwarding path).
+    #[inline]
+    pub fn note_with(
+        &mut self,
+        packet: usize,
+        stage: Stage,
+        next: Next,
+        note: impl FnOnce() -> String,
+    ) {
+        if let Some(e) = &mut self.entries {
+            e.push(TraceEntry {
+                packet,
+                stage,
+                next,
+                note: Cow::Owned(note()),
             });
         }
     }

@@ -122,8 +122,12 @@ pub struct Worker {
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
     trace: Trace,
-    /// The stages' per-worker state (clock, ICMP error budget).
-    ctx: pipeline::Context,
+    /// The stages' per-worker state (ICMP error budget, GC cursor).
+    state: pipeline::WorkerState,
+    /// The clock the stages see: read once per poll that received anything.
+    now: Instant,
+    /// Conntrack and its companions, shared with every worker.
+    flows: Arc<pipeline::FlowState>,
 }
 
 /// Stages `pkt` for port `out` (whose queue exists). A full staging vector (software
@@ -157,10 +161,12 @@ fn stage_packet(
 }
 
 impl Worker {
-    /// A worker reading `tables`, taking commands from `commands`.
+    /// A worker reading `tables` and sharing `flows` with the other workers, taking commands
+    /// from `commands`.
     pub fn new(
         cfg: WorkerConfig,
         tables: Arc<ArcSwap<Tables>>,
+        flows: Arc<pipeline::FlowState>,
         commands: Receiver<Command>,
         waker: Arc<Waker>,
         stop: Arc<AtomicBool>,
@@ -183,7 +189,9 @@ impl Worker {
             waker,
             stop,
             trace: Trace::off(),
-            ctx: pipeline::Context::new(Instant::now()),
+            state: pipeline::WorkerState::new(Instant::now()),
+            now: Instant::now(),
+            flows,
         }
     }
 
@@ -338,16 +346,19 @@ impl Worker {
             stats.rx_bytes += self.batch.iter().map(|p| p.buf.len() as u64).sum::<u64>();
             if !clock_read {
                 // One clock read per poll that received anything; stages never read it.
-                self.ctx.now = Instant::now();
+                self.now = Instant::now();
                 clock_read = true;
             }
-            pipeline::run(
-                &mut self.batch,
+            let mut cx = pipeline::Ctx::new(
                 tables,
-                &mut self.ctx,
+                &self.flows,
                 &mut self.ctr,
                 &mut self.trace,
+                &mut self.state,
+                self.now,
+                pipeline::Mode::Forward,
             );
+            pipeline::run(&mut self.batch, &mut cx);
             self.output(ring, tables);
         }
         received

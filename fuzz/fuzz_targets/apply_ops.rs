@@ -60,6 +60,8 @@ fn generated(u: &mut Unstructured) -> arbitrary::Result<()> {
                 pod_cidr: Ipv4Prefix::new(Ipv4Addr::new(10, 244, 1, 0), 24).expect("valid"),
                 gateway: Ipv4Addr::new(10, 244, 1, 1),
                 gateway_mac: None,
+                service_cidr: None,
+                node_port_ip: None,
             }));
         }
         for _ in 0..u.int_in_range(0..=8)? {
@@ -204,6 +206,8 @@ fn op(u: &mut Unstructured) -> arbitrary::Result<Op> {
             },
             gateway: ip(u)?,
             gateway_mac: if u.arbitrary()? { Some(mac(u)?) } else { None },
+            service_cidr: None,
+            node_port_ip: None,
         }),
         1..=4 => Op::AddPort(PortSpec {
             name: name(u)?,
@@ -232,6 +236,7 @@ fn op(u: &mut Unstructured) -> arbitrary::Result<Op> {
                 let any = u.arbitrary()?;
                 *u.choose(&[1500, 1500, 68, 67, 9000, 9001, any])?
             },
+            offloads: u.arbitrary()?,
             // A few namespace attachments, so that ports share devices now and then.
             netns: if u.ratio(1, 3)? {
                 Some(podswitch_proto::NetnsAttach {

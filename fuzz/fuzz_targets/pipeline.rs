@@ -27,7 +27,7 @@ use libfuzzer_sys::fuzz_target;
 use podswitch_dataplane::batch::{Batch, Next, PortId, MAX_BURST};
 use podswitch_dataplane::buffer::{Pool, BUF_SIZE};
 use podswitch_dataplane::counters::Counters;
-use podswitch_dataplane::pipeline::{self, icmp_error::IcmpRateLimit, Context};
+use podswitch_dataplane::pipeline::{self, icmp_error::IcmpRateLimit, Ctx, FlowState, Mode, WorkerState};
 use podswitch_dataplane::tables::{Binding, Tables};
 use podswitch_dataplane::testkit::{self, GW_MAC};
 use podswitch_dataplane::trace::Trace;
@@ -76,12 +76,14 @@ fuzz_target!(|data: &[u8]| {
     let mut ctr = Counters::new(64);
     let mut trace = Trace::on();
     let now = std::time::Instant::now();
-    let mut ctx = Context::new(now);
+    let mut state = WorkerState::new(now);
     if flags & 1 << 7 == 0 && mtu_byte & 1 != 0 {
-        ctx.icmp_errors = IcmpRateLimit::new(1, 1, now);
-        ctx.icmp_errors.allow(now);
+        state.icmp_errors = IcmpRateLimit::new(1, 1, now);
+        state.icmp_errors.allow(now);
     }
-    pipeline::run(&mut batch, &tables, &mut ctx, &mut ctr, &mut trace);
+    let flows = FlowState::default();
+    let mut cx = Ctx::new(&tables, &flows, &mut ctr, &mut trace, &mut state, now, Mode::Forward);
+    pipeline::run(&mut batch, &mut cx);
 
     let mut dropped = 0u64;
     for (i, pkt) in batch.iter().enumerate() {
@@ -251,7 +253,18 @@ fn check_reparses(i: usize, frame: &[u8], out: PortId, tables: &Tables) {
     buf.fill(frame);
     batch.push(buf).expect("room for one");
     let mut ctr = Counters::new(64);
-    pipeline::parse::run(&mut batch, tables, &mut ctr, &mut Trace::off());
+    let (flows, mut trace) = (FlowState::default(), Trace::off());
+    let mut state = WorkerState::new(std::time::Instant::now());
+    let mut cx = Ctx::new(
+        tables,
+        &flows,
+        &mut ctr,
+        &mut trace,
+        &mut state,
+        std::time::Instant::now(),
+        Mode::Forward,
+    );
+    pipeline::parse::run(&mut batch, &mut cx);
     let verdict = batch.iter().next().map(|p| p.meta.next);
     assert_eq!(
         verdict,

@@ -12,6 +12,7 @@ mod tap_factory;
 use crate::batch::PortId;
 use crate::config::DaemonConfig;
 use crate::counters::{DropReason, Event, PortStats, SharedCounters};
+use crate::pipeline::FlowState;
 use crate::ports::{PortQueue, Uring, Waker};
 use crate::tables::Tables;
 use crate::worker::{Command, Worker, WorkerConfig};
@@ -78,6 +79,7 @@ pub struct Daemon {
     cfg: DaemonConfig,
     switch_mac: MacAddr,
     tables: Arc<ArcSwap<Tables>>,
+    flows: Arc<FlowState>,
     workers: Vec<WorkerHandle>,
     config: Mutex<Config>,
     stop: Arc<AtomicBool>,
@@ -114,6 +116,7 @@ impl Daemon {
             .parse()
             .map_err(|_| StartError::SwitchMac(cfg.switch_mac.clone()))?;
         let tables = Arc::new(ArcSwap::from_pointee(Tables::default()));
+        let flows = Arc::new(FlowState::default());
         let stop = Arc::new(AtomicBool::new(false));
         let wcfg = WorkerConfig {
             burst: cfg.burst,
@@ -133,9 +136,8 @@ impl Daemon {
                 cpu: cfg.worker_cpus.get(index).copied(),
                 ..wcfg
             };
-            if let Err(e) =
-                start_worker(index, wcfg, &tables, &stop, open_ring, answer, &mut workers)
-            {
+            let shared = (&tables, &flows, &stop);
+            if let Err(e) = start_worker(index, wcfg, shared, open_ring, answer, &mut workers) {
                 stop_workers(&stop, &mut workers);
                 return Err(e);
             }
@@ -144,6 +146,7 @@ impl Daemon {
             cfg,
             switch_mac,
             tables,
+            flows,
             workers,
             config: Mutex::new(Config::default()),
             stop,
@@ -549,15 +552,21 @@ fn drop_queue(mut queue: Box<dyn PortQueue>, release_device: bool) {
 fn start_worker(
     index: usize,
     wcfg: WorkerConfig,
-    tables: &Arc<ArcSwap<Tables>>,
-    stop: &Arc<AtomicBool>,
+    (tables, flows, stop): (&Arc<ArcSwap<Tables>>, &Arc<FlowState>, &Arc<AtomicBool>),
     open_ring: OpenRing,
     answer: Duration,
     workers: &mut Vec<WorkerHandle>,
 ) -> Result<(), StartError> {
     let (tx, rx) = mpsc::channel();
     let waker = Arc::new(Waker::new().map_err(|err| StartError::Waker { worker: index, err })?);
-    let worker = Worker::new(wcfg, tables.clone(), rx, waker.clone(), stop.clone());
+    let worker = Worker::new(
+        wcfg,
+        tables.clone(),
+        flows.clone(),
+        rx,
+        waker.clone(),
+        stop.clone(),
+    );
     let counters = worker.shared_counters();
     let exit: ExitCause = Arc::default();
     let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();

@@ -12,9 +12,9 @@
 //! any burst costs, and a pod port has one source address anyway.
 
 use crate::batch::{Next, Packet, PortId};
-use crate::counters::{Counters, Event};
-use crate::pipeline::l3::ORIGIN_TTL;
-use crate::pipeline::Context;
+use crate::counters::Event;
+use crate::pipeline::route::ORIGIN_TTL;
+use crate::pipeline::Ctx;
 use crate::tables::Node;
 use podswitch_packet::{
     icmpv4::{time_exceeded, unreachable},
@@ -109,14 +109,14 @@ pub fn reply(
     in_port: PortId,
     node: &Node,
     error: IcmpError,
-    ctx: &mut Context,
-    ctr: &mut Counters,
+    cx: &mut Ctx,
 ) -> bool {
+    let ctr = &mut *cx.ctr;
     if !may_answer(pkt) {
         ctr.event(Event::IcmpErrorSuppressed);
         return false;
     }
-    if !ctx.icmp_errors.allow(ctx.now) {
+    if !cx.state.icmp_errors.allow(cx.now) {
         ctr.event(Event::IcmpErrorRateLimited);
         return false;
     }

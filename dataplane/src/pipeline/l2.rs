@@ -9,15 +9,17 @@
 //!   (local pods, unreachable parts of the pod CIDR), so the node's kernel hands those
 //!   packets to the switch.
 
+use super::Ctx;
 use crate::batch::{Batch, Next, Packet, L3};
 use crate::counters::{Counters, DropReason, Event};
 use crate::tables::{Binding, Node, PortEntry, RouteTarget, Tables};
-use crate::trace::{Stage, Trace};
+use crate::trace::Stage;
 use podswitch_packet::{ArpOp, ArpPacket, EthernetFrame, ETHERNET_HEADER_LEN};
 use std::net::Ipv4Addr;
 
 /// Runs the stage.
-pub fn run(batch: &mut Batch, tables: &Tables, ctr: &mut Counters, trace: &mut Trace) {
+pub fn run(batch: &mut Batch, cx: &mut Ctx) {
+    let (tables, ctr, trace) = (cx.tables, &mut *cx.ctr, &mut *cx.trace);
     let in_port = batch.in_port;
     let (Some(port), Some(node)) = (tables.port(in_port), tables.node.as_ref()) else {
         let reason = if tables.node.is_none() {
@@ -131,9 +133,9 @@ mod tests {
 
     fn l2(port: u16, frame: &[u8]) -> (Next, Vec<u8>) {
         let mut h = Harness::new();
-        let next = h.run_one(port, frame, |b, t, _, c, tr| {
-            crate::pipeline::parse::run(b, t, c, tr);
-            run(b, t, c, tr)
+        let next = h.run_one(port, frame, |b, cx| {
+            crate::pipeline::parse::run(b, cx);
+            run(b, cx)
         });
         (next, h.last_frame.clone())
     }

@@ -5,9 +5,10 @@
 
 pub mod icmp_error;
 pub mod l2;
-pub mod l3;
 pub mod offload;
 pub mod parse;
+pub mod rewrite;
+pub mod route;
 
 #[cfg(test)]
 mod drop_reason_tests;
@@ -19,40 +20,100 @@ use crate::trace::Trace;
 use icmp_error::IcmpRateLimit;
 use std::time::Instant;
 
-/// What the stages keep from one burst to the next on one worker, and the worker's clock.
-/// Owned by the worker (never shared), so stages mutate it without synchronisation.
+/// What a worker keeps for the stages from one burst to the next. Owned by the worker (never
+/// shared), so stages mutate it without synchronisation.
 #[derive(Debug, Clone)]
-pub struct Context {
-    /// When the worker received the burst: read once per poll by the worker, never per packet.
-    pub now: Instant,
+pub struct WorkerState {
     /// The budget of ICMP errors this worker may still send.
     pub icmp_errors: IcmpRateLimit,
 }
 
-impl Context {
-    /// A context starting at `now`, with the default ICMP error budget (full).
+impl WorkerState {
+    /// The state of a worker starting at `now`, with the default ICMP error budget (full).
     pub fn new(now: Instant) -> Self {
         Self {
-            now,
             icmp_errors: IcmpRateLimit::linux_default(now),
         }
     }
 }
 
-/// Runs a batch through the stages. `ctx.now` must be the time the batch was received.
+/// The flow state every worker shares and changes: conntrack and the tables that live beside
+/// it (session affinity, fragments). One per daemon, behind an `Arc`; each has its own small
+/// locking API, never held across a batch.
+#[derive(Debug, Default)]
+pub struct FlowState {}
+
+/// Whether the pipeline forwards or explains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The forwarding path: packets are sent, conntrack and affinity are updated.
+    Forward,
+    /// `podswitchctl trace`: the same stages, but nothing shared is changed (no connection is
+    /// created or advanced) and nothing is sent.
+    DryRun,
+}
+
+/// Everything a stage is handed for one burst: the snapshot it reads, the shared mutable
+/// tables, the worker's counters, trace and state, the clock and the mode. Built in one place
+/// ([`Ctx::new`]) by the worker, the trace request, benches and tests.
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    /// The configuration snapshot, loaded once per burst.
+    pub tables: &'a Tables,
+    /// Conntrack and its companions.
+    pub flows: &'a FlowState,
+    /// The worker's counters.
+    pub ctr: &'a mut Counters,
+    /// The decision recorder (off on the forwarding path).
+    pub trace: &'a mut Trace,
+    /// The worker's state kept between bursts.
+    pub state: &'a mut WorkerState,
+    /// When the worker received the burst: read once per poll by the worker, never per
+    /// packet; stages take time from here only.
+    pub now: Instant,
+    /// Forward or dry run.
+    pub mode: Mode,
+}
+
+impl<'a> Ctx<'a> {
+    /// The context of one burst.
+    pub fn new(
+        tables: &'a Tables,
+        flows: &'a FlowState,
+        ctr: &'a mut Counters,
+        trace: &'a mut Trace,
+        state: &'a mut WorkerState,
+        now: Instant,
+        mode: Mode,
+    ) -> Self {
+        Self {
+            tables,
+            flows,
+            ctr,
+            trace,
+            state,
+            now,
+            mode,
+        }
+    }
+
+    /// Whether stages may change shared state.
+    #[inline]
+    pub fn forwarding(&self) -> bool {
+        self.mode == Mode::Forward
+    }
+}
+
+/// Runs a batch through the stages. `cx.now` must be the time the batch was received.
 ///
-/// The later stages of the design slot in between `l2` and `l3`, in this order:
-/// `conntrack` (look up / create the connection), `service_nat` (DNAT to a backend, reverse
-/// NAT), `policy` (NetworkPolicy verdict on a connection's first packet). See ARCHITECTURE.md.
+/// `route` decides where each packet goes; `rewrite` applies what the stages decided (TTL,
+/// MACs) and hands it to the output. The later stages of the design slot in between `l2` and
+/// `route`, in this order: `conntrack` (look up the connection), `service` (DNAT to a backend),
+/// and between `route` and `rewrite`: `policy`, then conntrack's commit. See ARCHITECTURE.md.
 #[inline]
-pub fn run(
-    batch: &mut Batch,
-    tables: &Tables,
-    ctx: &mut Context,
-    ctr: &mut Counters,
-    trace: &mut Trace,
-) {
-    parse::run(batch, tables, ctr, trace);
-    l2::run(batch, tables, ctr, trace);
-    l3::run(batch, tables, ctx, ctr, trace);
+pub fn run(batch: &mut Batch, cx: &mut Ctx) {
+    parse::run(batch, cx);
+    l2::run(batch, cx);
+    route::run(batch, cx);
+    rewrite::run(batch, cx);
 }

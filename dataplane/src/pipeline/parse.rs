@@ -17,10 +17,10 @@
 //!   the receiver trims the excess, as Linux does (`pskb_trim_rcsum`) and as Linux conntrack
 //!   accepts it; a length below 8 or past the payload is dropped.
 
+use super::Ctx;
 use crate::batch::{Batch, Fragment, L4Key, Meta, Next, QuotedKey, L3};
-use crate::counters::{Counters, DropReason};
-use crate::tables::Tables;
-use crate::trace::{Stage, Trace};
+use crate::counters::DropReason;
+use crate::trace::Stage;
 use podswitch_packet::{
     icmpv4, ArpPacket, EtherType, EthernetFrame, Icmpv4Packet, Icmpv4Type, IpProtocol, Ipv4Error,
     Ipv4Options, Ipv4Packet, TcpPacket, UdpPacket, ETHERNET_HEADER_LEN, IPV4_MIN_HEADER_LEN,
@@ -31,7 +31,8 @@ use podswitch_packet::{
 const MAX_DATAGRAM: usize = 65535;
 
 /// Runs the stage.
-pub fn run(batch: &mut Batch, tables: &Tables, ctr: &mut Counters, trace: &mut Trace) {
+pub fn run(batch: &mut Batch, cx: &mut Ctx) {
+    let (tables, ctr, trace) = (cx.tables, &mut *cx.ctr, &mut *cx.trace);
     // Frames longer than this are jumbo frames the input port never allowed.
     let max_frame = tables
         .port(batch.in_port)

@@ -42,6 +42,7 @@ pub fn rig(burst: usize, pool_buffers: usize, rx_depth: usize) -> Rig {
     let worker = Worker::new(
         cfg,
         tables.clone(),
+        std::sync::Arc::default(),
         rx,
         waker.clone(),
         Arc::new(std::sync::atomic::AtomicBool::new(false)),

@@ -1,14 +1,15 @@
-//! L3: routes each IPv4 packet by longest prefix match, answers echo requests to the gateway,
-//! decrements the TTL with an incremental checksum update (RFC 1812 §5.3.1, RFC 1624) and
-//! rewrites the Ethernet header for the next hop. Where a packet cannot be delivered it answers
-//! with ICMP (destination unreachable, time exceeded, fragmentation needed) from the gateway.
+//! Route: decides where each IPv4 packet goes — the output port, by longest prefix match on
+//! its (translated) destination — and answers what the switch answers itself: echo requests to
+//! the gateway, and ICMP destination unreachable where there is no way on. It changes nothing
+//! else in the frame: TTL, MTU and MAC rewriting happen in `rewrite`, which every forwarded
+//! packet reaches, also an established flow whose output conntrack had cached.
 
 use super::icmp_error::{self, IcmpError};
-use super::Context;
+use super::Ctx;
 use crate::batch::{Batch, Next, Packet, PortId, L3};
-use crate::counters::{Counters, DropReason, Event};
+use crate::counters::{DropReason, Event};
 use crate::tables::{Node, RouteTarget, Tables};
-use crate::trace::{Stage, Trace};
+use crate::trace::Stage;
 use podswitch_packet::{
     EthernetFrame, Icmpv4Packet, Icmpv4Type, IpProtocol, Ipv4Packet, ETHERNET_HEADER_LEN,
 };
@@ -16,44 +17,32 @@ use podswitch_packet::{
 /// TTL of packets the switch originates (Linux's default).
 pub const ORIGIN_TTL: u8 = 64;
 
-/// Runs the stage.
-pub fn run(
-    batch: &mut Batch,
-    tables: &Tables,
-    ctx: &mut Context,
-    ctr: &mut Counters,
-    trace: &mut Trace,
-) {
-    let Some(node) = tables.node.as_ref() else {
+/// Runs the stage over the packets that still need an output.
+pub fn run(batch: &mut Batch, cx: &mut Ctx) {
+    let Some(node) = cx.tables.node.as_ref() else {
         return; // l2 dropped everything already
     };
     let in_port = batch.in_port;
     for (i, pkt) in batch.iter_mut().enumerate() {
-        if !pkt.pending() || pkt.meta.l3 != L3::Ipv4 {
+        if !pkt.pending() || pkt.meta.l3 != L3::Ipv4 || pkt.meta.hop.is_some() {
             continue;
         }
-        let note = route(pkt, in_port, node, tables, ctx, ctr);
-        trace.note(i, Stage::L3, pkt.meta.next, note);
+        let note = route(pkt, in_port, node, cx);
+        cx.trace.note(i, Stage::Route, pkt.meta.next, note);
     }
 }
 
-fn route(
-    pkt: &mut Packet,
-    in_port: PortId,
-    node: &Node,
-    tables: &Tables,
-    ctx: &mut Context,
-    ctr: &mut Counters,
-) -> &'static str {
+fn route(pkt: &mut Packet, in_port: PortId, node: &Node, cx: &mut Ctx) -> &'static str {
+    let tables: &Tables = cx.tables;
     let dst = pkt.meta.flow.dst_ip;
     if dst.is_multicast() || dst.is_broadcast() {
-        pkt.drop(DropReason::Ipv4NotUnicast, ctr);
+        pkt.drop(DropReason::Ipv4NotUnicast, cx.ctr);
         return "multicast/broadcast is not routed";
     }
     let target = if dst == node.gateway_ip {
         if pkt.meta.flow.proto == IpProtocol::ICMP && echo_reply(pkt, node) {
             pkt.meta.next = Next::Output(in_port);
-            ctr.event(Event::IcmpEchoReply);
+            cx.ctr.event(Event::IcmpEchoReply);
             return "echo reply from the gateway";
         }
         // The node's stack holds the gateway address too: everything else is for it.
@@ -66,108 +55,45 @@ fn route(
         Some(RouteTarget::Host) => match tables.host_port {
             Some(h) => h,
             None => {
-                pkt.drop(DropReason::NoHostPort, ctr);
+                pkt.drop(DropReason::NoHostPort, cx.ctr);
                 return "no host port";
             }
         },
         Some(RouteTarget::Unreachable) => {
-            undeliverable(
-                pkt,
-                in_port,
-                node,
-                IcmpError::HostUnreachable,
-                DropReason::Unreachable,
-                ctx,
-                ctr,
-            );
+            let (error, reason) = (IcmpError::HostUnreachable, DropReason::Unreachable);
+            undeliverable(pkt, in_port, node, error, reason, cx);
             return "unreachable route: ICMP host unreachable";
         }
         None => {
-            undeliverable(
-                pkt,
-                in_port,
-                node,
-                IcmpError::NetUnreachable,
-                DropReason::NoRoute,
-                ctx,
-                ctr,
-            );
+            let (error, reason) = (IcmpError::NetUnreachable, DropReason::NoRoute);
+            undeliverable(pkt, in_port, node, error, reason, cx);
             return "no route: ICMP net unreachable";
         }
     };
-    let Some(out_entry) = tables.port(out) else {
-        pkt.drop(DropReason::OutputPortGone, ctr);
+    if tables.port(out).is_none() {
+        pkt.drop(DropReason::OutputPortGone, cx.ctr);
         return "route to a port that is gone";
-    };
+    }
     if out == in_port {
-        pkt.drop(DropReason::Hairpin, ctr);
+        pkt.drop(DropReason::Hairpin, cx.ctr);
         return "route leads back out of the input port";
     }
-    let frame = pkt.buf.frame_mut();
-    let ip = Ipv4Packet::new_unchecked(&frame[ETHERNET_HEADER_LEN..]);
-    if ip.ttl() <= 1 {
-        undeliverable(
-            pkt,
-            in_port,
-            node,
-            IcmpError::TimeExceeded,
-            DropReason::TtlExpired,
-            ctx,
-            ctr,
-        );
-        return "TTL expired: ICMP time exceeded";
-    }
-    // A GSO frame leaves as segments (here or in the receiving stack): each must fit, so
-    // compare the segment's IP length — IP + TCP/UDP headers + gso_size — not the frame's
-    // (Linux `skb_gso_validate_network_len`).
-    let ip_len = if pkt.meta.offload.is_gso() {
-        gso_segment_ip_len(&ip, &pkt.meta)
-    } else {
-        usize::from(ip.total_len())
-    };
-    if ip_len > usize::from(out_entry.mtu) {
-        if ip.dont_frag() {
-            let error = IcmpError::FragNeeded(out_entry.mtu);
-            undeliverable(pkt, in_port, node, error, DropReason::MtuExceeded, ctx, ctr);
-        } else {
-            pkt.drop(DropReason::MtuExceeded, ctr); // the switch does not fragment
-        }
-        return "larger than the output MTU";
-    }
-    Ipv4Packet::new_unchecked(&mut frame[ETHERNET_HEADER_LEN..]).decrement_ttl();
-    let mut eth = EthernetFrame::new_unchecked(frame);
-    eth.set_src(node.gateway_mac);
-    eth.set_dst(out_entry.peer_mac);
-    pkt.meta.next = Next::Output(out);
+    pkt.meta.hop = Some(out);
     "routed"
-}
-
-/// The IP length of the largest segment of a GSO frame (parse checked it is TCP or UDP over
-/// IPv4 with the header inside the frame).
-fn gso_segment_ip_len(ip: &Ipv4Packet<&[u8]>, meta: &crate::batch::Meta) -> usize {
-    let l4 = ip.payload();
-    let l4_header = if meta.flow.proto == IpProtocol::TCP {
-        l4.get(12).map_or(20, |b| usize::from(b >> 4) * 4)
-    } else {
-        8
-    };
-    let payload = l4.len().saturating_sub(l4_header);
-    ip.header_len() + l4_header + payload.min(usize::from(meta.offload.gso_size))
 }
 
 /// Counts the packet as dropped for `reason` and turns it into the ICMP error reporting it,
 /// when RFC 1812 allows one; otherwise it stays dropped.
-fn undeliverable(
+pub(super) fn undeliverable(
     pkt: &mut Packet,
     in_port: PortId,
     node: &Node,
     error: IcmpError,
     reason: DropReason,
-    ctx: &mut Context,
-    ctr: &mut Counters,
+    cx: &mut Ctx,
 ) {
-    ctr.drop(reason);
-    if !icmp_error::reply(pkt, in_port, node, error, ctx, ctr) {
+    cx.ctr.drop(reason);
+    if !icmp_error::reply(pkt, in_port, node, error, cx) {
         pkt.meta.next = Next::Drop(reason);
     }
 }
@@ -201,9 +127,11 @@ fn echo_reply(pkt: &mut Packet, node: &Node) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counters::{DropReason, Event};
     use crate::pipeline::icmp_error::IcmpRateLimit;
     use crate::testkit::*;
     use podswitch_packet::checksum;
+    use podswitch_packet::{EthernetFrame, Icmpv4Type, Ipv4Packet};
 
     fn l3(port: u16, frame: &[u8]) -> (Next, Vec<u8>, Harness) {
         let mut h = Harness::new();
@@ -363,7 +291,7 @@ mod tests {
         );
         assert_eq!(h.ctr.drops[DropReason::TtlExpired as usize], 1000);
         // 10 ms later the bucket holds 10 more (1000 per second).
-        h.ctx.now += std::time::Duration::from_millis(10);
+        h.now += std::time::Duration::from_millis(10);
         let more = (0..100)
             .filter(|_| h.run_one(POD_A, &f, crate::pipeline::run) == Next::Output(POD_A))
             .count();
