@@ -114,6 +114,39 @@ pub struct FlowKey {
     pub l4: L4Key,
 }
 
+/// An address and port a translation rewrites to (ICMP echo: the port is the identifier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// Address.
+    pub ip: Ipv4Addr,
+    /// Port.
+    pub port: u16,
+}
+
+/// What to rewrite on one packet: its source and/or its destination (`None`: leave as is).
+/// Conntrack keeps one per direction of a connection; `rewrite` applies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Nat {
+    /// New source (SNAT, or the VIP on a reply).
+    pub src: Option<Endpoint>,
+    /// New destination (DNAT to a backend, or the client on a reply to an SNATed flow).
+    pub dst: Option<Endpoint>,
+}
+
+impl Nat {
+    /// Translates nothing.
+    pub const NONE: Nat = Nat {
+        src: None,
+        dst: None,
+    };
+
+    /// Whether it translates anything.
+    #[inline]
+    pub fn is_none(&self) -> bool {
+        self.src.is_none() && self.dst.is_none()
+    }
+}
+
 /// The offload state of a frame: the virtio-net header in native form (ARCHITECTURE.md,
 /// "Offloads"). 8 bytes; all zero for an ordinary frame with a complete checksum.
 ///
@@ -218,6 +251,10 @@ pub struct Meta {
     /// The output port `route` chose (or conntrack had cached): `rewrite` sends the packet
     /// there. `None` until decided.
     pub hop: Option<PortId>,
+    /// The translation `rewrite` applies (from conntrack, or chosen by `service` for a new
+    /// connection). For an ICMP error related to a connection, the translation of the
+    /// direction the error travels in (its quoted datagram is translated the opposite way).
+    pub nat: Nat,
 }
 
 impl Meta {
@@ -234,6 +271,7 @@ impl Meta {
         },
         offload: Offload::NONE,
         hop: None,
+        nat: Nat::NONE,
     };
 }
 

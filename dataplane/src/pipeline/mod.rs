@@ -5,6 +5,7 @@
 
 pub mod icmp_error;
 pub mod l2;
+pub mod nat;
 pub mod offload;
 pub mod parse;
 pub mod rewrite;

@@ -69,6 +69,7 @@ fn rewrite(
         return "larger than the output MTU";
     }
     let frame = pkt.buf.frame_mut();
+    super::nat::translate(frame, &pkt.meta);
     Ipv4Packet::new_unchecked(&mut frame[ETHERNET_HEADER_LEN..]).decrement_ttl();
     let mut eth = EthernetFrame::new_unchecked(frame);
     eth.set_src(node.gateway_mac);
