@@ -143,6 +143,8 @@ reasons! {
         IcmpEchoReply = ("l3", "icmp_echo_reply", "ICMP echo replies sent from the gateway"),
         /// ICMP destination unreachable sent.
         IcmpUnreachableSent = ("l3", "icmp_unreachable_sent", "ICMP destination unreachable sent"),
+        /// A TCP RST the switch sent (a connection to a Service port with no endpoint).
+        TcpResetSent = ("service", "tcp_reset_sent", "TCP RST sent for a Service port with no endpoint"),
         /// ICMP time exceeded sent.
         IcmpTimeExceededSent = ("l3", "icmp_time_exceeded_sent", "ICMP time exceeded sent"),
         /// ICMP error suppressed (RFC 1812 4.3.2.7: never about ICMP errors, fragments, multicast).

@@ -88,6 +88,11 @@ pub enum IcmpError {
     FragNeeded(u16),
     /// TTL expired in transit (type 11 code 0).
     TimeExceeded,
+    /// Nothing listens (type 3 code 3): a Service with no endpoint, answered from its VIP.
+    PortUnreachable {
+        /// The source of the error: the address the refused datagram was sent to.
+        from: std::net::Ipv4Addr,
+    },
 }
 
 impl IcmpError {
@@ -97,6 +102,7 @@ impl IcmpError {
             IcmpError::HostUnreachable => (Icmpv4Type::DEST_UNREACHABLE, unreachable::HOST),
             IcmpError::FragNeeded(_) => (Icmpv4Type::DEST_UNREACHABLE, unreachable::FRAG_NEEDED),
             IcmpError::TimeExceeded => (Icmpv4Type::TIME_EXCEEDED, time_exceeded::TTL),
+            IcmpError::PortUnreachable { .. } => (Icmpv4Type::DEST_UNREACHABLE, unreachable::PORT),
         }
     }
 }
@@ -156,7 +162,10 @@ pub fn reply(
     ip.set_frag_offset(0);
     ip.set_ttl(ORIGIN_TTL);
     ip.set_protocol(IpProtocol::ICMP);
-    ip.set_src(node.gateway_ip);
+    ip.set_src(match error {
+        IcmpError::PortUnreachable { from } => from,
+        _ => node.gateway_ip,
+    });
     ip.set_dst(sender_ip);
     ip.fill_checksum();
 

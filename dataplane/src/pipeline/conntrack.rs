@@ -1,0 +1,249 @@
+//! Conntrack, the two stages around the decisions: `run` (after l2) finds each packet's
+//! connection in the shared table — an established flow gets its translation and, while the
+//! cached output is still valid, its output port, and goes straight to rewrite — and marks the
+//! first packet of a connection `New`; `commit` (after route) creates the entry for a new
+//! connection with the translation and output the stages chose, and caches outputs found for
+//! entries that had none. Every IPv4 TCP, UDP and ICMP echo flow is tracked, NATed or not, as
+//! Linux's conntrack does; ICMP errors are matched to the connection they are about (their
+//! quoted datagram) and translated with it; later fragments of a datagram get the translation
+//! of its first fragment.
+
+use super::Ctx;
+use crate::batch::{Batch, Endpoint, Fragment, L4Key, Meta, Next, Track};
+use crate::conntrack::{CachedHop, CommitError, Dir, FragKey, Tuple};
+use crate::counters::DropReason;
+use crate::tables::Tables;
+use crate::trace::Stage;
+use podswitch_packet::{IpProtocol, ETHERNET_HEADER_LEN};
+
+/// What conntrack knows a packet by.
+enum Key {
+    /// A TCP, UDP or ICMP echo packet: its tuple.
+    Flow(Tuple, u8),
+    /// An ICMP error quoting a datagram with this tuple.
+    Related(Tuple),
+    /// A later fragment: no ports, found by its datagram.
+    LaterFragment(FragKey),
+    /// Anything else (other protocols, ICMP queries other than echo): not tracked.
+    None,
+}
+
+fn key(meta: &Meta, frame: &[u8]) -> Key {
+    let f = &meta.flow;
+    let tuple = |src_port, dst_port| Tuple {
+        src: f.src_ip,
+        dst: f.dst_ip,
+        src_port,
+        dst_port,
+        proto: f.proto.0,
+    };
+    if f.frag == Fragment::Later {
+        return Key::LaterFragment(frag_key(meta, frame));
+    }
+    match f.l4 {
+        L4Key::Tcp {
+            src_port,
+            dst_port,
+            flags,
+        } => Key::Flow(tuple(src_port, dst_port), flags.bits()),
+        L4Key::Udp { src_port, dst_port } => Key::Flow(tuple(src_port, dst_port), 0),
+        L4Key::Icmp {
+            icmp_type, ident, ..
+        } if icmp_type == 8 || icmp_type == 0 => Key::Flow(tuple(ident, ident), 0),
+        L4Key::Icmp {
+            quoted: Some(q), ..
+        } => Key::Related(Tuple {
+            src: q.src_ip,
+            dst: q.dst_ip,
+            src_port: q.src_port,
+            dst_port: if q.proto == IpProtocol::ICMP {
+                q.src_port
+            } else {
+                q.dst_port
+            },
+            proto: q.proto.0,
+        }),
+        _ => Key::None,
+    }
+}
+
+fn frag_key(meta: &Meta, frame: &[u8]) -> FragKey {
+    let id = frame
+        .get(ETHERNET_HEADER_LEN + 4..ETHERNET_HEADER_LEN + 6)
+        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+    FragKey {
+        src: meta.flow.src_ip,
+        dst: meta.flow.dst_ip,
+        proto: meta.flow.proto.0,
+        id,
+    }
+}
+
+/// Whether a cached output still holds: the port is the same port (not a reused id) and the
+/// routes have not changed since it was cached.
+#[inline]
+fn hop_valid(hop: &CachedHop, tables: &Tables) -> bool {
+    hop.route_epoch == tables.route_epoch
+        && tables.port(hop.port).is_some_and(|p| p.uid == hop.port_uid)
+}
+
+/// The lookup stage.
+pub fn run(batch: &mut Batch, cx: &mut Ctx) {
+    let tables = cx.tables;
+    let update = cx.forwarding();
+    for (i, pkt) in batch.iter_mut().enumerate() {
+        if !pkt.pending() || pkt.meta.l3 != crate::batch::L3::Ipv4 {
+            continue;
+        }
+        let len = pkt.buf.len() as u32;
+        match key(&pkt.meta, pkt.buf.frame()) {
+            Key::Flow(t, flags) => match cx.flows.conntrack.lookup(&t, flags, len, cx.now, update)
+            {
+                Some(hit) => {
+                    pkt.meta.nat = hit.nat;
+                    let cached = hit.hop.filter(|h| hop_valid(h, tables));
+                    pkt.meta.hop = cached.map(|h| h.port);
+                    pkt.meta.track = Track::Hit {
+                        handle: hit.handle,
+                        dir: hit.dir,
+                        cache_hop: cached.is_none(),
+                    };
+                    cx.trace.note_with(i, Stage::Conntrack, pkt.meta.next, || {
+                        let svc = hit
+                            .service
+                            .and_then(|s| tables.services.by_id(s.service))
+                            .map(|s| format!(", service {}", s.name))
+                            .unwrap_or_default();
+                        format!(
+                            "{:?} packet of a tracked connection ({}{svc}){}",
+                            hit.dir,
+                            hit.state.name(),
+                            if cached.is_some() { ": cached output" } else { "" }
+                        )
+                    });
+                }
+                None => {
+                    pkt.meta.track = Track::New;
+                    cx.trace
+                        .note(i, Stage::Conntrack, pkt.meta.next, "new connection");
+                }
+            },
+            Key::Related(quoted) => {
+                // The error travels opposite to the datagram it quotes.
+                let lookup = cx
+                    .flows
+                    .conntrack
+                    .lookup(&quoted.inverse(), 0, len, cx.now, false);
+                if let Some(hit) = lookup {
+                    pkt.meta.nat = hit.nat;
+                    pkt.meta.track = Track::Related;
+                    cx.trace.note(
+                        i,
+                        Stage::Conntrack,
+                        pkt.meta.next,
+                        "ICMP error related to a tracked connection",
+                    );
+                }
+            }
+            Key::LaterFragment(k) => match cx.flows.fragments.lookup(&k, cx.now) {
+                Some(nat) => {
+                    pkt.meta.nat = nat;
+                    cx.trace.note(
+                        i,
+                        Stage::Conntrack,
+                        pkt.meta.next,
+                        "later fragment: translated as its first fragment",
+                    );
+                }
+                None if tables.services.is_vip(pkt.meta.flow.dst_ip) => {
+                    pkt.drop(DropReason::FragmentBeforeFirst, cx.ctr);
+                    cx.trace.note(
+                        i,
+                        Stage::Conntrack,
+                        pkt.meta.next,
+                        DropReason::FragmentBeforeFirst.description(),
+                    );
+                }
+                None => {}
+            },
+            Key::None => {}
+        }
+    }
+}
+
+/// How many source ports a hairpin SNAT tries when the reply tuple it would use is taken.
+const SNAT_TRIES: u16 = 16;
+
+/// The commit stage: new connections that have an output get their entry; entries found
+/// without a valid cached output get the one route chose.
+pub fn commit(batch: &mut Batch, cx: &mut Ctx) {
+    let tables = cx.tables;
+    for (i, pkt) in batch.iter_mut().enumerate() {
+        if !pkt.pending() {
+            continue;
+        }
+        let Some(out) = pkt.meta.hop else { continue };
+        let Some(port_uid) = tables.port(out).map(|p| p.uid) else {
+            continue;
+        };
+        let hop = CachedHop {
+            port: out,
+            port_uid,
+            route_epoch: tables.route_epoch,
+        };
+        match pkt.meta.track {
+            Track::Hit {
+                handle,
+                dir,
+                cache_hop: true,
+            } if cx.forwarding() => cx.flows.conntrack.set_hop(handle, dir, hop),
+            Track::New => {
+                let Key::Flow(t, flags) = key(&pkt.meta, pkt.buf.frame()) else {
+                    continue;
+                };
+                if !cx.forwarding() {
+                    cx.trace.note(i, Stage::Commit, pkt.meta.next, "would create the connection");
+                    continue;
+                }
+                let len = pkt.buf.len() as u32;
+                let mut nat = pkt.meta.nat;
+                let mut result = Err(CommitError::Full);
+                for attempt in 0..SNAT_TRIES {
+                    result = cx.flows.conntrack.commit(&t, nat, pkt.meta.service, flags, len, cx.now);
+                    match (&result, nat.src) {
+                        (Err(CommitError::ReplyTaken), Some(src)) if attempt + 1 < SNAT_TRIES => {
+                            // Another connection holds that reply tuple: try the next port
+                            // (ephemeral range, as Linux's NAT does).
+                            let port = 32768 + (src.port.wrapping_add(attempt * 997 + 1) % 28232);
+                            nat.src = Some(Endpoint { ip: src.ip, port });
+                        }
+                        _ => break,
+                    }
+                }
+                match result {
+                    Ok(hit) => {
+                        pkt.meta.nat = nat;
+                        cx.flows.conntrack.set_hop(hit.handle, Dir::Original, hop);
+                        if pkt.meta.flow.frag == Fragment::First {
+                            let k = frag_key(&pkt.meta, pkt.buf.frame());
+                            cx.flows.fragments.record(k, nat, cx.now);
+                        }
+                        cx.trace.note(i, Stage::Commit, pkt.meta.next, "connection created");
+                    }
+                    Err(CommitError::Full) => {
+                        pkt.drop(DropReason::ConntrackFull, cx.ctr);
+                        let reason = DropReason::ConntrackFull;
+                        cx.trace.note(i, Stage::Commit, pkt.meta.next, reason.description());
+                    }
+                    Err(CommitError::ReplyTaken) => {
+                        pkt.drop(DropReason::ConntrackReplyTaken, cx.ctr);
+                        let reason = DropReason::ConntrackReplyTaken;
+                        cx.trace.note(i, Stage::Commit, pkt.meta.next, reason.description());
+                    }
+                }
+            }
+            _ => {}
+        }
+        let _ = Next::Continue;
+    }
+}
