@@ -56,6 +56,39 @@ pub fn execute(cli: &Cli) -> Result<String> {
             })?;
             show(out, &dump, |c| render::counters(c, *all))
         }
+        Command::Conntrack(a) => {
+            let filter = podswitch_proto::ConntrackFilter {
+                ip: a.ip,
+                port: a.port,
+                protocol: a.protocol.as_deref().map(|p| match p {
+                    "tcp" => 6,
+                    "udp" => 17,
+                    _ => 1,
+                }),
+                service: a.service.clone(),
+                limit: Some(a.limit),
+            };
+            let dump = call(socket, RequestBody::Conntrack(filter), |r| match r {
+                Response::Conntrack(d) => Ok(d),
+                other => Err(other),
+            })?;
+            show(out, &dump, render::flows::conntrack)
+        }
+        Command::Trace(a) => {
+            let packet = podswitch_proto::TracePacket {
+                in_port: a.in_port.clone(),
+                src: a.src,
+                dst: a.dst,
+                protocol: a.protocol.clone(),
+                src_port: Some(a.src_port),
+                dst_port: Some(a.dst_port),
+            };
+            let result = call(socket, RequestBody::Trace(packet), |r| match r {
+                Response::Trace(t) => Ok(t),
+                other => Err(other),
+            })?;
+            show(out, &result, render::flows::trace)
+        }
         Command::Dp(dp) => {
             let tx = match dp {
                 DpCommand::Apply { file } => transaction::read(file)?,

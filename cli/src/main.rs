@@ -79,6 +79,13 @@ pub enum Command {
     Routes,
     /// The IP → MAC bindings the switch knows.
     Neighbors,
+    /// Tracked connections: both tuples, state, the Service whose NAT they carry, age,
+    /// packets and bytes each way. Filters combine (all must match).
+    Conntrack(ConntrackArgs),
+    /// Run a described packet through the live pipeline without sending it, and print what
+    /// each stage decided and why (the Service and endpoint behind a NAT). Nothing changes:
+    /// no connection is created.
+    Trace(TraceArgs),
     /// Per-port traffic, drops by reason, and events; zero drop and event rows are hidden.
     Counters {
         /// Show drop reasons and events whose count is zero too.
@@ -124,6 +131,49 @@ pub enum GetCommand {
     /// Not available yet: arrives with NetworkPolicy support in podswitch-control.
     #[command(alias = "policy", alias = "netpol")]
     Policies,
+}
+
+/// Filters of `conntrack`.
+#[derive(Debug, Args)]
+pub struct ConntrackArgs {
+    /// Entries with this address in either tuple.
+    #[arg(long)]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// Entries with this port in either tuple.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// tcp, udp or icmp.
+    #[arg(long, value_parser = ["tcp", "udp", "icmp"])]
+    pub protocol: Option<String>,
+    /// Entries through this Service port (`namespace/name:port`).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// At most this many entries.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: usize,
+}
+
+/// The packet `trace` runs.
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// The port it arrives on (a name from `podswitchctl ports`).
+    #[arg(long = "in-port", value_name = "PORT")]
+    pub in_port: String,
+    /// Destination address.
+    #[arg(long)]
+    pub dst: std::net::Ipv4Addr,
+    /// tcp (a SYN), udp or icmp (an echo request).
+    #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp", "icmp"])]
+    pub protocol: String,
+    /// Destination port.
+    #[arg(long = "dport", default_value_t = 80)]
+    pub dst_port: u16,
+    /// Source port.
+    #[arg(long = "sport", default_value_t = 40000)]
+    pub src_port: u16,
+    /// Source address (default: the port's pod address, or the gateway for the host port).
+    #[arg(long)]
+    pub src: Option<std::net::Ipv4Addr>,
 }
 
 /// `-f FILE|-` of `apply` and `delete`.

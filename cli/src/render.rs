@@ -5,6 +5,7 @@
 //! podswitchd's answers; `control` renders podswitch-control's.
 
 pub mod control;
+pub mod flows;
 
 use podswitch_proto::{
     CountersDump, NeighborInfo, PortInfo, PortKind, PortRole, RouteInfo, RouteOrigin, RouteTarget,

@@ -8,6 +8,7 @@ pub mod error;
 mod kernel_stats;
 pub mod state;
 mod tap_factory;
+mod trace;
 
 use crate::batch::PortId;
 use crate::config::DaemonConfig;
@@ -343,11 +344,15 @@ impl Daemon {
                     message: e.to_string(),
                 },
             },
-            RequestBody::Services | RequestBody::Conntrack(_) | RequestBody::Trace(_) => {
-                Response::Error {
-                    message: format!("{} is not supported by this podswitchd yet", req.name()),
+            RequestBody::Trace(packet) => {
+                match trace::trace(&self.tables.load(), &self.flows, &packet) {
+                    Ok(result) => Response::Trace(result),
+                    Err(message) => Response::Error { message },
                 }
             }
+            RequestBody::Services | RequestBody::Conntrack(_) => Response::Error {
+                message: format!("{} is not supported by this podswitchd yet", req.name()),
+            },
         }
     }
 
