@@ -45,6 +45,12 @@ pub struct DaemonConfig {
     /// scheduler puts them. A worker on the CPU its pods run on wakes them without an
     /// inter-processor interrupt (see BENCHMARKS.md, "Where the latency goes").
     pub worker_cpus: Vec<usize>,
+    /// Hard capacity of the connection-tracking table: a new connection beyond it is dropped
+    /// and counted (`conntrack_full`) while existing ones continue. Memory is reserved at
+    /// start (about 200 bytes an entry with its two index keys).
+    pub conntrack_capacity: usize,
+    /// Most (Service, client) session-affinity entries kept; the oldest go first.
+    pub affinity_capacity: usize,
     /// Most API connections served at once; more are refused with "too many connections".
     pub api_max_connections: usize,
     /// Seconds an API connection may stay idle (or take to send one request) before it is
@@ -68,6 +74,8 @@ impl Default for DaemonConfig {
             spin_yield: false,
             sleep_us: 100_000,
             worker_cpus: Vec::new(),
+            conntrack_capacity: 262_144,
+            affinity_capacity: 65_536,
             api_max_connections: 64,
             api_idle_timeout_secs: 30,
         }
@@ -97,6 +105,18 @@ impl DaemonConfig {
     /// Checks ranges; says which value is wrong and what is allowed.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |m: String| Err(ConfigError(m));
+        if !(16..=16 << 20).contains(&self.conntrack_capacity) {
+            return err(format!(
+                "conntrack_capacity = {} is out of range 16..=16777216",
+                self.conntrack_capacity
+            ));
+        }
+        if !(16..=16 << 20).contains(&self.affinity_capacity) {
+            return err(format!(
+                "affinity_capacity = {} is out of range 16..=16777216",
+                self.affinity_capacity
+            ));
+        }
         if !(1..=64).contains(&self.workers) {
             return err(format!("workers = {} is out of range 1..=64", self.workers));
         }

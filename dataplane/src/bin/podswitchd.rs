@@ -30,6 +30,9 @@ struct Flags {
     /// CPUs to pin the workers to, comma-separated, worker 0 first (e.g. `0` or `0,1`).
     #[arg(long, value_delimiter = ',')]
     worker_cpus: Option<Vec<usize>>,
+    /// Hard capacity of the conntrack table (connections).
+    #[arg(long)]
+    conntrack_capacity: Option<usize>,
     /// The switch's (gateway) MAC.
     #[arg(long)]
     switch_mac: Option<String>,
@@ -62,6 +65,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(v) = flags.worker_cpus {
         cfg.worker_cpus = v;
+    }
+    if let Some(v) = flags.conntrack_capacity {
+        cfg.conntrack_capacity = v;
     }
     if let Some(v) = flags.switch_mac {
         cfg.switch_mac = v;
