@@ -5,10 +5,11 @@
 //!
 //! Topology: node namespace with `psw0` (198.51.100.1/24), the "node address" 192.0.2.10/32
 //! on `lo`, and `10.96.0.0/16 dev psw0 scope link` (the route podswitchd adds); the other
-//! end, `psw0p`, sits in a "switch" namespace holding `node_port_ip` and a route back.
+//! end, `psw0p`, sits in a "switch" namespace holding `node_port_ip` and a route back. The
+//! prerouting test adds an "outside" namespace the node forwards for (see `outside_client`).
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 
@@ -114,6 +115,97 @@ fn node_port_on_a_local_address_is_dnated_to_node_port_ip_until_the_table_is_del
         connect_from(&node.path(), target),
         Err(ErrorKind::ConnectionRefused)
     );
+}
+
+/// An "outside" namespace behind the node: `eth1` (203.0.113.1/24) in the node, which
+/// forwards; its peer (203.0.113.2/24, default route via the node) in `outside`.
+fn outside_client(node: &TestNetns, outside: &TestNetns) {
+    let mut nl = node.netlink();
+    let (eth1, peer) = nl.link_add_veth("eth1", "eth1p").unwrap();
+    nl.addr_add_v4(eth1, Ipv4Addr::new(203, 0, 113, 1), 24)
+        .unwrap();
+    nl.link_set_up(eth1).unwrap();
+    nl.link_set_netns_fd(peer, outside.file()).unwrap();
+    in_netns(&node.path(), || {
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").unwrap()
+    })
+    .unwrap();
+    let mut out = outside.netlink();
+    let peer = out.link_index("eth1p").unwrap().unwrap();
+    out.addr_add_v4(peer, Ipv4Addr::new(203, 0, 113, 2), 24)
+        .unwrap();
+    out.link_set_up(peer).unwrap();
+    out.route_add_v4(
+        Ipv4Addr::UNSPECIFIED,
+        0,
+        Some(Ipv4Addr::new(203, 0, 113, 1)),
+        None,
+        false,
+    )
+    .unwrap();
+}
+
+#[test]
+fn node_port_from_outside_the_node_is_dnated_in_prerouting() {
+    let node = netns_or_skip!();
+    let switch = netns_or_skip!();
+    let outside = netns_or_skip!();
+    topology(&node, &switch);
+    outside_client(&node, &outside);
+    listen_at_node_port_ip(&switch.path(), 30080);
+    nftables_in(&node.path(), |nft| {
+        nft.replace_nodeport_table(&NodePortNat {
+            node_port_ip: NODE_PORT_IP,
+            tcp_ports: vec![30080],
+            udp_ports: vec![],
+        })
+        .unwrap()
+    });
+    // To the node's address on eth1: `fib daddr type local` holds for every local address.
+    let target = SocketAddr::from((Ipv4Addr::new(203, 0, 113, 1), 30080));
+    assert_eq!(
+        connect_from(&outside.path(), target),
+        Ok(format!("{NODE_PORT_IP}:30080 from 203.0.113.2"))
+    );
+}
+
+#[test]
+fn udp_node_port_is_dnated_and_the_reply_comes_back_from_the_address_asked() {
+    let node = netns_or_skip!();
+    let switch = netns_or_skip!();
+    topology(&node, &switch);
+    let server = in_netns(&switch.path(), || {
+        UdpSocket::bind((NODE_PORT_IP, 30053)).unwrap()
+    })
+    .unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    nftables_in(&node.path(), |nft| {
+        nft.replace_nodeport_table(&NodePortNat {
+            node_port_ip: NODE_PORT_IP,
+            tcp_ports: vec![],
+            udp_ports: vec![30053],
+        })
+        .unwrap()
+    });
+    let client = in_netns(&node.path(), || UdpSocket::bind((NODE_ADDR, 0)).unwrap()).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    client.connect((NODE_ADDR, 30053)).unwrap();
+    client.send(b"query").unwrap();
+    let mut buf = [0u8; 16];
+    let (n, from) = server
+        .recv_from(&mut buf)
+        .expect("the datagram reached node_port_ip");
+    assert_eq!(&buf[..n], b"query");
+    assert_eq!(from.ip(), std::net::IpAddr::V4(NODE_ADDR));
+    server.send_to(b"answer", from).unwrap();
+    let n = client
+        .recv(&mut buf)
+        .expect("the reply, un-NATed to the address the client sent to");
+    assert_eq!(&buf[..n], b"answer");
 }
 
 #[test]
