@@ -260,6 +260,40 @@ impl Nftables {
         self.commit(batch, &ctx)
     }
 
+    /// Whether table `ip podswitch` exists (for tests and diagnostics).
+    pub fn has_nodeport_table(&mut self) -> Result<bool> {
+        let ctx = Ctx::new(
+            format!("look up nf_tables table ip {NODEPORT_TABLE}"),
+            Subject::Nothing,
+        );
+        let seq = self.take_seqs();
+        let mut w = Writer::default();
+        w.begin(
+            nft_type(NFT_MSG_GETTABLE),
+            NLM_F_REQUEST | NLM_F_ACK,
+            seq,
+            NFPROTO_IPV4,
+            0,
+        );
+        w.str(NFTA_TABLE_NAME, NODEPORT_TABLE);
+        w.end();
+        self.send(&w.into_bytes(), &ctx)?;
+        loop {
+            let len = self.recv_datagram(&ctx)?;
+            for reply in Replies::new(&self.recv_buf[..len]) {
+                let reply = reply.map_err(|p| ctx.protocol(p))?;
+                match reply.error() {
+                    Some((0, _)) if reply.seq == seq => return Ok(true),
+                    Some((libc::ENOENT, _)) if reply.seq == seq => return Ok(false),
+                    Some((errno, message)) if reply.seq == seq => {
+                        return Err(ctx.kernel(errno, message))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
     /// Reserves a block of sequence numbers for one batch (ours never approach this size).
     fn take_seqs(&mut self) -> u32 {
         let first = self.seq;

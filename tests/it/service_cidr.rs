@@ -1,7 +1,9 @@
 //! The node side of Services that podswitchd configures in the kernel: the Service CIDR is
 //! routed into the host port (so host processes reach ClusterIPs through the switch) while
-//! the host port exists.
+//! the host port exists, and the NodePort nf_tables table is what the configuration calls for
+//! (the table's own behaviour is tested in `netlink/tests/it/nftables.rs`).
 
+use podswitch_netlink::{Nftables, NodePortNat};
 use podswitch_proto::{NodeSpec, Op};
 use podswitch_tests::*;
 
@@ -53,4 +55,30 @@ fn without_a_service_cidr_no_route_is_added() {
         !routes.trim().is_empty() && routes.lines().all(|l| l.contains("proto kernel")),
         "only the connected route of the gateway address: {routes:?}"
     );
+}
+
+#[test]
+fn nodeport_table_left_by_a_dead_daemon_is_removed_by_the_next_apply() {
+    if !root_or_skip("nodeport_table_left_by_a_dead_daemon_is_removed_by_the_next_apply") {
+        return;
+    }
+    let node = Node::bare(&[]);
+    let has_table = || {
+        node.ns
+            .enter(|| Nftables::new().unwrap().has_nodeport_table().unwrap())
+    };
+    node.ns.enter(|| {
+        Nftables::new()
+            .unwrap()
+            .replace_nodeport_table(&NodePortNat {
+                node_port_ip: "10.96.255.254".parse().unwrap(),
+                tcp_ports: vec![30080],
+                udp_ports: vec![],
+            })
+            .unwrap()
+    });
+    assert!(has_table());
+    // No Service holds a NodePort: the configuration calls for no table.
+    node.apply(ops_with_service_cidr()).unwrap();
+    assert!(!has_table(), "{}", node.log());
 }

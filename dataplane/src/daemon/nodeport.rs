@@ -51,10 +51,16 @@ impl NodePortTable {
         }
         self.known = Known::Unknown;
         self.touched = true;
-        let mut nft = Nftables::new()?;
-        match &target {
-            Known::Programmed(nat) => nft.replace_nodeport_table(nat)?,
-            _ => nft.delete_nodeport_table()?,
+        let result = Nftables::new().and_then(|mut nft| match &target {
+            Known::Programmed(nat) => nft.replace_nodeport_table(nat),
+            _ => nft.delete_nodeport_table(),
+        });
+        match result {
+            Ok(()) => {}
+            // A kernel without nf_tables (or nfnetlink) holds no table to delete: not an
+            // error to repeat on every apply of a node that uses no NodePorts.
+            Err(e) if target == Known::Absent && lacks_nf_tables(&e) => {}
+            Err(e) => return Err(e),
         }
         self.known = target;
         Ok(())
@@ -69,6 +75,12 @@ impl NodePortTable {
         }
         self.sync(None)
     }
+}
+
+/// Whether `e` says this kernel has no nf_tables at all: no NETLINK_NETFILTER protocol
+/// (`EPROTONOSUPPORT`) or no nf_tables subsystem behind it (`EOPNOTSUPP` on the batch).
+fn lacks_nf_tables(e: &podswitch_netlink::Error) -> bool {
+    matches!(e.errno(), Some(libc::EPROTONOSUPPORT | libc::EOPNOTSUPP))
 }
 
 /// The table `config` calls for, given the NodePorts of its Services: none without a host

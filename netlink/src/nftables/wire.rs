@@ -12,6 +12,7 @@ pub(super) const NFNL_MSG_BATCH_END: u16 = 0x11;
 
 /// `enum nf_tables_msg_types`.
 pub(super) const NFT_MSG_NEWTABLE: u16 = 0;
+pub(super) const NFT_MSG_GETTABLE: u16 = 1;
 pub(super) const NFT_MSG_DELTABLE: u16 = 2;
 pub(super) const NFT_MSG_NEWCHAIN: u16 = 3;
 pub(super) const NFT_MSG_NEWRULE: u16 = 6;

@@ -110,7 +110,11 @@ fn node_port_on_a_local_address_is_dnated_to_node_port_ip_until_the_table_is_del
         "the SYN went to node_port_ip, port kept"
     );
 
-    nftables_in(&node.path(), |nft| nft.delete_nodeport_table().unwrap());
+    nftables_in(&node.path(), |nft| {
+        assert!(nft.has_nodeport_table().unwrap());
+        nft.delete_nodeport_table().unwrap();
+        assert!(!nft.has_nodeport_table().unwrap());
+    });
     assert_eq!(
         connect_from(&node.path(), target),
         Err(ErrorKind::ConnectionRefused)
