@@ -8,6 +8,9 @@
 //! was attempted on which interface and what the kernel answered:
 //! `add address 10.0.0.1/24 on psw0: File exists (os error 17)`.
 //!
+//! [`Nftables`] is the one non-rtnetlink piece: a NETLINK_NETFILTER client that replaces or
+//! deletes the node's NodePort table (`ip podswitch`) in one atomic nf_tables batch.
+//!
 //! A handle acts in the network namespace it was created in (see [`Netlink`]); use
 //! [`in_netns`] or [`Netlink::new_in_netns`] to act in another one.
 //!
@@ -32,11 +35,13 @@ mod address;
 mod error;
 mod link;
 mod netns;
+mod nftables;
 mod route;
 mod socket;
 
 pub use error::{Detail, Error, Result, Subject};
 pub use link::{Link, LinkStats, IFNAME_MAX_LEN};
 pub use netns::in_netns;
+pub use nftables::{Nftables, NodePortNat, NODEPORT_TABLE};
 pub use route::RouteV4;
 pub use socket::Netlink;

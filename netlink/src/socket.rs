@@ -15,7 +15,7 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use crate::error::{Detail, Error, Result, Subject};
 
 /// Size of the netlink message header (`struct nlmsghdr`).
-const NLMSG_HDR_LEN: usize = 16;
+pub(crate) const NLMSG_HDR_LEN: usize = 16;
 /// `NLMSGERR_ATTR_MSG`: the human-readable string in an extended ACK.
 const NLMSGERR_ATTR_MSG: u16 = 1;
 /// Starting receive buffer; the kernel sizes dump datagrams to at most 32 KiB unless a single
@@ -93,7 +93,7 @@ impl Ctx {
         }
     }
 
-    fn kernel(&self, errno: i32, kernel_message: Option<String>) -> Error {
+    pub(crate) fn kernel(&self, errno: i32, kernel_message: Option<String>) -> Error {
         Error::Request {
             op: self.op.clone(),
             subject: self.subject.clone(),
@@ -292,7 +292,7 @@ impl Netlink {
 }
 
 /// Runs one receive call, again as long as it is interrupted by a signal.
-fn recv_retrying(
+pub(crate) fn recv_retrying(
     socket: &Socket,
     ctx: &Ctx,
     mut recv: impl FnMut(&Socket) -> io::Result<usize>,
@@ -305,14 +305,14 @@ fn recv_retrying(
     }
 }
 
-fn align4(len: usize) -> usize {
+pub(crate) fn align4(len: usize) -> usize {
     (len + 3) & !3
 }
 
 /// Pulls the kernel's explanation (`NLMSGERR_ATTR_MSG`) out of an error reply. `payload` is
 /// what follows the errno: the header of our request (all of the request unless the reply is
 /// `NLM_F_CAPPED`), then, if `NLM_F_ACK_TLVS` is set, the extended-ACK attributes.
-fn extack_message(reply_flags: u16, payload: &[u8]) -> Option<String> {
+pub(crate) fn extack_message(reply_flags: u16, payload: &[u8]) -> Option<String> {
     if reply_flags & NLM_F_ACK_TLVS == 0 {
         return None;
     }

@@ -14,5 +14,6 @@ mod l3;
 mod malformed;
 mod offload;
 mod restart;
+mod service_cidr;
 mod steering;
 mod tcp;

@@ -6,6 +6,7 @@ pub mod api;
 mod compile;
 pub mod error;
 mod kernel_stats;
+mod nodeport;
 pub mod state;
 mod tap_factory;
 mod trace;
@@ -83,6 +84,8 @@ pub struct Daemon {
     flows: Arc<FlowState>,
     workers: Vec<WorkerHandle>,
     config: Mutex<Config>,
+    /// The node's NodePort nf_tables table; locked after `config`, never the other way.
+    nodeport: Mutex<nodeport::NodePortTable>,
     stop: Arc<AtomicBool>,
 }
 
@@ -150,6 +153,7 @@ impl Daemon {
             flows,
             workers,
             config: Mutex::new(Config::default()),
+            nodeport: Mutex::default(),
             stop,
         }))
     }
@@ -214,7 +218,26 @@ impl Daemon {
             self.cfg.steers_by_cpu(),
         )
         .map_err(|e| ApplyError::Netlink(Box::new(e)))?;
-        self.apply_with(tx, &mut factory)
+        let generation = self.apply_with(tx, &mut factory)?;
+        self.sync_nodeport_table();
+        Ok(generation)
+    }
+
+    /// Brings the node's NodePort table in line with the configuration just published (here,
+    /// not in `apply_with`, so unit tests with memory ports leave the host's nf_tables alone).
+    /// A failure does not undo the transaction, which is in effect: it is logged, and the next
+    /// apply tries again.
+    fn sync_nodeport_table(&self) {
+        let config = self.config();
+        let (tcp_ports, udp_ports) = node_ports(&config);
+        let want = nodeport::wanted(&config, &tcp_ports, &udp_ports);
+        let mut table = self.nodeport.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = table.sync(want) {
+            eprintln!(
+                "podswitchd: NodePorts from the node itself will not work until the next \
+                 successful apply: {e}"
+            );
+        }
     }
 
     /// [`Daemon::apply`] with ports made by `factory`. The order is what makes it atomic:
@@ -521,6 +544,12 @@ impl Daemon {
 
     /// Stops the workers and waits for them. Tap devices go away with their last queue.
     pub fn shutdown(&self) {
+        // The table would DNAT the node's NodePort traffic to a switch that is going away.
+        let mut table = self.nodeport.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = table.remove() {
+            eprintln!("podswitchd: removing the NodePort table: {e}");
+        }
+        drop(table);
         self.stop.store(true, Ordering::Relaxed);
         for w in &self.workers {
             w.waker.wake();
@@ -539,6 +568,12 @@ impl Daemon {
         }
         Ok(())
     }
+}
+
+/// The NodePorts of `config`'s Services, (TCP, UDP): what the node's nf_tables table
+/// redirects to `node_port_ip`. None until the configuration holds Services.
+fn node_ports(_config: &Config) -> (Vec<u16>, Vec<u16>) {
+    (Vec::new(), Vec::new())
 }
 
 /// Drops a queue that never reached (or was given back by) a worker, releasing its device

@@ -1,5 +1,6 @@
 //! Creates tap ports for the daemon: opens one queue per worker and configures the kernel side
-//! through rtnetlink (MAC, MTU, address of the host port, link up).
+//! through rtnetlink (MAC, MTU, address of the host port and its route to the Service CIDR,
+//! link up).
 //!
 //! A port with a `netns` attachment lives in a pod's namespace under the pod's interface name,
 //! and is persistent, so the pod keeps its interface (and its addresses and routes) when the
@@ -72,6 +73,15 @@ impl TapFactory {
             nl.addr_replace_v4(index, node.gateway, node.pod_cidr.len)?;
         }
         nl.link_set_up(index)?;
+        if let (PortRole::Host { .. }, Some(cidr)) = (&spec.role, node.service_cidr) {
+            // Host processes reach ClusterIPs through the switch (which answers ARP for the
+            // VIPs on this port). After the link is up: the kernel refuses a route through a
+            // down device. Replace, not add: a re-created port meets no stale route (it went
+            // with the old device), but an operator's own route to the CIDR is taken over.
+            // No explicit removal: the route goes with the device when the port's queues close.
+            let cidr = cidr.network();
+            nl.route_replace_v4(cidr.addr, cidr.len, None, Some(index), true)?;
+        }
         let mac = MacAddr(nl.link_mac(index)?);
         Ok((fds, mac))
     }

@@ -15,4 +15,5 @@ mod harness;
 mod address;
 mod link;
 mod netns;
+mod nftables;
 mod route;
