@@ -59,19 +59,7 @@ impl Dir {
     }
 }
 
-/// An address and port a NAT rewrites to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Endpoint {
-    pub ip: Ipv4Addr,
-    pub port: u16,
-}
-
-/// What to rewrite on a packet of one direction (None: leave as is).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Nat {
-    pub src: Option<Endpoint>,
-    pub dst: Option<Endpoint>,
-}
+pub use crate::batch::{Endpoint, Nat};
 
 /// The output cached for one direction: valid while the port with this id still has this uid
 /// and the tables' `route_epoch` is unchanged.
