@@ -207,7 +207,9 @@ mod tests {
         let synack = TCP_SYN | TCP_ACK;
         let ack = TCP_ACK;
         let finack = TCP_FIN | TCP_ACK;
-        let cases: &[(&str, State, &[(Dir, u8)], &[State])] = &[
+        // (what, initial state, packets (direction, flags), state after each)
+        type Case<'a> = (&'a str, State, &'a [(Dir, u8)], &'a [State]);
+        let cases: &[Case] = &[
             (
                 "handshake",
                 TcpSynSent,
