@@ -15,5 +15,6 @@ mod malformed;
 mod offload;
 mod restart;
 mod service_cidr;
+mod service_dp;
 mod steering;
 mod tcp;
