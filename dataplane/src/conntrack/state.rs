@@ -201,14 +201,15 @@ mod tests {
             .collect()
     }
 
+    /// Name, start state, packets (direction, flags), the states they lead to.
+    type Case<'a> = (&'a str, State, &'a [(Dir, u8)], &'a [State]);
+
     #[test]
     fn tcp_state_machine_follows_the_table() {
         let syn = TCP_SYN;
         let synack = TCP_SYN | TCP_ACK;
         let ack = TCP_ACK;
         let finack = TCP_FIN | TCP_ACK;
-        // (what, initial state, packets (direction, flags), state after each)
-        type Case<'a> = (&'a str, State, &'a [(Dir, u8)], &'a [State]);
         let cases: &[Case] = &[
             (
                 "handshake",

@@ -426,7 +426,8 @@ impl Conntrack {
     /// entries; returns how many it removed. Workers call it once per poll with a small
     /// budget; nothing else walks the whole table on the hot path.
     pub fn gc_step(&self, cursor: &mut GcCursor, now: Instant, budget: usize) -> usize {
-        let mut left = budget;
+        // Never more than one pass over the table, however large the budget.
+        let mut left = budget.min(self.capacity());
         let mut removed = 0;
         while left > 0 {
             let mut expired = [None::<Handle>; GC_BATCH];

@@ -270,6 +270,11 @@ fn gc_step_honours_its_budget_and_frees_room() {
     }
     assert_eq!(removed, 64);
     assert_eq!(ct.len(), 1, "the fresh entry survives GC");
+    assert_eq!(
+        ct.gc_step(&mut cursor, later, usize::MAX),
+        0,
+        "a huge budget stops after one pass"
+    );
     assert!(
         ct.lookup(&tuple(5, UDP).inverse(), 0, 0, later, false)
             .is_none(),
