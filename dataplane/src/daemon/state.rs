@@ -36,7 +36,9 @@ pub fn next_port_uid() -> u32 {
     NEXT.get_or_init(|| {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(16));
+            .map_or(1, |d| {
+                d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(16)
+            });
         AtomicU32::new(seed)
     })
     .fetch_add(1, Ordering::Relaxed)
