@@ -1,5 +1,5 @@
-//! Desired state → dataplane configuration. [`compile`] turns the node settings and the
-//! attached pods into one transaction that describes `podswitchd`'s *whole* configuration
+//! Desired state → dataplane configuration. [`compile`] turns the node settings, the
+//! attached pods and the compiled Service ports into one transaction that describes `podswitchd`'s *whole* configuration
 //! (`replace: true`), numbered with control's generation; `podswitchd` keeps every port whose
 //! spec is unchanged and removes what the transaction does not mention, so pushing it is safe
 //! whatever the dataplane held before.
@@ -11,7 +11,7 @@ use crate::config::Settings;
 use crate::store::PodRecord;
 use podswitch_proto::{
     MacAddr, NetnsAttach, NodeSpec, Op, PortKind, PortRole, PortSpec, RouteSpec, RouteTarget,
-    Transaction,
+    ServiceSpec, Transaction,
 };
 use std::net::Ipv4Addr;
 
@@ -44,19 +44,21 @@ pub fn pod_mac(ip: Ipv4Addr) -> MacAddr {
 /// by attachment key), as one replace transaction numbered `generation`:
 /// the node's addressing, the host port, a default route to the host, the pod CIDR
 /// unreachable (so unassigned pod addresses get ICMP host unreachable instead of bouncing to
-/// the host), then one port per pod, attached to the pod's namespace.
+/// the host), then one port per pod, attached to the pod's namespace, then one `set_service`
+/// per Service port (`services`, from `crate::services::compile_services`).
 pub fn compile<'a>(
     settings: &Settings,
     generation: u64,
     pods: impl IntoIterator<Item = &'a PodRecord>,
+    services: impl IntoIterator<Item = ServiceSpec>,
 ) -> Transaction {
     let mut ops = vec![
         Op::SetNode(NodeSpec {
             pod_cidr: settings.pod_cidr,
             gateway: settings.gateway,
             gateway_mac: None,
-            service_cidr: None,
-            node_port_ip: None,
+            service_cidr: Some(settings.service_cidr),
+            node_port_ip: Some(settings.node_port_ip),
         }),
         Op::AddPort(PortSpec {
             name: settings.host_port.clone(),
@@ -82,6 +84,7 @@ pub fn compile<'a>(
         pods.into_iter()
             .map(|pod| Op::AddPort(pod_port(settings, pod))),
     );
+    ops.extend(services.into_iter().map(Op::SetService));
     Transaction {
         generation: Some(generation),
         replace: true,
@@ -146,14 +149,15 @@ mod tests {
         let a = testkit::pod("aaa", [10, 244, 1, 2]);
         let mut b = testkit::pod("bbb", [10, 244, 1, 3]);
         b.mtu = Some(1400);
-        let tx = compile(&s, 7, [&a, &b]);
+        let tx = compile(&s, 7, [&a, &b], []);
         assert_eq!(tx.generation, Some(7));
         assert!(tx.replace);
         let json = serde_json::to_value(&tx.ops).unwrap();
         assert_eq!(
             json,
             serde_json::json!([
-                {"op": "set_node", "pod_cidr": "10.244.1.0/24", "gateway": "10.244.1.1"},
+                {"op": "set_node", "pod_cidr": "10.244.1.0/24", "gateway": "10.244.1.1",
+                 "service_cidr": "10.96.0.0/12", "node_port_ip": "10.111.255.254"},
                 {"op": "add_port", "name": "psw0", "kind": "tap", "mtu": 1500,
                  "offloads": true, "role": {"role": "host"}},
                 {"op": "add_route", "prefix": "0.0.0.0/0", "target": {"via": "host"}},
@@ -182,7 +186,7 @@ mod tests {
         off.offloads = false;
         assert!(pod_port(&s, &on).offloads);
         assert!(!pod_port(&s, &off).offloads);
-        let tx = compile(&s, 3, [&on, &off]);
+        let tx = compile(&s, 3, [&on, &off], []);
         let offloads: Vec<bool> = tx
             .ops
             .iter()
@@ -197,7 +201,7 @@ mod tests {
 
     #[test]
     fn no_pods_is_still_a_whole_configuration() {
-        let tx = compile(&testkit::settings(), 1, []);
+        let tx = compile(&testkit::settings(), 1, [], []);
         assert_eq!(tx.ops.len(), 4);
         assert!(tx.replace);
     }

@@ -86,6 +86,11 @@ pub struct Settings {
     pub gateway: Ipv4Addr,
     /// Service CIDR.
     pub service_cidr: Ipv4Prefix,
+    /// The address the node's kernel redirects its own NodePort connections to (and where the
+    /// switch matches NodePort frontends): the last host address of `service_cidr`
+    /// (10.96.255.254 for 10.96.0.0/16), the end of the range an API server allocates
+    /// ClusterIPs from last, so the least likely to be taken; apply refuses it as a ClusterIP.
+    pub node_port_ip: Ipv4Addr,
     /// Cluster CIDR.
     pub cluster_cidr: Ipv4Prefix,
     /// Node IP, if configured.
@@ -158,6 +163,13 @@ impl ControlConfig {
                 ));
             }
         }
+        if self.service_cidr.len > 30 {
+            return err(format!(
+                "service_cidr = {} is too small: a /30 or larger leaves room for ClusterIPs \
+                 and the NodePort address (its last host address)",
+                self.service_cidr
+            ));
+        }
         if !(cluster_cidr.len <= pod_cidr.len && cluster_cidr.contains(pod_cidr.addr)) {
             return err(format!(
                 "pod_cidr = {pod_cidr} is not inside cluster_cidr = {cluster_cidr}: give the \
@@ -223,6 +235,7 @@ impl ControlConfig {
             pod_cidr,
             gateway,
             service_cidr: self.service_cidr,
+            node_port_ip: Ipv4Addr::from(u32::from(self.service_cidr.broadcast()) - 1),
             cluster_cidr,
             node_ip: self.node_ip,
             host_port: self.host_port.clone(),

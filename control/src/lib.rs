@@ -10,7 +10,9 @@
 //! | [`config`] | `ControlConfig` (TOML + flags), checked into `Settings` |
 //! | [`store`] | the redb state database: pods, ipam, objects, meta (generation) |
 //! | [`ipam`] | address allocation over the store's view (pure) |
-//! | [`compile`] | pods + settings → one replace `Transaction`; port names, MACs (pure) |
+//! | [`services`] | Services + EndpointSlices/Endpoints → `ServiceSpec`s; apply's checks (pure) |
+//! | [`compile`] | pods + settings + Service ports → one replace `Transaction`; port names, MACs (pure) |
+//! | [`desired`] | a configuration by key, and the diff of two as non-replace ops (pure) |
 //! | [`dataplane`] | the `Dataplane` trait and its unix-socket client |
 //! | [`podnet`] | the `PodNetwork` trait: address/routes inside a pod's namespace (netlink) |
 //! | [`sync`] | the thread that owns the dataplane connection: resync, `push_now` |
@@ -32,9 +34,11 @@ pub mod compile;
 pub mod config;
 pub mod control;
 pub mod dataplane;
+pub mod desired;
 pub mod ipam;
 mod manifests;
 pub mod podnet;
+pub mod services;
 pub mod store;
 pub mod sync;
 

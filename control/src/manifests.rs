@@ -12,11 +12,16 @@
 //! `apiserver.rs`); its warnings lead the summary of `apply` as `Warning: ...` lines, as
 //! `kubectl apply` prints them before its own lines.
 //!
-//! Objects do not change the generation today: nothing compiles from them into the dataplane
-//! yet (Pod labels show in `pods`). When Services and NetworkPolicies compile into tables,
-//! apply and delete will bump it in the same transaction.
+//! A change to a Service, EndpointSlice or Endpoints (`crate::services`) bumps the generation
+//! in the same transaction and is pushed before the answer; other kinds do not reach the
+//! dataplane (Pod labels show in `pods`). A push that fails leaves the change stored (the
+//! store is the truth: the next resync pushes it) and adds a `Warning:` line saying so.
+//! What this switch cannot program (SCTP, a ClusterIP outside the service CIDR) is refused
+//! like an invalid manifest, with nothing stored.
 
+use crate::config::Settings;
 use crate::control::{code, Control, Failure};
+use crate::services::{check_service, is_service_key};
 use crate::store::{ReadTx, StoreError};
 use podswitch_k8s::{parse_manifests_with_warnings, pod_labels, Object, ObjectKey};
 use std::collections::BTreeMap;
@@ -26,55 +31,101 @@ impl Control {
     /// then one summary line per object: `pod default/web created`, `configured` or
     /// `unchanged`.
     pub fn apply(&self, manifests: &str) -> Result<Vec<String>, Failure> {
-        let (objects, warnings) = parse(manifests)?;
+        let (objects, warnings) = parse(manifests, &self.settings)?;
         let _guard = self.lock();
-        self.store.write(|tx| -> Result<Vec<String>, Failure> {
-            let mut summary = warnings;
-            summary.reserve(objects.len());
-            for (key, json) in &objects {
-                let verb = match tx.object(key)? {
-                    None => "created",
-                    Some(old) if same_json(&old, json) => "unchanged",
-                    Some(_) => "configured",
-                };
-                if verb != "unchanged" {
-                    tx.put_object(key, json)?;
-                }
-                summary.push(format!("{key} {verb}"));
+        let (summary, programmed) =
+            self.store
+                .write(|tx| -> Result<(Vec<String>, bool), Failure> {
+                    let mut summary = warnings;
+                    summary.reserve(objects.len());
+                    let mut programmed = false;
+                    for (key, json) in &objects {
+                        let verb = match tx.object(key)? {
+                            None => "created",
+                            Some(old) if same_json(&old, json) => "unchanged",
+                            Some(_) => "configured",
+                        };
+                        if verb != "unchanged" {
+                            tx.put_object(key, json)?;
+                            programmed |= is_service_key(key);
+                        }
+                        summary.push(format!("{key} {verb}"));
+                    }
+                    if programmed {
+                        tx.bump_generation()?;
+                    }
+                    Ok((summary, programmed))
+                })?;
+        Ok(self.pushed(summary, programmed))
+    }
+
+    /// Pushes a stored change to the dataplane when it is one; a failure is a warning line.
+    fn pushed(&self, mut summary: Vec<String>, programmed: bool) -> Vec<String> {
+        if programmed {
+            if let Err(e) = self.sync.push_now() {
+                summary.insert(
+                    0,
+                    format!("Warning: stored, but not in the dataplane yet (retried at the next resync): {e}"),
+                );
             }
-            Ok(summary)
-        })
+        }
+        summary
     }
 
     /// Removes every object `manifests` names; one line per object: `pod default/web deleted`
     /// or `pod default/web not found`.
     pub fn delete(&self, manifests: &str) -> Result<Vec<String>, Failure> {
-        let (objects, _) = parse(manifests)?;
+        // Deleting what this switch would refuse to apply must still work.
+        let (objects, _) = parse_only(manifests)?;
         let _guard = self.lock();
-        self.store
-            .write(|tx| -> Result<Vec<String>, StoreError> {
+        let (summary, programmed) = self
+            .store
+            .write(|tx| -> Result<(Vec<String>, bool), StoreError> {
                 let mut summary = Vec::with_capacity(objects.len());
+                let mut programmed = false;
                 for (key, _) in &objects {
                     let verb = if tx.remove_object(key)? {
+                        programmed |= is_service_key(key);
                         "deleted"
                     } else {
                         "not found"
                     };
                     summary.push(format!("{key} {verb}"));
                 }
-                Ok(summary)
+                if programmed {
+                    tx.bump_generation()?;
+                }
+                Ok((summary, programmed))
             })
-            .map_err(Failure::from)
+            .map_err(Failure::from)?;
+        Ok(self.pushed(summary, programmed))
     }
 }
 
 /// A manifest's objects as `(key, json)` in input order, and its warnings as lines.
 type Encoded = (Vec<(String, String)>, Vec<String>);
 
-/// Parses and validates all documents, then encodes each object.
-fn parse(manifests: &str) -> Result<Encoded, Failure> {
+/// Parses and validates all documents, checks what this node cannot program
+/// (`crate::services::check_service`), then encodes each object.
+fn parse(manifests: &str, settings: &Settings) -> Result<Encoded, Failure> {
     let parsed = parse_manifests_with_warnings(manifests)
         .map_err(|e| Failure::new(code::INVALID_MANIFEST, e.to_string()))?;
+    for object in &parsed.objects {
+        if let Object::Service(svc) = object {
+            check_service(settings, svc).map_err(|e| Failure::new(code::INVALID_MANIFEST, e))?;
+        }
+    }
+    encode(parsed)
+}
+
+/// Parses and validates all documents, then encodes each object.
+fn parse_only(manifests: &str) -> Result<Encoded, Failure> {
+    let parsed = parse_manifests_with_warnings(manifests)
+        .map_err(|e| Failure::new(code::INVALID_MANIFEST, e.to_string()))?;
+    encode(parsed)
+}
+
+fn encode(parsed: podswitch_k8s::Parsed) -> Result<Encoded, Failure> {
     let mut warnings: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();
     warnings.extend(parsed.objects.iter().filter_map(not_enforced_warning));
     let objects = parsed
@@ -103,11 +154,12 @@ fn not_enforced_warning(object: &Object) -> Option<String> {
             "stored but NOT enforced: this podswitch does not implement NetworkPolicy yet, \
              so every pod it selects stays reachable"
         }
-        Object::Service(_) | Object::EndpointSlice(_) | Object::Endpoints(_) => {
-            "stored but not programmed: this podswitch does not implement Services yet, \
-             so its virtual IPs and NodePorts do not answer"
-        }
-        Object::Namespace(_) | Object::Pod(_) | Object::Node(_) => return None,
+        Object::Service(_)
+        | Object::EndpointSlice(_)
+        | Object::Endpoints(_)
+        | Object::Namespace(_)
+        | Object::Pod(_)
+        | Object::Node(_) => return None,
     };
     Some(format!("Warning: {}: {what}", object.key()))
 }
@@ -214,7 +266,7 @@ mod tests {
     }
 
     #[test]
-    fn policies_and_services_applied_are_announced_as_not_acted_on_yet() {
+    fn policies_applied_are_announced_as_not_enforced_and_services_are_not() {
         let h = Harness::new();
         let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: shop}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress]\n";
         let service = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  ports: [{port: 80}]\n";
@@ -223,17 +275,15 @@ mod tests {
             .apply(&format!("{NS}---\n{policy}---\n{service}"))
             .unwrap();
         assert_eq!(
-            summary[..2],
+            summary[..1],
             [
                 "Warning: networkpolicy shop/deny: stored but NOT enforced: this podswitch does \
-                 not implement NetworkPolicy yet, so every pod it selects stays reachable",
-                "Warning: service shop/web: stored but not programmed: this podswitch does not \
-                 implement Services yet, so its virtual IPs and NodePorts do not answer",
+              not implement NetworkPolicy yet, so every pod it selects stays reachable"
             ],
             "{summary:?}"
         );
         assert_eq!(
-            summary[2..],
+            summary[1..],
             [
                 "namespace shop created",
                 "networkpolicy shop/deny created",

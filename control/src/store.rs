@@ -366,6 +366,24 @@ impl ReadTx {
     pub fn objects(&self) -> Result<BTreeMap<String, String>, StoreError> {
         objects_of(&self.tx.open_table(OBJECTS)?)
     }
+
+    /// The applied objects of the given kinds (lower case, as keys start: `service`), by key:
+    /// one range scan per kind, so the other objects are not read.
+    pub fn objects_of_kinds(&self, kinds: &[&str]) -> Result<BTreeMap<String, String>, StoreError> {
+        let table = self.tx.open_table(OBJECTS)?;
+        let mut objects = BTreeMap::new();
+        for kind in kinds {
+            let prefix = format!("{kind} ");
+            for entry in table.range::<&str>(prefix.as_str()..)? {
+                let (k, v) = entry?;
+                if !k.value().starts_with(&prefix) {
+                    break;
+                }
+                objects.insert(k.value().to_string(), v.value().to_string());
+            }
+        }
+        Ok(objects)
+    }
 }
 
 impl WriteTx {

@@ -8,6 +8,14 @@
 //! thread pushes the whole configuration as one replace transaction. [`Syncer::push_now`]
 //! does the same on demand and returns once the dataplane applied it.
 //!
+//! **Incremental pushes.** The thread keeps the configuration the dataplane last accepted from
+//! it ([`Desired`], with that generation). A change while the dataplane still reports that
+//! generation is pushed as a non-replace transaction of only the differing ops
+//! (`crate::desired::diff`): an EndpointSlice change is one `set_service`. Anything else — the
+//! first push after either process started, a dataplane at another generation, a changed
+//! node, a failed push — sends the full replace, so a lost or refused diff costs one replace,
+//! never a drift.
+//!
 //! So a restarted `podswitchd` gets everything back within one interval (its pod taps are
 //! persistent and stayed in their namespaces; the replace re-attaches them), and a restarted
 //! control process that finds the dataplane already at its generation pushes nothing.
@@ -25,9 +33,11 @@
 use crate::compile::compile;
 use crate::config::Settings;
 use crate::dataplane::{Dataplane, DataplaneError};
+use crate::desired::{diff, Desired};
 use crate::podnet::PodNetwork;
+use crate::services::{compile_services, ServiceObjects, KINDS};
 use crate::store::{PodRecord, Store, StoreError};
-use podswitch_proto::{PortInfo, Status};
+use podswitch_proto::{PortInfo, Status, Transaction};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -88,6 +98,7 @@ impl Syncer {
             dataplane,
             podnet,
             confirmed: None,
+            pushed: None,
             observed: observed.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -157,6 +168,9 @@ struct Worker {
     /// The generation this thread last saw the dataplane accept (or already hold): while the
     /// dataplane reports it, the dataplane's state is known to be ours.
     confirmed: Option<u64>,
+    /// What this thread's last accepted push left in the dataplane, and the generation it
+    /// carries: the base of the next incremental push. `None` when unknown.
+    pushed: Option<(u64, Desired)>,
     observed: Arc<Mutex<Observed>>,
 }
 
@@ -224,12 +238,52 @@ impl Worker {
                 pod.netns
             ));
         }
-        let tx = compile(&self.settings, generation, present.iter().copied());
-        let applied = self.dataplane.apply(&tx)?;
+        let objects = view.objects_of_kinds(&KINDS)?;
+        let services =
+            ServiceObjects::decode(objects.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        let services = compile_services(&self.settings, &services);
+        let service_count = services.len();
+        let tx = compile(
+            &self.settings,
+            generation,
+            present.iter().copied(),
+            services,
+        );
+        let desired = Desired::of(&tx);
+        // Taken: after a failure below, what the dataplane holds is no longer known.
+        let base = self.pushed.take();
+        let changes = base
+            .as_ref()
+            .filter(|(at, _)| known && *at == status.generation)
+            .and_then(|(_, old)| diff(old, &desired));
+        let (applied, how) = match changes {
+            Some(ops) => {
+                let count = ops.len();
+                let delta = Transaction {
+                    generation: Some(generation),
+                    replace: false,
+                    ops,
+                };
+                match self.dataplane.apply(&delta) {
+                    Ok(applied) => (applied, format!("{count} changed ops")),
+                    Err(DataplaneError::Refused { message, .. }) => {
+                        crate::log(&format!(
+                            "podswitchd refused the incremental push ({message}); pushing the \
+                             whole configuration"
+                        ));
+                        (self.dataplane.apply(&tx)?, "whole configuration".into())
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            None => (self.dataplane.apply(&tx)?, "whole configuration".into()),
+        };
+        self.pushed = Some((applied, desired));
         self.observe(applied);
         self.confirmed = Some(applied);
         crate::log(&format!(
-            "podswitchd was at generation {}, pushed generation {generation} ({} pods)",
+            "podswitchd was at generation {}, pushed generation {generation} ({how}: {} pods, \
+             {service_count} Service ports)",
             status.generation,
             present.len()
         ));

@@ -63,6 +63,8 @@ pub struct FakeDataplaneState {
     pub generation: u64,
     pub node: Option<NodeSpec>,
     pub ports: Vec<PortSpec>,
+    /// Service ports by name.
+    pub services: std::collections::BTreeMap<String, podswitch_proto::ServiceSpec>,
     /// Every transaction applied, in order.
     pub applied: Vec<Transaction>,
     /// Every request fails as if the socket were gone.
@@ -77,6 +79,7 @@ impl FakeDataplaneState {
         self.generation = 0;
         self.node = None;
         self.ports.clear();
+        self.services.clear();
     }
 
     pub fn port_names(&self) -> Vec<String> {
@@ -128,14 +131,23 @@ impl Dataplane for FakeDataplane {
                 message,
             });
         }
-        assert!(tx.replace, "control only sends whole configurations");
-        s.node = None;
-        s.ports.clear();
+        if tx.replace {
+            s.node = None;
+            s.ports.clear();
+            s.services.clear();
+        }
         for op in &tx.ops {
             match op {
                 Op::SetNode(n) => s.node = Some(n.clone()),
                 Op::AddPort(p) => s.ports.push(p.clone()),
-                _ => {}
+                Op::DelPort { name } => s.ports.retain(|p| &p.name != name),
+                Op::SetService(svc) => {
+                    s.services.insert(svc.name.clone(), svc.clone());
+                }
+                Op::DelService { name } => {
+                    s.services.remove(name);
+                }
+                Op::AddRoute(_) | Op::DelRoute { .. } => {}
             }
         }
         s.generation = tx.generation.unwrap_or(s.generation + 1);
