@@ -15,5 +15,6 @@ mod malformed;
 mod offload;
 mod restart;
 mod service_cidr;
+mod services;
 mod steering;
 mod tcp;
