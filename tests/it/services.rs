@@ -400,3 +400,74 @@ fn podswitchd_restart_keeps_a_long_connection_through_the_vip() {
     let fresh = connect(&client.ns, svc.vip()).unwrap();
     assert_eq!(fresh.answer.remote, svc.vip(), "new connections work too");
 }
+
+/// The harness's own check, without a Service: what the servers say is what the kernel saw,
+/// so a failure above is the switch's, not the test's.
+#[test]
+fn backend_servers_answer_with_the_peer_they_see_pod_to_pod() {
+    if !root_or_skip("backend_servers_answer_with_the_peer_they_see_pod_to_pod") {
+        return;
+    }
+    let Cluster {
+        cn: _cn,
+        client,
+        a,
+        b: _,
+    } = cluster();
+    let _tcp = TcpServer::start(&a.ns, TARGET_PORT, "a");
+    let _udp = UdpServer::start(&a.ns, TARGET_PORT, "a");
+    let to = SocketAddr::from((a.ip, TARGET_PORT));
+    let mut conn = connect(&client.ns, to).unwrap();
+    assert_eq!(conn.answer.backend, "a");
+    assert_eq!(
+        (conn.answer.remote, conn.answer.seen_peer),
+        (to, conn.answer.local)
+    );
+    assert_eq!(conn.echo(b"direct").unwrap(), b"direct");
+    conn.finish().unwrap();
+    let results = connect_many(&client.ns, to, 50);
+    assert_eq!(failures(&results).0, 0, "{:?}", failures(&results).1);
+    let ans = udp_ask(&client.ns, to, 3).unwrap();
+    assert_eq!(
+        (ans.backend.as_str(), ans.remote, ans.seen_peer),
+        ("a", to, ans.local)
+    );
+}
+
+/// The harness's manifests are valid Kubernetes objects to control, in every variant the
+/// tests above use.
+#[test]
+fn harness_manifests_are_accepted_by_control() {
+    if !root_or_skip("harness_manifests_are_accepted_by_control") {
+        return;
+    }
+    let cn = ControlNode::start();
+    let mut nodeport = web(L4Protocol::Tcp);
+    nodeport.node_port = Some(30080);
+    let mut sticky = ServiceManifest::new(
+        "sticky",
+        L4Protocol::Tcp,
+        Ipv4Addr::new(10, 96, 0, 20),
+        80,
+        TARGET_PORT,
+    );
+    sticky.affinity_timeout_secs = Some(600);
+    let udp = ServiceManifest::new(
+        "dns",
+        L4Protocol::Udp,
+        Ipv4Addr::new(10, 96, 0, 30),
+        53,
+        TARGET_PORT,
+    );
+    let two = [Ipv4Addr::new(10, 244, 1, 2), Ipv4Addr::new(10, 244, 1, 3)];
+    for (svc, endpoints) in [(&nodeport, &two[..]), (&sticky, &two[..1]), (&udp, &[][..])] {
+        let yaml = svc.yaml(endpoints);
+        let summary = cn
+            .apply_manifests(&yaml)
+            .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        assert!(
+            summary.iter().any(|l| l.contains("created")),
+            "{summary:?}\n{yaml}"
+        );
+    }
+}

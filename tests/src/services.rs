@@ -361,7 +361,11 @@ pub fn failures<T>(results: &[io::Result<T>]) -> (usize, Vec<String>) {
 /// lose a datagram; a timeout per try makes a dead path fail).
 pub fn udp_ask(ns: &Netns, to: SocketAddr, tries: usize) -> io::Result<Answer> {
     ns.enter(|| {
-        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        // Bound to the source address the kernel would pick, so that `local` is a whole
+        // address; unconnected, so that a reply from anywhere (not only `to`) is received.
+        let probe = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        probe.connect(to)?;
+        let socket = UdpSocket::bind((probe.local_addr()?.ip(), 0))?;
         socket.set_read_timeout(Some(Duration::from_secs(2)))?;
         let mut last = io::Error::new(io::ErrorKind::TimedOut, "no try");
         for _ in 0..tries {
