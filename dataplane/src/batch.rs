@@ -2,6 +2,7 @@
 //! fill in as it moves through the pipeline.
 
 use crate::buffer::{PktBuf, Pool};
+use crate::conntrack::{Dir, Handle, ServiceRef};
 use crate::counters::{Counters, DropReason};
 use podswitch_packet::{IpProtocol, TcpFlags};
 use std::net::Ipv4Addr;
@@ -255,6 +256,32 @@ pub struct Meta {
     /// connection). For an ICMP error related to a connection, the translation of the
     /// direction the error travels in (its quoted datagram is translated the opposite way).
     pub nat: Nat,
+    /// What conntrack found.
+    pub track: Track,
+    /// The Service port and endpoint `service` chose for a new connection (stored with it).
+    pub service: Option<ServiceRef>,
+}
+
+/// What conntrack knows of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Track {
+    /// Not tracked: ARP, other protocols, ICMP queries other than echo, fragments after the
+    /// first, or conntrack has not looked yet.
+    Untracked,
+    /// The first packet of a connection: `commit` creates its entry.
+    New,
+    /// A packet of a tracked connection.
+    Hit {
+        /// The entry.
+        handle: Handle,
+        /// Which way the packet goes.
+        dir: Dir,
+        /// The entry had no valid output for this direction: `commit` stores the one `route`
+        /// chooses.
+        cache_hop: bool,
+    },
+    /// An ICMP error about a tracked connection: translated with it, never creates one.
+    Related,
 }
 
 impl Meta {
@@ -272,6 +299,8 @@ impl Meta {
         offload: Offload::NONE,
         hop: None,
         nat: Nat::NONE,
+        track: Track::Untracked,
+        service: None,
     };
 }
 
@@ -398,8 +427,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn meta_fits_in_one_cache_line_and_the_flow_key_in_half() {
+    fn meta_fits_in_two_cache_lines_and_the_flow_key_in_half_of_one() {
         assert!(std::mem::size_of::<FlowKey>() <= 32);
-        assert!(std::mem::size_of::<Meta>() <= 64);
+        assert!(std::mem::size_of::<Meta>() <= 128, "{}", std::mem::size_of::<Meta>());
     }
 }

@@ -106,6 +106,12 @@ reasons! {
         Hairpin = ("l3", "hairpin", "route leads back out of the input port"),
         /// The host port is not configured.
         NoHostPort = ("l3", "no_host_port", "route to the host but no host port is configured"),
+        /// A new connection found the conntrack table (or its shard) full; existing
+        /// connections continue.
+        ConntrackFull = ("conntrack", "conntrack_full", "new connection not tracked: conntrack table full"),
+        /// A later fragment of a datagram whose first fragment was not seen (or timed out):
+        /// without its ports it cannot be matched to a connection.
+        FragmentBeforeFirst = ("conntrack", "fragment_before_first", "later fragment of a datagram whose first fragment was not seen"),
         /// The output port has gone (removed while the packet was in flight).
         OutputPortGone = ("output", "output_port_gone", "output port no longer exists"),
         /// The output queue had no free transmit slot (writes in flight at its limit) or the

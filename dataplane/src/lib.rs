@@ -7,6 +7,7 @@
 pub mod batch;
 pub mod buffer;
 pub mod config;
+pub mod conntrack;
 pub mod counters;
 pub mod daemon;
 pub mod pipeline;

@@ -45,6 +45,7 @@ fn port(name: &str, mac: MacAddr, binding: Binding, mtu: u16) -> Option<PortEntr
         binding,
         mtu,
         offloads: true,
+        uid: u32::from(mac.0[5]) + 1,
     })
 }
 
@@ -105,6 +106,7 @@ pub fn tables_with(default_route: bool, pod_b_mtu: u16, extra_pods: usize) -> Ta
         ports,
         host_port: Some(HOST),
         fib: Fib::new(routes),
+        ..Tables::default()
     }
 }
 

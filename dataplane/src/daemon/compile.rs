@@ -32,6 +32,7 @@ impl Config {
                 binding,
                 mtu: p.spec.mtu,
                 offloads: p.spec.offloads,
+                uid: p.uid,
             });
         }
         let static_routes = self.routes.iter().filter_map(|(prefix, target)| {
@@ -62,6 +63,7 @@ impl Config {
             ports,
             host_port,
             fib: Fib::new(static_routes.chain(connected)),
+            route_epoch: self.route_epoch,
         }
     }
 }

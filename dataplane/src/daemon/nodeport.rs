@@ -137,6 +137,7 @@ mod tests {
                     id: 0,
                     spec,
                     peer_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                    uid: 1,
                 },
             );
         }

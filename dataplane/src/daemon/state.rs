@@ -23,6 +23,23 @@ pub struct PortConfig {
     pub spec: PortSpec,
     /// MAC of the device on the other side (the pod's, or the host tap's).
     pub peer_mac: MacAddr,
+    /// Unique for this port's creation ([`next_port_uid`]): conntrack caches it with an
+    /// output so that a port id reused by another pod is never taken for the old one.
+    pub uid: u32,
+}
+
+/// A new port uid: a process-wide counter starting from the clock, so that uids cached by a
+/// previous daemon's conntrack entries (should they survive it) never match this one's.
+pub fn next_port_uid() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: std::sync::OnceLock<AtomicU32> = std::sync::OnceLock::new();
+    NEXT.get_or_init(|| {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(16));
+        AtomicU32::new(seed)
+    })
+    .fetch_add(1, Ordering::Relaxed)
 }
 
 /// Everything the daemon has been told.
@@ -39,6 +56,10 @@ pub struct Config {
     /// Where the search for a free port id starts: ids are handed out round-robin so that a
     /// freed id is reused as late as possible.
     pub next_id: usize,
+    /// Changes whenever the node addressing or the static routes change (not for ports,
+    /// whose uids say that, nor for Services): outputs conntrack cached under another epoch
+    /// are routed again.
+    pub route_epoch: u32,
 }
 
 /// A port created for a transaction: its queues (one per worker) and the peer's MAC.
@@ -118,6 +139,7 @@ impl Config {
             Config {
                 generation: self.generation,
                 next_id: self.next_id,
+                route_epoch: self.route_epoch,
                 ..Config::default()
             }
         } else {
@@ -155,6 +177,9 @@ impl Config {
                 })
             })
             .collect();
+        if next.routes != self.routes || next.node != self.node {
+            next.route_epoch = self.route_epoch.wrapping_add(1);
+        }
         *self = next;
         Ok(changes)
     }
@@ -193,6 +218,7 @@ impl Config {
                         id,
                         spec: spec.clone(),
                         peer_mac: created.peer_mac,
+                        uid: next_port_uid(),
                     },
                 );
                 if created.new_device {

@@ -50,6 +50,9 @@ pub struct PortEntry {
     /// headers): checksum, TSO4, TSO6 and USO4. Without, the switch segments and completes
     /// checksums in software for frames it sends there (ARCHITECTURE.md, "Offloads").
     pub offloads: bool,
+    /// Unique for this port's creation (never reused for another port in this daemon, nor
+    /// equal to a previous daemon's): what conntrack checks a cached output against.
+    pub uid: u32,
 }
 
 /// A snapshot of everything the pipeline reads.
@@ -65,6 +68,9 @@ pub struct Tables {
     pub host_port: Option<PortId>,
     /// The routing table.
     pub fib: Fib,
+    /// Changes whenever node addressing or static routes change: outputs conntrack cached
+    /// under another epoch are routed again.
+    pub route_epoch: u32,
 }
 
 impl Tables {

@@ -1,0 +1,540 @@
+//! The sharded table behind [`Conntrack`]: shards, slots with generations, and the operations
+//! (lookup, commit, GC, flush, dumps) with their locking order.
+//!
+//! An entry lives in the shard of its original tuple; its reply tuple is an alias in the reply
+//! tuple's shard pointing at (shard, slot, generation). A lookup locks one shard, then for an
+//! alias the entry's shard after releasing the first; anything that adds or removes both keys
+//! locks the two shards in index order, so two workers can never wait on each other.
+
+use super::state::{self, State, Timeouts};
+use super::{
+    reply_tuple, reverse_nat, CachedHop, CommitError, Config, Dir, EntryView, Handle, Hit, Nat,
+    ServiceRef, Tuple,
+};
+use foldhash::fast::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+/// Shards hold about this many entries each.
+const ENTRIES_PER_SHARD: usize = 64;
+/// Most shards a table has (beyond this, lock contention is no longer the limit).
+const MAX_SHARDS: usize = 1024;
+/// Expired entries `gc_step` collects under one shard lock before removing them.
+const GC_BATCH: usize = 32;
+
+/// Where an index key leads: the entry's slot, and its generation when the key was added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SlotRef {
+    shard: u32,
+    slot: u32,
+    generation: u32,
+}
+
+impl SlotRef {
+    fn handle(self) -> Handle {
+        Handle {
+            shard: self.shard,
+            slot: self.slot,
+            generation: self.generation,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    original: Tuple,
+    reply: Tuple,
+    state: State,
+    /// The side that sent the first FIN (TCP closing states).
+    fin_from: Dir,
+    nat: Nat,
+    service: Option<ServiceRef>,
+    hops: [Option<CachedHop>; 2],
+    created: Instant,
+    last_seen: Instant,
+    packets: [u64; 2],
+    bytes: [u64; 2],
+}
+
+impl Entry {
+    fn expires_at(&self, timeouts: &Timeouts) -> Instant {
+        self.last_seen + timeouts.of(self.state)
+    }
+
+    fn expired(&self, now: Instant, timeouts: &Timeouts) -> bool {
+        now >= self.expires_at(timeouts)
+    }
+
+    fn dir_of(&self, t: &Tuple) -> Option<Dir> {
+        if self.original == *t {
+            Some(Dir::Original)
+        } else if self.reply == *t {
+            Some(Dir::Reply)
+        } else {
+            None
+        }
+    }
+
+    fn hit(&self, handle: Handle, dir: Dir) -> Hit {
+        let nat = match dir {
+            Dir::Original => self.nat,
+            Dir::Reply => reverse_nat(&self.original, &self.nat),
+        };
+        Hit {
+            handle,
+            dir,
+            nat,
+            hop: self.hops[dir.index()],
+            service: self.service,
+            state: self.state,
+        }
+    }
+
+    fn update(&mut self, dir: Dir, tcp_flags: u8, len: u32, now: Instant) {
+        let step = state::advance(self.state, dir, tcp_flags, &mut self.fin_from);
+        if step.reopened {
+            self.created = now;
+            self.packets = [0; 2];
+            self.bytes = [0; 2];
+        }
+        self.state = step.state;
+        self.last_seen = now;
+        self.packets[dir.index()] += 1;
+        self.bytes[dir.index()] += u64::from(len);
+    }
+
+    fn view(&self, now: Instant, timeouts: &Timeouts) -> EntryView {
+        EntryView {
+            original: self.original,
+            reply: self.reply,
+            state: self.state,
+            nat: self.nat,
+            service: self.service,
+            created: self.created,
+            last_seen: self.last_seen,
+            age: now.saturating_duration_since(self.created),
+            expires_in: self.expires_at(timeouts).saturating_duration_since(now),
+            packets: self.packets,
+            bytes: self.bytes,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    /// Bumped when the entry is removed: handles and aliases of the old entry stop matching.
+    generation: u32,
+    entry: Option<Entry>,
+}
+
+#[derive(Debug)]
+struct Shard {
+    index: HashMap<Tuple, SlotRef, RandomState>,
+    slots: Box<[Slot]>,
+    free: Vec<u32>,
+}
+
+impl Shard {
+    fn entry(&self, h: Handle) -> Option<&Entry> {
+        let slot = self.slots.get(h.slot as usize)?;
+        if slot.generation != h.generation {
+            return None;
+        }
+        slot.entry.as_ref()
+    }
+
+    fn entry_mut(&mut self, h: Handle) -> Option<&mut Entry> {
+        let slot = self.slots.get_mut(h.slot as usize)?;
+        if slot.generation != h.generation {
+            return None;
+        }
+        slot.entry.as_mut()
+    }
+
+    /// Removes the key `t` if it still leads to `r` (never another entry's key).
+    fn remove_key(&mut self, t: &Tuple, r: SlotRef) {
+        if self.index.get(t) == Some(&r) {
+            self.index.remove(t);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ShardCell {
+    shard: Mutex<Shard>,
+    /// Entries whose slot is in this shard, written under the lock, read without it by `len`.
+    live: AtomicUsize,
+}
+
+/// Where the incremental GC goes on next; one per worker.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct GcCursor {
+    shard: usize,
+    slot: usize,
+}
+
+/// The shared connection table. See the module documentation for its locking.
+#[derive(Debug)]
+pub struct Conntrack {
+    cells: Box<[ShardCell]>,
+    /// Picks the shard; keyed per process so pods cannot aim tuples at one shard.
+    hasher: RandomState,
+    per_shard: usize,
+    /// Keys a shard's index may hold: its own entries' originals and other shards' aliases.
+    index_cap: usize,
+    timeouts: Timeouts,
+}
+
+impl Conntrack {
+    /// A table for `cfg.capacity` entries (at least one), all memory reserved here.
+    pub fn new(cfg: Config) -> Conntrack {
+        let capacity = cfg.capacity.max(1);
+        let shards = (capacity / ENTRIES_PER_SHARD)
+            .clamp(1, MAX_SHARDS)
+            .next_power_of_two();
+        let per_shard = capacity.div_ceil(shards);
+        let index_cap = 2 * per_shard;
+        let cells = (0..shards)
+            .map(|_| {
+                let mut index = HashMap::with_hasher(RandomState::default());
+                index.reserve(index_cap);
+                let slots = (0..per_shard)
+                    .map(|_| Slot {
+                        generation: 0,
+                        entry: None,
+                    })
+                    .collect();
+                // Popped from the end: slot 0 is handed out first.
+                let free = (0..per_shard as u32).rev().collect();
+                ShardCell {
+                    shard: Mutex::new(Shard { index, slots, free }),
+                    live: AtomicUsize::new(0),
+                }
+            })
+            .collect();
+        Conntrack {
+            cells,
+            hasher: RandomState::default(),
+            per_shard,
+            index_cap,
+            timeouts: cfg.timeouts,
+        }
+    }
+
+    fn shard_of(&self, t: &Tuple) -> usize {
+        (self.hasher.hash_one(t) as usize) & (self.cells.len() - 1)
+    }
+
+    fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
+        // A worker that panicked left at most one entry half-updated; forwarding goes on.
+        self.cells[shard]
+            .shard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Locks `a` and `b` (once if equal) in index order; returns (a's guard, b's if distinct).
+    fn lock_two(
+        &self,
+        a: usize,
+        b: usize,
+    ) -> (MutexGuard<'_, Shard>, Option<MutexGuard<'_, Shard>>) {
+        if a == b {
+            (self.lock(a), None)
+        } else if a < b {
+            let ga = self.lock(a);
+            (ga, Some(self.lock(b)))
+        } else {
+            let gb = self.lock(b);
+            (self.lock(a), Some(gb))
+        }
+    }
+
+    /// Finds the entry of `t` (either direction). With `update`, advances the state machine
+    /// with `tcp_flags` (0 for non-TCP), refreshes last-seen and counts the packet (`len`
+    /// bytes) in its direction; without (trace dry-run), changes nothing. An expired entry is
+    /// treated as absent (and removed when `update`).
+    pub fn lookup(
+        &self,
+        t: &Tuple,
+        tcp_flags: u8,
+        len: u32,
+        now: Instant,
+        update: bool,
+    ) -> Option<Hit> {
+        let first = self.shard_of(t);
+        let mut guard = self.lock(first);
+        let r = *guard.index.get(t)?;
+        if r.shard as usize != first {
+            // A reply alias: the entry is elsewhere. Release before locking, never nest.
+            drop(guard);
+            guard = self.lock(r.shard as usize);
+        }
+        let handle = r.handle();
+        let entry = guard.entry_mut(handle)?;
+        let dir = entry.dir_of(t)?;
+        if entry.expired(now, &self.timeouts) {
+            drop(guard);
+            if update {
+                self.remove_if(handle, |e| e.expired(now, &self.timeouts));
+            }
+            return None;
+        }
+        if update {
+            entry.update(dir, tcp_flags, len, now);
+        }
+        Some(entry.hit(handle, dir))
+    }
+
+    /// Creates the entry of a new connection whose first packet has tuple `t`, translated by
+    /// `nat`; the reply tuple is derived from both ([`reply_tuple`]). If another worker tracked
+    /// `t` meanwhile, returns that entry's Hit (the packet counted there). A TCP entry starts
+    /// in syn_sent on a bare SYN, established otherwise (picked up mid-stream).
+    pub fn commit(
+        &self,
+        t: &Tuple,
+        nat: Nat,
+        service: Option<ServiceRef>,
+        tcp_flags: u8,
+        len: u32,
+        now: Instant,
+    ) -> Result<Hit, CommitError> {
+        let reply = reply_tuple(t, &nat);
+        let a = self.shard_of(t);
+        let b = self.shard_of(&reply);
+        // A retry follows the removal of an expired entry in the way; the third is a race
+        // lost twice in a row, reported as Full rather than looping.
+        for _ in 0..3 {
+            let (mut ga, mut gb) = self.lock_two(a, b);
+            if ga.index.contains_key(t) {
+                drop((ga, gb));
+                match self.lookup(t, tcp_flags, len, now, true) {
+                    Some(hit) => return Ok(hit),
+                    None => continue,
+                }
+            }
+            let reply_shard: &Shard = gb.as_deref().unwrap_or(&ga);
+            if reply != *t && reply_shard.index.contains_key(&reply) {
+                drop((ga, gb));
+                if self.remove_expired_key(&reply, now) {
+                    continue;
+                }
+                return Err(CommitError::ReplyTaken);
+            }
+            let reply_full = gb.as_ref().is_some_and(|g| g.index.len() >= self.index_cap);
+            let own_keys = if gb.is_none() && reply != *t { 2 } else { 1 };
+            if ga.index.len() + own_keys > self.index_cap || reply_full {
+                return Err(CommitError::Full);
+            }
+            let Some(slot) = ga.free.pop() else {
+                return Err(CommitError::Full);
+            };
+            let generation = ga.slots[slot as usize].generation;
+            let r = SlotRef {
+                shard: a as u32,
+                slot,
+                generation,
+            };
+            let dir = Dir::Original;
+            let entry = Entry {
+                original: *t,
+                reply,
+                state: State::initial(t.proto, tcp_flags),
+                fin_from: dir,
+                nat,
+                service,
+                hops: [None; 2],
+                created: now,
+                last_seen: now,
+                packets: [1, 0],
+                bytes: [u64::from(len), 0],
+            };
+            ga.slots[slot as usize].entry = Some(entry);
+            ga.index.insert(*t, r);
+            if reply != *t {
+                match gb.as_mut() {
+                    Some(g) => g.index.insert(reply, r),
+                    None => ga.index.insert(reply, r),
+                };
+            }
+            self.cells[a].live.fetch_add(1, Relaxed);
+            return Ok(entry.hit(r.handle(), dir));
+        }
+        Err(CommitError::Full)
+    }
+
+    /// Stores the output found for direction `dir` of the entry (nothing if it is gone).
+    pub fn set_hop(&self, h: Handle, dir: Dir, hop: CachedHop) {
+        let Some(cell) = self.cells.get(h.shard as usize) else {
+            return;
+        };
+        let mut guard = cell.shard.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = guard.entry_mut(h) {
+            entry.hops[dir.index()] = Some(hop);
+        }
+    }
+
+    /// Removes the entry `t` leads to if it is expired; true if it did.
+    fn remove_expired_key(&self, t: &Tuple, now: Instant) -> bool {
+        let Some(r) = self.lock(self.shard_of(t)).index.get(t).copied() else {
+            return false;
+        };
+        self.remove_if(r.handle(), |e| e.expired(now, &self.timeouts))
+    }
+
+    /// Removes the entry `h` (both keys) if it still exists and `pred` holds for it.
+    fn remove_if(&self, h: Handle, pred: impl Fn(&Entry) -> bool) -> bool {
+        let home = h.shard as usize;
+        if home >= self.cells.len() {
+            return false;
+        }
+        // The reply tuple never changes while the generation matches, so its shard read here
+        // is still right once both locks are held (checked again there).
+        let Some(reply) = self.lock(home).entry(h).map(|e| e.reply) else {
+            return false;
+        };
+        let (mut ga, mut gb) = self.lock_two(home, self.shard_of(&reply));
+        let Some(entry) = ga.entry(h) else {
+            return false;
+        };
+        if !pred(entry) {
+            return false;
+        }
+        let original = entry.original;
+        let r = SlotRef {
+            shard: h.shard,
+            slot: h.slot,
+            generation: h.generation,
+        };
+        ga.remove_key(&original, r);
+        match gb.as_mut() {
+            Some(g) => g.remove_key(&reply, r),
+            None => ga.remove_key(&reply, r),
+        }
+        let slot = &mut ga.slots[h.slot as usize];
+        slot.entry = None;
+        slot.generation = slot.generation.wrapping_add(1);
+        ga.free.push(h.slot);
+        self.cells[home].live.fetch_sub(1, Relaxed);
+        true
+    }
+
+    /// Incremental GC: examines at most `budget` slots from `cursor` on, removing expired
+    /// entries; returns how many it removed. Workers call it once per poll with a small
+    /// budget; nothing else walks the whole table on the hot path.
+    pub fn gc_step(&self, cursor: &mut GcCursor, now: Instant, budget: usize) -> usize {
+        let mut left = budget;
+        let mut removed = 0;
+        while left > 0 {
+            let mut expired = [None::<Handle>; GC_BATCH];
+            let mut found = 0;
+            {
+                let shard_index = cursor.shard % self.cells.len();
+                let guard = self.lock(shard_index);
+                while left > 0 && found < GC_BATCH && cursor.slot < guard.slots.len() {
+                    let slot = &guard.slots[cursor.slot];
+                    if slot
+                        .entry
+                        .as_ref()
+                        .is_some_and(|e| e.expired(now, &self.timeouts))
+                    {
+                        expired[found] = Some(Handle {
+                            shard: shard_index as u32,
+                            slot: cursor.slot as u32,
+                            generation: slot.generation,
+                        });
+                        found += 1;
+                    }
+                    cursor.slot += 1;
+                    left -= 1;
+                }
+                if cursor.slot >= guard.slots.len() {
+                    cursor.slot = 0;
+                    cursor.shard = (shard_index + 1) % self.cells.len();
+                }
+            }
+            for h in expired.iter().flatten() {
+                if self.remove_if(*h, |e| e.expired(now, &self.timeouts)) {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
+    /// Handles of the entries of one shard that `pred` selects (daemon thread: allocates).
+    fn select(&self, shard: usize, pred: impl Fn(&Entry) -> bool) -> Vec<Handle> {
+        let guard = self.lock(shard);
+        (guard.slots.iter().enumerate())
+            .filter(|(_, s)| s.entry.as_ref().is_some_and(&pred))
+            .map(|(i, s)| Handle {
+                shard: shard as u32,
+                slot: i as u32,
+                generation: s.generation,
+            })
+            .collect()
+    }
+
+    /// Removes every entry `pred` selects (an endpoint was removed: its entries). Daemon
+    /// thread. `pred` runs under a shard's lock, so it must not call back into the table.
+    pub fn flush(&self, pred: impl Fn(&EntryView) -> bool) -> usize {
+        let now = Instant::now();
+        let selects = |e: &Entry| pred(&e.view(now, &self.timeouts));
+        let mut removed = 0;
+        for shard in 0..self.cells.len() {
+            for h in self.select(shard, selects) {
+                if self.remove_if(h, selects) {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
+    /// Calls `f` with every entry (dumps, daemon thread). A shard's entries are copied out
+    /// first, so `f` runs with no lock held.
+    pub fn for_each(&self, now: Instant, mut f: impl FnMut(&EntryView)) {
+        let mut views = Vec::with_capacity(self.per_shard);
+        for shard in 0..self.cells.len() {
+            views.clear();
+            let guard = self.lock(shard);
+            views.extend(
+                guard
+                    .slots
+                    .iter()
+                    .filter_map(|s| s.entry.as_ref())
+                    .map(|e| e.view(now, &self.timeouts)),
+            );
+            drop(guard);
+            views.iter().for_each(&mut f);
+        }
+    }
+
+    /// Entries held (per-shard counts summed, no lock taken).
+    pub fn len(&self) -> usize {
+        self.cells.iter().map(|c| c.live.load(Relaxed)).sum()
+    }
+
+    /// True when no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Entries the table can hold: the configured capacity rounded up to whole shards.
+    pub fn capacity(&self) -> usize {
+        self.per_shard * self.cells.len()
+    }
+
+    /// Number of shards (a power of two).
+    pub fn shards(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// The timeouts the table expires entries by.
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+}
