@@ -429,6 +429,10 @@ mod tests {
     #[test]
     fn meta_fits_in_two_cache_lines_and_the_flow_key_in_half_of_one() {
         assert!(std::mem::size_of::<FlowKey>() <= 32);
-        assert!(std::mem::size_of::<Meta>() <= 128, "{}", std::mem::size_of::<Meta>());
+        assert!(
+            std::mem::size_of::<Meta>() <= 128,
+            "{}",
+            std::mem::size_of::<Meta>()
+        );
     }
 }

@@ -112,6 +112,16 @@ reasons! {
         /// A later fragment of a datagram whose first fragment was not seen (or timed out):
         /// without its ports it cannot be matched to a connection.
         FragmentBeforeFirst = ("conntrack", "fragment_before_first", "later fragment of a datagram whose first fragment was not seen"),
+        /// A new connection whose reply tuple another connection holds (no free SNAT port).
+        ConntrackReplyTaken = ("conntrack", "conntrack_reply_taken", "new connection not tracked: its reply tuple belongs to another connection"),
+        /// A packet with no connection from a Service endpoint's address and port: it may be
+        /// the reply of a translated connection whose entry is gone (a restart); sent on
+        /// untranslated, the client would reset it. TCP retransmits it once the client's next
+        /// packet has re-created the entry.
+        UntrackedEndpointReply = ("conntrack", "untracked_endpoint_reply", "packet from a Service endpoint matching no connection (possible reply of a lost translated connection)"),
+        /// A new connection to a Service port with no endpoint to take it (answered with a TCP
+        /// RST or ICMP port unreachable where allowed).
+        NoEndpoints = ("service", "no_endpoints", "new connection to a Service port with no usable endpoint (refused)"),
         /// The output port has gone (removed while the packet was in flight).
         OutputPortGone = ("output", "output_port_gone", "output port no longer exists"),
         /// The output queue had no free transmit slot (writes in flight at its limit) or the

@@ -4,6 +4,7 @@
 //! `tables` (immutable snapshots), `pipeline` (stages over a batch, no I/O), `ports` (I/O),
 //! `worker` (the poll loop), `daemon` (threads, state, socket API). See ARCHITECTURE.md.
 
+pub mod affinity;
 pub mod batch;
 pub mod buffer;
 pub mod config;

@@ -130,6 +130,12 @@ pub struct Worker {
     flows: Arc<pipeline::FlowState>,
 }
 
+/// Conntrack slots a worker's GC examines per busy iteration: small, so a burst's latency does
+/// not notice; a sweep of the default 262144 slots takes 16k busy iterations.
+const GC_BUSY_SLOTS: usize = 16;
+/// Slots examined before an idle worker sleeps, and every 1024 empty spins.
+const GC_IDLE_SLOTS: usize = 4096;
+
 /// Stages `pkt` for port `out` (whose queue exists). A full staging vector (software
 /// segmentation can produce more than a burst) is transmitted first, so it never grows: its
 /// capacity was reserved when the port was added.
@@ -285,6 +291,11 @@ impl Worker {
         state.since_publish += 1;
         if packets > 0 {
             state.idle_iterations = 0;
+            // Incremental conntrack GC: a few slots per busy iteration, with the burst's clock.
+            let now = self.now;
+            self.flows
+                .conntrack
+                .gc_step(&mut self.state.gc, now, GC_BUSY_SLOTS);
             if state.since_publish >= 1024 {
                 self.publish();
                 state.since_publish = 0;
@@ -297,6 +308,12 @@ impl Worker {
             self.publish();
             state.since_publish = 0;
             drop(tables);
+            // Going to sleep: a larger share of the GC, which an idle worker does on each
+            // wake-up (at least every `sleep_us`).
+            let now = Instant::now();
+            self.flows
+                .conntrack
+                .gc_step(&mut self.state.gc, now, GC_IDLE_SLOTS);
             ring.wait(self.cfg.sleep)?;
         } else if self.cfg.idle == IdlePolicy::Adaptive && self.cfg.spin_yield {
             // Spinning, but not against the pods: the frames just written woke their
@@ -312,6 +329,13 @@ impl Worker {
         } else if state.since_publish >= 1 << 16 {
             self.publish();
             state.since_publish = 0;
+        }
+        if state.idle_iterations % 1024 == 0 {
+            // A spinning worker with nothing to do still collects.
+            let now = Instant::now();
+            self.flows
+                .conntrack
+                .gc_step(&mut self.state.gc, now, GC_IDLE_SLOTS);
         }
         Ok(0)
     }

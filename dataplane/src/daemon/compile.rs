@@ -3,15 +3,22 @@
 //! connected /32s). A pure function of the configuration, run once per applied transaction.
 
 use super::state::{pod_ip, Config};
-use crate::tables::{Binding, Fib, Node, PortEntry, Route, RouteTarget, Tables};
+use crate::tables::{
+    Binding, Fib, Node, PortEntry, Route, RouteTarget, ServiceEntry, Services, Tables,
+};
 use podswitch_packet::MacAddr;
 use podswitch_proto::{PortRole, RouteTarget as ProtoTarget};
+use std::sync::Arc;
 
 impl Config {
     /// Compiles the configuration into the tables the pipeline reads. Connected /32 routes of
     /// pod ports are added after static routes, so they win over a static route for the same
     /// prefix.
-    pub fn compile(&self, default_mac: MacAddr) -> Tables {
+    ///
+    /// Service ports whose spec is unchanged since `previous` keep their compiled entry (the
+    /// same `Arc`: Maglev tables are not rebuilt); when no Service port changed at all, the
+    /// whole Service table is shared.
+    pub fn compile(&self, default_mac: MacAddr, previous: &Tables) -> Tables {
         let mut ports: Vec<Option<PortEntry>> = Vec::new();
         let mut host_port = None;
         for p in self.ports.values() {
@@ -47,6 +54,20 @@ impl Config {
                 target,
             })
         });
+        // The Service CIDR is the switch's: VIPs are answered for (ARP on the host port) and
+        // translated by the service stage; an address or port there that no Service port
+        // has gets ICMP host unreachable instead of bouncing back to the host, which routes
+        // the CIDR here.
+        let service_cidr = self
+            .node
+            .as_ref()
+            .and_then(|n| n.service_cidr)
+            .map(|c| Route {
+                prefix: c.network().addr,
+                len: c.len,
+                target: RouteTarget::Unreachable,
+            });
+        let static_routes = service_cidr.into_iter().chain(static_routes);
         let connected = self.ports.values().filter_map(|p| {
             pod_ip(&p.spec).map(|ip| Route {
                 prefix: ip,
@@ -64,6 +85,35 @@ impl Config {
             host_port,
             fib: Fib::new(static_routes.chain(connected)),
             route_epoch: self.route_epoch,
+            services: self.compile_services(&previous.services),
         }
+    }
+
+    fn compile_services(&self, previous: &Arc<Services>) -> Arc<Services> {
+        let node_port_ip = self.node.as_ref().and_then(|n| n.node_port_ip);
+        let same_node_port_ip = previous.node_port_ip() == node_port_ip;
+        let unchanged = same_node_port_ip
+            && previous.len() == self.services.len()
+            && previous
+                .iter()
+                .zip(self.services.values())
+                .all(|(e, spec)| {
+                    e.spec == *spec && self.service_ids.get(&spec.name) == Some(&e.id)
+                });
+        if unchanged {
+            return previous.clone();
+        }
+        let entries = self
+            .services
+            .values()
+            .filter_map(|spec| {
+                let id = *self.service_ids.get(&spec.name)?;
+                Some(match previous.by_name(&spec.name) {
+                    Some(e) if e.spec == *spec && e.id == id => e.clone(),
+                    _ => Arc::new(ServiceEntry::new(id, spec)),
+                })
+            })
+            .collect();
+        Arc::new(Services::new(entries, node_port_ip))
     }
 }

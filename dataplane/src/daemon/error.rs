@@ -147,9 +147,17 @@ pub enum ApplyError {
 /// `op N (what):`.
 #[derive(Debug, thiserror::Error)]
 pub enum OpError {
-    /// An op this daemon does not carry out yet.
-    #[error("{0} is not supported by this podswitchd yet")]
-    Unsupported(&'static str),
+    /// A Service port that cannot be programmed.
+    #[error("service {name:?}: {problem}")]
+    Service {
+        /// The Service port.
+        name: String,
+        /// What is wrong, and what to do.
+        problem: String,
+    },
+    /// `del_service` of a name that is not there.
+    #[error("no service {0:?}")]
+    NoService(String),
     /// A port op before the node is known.
     #[error("set_node must come before any port")]
     NoNode,

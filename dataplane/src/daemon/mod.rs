@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long the daemon waits for a worker to start or to acknowledge commands.
 const WORKER_ANSWER_SECS: u64 = 10;
@@ -120,7 +120,10 @@ impl Daemon {
             .parse()
             .map_err(|_| StartError::SwitchMac(cfg.switch_mac.clone()))?;
         let tables = Arc::new(ArcSwap::from_pointee(Tables::default()));
-        let flows = Arc::new(FlowState::default());
+        let flows = Arc::new(FlowState::new(
+            cfg.conntrack_capacity,
+            cfg.affinity_capacity,
+        ));
         let stop = Arc::new(AtomicBool::new(false));
         let wcfg = WorkerConfig {
             burst: cfg.burst,
@@ -240,6 +243,31 @@ impl Daemon {
         }
     }
 
+    /// After a snapshot without them is published: UDP connections to endpoints that went are
+    /// flushed (a datagram flow has no end, and would go on to a dead pod), TCP ones finish
+    /// (Kubernetes' graceful termination: established connections keep their endpoint), and
+    /// the Service port's affinity is forgotten.
+    fn forget_gone_endpoints(&self, gone: &[(u32, Vec<(std::net::Ipv4Addr, u16)>)]) {
+        if gone.is_empty() {
+            return;
+        }
+        let udp = podswitch_packet::IpProtocol::UDP.0;
+        self.flows.conntrack.flush(|e| {
+            e.original.proto == udp
+                && e.service.is_some_and(|s| {
+                    gone.iter().any(|(id, endpoints)| {
+                        *id == s.service
+                            && endpoints
+                                .iter()
+                                .any(|&(ip, port)| s.backend.ip == ip && s.backend.port == port)
+                    })
+                })
+        });
+        for (id, _) in gone {
+            self.flows.affinity.forget_service(*id);
+        }
+    }
+
     /// [`Daemon::apply`] with ports made by `factory`. The order is what makes it atomic:
     /// ports are created (a failure there drops them again, `Config::apply`), handed to the
     /// workers and acknowledged (a failure there takes them back from the workers and
@@ -257,13 +285,18 @@ impl Daemon {
             removed,
             kept_devices,
             new_devices,
+            gone_endpoints,
         } = next
             .apply(&tx.ops, tx.replace, self.cfg.max_ports, factory)
             .map_err(ApplyError::Invalid)?;
         self.hand_over(added, &new_devices)?;
         next.generation = tx.generation.unwrap_or(config.generation + 1);
-        self.tables.store(Arc::new(next.compile(self.switch_mac)));
+        let previous = self.tables.load_full();
+        self.tables
+            .store(Arc::new(next.compile(self.switch_mac, &previous)));
         *config = next;
+        drop(previous);
+        self.forget_gone_endpoints(&gone_endpoints);
         for &id in &removed {
             let release_device = !kept_devices.contains(&id);
             for worker in &self.workers {
@@ -373,9 +406,99 @@ impl Daemon {
                     Err(message) => Response::Error { message },
                 }
             }
-            RequestBody::Services | RequestBody::Conntrack(_) => Response::Error {
-                message: format!("{} is not supported by this podswitchd yet", req.name()),
+            RequestBody::Services => Response::Services {
+                services: self.services(),
             },
+            RequestBody::Conntrack(filter) => Response::Conntrack(self.conntrack(&filter)),
+        }
+    }
+
+    fn services(&self) -> Vec<proto::ServiceInfo> {
+        let tables = self.tables.load();
+        let mut connections: std::collections::HashMap<(u32, (std::net::Ipv4Addr, u16)), u64> =
+            std::collections::HashMap::new();
+        self.flows.conntrack.for_each(Instant::now(), |e| {
+            if let Some(s) = e.service {
+                *connections
+                    .entry((s.service, (s.backend.ip, s.backend.port)))
+                    .or_default() += 1;
+            }
+        });
+        tables
+            .services
+            .iter()
+            .map(|e| proto::ServiceInfo {
+                spec: e.spec.clone(),
+                selected: (0..e.backends.len() as u16)
+                    .map(|i| proto::BackendUse {
+                        internal: e.internal.contains(i),
+                        external: e.external.contains(i),
+                    })
+                    .collect(),
+                maglev_table_size: e.internal.table_len().max(e.external.table_len()) as u32,
+                connections: e
+                    .backends
+                    .iter()
+                    .map(|b| {
+                        connections
+                            .get(&(e.id, (b.ip, b.port)))
+                            .copied()
+                            .unwrap_or(0)
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn conntrack(&self, f: &proto::ConntrackFilter) -> proto::ConntrackDump {
+        let tables = self.tables.load();
+        let limit = f.limit.unwrap_or(1000);
+        let service_id = f
+            .service
+            .as_deref()
+            .map(|name| tables.services.by_name(name).map(|e| e.id));
+        let mut entries = Vec::new();
+        self.flows.conntrack.for_each(Instant::now(), |e| {
+            if entries.len() >= limit {
+                return;
+            }
+            let tuples = [e.original, e.reply];
+            let matches = f
+                .ip
+                .is_none_or(|ip| tuples.iter().any(|t| t.src == ip || t.dst == ip))
+                && f.port
+                    .is_none_or(|p| tuples.iter().any(|t| t.src_port == p || t.dst_port == p))
+                && f.protocol.is_none_or(|p| e.original.proto == p)
+                && service_id.is_none_or(|id| id.is_some() && e.service.map(|s| s.service) == id);
+            if !matches {
+                return;
+            }
+            let info = |t: &crate::conntrack::Tuple| proto::TupleInfo {
+                src: t.src,
+                dst: t.dst,
+                src_port: t.src_port,
+                dst_port: t.dst_port,
+            };
+            entries.push(proto::ConnInfo {
+                protocol: e.original.proto,
+                original: info(&e.original),
+                reply: info(&e.reply),
+                state: e.state.name().to_string(),
+                service: e
+                    .service
+                    .and_then(|s| tables.services.by_id(s.service))
+                    .map(|s| s.name.to_string()),
+                snat: e.nat.src.is_some(),
+                age_secs: e.age.as_secs(),
+                expires_in_secs: e.expires_in.as_secs(),
+                packets: e.packets,
+                bytes: e.bytes,
+            });
+        });
+        proto::ConntrackDump {
+            total: self.flows.conntrack.len(),
+            capacity: self.flows.conntrack.capacity(),
+            entries,
         }
     }
 
@@ -571,9 +694,21 @@ impl Daemon {
 }
 
 /// The NodePorts of `config`'s Services, (TCP, UDP): what the node's nf_tables table
-/// redirects to `node_port_ip`. None until the configuration holds Services.
-fn node_ports(_config: &Config) -> (Vec<u16>, Vec<u16>) {
-    (Vec::new(), Vec::new())
+/// redirects to `node_port_ip`.
+fn node_ports(config: &Config) -> (Vec<u16>, Vec<u16>) {
+    let (mut tcp, mut udp) = (Vec::new(), Vec::new());
+    for spec in config.services.values() {
+        let ports = spec
+            .frontends
+            .iter()
+            .filter(|f| f.kind == proto::FrontendKind::NodePort)
+            .map(|f| f.port);
+        match spec.protocol {
+            proto::L4Protocol::Tcp => tcp.extend(ports),
+            proto::L4Protocol::Udp => udp.extend(ports),
+        }
+    }
+    (tcp, udp)
 }
 
 /// Drops a queue that never reached (or was given back by) a worker, releasing its device

@@ -8,8 +8,8 @@ use crate::batch::PortId;
 use crate::ports::PortQueue;
 use podswitch_packet::MacAddr;
 use podswitch_proto::{
-    ifname_problem, Ipv4Prefix, NodeSpec, Op, PortRole, PortSpec, RouteTarget as ProtoTarget,
-    MTU_RANGE,
+    ifname_problem, FrontendKind, Ipv4Prefix, L4Protocol, NodeSpec, Op, PortRole, PortSpec,
+    RouteTarget as ProtoTarget, ServiceSpec, MTU_RANGE,
 };
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -36,7 +36,9 @@ pub fn next_port_uid() -> u32 {
     NEXT.get_or_init(|| {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(16));
+            .map_or(1, |d| {
+                d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(16)
+            });
         AtomicU32::new(seed)
     })
     .fetch_add(1, Ordering::Relaxed)
@@ -60,6 +62,12 @@ pub struct Config {
     /// whose uids say that, nor for Services): outputs conntrack cached under another epoch
     /// are routed again.
     pub route_epoch: u32,
+    /// Service ports by name.
+    pub services: BTreeMap<String, ServiceSpec>,
+    /// Each Service port's id (stable while it exists, never reused for another).
+    pub service_ids: BTreeMap<String, u32>,
+    /// The last id handed out.
+    pub last_service_id: u32,
 }
 
 /// A port created for a transaction: its queues (one per worker) and the peer's MAC.
@@ -99,6 +107,9 @@ pub struct Changes {
     /// Added ports whose persistent device this transaction created (see
     /// [`CreatedPort::new_device`]): a rollback releases them.
     pub new_devices: Vec<PortId>,
+    /// Service ports removed or whose endpoints went, with the endpoints that went (all of
+    /// them for a removed one): their UDP connections are flushed, their affinity forgotten.
+    pub gone_endpoints: Vec<(u32, Vec<(Ipv4Addr, u16)>)>,
 }
 
 impl Changes {
@@ -140,6 +151,8 @@ impl Config {
                 generation: self.generation,
                 next_id: self.next_id,
                 route_epoch: self.route_epoch,
+                service_ids: self.service_ids.clone(),
+                last_service_id: self.last_service_id,
                 ..Config::default()
             }
         } else {
@@ -179,6 +192,36 @@ impl Config {
             .collect();
         if next.routes != self.routes || next.node != self.node {
             next.route_epoch = self.route_epoch.wrapping_add(1);
+        }
+        if let Err(error) = next.check_services() {
+            changes.discard_added();
+            return Err(TxError {
+                index: ops.len(),
+                op: "the transaction's Services".into(),
+                error,
+            });
+        }
+        next.service_ids
+            .retain(|name, _| next.services.contains_key(name));
+        for (name, old) in &self.services {
+            let Some(&id) = self.service_ids.get(name) else {
+                continue;
+            };
+            let gone: Vec<(Ipv4Addr, u16)> = match next.services.get(name) {
+                None => old.backends.iter().map(|b| (b.ip, b.port)).collect(),
+                Some(new) if new == old => continue,
+                Some(new) => old
+                    .backends
+                    .iter()
+                    .filter(|b| {
+                        !new.backends
+                            .iter()
+                            .any(|n| n.ip == b.ip && n.port == b.port)
+                    })
+                    .map(|b| (b.ip, b.port))
+                    .collect(),
+            };
+            changes.gone_endpoints.push((id, gone));
         }
         *self = next;
         Ok(changes)
@@ -274,9 +317,70 @@ impl Config {
                 .remove(&prefix.network())
                 .map(drop)
                 .ok_or_else(|| OpError::NoRoute(prefix.network())),
-            Op::SetService(_) => Err(OpError::Unsupported("set_service")),
-            Op::DelService { .. } => Err(OpError::Unsupported("del_service")),
+            Op::SetService(spec) => {
+                check_service(spec)?;
+                if !self.service_ids.contains_key(&spec.name) {
+                    self.last_service_id += 1;
+                    self.service_ids
+                        .insert(spec.name.clone(), self.last_service_id);
+                }
+                self.services.insert(spec.name.clone(), spec.clone());
+                Ok(())
+            }
+            Op::DelService { name } => self
+                .services
+                .remove(name)
+                .map(drop)
+                .ok_or_else(|| OpError::NoService(name.clone())),
         }
+    }
+
+    /// What no single op can check: frontends unique across Service ports, none inside the
+    /// pod CIDR or at the gateway, NodePorts only with a node-port address.
+    fn check_services(&self) -> Result<(), OpError> {
+        let mut seen: BTreeMap<(Ipv4Addr, u16, L4Protocol), &str> = BTreeMap::new();
+        for spec in self.services.values() {
+            for f in &spec.frontends {
+                let ip = if f.kind == FrontendKind::NodePort {
+                    match self.node.as_ref().and_then(|n| n.node_port_ip) {
+                        Some(ip) => ip,
+                        None => {
+                            return Err(OpError::Service {
+                                name: spec.name.clone(),
+                                problem: format!(
+                                    "NodePort {} needs the node's node_port_ip (set_node)",
+                                    f.port
+                                ),
+                            })
+                        }
+                    }
+                } else {
+                    f.ip
+                };
+                if let Some(node) = &self.node {
+                    if ip == node.gateway || node.pod_cidr.contains(ip) {
+                        return Err(OpError::Service {
+                            name: spec.name.clone(),
+                            problem: format!(
+                                "frontend {ip}:{} is inside the pod CIDR {}: a Service address \
+                                 must not be a pod's",
+                                f.port, node.pod_cidr
+                            ),
+                        });
+                    }
+                }
+                if let Some(other) = seen.insert((ip, f.port, spec.protocol), &spec.name) {
+                    return Err(OpError::Service {
+                        name: spec.name.clone(),
+                        problem: format!(
+                            "frontend {ip}:{}/{} is also Service port {other:?}'s",
+                            f.port, spec.protocol
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn set_node(&mut self, node: &NodeSpec) -> Result<(), OpError> {
@@ -375,6 +479,43 @@ fn device(spec: &PortSpec) -> (Option<&str>, &str) {
 }
 
 /// The IP a pod port is bound to.
+/// The checks one Service port passes on its own.
+fn check_service(spec: &ServiceSpec) -> Result<(), OpError> {
+    let problem = |p: String| {
+        Err(OpError::Service {
+            name: spec.name.clone(),
+            problem: p,
+        })
+    };
+    if spec.name.is_empty() || spec.name.len() > 512 {
+        return problem("a name of 1 to 512 bytes is required".into());
+    }
+    if spec.frontends.is_empty() {
+        return problem(
+            "no frontend: give a ClusterIP, externalIP, LoadBalancer IP or NodePort".into(),
+        );
+    }
+    if let Some(f) = spec.frontends.iter().find(|f| f.port == 0) {
+        return problem(format!("frontend {} has port 0", f.ip));
+    }
+    if let Some(f) = spec.frontends.iter().find(|f| {
+        f.kind != FrontendKind::NodePort
+            && (f.ip.is_unspecified()
+                || f.ip.is_multicast()
+                || f.ip.is_broadcast()
+                || f.ip.is_loopback())
+    }) {
+        return problem(format!("frontend {} is not a unicast address", f.ip));
+    }
+    if let Some(b) = spec.backends.iter().find(|b| b.port == 0) {
+        return problem(format!("endpoint {} has port 0", b.ip));
+    }
+    if spec.backends.len() > usize::from(u16::MAX) {
+        return problem(format!("{} endpoints: at most 65535", spec.backends.len()));
+    }
+    Ok(())
+}
+
 pub fn pod_ip(spec: &PortSpec) -> Option<Ipv4Addr> {
     match spec.role {
         PortRole::Pod { ip, .. } => Some(ip),

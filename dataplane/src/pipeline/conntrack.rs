@@ -9,7 +9,7 @@
 //! of its first fragment.
 
 use super::Ctx;
-use crate::batch::{Batch, Endpoint, Fragment, L4Key, Meta, Next, Track};
+use crate::batch::{Batch, Endpoint, Fragment, L4Key, Meta, Track};
 use crate::conntrack::{CachedHop, CommitError, Dir, FragKey, Tuple};
 use crate::counters::DropReason;
 use crate::tables::Tables;
@@ -87,6 +87,17 @@ fn hop_valid(hop: &CachedHop, tables: &Tables) -> bool {
         && tables.port(hop.port).is_some_and(|p| p.uid == hop.port_uid)
 }
 
+/// Whether a TCP segment with no connection could be the reply of a translated connection whose
+/// entry is gone (podswitchd restarted, or the entry expired): not a SYN, from a Service
+/// endpoint's address and port. Sent on untranslated, the client would see a stranger's segment
+/// and reset the connection; dropped, it is retransmitted after the client's next segment has
+/// re-created the entry (Maglev picks the same endpoint for the same 5-tuple).
+fn lost_reply(t: &Tuple, flags: u8, tables: &Tables) -> bool {
+    t.proto == IpProtocol::TCP.0
+        && flags & podswitch_packet::TcpFlags::SYN.bits() == 0
+        && tables.services.is_backend(t.src, t.src_port, t.proto)
+}
+
 /// The lookup stage.
 pub fn run(batch: &mut Batch, cx: &mut Ctx) {
     let tables = cx.tables;
@@ -97,37 +108,48 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx) {
         }
         let len = pkt.buf.len() as u32;
         match key(&pkt.meta, pkt.buf.frame()) {
-            Key::Flow(t, flags) => match cx.flows.conntrack.lookup(&t, flags, len, cx.now, update)
-            {
-                Some(hit) => {
-                    pkt.meta.nat = hit.nat;
-                    let cached = hit.hop.filter(|h| hop_valid(h, tables));
-                    pkt.meta.hop = cached.map(|h| h.port);
-                    pkt.meta.track = Track::Hit {
-                        handle: hit.handle,
-                        dir: hit.dir,
-                        cache_hop: cached.is_none(),
-                    };
-                    cx.trace.note_with(i, Stage::Conntrack, pkt.meta.next, || {
-                        let svc = hit
-                            .service
-                            .and_then(|s| tables.services.by_id(s.service))
-                            .map(|s| format!(", service {}", s.name))
-                            .unwrap_or_default();
-                        format!(
-                            "{:?} packet of a tracked connection ({}{svc}){}",
-                            hit.dir,
-                            hit.state.name(),
-                            if cached.is_some() { ": cached output" } else { "" }
-                        )
-                    });
+            Key::Flow(t, flags) => {
+                match cx.flows.conntrack.lookup(&t, flags, len, cx.now, update) {
+                    Some(hit) => {
+                        pkt.meta.nat = hit.nat;
+                        let cached = hit.hop.filter(|h| hop_valid(h, tables));
+                        pkt.meta.hop = cached.map(|h| h.port);
+                        pkt.meta.track = Track::Hit {
+                            handle: hit.handle,
+                            dir: hit.dir,
+                            cache_hop: cached.is_none(),
+                        };
+                        cx.trace.note_with(i, Stage::Conntrack, pkt.meta.next, || {
+                            let svc = hit
+                                .service
+                                .and_then(|s| tables.services.by_id(s.service))
+                                .map(|s| format!(", service {}", s.name))
+                                .unwrap_or_default();
+                            format!(
+                                "{:?} packet of a tracked connection ({}{svc}){}",
+                                hit.dir,
+                                hit.state.name(),
+                                if cached.is_some() {
+                                    ": cached output"
+                                } else {
+                                    ""
+                                }
+                            )
+                        });
+                    }
+                    None if lost_reply(&t, flags, tables) => {
+                        let reason = DropReason::UntrackedEndpointReply;
+                        pkt.drop(reason, cx.ctr);
+                        cx.trace
+                            .note(i, Stage::Conntrack, pkt.meta.next, reason.description());
+                    }
+                    None => {
+                        pkt.meta.track = Track::New;
+                        cx.trace
+                            .note(i, Stage::Conntrack, pkt.meta.next, "new connection");
+                    }
                 }
-                None => {
-                    pkt.meta.track = Track::New;
-                    cx.trace
-                        .note(i, Stage::Conntrack, pkt.meta.next, "new connection");
-                }
-            },
+            }
             Key::Related(quoted) => {
                 // The error travels opposite to the datagram it quotes.
                 let lookup = cx
@@ -202,14 +224,22 @@ pub fn commit(batch: &mut Batch, cx: &mut Ctx) {
                     continue;
                 };
                 if !cx.forwarding() {
-                    cx.trace.note(i, Stage::Commit, pkt.meta.next, "would create the connection");
+                    cx.trace.note(
+                        i,
+                        Stage::Commit,
+                        pkt.meta.next,
+                        "would create the connection",
+                    );
                     continue;
                 }
                 let len = pkt.buf.len() as u32;
                 let mut nat = pkt.meta.nat;
                 let mut result = Err(CommitError::Full);
                 for attempt in 0..SNAT_TRIES {
-                    result = cx.flows.conntrack.commit(&t, nat, pkt.meta.service, flags, len, cx.now);
+                    result =
+                        cx.flows
+                            .conntrack
+                            .commit(&t, nat, pkt.meta.service, flags, len, cx.now);
                     match (&result, nat.src) {
                         (Err(CommitError::ReplyTaken), Some(src)) if attempt + 1 < SNAT_TRIES => {
                             // Another connection holds that reply tuple: try the next port
@@ -228,22 +258,24 @@ pub fn commit(batch: &mut Batch, cx: &mut Ctx) {
                             let k = frag_key(&pkt.meta, pkt.buf.frame());
                             cx.flows.fragments.record(k, nat, cx.now);
                         }
-                        cx.trace.note(i, Stage::Commit, pkt.meta.next, "connection created");
+                        cx.trace
+                            .note(i, Stage::Commit, pkt.meta.next, "connection created");
                     }
                     Err(CommitError::Full) => {
                         pkt.drop(DropReason::ConntrackFull, cx.ctr);
                         let reason = DropReason::ConntrackFull;
-                        cx.trace.note(i, Stage::Commit, pkt.meta.next, reason.description());
+                        cx.trace
+                            .note(i, Stage::Commit, pkt.meta.next, reason.description());
                     }
                     Err(CommitError::ReplyTaken) => {
                         pkt.drop(DropReason::ConntrackReplyTaken, cx.ctr);
                         let reason = DropReason::ConntrackReplyTaken;
-                        cx.trace.note(i, Stage::Commit, pkt.meta.next, reason.description());
+                        cx.trace
+                            .note(i, Stage::Commit, pkt.meta.next, reason.description());
                     }
                 }
             }
             _ => {}
         }
-        let _ = Next::Continue;
     }
 }

@@ -3,18 +3,25 @@
 //! tables snapshot, writes only packet metadata (and the frame, where it rewrites), and counts.
 //! The pipeline performs no I/O: the worker delivers `Next::Output` packets afterwards.
 
+pub mod conntrack;
 pub mod icmp_error;
 pub mod l2;
 pub mod nat;
 pub mod offload;
 pub mod parse;
+pub mod refuse;
 pub mod rewrite;
 pub mod route;
+pub mod service;
 
 #[cfg(test)]
 mod drop_reason_tests;
+#[cfg(test)]
+mod service_tests;
 
+use crate::affinity::Affinity;
 use crate::batch::Batch;
+use crate::conntrack::{Conntrack, FragTable, GcCursor, Timeouts};
 use crate::counters::Counters;
 use crate::tables::Tables;
 use crate::trace::Trace;
@@ -27,22 +34,76 @@ use std::time::Instant;
 pub struct WorkerState {
     /// The budget of ICMP errors this worker may still send.
     pub icmp_errors: IcmpRateLimit,
+    /// Where this worker's incremental conntrack GC goes on.
+    pub gc: GcCursor,
+    /// xorshift64* state for `random` endpoint selection (never 0).
+    rng: u64,
 }
 
 impl WorkerState {
     /// The state of a worker starting at `now`, with the default ICMP error budget (full).
     pub fn new(now: Instant) -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64);
         Self {
             icmp_errors: IcmpRateLimit::linux_default(now),
+            gc: GcCursor::default(),
+            rng: seed | 1,
         }
+    }
+
+    /// A pseudo-random number (xorshift64*: fast, not for secrets).
+    #[inline]
+    pub fn random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 }
 
 /// The flow state every worker shares and changes: conntrack and the tables that live beside
 /// it (session affinity, fragments). One per daemon, behind an `Arc`; each has its own small
 /// locking API, never held across a batch.
-#[derive(Debug, Default)]
-pub struct FlowState {}
+#[derive(Debug)]
+pub struct FlowState {
+    /// The connection-tracking table.
+    pub conntrack: Conntrack,
+    /// Translations of datagrams whose first fragment was seen, for their later fragments.
+    pub fragments: FragTable,
+    /// ClientIP session affinity.
+    pub affinity: Affinity,
+}
+
+impl FlowState {
+    /// Fragments remembered at most (first fragments seen, not yet timed out).
+    pub const FRAGMENT_CAPACITY: usize = 4096;
+    /// How long a datagram's fragments are waited for (Linux's `ipfrag_time`).
+    pub const FRAGMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+    /// The flow state of a daemon: conntrack of `conntrack_capacity` connections with Linux's
+    /// timeouts, affinity of `affinity_capacity` clients.
+    pub fn new(conntrack_capacity: usize, affinity_capacity: usize) -> FlowState {
+        FlowState {
+            conntrack: Conntrack::new(crate::conntrack::Config {
+                capacity: conntrack_capacity,
+                timeouts: Timeouts::default(),
+            }),
+            fragments: FragTable::new(Self::FRAGMENT_CAPACITY, Self::FRAGMENT_TIMEOUT),
+            affinity: Affinity::new(affinity_capacity),
+        }
+    }
+}
+
+impl Default for FlowState {
+    /// A small one, for tests and benches.
+    fn default() -> Self {
+        FlowState::new(4096, 1024)
+    }
+}
 
 /// Whether the pipeline forwards or explains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,8 +174,11 @@ impl<'a> Ctx<'a> {
 /// and between `route` and `rewrite`: `policy`, then conntrack's commit. See ARCHITECTURE.md.
 #[inline]
 pub fn run(batch: &mut Batch, cx: &mut Ctx) {
-    parse::run(batch, cx);
-    l2::run(batch, cx);
-    route::run(batch, cx);
-    rewrite::run(batch, cx);
+    parse::run(batch, cx); //     validate every header, extract the flow key
+    l2::run(batch, cx); //        anti-spoofing, ARP, destination MAC
+    conntrack::run(batch, cx); // find the connection: established flows get NAT and output
+    service::run(batch, cx); //   new connection to a Service: pick an endpoint (DNAT)
+    route::run(batch, cx); //     output port for what has none; hairpin SNAT; ICMP errors
+    conntrack::commit(batch, cx); // new connections tracked, outputs cached
+    rewrite::run(batch, cx); //   TTL, MTU, NAT, MACs
 }

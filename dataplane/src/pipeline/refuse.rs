@@ -53,7 +53,10 @@ fn tcp_reset(pkt: &mut Packet, node: &Node) -> bool {
     // Drop IP options: the reset goes out with a plain 20-byte header.
     let l4_from = ETHERNET_HEADER_LEN + ip_hl;
     let frame = pkt.buf.frame_mut();
-    frame.copy_within(l4_from..l4_from + TCP_MIN_HEADER_LEN, len - TCP_MIN_HEADER_LEN);
+    frame.copy_within(
+        l4_from..l4_from + TCP_MIN_HEADER_LEN,
+        len - TCP_MIN_HEADER_LEN,
+    );
     if pkt.buf.resize(len).is_none() {
         return false;
     }

@@ -7,7 +7,7 @@
 use super::icmp_error::IcmpError;
 use super::route::undeliverable;
 use super::Ctx;
-use crate::batch::{Batch, Next, Packet, PortId, L3};
+use crate::batch::{Batch, Next, Packet, PortId, Track, L3};
 use crate::counters::DropReason;
 use crate::tables::Node;
 use crate::trace::Stage;
@@ -69,7 +69,11 @@ fn rewrite(
         return "larger than the output MTU";
     }
     let frame = pkt.buf.frame_mut();
-    super::nat::translate(frame, &pkt.meta);
+    if pkt.meta.track == Track::Related {
+        super::nat::translate_icmp_error(frame, &pkt.meta);
+    } else {
+        super::nat::translate(frame, &pkt.meta);
+    }
     Ipv4Packet::new_unchecked(&mut frame[ETHERNET_HEADER_LEN..]).decrement_ttl();
     let mut eth = EthernetFrame::new_unchecked(frame);
     eth.set_src(node.gateway_mac);

@@ -6,7 +6,7 @@
 
 use super::icmp_error::{self, IcmpError};
 use super::Ctx;
-use crate::batch::{Batch, Next, Packet, PortId, L3};
+use crate::batch::{Batch, Endpoint, L4Key, Meta, Next, Packet, PortId, Track, L3};
 use crate::counters::{DropReason, Event};
 use crate::tables::{Node, RouteTarget, Tables};
 use crate::trace::Stage;
@@ -34,7 +34,7 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx) {
 
 fn route(pkt: &mut Packet, in_port: PortId, node: &Node, cx: &mut Ctx) -> &'static str {
     let tables: &Tables = cx.tables;
-    let dst = pkt.meta.flow.dst_ip;
+    let dst = super::nat::translated_dst(&pkt.meta);
     if dst.is_multicast() || dst.is_broadcast() {
         pkt.drop(DropReason::Ipv4NotUnicast, cx.ctr);
         return "multicast/broadcast is not routed";
@@ -74,12 +74,39 @@ fn route(pkt: &mut Packet, in_port: PortId, node: &Node, cx: &mut Ctx) -> &'stat
         pkt.drop(DropReason::OutputPortGone, cx.ctr);
         return "route to a port that is gone";
     }
+    let mut note = "routed";
     if out == in_port {
-        pkt.drop(DropReason::Hairpin, cx.ctr);
-        return "route leads back out of the input port";
+        // Hairpin: a pod reaching a Service whose endpoint is itself. The endpoint must see
+        // the connection come from elsewhere (or it would answer itself directly): SNAT to
+        // the gateway. Untranslated, a packet back out of its own port is a routing loop.
+        match pkt.meta.track {
+            Track::New if pkt.meta.nat.dst.is_some() => {
+                pkt.meta.nat.src = Some(Endpoint {
+                    ip: node.gateway_ip,
+                    port: src_port(&pkt.meta),
+                });
+                note = "hairpin: back out of the input port, SNAT to the gateway";
+            }
+            Track::Hit { .. } if pkt.meta.nat.dst.is_some() || pkt.meta.nat.src.is_some() => {
+                note = "hairpin connection: back out of the input port";
+            }
+            _ => {
+                pkt.drop(DropReason::Hairpin, cx.ctr);
+                return "route leads back out of the input port";
+            }
+        }
     }
     pkt.meta.hop = Some(out);
-    "routed"
+    note
+}
+
+/// The packet's source port (ICMP echo: its identifier; 0 without one).
+fn src_port(meta: &Meta) -> u16 {
+    match meta.flow.l4 {
+        L4Key::Tcp { src_port, .. } | L4Key::Udp { src_port, .. } => src_port,
+        L4Key::Icmp { ident, .. } => ident,
+        L4Key::None => 0,
+    }
 }
 
 /// Counts the packet as dropped for `reason` and turns it into the ICMP error reporting it,

@@ -62,7 +62,10 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx) {
                 pkt.meta.next = Next::Drop(DropReason::NoEndpoints);
             }
             cx.trace.note_with(i, Stage::Service, pkt.meta.next, || {
-                format!("service {} ({kind:?}): no endpoint takes new connections: refused", svc.name)
+                format!(
+                    "service {} ({kind:?}): no endpoint takes new connections: refused",
+                    svc.name
+                )
             });
             continue;
         };

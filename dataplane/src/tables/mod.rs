@@ -5,8 +5,11 @@
 //! burst and never sees a half-applied change. Nothing here is mutated after publication.
 
 mod fib;
+pub mod maglev;
+mod services;
 
 pub use fib::{Fib, Route, RouteTarget};
+pub use services::{Backend, Selection, ServiceEntry, Services};
 
 use crate::batch::PortId;
 use podswitch_packet::MacAddr;
@@ -71,6 +74,8 @@ pub struct Tables {
     /// Changes whenever node addressing or static routes change: outputs conntrack cached
     /// under another epoch are routed again.
     pub route_epoch: u32,
+    /// The Service ports, by frontend.
+    pub services: Arc<Services>,
 }
 
 impl Tables {

@@ -143,7 +143,10 @@ fn pods_get_connected_routes_and_ids() {
     )
     .unwrap();
     assert_eq!(ch.added.len(), 2);
-    let t = c.compile(MacAddr::new(2, 0x50, 0x53, 0, 0, 1));
+    let t = c.compile(
+        MacAddr::new(2, 0x50, 0x53, 0, 0, 1),
+        &crate::tables::Tables::default(),
+    );
     assert_eq!(
         t.fib.lookup("10.244.1.3".parse().unwrap()),
         Some(RouteTarget::Port(1))

@@ -1,0 +1,179 @@
+//! The Service path through the whole pipeline on the standard test topology: DNAT of a new
+//! connection, reverse NAT of its reply from the entry conntrack made, refusal without
+//! endpoints, hairpin SNAT, and a dry run that changes nothing.
+
+use crate::batch::{Next, Track};
+use crate::counters::{DropReason, Event};
+use crate::pipeline::{self, Mode};
+use crate::tables::{ServiceEntry, Services};
+use crate::testkit::*;
+use podswitch_packet::{Ipv4Packet, TcpFlags, TcpPacket};
+use podswitch_proto::{Algorithm, BackendSpec, Frontend, FrontendKind, L4Protocol, ServiceSpec};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+
+fn harness(backends: &[Ipv4Addr]) -> Harness {
+    let spec = ServiceSpec {
+        name: "shop/web:http".into(),
+        protocol: L4Protocol::Tcp,
+        frontends: vec![Frontend {
+            kind: FrontendKind::ClusterIp,
+            ip: VIP,
+            port: 80,
+        }],
+        backends: backends
+            .iter()
+            .map(|&ip| BackendSpec {
+                ip,
+                port: 8080,
+                ready: true,
+                serving: true,
+                terminating: false,
+                local: true,
+                target: None,
+            })
+            .collect(),
+        algorithm: Algorithm::Maglev,
+        affinity_timeout_secs: None,
+        internal_local: false,
+        external_local: false,
+    };
+    let mut tables = tables_with(true, 1500, 0);
+    tables.services = Arc::new(Services::new(
+        vec![Arc::new(ServiceEntry::new(1, &spec))],
+        None,
+    ));
+    Harness::from_tables(tables)
+}
+
+fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: TcpFlags) -> Vec<u8> {
+    let mac = if src == POD_B_IP {
+        POD_B_MAC
+    } else {
+        POD_A_MAC
+    };
+    let mut f = tcp_syn_frame(mac, GW_MAC, src, dst);
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
+        let mut t = TcpPacket::new_unchecked(ip.payload_mut());
+        t.set_src_port(sport);
+        t.set_dst_port(dport);
+        t.set_flags(flags);
+        t.fill_checksum(src, dst);
+    }
+    f
+}
+
+fn headers(frame: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
+    let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+    assert!(ip.verify_checksum(), "IP checksum");
+    let t = TcpPacket::new_checked(ip.payload()).unwrap();
+    assert!(t.verify_checksum(ip.src(), ip.dst()), "TCP checksum");
+    (ip.src(), t.src_port(), ip.dst(), t.dst_port())
+}
+
+#[test]
+fn a_connection_to_the_vip_is_dnatted_and_its_reply_reverse_natted() {
+    let mut h = harness(&[POD_B_IP]);
+    let syn = tcp(POD_A_IP, 40000, VIP, 80, TcpFlags::SYN);
+    assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(POD_B));
+    assert_eq!(headers(&h.last_frame), (POD_A_IP, 40000, POD_B_IP, 8080));
+    assert_eq!(h.flows.conntrack.len(), 1);
+
+    let syn_ack = tcp(
+        POD_B_IP,
+        8080,
+        POD_A_IP,
+        40000,
+        TcpFlags::SYN | TcpFlags::ACK,
+    );
+    assert_eq!(
+        h.run_one(POD_B, &syn_ack, pipeline::run),
+        Next::Output(POD_A)
+    );
+    assert_eq!(headers(&h.last_frame), (VIP, 80, POD_A_IP, 40000));
+
+    // The third packet finds the entry and its cached output.
+    let ack = tcp(POD_A_IP, 40000, VIP, 80, TcpFlags::ACK);
+    let meta = h.run_meta(POD_A, &ack, pipeline::run);
+    assert_eq!(meta.next, Next::Output(POD_B));
+    assert!(
+        matches!(
+            meta.track,
+            Track::Hit {
+                cache_hop: false,
+                ..
+            }
+        ),
+        "{:?}",
+        meta.track
+    );
+    assert_eq!(headers(&h.last_frame), (POD_A_IP, 40000, POD_B_IP, 8080));
+}
+
+#[test]
+fn a_service_without_endpoints_answers_a_syn_with_a_reset_from_the_vip() {
+    let mut h = harness(&[]);
+    let syn = tcp(POD_A_IP, 40000, VIP, 80, TcpFlags::SYN);
+    assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(POD_A));
+    let (src, sport, dst, dport) = headers(&h.last_frame);
+    assert_eq!((src, sport, dst, dport), (VIP, 80, POD_A_IP, 40000));
+    let ip = Ipv4Packet::new_checked(&h.last_frame[14..]).unwrap();
+    let t = TcpPacket::new_checked(ip.payload()).unwrap();
+    assert_eq!(t.flags(), TcpFlags::RST | TcpFlags::ACK);
+    assert_eq!(t.ack_no(), 1, "SEG.SEQ (0) + 1 for the SYN");
+    assert_eq!(h.ctr.drops[DropReason::NoEndpoints as usize], 1);
+    assert_eq!(h.ctr.events[Event::TcpResetSent as usize], 1);
+    assert_eq!(
+        h.flows.conntrack.len(),
+        0,
+        "a refused connection is not tracked"
+    );
+}
+
+#[test]
+fn a_backend_reaching_its_own_service_is_snatted_to_the_gateway() {
+    let mut h = harness(&[POD_B_IP]);
+    let syn = tcp(POD_B_IP, 41000, VIP, 80, TcpFlags::SYN);
+    assert_eq!(h.run_one(POD_B, &syn, pipeline::run), Next::Output(POD_B));
+    assert_eq!(headers(&h.last_frame), (GW_IP, 41000, POD_B_IP, 8080));
+    let syn_ack = tcp(POD_B_IP, 8080, GW_IP, 41000, TcpFlags::SYN | TcpFlags::ACK);
+    assert_eq!(
+        h.run_one(POD_B, &syn_ack, pipeline::run),
+        Next::Output(POD_B)
+    );
+    assert_eq!(headers(&h.last_frame), (VIP, 80, POD_B_IP, 41000));
+}
+
+#[test]
+fn a_dry_run_decides_like_forwarding_but_creates_nothing() {
+    let mut h = harness(&[POD_B_IP]);
+    h.mode = Mode::DryRun;
+    let syn = tcp(POD_A_IP, 40000, VIP, 80, TcpFlags::SYN);
+    assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(POD_B));
+    assert_eq!(h.flows.conntrack.len(), 0);
+    let notes: Vec<String> = h
+        .trace
+        .entries()
+        .iter()
+        .map(|e| e.note.to_string())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("shop/web:http") && n.contains("10.244.1.3:8080")),
+        "{notes:?}"
+    );
+}
+
+#[test]
+fn an_untracked_segment_from_an_endpoint_is_held_back_not_leaked_untranslated() {
+    let mut h = harness(&[POD_B_IP]);
+    let stray = tcp(POD_B_IP, 8080, POD_A_IP, 40000, TcpFlags::ACK);
+    assert_eq!(
+        h.run_one(POD_B, &stray, pipeline::run),
+        Next::Drop(DropReason::UntrackedEndpointReply)
+    );
+}

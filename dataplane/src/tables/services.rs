@@ -1,0 +1,427 @@
+//! The Service table of a snapshot: which Service port a new connection's destination
+//! (address, port, protocol) reaches, and which endpoints may take it. Built by the daemon
+//! from the applied `ServiceSpec`s; an entry whose spec did not change is reused from the
+//! previous snapshot as it is (same `Arc`, Maglev tables not rebuilt), so a change to one of
+//! 10k Service ports costs one entry plus the frontend index.
+//!
+//! Endpoint selection follows Kubernetes (KEP-1669, kube-proxy's `CategorizeEndpoints`):
+//! endpoints that are ready; if none is, those that are serving and terminating; with traffic
+//! policy `Local`, only endpoints on this node, and none when none is local (the connection is
+//! refused: the client's node must not forward it elsewhere).
+
+use super::maglev;
+use foldhash::fast::FixedState;
+use podswitch_proto::{Algorithm, FrontendKind, ServiceSpec};
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+type Map<K, V> = HashMap<K, V, FixedState>;
+type Set<K> = HashSet<K, FixedState>;
+
+/// One endpoint as the pipeline uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backend {
+    /// Address.
+    pub ip: Ipv4Addr,
+    /// Port (the resolved targetPort).
+    pub port: u16,
+}
+
+/// The endpoints that take new connections from one class of frontends, and how one is
+/// picked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Indices into the entry's backends, in spec order.
+    members: Box<[u16]>,
+    /// Maglev: slot → backend index (empty for `random`).
+    table: Box<[u16]>,
+}
+
+impl Selection {
+    fn new(spec: &ServiceSpec, local_only: bool) -> Selection {
+        let usable = |ready_only: bool| -> Vec<u16> {
+            spec.backends
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| !local_only || b.local)
+                .filter(|(_, b)| {
+                    if ready_only {
+                        b.ready
+                    } else {
+                        b.serving && b.terminating
+                    }
+                })
+                .map(|(i, _)| i as u16)
+                .collect()
+        };
+        let mut members = usable(true);
+        if members.is_empty() {
+            members = usable(false);
+        }
+        let table = match spec.algorithm {
+            Algorithm::Maglev if !members.is_empty() => {
+                let names: Vec<String> = members
+                    .iter()
+                    .map(|&i| {
+                        let b = &spec.backends[usize::from(i)];
+                        format!("{}:{}", b.ip, b.port)
+                    })
+                    .collect();
+                maglev::build(&names, maglev::table_size(members.len()))
+                    .iter()
+                    .map(|&slot| members[usize::from(slot)])
+                    .collect()
+            }
+            _ => Box::default(),
+        };
+        Selection {
+            members: members.into_boxed_slice(),
+            table,
+        }
+    }
+
+    /// Whether no endpoint takes new connections.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Whether backend `index` takes new connections.
+    #[inline]
+    pub fn contains(&self, index: u16) -> bool {
+        self.members.contains(&index)
+    }
+
+    /// The backend for a connection with hash (Maglev) or random draw (random) `h`.
+    #[inline]
+    pub fn pick(&self, h: u64) -> Option<u16> {
+        if !self.table.is_empty() {
+            return Some(self.table[(h % self.table.len() as u64) as usize]);
+        }
+        if self.members.is_empty() {
+            return None;
+        }
+        Some(self.members[(h % self.members.len() as u64) as usize])
+    }
+
+    /// Maglev table entries (0 for random).
+    pub fn table_len(&self) -> usize {
+        self.table.len()
+    }
+}
+
+/// One Service port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceEntry {
+    /// Stable for the life of the Service port in this daemon (conntrack entries carry it).
+    pub id: u32,
+    /// `namespace/name:port`.
+    pub name: Arc<str>,
+    /// As applied.
+    pub spec: ServiceSpec,
+    /// Every endpoint, in spec order.
+    pub backends: Box<[Backend]>,
+    /// Endpoints for ClusterIP frontends (internalTrafficPolicy).
+    pub internal: Selection,
+    /// Endpoints for the other frontends (externalTrafficPolicy).
+    pub external: Selection,
+    /// ClientIP session affinity timeout.
+    pub affinity: Option<Duration>,
+}
+
+impl ServiceEntry {
+    /// Compiles one Service port.
+    pub fn new(id: u32, spec: &ServiceSpec) -> ServiceEntry {
+        ServiceEntry {
+            id,
+            name: spec.name.as_str().into(),
+            spec: spec.clone(),
+            backends: spec
+                .backends
+                .iter()
+                .map(|b| Backend {
+                    ip: b.ip,
+                    port: b.port,
+                })
+                .collect(),
+            internal: Selection::new(spec, spec.internal_local),
+            external: Selection::new(spec, spec.external_local),
+            affinity: spec
+                .affinity_timeout_secs
+                .map(|s| Duration::from_secs(u64::from(s.max(1)))),
+        }
+    }
+}
+
+/// A frontend key: address, port, IP protocol.
+type FrontendKey = (Ipv4Addr, u16, u8);
+
+/// Every Service port of a snapshot, indexed by frontend.
+#[derive(Debug, Clone, Default)]
+pub struct Services {
+    entries: Vec<Arc<ServiceEntry>>,
+    node_port_ip: Option<Ipv4Addr>,
+    by_frontend: Map<FrontendKey, (u32, FrontendKind)>,
+    by_id: Map<u32, u32>,
+    vips: Set<Ipv4Addr>,
+    backends: Set<FrontendKey>,
+}
+
+impl Services {
+    /// The table of `entries` (sorted by name by the caller); NodePort frontends are reached
+    /// at `node_port_ip` (none without one). Frontends must be unique (the daemon refuses a
+    /// transaction where two Service ports share one); a duplicate keeps the first.
+    pub fn new(entries: Vec<Arc<ServiceEntry>>, node_port_ip: Option<Ipv4Addr>) -> Services {
+        let mut s = Services {
+            by_frontend: Map::with_capacity_and_hasher(entries.len() * 2, FixedState::default()),
+            by_id: Map::with_capacity_and_hasher(entries.len(), FixedState::default()),
+            ..Services::default()
+        };
+        for (i, e) in entries.iter().enumerate() {
+            let proto = e.spec.protocol.number();
+            s.by_id.insert(e.id, i as u32);
+            for f in &e.spec.frontends {
+                let ip = match f.kind {
+                    FrontendKind::NodePort => match node_port_ip {
+                        Some(ip) => ip,
+                        None => continue,
+                    },
+                    _ => f.ip,
+                };
+                s.by_frontend
+                    .entry((ip, f.port, proto))
+                    .or_insert((i as u32, f.kind));
+                s.vips.insert(ip);
+            }
+            for b in e.backends.iter() {
+                s.backends.insert((b.ip, b.port, proto));
+            }
+        }
+        s.entries = entries;
+        s.node_port_ip = node_port_ip;
+        s
+    }
+
+    /// The address NodePort frontends are matched at.
+    pub fn node_port_ip(&self) -> Option<Ipv4Addr> {
+        self.node_port_ip
+    }
+
+    /// The Service port a new connection to `dst:port` over `proto` reaches, and through which
+    /// kind of frontend.
+    #[inline]
+    pub fn lookup(
+        &self,
+        dst: Ipv4Addr,
+        port: u16,
+        proto: u8,
+    ) -> Option<(&ServiceEntry, FrontendKind)> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let &(i, kind) = self.by_frontend.get(&(dst, port, proto))?;
+        Some((self.entries.get(i as usize)?, kind))
+    }
+
+    /// A Service port by id.
+    pub fn by_id(&self, id: u32) -> Option<&ServiceEntry> {
+        let &i = self.by_id.get(&id)?;
+        self.entries.get(i as usize).map(|e| &**e)
+    }
+
+    /// A Service port by name (entries are sorted by name).
+    pub fn by_name(&self, name: &str) -> Option<&Arc<ServiceEntry>> {
+        let i = self
+            .entries
+            .binary_search_by(|e| (*e.name).cmp(name))
+            .ok()?;
+        self.entries.get(i)
+    }
+
+    /// Whether `ip` is a frontend address of some Service port.
+    #[inline]
+    pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
+        !self.vips.is_empty() && self.vips.contains(&ip)
+    }
+
+    /// Whether `ip:port` over `proto` is an endpoint of some Service port: a packet from it
+    /// with no connection could be the reply of a translated one whose entry was lost.
+    #[inline]
+    pub fn is_backend(&self, ip: Ipv4Addr, port: u16, proto: u8) -> bool {
+        !self.backends.is_empty() && self.backends.contains(&(ip, port, proto))
+    }
+
+    /// Every Service port, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<ServiceEntry>> {
+        self.entries.iter()
+    }
+
+    /// Number of Service ports.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podswitch_proto::{BackendSpec, Frontend, L4Protocol};
+
+    fn backend(
+        host: u8,
+        ready: bool,
+        serving: bool,
+        terminating: bool,
+        local: bool,
+    ) -> BackendSpec {
+        BackendSpec {
+            ip: Ipv4Addr::new(10, 244, 1, host),
+            port: 8080,
+            ready,
+            serving,
+            terminating,
+            local,
+            target: None,
+        }
+    }
+
+    fn spec(backends: Vec<BackendSpec>) -> ServiceSpec {
+        ServiceSpec {
+            name: "shop/web:http".into(),
+            protocol: L4Protocol::Tcp,
+            frontends: vec![
+                Frontend {
+                    kind: FrontendKind::ClusterIp,
+                    ip: Ipv4Addr::new(10, 96, 0, 10),
+                    port: 80,
+                },
+                Frontend {
+                    kind: FrontendKind::NodePort,
+                    ip: Ipv4Addr::UNSPECIFIED,
+                    port: 30080,
+                },
+            ],
+            backends,
+            algorithm: Algorithm::Maglev,
+            affinity_timeout_secs: None,
+            internal_local: false,
+            external_local: false,
+        }
+    }
+
+    fn members(s: &Selection) -> Vec<u16> {
+        s.members.to_vec()
+    }
+
+    #[test]
+    fn endpoint_selection_follows_kubernetes_rules() {
+        // (backends, internal_local, expected members)
+        let cases: Vec<(Vec<BackendSpec>, bool, Vec<u16>, &str)> = vec![
+            (
+                vec![
+                    backend(2, true, true, false, true),
+                    backend(3, false, false, false, true),
+                ],
+                false,
+                vec![0],
+                "only ready endpoints",
+            ),
+            (
+                vec![
+                    backend(2, false, true, true, true),
+                    backend(3, false, false, true, true),
+                ],
+                false,
+                vec![0],
+                "no ready one: serving and terminating ones",
+            ),
+            (
+                vec![
+                    backend(2, true, true, false, true),
+                    backend(3, false, true, true, true),
+                ],
+                false,
+                vec![0],
+                "terminating ones only when none is ready",
+            ),
+            (
+                vec![
+                    backend(2, true, true, false, false),
+                    backend(3, true, true, false, true),
+                ],
+                true,
+                vec![1],
+                "traffic policy Local keeps local ones",
+            ),
+            (
+                vec![backend(2, true, true, false, false)],
+                true,
+                vec![],
+                "Local with no local endpoint: none",
+            ),
+            (vec![], false, vec![], "no endpoints"),
+        ];
+        for (backends, local, expected, what) in cases {
+            let mut s = spec(backends);
+            s.internal_local = local;
+            let e = ServiceEntry::new(1, &s);
+            assert_eq!(members(&e.internal), expected, "{what}");
+            assert_eq!(e.internal.is_empty(), expected.is_empty(), "{what}");
+        }
+    }
+
+    #[test]
+    fn picks_are_spread_over_ready_endpoints_only() {
+        let s = spec(vec![
+            backend(2, true, true, false, true),
+            backend(3, false, false, false, true),
+            backend(4, true, true, false, true),
+        ]);
+        let e = ServiceEntry::new(1, &s);
+        let mut counts = [0u32; 3];
+        for h in 0..10_000u64 {
+            let h = h.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            counts[usize::from(e.internal.pick(h).unwrap())] += 1;
+        }
+        assert_eq!(counts[1], 0);
+        assert!(counts[0] > 4000 && counts[2] > 4000, "{counts:?}");
+        assert_eq!(e.internal.table_len(), maglev::table_size(2));
+    }
+
+    #[test]
+    fn frontends_are_found_by_address_port_and_protocol_and_nodeports_at_the_node_port_address() {
+        let npip = Ipv4Addr::new(10, 96, 255, 254);
+        let e = Arc::new(ServiceEntry::new(
+            7,
+            &spec(vec![backend(2, true, true, false, true)]),
+        ));
+        let t = Services::new(vec![e], Some(npip));
+        let vip = Ipv4Addr::new(10, 96, 0, 10);
+        assert_eq!(
+            t.lookup(vip, 80, 6).map(|(e, k)| (e.id, k)),
+            Some((7, FrontendKind::ClusterIp))
+        );
+        assert!(t.lookup(vip, 80, 17).is_none(), "other protocol");
+        assert!(t.lookup(vip, 81, 6).is_none(), "other port");
+        assert_eq!(
+            t.lookup(npip, 30080, 6).map(|(_, k)| k),
+            Some(FrontendKind::NodePort)
+        );
+        assert!(t.is_vip(vip) && t.is_vip(npip));
+        assert!(t.is_backend(Ipv4Addr::new(10, 244, 1, 2), 8080, 6));
+        assert_eq!(t.by_id(7).map(|e| &*e.name), Some("shop/web:http"));
+        assert!(t.by_name("shop/web:http").is_some());
+        let without = Services::new(t.iter().cloned().collect(), None);
+        assert!(
+            without.lookup(npip, 30080, 6).is_none(),
+            "no node-port address, no NodePort"
+        );
+    }
+}
