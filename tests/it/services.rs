@@ -208,8 +208,9 @@ fn clusterip_from_the_node_root_namespace() {
     assert_eq!(
         failed,
         0,
-        "the node reaches the VIP through psw0: {first:?}\nroutes: {}",
-        cn.node.ns.ip(&["-4", "route"])
+        "the node reaches the VIP through psw0: {first:?}\nroutes: {}neighbours: {}",
+        cn.node.ns.ip(&["-4", "route"]),
+        cn.node.ns.ip(&["-4", "neigh"])
     );
     for ans in results.iter().flatten() {
         assert!(ans.backend == "a" || ans.backend == "b", "{ans:?}");
