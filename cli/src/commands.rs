@@ -56,6 +56,13 @@ pub fn execute(cli: &Cli) -> Result<String> {
             })?;
             show(out, &dump, |c| render::counters(c, *all))
         }
+        Command::Services => {
+            let services = call(socket, RequestBody::Services, |r| match r {
+                Response::Services { services } => Ok(services),
+                other => Err(other),
+            })?;
+            show(out, &services, |s| render::flows::services(s))
+        }
         Command::Conntrack(a) => {
             let filter = podswitch_proto::ConntrackFilter {
                 ip: a.ip,

@@ -79,6 +79,10 @@ pub enum Command {
     Routes,
     /// The IP → MAC bindings the switch knows.
     Neighbors,
+    /// Service ports as podswitchd holds them: frontends, algorithm, affinity, every endpoint
+    /// with its conditions, whether it takes new connections, and its connections.
+    #[command(alias = "svc")]
+    Services,
     /// Tracked connections: both tuples, state, the Service whose NAT they carry, age,
     /// packets and bytes each way. Filters combine (all must match).
     Conntrack(ConntrackArgs),
@@ -125,7 +129,7 @@ pub enum GetCommand {
     /// Attached pods: address, MAC, switch port, container, interface and labels.
     #[command(alias = "pod", alias = "po")]
     Pods,
-    /// Not available yet: arrives with Services support in podswitch-control.
+    /// Not available yet (`podswitchctl services` shows what podswitchd holds).
     #[command(alias = "service", alias = "svc")]
     Services,
     /// Not available yet: arrives with NetworkPolicy support in podswitch-control.

@@ -15,6 +15,7 @@ mod malformed;
 mod offload;
 mod restart;
 mod service_cidr;
+mod service_dp;
 mod services;
 mod steering;
 mod tcp;

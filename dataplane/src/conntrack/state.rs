@@ -201,13 +201,16 @@ mod tests {
             .collect()
     }
 
+    /// Name, start state, packets (direction, flags), the states they lead to.
+    type Case<'a> = (&'a str, State, &'a [(Dir, u8)], &'a [State]);
+
     #[test]
     fn tcp_state_machine_follows_the_table() {
         let syn = TCP_SYN;
         let synack = TCP_SYN | TCP_ACK;
         let ack = TCP_ACK;
         let finack = TCP_FIN | TCP_ACK;
-        let cases: &[(&str, State, &[(Dir, u8)], &[State])] = &[
+        let cases: &[Case] = &[
             (
                 "handshake",
                 TcpSynSent,

@@ -186,6 +186,11 @@ pub struct Conntrack {
     /// Keys a shard's index may hold: its own entries' originals and other shards' aliases.
     index_cap: usize,
     timeouts: Timeouts,
+    /// The hard capacity, enforced over the whole table: shards get a quarter more room than
+    /// their share, so uneven hashing never refuses a connection while the table has room.
+    capacity: usize,
+    /// Entries held in all shards (one relaxed add per new connection, not per packet).
+    total: AtomicUsize,
 }
 
 impl Conntrack {
@@ -195,7 +200,9 @@ impl Conntrack {
         let shards = (capacity / ENTRIES_PER_SHARD)
             .clamp(1, MAX_SHARDS)
             .next_power_of_two();
-        let per_shard = capacity.div_ceil(shards);
+        // A quarter more than the share, plus a little: at 64 entries a shard the count of a
+        // shard is within 4 standard deviations of its share (sd = 8).
+        let per_shard = capacity.div_ceil(shards) * 5 / 4 + 8;
         let index_cap = 2 * per_shard;
         let cells = (0..shards)
             .map(|_| {
@@ -221,6 +228,8 @@ impl Conntrack {
             per_shard,
             index_cap,
             timeouts: cfg.timeouts,
+            capacity,
+            total: AtomicUsize::new(0),
         }
     }
 
@@ -329,6 +338,9 @@ impl Conntrack {
             if ga.index.len() + own_keys > self.index_cap || reply_full {
                 return Err(CommitError::Full);
             }
+            if self.total.load(Relaxed) >= self.capacity {
+                return Err(CommitError::Full);
+            }
             let Some(slot) = ga.free.pop() else {
                 return Err(CommitError::Full);
             };
@@ -361,6 +373,7 @@ impl Conntrack {
                 };
             }
             self.cells[a].live.fetch_add(1, Relaxed);
+            self.total.fetch_add(1, Relaxed);
             return Ok(entry.hit(r.handle(), dir));
         }
         Err(CommitError::Full)
@@ -419,6 +432,7 @@ impl Conntrack {
         slot.generation = slot.generation.wrapping_add(1);
         ga.free.push(h.slot);
         self.cells[home].live.fetch_sub(1, Relaxed);
+        self.total.fetch_sub(1, Relaxed);
         true
     }
 
@@ -426,7 +440,8 @@ impl Conntrack {
     /// entries; returns how many it removed. Workers call it once per poll with a small
     /// budget; nothing else walks the whole table on the hot path.
     pub fn gc_step(&self, cursor: &mut GcCursor, now: Instant, budget: usize) -> usize {
-        let mut left = budget;
+        // Never more than one pass over the table, however large the budget.
+        let mut left = budget.min(self.per_shard * self.cells.len());
         let mut removed = 0;
         while left > 0 {
             let mut expired = [None::<Handle>; GC_BATCH];
@@ -523,9 +538,9 @@ impl Conntrack {
         self.len() == 0
     }
 
-    /// Entries the table can hold: the configured capacity rounded up to whole shards.
+    /// Entries the table can hold (the configured capacity: a hard limit over all shards).
     pub fn capacity(&self) -> usize {
-        self.per_shard * self.cells.len()
+        self.capacity
     }
 
     /// Number of shards (a power of two).

@@ -275,7 +275,7 @@ mod tests {
         h.run_meta(POD_A, frame, plain(crate::pipeline::parse::run))
     }
 
-    fn dnat(frame: &mut Vec<u8>) -> Meta {
+    fn dnat(frame: &mut [u8]) -> Meta {
         let mut meta = meta_of(frame);
         assert_eq!(meta.l3, L3::Ipv4);
         meta.nat.dst = Some(BACKEND);

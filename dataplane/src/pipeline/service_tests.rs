@@ -177,3 +177,116 @@ fn an_untracked_segment_from_an_endpoint_is_held_back_not_leaked_untranslated() 
         Next::Drop(DropReason::UntrackedEndpointReply)
     );
 }
+
+fn udp_harness() -> Harness {
+    let mut h = harness(&[POD_B_IP]);
+    let mut spec = h.tables.services.iter().next().unwrap().spec.clone();
+    spec.protocol = L4Protocol::Udp;
+    spec.frontends[0].port = 5000;
+    h.tables.services = Arc::new(Services::new(
+        vec![Arc::new(ServiceEntry::new(1, &spec))],
+        None,
+    ));
+    h
+}
+
+#[test]
+fn a_port_unreachable_from_the_backend_reaches_the_client_from_the_vip() {
+    let mut h = udp_harness();
+    let dgram = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, VIP, 64, 10);
+    assert_eq!(h.run_one(POD_A, &dgram, pipeline::run), Next::Output(POD_B));
+    // What the backend's kernel answers: port unreachable quoting the datagram it got.
+    let got = h.last_frame.clone();
+    let mut icmp = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&got[14..14 + 28]);
+    let sum = podswitch_packet::checksum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let err = ipv4_frame(
+        POD_B_MAC,
+        GW_MAC,
+        POD_B_IP,
+        POD_A_IP,
+        64,
+        podswitch_packet::IpProtocol::ICMP,
+        &icmp,
+    );
+    assert_eq!(h.run_one(POD_B, &err, pipeline::run), Next::Output(POD_A));
+    let ip = Ipv4Packet::new_checked(&h.last_frame[14..]).unwrap();
+    assert!(ip.verify_checksum());
+    assert_eq!(
+        (ip.src(), ip.dst()),
+        (VIP, POD_A_IP),
+        "from the VIP to the client"
+    );
+    let quoted = Ipv4Packet::new_unchecked(&ip.payload()[8..]);
+    assert_eq!(
+        (quoted.src(), quoted.dst()),
+        (POD_A_IP, VIP),
+        "about the datagram it sent"
+    );
+    assert_eq!(&quoted.payload()[2..4], &5000u16.to_be_bytes());
+    assert_eq!(podswitch_packet::checksum::checksum(ip.payload()), 0);
+}
+
+#[test]
+fn later_fragments_follow_their_first_fragment_to_the_endpoint() {
+    let mut h = udp_harness();
+    let mut first = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, VIP, 64, 120);
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut first[14..]);
+        ip.set_dont_frag(false);
+        ip.set_more_frags(true);
+        ip.fill_checksum();
+    }
+    let mut later = ipv4_frame(
+        POD_A_MAC,
+        GW_MAC,
+        POD_A_IP,
+        VIP,
+        64,
+        podswitch_packet::IpProtocol::UDP,
+        &[7u8; 40],
+    );
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut later[14..]);
+        ip.set_dont_frag(false);
+        ip.set_frag_offset(128);
+        ip.fill_checksum();
+    }
+    // Before its first fragment, a later one cannot be matched: dropped, counted.
+    assert_eq!(
+        h.run_one(POD_A, &later, pipeline::run),
+        Next::Drop(DropReason::FragmentBeforeFirst)
+    );
+    assert_eq!(h.run_one(POD_A, &first, pipeline::run), Next::Output(POD_B));
+    assert_eq!(h.run_one(POD_A, &later, pipeline::run), Next::Output(POD_B));
+    let ip = Ipv4Packet::new_checked(&h.last_frame[14..]).unwrap();
+    assert!(ip.verify_checksum());
+    assert_eq!(ip.dst(), POD_B_IP);
+}
+
+#[test]
+fn a_full_conntrack_drops_new_connections_and_keeps_the_old_ones() {
+    let mut h = harness(&[POD_B_IP]);
+    h.flows = crate::pipeline::FlowState::new(16, 16);
+    let mut admitted = 0;
+    for port in 1000..1040 {
+        let syn = tcp(POD_A_IP, port, VIP, 80, TcpFlags::SYN);
+        match h.run_one(POD_A, &syn, pipeline::run) {
+            Next::Output(POD_B) => admitted += 1,
+            Next::Drop(DropReason::ConntrackFull) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!((8..=16).contains(&admitted), "{admitted} admitted");
+    assert_eq!(
+        h.ctr.drops[DropReason::ConntrackFull as usize],
+        40 - admitted
+    );
+    let ack = tcp(POD_A_IP, 1000, VIP, 80, TcpFlags::ACK);
+    assert_eq!(
+        h.run_one(POD_A, &ack, pipeline::run),
+        Next::Output(POD_B),
+        "old flow goes on"
+    );
+}
