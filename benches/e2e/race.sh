@@ -26,7 +26,7 @@ usage: $0 [-r ROUNDS] [-d SECONDS] [-o FILE] [-v VARIANTS] [--idle SECONDS] [--s
 EOF
 }
 
-ALL_VARIANTS=direct,bridge,bridge-iptables,bridge-nftables,ovs-afxdp,ovs-tap,podswitch,podswitch-pinned,podswitch-percpu
+ALL_VARIANTS=direct,bridge,bridge-iptables,bridge-nftables,ovs-afxdp,ovs-tap,podswitch,podswitch-vip,podswitch-pinned,podswitch-percpu
 ROUNDS=3 DUR=10 OUT='' VARIANTS=$ALL_VARIANTS IDLE=3 SERVICES=100 INSTALL=1 PSW_ARGS='' RR_CPU=0
 while [ $# -gt 0 ]; do
     case $1 in
@@ -403,6 +403,47 @@ setup_podswitch() {
     done
 }
 
+# podswitch-vip: podswitch with the traffic sent to a ClusterIP whose one endpoint is pod b, as
+# the bridge-iptables/nftables variants send it through kube-proxy's rules: a Service and its
+# EndpointSlice applied through podswitch-control, DNAT and reverse NAT in the switch.
+setup_podswitch_vip() {
+    setup_podswitch || return 1
+    local b=$TARGET dir=$RUN/psw
+    cat >"$RUN/vip.yaml" <<YAML
+apiVersion: v1
+kind: Service
+metadata: {name: server, namespace: race}
+spec:
+  clusterIP: $VIP
+  ports:
+  - {name: tcp-5201, protocol: TCP, port: 5201, targetPort: 5201}
+  - {name: udp-5201, protocol: UDP, port: 5201, targetPort: 5201}
+  - {name: udp-11111, protocol: UDP, port: 11111, targetPort: 11111}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: server-1
+  namespace: race
+  labels: {kubernetes.io/service-name: server}
+addressType: IPv4
+ports:
+- {name: tcp-5201, protocol: TCP, port: 5201}
+- {name: udp-5201, protocol: UDP, port: 5201}
+- {name: udp-11111, protocol: UDP, port: 11111}
+endpoints:
+- addresses: ["$b"]
+  conditions: {ready: true}
+YAML
+    "$BIN/podswitchctl" --control-socket "$dir/control.sock" apply -f "$RUN/vip.yaml" >/dev/null 2>"$RUN/why" || return 1
+    local _
+    for _ in $(seq 100); do
+        "$BIN/podswitchctl" --socket "$dir/dataplane.sock" services 2>/dev/null | grep -q "race/server:udp-11111" && break
+        sleep 0.05
+    done
+    SERVER_IP=$b TARGET=$VIP
+}
+
 # ---------------------------------------------------------------------------------------------
 # Measurements. CPU is utime+stime from /proc: the switch's processes (all their threads) plus
 # every ksoftirqd, as % of one core over the measurement.
@@ -430,7 +471,7 @@ measure() { # variant round
     # Reachability first: a variant that cannot ping is a failed row, not a zero.
     if ! nsx "$CLIENT" ping -n -c 3 -i 0.2 -W 2 "$TARGET" >/dev/null 2>&1; then
         # The VIP answers no ping (kube-proxy DNATs only the Service's ports): check the pod.
-        if [ "$TARGET" != "$VIP" ] || ! nsx "$CLIENT" ping -n -c 3 -i 0.2 -W 2 $B_IP >/dev/null 2>&1; then
+        if [ "$TARGET" != "$VIP" ] || ! nsx "$CLIENT" ping -n -c 3 -i 0.2 -W 2 "${SERVER_IP:-$B_IP}" >/dev/null 2>&1; then
             echo "no ping from pod a to $TARGET" >"$RUN/why"
             return 1
         fi
@@ -505,6 +546,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for v in "${RUN_VARIANTS[@]}"; do
         log "round $r/$ROUNDS: $v"
         : >"$RUN/why"
+        SERVER_IP=
         fn=setup_${v//-/_}
         # Setup runs in this shell (it sets TARGET and the daemons' pids): a failing command
         # anywhere in it marks the variant failed, with the command, instead of ending the race.

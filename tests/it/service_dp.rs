@@ -158,3 +158,117 @@ fn udp_to_a_vip_is_answered_from_the_vip() {
         "the answer comes from the VIP"
     );
 }
+
+/// `podswitchctl VERB...` against the node's daemon; its stdout.
+fn ctl(node: &Node, args: &[&str]) -> String {
+    let out = std::process::Command::new(binary("podswitchctl"))
+        .arg("--socket")
+        .arg(&node.socket)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "podswitchctl {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn trace_conntrack_and_services_explain_a_connection_through_the_vip() {
+    if !root_or_skip("trace_conntrack_and_services_explain_a_connection_through_the_vip") {
+        return;
+    }
+    let node = node();
+    let client = node.add_pod(2);
+    let a = node.add_pod(3);
+    tcp_server(&a.ns, a.ip, "a");
+    node.apply(vec![service(L4Protocol::Tcp, &[a.ip])]).unwrap();
+
+    let trace = ctl(
+        &node,
+        &["trace", "--in-port", &client.port, "--dst", "10.96.0.10"],
+    );
+    assert!(
+        trace.contains("default/web:http") && trace.contains(&format!("{}:8080", a.ip)),
+        "{trace}"
+    );
+    assert!(
+        trace.contains(&format!("verdict: output {}", a.port)),
+        "{trace}"
+    );
+    let empty = ctl(&node, &["-o", "json", "conntrack"]);
+    let v: serde_json::Value = serde_json::from_str(&empty).unwrap();
+    assert_eq!(v["total"], 0, "trace created no connection: {empty}");
+
+    let _ = ask(&client.ns);
+    let dump = ctl(
+        &node,
+        &["-o", "json", "conntrack", "--service", "default/web:http"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&dump).unwrap();
+    let e = &v["entries"][0];
+    assert_eq!(e["original"]["dst"], "10.96.0.10", "{dump}");
+    assert_eq!(e["reply"]["src"], a.ip.to_string(), "{dump}");
+    let services = ctl(&node, &["services"]);
+    assert!(
+        services.contains("default/web:http") && services.contains("ready"),
+        "{services}"
+    );
+}
+
+#[test]
+fn a_nodeport_service_programs_the_node_and_sigterm_removes_the_table() {
+    if !root_or_skip("a_nodeport_service_programs_the_node_and_sigterm_removes_the_table") {
+        return;
+    }
+    use podswitch_netlink::Nftables;
+    let mut node = node();
+    let a = node.add_pod(3);
+    tcp_server(&a.ns, a.ip, "a");
+    let Op::SetService(mut spec) = service(L4Protocol::Tcp, &[a.ip]) else {
+        unreachable!()
+    };
+    spec.frontends.push(Frontend {
+        kind: FrontendKind::NodePort,
+        ip: Ipv4Addr::UNSPECIFIED,
+        port: 30080,
+    });
+    node.apply(vec![Op::SetService(spec)]).unwrap();
+    let has_table = |node: &Node| {
+        node.ns
+            .enter(|| Nftables::new().unwrap().has_nodeport_table().unwrap())
+    };
+    assert!(has_table(&node), "the NodePort table is there");
+    // The node's own connection to one of its addresses on the NodePort reaches the backend.
+    run(&[
+        "ip",
+        "-n",
+        &node.ns.name,
+        "addr",
+        "add",
+        "192.0.2.10/32",
+        "dev",
+        "lo",
+    ]);
+    let mut c = node
+        .ns
+        .enter(|| {
+            TcpStream::connect_timeout(
+                &SocketAddr::from((Ipv4Addr::new(192, 0, 2, 10), 30080)),
+                Duration::from_secs(5),
+            )
+        })
+        .unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut line = String::new();
+    c.read_to_string(&mut line).unwrap();
+    assert!(line.starts_with("a "), "{line}");
+
+    let pid = node.daemon_pid().unwrap();
+    run(&["kill", "-TERM", &pid.to_string()]);
+    let exit = node.daemon_exit_wait(Duration::from_secs(10));
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "clean exit: {exit:?}\n{}",
+        node.log()
+    );
+    assert!(!has_table(&node), "a clean exit removes the NodePort table");
+}

@@ -347,6 +347,20 @@ impl Node {
             .and_then(|d| d.try_wait().ok().flatten())
     }
 
+    /// Waits up to `timeout` for the daemon to exit; its status, or `None` if it still runs.
+    pub fn daemon_exit_wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.daemon_exit() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The node's scratch directory (sockets, logs, state), removed on drop.
     pub fn dir(&self) -> &Path {
         &self.dir

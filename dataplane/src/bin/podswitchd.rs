@@ -81,6 +81,26 @@ fn main() -> anyhow::Result<()> {
     let socket = cfg.socket.clone();
     let limits = cfg.server_config();
     let daemon = Daemon::start(cfg)?;
+    // SIGTERM / SIGINT: a clean exit removes what podswitchd put into the node's kernel (the
+    // NodePort nf_tables table) and stops the workers; pod taps stay (they are persistent, for
+    // the next podswitchd). kill -9 leaves the table, which the next podswitchd's first apply
+    // replaces.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .context("installing the SIGTERM/SIGINT handler")?;
+    let stopping = daemon.clone();
+    std::thread::Builder::new()
+        .name("psw-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                eprintln!("podswitchd: signal {sig}: shutting down");
+                stopping.shutdown();
+                std::process::exit(0);
+            }
+        })
+        .context("starting the signal thread")?;
     eprintln!("podswitchd: serving {}", socket.display());
     server::serve_with(daemon, &listener, limits)?;
     Ok(())
