@@ -16,5 +16,6 @@ mod offload;
 mod restart;
 mod service_cidr;
 mod service_dp;
+mod services;
 mod steering;
 mod tcp;

@@ -50,7 +50,13 @@ impl ControlNode {
     /// Starts podswitchd (empty) and podswitch-control, and waits until control has pushed
     /// the node's configuration.
     pub fn start() -> ControlNode {
-        let node = Node::bare(&[]);
+        ControlNode::start_with(&[])
+    }
+
+    /// [`Self::start`] with extra flags for podswitchd (e.g. `--conntrack-capacity 32`); they
+    /// are kept for every restart of the daemon.
+    pub fn start_with(dataplane_args: &[&str]) -> ControlNode {
+        let node = Node::bare(dataplane_args);
         let control_socket = node.dir().join("control.sock");
         let state_dir = node.dir().join("state");
         let mut cn = ControlNode {
@@ -83,6 +89,7 @@ impl ControlNode {
             .arg(format!("--net={}", self.node.ns.path().display()))
             .arg(binary("podswitch-control"))
             .args(["--node-name", "node-1", "--pod-cidr", &self.pod_cidr])
+            .args(["--service-cidr", crate::services::SERVICE_CIDR])
             .arg("--state-dir")
             .arg(&self.state_dir)
             .arg("--dataplane-socket")
