@@ -33,6 +33,8 @@ PODS=(web db cache)
 GW=10.244.1.1
 
 cleanup() {
+    # shellcheck disable=SC2086
+    [ -n "${BACKENDS:-}" ] && kill $BACKENDS 2>/dev/null || true
     [ -n "${CONTROL:-}" ] && kill "$CONTROL" 2>/dev/null && wait "$CONTROL" 2>/dev/null || true
     [ -n "${DAEMON:-}" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null || true
     for p in "${PODS[@]}"; do ip netns del "psw-demo-$p" 2>/dev/null || true; done
@@ -123,7 +125,51 @@ awk -v s="$start" -v e="$end" 'BEGIN { printf "both transfers: %.2f s, %.0f Mbit
 say "an unassigned pod address: the gateway answers host unreachable"
 in_ns psw-demo-web ping -n -c 1 -W 1 10.244.1.200 | grep -E "Unreachable" || true
 
-say "a NetworkPolicy and a Service: stored, and apply says plainly that neither acts yet"
+say "a Service: ClusterIP 10.96.0.10:80 in front of db and cache (targetPort 8080), load-balanced in the switch"
+cat > "$RUN/service.yaml" <<YAML
+apiVersion: v1
+kind: Service
+metadata: {name: backend, namespace: shop}
+spec:
+  clusterIP: 10.96.0.10
+  ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: backend-1
+  namespace: shop
+  labels: {kubernetes.io/service-name: backend}
+addressType: IPv4
+ports: [{name: http, protocol: TCP, port: 8080}]
+endpoints:
+- addresses: ["${IP[db]}"]
+  conditions: {ready: true}
+  targetRef: {kind: Pod, namespace: shop, name: db}
+- addresses: ["${IP[cache]}"]
+  conditions: {ready: true}
+  targetRef: {kind: Pod, namespace: shop, name: cache}
+YAML
+ctl apply -f "$RUN/service.yaml"
+for p in db cache; do
+    # Each backend answers every connection with its name and the client address it sees.
+    in_ns "psw-demo-$p" socat TCP-LISTEN:8080,bind="${IP[$p]}",reuseaddr,fork SYSTEM:"echo $p sees \$SOCAT_PEERADDR" &
+    BACKENDS="${BACKENDS:-} $!"
+done
+for _ in $(seq 50); do ctl services 2>/dev/null | grep -q "shop/backend:http" && break; sleep 0.1; done
+sleep 0.3
+echo "40 connections from web to 10.96.0.10:80:"
+for _ in $(seq 40); do in_ns psw-demo-web socat -T 2 - TCP:10.96.0.10:80 </dev/null; done | sort | uniq -c
+echo "and one from the node itself (the Service CIDR is routed into the switch):"
+in_ns $NODE socat -T 2 - TCP:10.96.0.10:80 </dev/null
+ctl services
+say "podswitchctl trace: a SYN from web to the VIP, stage by stage, without sending it"
+WEB_PORT=$(ctl ports | awk '$5 == "shop/web" {print $2}')
+ctl trace --in-port "$WEB_PORT" --dst 10.96.0.10 --dport 80
+say "podswitchctl conntrack --service shop/backend:http (both tuples of each connection)"
+ctl conntrack --service shop/backend:http --limit 5
+
+say "a NetworkPolicy: stored, and apply says plainly that it does not act yet"
 cat > "$RUN/not-yet.yaml" <<YAML
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -131,13 +177,6 @@ metadata: {name: db-from-web, namespace: shop}
 spec:
   podSelector: {matchLabels: {app: db}}
   ingress: [{from: [{podSelector: {matchLabels: {app: web}}}]}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: db, namespace: shop}
-spec:
-  selector: {app: db}
-  ports: [{port: 5432}]
 YAML
 ctl apply -f "$RUN/not-yet.yaml"
 
@@ -167,8 +206,13 @@ cat <<TEXT
   pod got ICMP host unreachable from the gateway; 10 MB crossed byte-exact, twice.
 - podswitchctl showed the switch's tables and its counters: every frame it read is counted, every
   drop under a reason (try \`podswitchctl counters -o json\`), beside the kernel's own tap counters.
-- A NetworkPolicy and a Service were stored, with a warning that they do not act yet: Services and
-  NetworkPolicy are the next issues, and the demo will show them here when they land.
-Next: ./scripts/test.sh runs every test; README.md lists the podswitchctl verbs; ARCHITECTURE.md
-is the map of the code.
+- A Service: its ClusterIP answered from pods and from the node, connections spread over its two
+  endpoints by Maglev in the switch (no kube-proxy, no iptables), each backend seeing the client's
+  own address; \`podswitchctl trace\` explained the path of a packet stage by stage and
+  \`conntrack\` showed both tuples of each connection.
+- A NetworkPolicy was stored, with a warning that it does not act yet: NetworkPolicy is the next
+  issue, and the demo will show it here when it lands.
+Next: ./scripts/test.sh runs every test; README.md lists the podswitchctl verbs (try
+\`podswitchctl trace --in-port PORT --dst 10.96.0.10 --protocol udp\` on your own node);
+ARCHITECTURE.md is the map of the code.
 TEXT
