@@ -12,6 +12,8 @@
 //!   discarding memory queue on pod B's, driven by `Worker::poll_once` (rx, pipeline, output,
 //!   tx, buffers back to the pool).
 
+pub mod services;
+
 use arc_swap::ArcSwap;
 use podswitch_dataplane::batch::{Batch, Next, Offload, PortId};
 use podswitch_dataplane::buffer::Pool;
@@ -158,6 +160,28 @@ impl PipelineRig {
     /// Packets per batch.
     pub fn burst(&self) -> usize {
         self.burst
+    }
+
+    /// The shared flow state (conntrack, affinity, fragments) the pipeline runs against.
+    pub fn flows(&self) -> &pipeline::FlowState {
+        &self.flows
+    }
+
+    /// Replaces the flow state, e.g. with a large or pre-filled conntrack, or a fresh one when
+    /// a new-connection bench nears capacity.
+    pub fn set_flows(&mut self, flows: pipeline::FlowState) {
+        self.flows = flows;
+    }
+
+    /// Takes the flow state out (leaving a tiny empty one), to hand a filled conntrack to
+    /// the next rig.
+    pub fn take_flows(&mut self) -> pipeline::FlowState {
+        std::mem::replace(&mut self.flows, pipeline::FlowState::new(1, 1))
+    }
+
+    /// The frames the rig cycles through, for benches that change headers between bursts.
+    pub fn frames_mut(&mut self) -> &mut [Vec<u8>] {
+        &mut self.frames
     }
 
     /// Fills the batch as a port's receive does: a buffer from the pool per frame, the frame

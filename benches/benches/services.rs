@@ -1,0 +1,191 @@
+//! Service traffic through the pipeline (conntrack → service → route → commit → rewrite), no
+//! ports: established flows through a VIP and new connections, at 1, 1k and 10k Service ports
+//! of 10 endpoints each, beside the plain pod → pod path in the same run; and the cost of
+//! compiling the Service table. Results and method: BENCHMARKS.md, "Issue 14: Services".
+//!
+//! Bursts are 64 packets from pod A, each flow to the VIP of a different (random) Service port
+//! when there are at least 64, so lookups touch 64 entries and Maglev tables.
+
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use podswitch_benches::services::{
+    service_entries, service_spec, set_src_port, tables_with_services, tcp_from_pod_a, vip,
+    TCP_ACK, TCP_SYN,
+};
+use podswitch_benches::{random_pod_subset, udp_a_to_b, PipelineRig};
+use podswitch_dataplane::batch::Next;
+use podswitch_dataplane::conntrack::{Nat, Tuple};
+use podswitch_dataplane::pipeline::FlowState;
+use podswitch_dataplane::tables::{ServiceEntry, Services};
+use podswitch_dataplane::testkit::{self, POD_A, POD_B, POD_B_IP};
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+const BURST: usize = 64;
+const SCALES: [usize; 3] = [1, 1_000, 10_000];
+/// The large conntrack: capacity, and the other connections committed into it first.
+const BIG_CONNTRACK: usize = 1_200_000;
+const BIG_CONNTRACK_FILL: usize = 1_000_000;
+/// The new-connection bench's conntrack: room for one pass over the source ports.
+const NEW_CONN_CONNTRACK: usize = 131_072;
+/// Source ports a new-connection pass uses before tuples would repeat.
+const FIRST_PORT: u16 = 1024;
+
+fn configure<'a>(c: &'a mut Criterion, name: &str) -> Group<'a> {
+    let mut g = c.benchmark_group(name);
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(20);
+    g
+}
+
+/// The VIP of flow `k` at `ports` Service ports: a random subset of distinct ports.
+fn flow_vips(ports: usize) -> Vec<Ipv4Addr> {
+    let subset = random_pod_subset(ports, BURST.min(ports), 0x5eed);
+    (0..BURST).map(|k| vip(subset[k % subset.len()])).collect()
+}
+
+/// `BIG_CONNTRACK_FILL` other established connections (10.250.0.0/16 → 10.251.0.1) committed
+/// straight into the table, as a busy node's would be.
+fn big_flow_state() -> FlowState {
+    let flows = FlowState::new(BIG_CONNTRACK, 1024);
+    let now = Instant::now();
+    let mut ok = 0;
+    for i in 0..BIG_CONNTRACK_FILL as u32 {
+        let t = Tuple {
+            src: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 250, 0, 0)) + (i >> 14)),
+            dst: Ipv4Addr::new(10, 251, 0, 1),
+            src_port: 1024 + (i & 0x3fff) as u16,
+            dst_port: 443,
+            proto: 6,
+        };
+        ok += usize::from(
+            flows
+                .conntrack
+                .commit(&t, Nat::default(), None, TCP_ACK, 54, now)
+                .is_ok(),
+        );
+    }
+    assert_eq!(ok, BIG_CONNTRACK_FILL, "every filler connection committed");
+    flows
+}
+
+fn established(c: &mut Criterion) {
+    let mut g = configure(c, "services_established");
+    g.throughput(Throughput::Elements(BURST as u64));
+    {
+        let mut rig = PipelineRig::new(
+            testkit::tables_with(true, 1500, 0),
+            POD_A,
+            vec![udp_a_to_b()],
+            BURST,
+        );
+        rig.assert_verdict(|_| Next::Output(POD_B));
+        g.bench_function("pod_pod_udp_1flow", |b| b.iter(|| rig.refill_and_run()));
+    }
+    {
+        let frames = (0..BURST)
+            .map(|k| tcp_from_pod_a(40_000 + k as u16, POD_B_IP, 80, TCP_ACK))
+            .collect();
+        let mut rig = PipelineRig::new(testkit::tables_with(true, 1500, 0), POD_A, frames, BURST);
+        rig.assert_verdict(|_| Next::Output(POD_B));
+        g.bench_function("pod_pod_tcp_64flows", |b| b.iter(|| rig.refill_and_run()));
+    }
+    for (label, big) in [("ct1k", false), ("ct1M", true)] {
+        let mut big_flows = big.then(big_flow_state);
+        for (scale, ports) in SCALES.into_iter().enumerate() {
+            // Client ports distinct per scale: the handed-on conntrack still holds the previous
+            // scale's flows, whose reply tuples (pod B's endpoint ports → pod A) would collide.
+            let first = 40_000 + (scale * BURST) as u16;
+            let frames = flow_vips(ports)
+                .into_iter()
+                .enumerate()
+                .map(|(k, ip)| tcp_from_pod_a(first + k as u16, ip, 80, TCP_ACK))
+                .collect();
+            let mut rig = PipelineRig::new(tables_with_services(ports), POD_A, frames, BURST);
+            match big_flows.take() {
+                Some(f) => rig.set_flows(f),
+                None => rig.set_flows(FlowState::new(1024, 1024)),
+            }
+            // The first burst creates the 64 connections; the measured ones find them.
+            rig.assert_verdict(|_| Next::Output(POD_B));
+            rig.assert_verdict(|_| Next::Output(POD_B));
+            g.bench_function(format!("vip_tcp_64flows/{label}/ports{ports}"), |b| {
+                b.iter(|| rig.refill_and_run())
+            });
+            if big {
+                // Hand the filled table to the next scale rather than fill it again.
+                big_flows = Some(rig.take_flows());
+            }
+        }
+    }
+    g.finish();
+}
+
+fn new_connections(c: &mut Criterion) {
+    let mut g = configure(c, "services_new_connections");
+    g.throughput(Throughput::Elements(BURST as u64));
+    for ports in SCALES {
+        let frames = flow_vips(ports)
+            .into_iter()
+            .map(|ip| tcp_from_pod_a(FIRST_PORT, ip, 80, TCP_SYN))
+            .collect();
+        let mut rig = PipelineRig::new(tables_with_services(ports), POD_A, frames, BURST);
+        rig.set_flows(FlowState::new(NEW_CONN_CONNTRACK, 1024));
+        let mut next_port = FIRST_PORT;
+        // Gives every frame a source port no earlier burst of this conntrack used; a fresh
+        // conntrack once the ports run out. Both outside the timing.
+        let mut advance = |rig: &mut PipelineRig| {
+            if usize::from(u16::MAX - next_port) < BURST {
+                rig.set_flows(FlowState::new(NEW_CONN_CONNTRACK, 1024));
+                next_port = FIRST_PORT;
+            }
+            for f in rig.frames_mut() {
+                set_src_port(f, next_port);
+                next_port += 1;
+            }
+        };
+        advance(&mut rig);
+        rig.assert_verdict(|_| Next::Output(POD_B));
+        assert_eq!(rig.flows().conntrack.len(), BURST, "64 new connections");
+        g.bench_function(format!("vip_tcp_syn/ports{ports}"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    advance(&mut rig);
+                    let t = Instant::now();
+                    black_box(rig.refill_and_run());
+                    total += t.elapsed();
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+fn compile(c: &mut Criterion) {
+    let mut g = c.benchmark_group("services_compile");
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(10);
+    g.bench_function("entries_and_table/ports10000", |b| {
+        b.iter(|| Services::new(service_entries(10_000), None))
+    });
+    let entries = service_entries(10_000);
+    let changed = service_spec(5_000, 1);
+    g.bench_function("one_port_changed_reuse/ports10000", |b| {
+        b.iter(|| {
+            let mut v = entries.clone();
+            v[5_000] = Arc::new(ServiceEntry::new(5_001, &changed));
+            Services::new(v, None)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, established, new_connections, compile);
+criterion_main!(benches);

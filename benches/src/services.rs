@@ -1,0 +1,87 @@
+//! Service-path rigs shared by `benches/services.rs` and `src/bin/services_memory.rs`: tables
+//! with N Service ports of 10 endpoints each, and TCP frames from pod A to their VIPs.
+//!
+//! Every endpoint sits on pod B (10.244.1.3, a distinct port per endpoint of a Service), so a
+//! Service's flows all leave on pod B's port and the bench measures the Service machinery, not
+//! a big FIB (the pipeline bench's `l3_forward_big_table` does that).
+
+use podswitch_dataplane::tables::{ServiceEntry, Services, Tables};
+use podswitch_dataplane::testkit::{self, GW_MAC, POD_A_IP, POD_A_MAC, POD_B_IP};
+use podswitch_proto::{Algorithm, BackendSpec, Frontend, FrontendKind, L4Protocol, ServiceSpec};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// Endpoints per Service port.
+pub const ENDPOINTS_PER_SERVICE: usize = 10;
+
+/// TCP flags of the frames.
+pub const TCP_SYN: u8 = 0x02;
+/// An ACK segment (a flow conntrack picks up as established).
+pub const TCP_ACK: u8 = 0x10;
+
+/// ClusterIP of Service port `i`: 10.96.0.1 + i, port 80.
+pub fn vip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 1)) + i as u32)
+}
+
+/// The spec of Service port `i`: TCP, ClusterIP `vip(i)`:80, 10 ready endpoints on pod B,
+/// Maglev. `generation` shifts the endpoints' ports, for a "changed" spec.
+pub fn service_spec(i: usize, generation: u16) -> ServiceSpec {
+    ServiceSpec {
+        name: format!("bench/svc-{i}:http"),
+        protocol: L4Protocol::Tcp,
+        frontends: vec![Frontend {
+            kind: FrontendKind::ClusterIp,
+            ip: vip(i),
+            port: 80,
+        }],
+        backends: (0..ENDPOINTS_PER_SERVICE)
+            .map(|j| BackendSpec {
+                ip: POD_B_IP,
+                port: 10_000 + generation + j as u16,
+                ready: true,
+                serving: true,
+                terminating: false,
+                local: true,
+                target: None,
+            })
+            .collect(),
+        algorithm: Algorithm::Maglev,
+        affinity_timeout_secs: None,
+        internal_local: false,
+        external_local: false,
+    }
+}
+
+/// `ports` compiled Service entries (ids 1..).
+pub fn service_entries(ports: usize) -> Vec<Arc<ServiceEntry>> {
+    (0..ports)
+        .map(|i| Arc::new(ServiceEntry::new(i as u32 + 1, &service_spec(i, 0))))
+        .collect()
+}
+
+/// The standard test tables with `ports` Service ports.
+pub fn tables_with_services(ports: usize) -> Tables {
+    let mut tables = testkit::tables_with(true, 1500, 0);
+    tables.services = Arc::new(Services::new(service_entries(ports), None));
+    tables
+}
+
+/// A 54-byte TCP segment (no payload) pod A `sport` → `dst:dport` with `flags`. The TCP
+/// checksum is not filled: the switch does not verify it (it updates it incrementally).
+pub fn tcp_from_pod_a(sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
+    let mut f = testkit::tcp_syn_frame(POD_A_MAC, GW_MAC, POD_A_IP, dst);
+    set_src_port(&mut f, sport);
+    f[TCP_OFFSET + 2..TCP_OFFSET + 4].copy_from_slice(&dport.to_be_bytes());
+    f[TCP_OFFSET + 13] = flags;
+    f
+}
+
+/// Offset of the TCP header in the frames (Ethernet + 20-byte IPv4 header).
+const TCP_OFFSET: usize = 14 + 20;
+
+/// Rewrites a frame's TCP source port in place.
+#[inline]
+pub fn set_src_port(frame: &mut [u8], sport: u16) {
+    frame[TCP_OFFSET..TCP_OFFSET + 2].copy_from_slice(&sport.to_be_bytes());
+}
