@@ -124,9 +124,10 @@ pub struct ServiceEntry {
     /// Every endpoint, in spec order.
     pub backends: Box<[Backend]>,
     /// Endpoints for ClusterIP frontends (internalTrafficPolicy).
-    pub internal: Selection,
-    /// Endpoints for the other frontends (externalTrafficPolicy).
-    pub external: Selection,
+    pub internal: Arc<Selection>,
+    /// Endpoints for the other frontends (externalTrafficPolicy): the same `Arc` when both
+    /// policies are equal, so the Maglev table is built and held once.
+    pub external: Arc<Selection>,
     /// ClientIP session affinity timeout.
     pub affinity: Option<Duration>,
 }
@@ -134,6 +135,7 @@ pub struct ServiceEntry {
 impl ServiceEntry {
     /// Compiles one Service port.
     pub fn new(id: u32, spec: &ServiceSpec) -> ServiceEntry {
+        let internal = Arc::new(Selection::new(spec, spec.internal_local));
         ServiceEntry {
             id,
             name: spec.name.as_str().into(),
@@ -146,8 +148,12 @@ impl ServiceEntry {
                     port: b.port,
                 })
                 .collect(),
-            internal: Selection::new(spec, spec.internal_local),
-            external: Selection::new(spec, spec.external_local),
+            internal: internal.clone(),
+            external: if spec.external_local == spec.internal_local {
+                internal
+            } else {
+                Arc::new(Selection::new(spec, spec.external_local))
+            },
             affinity: spec
                 .affinity_timeout_secs
                 .map(|s| Duration::from_secs(u64::from(s.max(1)))),
@@ -375,6 +381,24 @@ mod tests {
             assert_eq!(members(&e.internal), expected, "{what}");
             assert_eq!(e.internal.is_empty(), expected.is_empty(), "{what}");
         }
+    }
+
+    #[test]
+    fn equal_traffic_policies_share_one_selection_and_different_ones_do_not() {
+        let backends = vec![
+            backend(2, true, true, false, true),
+            backend(3, true, true, false, false),
+        ];
+        let e = ServiceEntry::new(1, &spec(backends.clone()));
+        assert!(Arc::ptr_eq(&e.internal, &e.external));
+        let mut local = spec(backends);
+        local.external_local = true;
+        let e = ServiceEntry::new(1, &local);
+        assert!(!Arc::ptr_eq(&e.internal, &e.external));
+        assert_eq!(
+            (members(&e.internal), members(&e.external)),
+            (vec![0, 1], vec![0])
+        );
     }
 
     #[test]
