@@ -7,7 +7,7 @@
 
 use podswitch_dataplane::tables::{ServiceEntry, Services, Tables};
 use podswitch_dataplane::testkit::{self, GW_MAC, POD_A_IP, POD_A_MAC, POD_B_IP};
-use podswitch_proto::{Algorithm, BackendSpec, Frontend, FrontendKind, L4Protocol, ServiceSpec};
+use podswitch_proto::{BackendSpec, L4Protocol, ServiceSpec};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -27,30 +27,16 @@ pub fn vip(i: usize) -> Ipv4Addr {
 /// The spec of Service port `i`: TCP, ClusterIP `vip(i)`:80, 10 ready endpoints on pod B,
 /// Maglev. `generation` shifts the endpoints' ports, for a "changed" spec.
 pub fn service_spec(i: usize, generation: u16) -> ServiceSpec {
-    ServiceSpec {
-        name: format!("bench/svc-{i}:http"),
-        protocol: L4Protocol::Tcp,
-        frontends: vec![Frontend {
-            kind: FrontendKind::ClusterIp,
-            ip: vip(i),
-            port: 80,
-        }],
-        backends: (0..ENDPOINTS_PER_SERVICE)
-            .map(|j| BackendSpec {
-                ip: POD_B_IP,
-                port: 10_000 + generation + j as u16,
-                ready: true,
-                serving: true,
-                terminating: false,
-                local: true,
-                target: None,
-            })
-            .collect(),
-        algorithm: Algorithm::Maglev,
-        affinity_timeout_secs: None,
-        internal_local: false,
-        external_local: false,
-    }
+    let backends = (0..ENDPOINTS_PER_SERVICE)
+        .map(|j| BackendSpec::ready(POD_B_IP, 10_000 + generation + j as u16))
+        .collect();
+    ServiceSpec::cluster_ip(
+        format!("bench/svc-{i}:http"),
+        L4Protocol::Tcp,
+        vip(i),
+        80,
+        backends,
+    )
 }
 
 /// `ports` compiled Service entries (ids 1..).

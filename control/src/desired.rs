@@ -160,32 +160,17 @@ mod tests {
     use super::*;
     use crate::compile::compile;
     use crate::testkit;
-    use podswitch_proto::{BackendSpec, Frontend, FrontendKind, L4Protocol};
+    use podswitch_proto::{BackendSpec, L4Protocol};
     use std::net::Ipv4Addr;
 
     fn service(name: &str, backend: u8) -> ServiceSpec {
-        ServiceSpec {
-            name: name.into(),
-            protocol: L4Protocol::Tcp,
-            frontends: vec![Frontend {
-                kind: FrontendKind::ClusterIp,
-                ip: Ipv4Addr::new(10, 96, 0, 10),
-                port: 80,
-            }],
-            backends: vec![BackendSpec {
-                ip: Ipv4Addr::new(10, 244, 1, backend),
-                port: 8080,
-                ready: true,
-                serving: true,
-                terminating: false,
-                local: true,
-                target: None,
-            }],
-            algorithm: Default::default(),
-            affinity_timeout_secs: None,
-            internal_local: false,
-            external_local: false,
-        }
+        ServiceSpec::cluster_ip(
+            name,
+            L4Protocol::Tcp,
+            Ipv4Addr::new(10, 96, 0, 10),
+            80,
+            vec![BackendSpec::ready(Ipv4Addr::new(10, 244, 1, backend), 8080)],
+        )
     }
 
     fn op_names(ops: &[Op]) -> Vec<String> {

@@ -108,6 +108,22 @@ pub struct BackendSpec {
     pub target: Option<String>,
 }
 
+impl BackendSpec {
+    /// An endpoint that is ready (so serving, not terminating), on this node, with no target:
+    /// what an EndpointSlice endpoint with default conditions on this node is.
+    pub fn ready(ip: Ipv4Addr, port: u16) -> BackendSpec {
+        BackendSpec {
+            ip,
+            port,
+            ready: true,
+            serving: true,
+            terminating: false,
+            local: true,
+            target: None,
+        }
+    }
+}
+
 /// One Service port as the dataplane needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ServiceSpec {
@@ -134,6 +150,33 @@ pub struct ServiceSpec {
     /// `externalTrafficPolicy: Local`: the other frontends use local endpoints only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub external_local: bool,
+}
+
+impl ServiceSpec {
+    /// A Service port reached at `vip:port` alone (a ClusterIP), with the Kubernetes defaults:
+    /// Maglev, no session affinity, traffic policies `Cluster`.
+    pub fn cluster_ip(
+        name: impl Into<String>,
+        protocol: L4Protocol,
+        vip: Ipv4Addr,
+        port: u16,
+        backends: Vec<BackendSpec>,
+    ) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            protocol,
+            frontends: vec![Frontend {
+                kind: FrontendKind::ClusterIp,
+                ip: vip,
+                port,
+            }],
+            backends,
+            algorithm: Algorithm::Maglev,
+            affinity_timeout_secs: None,
+            internal_local: false,
+            external_local: false,
+        }
+    }
 }
 
 /// One Service port as the daemon holds it, with the endpoints it currently selects.

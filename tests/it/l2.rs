@@ -71,29 +71,17 @@ fn spoofed_source_ip_is_dropped_and_counted() {
         node.counters().drops
     );
     // The operator's view says the same: podswitchctl against the live daemon.
-    let ctl = |args: &[&str]| {
-        let out = std::process::Command::new(binary("podswitchctl"))
-            .arg("--socket")
-            .arg(&node.socket)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
     let dump: serde_json::Value =
-        serde_json::from_slice(&ctl(&["-o", "json", "counters"])).unwrap();
+        serde_json::from_str(&node.podswitchctl(&["-o", "json", "counters"])).unwrap();
     let drops = dump["drops"].as_array().unwrap();
     let spoofed = drops
         .iter()
         .find(|d| d["reason"] == "spoofed_source_ip")
         .unwrap();
     assert!(spoofed["count"].as_u64().unwrap() >= 2, "{spoofed}");
-    assert!(String::from_utf8_lossy(&ctl(&["counters"])).contains("spoofed_source_ip"));
+    assert!(node
+        .podswitchctl(&["counters"])
+        .contains("spoofed_source_ip"));
 }
 
 #[test]

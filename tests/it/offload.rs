@@ -764,18 +764,7 @@ fn the_cni_config_turns_a_pods_offloads_off_and_podswitchctl_ports_shows_it() {
     assert!(on_port.offloads, "the default is on: {on_port:?}");
     assert!(!off_port.offloads, "the config said off: {off_port:?}");
 
-    let ctl = std::process::Command::new(binary("podswitchctl"))
-        .arg("--socket")
-        .arg(&cn.node.socket)
-        .arg("ports")
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&ctl.stdout);
-    assert!(
-        ctl.status.success(),
-        "{table}{}",
-        String::from_utf8_lossy(&ctl.stderr)
-    );
+    let table = cn.node.podswitchctl(&["ports"]);
     let row = |port: &str| {
         table
             .lines()

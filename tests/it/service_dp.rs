@@ -1,13 +1,12 @@
 //! Services in the dataplane alone, fed `set_service` ops directly (no control): real pods,
 //! real kernel TCP and UDP through a VIP, the node's own namespace reaching a ClusterIP through
-//! the host port. The full path through manifests and control is `services.rs`.
+//! the host port. The full path through manifests and control is `services.rs`; the backend
+//! servers and clients are that module's harness (`podswitch_tests::services`).
 
-use podswitch_proto::{
-    Algorithm, BackendSpec, Frontend, FrontendKind, L4Protocol, NodeSpec, Op, ServiceSpec,
-};
+use podswitch_proto::{BackendSpec, Frontend, FrontendKind, L4Protocol, NodeSpec, Op, ServiceSpec};
+use podswitch_tests::services::{by_backend, connect, connect_many, udp_ask, TcpServer, UdpServer};
 use podswitch_tests::*;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
@@ -27,58 +26,23 @@ fn node() -> Node {
     node
 }
 
+/// Service port `default/web:http` at VIP:80, endpoints `backends` on port 8080.
 fn service(protocol: L4Protocol, backends: &[Ipv4Addr]) -> Op {
-    Op::SetService(ServiceSpec {
-        name: "default/web:http".into(),
+    let backends = backends
+        .iter()
+        .map(|&ip| BackendSpec::ready(ip, 8080))
+        .collect();
+    Op::SetService(ServiceSpec::cluster_ip(
+        "default/web:http",
         protocol,
-        frontends: vec![Frontend {
-            kind: FrontendKind::ClusterIp,
-            ip: VIP,
-            port: 80,
-        }],
-        backends: backends
-            .iter()
-            .map(|&ip| BackendSpec {
-                ip,
-                port: 8080,
-                ready: true,
-                serving: true,
-                terminating: false,
-                local: true,
-                target: None,
-            })
-            .collect(),
-        algorithm: Algorithm::Maglev,
-        affinity_timeout_secs: None,
-        internal_local: false,
-        external_local: false,
-    })
+        VIP,
+        80,
+        backends,
+    ))
 }
 
-/// A TCP server in `pod` answering each connection with `name peer`.
-fn tcp_server(ns: &Netns, ip: Ipv4Addr, name: &'static str) {
-    let listener = ns
-        .enter(|| TcpListener::bind(SocketAddr::from((ip, 8080))))
-        .unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            let peer = conn.peer_addr().map(|p| p.to_string()).unwrap_or_default();
-            let _ = conn.write_all(format!("{name} {peer}\n").as_bytes());
-        }
-    });
-}
-
-/// Connects from `ns` to VIP:80 and returns the server's line and the local view of the peer.
-fn ask(ns: &Netns) -> (String, SocketAddr) {
-    let mut c = ns
-        .enter(|| TcpStream::connect_timeout(&SocketAddr::from((VIP, 80)), Duration::from_secs(5)))
-        .unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let peer = c.peer_addr().unwrap();
-    let mut line = String::new();
-    c.read_to_string(&mut line).unwrap();
-    (line.trim().to_string(), peer)
+fn vip() -> SocketAddr {
+    SocketAddr::from((VIP, 80))
 }
 
 #[test]
@@ -89,26 +53,31 @@ fn tcp_to_a_vip_is_balanced_over_both_backends_and_replies_come_from_the_vip() {
     let node = node();
     let client = node.add_pod(2);
     let (a, b) = (node.add_pod(3), node.add_pod(4));
-    tcp_server(&a.ns, a.ip, "a");
-    tcp_server(&b.ns, b.ip, "b");
+    let _servers = (
+        TcpServer::start(&a.ns, 8080, "a"),
+        TcpServer::start(&b.ns, 8080, "b"),
+    );
     node.apply(vec![service(L4Protocol::Tcp, &[a.ip, b.ip])])
         .unwrap();
-    let mut hits = [0u32; 2];
-    for _ in 0..300 {
-        let (line, peer) = ask(&client.ns);
+    let answers: Vec<_> = connect_many(&client.ns, vip(), 300)
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    for answer in &answers {
+        assert_eq!(answer.remote, vip(), "the client's peer is the VIP");
         assert_eq!(
-            peer,
-            SocketAddr::from((VIP, 80)),
-            "the client's peer is the VIP"
+            answer.seen_peer.ip(),
+            client.ip,
+            "backend saw {}",
+            answer.seen_peer
         );
-        let (who, seen) = line.split_once(' ').unwrap();
-        assert!(
-            seen.starts_with(&format!("{}:", client.ip)),
-            "backend saw {seen}"
-        );
-        hits[usize::from(who == "b")] += 1;
     }
-    assert!(hits[0] >= 90 && hits[1] >= 90, "split {hits:?} of 300");
+    let hits = by_backend(&answers);
+    let (to_a, to_b) = (hits.get("a").copied(), hits.get("b").copied());
+    assert!(
+        to_a.is_some_and(|n| n >= 90) && to_b.is_some_and(|n| n >= 90),
+        "split {hits:?} of 300"
+    );
 }
 
 #[test]
@@ -118,11 +87,11 @@ fn the_node_reaches_a_cluster_ip_through_the_host_port() {
     }
     let node = node();
     let a = node.add_pod(3);
-    tcp_server(&a.ns, a.ip, "a");
+    let _server = TcpServer::start(&a.ns, 8080, "a");
     node.apply(vec![service(L4Protocol::Tcp, &[a.ip])]).unwrap();
-    let (line, peer) = ask(&node.ns);
-    assert_eq!(peer, SocketAddr::from((VIP, 80)));
-    assert!(line.starts_with("a "), "{line}");
+    let answer = connect(&node.ns, vip()).unwrap().answer;
+    assert_eq!(answer.remote, vip());
+    assert_eq!(answer.backend, "a");
 }
 
 #[test]
@@ -133,42 +102,11 @@ fn udp_to_a_vip_is_answered_from_the_vip() {
     let node = node();
     let client = node.add_pod(2);
     let a = node.add_pod(3);
-    let server =
-        a.ns.enter(|| UdpSocket::bind(SocketAddr::from((a.ip, 8080))))
-            .unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 64];
-        while let Ok((n, from)) = server.recv_from(&mut buf) {
-            let _ = server.send_to(&buf[..n], from);
-        }
-    });
+    let _server = UdpServer::start(&a.ns, 8080, "a");
     node.apply(vec![service(L4Protocol::Udp, &[a.ip])]).unwrap();
-    let sock = client
-        .ns
-        .enter(|| UdpSocket::bind(SocketAddr::from((client.ip, 0))))
-        .unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    sock.send_to(b"ping", SocketAddr::from((VIP, 80))).unwrap();
-    let mut buf = [0u8; 64];
-    let (n, from) = sock.recv_from(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"ping");
-    assert_eq!(
-        from,
-        SocketAddr::from((VIP, 80)),
-        "the answer comes from the VIP"
-    );
-}
-
-/// `podswitchctl VERB...` against the node's daemon; its stdout.
-fn ctl(node: &Node, args: &[&str]) -> String {
-    let out = std::process::Command::new(binary("podswitchctl"))
-        .arg("--socket")
-        .arg(&node.socket)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "podswitchctl {args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap()
+    let answer = udp_ask(&client.ns, vip(), 3).unwrap();
+    assert_eq!(answer.backend, "a");
+    assert_eq!(answer.remote, vip(), "the answer comes from the VIP");
 }
 
 #[test]
@@ -179,13 +117,10 @@ fn trace_conntrack_and_services_explain_a_connection_through_the_vip() {
     let node = node();
     let client = node.add_pod(2);
     let a = node.add_pod(3);
-    tcp_server(&a.ns, a.ip, "a");
+    let _server = TcpServer::start(&a.ns, 8080, "a");
     node.apply(vec![service(L4Protocol::Tcp, &[a.ip])]).unwrap();
 
-    let trace = ctl(
-        &node,
-        &["trace", "--in-port", &client.port, "--dst", "10.96.0.10"],
-    );
+    let trace = node.podswitchctl(&["trace", "--in-port", &client.port, "--dst", "10.96.0.10"]);
     assert!(
         trace.contains("default/web:http") && trace.contains(&format!("{}:8080", a.ip)),
         "{trace}"
@@ -194,20 +129,17 @@ fn trace_conntrack_and_services_explain_a_connection_through_the_vip() {
         trace.contains(&format!("verdict: output {}", a.port)),
         "{trace}"
     );
-    let empty = ctl(&node, &["-o", "json", "conntrack"]);
+    let empty = node.podswitchctl(&["-o", "json", "conntrack"]);
     let v: serde_json::Value = serde_json::from_str(&empty).unwrap();
     assert_eq!(v["total"], 0, "trace created no connection: {empty}");
 
-    let _ = ask(&client.ns);
-    let dump = ctl(
-        &node,
-        &["-o", "json", "conntrack", "--service", "default/web:http"],
-    );
+    connect(&client.ns, vip()).unwrap();
+    let dump = node.podswitchctl(&["-o", "json", "conntrack", "--service", "default/web:http"]);
     let v: serde_json::Value = serde_json::from_str(&dump).unwrap();
     let e = &v["entries"][0];
     assert_eq!(e["original"]["dst"], "10.96.0.10", "{dump}");
     assert_eq!(e["reply"]["src"], a.ip.to_string(), "{dump}");
-    let services = ctl(&node, &["services"]);
+    let services = node.podswitchctl(&["services"]);
     assert!(
         services.contains("default/web:http") && services.contains("ready"),
         "{services}"
@@ -222,7 +154,7 @@ fn a_nodeport_service_programs_the_node_and_sigterm_removes_the_table() {
     use podswitch_netlink::Nftables;
     let mut node = node();
     let a = node.add_pod(3);
-    tcp_server(&a.ns, a.ip, "a");
+    let _server = TcpServer::start(&a.ns, 8080, "a");
     let Op::SetService(mut spec) = service(L4Protocol::Tcp, &[a.ip]) else {
         unreachable!()
     };
@@ -248,19 +180,8 @@ fn a_nodeport_service_programs_the_node_and_sigterm_removes_the_table() {
         "dev",
         "lo",
     ]);
-    let mut c = node
-        .ns
-        .enter(|| {
-            TcpStream::connect_timeout(
-                &SocketAddr::from((Ipv4Addr::new(192, 0, 2, 10), 30080)),
-                Duration::from_secs(5),
-            )
-        })
-        .unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut line = String::new();
-    c.read_to_string(&mut line).unwrap();
-    assert!(line.starts_with("a "), "{line}");
+    let node_address = SocketAddr::from((Ipv4Addr::new(192, 0, 2, 10), 30080));
+    assert_eq!(connect(&node.ns, node_address).unwrap().answer.backend, "a");
 
     let pid = node.daemon_pid().unwrap();
     run(&["kill", "-TERM", &pid.to_string()]);

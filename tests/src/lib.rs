@@ -347,6 +347,23 @@ impl Node {
             .and_then(|d| d.try_wait().ok().flatten())
     }
 
+    /// Runs `podswitchctl --socket <this node's socket> ARGS...` and returns its stdout;
+    /// panics with its stderr unless it exits 0.
+    pub fn podswitchctl(&self, args: &[&str]) -> String {
+        let out = Command::new(binary("podswitchctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "podswitchctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// Waits up to `timeout` for the daemon to exit; its status, or `None` if it still runs.
     pub fn daemon_exit_wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = std::time::Instant::now() + timeout;

@@ -8,38 +8,18 @@ use crate::pipeline::{self, Mode};
 use crate::tables::{ServiceEntry, Services};
 use crate::testkit::*;
 use podswitch_packet::{Ipv4Packet, TcpFlags, TcpPacket};
-use podswitch_proto::{Algorithm, BackendSpec, Frontend, FrontendKind, L4Protocol, ServiceSpec};
+use podswitch_proto::{BackendSpec, L4Protocol, ServiceSpec};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 
 fn harness(backends: &[Ipv4Addr]) -> Harness {
-    let spec = ServiceSpec {
-        name: "shop/web:http".into(),
-        protocol: L4Protocol::Tcp,
-        frontends: vec![Frontend {
-            kind: FrontendKind::ClusterIp,
-            ip: VIP,
-            port: 80,
-        }],
-        backends: backends
-            .iter()
-            .map(|&ip| BackendSpec {
-                ip,
-                port: 8080,
-                ready: true,
-                serving: true,
-                terminating: false,
-                local: true,
-                target: None,
-            })
-            .collect(),
-        algorithm: Algorithm::Maglev,
-        affinity_timeout_secs: None,
-        internal_local: false,
-        external_local: false,
-    };
+    let backends = backends
+        .iter()
+        .map(|&ip| BackendSpec::ready(ip, 8080))
+        .collect();
+    let spec = ServiceSpec::cluster_ip("shop/web:http", L4Protocol::Tcp, VIP, 80, backends);
     let mut tables = tables_with(true, 1500, 0);
     tables.services = Arc::new(Services::new(
         vec![Arc::new(ServiceEntry::new(1, &spec))],
