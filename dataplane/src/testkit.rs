@@ -18,14 +18,6 @@ use podswitch_packet::{
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-/// The signature of a stage, as [`Harness::run_meta`] takes it.
-pub type PlainStage = fn(&mut Batch, &mut Ctx);
-
-/// `stage` in the shape [`Harness::run_meta`] takes (kept so tests read the same).
-pub fn plain(stage: PlainStage) -> impl FnOnce(&mut Batch, &mut Ctx) {
-    stage
-}
-
 pub const HOST: PortId = 0;
 pub const POD_A: PortId = 1;
 pub const POD_B: PortId = 2;

@@ -272,7 +272,7 @@ mod tests {
 
     fn meta_of(frame: &[u8]) -> Meta {
         let mut h = Harness::new();
-        h.run_meta(POD_A, frame, plain(crate::pipeline::parse::run))
+        h.run_meta(POD_A, frame, crate::pipeline::parse::run)
     }
 
     fn dnat(frame: &mut [u8]) -> Meta {

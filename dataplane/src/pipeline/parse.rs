@@ -293,14 +293,14 @@ mod tests {
 
     fn verdict(frame: &[u8]) -> Next {
         let mut h = Harness::new();
-        h.run_one(POD_A, frame, plain(run))
+        h.run_one(POD_A, frame, run)
     }
 
     #[test]
     fn valid_ipv4_and_arp_continue_with_addresses_extracted() {
         let mut h = Harness::new();
         let frame = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, POD_B_IP, 64, 18);
-        let meta = h.run_meta(POD_A, &frame, plain(run));
+        let meta = h.run_meta(POD_A, &frame, run);
         assert_eq!(meta.next, Next::Continue);
         assert_eq!(
             (meta.l3, meta.flow.src_ip, meta.flow.dst_ip, meta.flow.proto),
@@ -360,7 +360,7 @@ mod tests {
     }
 
     fn meta_of(ip_and_l4: &[u8]) -> Meta {
-        Harness::new().run_meta(POD_A, &frame(ip_and_l4), plain(run))
+        Harness::new().run_meta(POD_A, &frame(ip_and_l4), run)
     }
 
     /// IHL 6 (one option word) UDP 4000 → 5000, 8 bytes: the option word is the argument.
@@ -665,7 +665,7 @@ mod tests {
     #[test]
     fn icmp_echo_key_has_the_identifier() {
         let f = echo_request(POD_A_MAC, GW_MAC, POD_A_IP, GW_IP, 64);
-        let m = Harness::new().run_meta(POD_A, &f, plain(run));
+        let m = Harness::new().run_meta(POD_A, &f, run);
         assert_eq!(
             m.flow.l4,
             L4Key::Icmp {
