@@ -25,7 +25,7 @@ use podswitch_dataplane::batch::PortId;
 use podswitch_dataplane::daemon::error::PortError;
 use podswitch_dataplane::daemon::state::{Changes, Config, CreatedPort, PortFactory};
 use podswitch_dataplane::ports::memory::MemoryQueue;
-use podswitch_dataplane::tables::{Binding, Route, RouteTarget};
+use podswitch_dataplane::tables::{Binding, Route, RouteTarget, Tables};
 use podswitch_packet::MacAddr;
 use podswitch_proto::{
     Ipv4Prefix, NodeSpec, Op, PortKind, PortRole, PortSpec, RouteSpec, RouteTarget as ProtoTarget,
@@ -120,7 +120,7 @@ fn apply_and_check(
 }
 
 fn check_compiled(config: &Config) {
-    let tables = config.compile(SWITCH_MAC);
+    let tables = config.compile(SWITCH_MAC, &Tables::default());
     let routes: Vec<Route> = tables.fib.routes().collect();
     for (name, port) in &config.ports {
         let entry = tables

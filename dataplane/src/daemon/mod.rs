@@ -581,12 +581,6 @@ impl Daemon {
     }
 
     fn counters(&self) -> proto::CountersDump {
-        let mut drops = [0u64; DropReason::COUNT];
-        let mut events = [0u64; Event::COUNT];
-        for w in &self.workers {
-            w.counters.sum_drops(&mut drops);
-            w.counters.sum_events(&mut events);
-        }
         let mut ports: Vec<(PortId, String, Option<proto::NetnsAttach>)> = self
             .config()
             .ports
@@ -603,6 +597,15 @@ impl Daemon {
             })
             .collect();
         let kernel = kernel_stats::read(&devices);
+        // The switch's own counters are read together, after the slow kernel reads (a netlink
+        // round trip per pod namespace): a worker that publishes meanwhile would otherwise
+        // show a port's tx_errors without the drop reasons counted with them.
+        let mut drops = [0u64; DropReason::COUNT];
+        let mut events = [0u64; Event::COUNT];
+        for w in &self.workers {
+            w.counters.sum_drops(&mut drops);
+            w.counters.sum_events(&mut events);
+        }
         let workers = self
             .workers
             .iter()
