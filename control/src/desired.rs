@@ -7,7 +7,9 @@
 //! number of Services. Anything the diff cannot express safely (the node's addressing changed:
 //! the daemon refuses `set_node` while a host port exists) is `None`: push the full replace.
 
-use podswitch_proto::{Ipv4Prefix, NodeSpec, Op, PortSpec, RouteSpec, ServiceSpec, Transaction};
+use podswitch_proto::{
+    Ipv4Prefix, NodeSpec, Op, PolicySpec, PortSpec, RouteSpec, ServiceSpec, Transaction,
+};
 use std::collections::BTreeMap;
 
 /// One whole configuration, by key.
@@ -21,6 +23,8 @@ pub struct Desired {
     pub routes: BTreeMap<(u32, u8), RouteSpec>,
     /// `set_service`, by name.
     pub services: BTreeMap<String, ServiceSpec>,
+    /// `set_policy`, by port name.
+    pub policies: BTreeMap<String, PolicySpec>,
 }
 
 fn route_key(p: Ipv4Prefix) -> (u32, u8) {
@@ -44,7 +48,13 @@ impl Desired {
                 Op::SetService(s) => {
                     d.services.insert(s.name.clone(), s.clone());
                 }
-                Op::DelPort { .. } | Op::DelRoute { .. } | Op::DelService { .. } => {}
+                Op::SetPolicy(p) => {
+                    d.policies.insert(p.port.clone(), p.clone());
+                }
+                Op::DelPort { .. }
+                | Op::DelRoute { .. }
+                | Op::DelService { .. }
+                | Op::DelPolicy { .. } => {}
             }
         }
         d
@@ -53,9 +63,10 @@ impl Desired {
 
 /// The ops that turn `old` into `new`, in an order the daemon accepts: what goes first
 /// (Services, then routes, then ports: a port is refused removal while a route uses it), then
-/// what comes or changes (ports before the routes and Services that may use them). A changed
+/// what comes or changes (ports before the routes, Services and policies that may use them).
+/// Policies go first and come last: a port with a policy cannot be removed. A changed
 /// port is removed and added again (its spec is fixed at CNI ADD, so this is rare). `None`
-/// when the node's addressing differs. One merge walk per table: O(old + new) comparisons,
+/// when the node's addressing differs, or a changed port has a policy. One merge walk per table: O(old + new) comparisons,
 /// each of two specs of the same key.
 pub fn diff(old: &Desired, new: &Desired) -> Option<Vec<Op>> {
     if old.node != new.node {
@@ -63,6 +74,10 @@ pub fn diff(old: &Desired, new: &Desired) -> Option<Vec<Op>> {
     }
     let mut gone = Vec::new();
     let mut came = Vec::new();
+    let policies = changes(&old.policies, &new.policies);
+    gone.extend(policies.removed.iter().map(|port| Op::DelPolicy {
+        port: (*port).clone(),
+    }));
     let services = changes(&old.services, &new.services);
     gone.extend(services.removed.iter().map(|name| Op::DelService {
         name: (*name).clone(),
@@ -72,6 +87,10 @@ pub fn diff(old: &Desired, new: &Desired) -> Option<Vec<Op>> {
         prefix: old.routes[*k].prefix,
     }));
     let ports = changes(&old.ports, &new.ports);
+    if ports.changed.iter().any(|p| old.policies.contains_key(*p)) {
+        // Its policy would have to go and come back around it: rare enough for a replace.
+        return None;
+    }
     gone.extend(ports.removed.iter().map(|name| Op::DelPort {
         name: (*name).clone(),
     }));
@@ -99,6 +118,13 @@ pub fn diff(old: &Desired, new: &Desired) -> Option<Vec<Op>> {
             .iter()
             .chain(&services.changed)
             .map(|name| Op::SetService(new.services[*name].clone())),
+    );
+    came.extend(
+        policies
+            .added
+            .iter()
+            .chain(&policies.changed)
+            .map(|port| Op::SetPolicy(new.policies[*port].clone())),
     );
     gone.extend(came);
     Some(gone)

@@ -10,6 +10,7 @@ pub mod control;
 mod framing;
 mod messages;
 pub mod net;
+mod policy;
 pub mod server;
 mod services;
 

@@ -1,6 +1,7 @@
 //! Requests to `podswitchd` and its responses.
 
 use crate::net::{mac, Ipv4Prefix, MacAddr};
+pub use crate::policy::*;
 pub use crate::services::*;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -47,6 +48,8 @@ pub enum RequestBody {
     Conntrack(ConntrackFilter),
     /// Run a described packet through the live pipeline without sending it.
     Trace(TracePacket),
+    /// Each pod port's effective NetworkPolicy and what it denied.
+    Policies,
 }
 
 impl RequestBody {
@@ -62,6 +65,7 @@ impl RequestBody {
             RequestBody::Services => "services",
             RequestBody::Conntrack(_) => "conntrack",
             RequestBody::Trace(_) => "trace",
+            RequestBody::Policies => "policies",
         }
     }
 }
@@ -79,6 +83,7 @@ impl Response {
             Response::Services { .. } => "services",
             Response::Conntrack(_) => "conntrack",
             Response::Trace(_) => "trace",
+            Response::Policies { .. } => "policies",
             Response::Error { .. } => "error",
         }
     }
@@ -128,6 +133,14 @@ pub enum Op {
     DelService {
         /// The Service port's name (`namespace/name:port`).
         name: String,
+    },
+    /// Set one pod port's effective NetworkPolicy (replacing what it had). A port with a
+    /// policy cannot be removed: `del_policy` first.
+    SetPolicy(PolicySpec),
+    /// Remove one pod port's policy: the pod is unrestricted again.
+    DelPolicy {
+        /// The pod's port name.
+        port: String,
     },
 }
 
@@ -299,6 +312,11 @@ pub enum Response {
     Conntrack(ConntrackDump),
     /// See [`TraceResult`].
     Trace(TraceResult),
+    /// See [`PolicyStatus`].
+    Policies {
+        /// Pod ports with a policy, sorted by port name.
+        policies: Vec<PolicyStatus>,
+    },
     /// The request failed; nothing changed.
     Error {
         /// What was wrong and, where it helps, what to do.

@@ -155,6 +155,20 @@ pub enum OpError {
         /// What is wrong, and what to do.
         problem: String,
     },
+    /// A policy that cannot be programmed.
+    #[error("policy of port {port:?}: {problem}")]
+    Policy {
+        /// The pod port.
+        port: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// `del_policy` of a port that has none.
+    #[error("port {0:?} has no policy")]
+    NoPolicy(String),
+    /// Deleting a port that still has a policy.
+    #[error("port {0:?} still has a policy; del_policy first")]
+    PortHasPolicy(String),
     /// `del_service` of a name that is not there.
     #[error("no service {0:?}")]
     NoService(String),

@@ -410,7 +410,34 @@ impl Daemon {
                 services: self.services(),
             },
             RequestBody::Conntrack(filter) => Response::Conntrack(self.conntrack(&filter)),
+            RequestBody::Policies => Response::Policies {
+                policies: self.policies(),
+            },
         }
+    }
+
+    fn policies(&self) -> Vec<proto::PolicyStatus> {
+        let c = self.config();
+        c.policies
+            .values()
+            .filter_map(|spec| {
+                let port = c.ports.get(&spec.port)?;
+                let proto::PortRole::Pod {
+                    ip, namespace, pod, ..
+                } = &port.spec.role
+                else {
+                    return None;
+                };
+                Some(proto::PolicyStatus {
+                    ip: *ip,
+                    namespace: namespace.clone(),
+                    pod: pod.clone(),
+                    spec: spec.clone(),
+                    ingress_denied: 0,
+                    egress_denied: 0,
+                })
+            })
+            .collect()
     }
 
     fn services(&self) -> Vec<proto::ServiceInfo> {

@@ -8,8 +8,8 @@ use crate::batch::PortId;
 use crate::ports::PortQueue;
 use podswitch_packet::MacAddr;
 use podswitch_proto::{
-    ifname_problem, FrontendKind, Ipv4Prefix, L4Protocol, NodeSpec, Op, PortRole, PortSpec,
-    RouteTarget as ProtoTarget, ServiceSpec, MTU_RANGE,
+    ifname_problem, FrontendKind, Ipv4Prefix, L4Protocol, NodeSpec, Op, PolicySpec, PortRole,
+    PortSpec, RouteTarget as ProtoTarget, ServiceSpec, MTU_RANGE,
 };
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -68,6 +68,11 @@ pub struct Config {
     pub service_ids: BTreeMap<String, u32>,
     /// The last id handed out.
     pub last_service_id: u32,
+    /// Pod ports' effective NetworkPolicies, by port name.
+    pub policies: BTreeMap<String, PolicySpec>,
+    /// Changes whenever a policy changes: connections whose verdict was taken under another
+    /// epoch are checked again at their next packet.
+    pub policy_epoch: u32,
 }
 
 /// A port created for a transaction: its queues (one per worker) and the peer's MAC.
@@ -153,6 +158,7 @@ impl Config {
                 route_epoch: self.route_epoch,
                 service_ids: self.service_ids.clone(),
                 last_service_id: self.last_service_id,
+                policy_epoch: self.policy_epoch,
                 ..Config::default()
             }
         } else {
@@ -192,6 +198,9 @@ impl Config {
             .collect();
         if next.routes != self.routes || next.node != self.node {
             next.route_epoch = self.route_epoch.wrapping_add(1);
+        }
+        if next.policies != self.policies {
+            next.policy_epoch = self.policy_epoch.wrapping_add(1);
         }
         if let Err(error) = next.check_services() {
             changes.discard_added();
@@ -285,6 +294,9 @@ impl Config {
                         port: name.clone(),
                     });
                 }
+                if self.policies.contains_key(name) {
+                    return Err(OpError::PortHasPolicy(name.clone()));
+                }
                 // A port added earlier in this transaction never reaches a worker: dropping
                 // its queues closes it. Any other port is torn down after publication.
                 let id = port.id;
@@ -332,6 +344,26 @@ impl Config {
                 .remove(name)
                 .map(drop)
                 .ok_or_else(|| OpError::NoService(name.clone())),
+            Op::SetPolicy(spec) => {
+                match self.ports.get(&spec.port).map(|p| &p.spec.role) {
+                    Some(PortRole::Pod { .. }) => {}
+                    Some(PortRole::Host { .. }) => {
+                        return Err(OpError::Policy {
+                            port: spec.port.clone(),
+                            problem: "the host port takes no NetworkPolicy".into(),
+                        })
+                    }
+                    None => return Err(OpError::NoPort(spec.port.clone())),
+                }
+                check_policy(spec)?;
+                self.policies.insert(spec.port.clone(), spec.clone());
+                Ok(())
+            }
+            Op::DelPolicy { port } => self
+                .policies
+                .remove(port)
+                .map(drop)
+                .ok_or_else(|| OpError::NoPolicy(port.clone())),
         }
     }
 
@@ -516,6 +548,49 @@ fn check_service(spec: &ServiceSpec) -> Result<(), OpError> {
     Ok(())
 }
 
+/// The checks one policy passes on its own: every direction names its policies, every rule
+/// one of them, every port range is ordered and every except lies inside its block.
+fn check_policy(spec: &PolicySpec) -> Result<(), OpError> {
+    let problem = |p: String| {
+        Err(OpError::Policy {
+            port: spec.port.clone(),
+            problem: p,
+        })
+    };
+    for (what, dir) in [("ingress", &spec.ingress), ("egress", &spec.egress)] {
+        let Some(dir) = dir else { continue };
+        if dir.policies.is_empty() {
+            return problem(format!("{what}: isolated by no policy (give policies)"));
+        }
+        for (i, rule) in dir.rules.iter().enumerate() {
+            if rule.policy as usize >= dir.policies.len() {
+                return problem(format!(
+                    "{what} rule {i}: policy index {} past the {} policies",
+                    rule.policy,
+                    dir.policies.len()
+                ));
+            }
+            if let Some(r) = rule.ports.iter().flatten().find(|r| r.first > r.last) {
+                return problem(format!(
+                    "{what} rule {i}: port range {}-{} is reversed",
+                    r.first, r.last
+                ));
+            }
+            for peer in rule.peers.iter().flatten() {
+                if let Some(e) = peer.except.iter().find(|e| {
+                    e.len < peer.cidr.len || !peer.cidr.network().contains(e.network().addr)
+                }) {
+                    return problem(format!(
+                        "{what} rule {i}: except {e} is not inside {}",
+                        peer.cidr
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn pod_ip(spec: &PortSpec) -> Option<Ipv4Addr> {
     match spec.role {
         PortRole::Pod { ip, .. } => Some(ip),
@@ -532,6 +607,8 @@ fn describe(op: &Op) -> String {
         Op::DelRoute { prefix } => format!("del_route {prefix}"),
         Op::SetService(s) => format!("set_service {:?}", s.name),
         Op::DelService { name } => format!("del_service {name:?}"),
+        Op::SetPolicy(p) => format!("set_policy {:?}", p.port),
+        Op::DelPolicy { port } => format!("del_policy {port:?}"),
     }
 }
 
