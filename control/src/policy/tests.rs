@@ -494,3 +494,80 @@ fn a_pod_label_change_sets_only_the_policies_that_changed() {
     );
     assert_eq!(spec.ingress.as_ref().unwrap().rules[0].peers, Some(vec![]));
 }
+
+/// The target: 10k policies over 10k pods compile well under a second in release.
+/// Run with `cargo test --release -p podswitch-control -- --ignored ten_thousand`.
+#[test]
+#[ignore = "a timing: meaningful in release only"]
+fn ten_thousand_policies_over_ten_thousand_pods_compile_in_well_under_a_second() {
+    use podswitch_k8s::k8s_openapi::api::networking::v1::{
+        NetworkPolicyIngressRule, NetworkPolicySpec,
+    };
+    use podswitch_k8s::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    let labels = |pairs: &[(&str, String)]| {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect::<BTreeMap<_, _>>(),
+        )
+    };
+    let mut objects = PolicyObjects::default();
+    let mut records = Vec::new();
+    for i in 0..10_000u32 {
+        let ns = format!("ns{}", i % 100);
+        let name = format!("pod{i}");
+        objects.pods.push(Pod {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(ns.clone()),
+                labels: labels(&[("app", name.clone()), ("tier", format!("t{}", i % 10))]),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let [_, _, a, b] = (0x0af4_0000 + i + 2).to_be_bytes();
+        records.push(record(&ns, &name, [10, 244, a, b]));
+        objects.policies.push(NetworkPolicy {
+            metadata: ObjectMeta {
+                name: Some(format!("p{i}")),
+                namespace: Some(ns),
+                ..Default::default()
+            },
+            spec: Some(NetworkPolicySpec {
+                pod_selector: Some(LabelSelector {
+                    match_labels: labels(&[("app", name)]),
+                    ..Default::default()
+                }),
+                ingress: Some(vec![NetworkPolicyIngressRule {
+                    from: Some(vec![NetworkPolicyPeer {
+                        pod_selector: Some(LabelSelector {
+                            match_labels: labels(&[("tier", format!("t{}", i % 7))]),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }]),
+                    ports: Some(vec![NetworkPolicyPort {
+                        port: Some(IntOrString::Int(80)),
+                        ..Default::default()
+                    }]),
+                }]),
+                ..Default::default()
+            }),
+        });
+    }
+    let refs: Vec<&PodRecord> = records.iter().collect();
+    let start = std::time::Instant::now();
+    let specs = compile_policies(&objects, &refs);
+    let took = start.elapsed();
+    eprintln!("10k policies over 10k pods: {took:?}");
+    assert_eq!(specs.len(), 10_000);
+    assert!(
+        specs.iter().all(|s| s.ingress.as_ref().unwrap().rules[0]
+            .peers
+            .as_ref()
+            .is_some_and(|p| p.is_empty() || p.len() == 100)),
+        "a namespace's pods share a tier"
+    );
+    assert!(took < std::time::Duration::from_millis(500), "{took:?}");
+}
