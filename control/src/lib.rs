@@ -11,7 +11,8 @@
 //! | [`store`] | the redb state database: pods, ipam, objects, meta (generation) |
 //! | [`ipam`] | address allocation over the store's view (pure) |
 //! | [`services`] | Services + EndpointSlices/Endpoints → `ServiceSpec`s; apply's checks (pure) |
-//! | [`compile`] | pods + settings + Service ports → one replace `Transaction`; port names, MACs (pure) |
+//! | [`policy`] | NetworkPolicies + Namespaces + Pods → per-port `PolicySpec`s; selectors (pure) |
+//! | [`compile`] | pods + settings + Service ports + policies → one replace `Transaction`; port names, MACs (pure) |
 //! | [`desired`] | a configuration by key, and the diff of two as non-replace ops (pure) |
 //! | [`dataplane`] | the `Dataplane` trait and its unix-socket client |
 //! | [`podnet`] | the `PodNetwork` trait: address/routes inside a pod's namespace (netlink) |
@@ -38,6 +39,7 @@ pub mod desired;
 pub mod ipam;
 mod manifests;
 pub mod podnet;
+pub mod policy;
 pub mod services;
 pub mod store;
 pub mod sync;

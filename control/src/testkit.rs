@@ -65,7 +65,7 @@ pub struct FakeDataplaneState {
     pub ports: Vec<PortSpec>,
     /// Service ports by name.
     pub services: std::collections::BTreeMap<String, podswitch_proto::ServiceSpec>,
-    /// Pod ports' policies by port name.
+    /// Pod port policies by port.
     pub policies: std::collections::BTreeMap<String, podswitch_proto::PolicySpec>,
     /// Every transaction applied, in order.
     pub applied: Vec<Transaction>,
