@@ -134,10 +134,10 @@ pub enum GetCommand {
     /// Attached pods: address, MAC, switch port, container, interface and labels.
     #[command(alias = "pod", alias = "po")]
     Pods,
-    /// Not available yet (`podswitchctl services` shows what podswitchd holds).
+    /// Not listed by control: `podswitchctl services` shows what podswitchd holds.
     #[command(alias = "service", alias = "svc")]
     Services,
-    /// Not available yet: arrives with NetworkPolicy support in podswitch-control.
+    /// Not listed by control: `podswitchctl policies` shows what podswitchd enforces.
     #[command(alias = "policy", alias = "netpol")]
     Policies,
 }

@@ -22,15 +22,18 @@ pub fn get(socket: &Path, out: Output, what: &GetCommand) -> Result<String> {
             })?;
             show(out, &pods, |p| render::control::pods(p))
         }
-        // Asked before connecting: the control protocol has no request for these yet, so there
-        // is nothing to ask.
-        GetCommand::Services => not_yet("services"),
-        GetCommand::Policies => not_yet("policies"),
+        // Answered before connecting: the control protocol lists no compiled objects; what
+        // the switch enforces is podswitchd's to show.
+        GetCommand::Services => elsewhere("services", "services"),
+        GetCommand::Policies => elsewhere("policies", "policies"),
     }
 }
 
-fn not_yet(what: &str) -> Result<String> {
-    bail!("get {what}: not available yet: arrives with Services/NetworkPolicy support")
+fn elsewhere(what: &str, verb: &str) -> Result<String> {
+    bail!(
+        "get {what}: podswitch-control does not list these; `podswitchctl {verb}` shows what \
+         podswitchd enforces"
+    )
 }
 
 /// `apply -f` and `delete -f`: `body` is the manifests' request; prints the control's summary,

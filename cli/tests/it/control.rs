@@ -75,7 +75,7 @@ fn get_pods_json_is_the_list_and_the_socket_comes_from_the_environment() {
 }
 
 #[test]
-fn get_services_is_not_available_yet() {
+fn get_services_points_at_the_dataplane_verb() {
     let out = podswitchctl(
         &["get", "services", "--control-socket", "/nonexistent/c.sock"],
         None,
@@ -84,8 +84,8 @@ fn get_services_is_not_available_yet() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
-        "podswitchctl: get services: not available yet: arrives with Services/NetworkPolicy \
-         support\n"
+        "podswitchctl: get services: podswitch-control does not list these; `podswitchctl \
+         services` shows what podswitchd enforces\n"
     );
 }
 
