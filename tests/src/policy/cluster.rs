@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The namespaces.
@@ -36,10 +37,12 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct PolicyCluster {
     /// The node (both daemons).
     pub cn: ControlNode,
-    /// The pods, in the order of `world.pods` (x/a, x/b, x/c, y/a, ...).
+    /// The pods, in the order of `keys` and of the world's pods.
     pub pods: Vec<CniPod>,
-    /// What is applied.
-    pub world: World,
+    /// `namespace/name` of each pod (x/a, x/b, x/c, y/a, ...).
+    pub keys: Vec<String>,
+    /// What is applied (behind a lock: the servers borrow the pods while cases change it).
+    world: Mutex<World>,
 }
 
 /// The servers of every pod; they stop on drop.
@@ -108,14 +111,15 @@ impl PolicyCluster {
                 pods.push(pod);
             }
         }
-        let cluster = PolicyCluster { cn, pods, world };
-        let mut all: Vec<String> = cluster
-            .world
-            .namespaces
-            .iter()
-            .map(NamespaceModel::yaml)
-            .collect();
-        all.extend(cluster.world.pods.iter().map(PodModel::yaml));
+        let keys = world.pods.iter().map(PodModel::key).collect();
+        let mut all: Vec<String> = world.namespaces.iter().map(NamespaceModel::yaml).collect();
+        all.extend(world.pods.iter().map(PodModel::yaml));
+        let cluster = PolicyCluster {
+            cn,
+            pods,
+            keys,
+            world: Mutex::new(world),
+        };
         cluster.apply_yaml(&all.join("---\n"));
         cluster
     }
@@ -123,10 +127,10 @@ impl PolicyCluster {
     /// Starts every pod's servers (answering as `namespace/name`).
     pub fn serve(&self) -> Servers<'_> {
         let (mut tcp, mut udp) = (Vec::new(), Vec::new());
-        for (model, pod) in self.world.pods.iter().zip(&self.pods) {
+        for (key, pod) in self.keys.iter().zip(&self.pods) {
             for port in SERVED_PORTS {
-                tcp.push(TcpServer::start(&pod.ns, port, &model.key()));
-                udp.push(UdpServer::start(&pod.ns, port, &model.key()));
+                tcp.push(TcpServer::start(&pod.ns, port, key));
+                udp.push(UdpServer::start(&pod.ns, port, key));
             }
         }
         Servers {
@@ -136,25 +140,29 @@ impl PolicyCluster {
     }
 
     /// The pod `namespace/name`: its model and its attachment.
-    pub fn pod(&self, key: &str) -> (&PodModel, &CniPod) {
+    pub fn pod(&self, key: &str) -> &CniPod {
         let i = self
-            .world
-            .pods
+            .keys
             .iter()
-            .position(|p| p.key() == key)
+            .position(|k| k == key)
             .unwrap_or_else(|| panic!("no pod {key}"));
-        (&self.world.pods[i], &self.pods[i])
+        &self.pods[i]
     }
 
     /// The switch port of pod `namespace/name` (for `trace --in-port`).
     pub fn port_of(&self, key: &str) -> String {
-        let ip = self.pod(key).1.ip;
+        let ip = self.pod(key).ip;
         self.cn
             .pods()
             .into_iter()
             .find(|p| p.ip == ip)
             .unwrap_or_else(|| panic!("control lists no pod at {ip}"))
             .port
+    }
+
+    /// The model of what is applied.
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn apply_yaml(&self, yaml: &str) {
@@ -166,16 +174,19 @@ impl PolicyCluster {
 
     /// Applies `policy` (replacing one of the same name) and waits until the dataplane isolates
     /// exactly the pods the evaluator says.
-    pub fn apply(&mut self, policy: &Policy) {
-        self.world.policies.retain(|p| p.key() != policy.key());
-        self.world.policies.push(policy.clone());
+    pub fn apply(&self, policy: &Policy) {
+        {
+            let mut w = self.world();
+            w.policies.retain(|p| p.key() != policy.key());
+            w.policies.push(policy.clone());
+        }
         self.apply_yaml(&policy.yaml());
         self.wait_for_isolation();
     }
 
     /// Deletes `policy` and waits as [`Self::apply`] does.
-    pub fn delete(&mut self, policy: &Policy) {
-        self.world.policies.retain(|p| p.key() != policy.key());
+    pub fn delete(&self, policy: &Policy) {
+        self.world().policies.retain(|p| p.key() != policy.key());
         let yaml = policy.yaml();
         if let Err(e) = self
             .cn
@@ -191,36 +202,39 @@ impl PolicyCluster {
     }
 
     /// Deletes every policy applied.
-    pub fn delete_all(&mut self) {
-        for p in self.world.policies.clone() {
+    pub fn delete_all(&self) {
+        let all = self.world().policies.clone();
+        for p in all {
             self.delete(&p);
         }
     }
 
     /// Re-applies pod `key`'s Pod object with `labels`.
-    pub fn relabel_pod(&mut self, key: &str, labels: Labels) {
-        let pod = self
-            .world
+    pub fn relabel_pod(&self, key: &str, labels: Labels) {
+        let mut w = self.world();
+        let pod = w
             .pods
             .iter_mut()
             .find(|p| p.key() == key)
             .unwrap_or_else(|| panic!("no pod {key}"));
         pod.labels = labels;
         let yaml = pod.yaml();
+        drop(w);
         self.apply_yaml(&yaml);
         self.wait_for_isolation();
     }
 
     /// Re-applies Namespace `name` with `labels`.
-    pub fn relabel_namespace(&mut self, name: &str, labels: Labels) {
-        let ns = self
-            .world
+    pub fn relabel_namespace(&self, name: &str, labels: Labels) {
+        let mut w = self.world();
+        let ns = w
             .namespaces
             .iter_mut()
             .find(|n| n.name == name)
             .unwrap_or_else(|| panic!("no namespace {name}"));
         ns.labels = labels;
         let yaml = ns.yaml();
+        drop(w);
         self.apply_yaml(&yaml);
         self.wait_for_isolation();
     }
@@ -237,12 +251,12 @@ impl PolicyCluster {
     /// isolated in that direction); pods isolated in neither are absent.
     fn expected_isolation(&self) -> BTreeMap<Ipv4Addr, (Option<Vec<String>>, Option<Vec<String>>)> {
         let some = |v: Vec<String>| (!v.is_empty()).then_some(v);
-        self.world
-            .pods
+        let w = self.world();
+        w.pods
             .iter()
             .map(|p| {
-                let i = some(self.world.isolating(p, Direction::Ingress));
-                let e = some(self.world.isolating(p, Direction::Egress));
+                let i = some(w.isolating(p, Direction::Ingress));
+                let e = some(w.isolating(p, Direction::Egress));
                 (p.ip, (i, e))
             })
             .filter(|(_, (i, e))| i.is_some() || e.is_some())
@@ -283,7 +297,7 @@ impl PolicyCluster {
 
     /// The applied policies as YAML (for failure messages).
     pub fn manifests(&self) -> String {
-        self.world
+        self.world()
             .policies
             .iter()
             .map(Policy::yaml)
@@ -295,12 +309,12 @@ impl PolicyCluster {
     fn probe(&self, from: usize, to: usize, protocol: PolicyProtocol, port: u16) -> Seen {
         let ns = &self.pods[from].ns;
         let addr = SocketAddr::from((self.pods[to].ip, port));
-        let name = self.world.pods[to].key();
+        let name = &self.keys[to];
         let mut seen = Seen::TimedOut;
         for _ in 0..2 {
             seen = match protocol {
                 PolicyProtocol::Tcp => match connect_with(ns, addr, TCP_PROBE_TIMEOUT) {
-                    Ok(c) if c.answer.backend == name => Seen::Reached,
+                    Ok(c) if &c.answer.backend == name => Seen::Reached,
                     Ok(_) => Seen::Wrong,
                     Err(e)
                         if e.kind() == ErrorKind::TimedOut || e.kind() == ErrorKind::WouldBlock =>
@@ -311,7 +325,7 @@ impl PolicyCluster {
                 },
                 PolicyProtocol::Udp => {
                     match udp_ask_with(ns, addr, UDP_PROBE_TRIES, UDP_PROBE_WAIT) {
-                        Ok(a) if a.backend == name => Seen::Reached,
+                        Ok(a) if &a.backend == name => Seen::Reached,
                         Ok(_) => Seen::Wrong,
                         Err(e)
                             if e.kind() == ErrorKind::TimedOut
@@ -354,11 +368,13 @@ impl PolicyCluster {
 
     /// The evaluator's matrix for `protocol`/`port`.
     pub fn expected(&self, protocol: PolicyProtocol, port: u16) -> Vec<Vec<bool>> {
-        let pods = &self.world.pods;
-        pods.iter()
+        let w = self.world();
+        w.pods
+            .iter()
             .map(|from| {
-                pods.iter()
-                    .map(|to| self.world.allowed(from, to, protocol, port))
+                w.pods
+                    .iter()
+                    .map(|to| w.allowed(from, to, protocol, port))
                     .collect()
             })
             .collect()
@@ -366,11 +382,11 @@ impl PolicyCluster {
 
     fn table(&self, title: &str, cells: &[Vec<char>]) -> String {
         let mut t = format!("{title}\n-");
-        for p in &self.world.pods {
-            let _ = write!(t, "\t{}", p.key());
+        for k in &self.keys {
+            let _ = write!(t, "\t{k}");
         }
-        for (p, row) in self.world.pods.iter().zip(cells) {
-            let _ = write!(t, "\n{}", p.key());
+        for (k, row) in self.keys.iter().zip(cells) {
+            let _ = write!(t, "\n{k}");
             for c in row {
                 let _ = write!(t, "\t{c}");
             }
