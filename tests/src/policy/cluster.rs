@@ -32,6 +32,10 @@ const UDP_PROBE_TRIES: usize = 3;
 /// How long the dataplane may take to hold what control was given.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Per pod address, the policies isolating it for ingress and for egress (`None`: not isolated
+/// in that direction); pods isolated in neither are absent.
+type Isolation = BTreeMap<Ipv4Addr, (Option<Vec<String>>, Option<Vec<String>>)>;
+
 /// The nine pods on one node, and the model of what is applied.
 #[derive(Debug)]
 pub struct PolicyCluster {
@@ -249,7 +253,7 @@ impl PolicyCluster {
 
     /// Per pod address: the policies isolating it for ingress and for egress (`None`: not
     /// isolated in that direction); pods isolated in neither are absent.
-    fn expected_isolation(&self) -> BTreeMap<Ipv4Addr, (Option<Vec<String>>, Option<Vec<String>>)> {
+    fn expected_isolation(&self) -> Isolation {
         let some = |v: Vec<String>| (!v.is_empty()).then_some(v);
         let w = self.world();
         w.pods
@@ -263,7 +267,7 @@ impl PolicyCluster {
             .collect()
     }
 
-    fn observed_isolation(&self) -> BTreeMap<Ipv4Addr, (Option<Vec<String>>, Option<Vec<String>>)> {
+    fn observed_isolation(&self) -> Isolation {
         self.policies()
             .into_iter()
             .map(|s| {
