@@ -220,6 +220,22 @@ fn egress_ip_blocks_and_both_directions_match_the_evaluator() {
             .ingress(vec![Rule::peers(vec![namespaces(&[("ns", "x")])])])
             .egress(vec![Rule::peers(vec![pods(&[("pod", "b")])])])],
     );
+    let named = Policy::new("x", "to-y-named").egress(vec![Rule {
+        peers: vec![namespaces(&[("ns", "y")])],
+        ports: vec![PolicyPort::named(Tcp, "serve-81-tcp")],
+    }]);
+    c.apply(&named);
+    c.check(
+        "egress to a named port, resolved per destination pod",
+        Tcp,
+        81,
+    );
+    c.check(
+        "egress to a named port, resolved per destination pod",
+        Tcp,
+        80,
+    );
+    c.delete_all();
     let yb = c.pod("y/b").ip;
     let cidr: Ipv4Prefix = podswitch_tests::POD_CIDR.parse().unwrap();
     case(
@@ -273,6 +289,32 @@ fn pod_and_namespace_label_changes_are_reevaluated() {
             .selecting(Selector::all().with("isolated", SelectorOp::DoesNotExist)),
     );
     c.check("x/c's new label takes it out of the policy", Tcp, 80);
+
+    // A pod attached later is selected at once (CNI ADD re-evaluates), and one removed goes
+    // from podswitchd's policies (CNI DEL).
+    let late = c.cn.add_pod_in("x", "late");
+    let isolated = c.policies();
+    assert!(
+        isolated
+            .iter()
+            .any(|s| s.ip == late.ip && s.spec.ingress.is_some()),
+        "x/late (no Pod object, so no labels) is selected by x/from-blue-web as soon as it is \
+         attached: {isolated:#?}"
+    );
+    let _late_server = podswitch_tests::services::TcpServer::start(&late.ns, 80, "x/late");
+    let to_late = SocketAddr::from((late.ip, 80));
+    let from_ya = connect_with(&c.pod("y/a").ns, to_late, Duration::from_millis(500));
+    assert!(
+        from_ya.is_err(),
+        "x/late is isolated as soon as it is attached"
+    );
+    let del = c.cn.del_pod(&late.container_id, Some(&late.netns()));
+    assert_eq!(del.code, 0, "{del:?}");
+    let after = c.policies();
+    assert!(
+        after.iter().all(|s| s.ip != late.ip),
+        "x/late's policy goes with it: {after:#?}"
+    );
 }
 
 #[test]
