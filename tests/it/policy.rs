@@ -324,7 +324,7 @@ fn operator_view_node_traffic_services_and_established_connections() {
     }
     let c = PolicyCluster::start();
     let _servers = c.serve();
-    let (xa, yb, za) = (c.pod("x/a").ip, c.pod("y/b").ip, c.pod("z/a").ip);
+    let xa = c.pod("x/a").ip;
     let to_xa = SocketAddr::from((xa, 80));
 
     // An established connection, then a policy that denies it: stopped at its next packet.
@@ -371,7 +371,7 @@ fn operator_view_node_traffic_services_and_established_connections() {
         &xa.to_string(),
     ]);
     assert!(
-        allowed.contains("x/allow-from-y"),
+        allowed.contains("x/allow-from-y") && !allowed.to_lowercase().contains("denied"),
         "trace of y/b → x/a:80:\n{allowed}"
     );
     let denied = c.cn.node.podswitchctl(&[
@@ -382,7 +382,7 @@ fn operator_view_node_traffic_services_and_established_connections() {
         &xa.to_string(),
     ]);
     assert!(
-        denied.contains("denied"),
+        denied.contains("denied") && denied.contains("x/allow-from-y"),
         "trace of z/a → x/a:80:\n{denied}"
     );
 
@@ -407,7 +407,6 @@ fn operator_view_node_traffic_services_and_established_connections() {
         blocked.is_err(),
         "z/a (denied) does not reach x/a through the VIP"
     );
-    assert_ne!(yb, za);
 
     // The policy goes: the established connection continues (the held data first).
     c.delete_all();
