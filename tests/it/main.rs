@@ -13,6 +13,7 @@ mod l2;
 mod l3;
 mod malformed;
 mod offload;
+mod policy;
 mod policy_dp;
 mod restart;
 mod service_cidr;

@@ -236,10 +236,21 @@ impl ControlNode {
         }
     }
 
-    /// ADD of pod `name` as container `container_id` into `netns`, as containerd calls it;
-    /// returns the plugin's output whatever it is.
+    /// ADD of pod `default/name` as container `container_id` into `netns`, as containerd
+    /// calls it; returns the plugin's output whatever it is.
     pub fn add(&self, name: &str, container_id: &str, netns: &str) -> CniOutput {
-        let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={container_id};K8S_POD_UID=uid-{name}");
+        self.add_in("default", name, container_id, netns)
+    }
+
+    /// [`Self::add`] of pod `namespace/name`.
+    pub fn add_in(
+        &self,
+        namespace: &str,
+        name: &str,
+        container_id: &str,
+        netns: &str,
+    ) -> CniOutput {
+        let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={container_id};K8S_POD_UID=uid-{namespace}-{name}");
         self.cni(
             "ADD",
             &[
@@ -276,9 +287,24 @@ impl ControlNode {
     /// ADD of pod `name` as `container_id` into the existing namespace `ns` (a sandbox
     /// restarted in it, or under its old id); panics unless it succeeds.
     pub fn add_pod_into(&self, name: &str, ns: Netns, container_id: &str) -> CniPod {
+        self.add_pod_in_into("default", name, ns, container_id)
+    }
+
+    /// ADD of pod `namespace/name` for a new pod namespace; panics unless it succeeds.
+    pub fn add_pod_in(&self, namespace: &str, name: &str) -> CniPod {
+        self.add_pod_in_into(namespace, name, Netns::new("pswc"), &unique("ctr"))
+    }
+
+    fn add_pod_in_into(
+        &self,
+        namespace: &str,
+        name: &str,
+        ns: Netns,
+        container_id: &str,
+    ) -> CniPod {
         let container_id = container_id.to_string();
         let netns = ns.path().display().to_string();
-        let out = self.add(name, &container_id, &netns);
+        let out = self.add_in(namespace, name, &container_id, &netns);
         assert_eq!(out.code, 0, "ADD failed: {out:?}\n{}", self.control_log());
         let result = out.json();
         let address = result["ips"][0]["address"].as_str().unwrap().to_string();

@@ -13,6 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 pub mod containerd;
 pub mod control;
+pub mod policy;
 pub mod services;
 
 use podswitch_proto::{

@@ -360,13 +360,24 @@ pub fn failures<T>(results: &[io::Result<T>]) -> (usize, Vec<String>) {
 /// `remote` the address the reply came from. Asks up to `tries` times (UDP is allowed to
 /// lose a datagram; a timeout per try makes a dead path fail).
 pub fn udp_ask(ns: &Netns, to: SocketAddr, tries: usize) -> io::Result<Answer> {
+    udp_ask_with(ns, to, tries, Duration::from_secs(2))
+}
+
+/// [`udp_ask`] waiting `per_try` for each answer (short, where silence is the expected
+/// outcome: a datagram a policy drops).
+pub fn udp_ask_with(
+    ns: &Netns,
+    to: SocketAddr,
+    tries: usize,
+    per_try: Duration,
+) -> io::Result<Answer> {
     ns.enter(|| {
         // Bound to the source address the kernel would pick, so that `local` is a whole
         // address; unconnected, so that a reply from anywhere (not only `to`) is received.
         let probe = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
         probe.connect(to)?;
         let socket = UdpSocket::bind((probe.local_addr()?.ip(), 0))?;
-        socket.set_read_timeout(Some(Duration::from_secs(2)))?;
+        socket.set_read_timeout(Some(per_try))?;
         let mut last = io::Error::new(io::ErrorKind::TimedOut, "no try");
         for _ in 0..tries {
             socket.send_to(b"who", to)?;
