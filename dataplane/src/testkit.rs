@@ -376,3 +376,68 @@ pub fn assert_icmp_error(out: &[u8], orig: &[u8], icmp_type: u8, code: u8) {
         "quotes the offending header + 8 bytes"
     );
 }
+
+/// Isolates pod B both ways on the standard topology: ingress only from pod A on TCP 80 and
+/// SCTP 9, egress only to the 10.0.0.0/8 block minus 10.244.1.0/24 (fuzzing and benches drive
+/// the policy stage with it).
+pub fn isolate_pod_b(tables: &mut Tables) {
+    use podswitch_proto::{
+        DirectionSpec, Ipv4Prefix, PeerBlock, PolicyProtocol, PolicySpec, PortRange, RuleSpec,
+    };
+    let rule = |peers, ports| RuleSpec {
+        policy: 0,
+        rule: 0,
+        peers: Some(peers),
+        ports,
+    };
+    let spec = PolicySpec {
+        port: "b".into(),
+        ingress: Some(DirectionSpec {
+            policies: vec!["test/in".into()],
+            rules: vec![rule(
+                vec![PeerBlock {
+                    cidr: Ipv4Prefix {
+                        addr: POD_A_IP,
+                        len: 32,
+                    },
+                    except: vec![],
+                }],
+                Some(vec![
+                    PortRange {
+                        protocol: PolicyProtocol::Tcp,
+                        first: 80,
+                        last: 80,
+                    },
+                    PortRange {
+                        protocol: PolicyProtocol::Sctp,
+                        first: 9,
+                        last: 9,
+                    },
+                ]),
+            )],
+        }),
+        egress: Some(DirectionSpec {
+            policies: vec!["test/out".into()],
+            rules: vec![rule(
+                vec![PeerBlock {
+                    cidr: Ipv4Prefix {
+                        addr: Ipv4Addr::new(10, 0, 0, 0),
+                        len: 8,
+                    },
+                    except: vec![Ipv4Prefix {
+                        addr: Ipv4Addr::new(10, 244, 1, 0),
+                        len: 24,
+                    }],
+                }],
+                None,
+            )],
+        }),
+    };
+    let policies = crate::tables::policy::Policies::new(
+        [(POD_B_IP, POD_B, &spec)],
+        Some(GW_IP),
+        &tables.policies,
+    );
+    tables.policies = std::sync::Arc::new(policies);
+    tables.policy_epoch = tables.policy_epoch.wrapping_add(1);
+}

@@ -58,7 +58,10 @@ fuzz_target!(|data: &[u8]| {
     } else {
         1500
     };
-    let tables = testkit::tables_with(default_route, pod_b_mtu, 0);
+    let mut tables = testkit::tables_with(default_route, pod_b_mtu, 0);
+    if mtu_byte & 2 != 0 {
+        testkit::isolate_pod_b(&mut tables);
+    }
 
     let frames: Vec<&[u8]> = split(frames).take(MAX_BURST).collect();
     let mut pool = Pool::new(frames.len());
