@@ -209,6 +209,8 @@ mod tests {
                 Op::DelRoute { prefix } => format!("del_route {prefix}"),
                 Op::SetService(s) => format!("set_service {}", s.name),
                 Op::DelService { name } => format!("del_service {name}"),
+                Op::SetPolicy(p) => format!("set_policy {}", p.port),
+                Op::DelPolicy { port } => format!("del_policy {port}"),
             })
             .collect()
     }

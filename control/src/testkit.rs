@@ -65,6 +65,8 @@ pub struct FakeDataplaneState {
     pub ports: Vec<PortSpec>,
     /// Service ports by name.
     pub services: std::collections::BTreeMap<String, podswitch_proto::ServiceSpec>,
+    /// Pod ports' policies by port name.
+    pub policies: std::collections::BTreeMap<String, podswitch_proto::PolicySpec>,
     /// Every transaction applied, in order.
     pub applied: Vec<Transaction>,
     /// Every request fails as if the socket were gone.
@@ -80,6 +82,7 @@ impl FakeDataplaneState {
         self.node = None;
         self.ports.clear();
         self.services.clear();
+        self.policies.clear();
     }
 
     pub fn port_names(&self) -> Vec<String> {
@@ -135,6 +138,7 @@ impl Dataplane for FakeDataplane {
             s.node = None;
             s.ports.clear();
             s.services.clear();
+            s.policies.clear();
         }
         for op in &tx.ops {
             match op {
@@ -146,6 +150,12 @@ impl Dataplane for FakeDataplane {
                 }
                 Op::DelService { name } => {
                     s.services.remove(name);
+                }
+                Op::SetPolicy(p) => {
+                    s.policies.insert(p.port.clone(), p.clone());
+                }
+                Op::DelPolicy { port } => {
+                    s.policies.remove(port);
                 }
                 Op::AddRoute(_) | Op::DelRoute { .. } => {}
             }

@@ -3,6 +3,7 @@
 //! connected /32s). A pure function of the configuration, run once per applied transaction.
 
 use super::state::{pod_ip, Config};
+use crate::tables::policy::Policies;
 use crate::tables::{
     Binding, Fib, Node, PortEntry, Route, RouteTarget, ServiceEntry, Services, Tables,
 };
@@ -86,7 +87,18 @@ impl Config {
             fib: Fib::new(static_routes.chain(connected)),
             route_epoch: self.route_epoch,
             services: self.compile_services(&previous.services),
+            policies: self.compile_policies(&previous.policies),
+            policy_epoch: self.policy_epoch,
         }
+    }
+
+    fn compile_policies(&self, previous: &Arc<Policies>) -> Arc<Policies> {
+        let pods = self.policies.values().filter_map(|spec| {
+            let port = self.ports.get(&spec.port)?;
+            Some((pod_ip(&port.spec)?, port.id, spec))
+        });
+        let gateway = self.node.as_ref().map(|n| n.gateway);
+        Arc::new(Policies::new(pods, gateway, previous))
     }
 
     fn compile_services(&self, previous: &Arc<Services>) -> Arc<Services> {

@@ -6,6 +6,7 @@
 
 mod fib;
 pub mod maglev;
+pub mod policy;
 mod services;
 
 pub use fib::{Fib, Route, RouteTarget};
@@ -76,6 +77,11 @@ pub struct Tables {
     pub route_epoch: u32,
     /// The Service ports, by frontend.
     pub services: Arc<Services>,
+    /// The local pods' NetworkPolicies, by pod address.
+    pub policies: Arc<policy::Policies>,
+    /// Changes whenever a policy changes: connections whose verdict was taken under another
+    /// epoch are checked again.
+    pub policy_epoch: u32,
 }
 
 impl Tables {
