@@ -63,6 +63,13 @@ pub fn execute(cli: &Cli) -> Result<String> {
             })?;
             show(out, &services, |s| render::flows::services(s))
         }
+        Command::Policies => {
+            let policies = call(socket, RequestBody::Policies, |r| match r {
+                Response::Policies { policies } => Ok(policies),
+                other => Err(other),
+            })?;
+            show(out, &policies, |p| render::policies::policies(p))
+        }
         Command::Conntrack(a) => {
             let filter = podswitch_proto::ConntrackFilter {
                 ip: a.ip,

@@ -90,6 +90,11 @@ pub enum Command {
     /// each stage decided and why (the Service and endpoint behind a NAT). Nothing changes:
     /// no connection is created.
     Trace(TraceArgs),
+    /// Each pod's effective NetworkPolicy as podswitchd enforces it: one row per allow rule of
+    /// each direction the pod is isolated in (policy, rule index, peers, ports) and the
+    /// packets that direction denied. Pods no policy selects are unrestricted and not shown.
+    #[command(alias = "netpol")]
+    Policies,
     /// Per-port traffic, drops by reason, and events; zero drop and event rows are hidden.
     Counters {
         /// Show drop reasons and events whose count is zero too.

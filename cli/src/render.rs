@@ -6,6 +6,7 @@
 
 pub mod control;
 pub mod flows;
+pub mod policies;
 
 use podswitch_proto::{
     CountersDump, NeighborInfo, PortInfo, PortKind, PortRole, RouteInfo, RouteOrigin, RouteTarget,

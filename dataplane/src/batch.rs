@@ -279,6 +279,9 @@ pub enum Track {
         /// The entry had no valid output for this direction: `commit` stores the one `route`
         /// chooses.
         cache_hop: bool,
+        /// The connection's policy verdict was taken under other policies, or denies it:
+        /// the policy stage checks it again.
+        recheck_policy: bool,
     },
     /// An ICMP error about a tracked connection: translated with it, never creates one.
     Related,

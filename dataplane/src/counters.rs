@@ -122,6 +122,10 @@ reasons! {
         /// A new connection to a Service port with no endpoint to take it (answered with a TCP
         /// RST or ICMP port unreachable where allowed).
         NoEndpoints = ("service", "no_endpoints", "new connection to a Service port with no usable endpoint (refused)"),
+        /// No rule of the source pod's egress or the destination pod's ingress isolation
+        /// allows the connection (checked on its first packet, and again after a policy
+        /// change).
+        PolicyDenied = ("policy", "policy_denied", "connection not allowed by the NetworkPolicies isolating its source (egress) or destination (ingress) pod"),
         /// The output port has gone (removed while the packet was in flight).
         OutputPortGone = ("output", "output_port_gone", "output port no longer exists"),
         /// The output queue had no free transmit slot (writes in flight at its limit) or the
@@ -202,6 +206,10 @@ pub struct PortStats {
     /// Frames routed to the port that it did not take (each also counted under a drop reason:
     /// `tx_queue_full`, `tx_write_error`, `tx_short_write`).
     pub tx_errors: u64,
+    /// Packets to this pod denied by its ingress NetworkPolicy isolation.
+    pub ingress_denied: u64,
+    /// Packets from this pod denied by its egress NetworkPolicy isolation.
+    pub egress_denied: u64,
 }
 
 impl PortStats {
@@ -213,6 +221,8 @@ impl PortStats {
         self.tx_packets += o.tx_packets;
         self.tx_bytes += o.tx_bytes;
         self.tx_errors += o.tx_errors;
+        self.ingress_denied += o.ingress_denied;
+        self.egress_denied += o.egress_denied;
     }
 }
 
@@ -273,7 +283,7 @@ impl Counters {
 }
 
 /// Fields of [`PortStats`], as published.
-const PORT_FIELDS: usize = 6;
+const PORT_FIELDS: usize = 8;
 
 /// The copy of a worker's counters that other threads read.
 #[derive(Debug)]
@@ -310,6 +320,8 @@ impl SharedCounters {
                     s.tx_packets,
                     s.tx_bytes,
                     s.tx_errors,
+                    s.ingress_denied,
+                    s.egress_denied,
                 ];
                 for (a, v) in a.iter().zip(vals) {
                     a.store(v, Relaxed);
@@ -343,6 +355,8 @@ impl SharedCounters {
                 tx_packets: v[3],
                 tx_bytes: v[4],
                 tx_errors: v[5],
+                ingress_denied: v[6],
+                egress_denied: v[7],
             });
         }
     }

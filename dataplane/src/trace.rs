@@ -18,6 +18,8 @@ pub enum Stage {
     Service,
     /// Output decision: LPM, gateway echo, ICMP unreachable.
     Route,
+    /// NetworkPolicy verdict.
+    Policy,
     /// Connection commit.
     Commit,
     /// NAT, TTL, MTU, MACs.
@@ -33,6 +35,7 @@ impl Stage {
             Stage::Conntrack => "conntrack",
             Stage::Service => "service",
             Stage::Route => "route",
+            Stage::Policy => "policy",
             Stage::Commit => "commit",
             Stage::Rewrite => "rewrite",
         }

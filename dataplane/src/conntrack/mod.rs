@@ -70,6 +70,15 @@ pub struct CachedHop {
     pub route_epoch: u32,
 }
 
+/// The policy verdict an entry carries: taken under the tables' `policy_epoch` `epoch`; a
+/// connection whose epoch differs is checked again at its next packet, and one found denied
+/// (a changed policy no longer allows it) drops its packets until a later check allows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PolicyMark {
+    pub epoch: u32,
+    pub denied: bool,
+}
+
 /// Stable handle of an entry: its shard, slot, and the slot's generation when the handle was
 /// made, so a slot reused by another connection is not mistaken for the old entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +107,8 @@ pub struct Hit {
     pub hop: Option<CachedHop>,
     pub service: Option<ServiceRef>,
     pub state: State,
+    /// The policy verdict of the connection.
+    pub policy: PolicyMark,
 }
 
 /// Size and timeouts of a table.

@@ -9,7 +9,7 @@
 use super::state::{self, State, Timeouts};
 use super::{
     reply_tuple, reverse_nat, CachedHop, CommitError, Config, Dir, EntryView, Handle, Hit, Nat,
-    ServiceRef, Tuple,
+    PolicyMark, ServiceRef, Tuple,
 };
 use foldhash::fast::RandomState;
 use std::collections::HashMap;
@@ -53,6 +53,7 @@ struct Entry {
     nat: Nat,
     service: Option<ServiceRef>,
     hops: [Option<CachedHop>; 2],
+    policy: PolicyMark,
     created: Instant,
     last_seen: Instant,
     packets: [u64; 2],
@@ -90,6 +91,7 @@ impl Entry {
             hop: self.hops[dir.index()],
             service: self.service,
             state: self.state,
+            policy: self.policy,
         }
     }
 
@@ -359,6 +361,7 @@ impl Conntrack {
                 nat,
                 service,
                 hops: [None; 2],
+                policy: PolicyMark::default(),
                 created: now,
                 last_seen: now,
                 packets: [1, 0],
@@ -381,12 +384,28 @@ impl Conntrack {
 
     /// Stores the output found for direction `dir` of the entry (nothing if it is gone).
     pub fn set_hop(&self, h: Handle, dir: Dir, hop: CachedHop) {
+        self.settle(h, dir, Some(hop), None);
+    }
+
+    /// Stores the policy verdict of the entry (nothing if it is gone).
+    pub fn set_policy(&self, h: Handle, mark: PolicyMark) {
+        self.settle(h, Dir::Original, None, Some(mark));
+    }
+
+    /// Stores what the stages found for an entry, under one lock: the output of direction
+    /// `dir` and the policy verdict, each when given.
+    pub fn settle(&self, h: Handle, dir: Dir, hop: Option<CachedHop>, mark: Option<PolicyMark>) {
         let Some(cell) = self.cells.get(h.shard as usize) else {
             return;
         };
         let mut guard = cell.shard.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(entry) = guard.entry_mut(h) {
-            entry.hops[dir.index()] = Some(hop);
+            if let Some(hop) = hop {
+                entry.hops[dir.index()] = Some(hop);
+            }
+            if let Some(mark) = mark {
+                entry.policy = mark;
+            }
         }
     }
 

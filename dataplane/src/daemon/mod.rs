@@ -410,8 +410,13 @@ impl Daemon {
                 services: self.services(),
             },
             RequestBody::Conntrack(filter) => Response::Conntrack(self.conntrack(&filter)),
-            RequestBody::Policies => Response::Policies {
-                policies: self.policies(),
+            RequestBody::Policies => match self.sync_workers() {
+                Ok(()) => Response::Policies {
+                    policies: self.policies(),
+                },
+                Err(e) => Response::Error {
+                    message: e.to_string(),
+                },
             },
         }
     }
@@ -428,13 +433,17 @@ impl Daemon {
                 else {
                     return None;
                 };
+                let mut stats = PortStats::default();
+                for w in &self.workers {
+                    w.counters.sum_port(usize::from(port.id), &mut stats);
+                }
                 Some(proto::PolicyStatus {
                     ip: *ip,
                     namespace: namespace.clone(),
                     pod: pod.clone(),
                     spec: spec.clone(),
-                    ingress_denied: 0,
-                    egress_denied: 0,
+                    ingress_denied: stats.ingress_denied,
+                    egress_denied: stats.egress_denied,
                 })
             })
             .collect()

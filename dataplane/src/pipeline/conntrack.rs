@@ -10,7 +10,7 @@
 
 use super::Ctx;
 use crate::batch::{Batch, Endpoint, Fragment, L4Key, Meta, Track};
-use crate::conntrack::{CachedHop, CommitError, Dir, FragKey, Tuple};
+use crate::conntrack::{CachedHop, CommitError, Dir, FragKey, PolicyMark, Tuple};
 use crate::counters::DropReason;
 use crate::tables::Tables;
 use crate::trace::Stage;
@@ -118,6 +118,8 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx) {
                             handle: hit.handle,
                             dir: hit.dir,
                             cache_hop: cached.is_none(),
+                            recheck_policy: hit.policy.denied
+                                || hit.policy.epoch != tables.policy_epoch,
                         };
                         cx.trace.note_with(i, Stage::Conntrack, pkt.meta.next, || {
                             let svc = hit
@@ -218,6 +220,7 @@ pub fn commit(batch: &mut Batch, cx: &mut Ctx) {
                 handle,
                 dir,
                 cache_hop: true,
+                ..
             } if cx.forwarding() => cx.flows.conntrack.set_hop(handle, dir, hop),
             Track::New => {
                 let Key::Flow(t, flags) = key(&pkt.meta, pkt.buf.frame()) else {
@@ -253,7 +256,14 @@ pub fn commit(batch: &mut Batch, cx: &mut Ctx) {
                 match result {
                     Ok(hit) => {
                         pkt.meta.nat = nat;
-                        cx.flows.conntrack.set_hop(hit.handle, Dir::Original, hop);
+                        // The policy stage allowed it under these policies.
+                        let mark = PolicyMark {
+                            epoch: tables.policy_epoch,
+                            denied: false,
+                        };
+                        cx.flows
+                            .conntrack
+                            .settle(hit.handle, Dir::Original, Some(hop), Some(mark));
                         if pkt.meta.flow.frag == Fragment::First {
                             let k = frag_key(&pkt.meta, pkt.buf.frame());
                             cx.flows.fragments.record(k, nat, cx.now);

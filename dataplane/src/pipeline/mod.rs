@@ -9,6 +9,7 @@ pub mod l2;
 pub mod nat;
 pub mod offload;
 pub mod parse;
+pub mod policy;
 pub mod refuse;
 pub mod rewrite;
 pub mod route;
@@ -168,10 +169,11 @@ impl<'a> Ctx<'a> {
 
 /// Runs a batch through the stages. `cx.now` must be the time the batch was received.
 ///
-/// `route` decides where each packet goes; `rewrite` applies what the stages decided (TTL,
-/// MACs) and hands it to the output. The later stages of the design slot in between `l2` and
-/// `route`, in this order: `conntrack` (look up the connection), `service` (DNAT to a backend),
-/// and between `route` and `rewrite`: `policy`, then conntrack's commit. See ARCHITECTURE.md.
+/// `conntrack` finds each packet's connection, `service` translates a new one to a Service
+/// endpoint, `route` decides where each packet goes, `policy` judges new connections (and
+/// established ones after a policy change), `commit` tracks what was allowed, and `rewrite`
+/// applies what the stages decided (TTL, NAT, MACs) and hands it to the output. See
+/// ARCHITECTURE.md.
 #[inline]
 pub fn run(batch: &mut Batch, cx: &mut Ctx) {
     parse::run(batch, cx); //     validate every header, extract the flow key
@@ -179,6 +181,7 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx) {
     conntrack::run(batch, cx); // find the connection: established flows get NAT and output
     service::run(batch, cx); //   new connection to a Service: pick an endpoint (DNAT)
     route::run(batch, cx); //     output port for what has none; hairpin SNAT; ICMP errors
+    policy::run(batch, cx); //    NetworkPolicy verdict of new (and re-checked) connections
     conntrack::commit(batch, cx); // new connections tracked, outputs cached
     rewrite::run(batch, cx); //   TTL, MTU, NAT, MACs
 }

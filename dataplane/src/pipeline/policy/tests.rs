@@ -1,0 +1,265 @@
+//! The policy stage through the whole pipeline on the standard test topology (pod A on port 1,
+//! pod B on port 2, the host on port 0): isolation, replies, re-evaluation after a change,
+//! Services judged at the endpoint, and what trace says.
+
+use crate::batch::Next;
+use crate::counters::DropReason;
+use crate::pipeline::{self, Mode};
+use crate::tables::policy::Policies;
+use crate::tables::{ServiceEntry, Services, Tables};
+use crate::testkit::*;
+use podswitch_packet::{Ipv4Packet, TcpFlags, TcpPacket};
+use podswitch_proto::{
+    BackendSpec, DirectionSpec, Ipv4Prefix, L4Protocol, PeerBlock, PolicyProtocol, PolicySpec,
+    PortRange, RuleSpec, ServiceSpec,
+};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+
+fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: TcpFlags) -> Vec<u8> {
+    let mac = if src == POD_B_IP {
+        POD_B_MAC
+    } else {
+        POD_A_MAC
+    };
+    let mut f = tcp_syn_frame(mac, GW_MAC, src, dst);
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
+        let mut t = TcpPacket::new_unchecked(ip.payload_mut());
+        t.set_src_port(sport);
+        t.set_dst_port(dport);
+        t.set_flags(flags);
+        t.fill_checksum(src, dst);
+    }
+    f
+}
+
+/// Pod B ingress-isolated by `shop/allow-a`, whose rule 0 lets pod A in on TCP `port`.
+fn b_allows_a_on(port: u16) -> PolicySpec {
+    PolicySpec {
+        port: "b".into(),
+        ingress: Some(DirectionSpec {
+            policies: vec!["shop/allow-a".into()],
+            rules: vec![RuleSpec {
+                policy: 0,
+                rule: 0,
+                peers: Some(vec![PeerBlock {
+                    cidr: Ipv4Prefix {
+                        addr: POD_A_IP,
+                        len: 32,
+                    },
+                    except: vec![],
+                }]),
+                ports: Some(vec![PortRange {
+                    protocol: PolicyProtocol::Tcp,
+                    first: port,
+                    last: port,
+                }]),
+            }],
+        }),
+        egress: None,
+    }
+}
+
+/// Pod A isolated both ways with no rule: `shop/deny-all`.
+fn a_denies_all() -> PolicySpec {
+    let deny = DirectionSpec {
+        policies: vec!["shop/deny-all".into()],
+        rules: vec![],
+    };
+    PolicySpec {
+        port: "a".into(),
+        ingress: Some(deny.clone()),
+        egress: Some(deny),
+    }
+}
+
+fn set_policies(tables: &mut Tables, specs: &[(Ipv4Addr, u16, PolicySpec)]) {
+    let policies = Policies::new(
+        specs.iter().map(|(ip, port, s)| (*ip, *port, s)),
+        Some(GW_IP),
+        &tables.policies,
+    );
+    tables.policies = Arc::new(policies);
+    tables.policy_epoch += 1;
+}
+
+fn harness(specs: &[(Ipv4Addr, u16, PolicySpec)]) -> Harness {
+    let mut tables = tables_with(true, 1500, 0);
+    set_policies(&mut tables, specs);
+    Harness::from_tables(tables)
+}
+
+fn notes(h: &Harness) -> Vec<String> {
+    h.trace
+        .entries()
+        .iter()
+        .map(|e| e.note.to_string())
+        .collect()
+}
+
+#[test]
+fn an_ingress_isolated_pod_gets_only_what_a_rule_allows_and_denials_are_counted_at_it() {
+    let mut h = harness(&[(POD_B_IP, POD_B, b_allows_a_on(80))]);
+    let denied = tcp(POD_A_IP, 40000, POD_B_IP, 81, TcpFlags::SYN);
+    assert_eq!(
+        h.run_one(POD_A, &denied, pipeline::run),
+        Next::Drop(DropReason::PolicyDenied)
+    );
+    assert_eq!(
+        h.flows.conntrack.len(),
+        0,
+        "a denied connection is not tracked"
+    );
+    assert_eq!(h.ctr.port(usize::from(POD_B)).ingress_denied, 1);
+    assert_eq!(h.ctr.drops[DropReason::PolicyDenied as usize], 1);
+
+    let allowed = tcp(POD_A_IP, 40001, POD_B_IP, 80, TcpFlags::SYN);
+    assert_eq!(
+        h.run_one(POD_A, &allowed, pipeline::run),
+        Next::Output(POD_B)
+    );
+    assert_eq!(h.flows.conntrack.len(), 1);
+    assert!(
+        notes(&h)
+            .iter()
+            .any(|n| n.contains("shop/allow-a ingress rule 0")),
+        "{:?}",
+        notes(&h)
+    );
+}
+
+#[test]
+fn replies_pass_an_isolated_initiator_and_the_node_reaches_every_pod() {
+    // A may not be reached by anyone, B lets A in on 80: A's connection and its replies work.
+    let mut h = harness(&[
+        (POD_B_IP, POD_B, b_allows_a_on(80)),
+        (POD_A_IP, POD_A, {
+            let mut s = a_denies_all();
+            s.egress = None;
+            s
+        }),
+    ]);
+    let syn = tcp(POD_A_IP, 40000, POD_B_IP, 80, TcpFlags::SYN);
+    assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(POD_B));
+    let syn_ack = tcp(POD_B_IP, 80, POD_A_IP, 40000, TcpFlags::SYN | TcpFlags::ACK);
+    assert_eq!(
+        h.run_one(POD_B, &syn_ack, pipeline::run),
+        Next::Output(POD_A)
+    );
+    // B opening its own connection to A is a new connection into A: denied.
+    let b_to_a = tcp(POD_B_IP, 40000, POD_A_IP, 22, TcpFlags::SYN);
+    assert_eq!(
+        h.run_one(POD_B, &b_to_a, pipeline::run),
+        Next::Drop(DropReason::PolicyDenied)
+    );
+    // The node (source: the gateway address, through the host port) reaches A.
+    let probe = tcp_syn_frame(HOST_MAC, GW_MAC, GW_IP, POD_A_IP);
+    assert_eq!(h.run_one(HOST, &probe, pipeline::run), Next::Output(POD_A));
+}
+
+#[test]
+fn egress_isolation_is_checked_at_the_source() {
+    let mut h = harness(&[(POD_A_IP, POD_A, a_denies_all())]);
+    let syn = tcp(POD_A_IP, 40000, POD_B_IP, 80, TcpFlags::SYN);
+    assert_eq!(
+        h.run_one(POD_A, &syn, pipeline::run),
+        Next::Drop(DropReason::PolicyDenied)
+    );
+    assert_eq!(h.ctr.port(usize::from(POD_A)).egress_denied, 1);
+    assert!(
+        notes(&h)
+            .iter()
+            .any(|n| n.contains("egress: DENIED") && n.contains("shop/deny-all")),
+        "{:?}",
+        notes(&h)
+    );
+}
+
+#[test]
+fn a_policy_change_stops_an_established_connection_both_ways_and_a_later_one_resumes_it() {
+    let mut h = harness(&[]);
+    let syn = tcp(POD_A_IP, 40000, POD_B_IP, 80, TcpFlags::SYN);
+    let ack = tcp(POD_A_IP, 40000, POD_B_IP, 80, TcpFlags::ACK);
+    let reply = tcp(POD_B_IP, 80, POD_A_IP, 40000, TcpFlags::ACK);
+    assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(POD_B));
+    assert_eq!(h.run_one(POD_B, &reply, pipeline::run), Next::Output(POD_A));
+
+    set_policies(&mut h.tables, &[(POD_B_IP, POD_B, b_allows_a_on(443))]);
+    assert_eq!(
+        h.run_one(POD_B, &reply, pipeline::run),
+        Next::Drop(DropReason::PolicyDenied),
+        "the reply of a connection the new policy does not allow"
+    );
+    assert_eq!(
+        h.run_one(POD_A, &ack, pipeline::run),
+        Next::Drop(DropReason::PolicyDenied)
+    );
+    assert!(
+        notes(&h)
+            .iter()
+            .any(|n| n.contains("checked again after a policy change: denied")),
+        "{:?}",
+        notes(&h)
+    );
+
+    set_policies(&mut h.tables, &[(POD_B_IP, POD_B, b_allows_a_on(80))]);
+    assert_eq!(h.run_one(POD_A, &ack, pipeline::run), Next::Output(POD_B));
+    assert_eq!(h.run_one(POD_B, &reply, pipeline::run), Next::Output(POD_A));
+    assert_eq!(
+        h.flows.conntrack.len(),
+        1,
+        "the same connection, never a second one"
+    );
+}
+
+#[test]
+fn a_service_connection_is_judged_at_its_endpoint_not_at_the_vip() {
+    let spec = ServiceSpec::cluster_ip(
+        "shop/web:http",
+        L4Protocol::Tcp,
+        VIP,
+        80,
+        vec![BackendSpec::ready(POD_B_IP, 8080)],
+    );
+    let mut tables = tables_with(true, 1500, 0);
+    tables.services = Arc::new(Services::new(
+        vec![Arc::new(ServiceEntry::new(1, &spec))],
+        None,
+    ));
+    set_policies(&mut tables, &[(POD_B_IP, POD_B, b_allows_a_on(8080))]);
+    let mut h = Harness::from_tables(tables);
+    let syn = tcp(POD_A_IP, 40000, VIP, 80, TcpFlags::SYN);
+    assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(POD_B));
+
+    set_policies(&mut h.tables, &[(POD_B_IP, POD_B, b_allows_a_on(80))]);
+    let syn = tcp(POD_A_IP, 40001, VIP, 80, TcpFlags::SYN);
+    assert_eq!(
+        h.run_one(POD_A, &syn, pipeline::run),
+        Next::Drop(DropReason::PolicyDenied),
+        "port 80 is the VIP's; the endpoint listens on 8080"
+    );
+}
+
+#[test]
+fn a_dry_run_explains_a_denial_and_an_allowance_and_creates_nothing() {
+    let mut h = harness(&[(POD_B_IP, POD_B, b_allows_a_on(80))]);
+    h.mode = Mode::DryRun;
+    let syn = tcp(POD_A_IP, 40000, POD_B_IP, 22, TcpFlags::SYN);
+    assert_eq!(
+        h.run_one(POD_A, &syn, pipeline::run),
+        Next::Drop(DropReason::PolicyDenied)
+    );
+    assert!(
+        notes(&h).iter().any(|n| n.starts_with("denied")
+            && n.contains("ingress: DENIED")
+            && n.contains("shop/allow-a")),
+        "{:?}",
+        notes(&h)
+    );
+    let syn = tcp(POD_A_IP, 40000, POD_B_IP, 80, TcpFlags::SYN);
+    assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(POD_B));
+    assert_eq!(h.flows.conntrack.len(), 0);
+}
