@@ -10,8 +10,8 @@
 use crate::config::Settings;
 use crate::store::PodRecord;
 use podswitch_proto::{
-    MacAddr, NetnsAttach, NodeSpec, Op, PortKind, PortRole, PortSpec, RouteSpec, RouteTarget,
-    ServiceSpec, Transaction,
+    MacAddr, NetnsAttach, NodeSpec, Op, PolicySpec, PortKind, PortRole, PortSpec, RouteSpec,
+    RouteTarget, ServiceSpec, Transaction,
 };
 use std::net::Ipv4Addr;
 
@@ -45,12 +45,15 @@ pub fn pod_mac(ip: Ipv4Addr) -> MacAddr {
 /// the node's addressing, the host port, a default route to the host, the pod CIDR
 /// unreachable (so unassigned pod addresses get ICMP host unreachable instead of bouncing to
 /// the host), then one port per pod, attached to the pod's namespace, then one `set_service`
-/// per Service port (`services`, from `crate::services::compile_services`).
+/// per Service port (`services`, from `crate::services::compile_services`), then one
+/// `set_policy` per isolated pod port (`policies`, from `crate::policy::compile_policies`;
+/// last, because a policy names a port added before it).
 pub fn compile<'a>(
     settings: &Settings,
     generation: u64,
     pods: impl IntoIterator<Item = &'a PodRecord>,
     services: impl IntoIterator<Item = ServiceSpec>,
+    policies: impl IntoIterator<Item = PolicySpec>,
 ) -> Transaction {
     let mut ops = vec![
         Op::SetNode(NodeSpec {
@@ -85,6 +88,7 @@ pub fn compile<'a>(
             .map(|pod| Op::AddPort(pod_port(settings, pod))),
     );
     ops.extend(services.into_iter().map(Op::SetService));
+    ops.extend(policies.into_iter().map(Op::SetPolicy));
     Transaction {
         generation: Some(generation),
         replace: true,
@@ -149,7 +153,7 @@ mod tests {
         let a = testkit::pod("aaa", [10, 244, 1, 2]);
         let mut b = testkit::pod("bbb", [10, 244, 1, 3]);
         b.mtu = Some(1400);
-        let tx = compile(&s, 7, [&a, &b], []);
+        let tx = compile(&s, 7, [&a, &b], [], []);
         assert_eq!(tx.generation, Some(7));
         assert!(tx.replace);
         let json = serde_json::to_value(&tx.ops).unwrap();
@@ -186,7 +190,7 @@ mod tests {
         off.offloads = false;
         assert!(pod_port(&s, &on).offloads);
         assert!(!pod_port(&s, &off).offloads);
-        let tx = compile(&s, 3, [&on, &off], []);
+        let tx = compile(&s, 3, [&on, &off], [], []);
         let offloads: Vec<bool> = tx
             .ops
             .iter()
@@ -201,7 +205,7 @@ mod tests {
 
     #[test]
     fn no_pods_is_still_a_whole_configuration() {
-        let tx = compile(&testkit::settings(), 1, [], []);
+        let tx = compile(&testkit::settings(), 1, [], [], []);
         assert_eq!(tx.ops.len(), 4);
         assert!(tx.replace);
     }

@@ -38,6 +38,7 @@ pub mod desired;
 pub mod ipam;
 mod manifests;
 pub mod podnet;
+pub mod policy;
 pub mod services;
 pub mod store;
 pub mod sync;

@@ -12,15 +12,17 @@
 //! `apiserver.rs`); its warnings lead the summary of `apply` as `Warning: ...` lines, as
 //! `kubectl apply` prints them before its own lines.
 //!
-//! A change to a Service, EndpointSlice or Endpoints (`crate::services`) bumps the generation
-//! in the same transaction and is pushed before the answer; other kinds do not reach the
-//! dataplane (Pod labels show in `pods`). A push that fails leaves the change stored (the
+//! A change to a Service, EndpointSlice or Endpoints (`crate::services`), or to a
+//! NetworkPolicy, Namespace or Pod (`crate::policy`: labels and containerPorts feed the
+//! selectors and named ports) bumps the generation in the same transaction and is pushed
+//! before the answer; a Node does not reach the dataplane. A push that fails leaves the change stored (the
 //! store is the truth: the next resync pushes it) and adds a `Warning:` line saying so.
 //! What this switch cannot program (SCTP, a ClusterIP outside the service CIDR) is refused
 //! like an invalid manifest, with nothing stored.
 
 use crate::config::Settings;
 use crate::control::{code, Control, Failure};
+use crate::policy::is_policy_key;
 use crate::services::{check_service, is_service_key};
 use crate::store::{ReadTx, StoreError};
 use podswitch_k8s::{parse_manifests_with_warnings, pod_labels, Object, ObjectKey};
@@ -47,7 +49,7 @@ impl Control {
                         };
                         if verb != "unchanged" {
                             tx.put_object(key, json)?;
-                            programmed |= is_service_key(key);
+                            programmed |= programs_dataplane(key);
                         }
                         summary.push(format!("{key} {verb}"));
                     }
@@ -85,7 +87,7 @@ impl Control {
                 let mut programmed = false;
                 for (key, _) in &objects {
                     let verb = if tx.remove_object(key)? {
-                        programmed |= is_service_key(key);
+                        programmed |= programs_dataplane(key);
                         "deleted"
                     } else {
                         "not found"
@@ -126,8 +128,7 @@ fn parse_only(manifests: &str) -> Result<Encoded, Failure> {
 }
 
 fn encode(parsed: podswitch_k8s::Parsed) -> Result<Encoded, Failure> {
-    let mut warnings: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();
-    warnings.extend(parsed.objects.iter().filter_map(not_enforced_warning));
+    let warnings: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();
     let objects = parsed
         .objects
         .iter()
@@ -145,23 +146,9 @@ fn encode(parsed: podswitch_k8s::Parsed) -> Result<Encoded, Failure> {
     Ok((objects, warnings))
 }
 
-/// The warning for an object this version stores but does not act on yet. Saying so at every
-/// apply is the least a network plugin owes its operator: a NetworkPolicy that is silently
-/// stored but not enforced is worse than one refused.
-fn not_enforced_warning(object: &Object) -> Option<String> {
-    let what = match object {
-        Object::NetworkPolicy(_) => {
-            "stored but NOT enforced: this podswitch does not implement NetworkPolicy yet, \
-             so every pod it selects stays reachable"
-        }
-        Object::Service(_)
-        | Object::EndpointSlice(_)
-        | Object::Endpoints(_)
-        | Object::Namespace(_)
-        | Object::Pod(_)
-        | Object::Node(_) => return None,
-    };
-    Some(format!("Warning: {}: {what}", object.key()))
+/// Whether a change to the stored object `key` changes the dataplane's configuration.
+fn programs_dataplane(key: &str) -> bool {
+    is_service_key(key) || is_policy_key(key)
 }
 
 /// Equal as JSON values (independent of key order and spacing).
@@ -232,8 +219,9 @@ mod tests {
             ["pod default/web configured"]
         );
         assert!(objects(&h)["pod default/web"].contains("shop"));
-        // Objects do not change the dataplane's configuration (yet): no new generation.
-        assert_eq!(h.store().read().unwrap().generation().unwrap(), 1);
+        // Pods and Namespaces feed policy selectors: each change is a new generation (two
+        // applies that changed something), an unchanged apply is not.
+        assert_eq!(h.store().read().unwrap().generation().unwrap(), 3);
     }
 
     #[test]
@@ -241,7 +229,7 @@ mod tests {
         let h = Harness::new();
         let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: shop}\nspec:\n  podSelector: {}\n  ingress:\n  - from: [{ipBlock: {cidr: 10.0.0.1/8}}]\n";
         let summary = h.c().apply(&format!("{NS}---\n{policy}")).unwrap();
-        assert_eq!(summary.len(), 4, "{summary:?}");
+        assert_eq!(summary.len(), 3, "{summary:?}");
         assert!(
             summary[0].starts_with(
                 "Warning: document 2 (NetworkPolicy shop/p): spec.ingress[0].from[0].ipBlock.cidr: \
@@ -249,9 +237,8 @@ mod tests {
             ),
             "{summary:?}"
         );
-        assert!(summary[1].contains("NOT enforced"), "{summary:?}");
         assert_eq!(
-            summary[2..],
+            summary[1..],
             ["namespace shop created", "networkpolicy shop/p created"]
         );
         let stored = objects(&h);
@@ -266,36 +253,51 @@ mod tests {
     }
 
     #[test]
-    fn policies_applied_are_announced_as_not_enforced_and_services_are_not() {
+    fn policies_and_the_pods_they_select_are_pushed_without_a_warning() {
         let h = Harness::new();
-        let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: shop}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress]\n";
-        let service = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  ports: [{port: 80}]\n";
-        let summary = h
-            .c()
-            .apply(&format!("{NS}---\n{policy}---\n{service}"))
+        let mut req = add_request("c1");
+        req.pod_namespace = Some("shop".into());
+        req.pod_name = Some("web".into());
+        let port = h.c().cni_add(&req).unwrap().port;
+        let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: shop}\nspec:\n  podSelector: {matchLabels: {app: web}}\n  policyTypes: [Ingress]\n";
+        let summary = h.c().apply(&format!("{NS}---\n{policy}")).unwrap();
+        assert_eq!(
+            summary,
+            ["namespace shop created", "networkpolicy shop/deny created"],
+            "no warning: NetworkPolicy is enforced"
+        );
+        // The pod has no labels yet: the policy selects nothing.
+        assert!(h.dp.state().policies.is_empty());
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop, labels: {app: web}}\n";
+        let before = h.store().read().unwrap().generation().unwrap();
+        assert_eq!(h.c().apply(pod).unwrap(), ["pod shop/web created"]);
+        assert_eq!(h.store().read().unwrap().generation().unwrap(), before + 1);
+        {
+            let dp = h.dp.state();
+            let spec = &dp.policies[&port];
+            let ingress = spec.ingress.as_ref().unwrap();
+            assert_eq!(ingress.policies, ["shop/deny"]);
+            assert!(ingress.rules.is_empty());
+            assert!(spec.egress.is_none());
+        }
+        // Deleting the policy lifts the isolation.
+        assert_eq!(
+            h.c().delete(policy).unwrap(),
+            ["networkpolicy shop/deny deleted"]
+        );
+        assert!(h.dp.state().policies.is_empty());
+        // And the pod's DEL takes its (re-applied) policy with it.
+        h.c().apply(policy).unwrap();
+        assert_eq!(h.dp.state().policies.len(), 1);
+        h.c()
+            .cni_del(&podswitch_proto::control::CniDetach {
+                container_id: "c1".into(),
+                ifname: "eth0".into(),
+                netns: None,
+            })
             .unwrap();
-        assert_eq!(
-            summary[..1],
-            [
-                "Warning: networkpolicy shop/deny: stored but NOT enforced: this podswitch does \
-              not implement NetworkPolicy yet, so every pod it selects stays reachable"
-            ],
-            "{summary:?}"
-        );
-        assert_eq!(
-            summary[1..],
-            [
-                "namespace shop created",
-                "networkpolicy shop/deny created",
-                "service shop/web created"
-            ]
-        );
-        let plain = h.c().apply(NS).unwrap();
-        assert_eq!(
-            plain,
-            ["namespace shop unchanged"],
-            "no warning for a Namespace"
-        );
+        assert!(h.dp.state().policies.is_empty());
+        assert!(!h.dp.state().port_names().contains(&port));
     }
 
     #[test]

@@ -35,7 +35,8 @@ use crate::config::Settings;
 use crate::dataplane::{Dataplane, DataplaneError};
 use crate::desired::{diff, Desired};
 use crate::podnet::PodNetwork;
-use crate::services::{compile_services, ServiceObjects, KINDS};
+use crate::policy::{self, compile_policies, PolicyObjects};
+use crate::services::{self, compile_services, ServiceObjects};
 use crate::store::{PodRecord, Store, StoreError};
 use podswitch_proto::{PortInfo, Status, Transaction};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -238,16 +239,22 @@ impl Worker {
                 pod.netns
             ));
         }
-        let objects = view.objects_of_kinds(&KINDS)?;
+        let objects = view.objects_of_kinds(&services::KINDS)?;
         let services =
             ServiceObjects::decode(objects.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         let services = compile_services(&self.settings, &services);
         let service_count = services.len();
+        let objects = view.objects_of_kinds(&policy::KINDS)?;
+        let policy_objects =
+            PolicyObjects::decode(objects.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        let policies = compile_policies(&policy_objects, &present);
+        let policy_count = policies.len();
         let tx = compile(
             &self.settings,
             generation,
             present.iter().copied(),
             services,
+            policies,
         );
         let desired = Desired::of(&tx);
         // Taken: after a failure below, what the dataplane holds is no longer known.
@@ -283,7 +290,7 @@ impl Worker {
         self.confirmed = Some(applied);
         crate::log(&format!(
             "podswitchd was at generation {}, pushed generation {generation} ({how}: {} pods, \
-             {service_count} Service ports)",
+             {service_count} Service ports, {policy_count} isolated pod ports)",
             status.generation,
             present.len()
         ));
