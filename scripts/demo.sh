@@ -154,7 +154,9 @@ YAML
 ctl apply -f "$RUN/service.yaml"
 for p in db cache; do
     # Each backend answers every connection with its name and the client address it sees.
-    in_ns "psw-demo-$p" socat TCP-LISTEN:8080,bind="${IP[$p]}",reuseaddr,fork SYSTEM:"echo $p sees \$SOCAT_PEERADDR" &
+    # ip netns exec itself in the background (not the in_ns function, which would fork a
+    # subshell): $! is then socat's own pid, which cleanup kills.
+    ip netns exec "psw-demo-$p" socat TCP-LISTEN:8080,bind="${IP[$p]}",reuseaddr,fork SYSTEM:"echo $p sees \$SOCAT_PEERADDR" &
     BACKENDS="${BACKENDS:-} $!"
 done
 for _ in $(seq 50); do ctl services 2>/dev/null | grep -q "shop/backend:http" && break; sleep 0.1; done
@@ -237,7 +239,9 @@ expect_refused db psw-demo-db "${IP[cache]}:8080"
 say "podswitchctl policies: db and cache now allow web's address on TCP 8080; web is still isolated"
 ctl policies
 say "podswitchctl trace: web → VIP allowed (policy and rule named); db → cache denied"
+echo "web → 10.96.0.10:80, a SYN:"
 ctl trace --in-port "$WEB_PORT" --dst 10.96.0.10 --dport 80
+echo "db → ${IP[cache]}:8080 (cache), a SYN:"
 ctl trace --in-port "$DB_PORT" --dst "${IP[cache]}" --dport 8080
 
 say "podswitchctl ports"
