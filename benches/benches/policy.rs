@@ -10,7 +10,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use podswitch_benches::policy::{
-    policies, pod_specs, servers, tables_with_policies, ALLOWED_PORT, DENIED_PORT, RULE_SCALES,
+    pod_specs, policies, servers, tables_with_policies, ALLOWED_PORT, DENIED_PORT, RULE_SCALES,
 };
 use podswitch_benches::services::{set_src_port, tcp_from_pod_a, TCP_ACK, TCP_SYN};
 use podswitch_benches::{extra_pod_ip, PipelineRig};

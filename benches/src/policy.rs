@@ -99,7 +99,10 @@ pub fn ingress_spec(rules: usize, g: usize) -> DirectionSpec {
                 }]
             } else {
                 let a = (k * 2 + g * 613) % PODS;
-                vec![host(extra_pod_ip(a)), host(extra_pod_ip((a + PODS / 2) % PODS))]
+                vec![
+                    host(extra_pod_ip(a)),
+                    host(extra_pod_ip((a + PODS / 2) % PODS)),
+                ]
             };
             let mut ports = vec![tcp(8000 + (k % 1000) as u16)];
             if k % 2 == 1 {
@@ -159,7 +162,8 @@ pub fn servers() -> Vec<usize> {
 
 /// Every pod's spec at `rules` rules: (address, port id, spec), pod A first.
 pub fn pod_specs(rules: usize) -> Vec<(Ipv4Addr, PortId, PolicySpec)> {
-    let groups = |n: usize| -> Vec<DirectionSpec> { (0..GROUPS).map(|g| ingress_spec(n, g)).collect() };
+    let groups =
+        |n: usize| -> Vec<DirectionSpec> { (0..GROUPS).map(|g| ingress_spec(n, g)).collect() };
     let (big, small) = (groups(rules), groups(OTHER_POD_RULES));
     let mut is_server = vec![false; PODS];
     servers().into_iter().for_each(|i| is_server[i] = true);
