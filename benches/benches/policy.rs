@@ -18,10 +18,12 @@ use podswitch_dataplane::batch::{Next, PortId};
 use podswitch_dataplane::counters::DropReason;
 use podswitch_dataplane::pipeline::FlowState;
 use podswitch_dataplane::tables::policy::Policies;
+use podswitch_dataplane::tables::Tables;
 use podswitch_dataplane::testkit::{GW_IP, POD_A, POD_A_IP};
 use podswitch_proto::{Ipv4Prefix, PeerBlock};
 use std::hint::black_box;
 use std::net::Ipv4Addr;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
@@ -37,6 +39,20 @@ fn configure<'a>(c: &'a mut Criterion, name: &str) -> Group<'a> {
         .measurement_time(Duration::from_secs(3))
         .sample_size(20);
     g
+}
+
+/// The tables of a variant (`None`: no policy), built once and cloned for every group that
+/// needs them: compiling 10k pods' policies is the slow part of the set-up, slowest in the
+/// unoptimised test mode CI runs benches in.
+fn tables(rules: Option<usize>) -> Tables {
+    static BUILT: Mutex<Vec<(Option<usize>, Tables)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, t)) = built.iter().find(|(r, _)| *r == rules) {
+        return t.clone();
+    }
+    let t = tables_with_policies(rules);
+    built.push((rules, t.clone()));
+    t
 }
 
 /// `label` and rule count of each variant: no policy (the baseline), then each scale.
@@ -60,7 +76,7 @@ fn frames(first: u16, port: u16, flags: u8) -> (Vec<Vec<u8>>, Vec<PortId>) {
 /// A rig on `tables` that checks, outside any timing, that the policy stage is really there:
 /// with policies, a SYN to a port no rule allows is dropped as `policy_denied`; without, it
 /// leaves. So a bench never measures a pipeline that skips the check.
-fn assert_policy_enforced(tables: &podswitch_dataplane::tables::Tables, with_policies: bool) {
+fn assert_policy_enforced(tables: &Tables, with_policies: bool) {
     let (f, outs) = frames(FIRST_PORT, DENIED_PORT, TCP_SYN);
     let mut rig = PipelineRig::new(tables.clone(), POD_A, f, BURST);
     rig.set_flows(FlowState::new(1024, 1024));
@@ -75,7 +91,7 @@ fn new_connections(c: &mut Criterion) {
     let mut g = configure(c, "policy_new_connections");
     g.throughput(Throughput::Elements(BURST as u64));
     for (label, rules) in variants() {
-        let tables = tables_with_policies(rules);
+        let tables = tables(rules);
         assert_policy_enforced(&tables, rules.is_some());
         let (f, outs) = frames(FIRST_PORT, ALLOWED_PORT, TCP_SYN);
         let mut rig = PipelineRig::new(tables, POD_A, f, BURST);
@@ -116,7 +132,7 @@ fn established(c: &mut Criterion) {
     let mut g = configure(c, "policy_established");
     g.throughput(Throughput::Elements(BURST as u64));
     for (label, rules) in variants() {
-        let tables = tables_with_policies(rules);
+        let tables = tables(rules);
         let (f, outs) = frames(40_000, ALLOWED_PORT, TCP_ACK);
         let mut rig = PipelineRig::new(tables, POD_A, f, BURST);
         rig.set_flows(FlowState::new(1024, 1024));
@@ -137,7 +153,7 @@ fn check(c: &mut Criterion) {
     g.throughput(Throughput::Elements(BURST as u64));
     let dsts: Vec<Ipv4Addr> = servers().into_iter().map(extra_pod_ip).collect();
     for rules in RULE_SCALES {
-        let p = policies(&pod_specs(rules));
+        let p = tables(Some(rules)).policies;
         assert!(
             dsts.iter()
                 .all(|&d| p.check(POD_A_IP, d, 6, Some(ALLOWED_PORT)).allowed()),
