@@ -8,7 +8,10 @@
 # (batch refill + pipeline::run), refill (refill alone; pipeline - refill = the stages).
 #
 # Usage: benches/callgrind.sh [N] [BURST]      (defaults 1000000 and 32)
-# Env:   CARGO_TARGET_DIR (default: the workspace target/), OUT (default $CARGO_TARGET_DIR/callgrind),
+# Env:   MODES (default "worker pipeline refill"; the policy modes of issue 15, e.g.
+#        MODES="policy-syn:none policy-syn:10000 policy-est:none policy-est:10000", burst 64
+#        whatever BURST says; run them with N = 100000, the new-connection conntrack's size),
+#        CARGO_TARGET_DIR (default: the workspace target/), OUT (default $CARGO_TARGET_DIR/callgrind),
 #        REUSE=1 to report from the profiles already in $OUT instead of running valgrind again.
 set -euo pipefail
 
@@ -32,9 +35,10 @@ instructions() {
     sed -n 's/^summary: *//p' "$file"
 }
 
-printf '%-10s %16s %16s %14s\n' mode "I(N=$N)" "I(2N)" "instr/packet"
+printf '%-18s %16s %16s %14s\n' mode "I(N=$N)" "I(2N)" "instr/packet"
 declare -A per_packet
-for mode in worker pipeline refill; do
+MODES=${MODES:-worker pipeline refill}
+for mode in $MODES; do
     if [ "${REUSE:-0}" = 1 ]; then
         i1=$(sed -n 's/^summary: *//p' "$OUT/callgrind.$mode.$N.out")
         i2=$(sed -n 's/^summary: *//p' "$OUT/callgrind.$mode.$((2 * N)).out")
@@ -43,10 +47,13 @@ for mode in worker pipeline refill; do
         i2=$(instructions "$mode" $((2 * N)))
     fi
     per_packet[$mode]=$(awk -v a="$i1" -v b="$i2" -v n="$N" 'BEGIN { printf "%.1f", (b - a) / n }')
-    printf '%-10s %16s %16s %14s\n' "$mode" "$i1" "$i2" "${per_packet[$mode]}"
+    printf '%-18s %16s %16s %14s\n' "$mode" "$i1" "$i2" "${per_packet[$mode]}"
 done
-awk -v p="${per_packet[pipeline]}" -v r="${per_packet[refill]}" \
-    'BEGIN { printf "%-10s %16s %16s %14.1f\n", "stages", "", "(pipeline-refill)", p - r }'
+if [ -n "${per_packet[pipeline]:-}" ] && [ -n "${per_packet[refill]:-}" ]; then
+    awk -v p="${per_packet[pipeline]}" -v r="${per_packet[refill]}" \
+        'BEGIN { printf "%-18s %16s %16s %14.1f\n", "stages", "", "(pipeline-refill)", p - r }'
+fi
+[ -n "${per_packet[worker]:-}" ] || exit 0
 
 # Per-function costs of one profile, "cost<TAB>function", from callgrind_annotate's summary table,
 # which has one line per (source file, function): code inlined from another file gets its own

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The podswitch demo: one node with three pods on the switch, traffic between them and the
-# node, then podswitchctl's view of it all. The node is a network namespace of its own, so the
+# node, a Service load-balanced in the switch, NetworkPolicies that deny and allow, then
+# podswitchctl's view of it all. The node is a network namespace of its own, so the
 # demo leaves this machine's network alone; everything is removed on exit.
 #
 # Not root, it runs itself again with sudo. Colours only on a terminal and without NO_COLOR
@@ -153,7 +154,9 @@ YAML
 ctl apply -f "$RUN/service.yaml"
 for p in db cache; do
     # Each backend answers every connection with its name and the client address it sees.
-    in_ns "psw-demo-$p" socat TCP-LISTEN:8080,bind="${IP[$p]}",reuseaddr,fork SYSTEM:"echo $p sees \$SOCAT_PEERADDR" &
+    # ip netns exec itself in the background (not the in_ns function, which would fork a
+    # subshell): $! is then socat's own pid, which cleanup kills.
+    ip netns exec "psw-demo-$p" socat TCP-LISTEN:8080,bind="${IP[$p]}",reuseaddr,fork SYSTEM:"echo $p sees \$SOCAT_PEERADDR" &
     BACKENDS="${BACKENDS:-} $!"
 done
 for _ in $(seq 50); do ctl services 2>/dev/null | grep -q "shop/backend:http" && break; sleep 0.1; done
@@ -169,16 +172,77 @@ ctl trace --in-port "$WEB_PORT" --dst 10.96.0.10 --dport 80
 say "podswitchctl conntrack --service shop/backend:http (both tuples of each connection)"
 ctl conntrack --service shop/backend:http --limit 5
 
-say "a NetworkPolicy: stored, and apply says plainly that it does not act yet"
-cat > "$RUN/not-yet.yaml" <<YAML
+# A connection attempt that may be denied: a policy drops silently, so a denied client's SYN
+# goes unanswered and its connect times out (a refusal by RST would be something else).
+try_connect() { local ns=$1 to=$2; in_ns "$ns" socat -T 2 - "TCP:$to,connect-timeout=1" </dev/null 2>/dev/null; }
+expect_refused() {
+    local who=$1 ns=$2 to=$3 t0 err
+    t0=$(date +%s.%N)
+    if err=$(in_ns "$ns" socat -T 2 - "TCP:$to,connect-timeout=1" </dev/null 2>&1); then
+        echo "$who → $to: ANSWERED ($err) although a NetworkPolicy denies it" >&2
+        exit 1
+    fi
+    case $err in
+    *"timed out"*) ;;
+    *) echo "$who → $to: failed, but not by a timeout: $err" >&2; exit 1 ;;
+    esac
+    awk -v who="$who" -v to="$to" -v s="$t0" -v e="$(date +%s.%N)" \
+        'BEGIN { printf "%s → %s: no answer, connect timed out after %.1f s (the SYN was dropped, no RST)\n", who, to, e - s }'
+}
+expect_answer() {
+    local who=$1 ns=$2 to=$3
+    if ! answer=$(try_connect "$ns" "$to"); then
+        echo "$who → $to: NO ANSWER, although it should be allowed" >&2
+        exit 1
+    fi
+    echo "$who → $to: $answer"
+}
+DB_PORT=$(ctl ports | awk '$5 == "shop/db" {print $2}')
+
+say "NetworkPolicy default-deny-ingress: every pod of namespace shop is isolated for ingress"
+cat > "$RUN/deny.yaml" <<YAML
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
-metadata: {name: db-from-web, namespace: shop}
+metadata: {name: default-deny-ingress, namespace: shop}
 spec:
-  podSelector: {matchLabels: {app: db}}
-  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}]}]
+  podSelector: {}
+  policyTypes: [Ingress]
 YAML
-ctl apply -f "$RUN/not-yet.yaml"
+ctl apply -f "$RUN/deny.yaml"
+echo "web → the Service (the same ClusterIP that answered 40 times above):"
+expect_refused web psw-demo-web 10.96.0.10:80
+echo "the node still gets in (traffic from the host port is allowed: kubelet probes):"
+expect_answer node $NODE 10.96.0.10:80
+say "podswitchctl policies: each pod's effective rules, as control compiled them for the switch"
+ctl policies
+say "podswitchctl trace: web's SYN to the VIP, denied after DNAT by the backend's isolation"
+ctl trace --in-port "$WEB_PORT" --dst 10.96.0.10 --dport 80
+
+say "NetworkPolicy backend-from-web: the backends (tier: back) take TCP 8080 from app: web"
+cat > "$RUN/allow.yaml" <<YAML
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: backend-from-web, namespace: shop}
+spec:
+  podSelector: {matchLabels: {tier: back}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: web}}}]
+    ports: [{protocol: TCP, port: 8080}]
+YAML
+ctl apply -f "$RUN/allow.yaml"
+echo "policies add up: web is allowed again; the rule names 8080, the backends' port, not the"
+echo "Service's 80: ingress is checked after the switch's DNAT, against the endpoint it chose."
+echo "10 connections from web to 10.96.0.10:80:"
+for _ in $(seq 10); do try_connect psw-demo-web 10.96.0.10:80 || echo "NO ANSWER"; done | sort | uniq -c
+echo "db is a backend too, but not app: web, so db → cache stays denied:"
+expect_refused db psw-demo-db "${IP[cache]}:8080"
+say "podswitchctl policies: db and cache now allow web's address on TCP 8080; web is still isolated"
+ctl policies
+say "podswitchctl trace: web → VIP allowed (policy and rule named); db → cache denied"
+echo "web → 10.96.0.10:80, a SYN:"
+ctl trace --in-port "$WEB_PORT" --dst 10.96.0.10 --dport 80
+echo "db → ${IP[cache]}:8080 (cache), a SYN:"
+ctl trace --in-port "$DB_PORT" --dst "${IP[cache]}" --dport 8080
 
 say "podswitchctl ports"
 ctl ports
@@ -210,8 +274,12 @@ cat <<TEXT
   endpoints by Maglev in the switch (no kube-proxy, no iptables), each backend seeing the client's
   own address; \`podswitchctl trace\` explained the path of a packet stage by stage and
   \`conntrack\` showed both tuples of each connection.
-- A NetworkPolicy was stored, with a warning that it does not act yet: NetworkPolicy is the next
-  issue, and the demo will show it here when it lands.
+- NetworkPolicy, enforced in the switch: a default deny made the Service unreachable from web
+  (its SYN dropped silently, as Calico and Cilium do) while the node still got in; an allow for
+  app: web made it answer again, and db, not selected by it, stayed out. \`podswitchctl policies\`
+  showed each pod's effective rules (labels compiled to addresses and ports by control), \`trace\`
+  named the policy and rule that allowed a packet or the isolation that denied it, and
+  \`counters\` counted the drops as policy_denied.
 Next: ./scripts/test.sh runs every test; README.md lists the podswitchctl verbs (try
 \`podswitchctl trace --in-port PORT --dst 10.96.0.10 --protocol udp\` on your own node);
 ARCHITECTURE.md is the map of the code.

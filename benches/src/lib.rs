@@ -12,6 +12,7 @@
 //!   discarding memory queue on pod B's, driven by `Worker::poll_once` (rx, pipeline, output,
 //!   tx, buffers back to the pool).
 
+pub mod policy;
 pub mod services;
 
 use arc_swap::ArcSwap;

@@ -5,10 +5,17 @@
 //! Usage: `callgrind_pipeline MODE PACKETS [BURST]`, MODE one of
 //! - `worker`: `Worker::poll_once` on memory ports (rx + pipeline + output + tx);
 //! - `pipeline`: refill a batch from the pool + `pipeline::run` + buffers back;
-//! - `refill`: the same refill and return without the pipeline (subtract from `pipeline`).
+//! - `refill`: the same refill and return without the pipeline (subtract from `pipeline`);
+//! - `policy-syn:R`, `policy-est:R` (R = `none`, `10`, `1000` or `10000`): the policy rigs
+//!   (`podswitch_benches::policy`), bursts of 64 TCP segments pod A → the 64 server pods,
+//!   refill + pipeline: `syn` opens a new connection with every packet (each burst a fresh
+//!   source port), `est` sends the same 64 established flows. The burst is always 64.
 
-use podswitch_benches::{udp_a_to_b, PipelineRig, WorkerRig};
-use podswitch_dataplane::batch::Next;
+use podswitch_benches::policy::{servers, tables_with_policies, ALLOWED_PORT, SERVERS};
+use podswitch_benches::services::{set_src_port, tcp_from_pod_a, TCP_ACK, TCP_SYN};
+use podswitch_benches::{extra_pod_ip, udp_a_to_b, PipelineRig, WorkerRig};
+use podswitch_dataplane::batch::{Next, PortId};
+use podswitch_dataplane::pipeline::FlowState;
 use podswitch_dataplane::testkit::{self, POD_A, POD_B};
 use std::process::ExitCode;
 
@@ -43,11 +50,67 @@ fn main() -> ExitCode {
                 (0..bursts).map(|_| rig.refill_only()).sum::<usize>()
             }
         }
+        other if other.starts_with("policy-") => match policy(other, bursts_of(packets)) {
+            Some(done) => done,
+            None => {
+                eprintln!("unknown policy mode {other:?}: expected policy-syn:R or policy-est:R, R one of none, 10, 1000, 10000");
+                return ExitCode::from(2);
+            }
+        },
         other => {
-            eprintln!("unknown mode {other:?}: expected worker, pipeline or refill");
+            eprintln!("unknown mode {other:?}: expected worker, pipeline, refill, policy-syn:R or policy-est:R");
             return ExitCode::from(2);
         }
     };
     println!("{mode}: {done} packets in {bursts} bursts of {burst}");
     ExitCode::SUCCESS
+}
+
+/// Bursts of the policy modes (always [`SERVERS`] packets each).
+fn bursts_of(packets: usize) -> usize {
+    packets.div_ceil(SERVERS)
+}
+
+/// Runs a `policy-syn:R` / `policy-est:R` mode for `bursts` bursts; `None` for a bad mode.
+fn policy(mode: &str, bursts: usize) -> Option<usize> {
+    let (kind, rules) = mode.strip_prefix("policy-")?.split_once(':')?;
+    let rules = match rules {
+        "none" => None,
+        r => Some(
+            r.parse::<usize>()
+                .ok()
+                .filter(|r| [10, 1_000, 10_000].contains(r))?,
+        ),
+    };
+    let syn = match kind {
+        "syn" => true,
+        "est" => false,
+        _ => return None,
+    };
+    let (frames, outs): (Vec<Vec<u8>>, Vec<PortId>) = servers()
+        .into_iter()
+        .enumerate()
+        .map(|(k, i)| {
+            let flags = if syn { TCP_SYN } else { TCP_ACK };
+            let f = tcp_from_pod_a(40_000 + k as u16, extra_pod_ip(i), ALLOWED_PORT, flags);
+            (f, 3 + i as PortId)
+        })
+        .collect();
+    let mut rig = PipelineRig::new(tables_with_policies(rules), POD_A, frames, SERVERS);
+    // Room for every connection of a 2N run at N = 100 000 (the size callgrind.sh uses here).
+    rig.set_flows(FlowState::new(if syn { 262_144 } else { 1024 }, 1024));
+    rig.assert_verdict(|i| Next::Output(outs[i]));
+    let mut port = 1024u16;
+    let mut done = 0;
+    for _ in 0..bursts {
+        if syn {
+            // The 64 flows share a source port (their destinations differ): a new tuple each.
+            port = if port == u16::MAX { 1024 } else { port + 1 };
+            for f in rig.frames_mut() {
+                set_src_port(f, port);
+            }
+        }
+        done += rig.refill_and_run();
+    }
+    Some(done)
 }
