@@ -20,10 +20,10 @@ use podswitch_dataplane::pipeline::FlowState;
 use podswitch_dataplane::tables::policy::Policies;
 use podswitch_dataplane::tables::Tables;
 use podswitch_dataplane::testkit::{GW_IP, POD_A, POD_A_IP};
-use podswitch_proto::{Ipv4Prefix, PeerBlock};
+use podswitch_proto::{Ipv4Prefix, PeerBlock, PolicySpec};
 use std::hint::black_box;
 use std::net::Ipv4Addr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
@@ -207,6 +207,19 @@ fn compile(c: &mut Criterion) {
                 peers.push(joined.clone());
             }
         }
+        // The daemon's path when one pod's policy changed: specs are shared (`Arc`), the
+        // other 9 999 pods are reused by pointer, one is compiled.
+        let shared: Vec<(Ipv4Addr, PortId, Arc<PolicySpec>)> = specs
+            .iter()
+            .map(|(ip, port, s)| (*ip, *port, Arc::new(s.clone())))
+            .collect();
+        let before =
+            Policies::from_shared(shared.iter().cloned(), Some(GW_IP), &Policies::default());
+        let mut one = shared.clone();
+        one[0].2 = Arc::new(changed[1].2.clone());
+        g.bench_function(format!("one_pod_changed/rules{rules}"), |b| {
+            b.iter(|| Policies::from_shared(one.iter().cloned(), Some(GW_IP), &before))
+        });
         g.bench_function(format!("label_change/rules{rules}"), |b| {
             b.iter(|| {
                 Policies::new(

@@ -95,10 +95,10 @@ impl Config {
     fn compile_policies(&self, previous: &Arc<Policies>) -> Arc<Policies> {
         let pods = self.policies.values().filter_map(|spec| {
             let port = self.ports.get(&spec.port)?;
-            Some((pod_ip(&port.spec)?, port.id, spec))
+            Some((pod_ip(&port.spec)?, port.id, spec.clone()))
         });
         let gateway = self.node.as_ref().map(|n| n.gateway);
-        Arc::new(Policies::new(pods, gateway, previous))
+        Arc::new(Policies::from_shared(pods, gateway, previous))
     }
 
     fn compile_services(&self, previous: &Arc<Services>) -> Arc<Services> {

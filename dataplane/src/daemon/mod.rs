@@ -441,7 +441,7 @@ impl Daemon {
                     ip: *ip,
                     namespace: namespace.clone(),
                     pod: pod.clone(),
-                    spec: spec.clone(),
+                    spec: (**spec).clone(),
                     ingress_denied: stats.ingress_denied,
                     egress_denied: stats.egress_denied,
                 })

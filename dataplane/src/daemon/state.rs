@@ -13,6 +13,7 @@ use podswitch_proto::{
 };
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 /// A port as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,8 +69,10 @@ pub struct Config {
     pub service_ids: BTreeMap<String, u32>,
     /// The last id handed out.
     pub last_service_id: u32,
-    /// Pod ports' effective NetworkPolicies, by port name.
-    pub policies: BTreeMap<String, PolicySpec>,
+    /// Pod ports' effective NetworkPolicies, by port name. Shared with the compiled tables:
+    /// an unchanged spec stays the same `Arc`, so compiling reuses its tables without
+    /// comparing rules.
+    pub policies: BTreeMap<String, Arc<PolicySpec>>,
     /// Changes whenever a policy changes: connections whose verdict was taken under another
     /// epoch are checked again at their next packet.
     pub policy_epoch: u32,
@@ -356,7 +359,14 @@ impl Config {
                     None => return Err(OpError::NoPort(spec.port.clone())),
                 }
                 check_policy(spec)?;
-                self.policies.insert(spec.port.clone(), spec.clone());
+                if self
+                    .policies
+                    .get(&spec.port)
+                    .is_none_or(|old| **old != *spec)
+                {
+                    self.policies
+                        .insert(spec.port.clone(), Arc::new(spec.clone()));
+                }
                 Ok(())
             }
             Op::DelPolicy { port } => self

@@ -313,6 +313,12 @@ impl Verdict {
     }
 }
 
+/// A spec handed to [`Policies::build`].
+enum SpecIn<'a> {
+    Borrowed(&'a PolicySpec),
+    Shared(Arc<PolicySpec>),
+}
+
 /// Every local pod's policy, by address.
 #[derive(Debug, Default)]
 pub struct Policies {
@@ -322,54 +328,80 @@ pub struct Policies {
 }
 
 impl Policies {
-    /// Compiles the policies of `pods` (address, port, spec). A direction equal to one
-    /// compiled before — in this call or in `previous` — shares its compiled form.
+    /// Compiles the policies of `pods` (address, port, spec). A pod whose spec and port are
+    /// those it had in `previous` keeps its compiled policy; new specs equal to each other
+    /// share one compiled form per direction.
     pub fn new<'a>(
         pods: impl IntoIterator<Item = (Ipv4Addr, PortId, &'a PolicySpec)>,
         node_ip: Option<Ipv4Addr>,
         previous: &Policies,
     ) -> Policies {
-        let mut compiled: HashMap<&DirectionSpec, Arc<CompiledDirection>> = HashMap::new();
-        for p in previous.by_ip.values() {
-            for (spec, c) in [(&p.spec.ingress, &p.ingress), (&p.spec.egress, &p.egress)] {
-                if let (Some(s), Some(c)) = (spec, c) {
-                    compiled.entry(s).or_insert_with(|| c.clone());
-                }
-            }
-        }
+        Self::build(
+            pods.into_iter()
+                .map(|(ip, port, spec)| (ip, port, SpecIn::Borrowed(spec))),
+            node_ip,
+            previous,
+        )
+    }
+
+    /// [`Policies::new`] for specs the caller already shares: a pod whose spec is the same
+    /// `Arc` as in `previous` is reused without comparing its rules, so a change to one pod's
+    /// policy costs that pod's compilation and a pass over the pods, whatever their rules.
+    pub fn from_shared(
+        pods: impl IntoIterator<Item = (Ipv4Addr, PortId, Arc<PolicySpec>)>,
+        node_ip: Option<Ipv4Addr>,
+        previous: &Policies,
+    ) -> Policies {
+        Self::build(
+            pods.into_iter()
+                .map(|(ip, port, spec)| (ip, port, SpecIn::Shared(spec))),
+            node_ip,
+            previous,
+        )
+    }
+
+    fn build<'a>(
+        pods: impl Iterator<Item = (Ipv4Addr, PortId, SpecIn<'a>)>,
+        node_ip: Option<Ipv4Addr>,
+        previous: &Policies,
+    ) -> Policies {
         let mut by_ip = FastMap::default();
-        let specs: Vec<(Ipv4Addr, PortId, Arc<PolicySpec>)> = pods
-            .into_iter()
-            .map(|(ip, port, spec)| {
-                let shared = previous
-                    .by_ip
-                    .get(&ip)
-                    .filter(|p| *p.spec == *spec)
-                    .map_or_else(|| Arc::new(spec.clone()), |p| p.spec.clone());
-                (ip, port, shared)
-            })
-            .collect();
         let mut fresh: HashMap<DirectionSpec, Arc<CompiledDirection>> = HashMap::new();
-        for (ip, port, spec) in &specs {
+        for (ip, port, spec) in pods {
+            let kept = previous.by_ip.get(&ip).filter(|p| {
+                p.port == port
+                    && match &spec {
+                        // `Arc<T: Eq>`'s `==` is a pointer comparison first.
+                        SpecIn::Shared(s) => p.spec == *s,
+                        SpecIn::Borrowed(s) => *p.spec == **s,
+                    }
+            });
+            if let Some(p) = kept {
+                by_ip.insert(ip, p.clone());
+                continue;
+            }
+            let spec = match spec {
+                SpecIn::Shared(s) => s,
+                SpecIn::Borrowed(s) => Arc::new(s.clone()),
+            };
             let mut get = |d: &Option<DirectionSpec>| {
                 let d = d.as_ref()?;
-                if let Some(c) = compiled.get(d) {
-                    return Some(c.clone());
-                }
-                Some(
-                    fresh
-                        .entry(d.clone())
-                        .or_insert_with(|| Arc::new(CompiledDirection::new(d)))
-                        .clone(),
-                )
+                Some(match fresh.get(d) {
+                    Some(c) => c.clone(),
+                    None => {
+                        let c = Arc::new(CompiledDirection::new(d));
+                        fresh.insert(d.clone(), c.clone());
+                        c
+                    }
+                })
             };
             let ingress = get(&spec.ingress);
             let egress = get(&spec.egress);
             by_ip.insert(
-                *ip,
+                ip,
                 PodPolicy {
-                    port: *port,
-                    spec: spec.clone(),
+                    port,
+                    spec,
                     ingress,
                     egress,
                 },
