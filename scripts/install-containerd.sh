@@ -22,9 +22,18 @@ for pkg in containerd runc containernetworking-plugins busybox-static iptables i
 done
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
-    # -qq and noninteractive: apt's progress and prompts stay out of logs; errors still show.
-    DEBIAN_FRONTEND=noninteractive apt-get -qq update
-    DEBIAN_FRONTEND=noninteractive apt-get -qq install -y --no-install-recommends "${need[@]}" >/dev/null
+    # -qq and noninteractive: no progress or prompts. apt's chatter on stderr (debconf's
+    # "delaying package configuration" without apt-utils) reads as a problem to a newcomer, so
+    # it goes to a log that is shown only when apt fails (as in install-deps.sh).
+    log=$(mktemp /tmp/podswitch-apt.XXXXXX)
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get -qq update &&
+        DEBIAN_FRONTEND=noninteractive apt-get -qq install -y --no-install-recommends "${need[@]}"; } >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "install-containerd.sh: apt-get failed installing ${need[*]} (its output is above)" >&2
+        rm -f "$log"
+        exit 1
+    fi
+    rm -f "$log"
 fi
 for f in /usr/bin/containerd /usr/bin/ctr /usr/sbin/runc /usr/lib/cni/loopback \
     /usr/lib/cni/bridge /usr/lib/cni/host-local /bin/busybox; do
