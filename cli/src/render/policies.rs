@@ -44,9 +44,53 @@ fn ports(p: &Option<Vec<PortRange>>) -> String {
     }
 }
 
-/// `policies`: POD IP DIRECTION POLICY RULE PEERS PORTS DENIED. A direction with no rule shows
-/// one `deny all` row naming its policies.
+/// `policies`: POD IP DIRECTION POLICY RULE PEERS PORTS DENIED, one row per rule (a direction
+/// with no rule shows one `deny all` row naming its policies); then, per NetworkPolicy, the
+/// pods it isolates and the packets denied at them (a pod isolated by two policies counts for
+/// both: each one's isolation denied them).
 pub fn policies(list: &[PolicyStatus]) -> String {
+    let mut out = pod_rules(list);
+    if !list.is_empty() {
+        out.push('\n');
+        out.push_str(&by_policy(list));
+    }
+    out
+}
+
+fn by_policy(list: &[PolicyStatus]) -> String {
+    // (policy, direction) → (pods isolated, packets denied at them).
+    let mut sums: std::collections::BTreeMap<(&str, &str), (usize, u64)> = Default::default();
+    for s in list {
+        let sides = [
+            ("ingress", &s.spec.ingress, s.ingress_denied),
+            ("egress", &s.spec.egress, s.egress_denied),
+        ];
+        for (name, dir, denied) in sides {
+            for p in dir.iter().flat_map(|d| &d.policies) {
+                let e = sums.entry((p.as_str(), name)).or_default();
+                e.0 += 1;
+                e.1 += denied;
+            }
+        }
+    }
+    let mut t = Table::new(&[
+        ("NETWORKPOLICY", Left),
+        ("DIRECTION", Left),
+        ("PODS", Right),
+        ("DENIED", Right),
+    ]);
+    for ((policy, dir), (pods, denied)) in sums {
+        t.row(vec![
+            policy.into(),
+            dir.into(),
+            pods.to_string(),
+            denied.to_string(),
+        ]);
+    }
+    t.render()
+}
+
+fn pod_rules(list: &[PolicyStatus]) -> String {
     let mut t = Table::new(&[
         ("POD", Left),
         ("IP", Left),
@@ -151,9 +195,9 @@ mod tests {
             ingress_denied: 7,
             egress_denied: 2,
         };
-        let out = policies(&[status]);
+        let out = policies(&[status.clone(), status]);
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines.len(), 3, "{out}");
+        assert_eq!(lines.len(), 5 + 1 + 3, "{out}");
         assert!(
             lines[1].contains("shop/db") && lines[1].contains("shop/allow-web"),
             "{out}"
@@ -168,5 +212,22 @@ mod tests {
             "{out}"
         );
         assert!(lines[2].trim_end().ends_with('2'), "{out}");
+        assert!(lines[6].starts_with("NETWORKPOLICY"), "{out}");
+        let allow = lines
+            .iter()
+            .find(|l| l.starts_with("shop/allow-web"))
+            .expect("allow-web row");
+        assert_eq!(
+            allow.split_whitespace().collect::<Vec<_>>(),
+            ["shop/allow-web", "ingress", "2", "14"]
+        );
+        let deny = lines
+            .iter()
+            .find(|l| l.starts_with("shop/deny-egress"))
+            .expect("deny row");
+        assert_eq!(
+            deny.split_whitespace().collect::<Vec<_>>(),
+            ["shop/deny-egress", "egress", "2", "4"]
+        );
     }
 }
