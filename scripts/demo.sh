@@ -252,6 +252,8 @@ say "podswitchctl neighbors"
 ctl neighbors
 say "podswitchctl counters"
 ctl counters
+say "podswitchctl conntrack --ip ${IP[web]}: web's tracked connections (denied ones are never tracked)"
+ctl conntrack --ip "${IP[web]}" --limit 8
 
 say "CNI DEL for every pod (twice, the second time without a netns, as containerd does)"
 for p in "${PODS[@]}"; do
