@@ -116,11 +116,52 @@ impl PortSet {
 pub struct CompiledDirection {
     /// The policies isolating the pod in this direction (`namespace/name`).
     pub policies: Box<[Arc<str>]>,
-    /// Start of each elementary interval of the IPv4 space, ascending; the first is 0.
+    /// Single addresses whose port set differs from their neighbours' (pods: their /32s),
+    /// when there are many: found by one hash probe, and left out of `starts`, so the search
+    /// there is over the blocks' boundaries only. Most peers are pods, so this keeps a check
+    /// near-flat as the pods named by rules grow.
+    points: FastMap<u32, u32>,
+    /// Start of each elementary interval of the IPv4 space (but `points`), ascending; the
+    /// first is 0.
     starts: Box<[u32]>,
     /// Each interval's port set (index into `sets`; `u32::MAX`: nothing allowed).
     set_of: Box<[u32]>,
     sets: Box<[PortSet]>,
+}
+
+/// Below this many single-address intervals, a binary search over all intervals is as fast
+/// as a hash probe.
+const POINTS_MIN: usize = 32;
+
+/// Splits the single-address intervals out of an interval map (when there are many):
+/// returns them, and the map of the rest with equal neighbours merged.
+fn split_points(starts: Vec<u32>, set_of: Vec<u32>) -> (FastMap<u32, u32>, Vec<u32>, Vec<u32>) {
+    let is_point = |k: usize| starts.get(k + 1).is_some_and(|&next| next - starts[k] == 1);
+    let count = (0..starts.len()).filter(|&k| is_point(k)).count();
+    if count < POINTS_MIN {
+        return (FastMap::default(), starts, set_of);
+    }
+    let mut points = FastMap::with_capacity_and_hasher(count, Default::default());
+    let (mut s2, mut o2) = (Vec::new(), Vec::new());
+    for k in 0..starts.len() {
+        if is_point(k) {
+            points.insert(starts[k], set_of[k]);
+            continue;
+        }
+        if o2.last() != Some(&set_of[k]) {
+            // Where a removed point was, the next interval starts right after it: an address
+            // in between is a point and never searched for here.
+            s2.push(if s2.is_empty() { 0 } else { starts[k] });
+            o2.push(set_of[k]);
+        }
+    }
+    if s2.is_empty() {
+        // Every interval was a point but the last can never be one (it reaches 2^32 - 1
+        // unless it starts there): unreachable, kept total.
+        s2.push(0);
+        o2.push(u32::MAX);
+    }
+    (points, s2, o2)
 }
 
 /// Disjoint address intervals `[lo, hi]` of a block minus its excepts.
@@ -230,12 +271,14 @@ impl CompiledDirection {
                 set_of.push(set);
             }
         }
+        let (points, starts, set_of) = split_points(starts, set_of);
         CompiledDirection {
             policies: spec
                 .policies
                 .iter()
                 .map(|p| Arc::from(p.as_str()))
                 .collect(),
+            points,
             starts: starts.into_boxed_slice(),
             set_of: set_of.into_boxed_slice(),
             sets: sets.into_boxed_slice(),
@@ -247,8 +290,13 @@ impl CompiledDirection {
     #[inline]
     pub fn allows(&self, peer: Ipv4Addr, proto: u8, port: Option<u16>) -> Option<Origin> {
         let peer = u32::from(peer);
-        let i = self.starts.partition_point(|&s| s <= peer).checked_sub(1)?;
-        let set = *self.set_of.get(i)?;
+        let set = match self.points.get(&peer) {
+            Some(&set) => set,
+            None => {
+                let i = self.starts.partition_point(|&s| s <= peer).checked_sub(1)?;
+                *self.set_of.get(i)?
+            }
+        };
         self.sets.get(set as usize)?.lookup(proto, port)
     }
 
@@ -259,7 +307,7 @@ impl CompiledDirection {
 
     /// Number of elementary address intervals (for sizing reports).
     pub fn intervals(&self) -> usize {
-        self.starts.len()
+        self.starts.len() + self.points.len()
     }
 }
 

@@ -338,3 +338,126 @@ fn equal_directions_share_one_compiled_form_across_pods_and_snapshots() {
         "reused from the previous snapshot"
     );
 }
+
+/// xorshift64*: deterministic pseudo-random numbers for the property test.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// What the rules say, read naively: any rule whose peers hold `peer` and whose ports hold
+/// `(proto, port)`.
+fn naive(d: &DirectionSpec, peer: u32, proto: u8, port: Option<u16>) -> Vec<(u32, u32)> {
+    let in_prefix = |p: &Ipv4Prefix, a: u32| {
+        let mask = if p.len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - p.len)
+        };
+        a & mask == u32::from(p.addr) & mask
+    };
+    d.rules
+        .iter()
+        .filter(|r| {
+            r.peers.as_ref().is_none_or(|bs| {
+                bs.iter().any(|b| {
+                    in_prefix(&b.cidr, peer) && !b.except.iter().any(|e| in_prefix(e, peer))
+                })
+            })
+        })
+        .filter(|r| {
+            r.ports.as_ref().is_none_or(|ps| {
+                ps.iter().any(|p| {
+                    p.protocol.number() == proto
+                        && port.is_some_and(|n| p.first <= n && n <= p.last)
+                })
+            })
+        })
+        .map(|r| (r.policy, r.rule))
+        .collect()
+}
+
+#[test]
+fn compiled_lookups_agree_with_a_naive_reading_of_random_rules() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let base = 0x0af4_0000u32; // 10.244.0.0: every address drawn is in base..base+256
+    let protocols = [
+        PolicyProtocol::Tcp,
+        PolicyProtocol::Udp,
+        PolicyProtocol::Sctp,
+    ];
+    for case in 0..300 {
+        let rules: Vec<RuleSpec> = (0..1 + rng.below(60))
+            .map(|i| {
+                let peers = (rng.below(5) != 0).then(|| {
+                    (0..rng.below(6))
+                        .map(|_| {
+                            let len = [32u8, 32, 32, 31, 30, 28, 24, 16, 0][rng.below(9) as usize];
+                            let addr = base + rng.below(256) as u32;
+                            let cidr = Ipv4Prefix {
+                                addr: Ipv4Addr::from(addr),
+                                len,
+                            }
+                            .network();
+                            let except = (0..rng.below(3))
+                                .filter_map(|_| {
+                                    let elen = len.max(24) + rng.below(9) as u8;
+                                    let e = Ipv4Prefix {
+                                        addr: Ipv4Addr::from(base + rng.below(256) as u32),
+                                        len: elen.min(32),
+                                    }
+                                    .network();
+                                    cidr.contains(e.addr).then_some(e)
+                                })
+                                .collect();
+                            PeerBlock { cidr, except }
+                        })
+                        .collect()
+                });
+                let ports = (rng.below(3) != 0).then(|| {
+                    (0..rng.below(4))
+                        .map(|_| {
+                            let first = [0u16, 1, 5, 9, 65534, 65535][rng.below(6) as usize];
+                            let last = first.saturating_add(rng.below(6) as u16);
+                            PortRange {
+                                protocol: protocols[rng.below(3) as usize],
+                                first,
+                                last,
+                            }
+                        })
+                        .collect()
+                });
+                rule((i % 2) as u32, i as u32, peers, ports)
+            })
+            .collect();
+        let d = dir(rules);
+        let c = CompiledDirection::new(&d);
+        for _ in 0..400 {
+            let peer = match rng.below(10) {
+                0 => rng.next() as u32,
+                1 => [0, u32::MAX, base - 1, base + 256][rng.below(4) as usize],
+                _ => base + rng.below(256) as u32,
+            };
+            let proto = [TCP, UDP, SCTP, ICMP][rng.below(4) as usize];
+            let port = (proto != ICMP)
+                .then(|| [0u16, 1, 3, 5, 9, 12, 65534, 65535][rng.below(8) as usize]);
+            let want = naive(&d, peer, proto, port);
+            let got = c
+                .allows(Ipv4Addr::from(peer), proto, port)
+                .map(|o| (o.policy, o.rule));
+            match got {
+                None => assert!(want.is_empty(), "case {case}: {} {proto} {port:?} denied, rules {want:?} allow it\n{d:#?}", Ipv4Addr::from(peer)),
+                Some(o) => assert!(want.contains(&o), "case {case}: {} {proto} {port:?} allowed by {o:?}, which does not match (matching: {want:?})\n{d:#?}", Ipv4Addr::from(peer)),
+            }
+        }
+    }
+}
