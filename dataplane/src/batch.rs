@@ -285,6 +285,9 @@ pub enum Track {
     },
     /// An ICMP error about a tracked connection: translated with it, never creates one.
     Related,
+    /// A later fragment of a datagram whose first fragment passed every stage: it follows
+    /// that fragment (its translation, its policy verdict).
+    Fragment,
 }
 
 impl Meta {

@@ -98,6 +98,22 @@ fn lost_reply(t: &Tuple, flags: u8, tables: &Tables) -> bool {
         && tables.services.is_backend(t.src, t.src_port, t.proto)
 }
 
+/// Drops a packet of (or an ICMP error about) a connection a policy change stopped.
+fn stopped(
+    pkt: &mut crate::batch::Packet,
+    ctr: &mut crate::counters::Counters,
+    trace: &mut crate::trace::Trace,
+    i: usize,
+) {
+    pkt.drop(DropReason::PolicyDenied, ctr);
+    trace.note(
+        i,
+        Stage::Conntrack,
+        pkt.meta.next,
+        "packet of a connection a policy change stopped: still denied",
+    );
+}
+
 /// The lookup stage.
 pub fn run(batch: &mut Batch, cx: &mut Ctx) {
     let tables = cx.tables;
@@ -111,6 +127,11 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx) {
             Key::Flow(t, flags) => {
                 match cx.flows.conntrack.lookup(&t, flags, len, cx.now, update) {
                     Some(hit) => {
+                        if hit.policy.denied && hit.policy.epoch == tables.policy_epoch {
+                            // Stopped by a policy change, and still denied: no check again.
+                            stopped(pkt, cx.ctr, cx.trace, i);
+                            continue;
+                        }
                         pkt.meta.nat = hit.nat;
                         let cached = hit.hop.filter(|h| hop_valid(h, tables));
                         pkt.meta.hop = cached.map(|h| h.port);
@@ -118,8 +139,7 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx) {
                             handle: hit.handle,
                             dir: hit.dir,
                             cache_hop: cached.is_none(),
-                            recheck_policy: hit.policy.denied
-                                || hit.policy.epoch != tables.policy_epoch,
+                            recheck_policy: hit.policy.epoch != tables.policy_epoch,
                         };
                         cx.trace.note_with(i, Stage::Conntrack, pkt.meta.next, || {
                             let svc = hit
@@ -159,6 +179,11 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx) {
                     .conntrack
                     .lookup(&quoted.inverse(), 0, len, cx.now, false);
                 if let Some(hit) = lookup {
+                    if hit.policy.denied {
+                        // About a connection a policy stopped: it stays stopped.
+                        stopped(pkt, cx.ctr, cx.trace, i);
+                        continue;
+                    }
                     pkt.meta.nat = hit.nat;
                     pkt.meta.track = Track::Related;
                     cx.trace.note(
@@ -172,6 +197,7 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx) {
             Key::LaterFragment(k) => match cx.flows.fragments.lookup(&k, cx.now) {
                 Some(nat) => {
                     pkt.meta.nat = nat;
+                    pkt.meta.track = Track::Fragment;
                     cx.trace.note(
                         i,
                         Stage::Conntrack,
@@ -215,6 +241,15 @@ pub fn commit(batch: &mut Batch, cx: &mut Ctx) {
             port_uid,
             route_epoch: tables.route_epoch,
         };
+        if pkt.meta.flow.frag == Fragment::First
+            && cx.forwarding()
+            && matches!(pkt.meta.track, Track::Hit { .. } | Track::Untracked)
+        {
+            // A first fragment that passed every stage: its later fragments follow it (a new
+            // connection's is recorded with its entry below).
+            let k = frag_key(&pkt.meta, pkt.buf.frame());
+            cx.flows.fragments.record(k, pkt.meta.nat, cx.now);
+        }
         match pkt.meta.track {
             Track::Hit {
                 handle,

@@ -5,8 +5,11 @@
 //! with the policy epoch it was taken under, so its later packets and its replies pass without
 //! a check. When the policies change, each established connection is checked again at its next
 //! packet, in its original direction: one a policy no longer allows is stopped (both ways) for
-//! as long as that holds, and resumes when a policy allows it again. Untracked packets (SCTP,
-//! ICMP other than echo) are checked one by one; later fragments follow their first fragment.
+//! as long as that holds, and resumes when a policy allows it again (conntrack's lookup drops
+//! a stopped connection's packets, and ICMP errors about it, until the epoch changes again).
+//! Untracked packets (SCTP, ICMP other than echo) are checked one by one. A later fragment
+//! follows its first fragment when that passed every stage (conntrack's commit records it);
+//! otherwise it is checked without ports, so only a rule without ports lets it through.
 
 use super::Ctx;
 use crate::batch::{Batch, Fragment, L4Key, Meta, Track, L3};
@@ -92,9 +95,10 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx) {
         }
         let (key, recheck) = match pkt.meta.track {
             Track::New | Track::Untracked if policies.is_empty() => continue,
-            Track::New => (forward_key(&pkt.meta, pkt.buf.frame()), None),
-            Track::Untracked if pkt.meta.flow.frag == Fragment::Later => continue,
-            Track::Untracked => (forward_key(&pkt.meta, pkt.buf.frame()), None),
+            // A later fragment whose first passed (recorded at commit) follows it; one whose
+            // first was not seen (or was dropped) has no ports: only a rule without ports
+            // lets it through.
+            Track::New | Track::Untracked => (forward_key(&pkt.meta, pkt.buf.frame()), None),
             Track::Hit {
                 handle,
                 dir,
@@ -107,10 +111,12 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx) {
                 };
                 (key, Some(handle))
             }
-            Track::Hit { .. } | Track::Related => continue,
+            Track::Hit { .. } | Track::Related | Track::Fragment => continue,
         };
         let verdict = policies.check(key.src, key.dst, key.proto, key.port);
         let allowed = verdict.allowed();
+        // Rechecked only when the epoch changed: the mark is written once per connection and
+        // policy change (a connection still denied is dropped by conntrack's lookup).
         if let (Some(handle), true) = (recheck, cx.forwarding()) {
             let mark = PolicyMark {
                 epoch: tables.policy_epoch,

@@ -87,7 +87,9 @@ fn route(pkt: &mut Packet, in_port: PortId, node: &Node, cx: &mut Ctx) -> &'stat
                 });
                 note = "hairpin: back out of the input port, SNAT to the gateway";
             }
-            Track::Hit { .. } if pkt.meta.nat.dst.is_some() || pkt.meta.nat.src.is_some() => {
+            Track::Hit { .. } | Track::Fragment
+                if pkt.meta.nat.dst.is_some() || pkt.meta.nat.src.is_some() =>
+            {
                 note = "hairpin connection: back out of the input port";
             }
             _ => {

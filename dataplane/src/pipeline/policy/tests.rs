@@ -263,3 +263,133 @@ fn a_dry_run_explains_a_denial_and_an_allowance_and_creates_nothing() {
     assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(POD_B));
     assert_eq!(h.flows.conntrack.len(), 0);
 }
+
+/// A UDP datagram from A to B as a first fragment (ports 5000 → `dport`) and a later one
+/// (offset 128, IP id `id`).
+fn udp_fragments(dport: u16, id: u16) -> (Vec<u8>, Vec<u8>) {
+    let mut first = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, POD_B_IP, 64, 120);
+    let mut later = ipv4_frame(
+        POD_A_MAC,
+        GW_MAC,
+        POD_A_IP,
+        POD_B_IP,
+        64,
+        podswitch_packet::IpProtocol::UDP,
+        &[7u8; 40],
+    );
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut first[14..]);
+        ip.set_dont_frag(false);
+        ip.set_more_frags(true);
+        ip.set_ident(id);
+        let ihl = ip.header_len() as usize;
+        ip.fill_checksum();
+        let udp = &mut first[14 + ihl..];
+        udp[2..4].copy_from_slice(&dport.to_be_bytes());
+        udp[6..8].copy_from_slice(&[0, 0]); // no checksum: the datagram is not whole here
+    }
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut later[14..]);
+        ip.set_dont_frag(false);
+        ip.set_frag_offset(128);
+        ip.set_ident(id);
+        ip.fill_checksum();
+    }
+    (first, later)
+}
+
+/// B ingress-isolated by `shop/dns`, whose rule lets anyone in on UDP 53.
+fn b_allows_udp_53() -> PolicySpec {
+    let mut spec = b_allows_a_on(53);
+    if let Some(d) = spec.ingress.as_mut() {
+        d.policies = vec!["shop/dns".into()];
+        d.rules[0].peers = None;
+        d.rules[0].ports = Some(vec![PortRange {
+            protocol: PolicyProtocol::Udp,
+            first: 53,
+            last: 53,
+        }]);
+    }
+    spec
+}
+
+#[test]
+fn later_fragments_follow_an_allowed_first_fragment_and_nothing_else() {
+    let mut h = harness(&[(POD_B_IP, POD_B, b_allows_udp_53())]);
+    // Alone, a later fragment has no ports: a rule with ports cannot allow it.
+    let (first, later) = udp_fragments(53, 7);
+    assert_eq!(
+        h.run_one(POD_A, &later, pipeline::run),
+        Next::Drop(DropReason::PolicyDenied)
+    );
+    assert_eq!(h.run_one(POD_A, &first, pipeline::run), Next::Output(POD_B));
+    assert_eq!(h.run_one(POD_A, &later, pipeline::run), Next::Output(POD_B));
+    // A second datagram of the now established flow: its fragments pass too.
+    let (first, later) = udp_fragments(53, 8);
+    assert_eq!(h.run_one(POD_A, &first, pipeline::run), Next::Output(POD_B));
+    assert_eq!(h.run_one(POD_A, &later, pipeline::run), Next::Output(POD_B));
+    // A datagram to a port no rule allows: its first fragment is denied and so is the rest.
+    let (first, later) = udp_fragments(54, 9);
+    assert_eq!(
+        h.run_one(POD_A, &first, pipeline::run),
+        Next::Drop(DropReason::PolicyDenied)
+    );
+    assert_eq!(
+        h.run_one(POD_A, &later, pipeline::run),
+        Next::Drop(DropReason::PolicyDenied)
+    );
+}
+
+#[test]
+fn an_icmp_error_about_a_stopped_connection_is_dropped_with_it() {
+    let mut h = harness(&[]);
+    let datagram = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, POD_B_IP, 64, 20);
+    assert_eq!(
+        h.run_one(POD_A, &datagram, pipeline::run),
+        Next::Output(POD_B)
+    );
+    set_policies(
+        &mut h.tables,
+        &[(POD_B_IP, POD_B, {
+            let mut s = a_denies_all();
+            s.port = "b".into();
+            s.egress = None;
+            s
+        })],
+    );
+    assert_eq!(
+        h.run_one(POD_A, &datagram, pipeline::run),
+        Next::Drop(DropReason::PolicyDenied),
+        "the connection is stopped"
+    );
+    // B's port unreachable about that datagram.
+    let mut icmp = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&datagram[14..14 + 28]);
+    let sum = podswitch_packet::checksum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let err = ipv4_frame(
+        POD_B_MAC,
+        GW_MAC,
+        POD_B_IP,
+        POD_A_IP,
+        64,
+        podswitch_packet::IpProtocol::ICMP,
+        &icmp,
+    );
+    assert_eq!(
+        h.run_one(POD_B, &err, pipeline::run),
+        Next::Drop(DropReason::PolicyDenied)
+    );
+    // And a stopped connection's packets are dropped at the lookup: no second check.
+    assert_eq!(
+        h.run_one(POD_A, &datagram, pipeline::run),
+        Next::Drop(DropReason::PolicyDenied)
+    );
+    assert!(
+        notes(&h)
+            .iter()
+            .any(|n| n.contains("a policy change stopped: still denied")),
+        "{:?}",
+        notes(&h)
+    );
+}
