@@ -282,7 +282,7 @@ fn udp_fragments(dport: u16, id: u16) -> (Vec<u8>, Vec<u8>) {
         ip.set_dont_frag(false);
         ip.set_more_frags(true);
         ip.set_ident(id);
-        let ihl = ip.header_len() as usize;
+        let ihl = ip.header_len();
         ip.fill_checksum();
         let udp = &mut first[14 + ihl..];
         udp[2..4].copy_from_slice(&dport.to_be_bytes());
