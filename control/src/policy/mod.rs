@@ -140,6 +140,18 @@ impl<'a> Resolver<'a> {
             if attached_names.contains(&(namespace, name)) {
                 continue;
             }
+            // A hostNetwork pod's address is its node's, and a finished pod's address may
+            // already be another pod's: neither is a pod address a selector can mean (Calico
+            // and Cilium leave both out too).
+            let host_network = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.host_network)
+                .unwrap_or(false);
+            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+            if host_network || matches!(phase, Some("Succeeded" | "Failed")) {
+                continue;
+            }
             let status = pod.status.as_ref();
             let ips: BTreeSet<Ipv4Addr> = status
                 .and_then(|s| s.pod_ips.as_ref())

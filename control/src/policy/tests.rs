@@ -27,7 +27,8 @@ fn record(namespace: &str, name: &str, ip: [u8; 4]) -> PodRecord {
 }
 
 /// Namespaces x (team a), y (team b), z; attached pods x/a, x/b, y/a, z/c; a stored pod
-/// y/remote on another node. x/b and y/a have a named port `http` (TCP 8080 and 9090), x/b
+/// y/remote on another node; stored pods y/hostnet (hostNetwork: the node's address) and
+/// y/done (Succeeded), which are no peers. x/b and y/a have a named port `http` (TCP 8080 and 9090), x/b
 /// also `dns` (UDP 53).
 const WORLD: &str = "\
 apiVersion: v1\nkind: Namespace\nmetadata: {name: x, labels: {team: a}}\n---
@@ -39,7 +40,11 @@ apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: y, labels: {app: a}}
 spec:\n  containers:\n  - name: c\n    ports: [{name: http, containerPort: 9090}]\n---
 apiVersion: v1\nkind: Pod\nmetadata: {name: c, namespace: z, labels: {app: c}}\n---
 apiVersion: v1\nkind: Pod\nmetadata: {name: remote, namespace: y, labels: {app: a}}
-status: {podIP: 10.244.2.5, podIPs: [{ip: 10.244.2.5}]}\n";
+status: {podIP: 10.244.2.5, podIPs: [{ip: 10.244.2.5}]}\n---
+apiVersion: v1\nkind: Pod\nmetadata: {name: hostnet, namespace: y, labels: {app: a}}
+spec: {hostNetwork: true, containers: [{name: c}]}\nstatus: {podIP: 192.168.0.9}\n---
+apiVersion: v1\nkind: Pod\nmetadata: {name: done, namespace: y, labels: {app: a}}
+status: {phase: Succeeded, podIP: 10.244.2.6}\n";
 
 fn world_pods() -> Vec<PodRecord> {
     vec![
@@ -445,7 +450,7 @@ fn objects_round_trip_through_the_store_encoding() {
         .map(|o| (o.key().to_string(), o.to_json().unwrap()))
         .chain([("service x/web".to_string(), "not json".to_string())])
         .collect();
-    assert!(keyed.iter().filter(|(k, _)| is_policy_key(k)).count() == 8);
+    assert!(keyed.iter().filter(|(k, _)| is_policy_key(k)).count() == 10);
     let decoded =
         PolicyObjects::decode(keyed.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
     assert_eq!(decoded.policies, objects.policies);
@@ -601,4 +606,19 @@ fn ten_thousand_policies_over_ten_thousand_pods_compile_in_well_under_a_second()
         "a namespace's pods share a tier"
     );
     assert!(took < std::time::Duration::from_millis(500), "{took:?}");
+}
+
+#[test]
+fn host_network_and_finished_pods_are_no_peers() {
+    let specs = compile(&policy(
+        "x",
+        "from-y",
+        "  podSelector: {matchLabels: {app: a}}\n  ingress:\n  - from:\n    - namespaceSelector: {matchLabels: {team: b}}\n",
+    ));
+    let rules = &specs["x/a"].ingress.as_ref().expect("isolated").rules;
+    assert_eq!(
+        rules[0].peers,
+        hosts(&[[10, 244, 1, 20], [10, 244, 2, 5]]),
+        "{rules:?}"
+    );
 }

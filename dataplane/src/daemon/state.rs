@@ -202,7 +202,8 @@ impl Config {
         if next.routes != self.routes || next.node != self.node {
             next.route_epoch = self.route_epoch.wrapping_add(1);
         }
-        if next.policies != self.policies {
+        // The verdicts depend on the specs and on which address and port each one is for.
+        if next.policies != self.policies || next.policy_ports() != self.policy_ports() {
             next.policy_epoch = self.policy_epoch.wrapping_add(1);
         }
         if let Err(error) = next.check_services() {
@@ -375,6 +376,17 @@ impl Config {
                 .map(drop)
                 .ok_or_else(|| OpError::NoPolicy(port.clone())),
         }
+    }
+
+    /// The port id and address of every port with a policy.
+    fn policy_ports(&self) -> Vec<(&str, PortId, Option<Ipv4Addr>)> {
+        self.policies
+            .keys()
+            .filter_map(|name| {
+                let p = self.ports.get(name)?;
+                Some((name.as_str(), p.id, pod_ip(&p.spec)))
+            })
+            .collect()
     }
 
     /// What no single op can check: frontends unique across Service ports, none inside the
