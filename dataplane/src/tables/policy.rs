@@ -51,9 +51,14 @@ impl PortSet {
     /// The union of `rules`' ports, each part attributed to the first rule (in `Origin` order)
     /// that allows it.
     fn union(rules: &[(Origin, Option<&[PortRange]>)]) -> PortSet {
-        if let Some((o, _)) = rules.iter().find(|(_, ports)| ports.is_none()) {
+        if let Some(o) = rules
+            .iter()
+            .filter(|(_, p)| p.is_none())
+            .map(|(o, _)| *o)
+            .min()
+        {
             return PortSet {
-                any: Some(*o),
+                any: Some(o),
                 ranges: Box::new([]),
             };
         }
