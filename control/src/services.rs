@@ -8,7 +8,7 @@
 //! service CIDR or equal to the NodePort address.
 
 use crate::config::Settings;
-use crate::store::StoreError;
+use crate::store::{decode_object, object_kind, StoreError};
 use podswitch_k8s::k8s_openapi::api::core::v1::{EndpointSubset, ObjectReference, ServicePort};
 use podswitch_k8s::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use podswitch_k8s::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -41,27 +41,20 @@ pub const KINDS: [&str; 3] = ["service", "endpointslice", "endpoints"];
 /// Whether a stored object key (`service default/web`) is of a kind compiled here: a change
 /// to one changes the dataplane's configuration.
 pub fn is_service_key(key: &str) -> bool {
-    key.split_once(' ')
-        .is_some_and(|(kind, _)| KINDS.contains(&kind))
+    object_kind(key).is_some_and(|kind| KINDS.contains(&kind))
 }
 
 impl ServiceObjects {
     /// Decodes the stored JSON of the objects `is_service_key` selects; others are ignored.
-    /// The objects were validated when applied, so they are read without validating again.
     pub fn decode<'a>(
         objects: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<ServiceObjects, StoreError> {
         let mut out = ServiceObjects::default();
         for (key, json) in objects {
-            let bad = |e: serde_json::Error| StoreError::Corrupt {
-                table: "objects",
-                key: key.to_string(),
-                reason: e.to_string(),
-            };
-            match key.split_once(' ').map(|(kind, _)| kind) {
-                Some("service") => out.services.push(serde_json::from_str(json).map_err(bad)?),
-                Some("endpointslice") => out.slices.push(serde_json::from_str(json).map_err(bad)?),
-                Some("endpoints") => out.endpoints.push(serde_json::from_str(json).map_err(bad)?),
+            match object_kind(key) {
+                Some("service") => out.services.push(decode_object(key, json)?),
+                Some("endpointslice") => out.slices.push(decode_object(key, json)?),
+                Some("endpoints") => out.endpoints.push(decode_object(key, json)?),
                 _ => {}
             }
         }

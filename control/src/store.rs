@@ -327,6 +327,24 @@ fn decode_pod(key: &str, json: &str) -> Result<PodRecord, StoreError> {
     })
 }
 
+/// The kind part of a stored object's key (`pod` of `pod default/web`).
+pub fn object_kind(key: &str) -> Option<&str> {
+    key.split_once(' ').map(|(kind, _)| kind)
+}
+
+/// A stored object's JSON decoded as `T` (read without validating again: it was validated when
+/// applied); a failure names the key.
+pub fn decode_object<T: serde::de::DeserializeOwned>(
+    key: &str,
+    json: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+        table: "objects",
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}
+
 fn encode_pod(pod: &PodRecord) -> String {
     // A struct of strings, numbers and addresses always serializes.
     serde_json::to_string(pod).unwrap_or_default()

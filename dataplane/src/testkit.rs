@@ -377,6 +377,50 @@ pub fn assert_icmp_error(out: &[u8], orig: &[u8], icmp_type: u8, code: u8) {
     );
 }
 
+/// A TCP segment from `src:sport` to `dst:dport` with `flags`, from pod B's MAC when `src` is
+/// pod B's address, else pod A's; checksums filled.
+pub fn tcp_segment(
+    src: Ipv4Addr,
+    sport: u16,
+    dst: Ipv4Addr,
+    dport: u16,
+    flags: podswitch_packet::TcpFlags,
+) -> Vec<u8> {
+    let mac = if src == POD_B_IP {
+        POD_B_MAC
+    } else {
+        POD_A_MAC
+    };
+    let mut f = tcp_syn_frame(mac, GW_MAC, src, dst);
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut f[ETHERNET_HEADER_LEN..]);
+        let mut t = podswitch_packet::TcpPacket::new_unchecked(ip.payload_mut());
+        t.set_src_port(sport);
+        t.set_dst_port(dport);
+        t.set_flags(flags);
+        t.fill_checksum(src, dst);
+    }
+    f
+}
+
+/// Pod B's ICMP port unreachable about `datagram` (a frame pod A sent it), quoting its IP
+/// header and first 8 bytes.
+pub fn port_unreachable_from_b(datagram: &[u8]) -> Vec<u8> {
+    let mut icmp = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&datagram[ETHERNET_HEADER_LEN..ETHERNET_HEADER_LEN + 28]);
+    let sum = checksum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    ipv4_frame(
+        POD_B_MAC,
+        GW_MAC,
+        POD_B_IP,
+        POD_A_IP,
+        64,
+        IpProtocol::ICMP,
+        &icmp,
+    )
+}
+
 /// Isolates pod B both ways on the standard topology: ingress only from pod A on TCP 80 and
 /// SCTP 9, egress only to the 10.0.0.0/8 block minus 10.244.1.0/24 (fuzzing and benches drive
 /// the policy stage with it).

@@ -12,7 +12,7 @@ mod selector;
 
 pub use selector::{Requirement, Selector};
 
-use crate::store::{PodRecord, StoreError};
+use crate::store::{decode_object, object_kind, PodRecord, StoreError};
 use podswitch_k8s::k8s_openapi::api::core::v1::Pod;
 use podswitch_k8s::k8s_openapi::api::networking::v1::{NetworkPolicyPeer, NetworkPolicyPort};
 use podswitch_k8s::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -40,8 +40,7 @@ pub const KINDS: [&str; 3] = ["networkpolicy", "namespace", "pod"];
 
 /// Whether a stored object key (`pod default/web`) is of a kind compiled here.
 pub fn is_policy_key(key: &str) -> bool {
-    key.split_once(' ')
-        .is_some_and(|(kind, _)| KINDS.contains(&kind))
+    object_kind(key).is_some_and(|kind| KINDS.contains(&kind))
 }
 
 impl PolicyObjects {
@@ -51,19 +50,10 @@ impl PolicyObjects {
     ) -> Result<PolicyObjects, StoreError> {
         let mut out = PolicyObjects::default();
         for (key, json) in objects {
-            let bad = |e: serde_json::Error| StoreError::Corrupt {
-                table: "objects",
-                key: key.to_string(),
-                reason: e.to_string(),
-            };
-            match key.split_once(' ').map(|(kind, _)| kind) {
-                Some("networkpolicy") => {
-                    out.policies.push(serde_json::from_str(json).map_err(bad)?)
-                }
-                Some("namespace") => out
-                    .namespaces
-                    .push(serde_json::from_str(json).map_err(bad)?),
-                Some("pod") => out.pods.push(serde_json::from_str(json).map_err(bad)?),
+            match object_kind(key) {
+                Some("networkpolicy") => out.policies.push(decode_object(key, json)?),
+                Some("namespace") => out.namespaces.push(decode_object(key, json)?),
+                Some("pod") => out.pods.push(decode_object(key, json)?),
                 _ => {}
             }
         }

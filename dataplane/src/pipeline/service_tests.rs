@@ -28,24 +28,6 @@ fn harness(backends: &[Ipv4Addr]) -> Harness {
     Harness::from_tables(tables)
 }
 
-fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: TcpFlags) -> Vec<u8> {
-    let mac = if src == POD_B_IP {
-        POD_B_MAC
-    } else {
-        POD_A_MAC
-    };
-    let mut f = tcp_syn_frame(mac, GW_MAC, src, dst);
-    {
-        let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
-        let mut t = TcpPacket::new_unchecked(ip.payload_mut());
-        t.set_src_port(sport);
-        t.set_dst_port(dport);
-        t.set_flags(flags);
-        t.fill_checksum(src, dst);
-    }
-    f
-}
-
 fn headers(frame: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
     let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
     assert!(ip.verify_checksum(), "IP checksum");
@@ -57,12 +39,12 @@ fn headers(frame: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
 #[test]
 fn a_connection_to_the_vip_is_dnatted_and_its_reply_reverse_natted() {
     let mut h = harness(&[POD_B_IP]);
-    let syn = tcp(POD_A_IP, 40000, VIP, 80, TcpFlags::SYN);
+    let syn = tcp_segment(POD_A_IP, 40000, VIP, 80, TcpFlags::SYN);
     assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(POD_B));
     assert_eq!(headers(&h.last_frame), (POD_A_IP, 40000, POD_B_IP, 8080));
     assert_eq!(h.flows.conntrack.len(), 1);
 
-    let syn_ack = tcp(
+    let syn_ack = tcp_segment(
         POD_B_IP,
         8080,
         POD_A_IP,
@@ -76,7 +58,7 @@ fn a_connection_to_the_vip_is_dnatted_and_its_reply_reverse_natted() {
     assert_eq!(headers(&h.last_frame), (VIP, 80, POD_A_IP, 40000));
 
     // The third packet finds the entry and its cached output.
-    let ack = tcp(POD_A_IP, 40000, VIP, 80, TcpFlags::ACK);
+    let ack = tcp_segment(POD_A_IP, 40000, VIP, 80, TcpFlags::ACK);
     let meta = h.run_meta(POD_A, &ack, pipeline::run);
     assert_eq!(meta.next, Next::Output(POD_B));
     assert!(
@@ -96,7 +78,7 @@ fn a_connection_to_the_vip_is_dnatted_and_its_reply_reverse_natted() {
 #[test]
 fn a_service_without_endpoints_answers_a_syn_with_a_reset_from_the_vip() {
     let mut h = harness(&[]);
-    let syn = tcp(POD_A_IP, 40000, VIP, 80, TcpFlags::SYN);
+    let syn = tcp_segment(POD_A_IP, 40000, VIP, 80, TcpFlags::SYN);
     assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(POD_A));
     let (src, sport, dst, dport) = headers(&h.last_frame);
     assert_eq!((src, sport, dst, dport), (VIP, 80, POD_A_IP, 40000));
@@ -116,10 +98,10 @@ fn a_service_without_endpoints_answers_a_syn_with_a_reset_from_the_vip() {
 #[test]
 fn a_backend_reaching_its_own_service_is_snatted_to_the_gateway() {
     let mut h = harness(&[POD_B_IP]);
-    let syn = tcp(POD_B_IP, 41000, VIP, 80, TcpFlags::SYN);
+    let syn = tcp_segment(POD_B_IP, 41000, VIP, 80, TcpFlags::SYN);
     assert_eq!(h.run_one(POD_B, &syn, pipeline::run), Next::Output(POD_B));
     assert_eq!(headers(&h.last_frame), (GW_IP, 41000, POD_B_IP, 8080));
-    let syn_ack = tcp(POD_B_IP, 8080, GW_IP, 41000, TcpFlags::SYN | TcpFlags::ACK);
+    let syn_ack = tcp_segment(POD_B_IP, 8080, GW_IP, 41000, TcpFlags::SYN | TcpFlags::ACK);
     assert_eq!(
         h.run_one(POD_B, &syn_ack, pipeline::run),
         Next::Output(POD_B)
@@ -131,7 +113,7 @@ fn a_backend_reaching_its_own_service_is_snatted_to_the_gateway() {
 fn a_dry_run_decides_like_forwarding_but_creates_nothing() {
     let mut h = harness(&[POD_B_IP]);
     h.mode = Mode::DryRun;
-    let syn = tcp(POD_A_IP, 40000, VIP, 80, TcpFlags::SYN);
+    let syn = tcp_segment(POD_A_IP, 40000, VIP, 80, TcpFlags::SYN);
     assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(POD_B));
     assert_eq!(h.flows.conntrack.len(), 0);
     let notes: Vec<String> = h
@@ -151,7 +133,7 @@ fn a_dry_run_decides_like_forwarding_but_creates_nothing() {
 #[test]
 fn an_untracked_segment_from_an_endpoint_is_held_back_not_leaked_untranslated() {
     let mut h = harness(&[POD_B_IP]);
-    let stray = tcp(POD_B_IP, 8080, POD_A_IP, 40000, TcpFlags::ACK);
+    let stray = tcp_segment(POD_B_IP, 8080, POD_A_IP, 40000, TcpFlags::ACK);
     assert_eq!(
         h.run_one(POD_B, &stray, pipeline::run),
         Next::Drop(DropReason::UntrackedEndpointReply)
@@ -177,19 +159,7 @@ fn a_port_unreachable_from_the_backend_reaches_the_client_from_the_vip() {
     assert_eq!(h.run_one(POD_A, &dgram, pipeline::run), Next::Output(POD_B));
     // What the backend's kernel answers: port unreachable quoting the datagram it got.
     let got = h.last_frame.clone();
-    let mut icmp = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
-    icmp.extend_from_slice(&got[14..14 + 28]);
-    let sum = podswitch_packet::checksum::checksum(&icmp);
-    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-    let err = ipv4_frame(
-        POD_B_MAC,
-        GW_MAC,
-        POD_B_IP,
-        POD_A_IP,
-        64,
-        podswitch_packet::IpProtocol::ICMP,
-        &icmp,
-    );
+    let err = port_unreachable_from_b(&got);
     assert_eq!(h.run_one(POD_B, &err, pipeline::run), Next::Output(POD_A));
     let ip = Ipv4Packet::new_checked(&h.last_frame[14..]).unwrap();
     assert!(ip.verify_checksum());
@@ -251,7 +221,7 @@ fn a_full_conntrack_drops_new_connections_and_keeps_the_old_ones() {
     h.flows = crate::pipeline::FlowState::new(16, 16);
     let mut admitted = 0;
     for port in 1000..1040 {
-        let syn = tcp(POD_A_IP, port, VIP, 80, TcpFlags::SYN);
+        let syn = tcp_segment(POD_A_IP, port, VIP, 80, TcpFlags::SYN);
         match h.run_one(POD_A, &syn, pipeline::run) {
             Next::Output(POD_B) => admitted += 1,
             Next::Drop(DropReason::ConntrackFull) => {}
@@ -263,7 +233,7 @@ fn a_full_conntrack_drops_new_connections_and_keeps_the_old_ones() {
         h.ctr.drops[DropReason::ConntrackFull as usize],
         40 - admitted
     );
-    let ack = tcp(POD_A_IP, 1000, VIP, 80, TcpFlags::ACK);
+    let ack = tcp_segment(POD_A_IP, 1000, VIP, 80, TcpFlags::ACK);
     assert_eq!(
         h.run_one(POD_A, &ack, pipeline::run),
         Next::Output(POD_B),

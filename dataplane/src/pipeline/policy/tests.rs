@@ -8,7 +8,7 @@ use crate::pipeline::{self, Mode};
 use crate::tables::policy::Policies;
 use crate::tables::{ServiceEntry, Services, Tables};
 use crate::testkit::*;
-use podswitch_packet::{Ipv4Packet, TcpFlags, TcpPacket};
+use podswitch_packet::{Ipv4Packet, TcpFlags};
 use podswitch_proto::{
     BackendSpec, DirectionSpec, Ipv4Prefix, L4Protocol, PeerBlock, PolicyProtocol, PolicySpec,
     PortRange, RuleSpec, ServiceSpec,
@@ -17,24 +17,6 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
-
-fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: TcpFlags) -> Vec<u8> {
-    let mac = if src == POD_B_IP {
-        POD_B_MAC
-    } else {
-        POD_A_MAC
-    };
-    let mut f = tcp_syn_frame(mac, GW_MAC, src, dst);
-    {
-        let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
-        let mut t = TcpPacket::new_unchecked(ip.payload_mut());
-        t.set_src_port(sport);
-        t.set_dst_port(dport);
-        t.set_flags(flags);
-        t.fill_checksum(src, dst);
-    }
-    f
-}
 
 /// Pod B ingress-isolated by `shop/allow-a`, whose rule 0 lets pod A in on TCP `port`.
 fn b_allows_a_on(port: u16) -> PolicySpec {
@@ -103,7 +85,7 @@ fn notes(h: &Harness) -> Vec<String> {
 #[test]
 fn an_ingress_isolated_pod_gets_only_what_a_rule_allows_and_denials_are_counted_at_it() {
     let mut h = harness(&[(POD_B_IP, POD_B, b_allows_a_on(80))]);
-    let denied = tcp(POD_A_IP, 40000, POD_B_IP, 81, TcpFlags::SYN);
+    let denied = tcp_segment(POD_A_IP, 40000, POD_B_IP, 81, TcpFlags::SYN);
     assert_eq!(
         h.run_one(POD_A, &denied, pipeline::run),
         Next::Drop(DropReason::PolicyDenied)
@@ -116,7 +98,7 @@ fn an_ingress_isolated_pod_gets_only_what_a_rule_allows_and_denials_are_counted_
     assert_eq!(h.ctr.port(usize::from(POD_B)).ingress_denied, 1);
     assert_eq!(h.ctr.drops[DropReason::PolicyDenied as usize], 1);
 
-    let allowed = tcp(POD_A_IP, 40001, POD_B_IP, 80, TcpFlags::SYN);
+    let allowed = tcp_segment(POD_A_IP, 40001, POD_B_IP, 80, TcpFlags::SYN);
     assert_eq!(
         h.run_one(POD_A, &allowed, pipeline::run),
         Next::Output(POD_B)
@@ -142,15 +124,15 @@ fn replies_pass_an_isolated_initiator_and_the_node_reaches_every_pod() {
             s
         }),
     ]);
-    let syn = tcp(POD_A_IP, 40000, POD_B_IP, 80, TcpFlags::SYN);
+    let syn = tcp_segment(POD_A_IP, 40000, POD_B_IP, 80, TcpFlags::SYN);
     assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(POD_B));
-    let syn_ack = tcp(POD_B_IP, 80, POD_A_IP, 40000, TcpFlags::SYN | TcpFlags::ACK);
+    let syn_ack = tcp_segment(POD_B_IP, 80, POD_A_IP, 40000, TcpFlags::SYN | TcpFlags::ACK);
     assert_eq!(
         h.run_one(POD_B, &syn_ack, pipeline::run),
         Next::Output(POD_A)
     );
     // B opening its own connection to A is a new connection into A: denied.
-    let b_to_a = tcp(POD_B_IP, 40000, POD_A_IP, 22, TcpFlags::SYN);
+    let b_to_a = tcp_segment(POD_B_IP, 40000, POD_A_IP, 22, TcpFlags::SYN);
     assert_eq!(
         h.run_one(POD_B, &b_to_a, pipeline::run),
         Next::Drop(DropReason::PolicyDenied)
@@ -163,7 +145,7 @@ fn replies_pass_an_isolated_initiator_and_the_node_reaches_every_pod() {
 #[test]
 fn egress_isolation_is_checked_at_the_source() {
     let mut h = harness(&[(POD_A_IP, POD_A, a_denies_all())]);
-    let syn = tcp(POD_A_IP, 40000, POD_B_IP, 80, TcpFlags::SYN);
+    let syn = tcp_segment(POD_A_IP, 40000, POD_B_IP, 80, TcpFlags::SYN);
     assert_eq!(
         h.run_one(POD_A, &syn, pipeline::run),
         Next::Drop(DropReason::PolicyDenied)
@@ -181,9 +163,9 @@ fn egress_isolation_is_checked_at_the_source() {
 #[test]
 fn a_policy_change_stops_an_established_connection_both_ways_and_a_later_one_resumes_it() {
     let mut h = harness(&[]);
-    let syn = tcp(POD_A_IP, 40000, POD_B_IP, 80, TcpFlags::SYN);
-    let ack = tcp(POD_A_IP, 40000, POD_B_IP, 80, TcpFlags::ACK);
-    let reply = tcp(POD_B_IP, 80, POD_A_IP, 40000, TcpFlags::ACK);
+    let syn = tcp_segment(POD_A_IP, 40000, POD_B_IP, 80, TcpFlags::SYN);
+    let ack = tcp_segment(POD_A_IP, 40000, POD_B_IP, 80, TcpFlags::ACK);
+    let reply = tcp_segment(POD_B_IP, 80, POD_A_IP, 40000, TcpFlags::ACK);
     assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(POD_B));
     assert_eq!(h.run_one(POD_B, &reply, pipeline::run), Next::Output(POD_A));
 
@@ -231,11 +213,11 @@ fn a_service_connection_is_judged_at_its_endpoint_not_at_the_vip() {
     ));
     set_policies(&mut tables, &[(POD_B_IP, POD_B, b_allows_a_on(8080))]);
     let mut h = Harness::from_tables(tables);
-    let syn = tcp(POD_A_IP, 40000, VIP, 80, TcpFlags::SYN);
+    let syn = tcp_segment(POD_A_IP, 40000, VIP, 80, TcpFlags::SYN);
     assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(POD_B));
 
     set_policies(&mut h.tables, &[(POD_B_IP, POD_B, b_allows_a_on(80))]);
-    let syn = tcp(POD_A_IP, 40001, VIP, 80, TcpFlags::SYN);
+    let syn = tcp_segment(POD_A_IP, 40001, VIP, 80, TcpFlags::SYN);
     assert_eq!(
         h.run_one(POD_A, &syn, pipeline::run),
         Next::Drop(DropReason::PolicyDenied),
@@ -247,7 +229,7 @@ fn a_service_connection_is_judged_at_its_endpoint_not_at_the_vip() {
 fn a_dry_run_explains_a_denial_and_an_allowance_and_creates_nothing() {
     let mut h = harness(&[(POD_B_IP, POD_B, b_allows_a_on(80))]);
     h.mode = Mode::DryRun;
-    let syn = tcp(POD_A_IP, 40000, POD_B_IP, 22, TcpFlags::SYN);
+    let syn = tcp_segment(POD_A_IP, 40000, POD_B_IP, 22, TcpFlags::SYN);
     assert_eq!(
         h.run_one(POD_A, &syn, pipeline::run),
         Next::Drop(DropReason::PolicyDenied)
@@ -259,7 +241,7 @@ fn a_dry_run_explains_a_denial_and_an_allowance_and_creates_nothing() {
         "{:?}",
         notes(&h)
     );
-    let syn = tcp(POD_A_IP, 40000, POD_B_IP, 80, TcpFlags::SYN);
+    let syn = tcp_segment(POD_A_IP, 40000, POD_B_IP, 80, TcpFlags::SYN);
     assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(POD_B));
     assert_eq!(h.flows.conntrack.len(), 0);
 }
@@ -363,19 +345,7 @@ fn an_icmp_error_about_a_stopped_connection_is_dropped_with_it() {
         "the connection is stopped"
     );
     // B's port unreachable about that datagram.
-    let mut icmp = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
-    icmp.extend_from_slice(&datagram[14..14 + 28]);
-    let sum = podswitch_packet::checksum::checksum(&icmp);
-    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-    let err = ipv4_frame(
-        POD_B_MAC,
-        GW_MAC,
-        POD_B_IP,
-        POD_A_IP,
-        64,
-        podswitch_packet::IpProtocol::ICMP,
-        &icmp,
-    );
+    let err = port_unreachable_from_b(&datagram);
     assert_eq!(
         h.run_one(POD_B, &err, pipeline::run),
         Next::Drop(DropReason::PolicyDenied)
