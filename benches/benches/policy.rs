@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Thro
 use podswitch_benches::policy::{
     pod_specs, policies, servers, tables_with_policies, ALLOWED_PORT, DENIED_PORT, RULE_SCALES,
 };
-use podswitch_benches::services::{set_src_port, tcp_from_pod_a, TCP_ACK, TCP_SYN};
+use podswitch_benches::services::{tcp_from_pod_a, NewConnections, FIRST_PORT, TCP_ACK, TCP_SYN};
 use podswitch_benches::{extra_pod_ip, PipelineRig};
 use podswitch_dataplane::batch::{Next, PortId};
 use podswitch_dataplane::counters::DropReason;
@@ -24,14 +24,11 @@ use podswitch_proto::{Ipv4Prefix, PeerBlock, PolicySpec};
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
 
 const BURST: usize = 64;
-/// The new-connection bench's conntrack: room for one pass over the source ports.
-const NEW_CONN_CONNTRACK: usize = 131_072;
-const FIRST_PORT: u16 = 1024;
 
 fn configure<'a>(c: &'a mut Criterion, name: &str) -> Group<'a> {
     let mut g = c.benchmark_group(name);
@@ -95,34 +92,11 @@ fn new_connections(c: &mut Criterion) {
         assert_policy_enforced(&tables, rules.is_some());
         let (f, outs) = frames(FIRST_PORT, ALLOWED_PORT, TCP_SYN);
         let mut rig = PipelineRig::new(tables, POD_A, f, BURST);
-        rig.set_flows(FlowState::new(NEW_CONN_CONNTRACK, 1024));
-        let mut next_port = FIRST_PORT;
-        // Every frame gets a source port no earlier burst of this conntrack used; a fresh
-        // conntrack once the ports run out. Both outside the timing.
-        let mut advance = |rig: &mut PipelineRig| {
-            if usize::from(u16::MAX - next_port) < BURST {
-                rig.set_flows(FlowState::new(NEW_CONN_CONNTRACK, 1024));
-                next_port = FIRST_PORT;
-            }
-            for f in rig.frames_mut() {
-                set_src_port(f, next_port);
-                next_port += 1;
-            }
-        };
-        advance(&mut rig);
+        let mut sweep = NewConnections::start(&mut rig);
         rig.assert_verdict(|i| Next::Output(outs[i]));
         assert_eq!(rig.flows().conntrack.len(), BURST, "64 new connections");
         g.bench_function(format!("syn_64servers/{label}"), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    advance(&mut rig);
-                    let t = Instant::now();
-                    black_box(rig.refill_and_run());
-                    total += t.elapsed();
-                }
-                total
-            })
+            b.iter_custom(|iters| sweep.time(&mut rig, iters))
         });
     }
     g.finish();

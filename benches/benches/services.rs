@@ -8,8 +8,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use podswitch_benches::services::{
-    service_entries, service_spec, set_src_port, tables_with_services, tcp_from_pod_a, vip,
-    TCP_ACK, TCP_SYN,
+    service_entries, service_spec, tables_with_services, tcp_from_pod_a, vip, NewConnections,
+    FIRST_PORT, TCP_ACK, TCP_SYN,
 };
 use podswitch_benches::{random_pod_subset, udp_a_to_b, PipelineRig};
 use podswitch_dataplane::batch::Next;
@@ -17,7 +17,6 @@ use podswitch_dataplane::conntrack::{Nat, Tuple};
 use podswitch_dataplane::pipeline::FlowState;
 use podswitch_dataplane::tables::{ServiceEntry, Services};
 use podswitch_dataplane::testkit::{self, POD_A, POD_B, POD_B_IP};
-use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,10 +28,6 @@ const SCALES: [usize; 3] = [1, 1_000, 10_000];
 /// The large conntrack: capacity, and the other connections committed into it first.
 const BIG_CONNTRACK: usize = 1_200_000;
 const BIG_CONNTRACK_FILL: usize = 1_000_000;
-/// The new-connection bench's conntrack: room for one pass over the source ports.
-const NEW_CONN_CONNTRACK: usize = 131_072;
-/// Source ports a new-connection pass uses before tuples would repeat.
-const FIRST_PORT: u16 = 1024;
 
 fn configure<'a>(c: &'a mut Criterion, name: &str) -> Group<'a> {
     let mut g = c.benchmark_group(name);
@@ -134,34 +129,11 @@ fn new_connections(c: &mut Criterion) {
             .map(|ip| tcp_from_pod_a(FIRST_PORT, ip, 80, TCP_SYN))
             .collect();
         let mut rig = PipelineRig::new(tables_with_services(ports), POD_A, frames, BURST);
-        rig.set_flows(FlowState::new(NEW_CONN_CONNTRACK, 1024));
-        let mut next_port = FIRST_PORT;
-        // Gives every frame a source port no earlier burst of this conntrack used; a fresh
-        // conntrack once the ports run out. Both outside the timing.
-        let mut advance = |rig: &mut PipelineRig| {
-            if usize::from(u16::MAX - next_port) < BURST {
-                rig.set_flows(FlowState::new(NEW_CONN_CONNTRACK, 1024));
-                next_port = FIRST_PORT;
-            }
-            for f in rig.frames_mut() {
-                set_src_port(f, next_port);
-                next_port += 1;
-            }
-        };
-        advance(&mut rig);
+        let mut sweep = NewConnections::start(&mut rig);
         rig.assert_verdict(|_| Next::Output(POD_B));
         assert_eq!(rig.flows().conntrack.len(), BURST, "64 new connections");
         g.bench_function(format!("vip_tcp_syn/ports{ports}"), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    advance(&mut rig);
-                    let t = Instant::now();
-                    black_box(rig.refill_and_run());
-                    total += t.elapsed();
-                }
-                total
-            })
+            b.iter_custom(|iters| sweep.time(&mut rig, iters))
         });
     }
     g.finish();

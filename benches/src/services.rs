@@ -71,3 +71,59 @@ const TCP_OFFSET: usize = 14 + 20;
 pub fn set_src_port(frame: &mut [u8], sport: u16) {
     frame[TCP_OFFSET..TCP_OFFSET + 2].copy_from_slice(&sport.to_be_bytes());
 }
+
+/// Conntrack capacity of the new-connection benches: room for every connection one source
+/// port sweep creates.
+pub const NEW_CONN_CONNTRACK: usize = 131_072;
+/// The first source port a sweep gives.
+pub const FIRST_PORT: u16 = 1024;
+
+/// Bursts of new connections through a rig: before each burst every frame gets a source port
+/// no earlier burst of this conntrack used, and a fresh conntrack once the ports run out; both
+/// outside the timing.
+#[derive(Debug)]
+pub struct NewConnections {
+    next_port: u16,
+}
+
+impl NewConnections {
+    /// Gives `rig` a fresh conntrack and its frames their first source ports.
+    pub fn start(rig: &mut crate::PipelineRig) -> Self {
+        rig.set_flows(podswitch_dataplane::pipeline::FlowState::new(
+            NEW_CONN_CONNTRACK,
+            1024,
+        ));
+        let mut s = NewConnections {
+            next_port: FIRST_PORT,
+        };
+        s.advance(rig);
+        s
+    }
+
+    /// New source ports for the next burst.
+    pub fn advance(&mut self, rig: &mut crate::PipelineRig) {
+        if usize::from(u16::MAX - self.next_port) < rig.frames_mut().len() {
+            rig.set_flows(podswitch_dataplane::pipeline::FlowState::new(
+                NEW_CONN_CONNTRACK,
+                1024,
+            ));
+            self.next_port = FIRST_PORT;
+        }
+        for f in rig.frames_mut() {
+            set_src_port(f, self.next_port);
+            self.next_port += 1;
+        }
+    }
+
+    /// The time `iters` bursts of new connections take (`criterion`'s `iter_custom`).
+    pub fn time(&mut self, rig: &mut crate::PipelineRig, iters: u64) -> std::time::Duration {
+        let mut total = std::time::Duration::ZERO;
+        for _ in 0..iters {
+            self.advance(rig);
+            let t = std::time::Instant::now();
+            std::hint::black_box(rig.refill_and_run());
+            total += t.elapsed();
+        }
+        total
+    }
+}
