@@ -10,7 +10,9 @@
 # Usage: benches/callgrind.sh [N] [BURST]      (defaults 1000000 and 32)
 # Env:   MODES (default "worker pipeline refill"; the policy modes of issue 15, e.g.
 #        MODES="policy-syn:none policy-syn:10000 policy-est:none policy-est:10000", burst 64
-#        whatever BURST says; run them with N = 100000, the new-connection conntrack's size),
+#        whatever BURST says; run them with N = 100000, the new-connection conntrack's size;
+#        the Service modes of issue 14, MODES="vip-syn:1 vip-syn:10000 vip-est:1 vip-est:10000",
+#        burst 64 too: new connections and established flows through a VIP at P Service ports),
 #        CARGO_TARGET_DIR (default: the workspace target/), OUT (default $CARGO_TARGET_DIR/callgrind),
 #        REUSE=1 to report from the profiles already in $OUT instead of running valgrind again.
 set -euo pipefail

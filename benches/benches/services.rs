@@ -8,10 +8,10 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use podswitch_benches::services::{
-    service_entries, service_spec, tables_with_services, tcp_from_pod_a, vip, NewConnections,
+    flow_vips, service_entries, service_spec, tables_with_services, tcp_from_pod_a, NewConnections,
     FIRST_PORT, TCP_ACK, TCP_SYN,
 };
-use podswitch_benches::{random_pod_subset, udp_a_to_b, PipelineRig};
+use podswitch_benches::{udp_a_to_b, PipelineRig};
 use podswitch_dataplane::batch::Next;
 use podswitch_dataplane::conntrack::{Nat, Tuple};
 use podswitch_dataplane::pipeline::FlowState;
@@ -35,12 +35,6 @@ fn configure<'a>(c: &'a mut Criterion, name: &str) -> Group<'a> {
         .measurement_time(Duration::from_secs(3))
         .sample_size(20);
     g
-}
-
-/// The VIP of flow `k` at `ports` Service ports: a random subset of distinct ports.
-fn flow_vips(ports: usize) -> Vec<Ipv4Addr> {
-    let subset = random_pod_subset(ports, BURST.min(ports), 0x5eed);
-    (0..BURST).map(|k| vip(subset[k % subset.len()])).collect()
 }
 
 /// `BIG_CONNTRACK_FILL` other established connections (10.250.0.0/16 → 10.251.0.1) committed
@@ -95,7 +89,7 @@ fn established(c: &mut Criterion) {
             // Client ports distinct per scale: the handed-on conntrack still holds the previous
             // scale's flows, whose reply tuples (pod B's endpoint ports → pod A) would collide.
             let first = 40_000 + (scale * BURST) as u16;
-            let frames = flow_vips(ports)
+            let frames = flow_vips(ports, BURST)
                 .into_iter()
                 .enumerate()
                 .map(|(k, ip)| tcp_from_pod_a(first + k as u16, ip, 80, TCP_ACK))
@@ -124,7 +118,7 @@ fn new_connections(c: &mut Criterion) {
     let mut g = configure(c, "services_new_connections");
     g.throughput(Throughput::Elements(BURST as u64));
     for ports in SCALES {
-        let frames = flow_vips(ports)
+        let frames = flow_vips(ports, BURST)
             .into_iter()
             .map(|ip| tcp_from_pod_a(FIRST_PORT, ip, 80, TCP_SYN))
             .collect();

@@ -39,6 +39,13 @@ pub fn service_spec(i: usize, generation: u16) -> ServiceSpec {
     )
 }
 
+/// The VIP of each of `burst` flows at `ports` Service ports: a random subset of distinct
+/// ports (every flow its own port when there are at least `burst`).
+pub fn flow_vips(ports: usize, burst: usize) -> Vec<Ipv4Addr> {
+    let subset = crate::random_pod_subset(ports, burst.min(ports), 0x5eed);
+    (0..burst).map(|k| vip(subset[k % subset.len()])).collect()
+}
+
 /// `ports` compiled Service entries (ids 1..).
 pub fn service_entries(ports: usize) -> Vec<Arc<ServiceEntry>> {
     (0..ports)

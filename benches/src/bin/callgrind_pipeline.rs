@@ -10,13 +10,23 @@
 //!   (`podswitch_benches::policy`), bursts of 64 TCP segments pod A → the 64 server pods,
 //!   refill + pipeline: `syn` opens a new connection with every packet (each burst a fresh
 //!   source port), `est` sends the same 64 established flows. The burst is always 64.
+//! - `vip-syn:P`, `vip-est:P` (P = `1`, `1000` or `10000` Service ports of 10 endpoints): the
+//!   Service rigs (`podswitch_benches::services`), bursts of 64 TCP segments pod A → 64 VIPs,
+//!   refill + pipeline: `syn` opens a new connection through a VIP with every packet (conntrack
+//!   miss, Service lookup, Maglev, route, commit, DNAT), `est` sends 64 established flows.
 
 use podswitch_benches::policy::{servers, tables_with_policies, ALLOWED_PORT, SERVERS};
-use podswitch_benches::services::{set_src_port, tcp_from_pod_a, TCP_ACK, TCP_SYN};
+use podswitch_benches::services::{
+    flow_vips, set_src_port, tables_with_services, tcp_from_pod_a, NewConnections, FIRST_PORT,
+    TCP_ACK, TCP_SYN,
+};
 use podswitch_benches::{extra_pod_ip, udp_a_to_b, PipelineRig, WorkerRig};
 use podswitch_dataplane::batch::{Next, PortId};
 use podswitch_dataplane::pipeline::FlowState;
 use podswitch_dataplane::testkit::{self, POD_A, POD_B};
+
+/// Packets per burst of the policy and Service modes.
+const BURST64: usize = 64;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -57,8 +67,15 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
+        other if other.starts_with("vip-") => match vip(other, packets.div_ceil(BURST64)) {
+            Some(done) => done,
+            None => {
+                eprintln!("unknown Service mode {other:?}: expected vip-syn:P or vip-est:P, P one of 1, 1000, 10000");
+                return ExitCode::from(2);
+            }
+        },
         other => {
-            eprintln!("unknown mode {other:?}: expected worker, pipeline, refill, policy-syn:R or policy-est:R");
+            eprintln!("unknown mode {other:?}: expected worker, pipeline, refill, policy-syn:R, policy-est:R, vip-syn:P or vip-est:P");
             return ExitCode::from(2);
         }
     };
@@ -111,6 +128,43 @@ fn policy(mode: &str, bursts: usize) -> Option<usize> {
             }
         }
         done += rig.refill_and_run();
+    }
+    Some(done)
+}
+
+/// Runs a `vip-syn:P` / `vip-est:P` mode for `bursts` bursts of 64; `None` for a bad mode.
+fn vip(mode: &str, bursts: usize) -> Option<usize> {
+    let (kind, ports) = mode.strip_prefix("vip-")?.split_once(':')?;
+    let ports = ports
+        .parse::<usize>()
+        .ok()
+        .filter(|p| [1, 1_000, 10_000].contains(p))?;
+    let syn = match kind {
+        "syn" => true,
+        "est" => false,
+        _ => return None,
+    };
+    let flags = if syn { TCP_SYN } else { TCP_ACK };
+    let frames = flow_vips(ports, BURST64)
+        .into_iter()
+        .enumerate()
+        .map(|(k, ip)| tcp_from_pod_a(FIRST_PORT + k as u16, ip, 80, flags))
+        .collect();
+    let mut rig = PipelineRig::new(tables_with_services(ports), POD_A, frames, BURST64);
+    let mut done = 0;
+    if syn {
+        let mut sweep = NewConnections::start(&mut rig);
+        rig.assert_verdict(|_| Next::Output(POD_B));
+        for _ in 0..bursts {
+            sweep.advance(&mut rig);
+            done += rig.refill_and_run();
+        }
+    } else {
+        rig.set_flows(FlowState::new(1024, 1024));
+        rig.assert_verdict(|_| Next::Output(POD_B));
+        for _ in 0..bursts {
+            done += rig.refill_and_run();
+        }
     }
     Some(done)
 }
