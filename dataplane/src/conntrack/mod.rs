@@ -111,6 +111,20 @@ pub struct Hit {
     pub policy: PolicyMark,
 }
 
+/// What the stages decided for a new connection, stored with its entry when it is created
+/// ([`Conntrack::commit_decided`]): one lock for the entry and its output, not two.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Decided {
+    /// The translation of the original direction.
+    pub nat: Nat,
+    /// The Service and endpoint chosen, if any.
+    pub service: Option<ServiceRef>,
+    /// The original direction's output.
+    pub hop: Option<CachedHop>,
+    /// The policy verdict (`None`: the entry starts with the default mark).
+    pub policy: Option<PolicyMark>,
+}
+
 /// Size and timeouts of a table.
 #[derive(Debug, Clone, Copy)]
 pub struct Config {

@@ -5,14 +5,18 @@
 //! tuple's shard pointing at (shard, slot, generation). A lookup locks one shard, then for an
 //! alias the entry's shard after releasing the first; anything that adds or removes both keys
 //! locks the two shards in index order, so two workers can never wait on each other.
+//!
+//! Each tuple is hashed once per operation (keyed, [`Keyed`]): the hash's middle bits pick the
+//! shard and the whole hash is the shard index's, so a new connection costs three hashes (its
+//! lookup, then its two tuples at commit) rather than one per map operation.
 
 use super::state::{self, State, Timeouts};
 use super::{
-    reply_tuple, reverse_nat, CachedHop, CommitError, Config, Dir, EntryView, Handle, Hit, Nat,
-    PolicyMark, ServiceRef, Tuple,
+    reply_tuple, reverse_nat, CachedHop, CommitError, Config, Decided, Dir, EntryView, Handle, Hit,
+    Nat, PolicyMark, ServiceRef, Tuple,
 };
 use foldhash::fast::RandomState;
-use std::collections::HashMap;
+use hashbrown::HashTable;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -125,6 +129,53 @@ impl Entry {
     }
 }
 
+/// A tuple with its keyed hash, computed once and used for the shard and the index alike.
+#[derive(Debug, Clone, Copy)]
+struct Keyed {
+    tuple: Tuple,
+    hash: u64,
+}
+
+/// A shard's keys: tuple → slot, hashed by the caller ([`Keyed`]). Its capacity is reserved up
+/// front and never exceeded (commit checks), so inserting never reallocates.
+#[derive(Debug)]
+struct Index(HashTable<(Tuple, SlotRef)>);
+
+impl Index {
+    fn with_capacity(keys: usize) -> Index {
+        Index(HashTable::with_capacity(keys))
+    }
+
+    fn get(&self, k: &Keyed) -> Option<SlotRef> {
+        self.0.find(k.hash, |(t, _)| *t == k.tuple).map(|(_, r)| *r)
+    }
+
+    fn contains(&self, k: &Keyed) -> bool {
+        self.get(k).is_some()
+    }
+
+    /// Adds a key known to be absent. `hasher` only serves a growth the capacity check rules
+    /// out; it is the table's, so a rehash would agree with [`Keyed`].
+    fn insert(&mut self, k: &Keyed, r: SlotRef, hasher: &RandomState) {
+        self.0
+            .insert_unique(k.hash, (k.tuple, r), |(t, _)| hasher.hash_one(t));
+    }
+
+    /// Removes the key `k` if it still leads to `r` (never another entry's key).
+    fn remove_if_leads_to(&mut self, k: &Keyed, r: SlotRef) {
+        if let Ok(found) = self
+            .0
+            .find_entry(k.hash, |(t, sr)| *t == k.tuple && *sr == r)
+        {
+            found.remove();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 #[derive(Debug)]
 struct Slot {
     /// Bumped when the entry is removed: handles and aliases of the old entry stop matching.
@@ -134,7 +185,7 @@ struct Slot {
 
 #[derive(Debug)]
 struct Shard {
-    index: HashMap<Tuple, SlotRef, RandomState>,
+    index: Index,
     slots: Box<[Slot]>,
     free: Vec<u32>,
 }
@@ -154,13 +205,6 @@ impl Shard {
             return None;
         }
         slot.entry.as_mut()
-    }
-
-    /// Removes the key `t` if it still leads to `r` (never another entry's key).
-    fn remove_key(&mut self, t: &Tuple, r: SlotRef) {
-        if self.index.get(t) == Some(&r) {
-            self.index.remove(t);
-        }
     }
 }
 
@@ -208,8 +252,7 @@ impl Conntrack {
         let index_cap = 2 * per_shard;
         let cells = (0..shards)
             .map(|_| {
-                let mut index = HashMap::with_hasher(RandomState::default());
-                index.reserve(index_cap);
+                let index = Index::with_capacity(index_cap);
                 let slots = (0..per_shard)
                     .map(|_| Slot {
                         generation: 0,
@@ -235,8 +278,18 @@ impl Conntrack {
         }
     }
 
-    fn shard_of(&self, t: &Tuple) -> usize {
-        (self.hasher.hash_one(t) as usize) & (self.cells.len() - 1)
+    fn keyed(&self, t: &Tuple) -> Keyed {
+        Keyed {
+            tuple: *t,
+            hash: self.hasher.hash_one(t),
+        }
+    }
+
+    /// The shard of a key: the hash's bits 32 and up, independent of the bits a shard's index
+    /// uses for its buckets (the low ones) and tags (the top seven) while it has fewer than 2³²
+    /// buckets and the table at most 2²⁵ shards.
+    fn shard_of(&self, k: &Keyed) -> usize {
+        ((k.hash >> 32) as usize) & (self.cells.len() - 1)
     }
 
     fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
@@ -276,9 +329,10 @@ impl Conntrack {
         now: Instant,
         update: bool,
     ) -> Option<Hit> {
-        let first = self.shard_of(t);
+        let k = self.keyed(t);
+        let first = self.shard_of(&k);
         let mut guard = self.lock(first);
-        let r = *guard.index.get(t)?;
+        let r = guard.index.get(&k)?;
         if r.shard as usize != first {
             // A reply alias: the entry is elsewhere. Release before locking, never nest.
             drop(guard);
@@ -313,24 +367,50 @@ impl Conntrack {
         len: u32,
         now: Instant,
     ) -> Result<Hit, CommitError> {
-        let reply = reply_tuple(t, &nat);
-        let a = self.shard_of(t);
-        let b = self.shard_of(&reply);
+        let decided = Decided {
+            nat,
+            service,
+            hop: None,
+            policy: None,
+        };
+        self.commit_decided(t, decided, tcp_flags, len, now)
+    }
+
+    /// [`Conntrack::commit`] with everything the stages decided stored under the same locks:
+    /// the original direction's output and the policy verdict, each when given (also into an
+    /// entry another worker created meanwhile).
+    pub fn commit_decided(
+        &self,
+        t: &Tuple,
+        decided: Decided,
+        tcp_flags: u8,
+        len: u32,
+        now: Instant,
+    ) -> Result<Hit, CommitError> {
+        let reply = reply_tuple(t, &decided.nat);
+        let (kt, kr) = (self.keyed(t), self.keyed(&reply));
+        let a = self.shard_of(&kt);
+        let b = self.shard_of(&kr);
         // A retry follows the removal of an expired entry in the way; the third is a race
         // lost twice in a row, reported as Full rather than looping.
         for _ in 0..3 {
             let (mut ga, mut gb) = self.lock_two(a, b);
-            if ga.index.contains_key(t) {
+            if ga.index.contains(&kt) {
                 drop((ga, gb));
                 match self.lookup(t, tcp_flags, len, now, true) {
-                    Some(hit) => return Ok(hit),
+                    Some(hit) => {
+                        if decided.hop.is_some() || decided.policy.is_some() {
+                            self.settle(hit.handle, Dir::Original, decided.hop, decided.policy);
+                        }
+                        return Ok(hit);
+                    }
                     None => continue,
                 }
             }
             let reply_shard: &Shard = gb.as_deref().unwrap_or(&ga);
-            if reply != *t && reply_shard.index.contains_key(&reply) {
+            if reply != *t && reply_shard.index.contains(&kr) {
                 drop((ga, gb));
-                if self.remove_expired_key(&reply, now) {
+                if self.remove_expired_key(&kr, now) {
                     continue;
                 }
                 return Err(CommitError::ReplyTaken);
@@ -358,21 +438,21 @@ impl Conntrack {
                 reply,
                 state: State::initial(t.proto, tcp_flags),
                 fin_from: dir,
-                nat,
-                service,
-                hops: [None; 2],
-                policy: PolicyMark::default(),
+                nat: decided.nat,
+                service: decided.service,
+                hops: [decided.hop, None],
+                policy: decided.policy.unwrap_or_default(),
                 created: now,
                 last_seen: now,
                 packets: [1, 0],
                 bytes: [u64::from(len), 0],
             };
             ga.slots[slot as usize].entry = Some(entry);
-            ga.index.insert(*t, r);
+            ga.index.insert(&kt, r, &self.hasher);
             if reply != *t {
                 match gb.as_mut() {
-                    Some(g) => g.index.insert(reply, r),
-                    None => ga.index.insert(reply, r),
+                    Some(g) => g.index.insert(&kr, r, &self.hasher),
+                    None => ga.index.insert(&kr, r, &self.hasher),
                 };
             }
             self.cells[a].live.fetch_add(1, Relaxed);
@@ -409,9 +489,9 @@ impl Conntrack {
         }
     }
 
-    /// Removes the entry `t` leads to if it is expired; true if it did.
-    fn remove_expired_key(&self, t: &Tuple, now: Instant) -> bool {
-        let Some(r) = self.lock(self.shard_of(t)).index.get(t).copied() else {
+    /// Removes the entry `k` leads to if it is expired; true if it did.
+    fn remove_expired_key(&self, k: &Keyed, now: Instant) -> bool {
+        let Some(r) = self.lock(self.shard_of(k)).index.get(k) else {
             return false;
         };
         self.remove_if(r.handle(), |e| e.expired(now, &self.timeouts))
@@ -428,6 +508,7 @@ impl Conntrack {
         let Some(reply) = self.lock(home).entry(h).map(|e| e.reply) else {
             return false;
         };
+        let reply = self.keyed(&reply);
         let (mut ga, mut gb) = self.lock_two(home, self.shard_of(&reply));
         let Some(entry) = ga.entry(h) else {
             return false;
@@ -435,16 +516,16 @@ impl Conntrack {
         if !pred(entry) {
             return false;
         }
-        let original = entry.original;
+        let original = self.keyed(&entry.original);
         let r = SlotRef {
             shard: h.shard,
             slot: h.slot,
             generation: h.generation,
         };
-        ga.remove_key(&original, r);
+        ga.index.remove_if_leads_to(&original, r);
         match gb.as_mut() {
-            Some(g) => g.remove_key(&reply, r),
-            None => ga.remove_key(&reply, r),
+            Some(g) => g.index.remove_if_leads_to(&reply, r),
+            None => ga.index.remove_if_leads_to(&reply, r),
         }
         let slot = &mut ga.slots[h.slot as usize];
         slot.entry = None;

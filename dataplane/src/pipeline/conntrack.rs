@@ -10,7 +10,7 @@
 
 use super::Ctx;
 use crate::batch::{Batch, Endpoint, Fragment, L4Key, Meta, Track};
-use crate::conntrack::{CachedHop, CommitError, Dir, FragKey, PolicyMark, Tuple};
+use crate::conntrack::{CachedHop, CommitError, Decided, FragKey, PolicyMark, Tuple};
 use crate::counters::DropReason;
 use crate::tables::Tables;
 use crate::trace::Stage;
@@ -271,34 +271,36 @@ pub fn commit(batch: &mut Batch, cx: &mut Ctx) {
                     continue;
                 }
                 let len = pkt.buf.len() as u32;
-                let mut nat = pkt.meta.nat;
+                let mut decided = Decided {
+                    nat: pkt.meta.nat,
+                    service: pkt.meta.service,
+                    hop: Some(hop),
+                    // The policy stage allowed it under these policies.
+                    policy: Some(PolicyMark {
+                        epoch: tables.policy_epoch,
+                        denied: false,
+                    }),
+                };
                 let mut result = Err(CommitError::Full);
                 for attempt in 0..SNAT_TRIES {
-                    result =
-                        cx.flows
-                            .conntrack
-                            .commit(&t, nat, pkt.meta.service, flags, len, cx.now);
-                    match (&result, nat.src) {
+                    result = cx
+                        .flows
+                        .conntrack
+                        .commit_decided(&t, decided, flags, len, cx.now);
+                    match (&result, decided.nat.src) {
                         (Err(CommitError::ReplyTaken), Some(src)) if attempt + 1 < SNAT_TRIES => {
                             // Another connection holds that reply tuple: try the next port
                             // (ephemeral range, as Linux's NAT does).
                             let port = 32768 + (src.port.wrapping_add(attempt * 997 + 1) % 28232);
-                            nat.src = Some(Endpoint { ip: src.ip, port });
+                            decided.nat.src = Some(Endpoint { ip: src.ip, port });
                         }
                         _ => break,
                     }
                 }
+                let nat = decided.nat;
                 match result {
-                    Ok(hit) => {
+                    Ok(_) => {
                         pkt.meta.nat = nat;
-                        // The policy stage allowed it under these policies.
-                        let mark = PolicyMark {
-                            epoch: tables.policy_epoch,
-                            denied: false,
-                        };
-                        cx.flows
-                            .conntrack
-                            .settle(hit.handle, Dir::Original, Some(hop), Some(mark));
                         if pkt.meta.flow.frag == Fragment::First {
                             let k = frag_key(&pkt.meta, pkt.buf.frame());
                             cx.flows.fragments.record(k, nat, cx.now);
