@@ -83,8 +83,16 @@ fn external_ip_and_load_balancer_ip_reach_the_service_from_a_pod_and_from_the_no
             assert_eq!(
                 failed,
                 0,
-                "{from} reaches {to}: {first:?}\nnode routes: {}",
-                cn.node.ns.ip(&["-4", "route"])
+                "{from} reaches {to}: {first:?}\nnode routes: {}neighbours: {}drops: {:?}",
+                cn.node.ns.ip(&["-4", "route"]),
+                cn.node.ns.ip(&["-4", "neigh"]),
+                cn.node
+                    .counters()
+                    .drops
+                    .iter()
+                    .filter(|d| d.count > 0)
+                    .map(|d| (&d.reason, d.count))
+                    .collect::<Vec<_>>()
             );
             let answers: Vec<Answer> = results.into_iter().flatten().collect();
             assert_eq!(
