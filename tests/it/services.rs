@@ -2,6 +2,13 @@
 //! EndpointSlices applied through podswitch-control, and real TCP and UDP sockets talking to
 //! the virtual IPs. The switch is kube-proxy here: it picks the endpoint, translates both
 //! directions, refuses what has no endpoint, and tracks every connection.
+//!
+//! `endpoints` covers where endpoints come from and which take connections (named ports,
+//! legacy Endpoints, conditions, affinity expiry, SCTP refused); `frontends` the frontends
+//! beside the ClusterIP and the traffic policies.
+
+mod endpoints;
+mod frontends;
 
 use podswitch_proto::{ConntrackFilter, L4Protocol};
 use podswitch_tests::control::*;

@@ -7,11 +7,17 @@
 //! is sent until the client closes, so one server serves both tallies of many short
 //! connections and long-lived connections that must keep exchanging data.
 
+mod manifest;
+mod outside;
+
+pub use manifest::{ServiceManifest, SliceEndpoint};
+pub use outside::Outside;
+
 use crate::control::ControlNode;
 use crate::{Netns, Node};
 use podswitch_proto::control::{ControlRequestBody, ControlResponse};
 use podswitch_proto::{
-    ConntrackDump, ConntrackFilter, FrontendKind, L4Protocol, RequestBody, Response, ServiceInfo,
+    ConntrackDump, ConntrackFilter, RequestBody, Response, ServiceInfo, TracePacket, TraceResult,
 };
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -31,118 +37,6 @@ pub const NODE_PORT_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 255, 254);
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a wait for podswitchd to hold a Service may take.
 const PROGRAMMED_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// One Service port of one Service, and the EndpointSlice that goes with it: the YAML a user
-/// would `podswitchctl apply -f`. The Service has no selector, so its endpoints are exactly
-/// the slice's (the pattern Kubernetes documents for Services backed by hand-made slices).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceManifest {
-    /// `metadata.name` (namespace `default`).
-    pub name: String,
-    /// `spec.clusterIP`.
-    pub cluster_ip: Ipv4Addr,
-    /// The port's protocol.
-    pub protocol: L4Protocol,
-    /// `spec.ports[0].port`.
-    pub port: u16,
-    /// `spec.ports[0].targetPort`, and the slice's port.
-    pub target_port: u16,
-    /// `type: NodePort` with this `nodePort`.
-    pub node_port: Option<u16>,
-    /// `sessionAffinity: ClientIP` with this `timeoutSeconds`.
-    pub affinity_timeout_secs: Option<u32>,
-}
-
-impl ServiceManifest {
-    /// A ClusterIP Service `name` at `cluster_ip:port` → endpoints' `target_port`.
-    pub fn new(
-        name: &str,
-        protocol: L4Protocol,
-        cluster_ip: Ipv4Addr,
-        port: u16,
-        target_port: u16,
-    ) -> ServiceManifest {
-        ServiceManifest {
-            name: name.to_string(),
-            cluster_ip,
-            protocol,
-            port,
-            target_port,
-            node_port: None,
-            affinity_timeout_secs: None,
-        }
-    }
-
-    /// The ClusterIP frontend.
-    pub fn vip(&self) -> SocketAddr {
-        SocketAddr::from((self.cluster_ip, self.port))
-    }
-
-    /// The Service object.
-    pub fn service_yaml(&self) -> String {
-        let mut spec = format!(
-            "  clusterIP: {}\n  ports:\n  - port: {}\n    targetPort: {}\n    protocol: {}\n",
-            self.cluster_ip, self.port, self.target_port, self.protocol
-        );
-        if let Some(node_port) = self.node_port {
-            spec = format!("  type: NodePort\n{spec}    nodePort: {node_port}\n");
-        }
-        if let Some(secs) = self.affinity_timeout_secs {
-            spec.push_str(&format!(
-                "  sessionAffinity: ClientIP\n  sessionAffinityConfig:\n    clientIP:\n      \
-                 timeoutSeconds: {secs}\n"
-            ));
-        }
-        format!(
-            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {}\n  namespace: default\nspec:\n{spec}",
-            self.name
-        )
-    }
-
-    /// The Service's one EndpointSlice (`<name>-1`) with `endpoints`, all ready.
-    pub fn slice_yaml(&self, endpoints: &[Ipv4Addr]) -> String {
-        let mut list = String::new();
-        for ip in endpoints {
-            list.push_str(&format!(
-                "- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\n"
-            ));
-        }
-        if list.is_empty() {
-            list.push_str("[]\n");
-        } else {
-            list.insert(0, '\n');
-        }
-        format!(
-            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-1\n  \
-             namespace: default\n  labels:\n    kubernetes.io/service-name: {name}\n\
-             addressType: IPv4\nports:\n- port: {port}\n  protocol: {proto}\nendpoints: {list}",
-            name = self.name,
-            port = self.target_port,
-            proto = self.protocol
-        )
-    }
-
-    /// The Service and its slice, as one multi-document manifest.
-    pub fn yaml(&self, endpoints: &[Ipv4Addr]) -> String {
-        format!("{}---\n{}", self.service_yaml(), self.slice_yaml(endpoints))
-    }
-
-    /// The endpoints as podswitchd should hold them: each address at the target port.
-    pub fn backends(&self, endpoints: &[Ipv4Addr]) -> Vec<SocketAddrV4> {
-        endpoints
-            .iter()
-            .map(|ip| SocketAddrV4::new(*ip, self.target_port))
-            .collect()
-    }
-
-    /// Whether `info` is this Service port (by its ClusterIP frontend and protocol).
-    pub fn is(&self, info: &ServiceInfo) -> bool {
-        info.spec.protocol == self.protocol
-            && info.spec.frontends.iter().any(|f| {
-                f.kind == FrontendKind::ClusterIp && f.ip == self.cluster_ip && f.port == self.port
-            })
-    }
-}
 
 impl Node {
     /// Every Service port podswitchd holds.
@@ -207,6 +101,20 @@ impl ControlNode {
         svc: &ServiceManifest,
         backends: &[SocketAddrV4],
     ) -> ServiceInfo {
+        self.wait_for_service_where(svc, backends, |info| {
+            info.selected.iter().all(|s| s.internal)
+        })
+    }
+
+    /// Waits until podswitchd holds Service port `svc` with exactly `backends` (whatever their
+    /// conditions) and `also` holds of it; panics with what it holds and both logs after a
+    /// deadline.
+    pub fn wait_for_service_where(
+        &self,
+        svc: &ServiceManifest,
+        backends: &[SocketAddrV4],
+        also: impl Fn(&ServiceInfo) -> bool,
+    ) -> ServiceInfo {
         let mut want: Vec<SocketAddrV4> = backends.to_vec();
         want.sort();
         let deadline = Instant::now() + PROGRAMMED_TIMEOUT;
@@ -220,20 +128,70 @@ impl ControlNode {
                     .map(|b| SocketAddrV4::new(b.ip, b.port))
                     .collect();
                 have.sort();
-                if have == want && info.selected.iter().all(|s| s.internal) {
+                if have == want && also(info) {
                     return info.clone();
                 }
             }
             assert!(
                 Instant::now() < deadline,
-                "podswitchd never held {} with endpoints {want:?}: it holds {services:#?}\n\
-                 control log:\n{}\npodswitchd log:\n{}",
+                "podswitchd never held {} as wanted with endpoints {want:?}: it holds \
+                 {services:#?}\ncontrol log:\n{}\npodswitchd log:\n{}",
                 svc.name,
                 self.control_log(),
                 self.node.log()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Applies `yaml` (panicking with control's message if it is refused), then waits as
+    /// [`Self::wait_for_service_where`] does.
+    pub fn apply_and_wait(
+        &self,
+        yaml: &str,
+        svc: &ServiceManifest,
+        backends: &[SocketAddrV4],
+        also: impl Fn(&ServiceInfo) -> bool,
+    ) -> ServiceInfo {
+        if let Err(e) = self.apply_manifests(yaml) {
+            panic!("apply of {} refused: {e}\n{yaml}", svc.name);
+        }
+        self.wait_for_service_where(svc, backends, also)
+    }
+
+    /// The switch port of the pod attached as container `container_id`.
+    pub fn port_of(&self, container_id: &str) -> String {
+        let pods = self.pods();
+        pods.iter()
+            .find(|p| p.container_id == container_id)
+            .map(|p| p.port.clone())
+            .unwrap_or_else(|| panic!("no pod {container_id} in {pods:?}"))
+    }
+}
+
+impl Node {
+    /// `podswitchctl trace`: runs `packet` through the live pipeline without sending it.
+    pub fn trace(&self, packet: TracePacket) -> TraceResult {
+        match self.request(RequestBody::Trace(packet.clone())) {
+            Response::Trace(result) => result,
+            other => panic!("unexpected response to trace of {packet:?}: {other:?}"),
+        }
+    }
+
+    /// The endpoint the service stage picks for a new connection described by `packet`, as
+    /// the trace's service step names it (`DNAT to endpoint IP:PORT`), and how
+    /// (`maglev`, `random`, `session affinity`); `None` when no Service port translates it.
+    pub fn traced_endpoint(&self, packet: TracePacket) -> Option<(SocketAddrV4, String)> {
+        let result = self.trace(packet);
+        let note = result
+            .steps
+            .iter()
+            .find(|s| s.stage == "service")
+            .map(|s| s.note.as_str())?;
+        let rest = note.split_once("DNAT to endpoint ")?.1;
+        let (endpoint, rest) = rest.split_once(' ')?;
+        let how = rest.rsplit_once("by ")?.1;
+        Some((endpoint.parse().ok()?, how.to_string()))
     }
 }
 
@@ -371,12 +329,24 @@ pub fn udp_ask_with(
     tries: usize,
     per_try: Duration,
 ) -> io::Result<Answer> {
+    udp_ask_from(ns, 0, to, tries, per_try)
+}
+
+/// [`udp_ask_with`] from source port `src_port` (0: any): a chosen 5-tuple, for a test that
+/// must know which flow the switch sees.
+pub fn udp_ask_from(
+    ns: &Netns,
+    src_port: u16,
+    to: SocketAddr,
+    tries: usize,
+    per_try: Duration,
+) -> io::Result<Answer> {
     ns.enter(|| {
         // Bound to the source address the kernel would pick, so that `local` is a whole
         // address; unconnected, so that a reply from anywhere (not only `to`) is received.
         let probe = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
         probe.connect(to)?;
-        let socket = UdpSocket::bind((probe.local_addr()?.ip(), 0))?;
+        let socket = UdpSocket::bind((probe.local_addr()?.ip(), src_port))?;
         socket.set_read_timeout(Some(per_try))?;
         let mut last = io::Error::new(io::ErrorKind::TimedOut, "no try");
         for _ in 0..tries {

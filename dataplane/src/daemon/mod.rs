@@ -5,6 +5,7 @@
 pub mod api;
 mod compile;
 pub mod error;
+mod frontend_routes;
 mod kernel_stats;
 mod nodeport;
 pub mod state;
@@ -86,6 +87,8 @@ pub struct Daemon {
     config: Mutex<Config>,
     /// The node's NodePort nf_tables table; locked after `config`, never the other way.
     nodeport: Mutex<nodeport::NodePortTable>,
+    /// The node's routes to externalIPs and LoadBalancer IPs; locked after `config`.
+    frontend_routes: Mutex<frontend_routes::FrontendRoutes>,
     stop: Arc<AtomicBool>,
 }
 
@@ -157,6 +160,7 @@ impl Daemon {
             workers,
             config: Mutex::new(Config::default()),
             nodeport: Mutex::default(),
+            frontend_routes: Mutex::default(),
             stop,
         }))
     }
@@ -223,7 +227,25 @@ impl Daemon {
         .map_err(|e| ApplyError::Netlink(Box::new(e)))?;
         let generation = self.apply_with(tx, &mut factory)?;
         self.sync_nodeport_table();
+        self.sync_frontend_routes();
         Ok(generation)
+    }
+
+    /// Routes the node's traffic to externalIPs and LoadBalancer IPs into the host port, as
+    /// the configuration just published has them (here, not in `apply_with`, for the reason
+    /// [`Self::sync_nodeport_table`] gives). A failure is logged; the next apply tries again.
+    fn sync_frontend_routes(&self) {
+        let want = frontend_routes::wanted(&self.config());
+        let mut routes = self
+            .frontend_routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = routes.sync(want.as_ref()) {
+            eprintln!(
+                "podswitchd: externalIPs and LoadBalancer IPs may not be reachable from the \
+                 node itself until the next successful apply: {e}"
+            );
+        }
     }
 
     /// Brings the node's NodePort table in line with the configuration just published (here,

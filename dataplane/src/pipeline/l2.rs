@@ -103,13 +103,17 @@ fn arp(
     let target = arp.target_ip();
     let ours = match port.binding {
         Binding::Pod { .. } => target == node.gateway_ip,
+        // The host routes the Service CIDR and every externalIP and LoadBalancer IP here
+        // (the daemon's `frontend_routes`): a Service address outside the CIDR is answered
+        // although the FIB would send it back to the host.
         Binding::Host => {
             target != node.gateway_ip
-                && match tables.fib.lookup(target) {
-                    Some(RouteTarget::Port(p)) => p != in_port,
-                    Some(RouteTarget::Unreachable) => true,
-                    Some(RouteTarget::Host) | None => false,
-                }
+                && (tables.services.is_vip(target)
+                    || match tables.fib.lookup(target) {
+                        Some(RouteTarget::Port(p)) => p != in_port,
+                        Some(RouteTarget::Unreachable) => true,
+                        Some(RouteTarget::Host) | None => false,
+                    })
         }
     };
     if !ours || sender_ip.is_unspecified() {
@@ -168,6 +172,48 @@ mod tests {
             HOST,
             &arp_request(HOST_MAC, GW_IP, "192.0.2.1".parse().unwrap()),
         );
+        assert_eq!(next, Next::Drop(DropReason::ArpNotOurs));
+    }
+
+    #[test]
+    fn host_port_gets_answers_for_service_addresses_outside_the_service_cidr() {
+        use crate::tables::{ServiceEntry, Services};
+        use podswitch_proto::{Frontend, FrontendKind, L4Protocol, ServiceSpec};
+        use std::sync::Arc;
+        let external: Ipv4Addr = "203.0.113.10".parse().unwrap();
+        let ask = |h: &mut Harness| {
+            h.run_one(HOST, &arp_request(HOST_MAC, GW_IP, external), |b, cx| {
+                crate::pipeline::parse::run(b, cx);
+                run(b, cx)
+            })
+        };
+        // The default route sends the address to the host: not the switch's without a Service.
+        assert_eq!(ask(&mut Harness::new()), Next::Drop(DropReason::ArpNotOurs));
+        let mut spec = ServiceSpec::cluster_ip(
+            "default/web",
+            L4Protocol::Tcp,
+            "10.96.0.10".parse().unwrap(),
+            80,
+            Vec::new(),
+        );
+        spec.frontends.push(Frontend {
+            kind: FrontendKind::ExternalIp,
+            ip: external,
+            port: 80,
+        });
+        let mut tables = tables_with(true, 1500, 0);
+        tables.services = Arc::new(Services::new(
+            vec![Arc::new(ServiceEntry::new(1, &spec))],
+            None,
+        ));
+        let mut h = Harness::from_tables(tables);
+        assert_eq!(
+            ask(&mut h),
+            Next::Output(HOST),
+            "the node routes an externalIP into the host port, so the switch answers for it"
+        );
+        // A pod asks only for the gateway, whatever the Services.
+        let (next, _) = l2(POD_A, &arp_request(POD_A_MAC, POD_A_IP, external));
         assert_eq!(next, Next::Drop(DropReason::ArpNotOurs));
     }
 
