@@ -16,7 +16,7 @@ use podswitch_dataplane::batch::Next;
 use podswitch_dataplane::conntrack::{Nat, Tuple};
 use podswitch_dataplane::pipeline::FlowState;
 use podswitch_dataplane::tables::{ServiceEntry, Services};
-use podswitch_dataplane::testkit::{self, POD_A, POD_B, POD_B_IP};
+use podswitch_dataplane::testkit::{self, POD_A, POD_A_IP, POD_B, POD_B_IP};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,8 +25,9 @@ type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
 
 const BURST: usize = 64;
 const SCALES: [usize; 3] = [1, 1_000, 10_000];
-/// The large conntrack: capacity, and the other connections committed into it first.
-const BIG_CONNTRACK: usize = 1_200_000;
+/// The large conntrack: capacity (room for the fill and a new-connection sweep), and the other
+/// connections committed into it first.
+const BIG_CONNTRACK: usize = BIG_CONNTRACK_FILL + podswitch_benches::services::NEW_CONN_CONNTRACK;
 const BIG_CONNTRACK_FILL: usize = 1_000_000;
 
 fn configure<'a>(c: &'a mut Criterion, name: &str) -> Group<'a> {
@@ -117,18 +118,37 @@ fn established(c: &mut Criterion) {
 fn new_connections(c: &mut Criterion) {
     let mut g = configure(c, "services_new_connections");
     g.throughput(Throughput::Elements(BURST as u64));
-    for ports in SCALES {
-        let frames = flow_vips(ports, BURST)
-            .into_iter()
-            .map(|ip| tcp_from_pod_a(FIRST_PORT, ip, 80, TCP_SYN))
-            .collect();
-        let mut rig = PipelineRig::new(tables_with_services(ports), POD_A, frames, BURST);
-        let mut sweep = NewConnections::start(&mut rig);
-        rig.assert_verdict(|_| Next::Output(POD_B));
-        assert_eq!(rig.flows().conntrack.len(), BURST, "64 new connections");
-        g.bench_function(format!("vip_tcp_syn/ports{ports}"), |b| {
-            b.iter_custom(|iters| sweep.time(&mut rig, iters))
-        });
+    for (label, big) in [("ct_fresh", false), ("ct1M", true)] {
+        let mut big_flows = big.then(big_flow_state);
+        for ports in SCALES {
+            let frames = flow_vips(ports, BURST)
+                .into_iter()
+                .map(|ip| tcp_from_pod_a(FIRST_PORT, ip, 80, TCP_SYN))
+                .collect();
+            let mut rig = PipelineRig::new(tables_with_services(ports), POD_A, frames, BURST);
+            let mut sweep = match big_flows.take() {
+                Some(flows) => {
+                    // Pod A's connections of the previous scale go; the 1M others stay.
+                    flows.conntrack.flush(|e| e.original.src == POD_A_IP);
+                    rig.set_flows(flows);
+                    NewConnections::start_in_filled(&mut rig)
+                }
+                None => NewConnections::start(&mut rig),
+            };
+            let before = rig.flows().conntrack.len();
+            rig.assert_verdict(|_| Next::Output(POD_B));
+            assert_eq!(
+                rig.flows().conntrack.len(),
+                before + BURST,
+                "64 new connections"
+            );
+            g.bench_function(format!("vip_tcp_syn/{label}/ports{ports}"), |b| {
+                b.iter_custom(|iters| sweep.time(&mut rig, iters))
+            });
+            if big {
+                big_flows = Some(rig.take_flows());
+            }
+        }
     }
     g.finish();
 }

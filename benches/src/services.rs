@@ -86,11 +86,15 @@ pub const NEW_CONN_CONNTRACK: usize = 131_072;
 pub const FIRST_PORT: u16 = 1024;
 
 /// Bursts of new connections through a rig: before each burst every frame gets a source port
-/// no earlier burst of this conntrack used, and a fresh conntrack once the ports run out; both
+/// no earlier burst of this conntrack used; once the ports run out, the sweep's connections
+/// go (a fresh conntrack, or in a pre-filled one only pod A's entries are flushed); both
 /// outside the timing.
 #[derive(Debug)]
 pub struct NewConnections {
     next_port: u16,
+    /// Keep the rig's (pre-filled) conntrack and flush the sweep's entries from it, rather than
+    /// replacing it with a fresh one.
+    flush: bool,
 }
 
 impl NewConnections {
@@ -100,8 +104,19 @@ impl NewConnections {
             NEW_CONN_CONNTRACK,
             1024,
         ));
+        Self::sweep(rig, false)
+    }
+
+    /// Keeps `rig`'s conntrack (filled with other connections, with room for
+    /// [`NEW_CONN_CONNTRACK`] more) and gives its frames their first source ports.
+    pub fn start_in_filled(rig: &mut crate::PipelineRig) -> Self {
+        Self::sweep(rig, true)
+    }
+
+    fn sweep(rig: &mut crate::PipelineRig, flush: bool) -> Self {
         let mut s = NewConnections {
             next_port: FIRST_PORT,
+            flush,
         };
         s.advance(rig);
         s
@@ -110,10 +125,16 @@ impl NewConnections {
     /// New source ports for the next burst.
     pub fn advance(&mut self, rig: &mut crate::PipelineRig) {
         if usize::from(u16::MAX - self.next_port) < rig.frames_mut().len() {
-            rig.set_flows(podswitch_dataplane::pipeline::FlowState::new(
-                NEW_CONN_CONNTRACK,
-                1024,
-            ));
+            if self.flush {
+                rig.flows()
+                    .conntrack
+                    .flush(|e| e.original.src == podswitch_dataplane::testkit::POD_A_IP);
+            } else {
+                rig.set_flows(podswitch_dataplane::pipeline::FlowState::new(
+                    NEW_CONN_CONNTRACK,
+                    1024,
+                ));
+            }
             self.next_port = FIRST_PORT;
         }
         for f in rig.frames_mut() {
