@@ -110,20 +110,67 @@ pub fn pseudo_header_ipv4(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, le
 /// [`crate::Icmpv4Packet::make_echo_reply`].
 #[inline]
 pub fn update_u16(csum: u16, old: u16, new: u16) -> u16 {
-    let acc = u64::from(!csum) + u64::from(!old) + u64::from(new);
-    !fold(acc)
+    update_by(csum, Diff::u16(old, new))
 }
 
 /// Updates checksum `csum` for a 32-bit aligned value (an IPv4 address, say) changing from
 /// `old` to `new`; equivalent to two [`update_u16`] calls, one per half.
 #[inline]
 pub fn update_u32(csum: u16, old: u32, new: u32) -> u16 {
-    let acc = u64::from(!csum)
-        + u64::from(!((old >> 16) as u16))
-        + u64::from(!(old as u16))
-        + u64::from(new >> 16)
-        + u64::from(new & 0xFFFF);
-    !fold(acc)
+    update_by(csum, Diff::u32(old, new))
+}
+
+/// The change several rewritten 16-bit words make to a checksum, accumulated unfolded
+/// (RFC 1624 eqn. 3's `~m + m'` per word), so a rewrite of addresses and ports updates each
+/// checksum that covers them once ([`update_by`], [`update_sum_by`]) with the same result as
+/// one [`update_u16`] per word.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Diff(u64);
+
+impl Diff {
+    /// One 16-bit word changing from `old` to `new`.
+    #[inline]
+    pub const fn u16(old: u16, new: u16) -> Diff {
+        Diff(!old as u64 + new as u64)
+    }
+
+    /// A 32-bit aligned value changing from `old` to `new` (two words).
+    #[inline]
+    pub const fn u32(old: u32, new: u32) -> Diff {
+        Diff(
+            (!(old >> 16) & 0xFFFF) as u64
+                + (!old & 0xFFFF) as u64
+                + (new >> 16) as u64
+                + (new & 0xFFFF) as u64,
+        )
+    }
+
+    /// Both changes (at most 2^16 words may be accumulated before the sum could overflow).
+    #[inline]
+    #[must_use]
+    pub const fn plus(self, other: Diff) -> Diff {
+        Diff(self.0 + other.0)
+    }
+
+    /// True when the changes add nothing to a checksum (none accumulated, or only a word
+    /// going from 0xFFFF to 0, the same value in ones' complement).
+    #[inline]
+    pub const fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// Updates checksum `csum` (as on the wire) for every change `diff` holds (RFC 1624 eqn. 3).
+#[inline]
+pub fn update_by(csum: u16, diff: Diff) -> u16 {
+    !fold(u64::from(!csum) + diff.0)
+}
+
+/// Updates an uncomplemented sum (a partial checksum's pseudo-header sum, say) for every change
+/// `diff` holds.
+#[inline]
+pub fn update_sum_by(sum: u16, diff: Diff) -> u16 {
+    fold(u64::from(sum) + diff.0)
 }
 
 #[cfg(test)]
