@@ -145,7 +145,7 @@ impl Diff {
         )
     }
 
-    /// Both changes (at most 2^16 words may be accumulated before the sum could overflow).
+    /// Both changes (the u64 holds the sum of 2^47 words before it could overflow).
     #[inline]
     #[must_use]
     pub const fn plus(self, other: Diff) -> Diff {
@@ -177,6 +177,57 @@ pub fn update_sum_by(sum: u16, diff: Diff) -> u16 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// One update by summed differences equals one [`update_u16`] per word, for complete
+    /// checksums (with UDP's 0 → 0xFFFF after each step) and uncomplemented sums, with words
+    /// biased to 0, 0xFFFF, 1 and 0xFFFE (unchanged words are skipped, as callers do).
+    #[test]
+    fn summed_differences_update_as_one_update_per_word() {
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let mut pick = |n: &mut dyn FnMut() -> u64| -> u16 {
+            match n() % 6 {
+                0 => 0,
+                1 => 0xFFFF,
+                2 => 1,
+                3 => 0xFFFE,
+                _ => n() as u16,
+            }
+        };
+        let nonzero = |v: u16| if v == 0 { 0xFFFF } else { v };
+        for _ in 0..200_000 {
+            let c0 = pick(&mut next);
+            let (mut full, mut udp, mut sum) = (c0, c0, c0);
+            let mut diff = Diff::default();
+            for _ in 0..1 + next() % 6 {
+                let old = pick(&mut next);
+                let new = if next() % 5 == 0 {
+                    old
+                } else {
+                    pick(&mut next)
+                };
+                if old == new {
+                    continue;
+                }
+                full = update_u16(full, old, new);
+                udp = nonzero(update_u16(udp, old, new));
+                sum = !update_u16(!sum, old, new);
+                diff = diff.plus(Diff::u16(old, new));
+            }
+            let fused = |f: fn(u16, Diff) -> u16| if diff.is_zero() { c0 } else { f(c0, diff) };
+            assert_eq!(fused(update_by), full, "checksum {c0:#x}, {diff:?}");
+            if c0 != 0 {
+                // A UDP checksum of 0 means none: never updated.
+                assert_eq!(nonzero(fused(update_by)), udp, "UDP {c0:#x}, {diff:?}");
+            }
+            assert_eq!(fused(update_sum_by), sum, "sum {c0:#x}, {diff:?}");
+        }
+    }
 
     /// Textbook 16-bit-at-a-time sum, the reference for the fast one.
     fn slow_sum(data: &[u8]) -> u16 {

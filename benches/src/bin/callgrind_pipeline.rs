@@ -24,10 +24,10 @@ use podswitch_benches::{extra_pod_ip, udp_a_to_b, PipelineRig, WorkerRig};
 use podswitch_dataplane::batch::{Next, PortId};
 use podswitch_dataplane::pipeline::FlowState;
 use podswitch_dataplane::testkit::{self, POD_A, POD_B};
-
-/// Packets per burst of the policy and Service modes.
-const BURST64: usize = 64;
 use std::process::ExitCode;
+
+/// Packets per burst of the Service modes (the policy modes' is `SERVERS`, also 64).
+const BURST64: usize = 64;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

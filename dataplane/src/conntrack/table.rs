@@ -15,7 +15,7 @@ use super::{
     reply_tuple, reverse_nat, CachedHop, CommitError, Config, Decided, Dir, EntryView, Handle, Hit,
     Nat, PolicyMark, ServiceRef, Tuple,
 };
-use foldhash::fast::RandomState;
+use foldhash::quality::RandomState;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -136,14 +136,18 @@ struct Keyed {
     hash: u64,
 }
 
-/// A shard's keys: tuple → slot, hashed by the caller ([`Keyed`]). Its capacity is reserved up
-/// front and never exceeded (commit checks), so inserting never reallocates.
+/// A shard's keys: tuple → slot, hashed by the caller ([`Keyed`]). Commit never lets it hold
+/// more than `keys` ([`Index::with_room_for`]); its table is reserved for twice that, so it
+/// never reallocates: removals leave tombstones that use up a table's spare room, and
+/// hashbrown then rebuilds the table — in place while it is at most half full, as it always is
+/// here (an O(keys) pass under the shard lock, rare), and only beyond half by allocating a
+/// bigger one.
 #[derive(Debug)]
 struct Index(HashTable<(Tuple, SlotRef)>);
 
 impl Index {
-    fn with_capacity(keys: usize) -> Index {
-        Index(HashTable::with_capacity(keys))
+    fn with_room_for(keys: usize) -> Index {
+        Index(HashTable::with_capacity(2 * keys))
     }
 
     fn get(&self, k: &Keyed) -> Option<SlotRef> {
@@ -252,7 +256,7 @@ impl Conntrack {
         let index_cap = 2 * per_shard;
         let cells = (0..shards)
             .map(|_| {
-                let index = Index::with_capacity(index_cap);
+                let index = Index::with_room_for(index_cap);
                 let slots = (0..per_shard)
                     .map(|_| Slot {
                         generation: 0,
@@ -377,8 +381,10 @@ impl Conntrack {
     }
 
     /// [`Conntrack::commit`] with everything the stages decided stored under the same locks:
-    /// the original direction's output and the policy verdict, each when given (also into an
-    /// entry another worker created meanwhile).
+    /// the output of `t`'s direction and the policy verdict, each when given. If another
+    /// worker tracked `t` meanwhile — as the original of its entry, or as the reply of the
+    /// other direction's — they go into that entry for the direction `t` has there, and the
+    /// returned Hit's `nat` is the translation of that direction (the packet must follow it).
     pub fn commit_decided(
         &self,
         t: &Tuple,
@@ -400,7 +406,7 @@ impl Conntrack {
                 match self.lookup(t, tcp_flags, len, now, true) {
                     Some(hit) => {
                         if decided.hop.is_some() || decided.policy.is_some() {
-                            self.settle(hit.handle, Dir::Original, decided.hop, decided.policy);
+                            self.settle(hit.handle, hit.dir, decided.hop, decided.policy);
                         }
                         return Ok(hit);
                     }
@@ -651,5 +657,44 @@ impl Conntrack {
     /// The timeouts the table expires entries by.
     pub fn timeouts(&self) -> &Timeouts {
         &self.timeouts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    /// Connections come and go in a full shard (removals leave hashbrown tombstones): the
+    /// index is rebuilt in place at most, never reallocated on the hot path.
+    #[test]
+    fn a_shard_index_never_reallocates_under_churn() {
+        let ct = Conntrack::new(Config {
+            capacity: 64,
+            timeouts: Timeouts::default(),
+        });
+        assert_eq!(ct.shards(), 1);
+        let size = || ct.lock(0).index.0.allocation_size();
+        let before = size();
+        let now = Instant::now();
+        let tuple = |i: u32| Tuple {
+            src: Ipv4Addr::from(0x0a00_0000 + i),
+            dst: Ipv4Addr::new(10, 1, 0, 1),
+            src_port: (i % 50_000) as u16 + 1024,
+            dst_port: 80,
+            proto: 17,
+        };
+        let mut live = std::collections::VecDeque::new();
+        for i in 0..100_000u32 {
+            if live.len() == 64 {
+                let h: Handle = live.pop_front().unwrap();
+                assert!(ct.remove_if(h, |_| true));
+            }
+            let hit = ct
+                .commit(&tuple(i), Nat::default(), None, 0, 60, now)
+                .unwrap();
+            live.push_back(hit.handle);
+            assert_eq!(size(), before, "the index reallocated at connection {i}");
+        }
     }
 }

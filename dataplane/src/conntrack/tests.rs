@@ -434,3 +434,28 @@ fn conntrack_is_shared_between_threads() {
     assert_send_sync::<Conntrack>();
     assert_send_sync::<FragTable>();
 }
+
+/// Two workers see the two directions of a plain UDP flow as new at once; the one with B→A
+/// commits first. A→B's commit finds its tuple as that entry's reply: its output is cached on
+/// the reply direction (not over B→A's), and its Hit says so.
+#[test]
+fn a_commit_lost_to_the_reverse_direction_caches_its_output_on_its_own_direction() {
+    let ct = Conntrack::new(cfg(1024));
+    let now = Instant::now();
+    let a_to_b = tuple(5000, UDP);
+    let b_to_a = a_to_b.inverse();
+    let decided = |port| Decided {
+        hop: Some(hop(port)),
+        ..Decided::default()
+    };
+    let won = ct.commit_decided(&b_to_a, decided(2), 0, 60, now).unwrap();
+    assert_eq!(won.dir, Dir::Original);
+    let lost = ct.commit_decided(&a_to_b, decided(1), 0, 60, now).unwrap();
+    assert_eq!((lost.handle, lost.dir), (won.handle, Dir::Reply));
+    let output = |t: &Tuple| ct.lookup(t, 0, 60, now, false).unwrap().hop.map(|h| h.port);
+    assert_eq!(
+        (output(&b_to_a), output(&a_to_b)),
+        (Some(2), Some(1)),
+        "(B→A's output, A→B's output)"
+    );
+}

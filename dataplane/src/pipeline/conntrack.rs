@@ -297,9 +297,11 @@ pub fn commit(batch: &mut Batch, cx: &mut Ctx) {
                         _ => break,
                     }
                 }
-                let nat = decided.nat;
                 match result {
-                    Ok(_) => {
+                    Ok(hit) => {
+                        // `decided.nat`, unless another worker tracked the connection
+                        // meanwhile: then its entry's translation for this direction.
+                        let nat = hit.nat;
                         pkt.meta.nat = nat;
                         if pkt.meta.flow.frag == Fragment::First {
                             let k = frag_key(&pkt.meta, pkt.buf.frame());
