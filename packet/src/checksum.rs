@@ -190,7 +190,7 @@ mod tests {
             s ^= s << 17;
             s
         };
-        let mut pick = |n: &mut dyn FnMut() -> u64| -> u16 {
+        let pick = |n: &mut dyn FnMut() -> u64| -> u16 {
             match n() % 6 {
                 0 => 0,
                 1 => 0xFFFF,
