@@ -4,7 +4,8 @@
 Input: a TSV of variant, services, target, round, sent, wall_ns, cpu_ns, rx_in_window,
 delivered, sender_cpu_ns (see kubeproxy.sh). For the kernel variants cpu_ns is the sender's
 thread (which runs the forwarding in its softirq) plus every ksoftirqd; for podswitch it is
-podswitchd (all threads) plus every ksoftirqd, and sender_cpu_ns is the sender apart.
+podswitchd (all threads) plus every ksoftirqd plus the sender's thread, which sender_cpu_ns
+also gives apart. Either way: the whole path's CPU.
 With --smoke, exits 1 unless every kernel run delivered ≥ 99 % and every podswitch run > 0.
 """
 
@@ -75,8 +76,7 @@ def main():
         cpu_text = f"{c:.0f}"
         extra = f"{c - base_cpu:+.0f}" if base_cpu else "—"
         if v == "podswitch":
-            cpu_text = f"{c:.0f} switch + {sender_cpu(key):.0f} sender"
-            extra = "—"
+            cpu_text = f"{c:.0f} ({c - sender_cpu(key):.0f} switch)"
         print(f"| {NAMES[v]} | {n or '—'} | {dest} | {r / 1e3:.0f}k | {ratio} | {cpu_text} | {extra} | {d:.1f}% | {len(runs[key])} |")
 
     scales = sorted({k[1] for k in runs if k[1] > 0})

@@ -3,8 +3,10 @@
 //! `send` writes Ethernet frames on one interface through an AF_PACKET socket (qdisc bypassed,
 //! `sendmmsg` in batches): every datagram from a fresh source port, so every one is a conntrack
 //! miss and a new NAT binding in whatever forwards it (kernel conntrack behind kube-proxy's
-//! rules, or podswitch). The destination is one address, or one drawn at random per packet from
-//! a range of consecutive addresses (the Service VIPs). It prints what it sent, the wall time,
+//! rules, or podswitch). A frame the device refuses (a full tap queue) is sent again after
+//! 50 µs, so all are delivered; `refused` counts the refusals. The destination is one address,
+//! or one drawn at random per packet from a range of consecutive addresses (the Service VIPs).
+//! It prints what it sent, the wall time,
 //! its own thread's CPU time, and what the backends' interfaces received during that window
 //! (`--rx PID:IF`: `/proc/PID/net/dev`, the view of that process's namespace). On a veth the
 //! kernel forwards each frame in the sender's own softirq (the frame is processed before
@@ -314,8 +316,8 @@ fn send(cfg: &SendConfig) -> Result<(), String> {
     let rx0 = rx_packets(&cfg.rx)?;
     let cpu0 = thread_cpu_ns();
     let t0 = Instant::now();
-    while sent + refused < cfg.packets {
-        let n = batch.min((cfg.packets - sent - refused) as usize);
+    while sent < cfg.packets {
+        let n = batch.min((cfg.packets - sent) as usize);
         for f in frames.iter_mut().take(n) {
             let dst = if cfg.dst_count == 1 {
                 cfg.dst
@@ -343,10 +345,12 @@ fn send(cfg: &SendConfig) -> Result<(), String> {
             if rc < 0 {
                 let err = std::io::Error::last_os_error();
                 match err.raw_os_error() {
-                    // The device's queue was full: that frame is lost, go on with the next.
+                    // The device's queue is full (a tap whose reader, the switch, is behind):
+                    // wait a little and send the same frame again, so that every datagram
+                    // is delivered and the reader stays saturated without the sender spinning.
                     Some(libc::ENOBUFS) | Some(libc::EAGAIN) => {
                         refused += 1;
-                        off += 1;
+                        std::thread::sleep(Duration::from_micros(50));
                     }
                     _ => return Err(format!("sendmmsg on {}: {err}", cfg.iface)),
                 }
