@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("send") => parse_send(&args[1..]).and_then(|cfg| send(&cfg)),
-        Some("sink") => parse_sink(&args[1..]).and_then(|ports| sink(ports)),
+        Some("sink") => parse_sink(&args[1..]).and_then(sink),
         _ => Err(USAGE.to_string()),
     };
     match result {
