@@ -110,7 +110,7 @@ impl Config {
                 .iter()
                 .zip(self.services.values())
                 .all(|(e, spec)| {
-                    e.spec == *spec && self.service_ids.get(&spec.name) == Some(&e.id)
+                    e.spec == **spec && self.service_ids.get(&spec.name) == Some(&e.id)
                 });
         if unchanged {
             return previous.clone();
@@ -121,7 +121,7 @@ impl Config {
             .filter_map(|spec| {
                 let id = *self.service_ids.get(&spec.name)?;
                 Some(match previous.by_name(&spec.name) {
-                    Some(e) if e.spec == *spec && e.id == id => e.clone(),
+                    Some(e) if e.spec == **spec && e.id == id => e.clone(),
                     _ => Arc::new(ServiceEntry::new(id, spec)),
                 })
             })
