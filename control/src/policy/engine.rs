@@ -19,14 +19,14 @@
 //! [`settle`]: PolicyEngine::settle
 
 use super::index::{KnownPod, Labels, PodId, PodIndex};
+use super::rules::{compile_rules, resolve_named, CompiledRule, Direction};
 use super::selector::Selector;
-use super::{namespace_of, normalise, policy_types, ports, protocol, Ports};
+use super::{namespace_of, normalise, policy_types};
 use crate::store::PodRecord;
 use podswitch_k8s::k8s_openapi::api::core::v1::Pod;
-use podswitch_k8s::k8s_openapi::api::networking::v1::{NetworkPolicyPeer, NetworkPolicyPort};
 use podswitch_k8s::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use podswitch_k8s::NetworkPolicy;
-use podswitch_proto::{DirectionSpec, Ipv4Prefix, PeerBlock, PolicySpec, PortRange, RuleSpec};
+use podswitch_proto::{DirectionSpec, PolicySpec, RuleSpec};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -55,6 +55,9 @@ struct PolicyEntry {
     peers: Vec<PeerSelector>,
     /// Its rules read every pod (an egress rule to any peer with named ports).
     reads_every_pod: bool,
+    /// The `key=value` labels one of which a pod must carry for a peer to select it (each
+    /// peer's narrowest `In`); `None` when some peer has no such requirement.
+    peer_labels: Option<Vec<(String, String)>>,
 }
 
 impl PolicyEntry {
@@ -76,7 +79,7 @@ impl PolicyEntry {
             .into_iter()
             .flatten()
             .flat_map(|r| r.to.iter().flatten());
-        let peers = ingress_peers
+        let peers: Vec<PeerSelector> = ingress_peers
             .chain(egress_peers)
             .filter(|p| p.ip_block.is_none())
             .filter(|p| p.namespace_selector.is_some() || p.pod_selector.is_some())
@@ -100,6 +103,18 @@ impl PolicyEntry {
                         .flatten()
                         .any(|p| matches!(p.port, Some(IntOrString::String(_))))
             });
+        let mut peer_labels: Option<Vec<(String, String)>> = Some(Vec::new());
+        for peer in &peers {
+            match (peer.pods.narrowest_in(), peer_labels.as_mut()) {
+                (Some((k, values)), Some(labels)) => {
+                    labels.extend(values.iter().map(|v| (k.to_string(), v.clone())));
+                }
+                _ => peer_labels = None,
+            }
+        }
+        if reads_every_pod {
+            peer_labels = None;
+        }
         PolicyEntry {
             object,
             namespace,
@@ -108,6 +123,7 @@ impl PolicyEntry {
             egress,
             peers,
             reads_every_pod,
+            peer_labels,
         }
     }
 
@@ -131,26 +147,6 @@ struct PodChange {
     labels: Arc<Labels>,
 }
 
-/// A rule on the wire: its peers and its ports (`None`: any).
-type Part = (Option<Vec<PeerBlock>>, Option<Vec<PortRange>>);
-
-/// One rule of one policy, compiled once whatever the number of pods it applies to.
-#[derive(Debug)]
-struct CompiledRule {
-    rule: u32,
-    /// Ingress rules whose named ports resolve on the selected pod keep them here.
-    ingress_named: Option<(Option<Vec<PeerBlock>>, Ports)>,
-    /// What the rule is on the wire (ingress without named ports, every egress rule: egress
-    /// named ports are resolved per destination pod, splitting the rule by number).
-    parts: Vec<Part>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-enum Direction {
-    Ingress,
-    Egress,
-}
-
 /// The compiler's state; see the module doc.
 #[derive(Debug)]
 pub struct PolicyEngine {
@@ -167,6 +163,10 @@ pub struct PolicyEngine {
     /// By `namespace/name`, the order of a spec's policy list.
     policies: BTreeMap<String, PolicyEntry>,
     policies_in: HashMap<String, BTreeSet<String>>,
+    /// Which policies a pod change can concern: by a `key=value` label their peers require
+    /// (`PolicyEntry::peer_labels`), and those whose peers require none.
+    peers_requiring: HashMap<String, HashMap<String, BTreeSet<String>>>,
+    peers_requiring_nothing: BTreeSet<String>,
     compiled: HashMap<(String, Direction), Arc<Vec<CompiledRule>>>,
     /// The attached pods each policy selects, and the policies selecting each attached pod.
     selects: HashMap<String, BTreeSet<PodId>>,
@@ -190,6 +190,8 @@ impl Default for PolicyEngine {
             pods_of: HashMap::new(),
             policies: BTreeMap::new(),
             policies_in: HashMap::new(),
+            peers_requiring: HashMap::new(),
+            peers_requiring_nothing: BTreeSet::new(),
             compiled: HashMap::new(),
             selects: HashMap::new(),
             selected_by: HashMap::new(),
@@ -236,10 +238,39 @@ impl PolicyEngine {
         self.recompiled
     }
 
+    /// Adds (`true`) or removes a policy's entries in the peer label index.
+    fn index_peers(&mut self, name: &str, entry_labels: Option<&[(String, String)]>, add: bool) {
+        let Some(labels) = entry_labels else {
+            if add {
+                self.peers_requiring_nothing.insert(name.to_string());
+            } else {
+                self.peers_requiring_nothing.remove(name);
+            }
+            return;
+        };
+        for (k, v) in labels {
+            let by_value = self.peers_requiring.entry(k.clone()).or_default();
+            let names = by_value.entry(v.clone()).or_default();
+            if add {
+                names.insert(name.to_string());
+            } else {
+                names.remove(name);
+                if names.is_empty() {
+                    by_value.remove(v);
+                }
+            }
+        }
+    }
+
     /// A stored NetworkPolicy, new or changed.
     pub fn put_policy(&mut self, policy: Arc<NetworkPolicy>) {
         let name = policy_name(&policy);
+        if let Some(old) = self.policies.get(&name) {
+            let labels = old.peer_labels.clone();
+            self.index_peers(&name, labels.as_deref(), false);
+        }
         let entry = PolicyEntry::new(policy);
+        self.index_peers(&name, entry.peer_labels.as_deref(), true);
         self.policies_in
             .entry(entry.namespace.clone())
             .or_default()
@@ -251,7 +282,8 @@ impl PolicyEngine {
     /// A NetworkPolicy deleted.
     pub fn remove_policy(&mut self, namespace: &str, name: &str) {
         let key = format!("{namespace}/{name}");
-        if self.policies.remove(&key).is_some() {
+        if let Some(old) = self.policies.remove(&key) {
+            self.index_peers(&key, old.peer_labels.as_deref(), false);
             if let Some(set) = self.policies_in.get_mut(namespace) {
                 set.remove(&key);
             }
@@ -441,7 +473,25 @@ impl PolicyEngine {
                         both
                     });
             }
-            for (name, entry) in &self.policies {
+            // A pod change can concern only the policies with a peer requiring one of its
+            // labels (old or new), or requiring none; a namespace change, any policy.
+            let candidates: Vec<&String> = if changed_namespaces.is_empty() {
+                let mut found: BTreeSet<&String> = self.peers_requiring_nothing.iter().collect();
+                for change in &pod_changes {
+                    for (k, v) in change.labels.iter() {
+                        if let Some(names) = self.peers_requiring.get(k).and_then(|m| m.get(v)) {
+                            found.extend(names);
+                        }
+                    }
+                }
+                found.into_iter().collect()
+            } else {
+                self.policies.keys().collect()
+            };
+            for name in candidates {
+                let Some(entry) = self.policies.get(name) else {
+                    continue;
+                };
                 if stale.contains(name) {
                     continue;
                 }
@@ -635,186 +685,4 @@ impl PolicyEngine {
         self.compiled.insert(key, rules.clone());
         rules
     }
-}
-
-/// A rule's `from`/`to` in `policy_ns`: the address blocks (`None`: any peer) and the pods
-/// among them (every known pod when any peer), for named ports.
-fn peers(
-    index: &mut PodIndex,
-    policy_ns: &str,
-    peers: Option<&[NetworkPolicyPeer]>,
-) -> (Option<Vec<PeerBlock>>, Vec<PodId>) {
-    let peers = peers.unwrap_or_default();
-    if peers.is_empty() {
-        return (None, index.all());
-    }
-    let mut pods = Vec::new();
-    let mut blocks = Vec::new();
-    for peer in peers {
-        if let Some(block) = &peer.ip_block {
-            // IPv6 blocks match no IPv4 packet.
-            if let Ok(cidr) = block.cidr.parse::<Ipv4Prefix>() {
-                let mut except: Vec<Ipv4Prefix> = block
-                    .except
-                    .iter()
-                    .flatten()
-                    .filter_map(|e| e.parse::<Ipv4Prefix>().ok())
-                    .map(|e| e.network())
-                    .collect();
-                except.sort_unstable();
-                except.dedup();
-                blocks.push(PeerBlock {
-                    cidr: cidr.network(),
-                    except,
-                });
-            }
-            continue;
-        }
-        let pod_selector = peer.pod_selector.as_ref().map(Selector::new);
-        let namespaces = match &peer.namespace_selector {
-            Some(ns) => index.select_namespaces(&Selector::new(ns)),
-            None if pod_selector.is_some() => vec![policy_ns.to_string()],
-            None => Vec::new(), // refused by validation: a peer needs something
-        };
-        let pod_selector = pod_selector.unwrap_or_else(Selector::everything);
-        for ns in namespaces {
-            pods.extend(index.select_pods(&ns, &pod_selector));
-        }
-    }
-    pods.sort_unstable();
-    pods.dedup();
-    let ips: BTreeSet<Ipv4Addr> = pods
-        .iter()
-        .filter_map(|&i| index.pod(i).map(|p| p.ip))
-        .collect();
-    blocks.extend(ips.into_iter().map(|ip| PeerBlock {
-        cidr: Ipv4Prefix { addr: ip, len: 32 },
-        except: Vec::new(),
-    }));
-    blocks.sort_by(|a, b| (a.cidr, &a.except).cmp(&(b.cidr, &b.except)));
-    blocks.dedup();
-    (Some(blocks), pods)
-}
-
-/// What `named` means on `pod`: the numbers of its containers' ports of that name and protocol.
-fn resolve_named(
-    pod: &KnownPod,
-    named: &[(String, podswitch_proto::PolicyProtocol)],
-) -> Vec<PortRange> {
-    let Some(spec) = pod.manifest.as_ref().and_then(|m| m.spec.as_ref()) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for c in &spec.containers {
-        for p in c.ports.iter().flatten() {
-            let (Some(name), Some(proto), Ok(number)) = (
-                p.name.as_deref(),
-                protocol(p.protocol.as_deref()),
-                u16::try_from(p.container_port),
-            ) else {
-                continue;
-            };
-            if named.iter().any(|(n, pr)| n == name && *pr == proto) {
-                out.push(PortRange {
-                    protocol: proto,
-                    first: number,
-                    last: number,
-                });
-            }
-        }
-    }
-    normalise(out)
-}
-
-/// A rule as written: its `from`/`to` and its `ports`.
-type RuleParts<'a> = (
-    Option<&'a [NetworkPolicyPeer]>,
-    Option<&'a [NetworkPolicyPort]>,
-);
-
-fn compile_rules(
-    index: &mut PodIndex,
-    policy: &NetworkPolicy,
-    direction: Direction,
-) -> Vec<CompiledRule> {
-    let ns = namespace_of(&policy.metadata);
-    let Some(spec) = &policy.spec else {
-        return Vec::new();
-    };
-    let rules: Vec<RuleParts<'_>> = match direction {
-        Direction::Ingress => spec
-            .ingress
-            .iter()
-            .flatten()
-            .map(|r| (r.from.as_deref(), r.ports.as_deref()))
-            .collect(),
-        Direction::Egress => spec
-            .egress
-            .iter()
-            .flatten()
-            .map(|r| (r.to.as_deref(), r.ports.as_deref()))
-            .collect(),
-    };
-    let mut out = Vec::with_capacity(rules.len());
-    for (position, (peer_list, port_list)) in rules.into_iter().enumerate() {
-        let rule = u32::try_from(position).unwrap_or(u32::MAX);
-        let Some(ports) = ports(port_list) else {
-            let (peers, _) = peers(index, ns, peer_list);
-            out.push(CompiledRule {
-                rule,
-                ingress_named: None,
-                parts: vec![(peers, None)],
-            });
-            continue;
-        };
-        let (peers, peer_pods) = peers(index, ns, peer_list);
-        if ports.named.is_empty() {
-            out.push(CompiledRule {
-                rule,
-                ingress_named: None,
-                parts: vec![(peers, Some(ports.numeric))],
-            });
-            continue;
-        }
-        if direction == Direction::Ingress {
-            out.push(CompiledRule {
-                rule,
-                ingress_named: Some((peers, ports)),
-                parts: Vec::new(),
-            });
-            continue;
-        }
-        // Egress named ports: per destination pod; an ipBlock peer never matches one.
-        let mut parts = Vec::new();
-        if !ports.numeric.is_empty() {
-            parts.push((peers.clone(), Some(ports.numeric.clone())));
-        }
-        let mut by_ports: BTreeMap<Vec<PortRange>, BTreeSet<Ipv4Addr>> = BTreeMap::new();
-        for &i in &peer_pods {
-            let Some(pod) = index.pod(i) else { continue };
-            let resolved = resolve_named(pod, &ports.named);
-            if !resolved.is_empty() {
-                by_ports.entry(resolved).or_default().insert(pod.ip);
-            }
-        }
-        for (resolved, ips) in by_ports {
-            let blocks = ips
-                .into_iter()
-                .map(|ip| PeerBlock {
-                    cidr: Ipv4Prefix { addr: ip, len: 32 },
-                    except: Vec::new(),
-                })
-                .collect();
-            parts.push((Some(blocks), Some(resolved)));
-        }
-        if parts.is_empty() {
-            parts.push((peers, Some(Vec::new())));
-        }
-        out.push(CompiledRule {
-            rule,
-            ingress_named: None,
-            parts,
-        });
-    }
-    out
 }

@@ -13,6 +13,7 @@
 
 mod engine;
 mod index;
+mod rules;
 mod selector;
 
 pub use engine::PolicyEngine;
