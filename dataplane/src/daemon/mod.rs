@@ -279,15 +279,17 @@ impl Daemon {
         factory: &mut dyn PortFactory,
     ) -> Result<u64, ApplyError> {
         let mut config = self.config();
-        let mut next = config.clone();
-        let Changes {
-            added,
-            removed,
-            kept_devices,
-            new_devices,
-            gone_endpoints,
-        } = next
-            .apply(&tx.ops, tx.replace, self.cfg.max_ports, factory)
+        let (
+            mut next,
+            Changes {
+                added,
+                removed,
+                kept_devices,
+                new_devices,
+                gone_endpoints,
+            },
+        ) = config
+            .applied(&tx.ops, tx.replace, self.cfg.max_ports, factory)
             .map_err(ApplyError::Invalid)?;
         self.hand_over(added, &new_devices)?;
         next.generation = tx.generation.unwrap_or(config.generation + 1);

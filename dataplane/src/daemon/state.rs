@@ -156,6 +156,21 @@ impl Config {
         max_ports: usize,
         factory: &mut dyn PortFactory,
     ) -> Result<Changes, TxError> {
+        let (next, changes) = self.applied(ops, replace, max_ports, factory)?;
+        *self = next;
+        Ok(changes)
+    }
+
+    /// [`Config::apply`] without changing `self`: the configuration after `ops`, and what
+    /// changed. One copy of the configuration, made here (a caller that keeps `self` as the
+    /// fallback needs no copy of its own).
+    pub fn applied(
+        &self,
+        ops: &[Op],
+        replace: bool,
+        max_ports: usize,
+        factory: &mut dyn PortFactory,
+    ) -> Result<(Config, Changes), TxError> {
         let mut next = if replace {
             Config {
                 generation: self.generation,
@@ -208,6 +223,18 @@ impl Config {
         if next.policies != self.policies || next.policy_ports() != self.policy_ports() {
             next.policy_epoch = self.policy_epoch.wrapping_add(1);
         }
+        // A transaction that sets no Service and no node leaves the Services as they were
+        // (checked, with their ids, no endpoint gone): nothing to walk.
+        let services_touched = replace
+            || ops.iter().any(|op| {
+                matches!(
+                    op,
+                    Op::SetService(_) | Op::DelService { .. } | Op::SetNode(_)
+                )
+            });
+        if !services_touched {
+            return Ok((next, changes));
+        }
         if let Err(error) = next.check_services() {
             changes.discard_added();
             return Err(TxError {
@@ -238,8 +265,7 @@ impl Config {
             };
             changes.gone_endpoints.push((id, gone));
         }
-        *self = next;
-        Ok(changes)
+        Ok((next, changes))
     }
 
     fn apply_one(
