@@ -466,7 +466,7 @@ impl Daemon {
             .services
             .iter()
             .map(|e| proto::ServiceInfo {
-                spec: e.spec.clone(),
+                spec: (*e.spec).clone(),
                 selected: (0..e.backends.len() as u16)
                     .map(|i| proto::BackendUse {
                         internal: e.internal.contains(i),
