@@ -541,6 +541,8 @@ impl PolicyEngine {
             dirty.extend(now.iter().copied());
             self.selects.insert(name.clone(), now);
         }
+        // When every policy selected again above, the new pods are in those selections.
+        let new_attached = if everything { Vec::new() } else { new_attached };
         for &id in &new_attached {
             let Some(pod) = self.index.pod(id) else {
                 continue;
