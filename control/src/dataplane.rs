@@ -9,7 +9,11 @@
 //! is idempotent, so the retry is safe for `apply` too).
 
 use podswitch_proto::client::{Client, ClientError};
-use podswitch_proto::{PortInfo, Request, RequestBody, Response, Status, Transaction};
+use podswitch_proto::{
+    FrameError, PortInfo, Request, RequestBody, Response, Status, Transaction, MAX_FRAME_LEN,
+    PROTOCOL_VERSION,
+};
+use serde::Serialize;
 use std::path::Path;
 use std::time::Duration;
 
@@ -35,6 +39,22 @@ pub enum DataplaneError {
         path: String,
         /// Its message.
         message: String,
+    },
+    /// A message was larger than the protocol allows (`podswitch_proto::MAX_FRAME_LEN`):
+    /// nothing was sent, or the answer was not read.
+    #[error(
+        "a {request} message to or from podswitchd at {path} is {bytes} bytes, over the \
+         protocol's limit of {limit} bytes: the configuration is larger than podswitch supports"
+    )]
+    TooLarge {
+        /// Its socket.
+        path: String,
+        /// The request kind.
+        request: &'static str,
+        /// The message's size.
+        bytes: u64,
+        /// The limit.
+        limit: u32,
     },
     /// `podswitchd` answered something this version does not expect.
     #[error(
@@ -79,15 +99,34 @@ impl SocketDataplane {
     }
 
     fn call(&mut self, body: RequestBody) -> Result<Response, DataplaneError> {
-        match self.client.call(&Request::new(body.clone())) {
+        let name = body.name();
+        self.send(name, &Request::new(body))
+    }
+
+    /// Sends `request` (of kind `name`), reads the response.
+    fn send<Q: Serialize>(
+        &mut self,
+        name: &'static str,
+        request: &Q,
+    ) -> Result<Response, DataplaneError> {
+        match self.client.call(request) {
             Ok(Response::Error { message }) => Err(DataplaneError::Refused {
                 path: self.path(),
                 message,
             }),
             Ok(other) => Ok(other),
+            Err(ClientError::Protocol {
+                err: FrameError::TooLarge(bytes),
+                ..
+            }) => Err(DataplaneError::TooLarge {
+                path: self.path(),
+                request: name,
+                bytes,
+                limit: MAX_FRAME_LEN,
+            }),
             Err(ClientError::Protocol { err, .. }) => Err(DataplaneError::Unexpected {
                 path: self.path(),
-                request: body.name(),
+                request: name,
                 answer: format!("an undecodable message ({err})"),
             }),
             Err(e) => Err(DataplaneError::Unreachable {
@@ -111,6 +150,22 @@ impl SocketDataplane {
             answer: format!("{answer:?}"),
         }
     }
+}
+
+/// `Request::new(RequestBody::Apply(tx))` on the wire, borrowing the transaction: a whole
+/// configuration is megabytes of specs, not worth a deep copy per push.
+#[derive(Serialize)]
+struct ApplyRequest<'a> {
+    version: u32,
+    #[serde(flatten)]
+    body: ApplyBody<'a>,
+}
+
+/// `RequestBody`'s `apply` variant, by reference.
+#[derive(Serialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+enum ApplyBody<'a> {
+    Apply(&'a Transaction),
 }
 
 /// What failed, without repeating the socket that [`DataplaneError::Unreachable`] names.
@@ -138,7 +193,11 @@ impl Dataplane for SocketDataplane {
     }
 
     fn apply(&mut self, tx: &Transaction) -> Result<u64, DataplaneError> {
-        match self.call(RequestBody::Apply(tx.clone()))? {
+        let request = ApplyRequest {
+            version: PROTOCOL_VERSION,
+            body: ApplyBody::Apply(tx),
+        };
+        match self.send("apply", &request)? {
             Response::Applied { generation } => Ok(generation),
             other => Err(self.unexpected("apply", &other)),
         }
@@ -155,8 +214,29 @@ impl Dataplane for SocketDataplane {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compile::compile;
+    use crate::testkit;
     use podswitch_proto::{read_frame_bytes, write_frame};
     use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn an_apply_is_sent_as_the_protocol_request_without_copying_the_transaction() {
+        let tx = compile(
+            &testkit::settings(),
+            3,
+            [&testkit::pod("aaa", [10, 244, 1, 2])],
+            [],
+            [],
+        );
+        let borrowed = ApplyRequest {
+            version: PROTOCOL_VERSION,
+            body: ApplyBody::Apply(&tx),
+        };
+        assert_eq!(
+            serde_json::to_value(&borrowed).unwrap(),
+            serde_json::to_value(Request::new(RequestBody::Apply(tx.clone()))).unwrap()
+        );
+    }
 
     #[test]
     fn missing_socket_is_unreachable_and_names_the_path() {

@@ -8,6 +8,7 @@
 //! | module | role |
 //! |---|---|
 //! | [`config`] | `ControlConfig` (TOML + flags), checked into `Settings` |
+//! | [`changes`] | the store's change feed: the keys each committed write touched |
 //! | [`store`] | the redb state database: pods, ipam, objects, meta (generation) |
 //! | [`ipam`] | address allocation over the store's view (pure) |
 //! | [`services`] | Services + EndpointSlices/Endpoints → `ServiceSpec`s; apply's checks (pure) |
@@ -16,6 +17,8 @@
 //! | [`desired`] | a configuration by key, and the diff of two as non-replace ops (pure) |
 //! | [`dataplane`] | the `Dataplane` trait and its unix-socket client |
 //! | [`podnet`] | the `PodNetwork` trait: address/routes inside a pod's namespace (netlink) |
+//! | [`service_state`] | the Service compiler kept between pushes: one Service recompiled per change |
+//! | [`state`] | the desired configuration kept between pushes: decoded objects, both compilers, the journal of the next diff |
 //! | [`sync`] | the thread that owns the dataplane connection: resync, `push_now` |
 //! | [`control`] | `Control`: state + dispatch, status, pods |
 //! | `cni`, `manifests` | the handlers (methods of `Control`) |
@@ -30,6 +33,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;
+pub mod changes;
 mod cni;
 pub mod compile;
 pub mod config;
@@ -40,7 +44,9 @@ pub mod ipam;
 mod manifests;
 pub mod podnet;
 pub mod policy;
+pub mod service_state;
 pub mod services;
+pub mod state;
 pub mod store;
 pub mod sync;
 

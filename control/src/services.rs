@@ -70,25 +70,24 @@ fn ns_name(meta: &ObjectMeta) -> (&str, &str) {
     )
 }
 
+/// The Service an EndpointSlice belongs to, `(namespace, name)`: its
+/// `kubernetes.io/service-name` label, in its own namespace.
+pub fn slice_service(slice: &EndpointSlice) -> Option<(&str, &str)> {
+    let service = slice
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(SERVICE_NAME_LABEL))?;
+    Some((ns_name(&slice.metadata).0, service.as_str()))
+}
+
 /// Every Service port of `objects` as a `ServiceSpec`, sorted by name. Headless and
 /// ExternalName Services, SCTP ports and ports with no IPv4 frontend compile to nothing.
 pub fn compile_services(settings: &Settings, objects: &ServiceObjects) -> Vec<ServiceSpec> {
     let mut slices: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
     for slice in &objects.slices {
-        if slice.address_type != "IPv4" {
-            continue;
-        }
-        let service = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SERVICE_NAME_LABEL));
-        if let Some(service) = service {
-            let (ns, _) = ns_name(&slice.metadata);
-            slices
-                .entry((ns, service.as_str()))
-                .or_default()
-                .push(slice);
+        if let Some(service) = slice_service(slice) {
+            slices.entry(service).or_default().push(slice);
         }
     }
     let legacy: HashMap<(&str, &str), &Endpoints> = objects
@@ -100,14 +99,39 @@ pub fn compile_services(settings: &Settings, objects: &ServiceObjects) -> Vec<Se
     for svc in &objects.services {
         let key = ns_name(&svc.metadata);
         let own_slices = slices.get(&key).map(Vec::as_slice).unwrap_or_default();
-        let backends = if own_slices.is_empty() {
-            Backends::Legacy(legacy.get(&key).copied())
-        } else {
-            Backends::Slices(own_slices)
-        };
-        compile_service(settings, svc, &backends, &mut specs);
+        specs.extend(compile_service_ports(
+            settings,
+            svc,
+            own_slices,
+            legacy.get(&key).copied(),
+        ));
     }
     specs.sort_by(|a, b| a.name.cmp(&b.name));
+    specs
+}
+
+/// The specs of one Service's ports: endpoints from `slices` (the EndpointSlices labelled
+/// with its name in its namespace; only the IPv4 ones count) or, when no IPv4 slice is there,
+/// from its legacy `Endpoints`. Depends on nothing else, so a change to another object never
+/// changes them.
+pub fn compile_service_ports(
+    settings: &Settings,
+    svc: &Service,
+    slices: &[&EndpointSlice],
+    legacy: Option<&Endpoints>,
+) -> Vec<ServiceSpec> {
+    let ipv4: Vec<&EndpointSlice> = slices
+        .iter()
+        .copied()
+        .filter(|s| s.address_type == "IPv4")
+        .collect();
+    let backends = if ipv4.is_empty() {
+        Backends::Legacy(legacy)
+    } else {
+        Backends::Slices(&ipv4)
+    };
+    let mut specs = Vec::new();
+    compile_service(settings, svc, &backends, &mut specs);
     specs
 }
 

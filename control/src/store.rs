@@ -17,6 +17,7 @@
 //! - `meta`: `generation` (of the desired dataplane configuration), `ipam_last` (the address
 //!   allocated last, where the next search starts)
 
+use crate::changes::{ChangeFeed, Changed, Feeds};
 use podswitch_proto::MacAddr;
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -168,6 +169,7 @@ from_redb!(
 pub struct Store {
     db: redb::Database,
     path: PathBuf,
+    feeds: Feeds,
 }
 
 impl Store {
@@ -196,7 +198,11 @@ impl Store {
             ),
             other => open_err(other.to_string()),
         })?;
-        let store = Store { db, path };
+        let store = Store {
+            db,
+            path,
+            feeds: Feeds::default(),
+        };
         store.write(|tx| -> Result<(), StoreError> {
             tx.tx.open_table(PODS)?;
             tx.tx.open_table(IPAM)?;
@@ -223,11 +229,14 @@ impl Store {
     ) -> Result<T, E> {
         let mut tx = WriteTx {
             tx: self.db.begin_write().map_err(StoreError::from)?,
+            touched: Changed::default(),
         };
         tx.tx.set_durability(redb::Durability::Immediate);
         match f(&mut tx) {
             Ok(v) => {
                 tx.tx.commit().map_err(StoreError::from)?;
+                // After the commit: see `crate::changes` for why the order matters.
+                self.feeds.publish(&tx.touched);
                 Ok(v)
             }
             Err(e) => {
@@ -237,6 +246,12 @@ impl Store {
                 Err(e)
             }
         }
+    }
+
+    /// A feed of the pod and object keys every later committed write touches (the sync
+    /// thread's, to recompile only what changed).
+    pub fn subscribe(&self) -> ChangeFeed {
+        self.feeds.subscribe()
     }
 
     /// A consistent read-only view of the last committed state.
@@ -250,6 +265,8 @@ impl Store {
 /// A write transaction in progress; see [`Store::write`].
 pub struct WriteTx {
     tx: redb::WriteTransaction,
+    /// The pod and object keys written or removed, for the change feeds.
+    touched: Changed,
 }
 
 impl std::fmt::Debug for WriteTx {
@@ -433,11 +450,13 @@ impl WriteTx {
         self.tx
             .open_table(PODS)?
             .insert(key.as_str(), encode_pod(pod).as_str())?;
+        self.touched.pods.insert(key);
         Ok(())
     }
 
     /// Removes an attachment; whether it was there.
     pub fn remove_pod(&mut self, key: &str) -> Result<bool, StoreError> {
+        self.touched.pods.insert(key.to_string());
         Ok(self.tx.open_table(PODS)?.remove(key)?.is_some())
     }
 
@@ -488,11 +507,13 @@ impl WriteTx {
     /// Stores an object's JSON under its key.
     pub fn put_object(&mut self, key: &str, json: &str) -> Result<(), StoreError> {
         self.tx.open_table(OBJECTS)?.insert(key, json)?;
+        self.touched.objects.insert(key.to_string());
         Ok(())
     }
 
     /// Removes an object; whether it was there.
     pub fn remove_object(&mut self, key: &str) -> Result<bool, StoreError> {
+        self.touched.objects.insert(key.to_string());
         Ok(self.tx.open_table(OBJECTS)?.remove(key)?.is_some())
     }
 }

@@ -8,13 +8,16 @@
 //! thread pushes the whole configuration as one replace transaction. [`Syncer::push_now`]
 //! does the same on demand and returns once the dataplane applied it.
 //!
-//! **Incremental pushes.** The thread keeps the configuration the dataplane last accepted from
-//! it ([`Desired`], with that generation). A change while the dataplane still reports that
-//! generation is pushed as a non-replace transaction of only the differing ops
-//! (`crate::desired::diff`): an EndpointSlice change is one `set_service`. Anything else — the
-//! first push after either process started, a dataplane at another generation, a changed
-//! node, a failed push — sends the full replace, so a lost or refused diff costs one replace,
-//! never a drift.
+//! **Incremental pushes.** The thread keeps the compiled configuration between pushes
+//! ([`DesiredState`]): it subscribes to the store's change feed, and each sync decodes and
+//! recompiles only the objects and attachments written since the last one. The state also
+//! knows what the dataplane last accepted from it (with that generation). A change while the
+//! dataplane still reports that generation is pushed as a non-replace transaction of only the
+//! differing ops (`crate::desired::diff` over the touched keys): an EndpointSlice change is
+//! one `set_service`. Anything else — the first push after either process started, a
+//! dataplane at another generation, a changed node, a failed push — sends the full replace,
+//! so a lost or refused diff costs one replace, never a drift. A sync that fails half way
+//! drops the state; the next one loads it from the store again.
 //!
 //! So a restarted `podswitchd` gets everything back within one interval (its pod taps are
 //! persistent and stayed in their namespaces; the replace re-attaches them), and a restarted
@@ -30,13 +33,11 @@
 //! A pod whose namespace path no longer exists (the pod died and no DEL came yet) is left out
 //! of the transaction and logged: one dead pod must not keep the others from being restored.
 
-use crate::compile::compile;
+use crate::changes::ChangeFeed;
 use crate::config::Settings;
 use crate::dataplane::{Dataplane, DataplaneError};
-use crate::desired::{diff, Desired};
 use crate::podnet::PodNetwork;
-use crate::policy::{self, compile_policies, PolicyObjects};
-use crate::services::{self, compile_services, ServiceObjects};
+use crate::state::DesiredState;
 use crate::store::{PodRecord, Store, StoreError};
 use podswitch_proto::{PortInfo, Status, Transaction};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -95,11 +96,12 @@ impl Syncer {
         let observed = Arc::new(Mutex::new(Observed::default()));
         let worker = Worker {
             settings,
+            feed: store.subscribe(),
             store,
             dataplane,
             podnet,
             confirmed: None,
-            pushed: None,
+            state: None,
             observed: observed.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -169,9 +171,12 @@ struct Worker {
     /// The generation this thread last saw the dataplane accept (or already hold): while the
     /// dataplane reports it, the dataplane's state is known to be ours.
     confirmed: Option<u64>,
-    /// What this thread's last accepted push left in the dataplane, and the generation it
-    /// carries: the base of the next incremental push. `None` when unknown.
-    pushed: Option<(u64, Desired)>,
+    /// The store's changes since `state` was last updated.
+    feed: ChangeFeed,
+    /// The desired configuration, compiled, with what the last accepted push left in the
+    /// dataplane (the base of the next incremental push). `None` until the first sync, and
+    /// after a sync failed half way: the next one loads it from the store again.
+    state: Option<DesiredState>,
     observed: Arc<Mutex<Observed>>,
 }
 
@@ -216,53 +221,35 @@ impl Worker {
     }
 
     fn try_sync(&mut self) -> Result<u64, SyncError> {
+        // Taken before the snapshot is opened: see `crate::changes`.
+        let changed = self.feed.take();
         let view = self.store.read()?;
         let generation = view.generation()?;
+        // Taken: after a failure below, the state may be half updated; the next sync loads
+        // it again.
+        let state = self.state.take();
         let status = self.dataplane.status()?;
         self.observe(status.generation);
+        let mut state = match state {
+            Some(mut state) => {
+                state.update(&view, &changed, self.podnet.as_ref(), &mut log_gone)?;
+                state
+            }
+            None => DesiredState::load(&self.settings, &view, self.podnet.as_ref(), &mut log_gone)?,
+        };
         if status.generation == generation && status.node.is_some() {
             self.confirmed = Some(generation);
+            self.state = Some(state);
             return Ok(generation);
         }
         let known = self.confirmed == Some(status.generation) && status.node.is_some();
-        let pods = view.pods()?;
-        // A tombstone's port goes: its DEL is under way (see `PodRecord::deleting`).
-        let (present, gone): (Vec<&PodRecord>, Vec<&PodRecord>) = pods
-            .values()
-            .filter(|p| !p.deleting)
-            .partition(|p| self.podnet.netns_exists(&p.netns));
-        for pod in &gone {
-            crate::log(&format!(
-                "{}: network namespace {} no longer exists; its port is left out until CNI DEL \
-                 or GC removes the pod",
-                describe(pod),
-                pod.netns
-            ));
-        }
-        let objects = view.objects_of_kinds(&services::KINDS)?;
-        let services =
-            ServiceObjects::decode(objects.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-        let services = compile_services(&self.settings, &services);
-        let service_count = services.len();
-        let objects = view.objects_of_kinds(&policy::KINDS)?;
-        let policy_objects =
-            PolicyObjects::decode(objects.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-        let policies = compile_policies(&policy_objects, &present);
-        let policy_count = policies.len();
-        let tx = compile(
-            &self.settings,
-            generation,
-            present.iter().copied(),
-            services,
-            policies,
-        );
-        let desired = Desired::of(&tx);
-        // Taken: after a failure below, what the dataplane holds is no longer known.
-        let base = self.pushed.take();
-        let changes = base
-            .as_ref()
-            .filter(|(at, _)| known && *at == status.generation)
-            .and_then(|(_, old)| diff(old, &desired));
+        let changes = if known {
+            state.changes(status.generation)
+        } else {
+            None
+        };
+        // Until the dataplane accepts one, what it holds is not known.
+        state.pushed(None);
         let (applied, how) = match changes {
             Some(ops) => {
                 let count = ops.len();
@@ -278,30 +265,43 @@ impl Worker {
                             "podswitchd refused the incremental push ({message}); pushing the \
                              whole configuration"
                         ));
-                        (self.dataplane.apply(&tx)?, "whole configuration".into())
+                        (
+                            self.replace(&mut state, generation)?,
+                            "whole configuration".into(),
+                        )
                     }
                     Err(e) => return Err(e.into()),
                 }
             }
-            None => (self.dataplane.apply(&tx)?, "whole configuration".into()),
+            None => (
+                self.replace(&mut state, generation)?,
+                "whole configuration".into(),
+            ),
         };
-        self.pushed = Some((applied, desired));
+        state.pushed(Some(applied));
         self.observe(applied);
         self.confirmed = Some(applied);
+        let (pods, service_count, policy_count) = state.counts();
         crate::log(&format!(
-            "podswitchd was at generation {}, pushed generation {generation} ({how}: {} pods, \
+            "podswitchd was at generation {}, pushed generation {generation} ({how}: {pods} pods, \
              {service_count} Service ports, {policy_count} isolated pod ports)",
             status.generation,
-            present.len()
         ));
         if !known {
-            for pod in present {
+            for pod in state.present_records() {
                 if let Err(e) = self.podnet.configure(pod, self.settings.gateway) {
                     crate::log(&format!("{}: {e}", describe(pod)));
                 }
             }
         }
+        self.state = Some(state);
         Ok(generation)
+    }
+
+    /// Pushes the whole configuration, without the pods whose namespace is gone.
+    fn replace(&mut self, state: &mut DesiredState, generation: u64) -> Result<u64, SyncError> {
+        state.recheck_namespaces(self.podnet.as_ref(), &mut log_gone);
+        Ok(self.dataplane.apply(&state.transaction(generation))?)
     }
 
     fn observe(&self, generation: u64) {
@@ -333,6 +333,16 @@ impl Worker {
             observed.last_error = now;
         }
     }
+}
+
+/// Logs an attachment left out because its namespace is gone.
+fn log_gone(pod: &PodRecord) {
+    crate::log(&format!(
+        "{}: network namespace {} no longer exists; its port is left out until CNI DEL or GC \
+         removes the pod",
+        describe(pod),
+        pod.netns
+    ));
 }
 
 /// `pod default/web (abc/eth0)`, or just the attachment when the runtime gave no pod name.

@@ -4,7 +4,15 @@ use serde::{de::DeserializeOwned, Serialize};
 use std::io::{self, Read, Write};
 
 /// Largest body a peer may send. Larger frames are refused before any allocation.
-pub const MAX_FRAME_LEN: u32 = 16 * 1024 * 1024;
+///
+/// Sized for the largest configuration control sends in one replace transaction (atomic: the
+/// dataplane publishes all of it or none): issue 14's 10k Service ports with 100k endpoints
+/// measured 13.9 MB of JSON with short names (~140 bytes per endpoint with its target
+/// `namespace/pod`), and real pod names are longer (~60 more bytes per endpoint: ~20 MB); 10k
+/// pod ports (~350 bytes each) and their policies (4.3 MB for 10k policies over 10k pods)
+/// come on top. 64 MiB holds that twice over; the server's shared budget for large frames
+/// (`server::ServerConfig::in_flight_budget`) is one such frame at a time.
+pub const MAX_FRAME_LEN: u32 = 64 * 1024 * 1024;
 
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]

@@ -106,7 +106,8 @@ impl Default for ServerConfig {
             max_connections: 64,
             idle_timeout: Duration::from_secs(30),
             max_frame_len: MAX_FRAME_LEN,
-            in_flight_budget: 32 * 1024 * 1024,
+            // One frame of the largest size at a time (see `MAX_FRAME_LEN`), or many smaller.
+            in_flight_budget: MAX_FRAME_LEN as usize,
         }
     }
 }
@@ -463,7 +464,7 @@ fn read_request(
     let reservation = limits.reserve(len)?;
     // Exactly `len` once the budget has it: growing by doubling would hold up to twice the
     // reserved bytes (and old and new buffers at once while reallocating). Pages the peer
-    // never sends are never touched, so announcing 16 MiB and sending nothing costs address
+    // never sends are never touched, so announcing the largest frame and sending nothing costs address
     // space only, and only within the budget.
     let mut body = Vec::new();
     body.try_reserve_exact(len as usize)

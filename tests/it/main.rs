@@ -8,6 +8,7 @@ mod api;
 mod cni;
 mod containerd;
 mod control;
+mod control_publish;
 mod counters;
 mod l2;
 mod l3;

@@ -3,8 +3,10 @@
 use super::*;
 use crate::desired::{diff, Desired};
 use crate::testkit;
+use podswitch_k8s::k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use podswitch_k8s::{parse_manifests, Object};
-use podswitch_proto::Op;
+use podswitch_proto::{DirectionSpec, Ipv4Prefix, Op, PeerBlock, RuleSpec};
+use std::net::Ipv4Addr;
 
 fn objects(yaml: &str) -> PolicyObjects {
     let mut out = PolicyObjects::default();

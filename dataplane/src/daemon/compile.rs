@@ -110,7 +110,8 @@ impl Config {
                 .iter()
                 .zip(self.services.values())
                 .all(|(e, spec)| {
-                    e.spec == *spec && self.service_ids.get(&spec.name) == Some(&e.id)
+                    (Arc::ptr_eq(&e.spec, spec) || e.spec == *spec)
+                        && self.service_ids.get(&spec.name) == Some(&e.id)
                 });
         if unchanged {
             return previous.clone();
@@ -121,8 +122,10 @@ impl Config {
             .filter_map(|spec| {
                 let id = *self.service_ids.get(&spec.name)?;
                 Some(match previous.by_name(&spec.name) {
-                    Some(e) if e.spec == *spec && e.id == id => e.clone(),
-                    _ => Arc::new(ServiceEntry::new(id, spec)),
+                    Some(e) if e.id == id && (Arc::ptr_eq(&e.spec, spec) || e.spec == *spec) => {
+                        e.clone()
+                    }
+                    _ => Arc::new(ServiceEntry::from_shared(id, spec.clone())),
                 })
             })
             .collect();

@@ -301,15 +301,17 @@ impl Daemon {
         factory: &mut dyn PortFactory,
     ) -> Result<u64, ApplyError> {
         let mut config = self.config();
-        let mut next = config.clone();
-        let Changes {
-            added,
-            removed,
-            kept_devices,
-            new_devices,
-            gone_endpoints,
-        } = next
-            .apply(&tx.ops, tx.replace, self.cfg.max_ports, factory)
+        let (
+            mut next,
+            Changes {
+                added,
+                removed,
+                kept_devices,
+                new_devices,
+                gone_endpoints,
+            },
+        ) = config
+            .applied(&tx.ops, tx.replace, self.cfg.max_ports, factory)
             .map_err(ApplyError::Invalid)?;
         self.hand_over(added, &new_devices)?;
         next.generation = tx.generation.unwrap_or(config.generation + 1);
@@ -486,7 +488,7 @@ impl Daemon {
             .services
             .iter()
             .map(|e| proto::ServiceInfo {
-                spec: e.spec.clone(),
+                spec: (*e.spec).clone(),
                 selected: (0..e.backends.len() as u16)
                     .map(|i| proto::BackendUse {
                         internal: e.internal.contains(i),

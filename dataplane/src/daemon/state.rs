@@ -63,8 +63,10 @@ pub struct Config {
     /// whose uids say that, nor for Services): outputs conntrack cached under another epoch
     /// are routed again.
     pub route_epoch: u32,
-    /// Service ports by name.
-    pub services: BTreeMap<String, ServiceSpec>,
+    /// Service ports by name. Shared, so that cloning the configuration for a transaction
+    /// copies no endpoint lists (10k Service ports hold ~100k endpoints), and an unchanged
+    /// spec stays the same `Arc` (compiling and comparing skip it by pointer).
+    pub services: BTreeMap<String, Arc<ServiceSpec>>,
     /// Each Service port's id (stable while it exists, never reused for another).
     pub service_ids: BTreeMap<String, u32>,
     /// The last id handed out.
@@ -154,6 +156,21 @@ impl Config {
         max_ports: usize,
         factory: &mut dyn PortFactory,
     ) -> Result<Changes, TxError> {
+        let (next, changes) = self.applied(ops, replace, max_ports, factory)?;
+        *self = next;
+        Ok(changes)
+    }
+
+    /// [`Config::apply`] without changing `self`: the configuration after `ops`, and what
+    /// changed. One copy of the configuration, made here (a caller that keeps `self` as the
+    /// fallback needs no copy of its own).
+    pub fn applied(
+        &self,
+        ops: &[Op],
+        replace: bool,
+        max_ports: usize,
+        factory: &mut dyn PortFactory,
+    ) -> Result<(Config, Changes), TxError> {
         let mut next = if replace {
             Config {
                 generation: self.generation,
@@ -206,6 +223,18 @@ impl Config {
         if next.policies != self.policies || next.policy_ports() != self.policy_ports() {
             next.policy_epoch = self.policy_epoch.wrapping_add(1);
         }
+        // A transaction that sets no Service and no node leaves the Services as they were
+        // (checked, with their ids, no endpoint gone): nothing to walk.
+        let services_touched = replace
+            || ops.iter().any(|op| {
+                matches!(
+                    op,
+                    Op::SetService(_) | Op::DelService { .. } | Op::SetNode(_)
+                )
+            });
+        if !services_touched {
+            return Ok((next, changes));
+        }
         if let Err(error) = next.check_services() {
             changes.discard_added();
             return Err(TxError {
@@ -222,7 +251,7 @@ impl Config {
             };
             let gone: Vec<(Ipv4Addr, u16)> = match next.services.get(name) {
                 None => old.backends.iter().map(|b| (b.ip, b.port)).collect(),
-                Some(new) if new == old => continue,
+                Some(new) if Arc::ptr_eq(new, old) || new == old => continue,
                 Some(new) => old
                     .backends
                     .iter()
@@ -236,8 +265,7 @@ impl Config {
             };
             changes.gone_endpoints.push((id, gone));
         }
-        *self = next;
-        Ok(changes)
+        Ok((next, changes))
     }
 
     fn apply_one(
@@ -340,7 +368,14 @@ impl Config {
                     self.service_ids
                         .insert(spec.name.clone(), self.last_service_id);
                 }
-                self.services.insert(spec.name.clone(), spec.clone());
+                if self
+                    .services
+                    .get(&spec.name)
+                    .is_none_or(|old| **old != *spec)
+                {
+                    self.services
+                        .insert(spec.name.clone(), Arc::new(spec.clone()));
+                }
                 Ok(())
             }
             Op::DelService { name } => self

@@ -142,7 +142,7 @@ fn an_untracked_segment_from_an_endpoint_is_held_back_not_leaked_untranslated() 
 
 fn udp_harness() -> Harness {
     let mut h = harness(&[POD_B_IP]);
-    let mut spec = h.tables.services.iter().next().unwrap().spec.clone();
+    let mut spec = (*h.tables.services.iter().next().unwrap().spec).clone();
     spec.protocol = L4Protocol::Udp;
     spec.frontends[0].port = 5000;
     h.tables.services = Arc::new(Services::new(

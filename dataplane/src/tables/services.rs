@@ -119,8 +119,9 @@ pub struct ServiceEntry {
     pub id: u32,
     /// `namespace/name:port`.
     pub name: Arc<str>,
-    /// As applied.
-    pub spec: ServiceSpec,
+    /// As applied; shared with the daemon's configuration, so an unchanged Service port is
+    /// recognised by pointer, without comparing its endpoints.
+    pub spec: Arc<ServiceSpec>,
     /// Every endpoint, in spec order.
     pub backends: Box<[Backend]>,
     /// Endpoints for ClusterIP frontends (internalTrafficPolicy).
@@ -135,11 +136,15 @@ pub struct ServiceEntry {
 impl ServiceEntry {
     /// Compiles one Service port.
     pub fn new(id: u32, spec: &ServiceSpec) -> ServiceEntry {
-        let internal = Arc::new(Selection::new(spec, spec.internal_local));
+        ServiceEntry::from_shared(id, Arc::new(spec.clone()))
+    }
+
+    /// Compiles one Service port, keeping `spec` (not a copy of it).
+    pub fn from_shared(id: u32, spec: Arc<ServiceSpec>) -> ServiceEntry {
+        let internal = Arc::new(Selection::new(&spec, spec.internal_local));
         ServiceEntry {
             id,
             name: spec.name.as_str().into(),
-            spec: spec.clone(),
             backends: spec
                 .backends
                 .iter()
@@ -152,11 +157,12 @@ impl ServiceEntry {
             external: if spec.external_local == spec.internal_local {
                 internal
             } else {
-                Arc::new(Selection::new(spec, spec.external_local))
+                Arc::new(Selection::new(&spec, spec.external_local))
             },
             affinity: spec
                 .affinity_timeout_secs
                 .map(|s| Duration::from_secs(u64::from(s.max(1)))),
+            spec,
         }
     }
 }
