@@ -155,7 +155,7 @@ mod tests {
         ] {
             web.frontends.push(Frontend { kind, ip, port: 80 });
         }
-        c.services.insert(web.name.clone(), web);
+        c.services.insert(web.name.clone(), web.into());
         c
     }
 
