@@ -295,7 +295,7 @@ impl WorkerRig {
         pod_b_offloads: bool,
     ) -> std::io::Result<Self> {
         let mut tables = testkit::tables_with(true, 1500, 0);
-        if let Some(b) = tables.ports[usize::from(POD_B)].as_mut() {
+        if let Some(b) = std::sync::Arc::make_mut(&mut tables.ports)[usize::from(POD_B)].as_mut() {
             b.offloads = pod_b_offloads;
         }
         let tables = Arc::new(tables);

@@ -95,9 +95,9 @@ pub fn tables_with(default_route: bool, pod_b_mtu: u16, extra_pods: usize) -> Ta
             gateway_ip: GW_IP,
             gateway_mac: GW_MAC,
         }),
-        ports,
+        ports: ports.into(),
         host_port: Some(HOST),
-        fib: Fib::new(routes),
+        fib: Fib::new(routes).into(),
         ..Tables::default()
     }
 }

@@ -120,9 +120,9 @@ fn apply_and_check(
 }
 
 fn check_compiled(config: &Config) {
-    let tables = config.compile(SWITCH_MAC, &Tables::default());
+    let tables = config.compile(SWITCH_MAC, &Tables::default(), None);
     let routes: Vec<Route> = tables.fib.routes().collect();
-    for (name, port) in &config.ports {
+    for (name, port) in config.ports.iter() {
         let entry = tables
             .port(port.id)
             .unwrap_or_else(|| panic!("port {name:?} (id {}) missing from the tables", port.id));
@@ -160,7 +160,7 @@ fn check_compiled(config: &Config) {
 fn check_changes(before: &Config, after: &Config, changes: &Changes, ops: &[Op]) {
     let added: Vec<PortId> = changes.added.iter().map(|(id, _)| *id).collect();
     let same = |a: &Config, name: &str, id: PortId| a.ports.get(name).is_some_and(|p| p.id == id);
-    for (name, port) in &after.ports {
+    for (name, port) in after.ports.iter() {
         if !same(before, name, port.id) {
             assert!(
                 added.contains(&port.id) && !changes.removed.contains(&port.id),
@@ -171,7 +171,7 @@ fn check_changes(before: &Config, after: &Config, changes: &Changes, ops: &[Op])
             );
         }
     }
-    for (name, port) in &before.ports {
+    for (name, port) in before.ports.iter() {
         if !same(after, name, port.id) {
             assert!(
                 changes.removed.contains(&port.id),

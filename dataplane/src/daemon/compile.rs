@@ -19,7 +19,56 @@ impl Config {
     /// Service ports whose spec is unchanged since `previous` keep their compiled entry (the
     /// same `Arc`: Maglev tables are not rebuilt); when no Service port changed at all, the
     /// whole Service table is shared.
-    pub fn compile(&self, default_mac: MacAddr, previous: &Tables) -> Tables {
+    ///
+    /// `since` is the configuration `previous` was compiled from, if it was: each part of
+    /// `previous` built from maps this configuration still shares with it (the same `Arc`, so
+    /// no op touched them) is shared as it is — the ports and the FIB, the Services, the
+    /// policies — so a transaction costs what it changes, not what the node holds.
+    pub fn compile(
+        &self,
+        default_mac: MacAddr,
+        previous: &Tables,
+        since: Option<&Config>,
+    ) -> Tables {
+        let same = |part: fn(&Config, &Config) -> bool| since.is_some_and(|old| part(old, self));
+        let node = self.node.as_ref().map(|n| Node {
+            gateway_ip: n.gateway,
+            gateway_mac: n.gateway_mac.unwrap_or(default_mac),
+        });
+        let services = if same(|a, b| {
+            Arc::ptr_eq(&a.services, &b.services)
+                && Arc::ptr_eq(&a.service_ids, &b.service_ids)
+                && a.node.as_ref().map(|n| n.node_port_ip)
+                    == b.node.as_ref().map(|n| n.node_port_ip)
+        }) {
+            previous.services.clone()
+        } else {
+            self.compile_services(&previous.services)
+        };
+        let policies = if same(|a, b| {
+            Arc::ptr_eq(&a.policies, &b.policies)
+                && Arc::ptr_eq(&a.ports, &b.ports)
+                && a.node.as_ref().map(|n| n.gateway) == b.node.as_ref().map(|n| n.gateway)
+        }) {
+            previous.policies.clone()
+        } else {
+            self.compile_policies(&previous.policies)
+        };
+        if same(|a, b| {
+            Arc::ptr_eq(&a.ports, &b.ports) && Arc::ptr_eq(&a.routes, &b.routes) && a.node == b.node
+        }) {
+            return Tables {
+                generation: self.generation,
+                node,
+                ports: previous.ports.clone(),
+                host_port: previous.host_port,
+                fib: previous.fib.clone(),
+                route_epoch: self.route_epoch,
+                services,
+                policies,
+                policy_epoch: self.policy_epoch,
+            };
+        }
         let mut ports: Vec<Option<PortEntry>> = Vec::new();
         let mut host_port = None;
         for p in self.ports.values() {
@@ -78,16 +127,13 @@ impl Config {
         });
         Tables {
             generation: self.generation,
-            node: self.node.as_ref().map(|n| Node {
-                gateway_ip: n.gateway,
-                gateway_mac: n.gateway_mac.unwrap_or(default_mac),
-            }),
-            ports,
+            node,
+            ports: Arc::new(ports),
             host_port,
-            fib: Fib::new(static_routes.chain(connected)),
+            fib: Arc::new(Fib::new(static_routes.chain(connected))),
             route_epoch: self.route_epoch,
-            services: self.compile_services(&previous.services),
-            policies: self.compile_policies(&previous.policies),
+            services,
+            policies,
             policy_epoch: self.policy_epoch,
         }
     }

@@ -137,7 +137,7 @@ mod tests {
                 peer_mac: MacAddr([2, 0, 0, 0, 0, 1]),
                 uid: 7,
             };
-            c.ports.insert("psw0".into(), port);
+            std::sync::Arc::make_mut(&mut c.ports).insert("psw0".into(), port);
         }
         let mut web = ServiceSpec::cluster_ip(
             "default/web",
@@ -155,7 +155,7 @@ mod tests {
         ] {
             web.frontends.push(Frontend { kind, ip, port: 80 });
         }
-        c.services.insert(web.name.clone(), web.into());
+        std::sync::Arc::make_mut(&mut c.services).insert(web.name.clone(), web.into());
         c
     }
 

@@ -316,8 +316,11 @@ impl Daemon {
         self.hand_over(added, &new_devices)?;
         next.generation = tx.generation.unwrap_or(config.generation + 1);
         let previous = self.tables.load_full();
-        self.tables
-            .store(Arc::new(next.compile(self.switch_mac, &previous)));
+        self.tables.store(Arc::new(next.compile(
+            self.switch_mac,
+            &previous,
+            Some(&config),
+        )));
         *config = next;
         drop(previous);
         self.forget_gone_endpoints(&gone_endpoints);

@@ -131,7 +131,7 @@ mod tests {
                 netns: None,
                 offloads: false,
             };
-            c.ports.insert(
+            std::sync::Arc::make_mut(&mut c.ports).insert(
                 "psw0".into(),
                 PortConfig {
                     id: 0,

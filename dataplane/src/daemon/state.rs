@@ -46,6 +46,11 @@ pub fn next_port_uid() -> u32 {
 }
 
 /// Everything the daemon has been told.
+///
+/// Its maps are shared (`Arc`, changed through `Arc::make_mut`): a transaction works on a
+/// clone of the configuration, and a map it does not touch is not copied (a label change at
+/// 10k Service ports copies none of their names), nor compiled again ([`Config::compile`]
+/// reuses what it built from the same map).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
     /// Generation of the last applied transaction.
@@ -53,9 +58,9 @@ pub struct Config {
     /// Node addressing.
     pub node: Option<NodeSpec>,
     /// Ports by name.
-    pub ports: BTreeMap<String, PortConfig>,
+    pub ports: Arc<BTreeMap<String, PortConfig>>,
     /// Static routes.
-    pub routes: BTreeMap<Ipv4Prefix, ProtoTarget>,
+    pub routes: Arc<BTreeMap<Ipv4Prefix, ProtoTarget>>,
     /// Where the search for a free port id starts: ids are handed out round-robin so that a
     /// freed id is reused as late as possible.
     pub next_id: usize,
@@ -66,15 +71,15 @@ pub struct Config {
     /// Service ports by name. Shared, so that cloning the configuration for a transaction
     /// copies no endpoint lists (10k Service ports hold ~100k endpoints), and an unchanged
     /// spec stays the same `Arc` (compiling and comparing skip it by pointer).
-    pub services: BTreeMap<String, Arc<ServiceSpec>>,
+    pub services: Arc<BTreeMap<String, Arc<ServiceSpec>>>,
     /// Each Service port's id (stable while it exists, never reused for another).
-    pub service_ids: BTreeMap<String, u32>,
+    pub service_ids: Arc<BTreeMap<String, u32>>,
     /// The last id handed out.
     pub last_service_id: u32,
     /// Pod ports' effective NetworkPolicies, by port name. Shared with the compiled tables:
     /// an unchanged spec stays the same `Arc`, so compiling reuses its tables without
     /// comparing rules.
-    pub policies: BTreeMap<String, Arc<PolicySpec>>,
+    pub policies: Arc<BTreeMap<String, Arc<PolicySpec>>>,
     /// Changes whenever a policy changes: connections whose verdict was taken under another
     /// epoch are checked again at their next packet.
     pub policy_epoch: u32,
@@ -184,7 +189,7 @@ impl Config {
         } else {
             self.clone()
         };
-        let previous = replace.then_some(&self.ports);
+        let previous = replace.then_some(&*self.ports);
         let mut changes = Changes::default();
         for (i, op) in ops.iter().enumerate() {
             if let Err(e) = next.apply_one(op, max_ports, factory, &mut changes, previous) {
@@ -197,7 +202,7 @@ impl Config {
             }
         }
         if replace {
-            for (name, old) in &self.ports {
+            for (name, old) in self.ports.iter() {
                 if next.ports.get(name).is_none_or(|p| p.id != old.id) {
                     changes.removed.push(old.id);
                 }
@@ -243,9 +248,15 @@ impl Config {
                 error,
             });
         }
-        next.service_ids
-            .retain(|name, _| next.services.contains_key(name));
-        for (name, old) in &self.services {
+        let services = Arc::clone(&next.services);
+        if next
+            .service_ids
+            .keys()
+            .any(|name| !services.contains_key(name))
+        {
+            Arc::make_mut(&mut next.service_ids).retain(|name, _| services.contains_key(name));
+        }
+        for (name, old) in self.services.iter() {
             let Some(&id) = self.service_ids.get(name) else {
                 continue;
             };
@@ -285,7 +296,7 @@ impl Config {
                     .and_then(|p| p.get(&spec.name))
                     .filter(|p| p.spec == *spec)
                 {
-                    self.ports.insert(spec.name.clone(), same.clone());
+                    Arc::make_mut(&mut self.ports).insert(spec.name.clone(), same.clone());
                     return Ok(());
                 }
                 // Ids freed by this transaction stay taken: workers poll those ports until
@@ -296,7 +307,7 @@ impl Config {
                 let created = factory
                     .create(id, spec, &node)
                     .map_err(|e| OpError::Create(Box::new(e)))?;
-                self.ports.insert(
+                Arc::make_mut(&mut self.ports).insert(
                     spec.name.clone(),
                     PortConfig {
                         id,
@@ -339,7 +350,7 @@ impl Config {
                 } else {
                     changes.removed.push(id);
                 }
-                self.ports.remove(name);
+                Arc::make_mut(&mut self.ports).remove(name);
                 Ok(())
             }
             Op::AddRoute(route) => {
@@ -352,12 +363,11 @@ impl Config {
                         None => return Err(OpError::NoPort(port.clone())),
                     }
                 }
-                self.routes
+                Arc::make_mut(&mut self.routes)
                     .insert(route.prefix.network(), route.target.clone());
                 Ok(())
             }
-            Op::DelRoute { prefix } => self
-                .routes
+            Op::DelRoute { prefix } => Arc::make_mut(&mut self.routes)
                 .remove(&prefix.network())
                 .map(drop)
                 .ok_or_else(|| OpError::NoRoute(prefix.network())),
@@ -365,7 +375,7 @@ impl Config {
                 check_service(spec)?;
                 if !self.service_ids.contains_key(&spec.name) {
                     self.last_service_id += 1;
-                    self.service_ids
+                    Arc::make_mut(&mut self.service_ids)
                         .insert(spec.name.clone(), self.last_service_id);
                 }
                 if self
@@ -373,13 +383,12 @@ impl Config {
                     .get(&spec.name)
                     .is_none_or(|old| **old != *spec)
                 {
-                    self.services
+                    Arc::make_mut(&mut self.services)
                         .insert(spec.name.clone(), Arc::new(spec.clone()));
                 }
                 Ok(())
             }
-            Op::DelService { name } => self
-                .services
+            Op::DelService { name } => Arc::make_mut(&mut self.services)
                 .remove(name)
                 .map(drop)
                 .ok_or_else(|| OpError::NoService(name.clone())),
@@ -400,13 +409,12 @@ impl Config {
                     .get(&spec.port)
                     .is_none_or(|old| **old != *spec)
                 {
-                    self.policies
+                    Arc::make_mut(&mut self.policies)
                         .insert(spec.port.clone(), Arc::new(spec.clone()));
                 }
                 Ok(())
             }
-            Op::DelPolicy { port } => self
-                .policies
+            Op::DelPolicy { port } => Arc::make_mut(&mut self.policies)
                 .remove(port)
                 .map(drop)
                 .ok_or_else(|| OpError::NoPolicy(port.clone())),

@@ -46,7 +46,7 @@ fn packet_routed_back_out_of_its_input_port_is_dropped_as_hairpin() {
 fn packet_for_the_host_without_a_host_port_is_dropped_as_no_host_port() {
     let mut t = standard();
     t.host_port = None;
-    t.ports[usize::from(HOST)] = None;
+    std::sync::Arc::make_mut(&mut t.ports)[usize::from(HOST)] = None;
     let outside = Ipv4Addr::new(192, 0, 2, 9);
     let f = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, outside, 64, 18);
     assert_dropped_for(t, POD_A, &f, DropReason::NoHostPort);
@@ -81,7 +81,7 @@ fn every_frame_is_dropped_as_no_node_before_the_node_is_configured() {
 fn route_to_a_removed_port_is_dropped_as_output_port_gone() {
     // The FIB still routes pod B's /32 to its port, whose entry is gone.
     let mut t = standard();
-    t.ports[usize::from(POD_B)] = None;
+    std::sync::Arc::make_mut(&mut t.ports)[usize::from(POD_B)] = None;
     let f = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, POD_B_IP, 64, 18);
     assert_dropped_for(t, POD_A, &f, DropReason::OutputPortGone);
 }

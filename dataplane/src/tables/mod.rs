@@ -66,12 +66,12 @@ pub struct Tables {
     pub generation: u64,
     /// Node addressing; `None` until configured (everything is dropped then).
     pub node: Option<Node>,
-    /// Ports by id; `None` for free ids.
-    pub ports: Vec<Option<PortEntry>>,
+    /// Ports by id; `None` for free ids. Shared with the next snapshot when no port changed.
+    pub ports: Arc<Vec<Option<PortEntry>>>,
     /// The host port, if any.
     pub host_port: Option<PortId>,
-    /// The routing table.
-    pub fib: Fib,
+    /// The routing table. Shared with the next snapshot when no port or route changed.
+    pub fib: Arc<Fib>,
     /// Changes whenever node addressing or static routes change: outputs conntrack cached
     /// under another epoch are routed again.
     pub route_epoch: u32,

@@ -159,7 +159,10 @@ fn software_segmentation_and_checksum_completion_allocate_nothing() {
     // Pod B without offloads: every super-frame is cut in software (45 segments each, more
     // than a staging burst holds for 8 of them), every partial checksum completed.
     let mut t = tables_with(true, 1500, 0);
-    t.ports[usize::from(POD_B)].as_mut().unwrap().offloads = false;
+    std::sync::Arc::make_mut(&mut t.ports)[usize::from(POD_B)]
+        .as_mut()
+        .unwrap()
+        .offloads = false;
     tables.store(std::sync::Arc::new(t));
     let frames = vec![tso4_frame(64_000, 1448), tso4_frame(100, 0)];
     worker.add_queue(Box::new(MemoryQueue::generator_offloaded(POD_A, frames, 8)));

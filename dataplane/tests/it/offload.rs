@@ -54,7 +54,10 @@ fn forward_both(
 
 fn pod_b_offloads(on: bool, mtu: u16) -> Tables {
     let mut t = tables_with(true, mtu, 0);
-    t.ports[usize::from(POD_B)].as_mut().unwrap().offloads = on;
+    std::sync::Arc::make_mut(&mut t.ports)[usize::from(POD_B)]
+        .as_mut()
+        .unwrap()
+        .offloads = on;
     t
 }
 

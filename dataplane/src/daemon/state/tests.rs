@@ -146,6 +146,7 @@ fn pods_get_connected_routes_and_ids() {
     let t = c.compile(
         MacAddr::new(2, 0x50, 0x53, 0, 0, 1),
         &crate::tables::Tables::default(),
+        None,
     );
     assert_eq!(
         t.fib.lookup("10.244.1.3".parse().unwrap()),
@@ -430,4 +431,97 @@ fn a_port_added_and_deleted_in_one_transaction_releases_its_new_device() {
         .unwrap();
     assert!(ch.added.is_empty() && ch.new_devices.is_empty());
     assert_eq!(*log.lock().unwrap(), vec!["released 0", "dropped 0"]);
+}
+
+/// What a compiled snapshot says, as comparable data: ports, host port, routes, epochs, the
+/// Services (id, spec) and the policies' pods.
+fn compiled_view(t: &crate::tables::Tables) -> String {
+    let routes: Vec<_> = t.fib.routes().collect();
+    let services: Vec<_> = t.services.iter().map(|e| (e.id, e.spec.clone())).collect();
+    let mut policies: Vec<_> = t
+        .policies
+        .iter()
+        .map(|(ip, p)| format!("{ip}: {p:?}"))
+        .collect();
+    policies.sort();
+    format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n{}/{}\n{:?}\n{policies:?}",
+        t.node, t.ports, t.host_port, routes, t.route_epoch, t.policy_epoch, services
+    )
+}
+
+/// Random transactions (pods, routes, Services and policies coming and going, some refused):
+/// compiling each configuration from the previous one and its snapshot, sharing what the
+/// transaction did not touch, gives what compiling it from nothing gives.
+#[test]
+fn compiling_since_the_previous_configuration_equals_compiling_from_scratch() {
+    use podswitch_proto::{BackendSpec, DirectionSpec, L4Protocol, PolicySpec, ServiceSpec};
+    let mac = MacAddr::new(2, 0x50, 0x53, 0, 0, 1);
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut config = Config::default();
+    apply(&mut config, &[node()]).unwrap();
+    let mut tables = config.compile(mac, &crate::tables::Tables::default(), None);
+    let mut applied = 0;
+    for round in 0..3000 {
+        let k = next() % 6;
+        let op = match next() % 9 {
+            8 => Op::DelPolicy {
+                port: format!("p{k}"),
+            },
+            0 | 1 => pod(&format!("p{k}"), &format!("10.244.1.{}", 10 + k)),
+            2 => Op::DelPort {
+                name: format!("p{k}"),
+            },
+            3 => Op::AddRoute(RouteSpec {
+                prefix: format!("10.{k}.0.0/16").parse().unwrap(),
+                target: podswitch_proto::RouteTarget::Port {
+                    port: format!("p{}", next() % 6),
+                },
+            }),
+            4 => Op::DelRoute {
+                prefix: format!("10.{k}.0.0/16").parse().unwrap(),
+            },
+            5 => Op::SetService(ServiceSpec::cluster_ip(
+                format!("default/s{k}:http"),
+                L4Protocol::Tcp,
+                Ipv4Addr::new(10, 96, 0, 1 + k as u8),
+                80,
+                (0..next() % 3)
+                    .map(|j| BackendSpec::ready(Ipv4Addr::new(10, 244, 1, 10 + j as u8), 8080))
+                    .collect(),
+            )),
+            6 => Op::DelService {
+                name: format!("default/s{k}:http"),
+            },
+            _ => Op::SetPolicy(PolicySpec {
+                port: format!("p{k}"),
+                ingress: Some(DirectionSpec {
+                    policies: vec![format!("default/np{}", next() % 3)],
+                    rules: Vec::new(),
+                }),
+                egress: None,
+            }),
+        };
+        let before = config.clone();
+        if apply(&mut config, &[op]).is_err() {
+            assert_eq!(config, before, "round {round}: a refused op changed the config");
+            continue;
+        }
+        let incremental = config.compile(mac, &tables, Some(&before));
+        let scratch = config.compile(mac, &crate::tables::Tables::default(), None);
+        assert_eq!(
+            compiled_view(&incremental),
+            compiled_view(&scratch),
+            "round {round}"
+        );
+        tables = incremental;
+        applied += 1;
+    }
+    assert!(applied > 1500, "only {applied} of 3000 transactions applied");
 }
