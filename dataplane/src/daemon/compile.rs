@@ -8,7 +8,7 @@ use crate::tables::{
     Binding, Fib, Node, PortEntry, Route, RouteTarget, ServiceEntry, Services, Tables,
 };
 use podswitch_packet::MacAddr;
-use podswitch_proto::{PortRole, RouteTarget as ProtoTarget};
+use podswitch_proto::{PortRole, RouteTarget as ProtoTarget, ServiceSpec};
 use std::sync::Arc;
 
 impl Config {
@@ -149,18 +149,34 @@ impl Config {
 
     fn compile_services(&self, previous: &Arc<Services>) -> Arc<Services> {
         let node_port_ip = self.node.as_ref().and_then(|n| n.node_port_ip);
-        let same_node_port_ip = previous.node_port_ip() == node_port_ip;
-        let unchanged = same_node_port_ip
-            && previous.len() == self.services.len()
-            && previous
-                .iter()
-                .zip(self.services.values())
-                .all(|(e, spec)| {
-                    (Arc::ptr_eq(&e.spec, spec) || e.spec == *spec)
-                        && self.service_ids.get(&spec.name) == Some(&e.id)
-                });
-        if unchanged {
-            return previous.clone();
+        let same = |e: &ServiceEntry, spec: &Arc<ServiceSpec>| {
+            Arc::ptr_eq(&e.spec, spec) || *e.spec == **spec
+        };
+        // The same Service ports (names and ids, in the same order) as `previous`: only the
+        // changed ones are compiled and patched into a copy of its table.
+        if previous.node_port_ip() == node_port_ip && previous.len() == self.services.len() {
+            let mut changed = Vec::new();
+            let aligned =
+                previous
+                    .iter()
+                    .zip(self.services.values())
+                    .enumerate()
+                    .all(|(i, (e, spec))| {
+                        let aligned = e.spec.name == spec.name
+                            && self.service_ids.get(&spec.name) == Some(&e.id);
+                        if aligned && !same(e, spec) {
+                            changed
+                                .push((i, Arc::new(ServiceEntry::from_shared(e.id, spec.clone()))));
+                        }
+                        aligned
+                    });
+            if aligned {
+                return if changed.is_empty() {
+                    previous.clone()
+                } else {
+                    Arc::new(previous.patched(&changed))
+                };
+            }
         }
         let entries = self
             .services
@@ -168,9 +184,7 @@ impl Config {
             .filter_map(|spec| {
                 let id = *self.service_ids.get(&spec.name)?;
                 Some(match previous.by_name(&spec.name) {
-                    Some(e) if e.id == id && (Arc::ptr_eq(&e.spec, spec) || e.spec == *spec) => {
-                        e.clone()
-                    }
+                    Some(e) if e.id == id && same(e, spec) => e.clone(),
                     _ => Arc::new(ServiceEntry::from_shared(id, spec.clone())),
                 })
             })

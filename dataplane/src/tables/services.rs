@@ -12,13 +12,12 @@
 use super::maglev;
 use foldhash::fast::FixedState;
 use podswitch_proto::{Algorithm, FrontendKind, ServiceSpec};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
 type Map<K, V> = HashMap<K, V, FixedState>;
-type Set<K> = HashSet<K, FixedState>;
 
 /// One endpoint as the pipeline uses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,8 +176,11 @@ pub struct Services {
     node_port_ip: Option<Ipv4Addr>,
     by_frontend: Map<FrontendKey, (u32, FrontendKind)>,
     by_id: Map<u32, u32>,
-    vips: Set<Ipv4Addr>,
-    backends: Set<FrontendKey>,
+    /// Frontend addresses, each with the number of frontends at it (Service ports share a
+    /// VIP), so that [`Services::patched`] can take one port's away.
+    vips: Map<Ipv4Addr, u32>,
+    /// Endpoints, each with the number of Service ports that have it.
+    backends: Map<FrontendKey, u32>,
 }
 
 impl Services {
@@ -189,31 +191,74 @@ impl Services {
         let mut s = Services {
             by_frontend: Map::with_capacity_and_hasher(entries.len() * 2, FixedState::default()),
             by_id: Map::with_capacity_and_hasher(entries.len(), FixedState::default()),
+            node_port_ip,
             ..Services::default()
         };
         for (i, e) in entries.iter().enumerate() {
-            let proto = e.spec.protocol.number();
             s.by_id.insert(e.id, i as u32);
-            for f in &e.spec.frontends {
-                let ip = match f.kind {
-                    FrontendKind::NodePort => match node_port_ip {
-                        Some(ip) => ip,
-                        None => continue,
-                    },
-                    _ => f.ip,
-                };
-                s.by_frontend
-                    .entry((ip, f.port, proto))
-                    .or_insert((i as u32, f.kind));
-                s.vips.insert(ip);
-            }
-            for b in e.backends.iter() {
-                s.backends.insert((b.ip, b.port, proto));
-            }
+            s.index(i as u32, e);
         }
         s.entries = entries;
-        s.node_port_ip = node_port_ip;
         s
+    }
+
+    /// This table with the entries at some positions replaced, each by an entry of the same
+    /// name and id (an EndpointSlice change): the maps are copied and only those entries'
+    /// keys are taken out and put in, so a change costs a copy, not a rebuild of 10k ports'
+    /// frontends and 100k endpoints. With unique frontends (which the daemon requires) the
+    /// result equals [`Services::new`] of the new entries.
+    pub fn patched(&self, changed: &[(usize, Arc<ServiceEntry>)]) -> Services {
+        let mut s = self.clone();
+        for (i, new) in changed {
+            let Some(old) = s.entries.get(*i).cloned() else {
+                continue;
+            };
+            s.unindex(*i as u32, &old);
+            s.index(*i as u32, new);
+            s.entries[*i] = new.clone();
+        }
+        s
+    }
+
+    /// The frontend addresses of `e`, with its NodePorts at `node_port_ip` (none without).
+    fn frontends(
+        node_port_ip: Option<Ipv4Addr>,
+        e: &ServiceEntry,
+    ) -> impl Iterator<Item = (FrontendKey, FrontendKind)> + '_ {
+        let proto = e.spec.protocol.number();
+        e.spec.frontends.iter().filter_map(move |f| {
+            let ip = match f.kind {
+                FrontendKind::NodePort => node_port_ip?,
+                _ => f.ip,
+            };
+            Some(((ip, f.port, proto), f.kind))
+        })
+    }
+
+    /// Adds the keys of entry `e` at position `i`.
+    fn index(&mut self, i: u32, e: &ServiceEntry) {
+        let proto = e.spec.protocol.number();
+        for (key, kind) in Self::frontends(self.node_port_ip, e) {
+            self.by_frontend.entry(key).or_insert((i, kind));
+            *self.vips.entry(key.0).or_insert(0) += 1;
+        }
+        for b in e.backends.iter() {
+            *self.backends.entry((b.ip, b.port, proto)).or_insert(0) += 1;
+        }
+    }
+
+    /// Takes out the keys [`Self::index`] added for entry `e` at position `i`.
+    fn unindex(&mut self, i: u32, e: &ServiceEntry) {
+        let proto = e.spec.protocol.number();
+        for (key, _) in Self::frontends(self.node_port_ip, e) {
+            if self.by_frontend.get(&key).is_some_and(|&(at, _)| at == i) {
+                self.by_frontend.remove(&key);
+            }
+            release(&mut self.vips, key.0);
+        }
+        for b in e.backends.iter() {
+            release(&mut self.backends, (b.ip, b.port, proto));
+        }
     }
 
     /// The address NodePort frontends are matched at.
@@ -255,14 +300,14 @@ impl Services {
     /// Whether `ip` is a frontend address of some Service port.
     #[inline]
     pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
-        !self.vips.is_empty() && self.vips.contains(&ip)
+        !self.vips.is_empty() && self.vips.contains_key(&ip)
     }
 
     /// Whether `ip:port` over `proto` is an endpoint of some Service port: a packet from it
     /// with no connection could be the reply of a translated one whose entry was lost.
     #[inline]
     pub fn is_backend(&self, ip: Ipv4Addr, port: u16, proto: u8) -> bool {
-        !self.backends.is_empty() && self.backends.contains(&(ip, port, proto))
+        !self.backends.is_empty() && self.backends.contains_key(&(ip, port, proto))
     }
 
     /// Every Service port, by name.
@@ -278,6 +323,16 @@ impl Services {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// One user of `key` fewer; the key goes with its last user.
+fn release<K: std::hash::Hash + Eq>(counts: &mut Map<K, u32>, key: K) {
+    if let Some(n) = counts.get_mut(&key) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(&key);
+        }
     }
 }
 
@@ -453,5 +508,71 @@ mod tests {
             without.lookup(npip, 30080, 6).is_none(),
             "no node-port address, no NodePort"
         );
+    }
+
+    /// Random EndpointSlice-like changes (endpoints and frontends of some ports, VIPs and
+    /// endpoints shared between ports, NodePorts): a patched table holds exactly the keys a
+    /// table built from the new entries holds.
+    #[test]
+    fn a_patched_table_equals_one_built_from_the_new_entries() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let make = |i: usize, next: &mut dyn FnMut() -> u64| {
+            let backends = (0..next() % 4)
+                .map(|j| BackendSpec {
+                    port: 8080 + (next() % 2) as u16,
+                    ..backend(
+                        10 + ((i as u64 + j + next() % 3) % 8) as u8,
+                        true,
+                        true,
+                        false,
+                        true,
+                    )
+                })
+                .collect();
+            let mut s = spec(backends);
+            s.name = format!("default/s{i}:p");
+            s.frontends.truncate(1); // frontends are unique, as the daemon requires
+                                     // Ports of one Service share a VIP: i / 2.
+            s.frontends[0].ip = Ipv4Addr::new(10, 96, 0, (i / 2) as u8 + 1);
+            s.frontends[0].port = 80 + (i % 2) as u16;
+            if next() % 3 == 0 {
+                s.frontends.push(Frontend {
+                    kind: FrontendKind::NodePort,
+                    ip: Ipv4Addr::UNSPECIFIED,
+                    port: 30000 + i as u16,
+                });
+            }
+            Arc::new(ServiceEntry::new(i as u32 + 1, &s))
+        };
+        let node_port_ip = Some(Ipv4Addr::new(10, 96, 255, 254));
+        let mut entries: Vec<_> = (0..12).map(|i| make(i, &mut next)).collect();
+        let mut table = Services::new(entries.clone(), node_port_ip);
+        for round in 0..500 {
+            let changed: Vec<_> = (0..1 + next() % 3)
+                .map(|_| {
+                    let i = (next() % 12) as usize;
+                    (i, make(i, &mut next))
+                })
+                .collect();
+            for (i, e) in &changed {
+                entries[*i] = e.clone();
+            }
+            table = table.patched(&changed);
+            let built = Services::new(entries.clone(), node_port_ip);
+            assert_eq!(table.by_frontend, built.by_frontend, "round {round}");
+            assert_eq!(table.by_id, built.by_id, "round {round}");
+            assert_eq!(table.vips, built.vips, "round {round}");
+            assert_eq!(table.backends, built.backends, "round {round}");
+            assert!(table
+                .iter()
+                .zip(built.iter())
+                .all(|(a, b)| Arc::ptr_eq(a, b)));
+        }
     }
 }

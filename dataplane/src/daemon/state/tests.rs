@@ -510,7 +510,10 @@ fn compiling_since_the_previous_configuration_equals_compiling_from_scratch() {
         };
         let before = config.clone();
         if apply(&mut config, &[op]).is_err() {
-            assert_eq!(config, before, "round {round}: a refused op changed the config");
+            assert_eq!(
+                config, before,
+                "round {round}: a refused op changed the config"
+            );
             continue;
         }
         let incremental = config.compile(mac, &tables, Some(&before));
@@ -523,5 +526,8 @@ fn compiling_since_the_previous_configuration_equals_compiling_from_scratch() {
         tables = incremental;
         applied += 1;
     }
-    assert!(applied > 1500, "only {applied} of 3000 transactions applied");
+    assert!(
+        applied > 1500,
+        "only {applied} of 3000 transactions applied"
+    );
 }
