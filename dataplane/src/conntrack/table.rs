@@ -606,6 +606,9 @@ impl Conntrack {
         let selects = |e: &Entry| pred(&e.view(now, &self.timeouts));
         let mut removed = 0;
         for shard in 0..self.cells.len() {
+            if self.cells[shard].live.load(Relaxed) == 0 {
+                continue; // nothing to select: its slots need not be read
+            }
             for h in self.select(shard, selects) {
                 if self.remove_if(h, selects) {
                     removed += 1;
