@@ -43,7 +43,9 @@ impl Config {
         }) {
             previous.services.clone()
         } else {
-            self.compile_services(&previous.services)
+            // The same ids map: the same Service ports by name as `previous`, in its order.
+            let same_ports = same(|a, b| Arc::ptr_eq(&a.service_ids, &b.service_ids));
+            self.compile_services(&previous.services, same_ports)
         };
         let policies = if same(|a, b| {
             Arc::ptr_eq(&a.policies, &b.policies)
@@ -147,7 +149,9 @@ impl Config {
         Arc::new(Policies::from_shared(pods, gateway, previous))
     }
 
-    fn compile_services(&self, previous: &Arc<Services>) -> Arc<Services> {
+    /// `same_ports`: the Service ports are those of `previous` (names and ids), known without
+    /// comparing them.
+    fn compile_services(&self, previous: &Arc<Services>, same_ports: bool) -> Arc<Services> {
         let node_port_ip = self.node.as_ref().and_then(|n| n.node_port_ip);
         let same = |e: &ServiceEntry, spec: &Arc<ServiceSpec>| {
             Arc::ptr_eq(&e.spec, spec) || *e.spec == **spec
@@ -162,8 +166,10 @@ impl Config {
                     .zip(self.services.values())
                     .enumerate()
                     .all(|(i, (e, spec))| {
-                        let aligned = e.spec.name == spec.name
-                            && self.service_ids.get(&spec.name) == Some(&e.id);
+                        let aligned = same_ports
+                            || Arc::ptr_eq(&e.spec, spec)
+                            || (e.spec.name == spec.name
+                                && self.service_ids.get(&spec.name) == Some(&e.id));
                         if aligned && !same(e, spec) {
                             changed
                                 .push((i, Arc::new(ServiceEntry::from_shared(e.id, spec.clone()))));

@@ -249,15 +249,34 @@ impl Config {
             });
         }
         let services = Arc::clone(&next.services);
-        if next
-            .service_ids
-            .keys()
-            .any(|name| !services.contains_key(name))
+        let deletes = ops.iter().any(|op| matches!(op, Op::DelService { .. }));
+        if (replace || deletes)
+            && next
+                .service_ids
+                .keys()
+                .any(|name| !services.contains_key(name))
         {
             Arc::make_mut(&mut next.service_ids).retain(|name, _| services.contains_key(name));
         }
-        for (name, old) in self.services.iter() {
-            let Some(&id) = self.service_ids.get(name) else {
+        // The Service ports whose endpoints may have gone: every one after a replace or a new
+        // node, else those the ops name (not a walk over 10k names for one EndpointSlice).
+        let mut named: Vec<&String> =
+            if replace || ops.iter().any(|op| matches!(op, Op::SetNode(_))) {
+                self.services.keys().collect()
+            } else {
+                ops.iter()
+                    .filter_map(|op| match op {
+                        Op::SetService(spec) => Some(&spec.name),
+                        Op::DelService { name } => Some(name),
+                        _ => None,
+                    })
+                    .collect()
+            };
+        named.sort_unstable();
+        named.dedup();
+        for name in named {
+            let (Some(old), Some(&id)) = (self.services.get(name), self.service_ids.get(name))
+            else {
                 continue;
             };
             let gone: Vec<(Ipv4Addr, u16)> = match next.services.get(name) {
