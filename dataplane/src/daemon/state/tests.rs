@@ -488,10 +488,7 @@ fn compiling_since_the_previous_configuration_equals_compiling_from_scratch() {
         tables = incremental;
         applied += 1;
     }
-    assert!(
-        applied > 1000,
-        "only {applied} of 3000 transactions applied"
-    );
+    assert!(applied > 600, "only {applied} of 3000 transactions applied");
 }
 
 /// One op of [`compiling_since_the_previous_configuration_equals_compiling_from_scratch`]'s
