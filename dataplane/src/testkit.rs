@@ -41,6 +41,17 @@ fn port(name: &str, mac: MacAddr, binding: Binding, mtu: u16) -> Option<PortEntr
     })
 }
 
+/// A deterministic xorshift64 stream for randomized tests (fast, reproducible from `seed`,
+/// never 0 from a non-zero seed; not for secrets).
+pub fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
+
 /// The standard topology's tables, with `extra_pods` more pods (10.244.x.y from port 3 on)
 /// to measure lookups in a bigger table.
 pub fn tables_with(default_route: bool, pod_b_mtu: u16, extra_pods: usize) -> Tables {

@@ -335,13 +335,7 @@ mod tests {
     /// pseudo-header sum.
     #[test]
     fn random_translations_leave_every_checksum_right() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::testkit::xorshift(0x9e37_79b9_7f4a_7c15u64);
         for round in 0..4000 {
             let r = next();
             let udp = r & 1 == 1;

@@ -515,13 +515,7 @@ mod tests {
     /// table built from the new entries holds.
     #[test]
     fn a_patched_table_equals_one_built_from_the_new_entries() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::testkit::xorshift(0x9e37_79b9_7f4a_7c15u64);
         let make = |i: usize, next: &mut dyn FnMut() -> u64| {
             let backends = (0..next() % 4)
                 .map(|j| BackendSpec {

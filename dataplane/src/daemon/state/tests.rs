@@ -456,13 +456,7 @@ fn compiled_view(t: &crate::tables::Tables) -> String {
 #[test]
 fn compiling_since_the_previous_configuration_equals_compiling_from_scratch() {
     let mac = MacAddr::new(2, 0x50, 0x53, 0, 0, 1);
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = crate::testkit::xorshift(0x2545_f491_4f6c_dd1du64);
     let mut config = Config::default();
     apply(&mut config, &[node()]).unwrap();
     let mut tables = config.compile(mac, &crate::tables::Tables::default(), None);
