@@ -107,38 +107,11 @@ pub(super) fn wanted(config: &Config) -> Option<Wanted> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::state::PortConfig;
-    use podswitch_packet::MacAddr;
-    use podswitch_proto::{Frontend, L4Protocol, NodeSpec, PortKind, PortSpec, ServiceSpec};
+    use crate::daemon::state::tests::node_config;
+    use podswitch_proto::{Frontend, L4Protocol, ServiceSpec};
 
     fn config(host_port: bool) -> Config {
-        let mut c = Config {
-            node: Some(NodeSpec {
-                pod_cidr: "10.244.1.0/24".parse().unwrap(),
-                gateway: Ipv4Addr::new(10, 244, 1, 1),
-                gateway_mac: None,
-                service_cidr: Some("10.96.0.0/16".parse().unwrap()),
-                node_port_ip: None,
-            }),
-            ..Config::default()
-        };
-        if host_port {
-            let spec = PortSpec {
-                name: "psw0".into(),
-                kind: PortKind::default(),
-                role: PortRole::Host { mac: None },
-                mtu: 1500,
-                netns: None,
-                offloads: false,
-            };
-            let port = PortConfig {
-                id: 0,
-                spec,
-                peer_mac: MacAddr([2, 0, 0, 0, 0, 1]),
-                uid: 7,
-            };
-            std::sync::Arc::make_mut(&mut c.ports).insert("psw0".into(), port);
-        }
+        let mut c = node_config(None, host_port);
         let mut web = ServiceSpec::cluster_ip(
             "default/web",
             L4Protocol::Tcp,

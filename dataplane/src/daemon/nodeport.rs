@@ -104,50 +104,15 @@ pub(super) fn wanted(config: &Config, tcp_ports: &[u16], udp_ports: &[u16]) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::state::PortConfig;
-    use podswitch_packet::MacAddr;
-    use podswitch_proto::{NodeSpec, PortKind, PortSpec};
+    use crate::daemon::state::tests::node_config;
     use std::net::Ipv4Addr;
 
     const NODE_PORT_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 255, 254);
 
-    fn config(node_port_ip: Option<Ipv4Addr>, host_port: bool) -> Config {
-        let mut c = Config {
-            node: Some(NodeSpec {
-                pod_cidr: "10.244.1.0/24".parse().unwrap(),
-                gateway: Ipv4Addr::new(10, 244, 1, 1),
-                gateway_mac: None,
-                service_cidr: Some("10.96.0.0/16".parse().unwrap()),
-                node_port_ip,
-            }),
-            ..Config::default()
-        };
-        if host_port {
-            let spec = PortSpec {
-                name: "psw0".into(),
-                kind: PortKind::default(),
-                role: PortRole::Host { mac: None },
-                mtu: 1500,
-                netns: None,
-                offloads: false,
-            };
-            std::sync::Arc::make_mut(&mut c.ports).insert(
-                "psw0".into(),
-                PortConfig {
-                    id: 0,
-                    spec,
-                    peer_mac: MacAddr([2, 0, 0, 0, 0, 1]),
-                    uid: 1,
-                },
-            );
-        }
-        c
-    }
-
     #[test]
     fn table_is_wanted_with_host_port_node_port_ip_and_ports() {
         assert_eq!(
-            wanted(&config(Some(NODE_PORT_IP), true), &[30080], &[]),
+            wanted(&node_config(Some(NODE_PORT_IP), true), &[30080], &[]),
             Some(NodePortNat {
                 node_port_ip: NODE_PORT_IP,
                 tcp_ports: vec![30080],
@@ -159,11 +124,14 @@ mod tests {
     #[test]
     fn no_table_without_host_port_node_port_ip_or_node_ports() {
         assert_eq!(
-            wanted(&config(Some(NODE_PORT_IP), false), &[30080], &[]),
+            wanted(&node_config(Some(NODE_PORT_IP), false), &[30080], &[]),
             None
         );
-        assert_eq!(wanted(&config(None, true), &[30080], &[30053]), None);
-        assert_eq!(wanted(&config(Some(NODE_PORT_IP), true), &[], &[]), None);
+        assert_eq!(wanted(&node_config(None, true), &[30080], &[30053]), None);
+        assert_eq!(
+            wanted(&node_config(Some(NODE_PORT_IP), true), &[], &[]),
+            None
+        );
         assert_eq!(wanted(&Config::default(), &[30080], &[]), None);
     }
 

@@ -129,6 +129,40 @@ pub(crate) fn pod(name: &str, ip: &str) -> Op {
     })
 }
 
+/// A node (pod CIDR 10.244.1.0/24, gateway .1, Service CIDR 10.96.0.0/16, NodePorts at
+/// `node_port_ip`), with the host port `psw0` (id 0, uid 7) when `host_port`: the
+/// configuration the daemon's kernel-side syncs (NodePort table, frontend routes) start from.
+pub(crate) fn node_config(node_port_ip: Option<Ipv4Addr>, host_port: bool) -> Config {
+    let mut c = Config {
+        node: Some(NodeSpec {
+            pod_cidr: "10.244.1.0/24".parse().unwrap(),
+            gateway: Ipv4Addr::new(10, 244, 1, 1),
+            gateway_mac: None,
+            service_cidr: Some("10.96.0.0/16".parse().unwrap()),
+            node_port_ip,
+        }),
+        ..Config::default()
+    };
+    if host_port {
+        let spec = PortSpec {
+            name: "psw0".into(),
+            kind: PortKind::default(),
+            role: PortRole::Host { mac: None },
+            mtu: 1500,
+            netns: None,
+            offloads: false,
+        };
+        let port = PortConfig {
+            id: 0,
+            spec,
+            peer_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            uid: 7,
+        };
+        Arc::make_mut(&mut c.ports).insert("psw0".into(), port);
+    }
+    c
+}
+
 fn apply(c: &mut Config, ops: &[Op]) -> Result<Changes, String> {
     c.apply(ops, false, 16, &mut Memory { fail_on: None })
         .map_err(|e| e.to_string())
