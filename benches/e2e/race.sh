@@ -74,24 +74,12 @@ SWITCH_PIDS=() # processes whose CPU is the switch's
 exec 3>&2
 log() { printf '[%s] %s\n' "$(date -u +%T)" "$*" >&3; }
 
-kill_pids() {
-    local p
-    for p in "$@"; do kill "$p" 2>/dev/null || true; done
-    for p in "$@"; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
-        kill -9 "$p" 2>/dev/null || true
-    done
-}
-
+# shellcheck source=teardown.sh
+. "$HERE/teardown.sh"
 teardown() {
     [ ${#CUR_PIDS[@]} -gt 0 ] && kill_pids "${CUR_PIDS[@]}"
     CUR_PIDS=() SWITCH_PIDS=()
-    local ns
-    for ns in $(ip netns list | awk -v p="$PREFIX-" 'index($1, p) == 1 {print $1}'); do
-        # Whatever still runs in the namespace (an iperf3 or sockperf left by a failed step).
-        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
-        ip netns del "$ns" 2>/dev/null || true
-    done
+    delete_namespaces "$PREFIX"
 }
 cleanup() {
     trap - EXIT INT TERM
