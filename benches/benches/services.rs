@@ -8,59 +8,27 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use podswitch_benches::services::{
-    flow_vips, service_entries, service_spec, tables_with_services, tcp_from_pod_a, NewConnections,
-    FIRST_PORT, TCP_ACK, TCP_SYN,
+    big_flow_state, flow_vips, service_entries, service_spec, tables_with_services, tcp_from_pod_a,
+    NewConnections, FIRST_PORT, TCP_ACK, TCP_SYN,
 };
 use podswitch_benches::{udp_a_to_b, PipelineRig};
 use podswitch_dataplane::batch::Next;
-use podswitch_dataplane::conntrack::{Nat, Tuple};
 use podswitch_dataplane::pipeline::FlowState;
 use podswitch_dataplane::tables::{ServiceEntry, Services};
 use podswitch_dataplane::testkit::{self, POD_A, POD_A_IP, POD_B, POD_B_IP};
-use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
 
 const BURST: usize = 64;
 const SCALES: [usize; 3] = [1, 1_000, 10_000];
-/// The large conntrack: capacity (room for the fill and a new-connection sweep), and the other
-/// connections committed into it first.
-const BIG_CONNTRACK: usize = BIG_CONNTRACK_FILL + podswitch_benches::services::NEW_CONN_CONNTRACK;
-const BIG_CONNTRACK_FILL: usize = 1_000_000;
-
 fn configure<'a>(c: &'a mut Criterion, name: &str) -> Group<'a> {
     let mut g = c.benchmark_group(name);
     g.warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(20);
     g
-}
-
-/// `BIG_CONNTRACK_FILL` other established connections (10.250.0.0/16 → 10.251.0.1) committed
-/// straight into the table, as a busy node's would be.
-fn big_flow_state() -> FlowState {
-    let flows = FlowState::new(BIG_CONNTRACK, 1024);
-    let now = Instant::now();
-    let mut ok = 0;
-    for i in 0..BIG_CONNTRACK_FILL as u32 {
-        let t = Tuple {
-            src: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 250, 0, 0)) + (i >> 14)),
-            dst: Ipv4Addr::new(10, 251, 0, 1),
-            src_port: 1024 + (i & 0x3fff) as u16,
-            dst_port: 443,
-            proto: 6,
-        };
-        ok += usize::from(
-            flows
-                .conntrack
-                .commit(&t, Nat::default(), None, TCP_ACK, 54, now)
-                .is_ok(),
-        );
-    }
-    assert_eq!(ok, BIG_CONNTRACK_FILL, "every filler connection committed");
-    flows
 }
 
 fn established(c: &mut Criterion) {

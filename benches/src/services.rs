@@ -155,3 +155,33 @@ impl NewConnections {
         total
     }
 }
+
+/// Connections of others a busy node's conntrack holds in the `ct1M` benchmarks.
+pub const BIG_CONNTRACK_FILL: usize = 1_000_000;
+/// The large conntrack's capacity: room for the fill and a new-connection sweep.
+pub const BIG_CONNTRACK: usize = BIG_CONNTRACK_FILL + NEW_CONN_CONNTRACK;
+
+/// A conntrack holding [`BIG_CONNTRACK_FILL`] other established connections (10.250.0.0/16 →
+/// 10.251.0.1:443) committed straight into the table, as a busy node's would be.
+pub fn big_flow_state() -> podswitch_dataplane::pipeline::FlowState {
+    let flows = podswitch_dataplane::pipeline::FlowState::new(BIG_CONNTRACK, 1024);
+    let now = std::time::Instant::now();
+    let mut ok = 0;
+    for i in 0..BIG_CONNTRACK_FILL as u32 {
+        let t = podswitch_dataplane::conntrack::Tuple {
+            src: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 250, 0, 0)) + (i >> 14)),
+            dst: Ipv4Addr::new(10, 251, 0, 1),
+            src_port: 1024 + (i & 0x3fff) as u16,
+            dst_port: 443,
+            proto: 6,
+        };
+        ok += usize::from(
+            flows
+                .conntrack
+                .commit(&t, Default::default(), None, TCP_ACK, 54, now)
+                .is_ok(),
+        );
+    }
+    assert_eq!(ok, BIG_CONNTRACK_FILL, "every filler connection committed");
+    flows
+}

@@ -408,6 +408,12 @@ impl Batch {
         self.pkts.iter_mut()
     }
 
+    /// The packets, mutable and indexable (stages that look a few packets ahead).
+    #[inline]
+    pub fn packets_mut(&mut self) -> &mut [Packet] {
+        &mut self.pkts
+    }
+
     /// Takes every packet out, leaving the batch empty (capacity kept).
     #[inline]
     pub fn drain(&mut self) -> std::vec::Drain<'_, Packet> {

@@ -7,6 +7,8 @@
 //! shards for one packet, never across a batch.
 
 pub mod fragments;
+mod index;
+mod memory;
 pub mod state;
 mod table;
 #[cfg(test)]
@@ -14,7 +16,7 @@ mod tests;
 
 pub use fragments::{FragKey, FragTable};
 pub use state::{State, Timeouts};
-pub use table::{Conntrack, GcCursor};
+pub use table::{Conntrack, GcCursor, Keyed, Prepared};
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};

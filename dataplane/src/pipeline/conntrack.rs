@@ -9,8 +9,10 @@
 //! of its first fragment.
 
 use super::Ctx;
-use crate::batch::{Batch, Endpoint, Fragment, L4Key, Meta, Track};
-use crate::conntrack::{CachedHop, CommitError, Decided, FragKey, PolicyMark, Tuple};
+use crate::batch::{Batch, Endpoint, Fragment, L4Key, Meta, Packet, Track};
+use crate::conntrack::{
+    CachedHop, CommitError, Conntrack, Decided, FragKey, Keyed, PolicyMark, Prepared, Tuple,
+};
 use crate::counters::DropReason;
 use crate::tables::Tables;
 use crate::trace::Stage;
@@ -114,109 +116,174 @@ fn stopped(
     );
 }
 
+/// How many packets ahead of the one it works on a stage prefetches the conntrack lines of:
+/// enough for their misses to overlap the work of the packets in between, few enough for
+/// the lines to still be there when their packet comes (and for the CPU's fill buffers).
+const AHEAD: usize = 4;
+/// Slots of the look-ahead ring (a power of two above `AHEAD`).
+const RING: usize = 8;
+
+/// Prefetches, for the packets of a batch, what `work` will need of conntrack for each, a few
+/// packets ahead of it: `ahead` hashes a packet's keys and starts the loads (or returns `None`
+/// for a packet it has nothing for), `work` gets each packet with what `ahead` returned.
+fn looking_ahead<T: Copy>(
+    pkts: &mut [Packet],
+    mut ahead: impl FnMut(&Packet) -> Option<T>,
+    mut work: impl FnMut(usize, &mut Packet, Option<T>),
+) {
+    let mut ring: [Option<T>; RING] = [None; RING];
+    for (j, pkt) in pkts.iter().enumerate().take(AHEAD) {
+        ring[j] = ahead(pkt);
+    }
+    for i in 0..pkts.len() {
+        if let Some(pkt) = pkts.get(i + AHEAD) {
+            ring[(i + AHEAD) % RING] = ahead(pkt);
+        }
+        let prepared = ring[i % RING].take();
+        work(i, &mut pkts[i], prepared);
+    }
+}
+
+/// A packet's flow key for the lookup stage, hashed, its index bucket prefetched.
+fn flow_keyed(ct: &Conntrack, pkt: &Packet) -> Option<(Keyed, u8)> {
+    if !pkt.pending() || pkt.meta.l3 != crate::batch::L3::Ipv4 {
+        return None;
+    }
+    let Key::Flow(t, flags) = key(&pkt.meta, pkt.buf.frame()) else {
+        return None;
+    };
+    let k = ct.keyed(&t);
+    ct.prefetch(&k);
+    Some((k, flags))
+}
+
 /// The lookup stage.
 pub fn run(batch: &mut Batch, cx: &mut Ctx) {
+    let ct: &Conntrack = &cx.flows.conntrack;
+    looking_ahead(
+        batch.packets_mut(),
+        |pkt| flow_keyed(ct, pkt),
+        |i, pkt, keyed| look_up(i, pkt, keyed, cx),
+    );
+}
+
+/// One packet of the lookup stage; `keyed` is its flow key if it has one.
+fn look_up(i: usize, pkt: &mut Packet, flow: Option<(Keyed, u8)>, cx: &mut Ctx) {
+    if !pkt.pending() || pkt.meta.l3 != crate::batch::L3::Ipv4 {
+        return;
+    }
+    if let Some((k, flags)) = flow {
+        return look_up_flow(i, pkt, &k, flags, cx);
+    }
+    let len = pkt.buf.len() as u32;
+    let tables = cx.tables;
+    match key(&pkt.meta, pkt.buf.frame()) {
+        Key::Flow(t, flags) => {
+            let k = cx.flows.conntrack.keyed(&t);
+            look_up_flow(i, pkt, &k, flags, cx);
+        }
+        Key::Related(quoted) => {
+            // The error travels opposite to the datagram it quotes.
+            let lookup = cx
+                .flows
+                .conntrack
+                .lookup(&quoted.inverse(), 0, len, cx.now, false);
+            if let Some(hit) = lookup {
+                if hit.policy.denied {
+                    // About a connection a policy stopped: it stays stopped.
+                    stopped(pkt, cx.ctr, cx.trace, i);
+                    return;
+                }
+                pkt.meta.nat = hit.nat;
+                pkt.meta.track = Track::Related;
+                cx.trace.note(
+                    i,
+                    Stage::Conntrack,
+                    pkt.meta.next,
+                    "ICMP error related to a tracked connection",
+                );
+            }
+        }
+        Key::LaterFragment(k) => match cx.flows.fragments.lookup(&k, cx.now) {
+            Some(nat) => {
+                pkt.meta.nat = nat;
+                pkt.meta.track = Track::Fragment;
+                cx.trace.note(
+                    i,
+                    Stage::Conntrack,
+                    pkt.meta.next,
+                    "later fragment: translated as its first fragment",
+                );
+            }
+            None if tables.services.is_vip(pkt.meta.flow.dst_ip) => {
+                pkt.drop(DropReason::FragmentBeforeFirst, cx.ctr);
+                cx.trace.note(
+                    i,
+                    Stage::Conntrack,
+                    pkt.meta.next,
+                    DropReason::FragmentBeforeFirst.description(),
+                );
+            }
+            None => {}
+        },
+        Key::None => {}
+    }
+}
+
+/// The lookup of a TCP, UDP or ICMP echo packet, `k` its flow hashed.
+fn look_up_flow(i: usize, pkt: &mut Packet, k: &Keyed, flags: u8, cx: &mut Ctx) {
     let tables = cx.tables;
     let update = cx.forwarding();
-    for (i, pkt) in batch.iter_mut().enumerate() {
-        if !pkt.pending() || pkt.meta.l3 != crate::batch::L3::Ipv4 {
-            continue;
+    let len = pkt.buf.len() as u32;
+    let t = *k.tuple();
+    match cx
+        .flows
+        .conntrack
+        .lookup_keyed(k, flags, len, cx.now, update)
+    {
+        Some(hit) => {
+            if hit.policy.denied && hit.policy.epoch == tables.policy_epoch {
+                // Stopped by a policy change, and still denied: no check again.
+                stopped(pkt, cx.ctr, cx.trace, i);
+                return;
+            }
+            pkt.meta.nat = hit.nat;
+            let cached = hit.hop.filter(|h| hop_valid(h, tables));
+            pkt.meta.hop = cached.map(|h| h.port);
+            pkt.meta.track = Track::Hit {
+                handle: hit.handle,
+                dir: hit.dir,
+                cache_hop: cached.is_none(),
+                recheck_policy: hit.policy.epoch != tables.policy_epoch,
+            };
+            cx.trace.note_with(i, Stage::Conntrack, pkt.meta.next, || {
+                let svc = hit
+                    .service
+                    .and_then(|s| tables.services.by_id(s.service))
+                    .map(|s| format!(", service {}", s.name))
+                    .unwrap_or_default();
+                format!(
+                    "{:?} packet of a tracked connection ({}{svc}){}",
+                    hit.dir,
+                    hit.state.name(),
+                    if cached.is_some() {
+                        ": cached output"
+                    } else {
+                        ""
+                    }
+                )
+            });
         }
-        let len = pkt.buf.len() as u32;
-        match key(&pkt.meta, pkt.buf.frame()) {
-            Key::Flow(t, flags) => {
-                match cx.flows.conntrack.lookup(&t, flags, len, cx.now, update) {
-                    Some(hit) => {
-                        if hit.policy.denied && hit.policy.epoch == tables.policy_epoch {
-                            // Stopped by a policy change, and still denied: no check again.
-                            stopped(pkt, cx.ctr, cx.trace, i);
-                            continue;
-                        }
-                        pkt.meta.nat = hit.nat;
-                        let cached = hit.hop.filter(|h| hop_valid(h, tables));
-                        pkt.meta.hop = cached.map(|h| h.port);
-                        pkt.meta.track = Track::Hit {
-                            handle: hit.handle,
-                            dir: hit.dir,
-                            cache_hop: cached.is_none(),
-                            recheck_policy: hit.policy.epoch != tables.policy_epoch,
-                        };
-                        cx.trace.note_with(i, Stage::Conntrack, pkt.meta.next, || {
-                            let svc = hit
-                                .service
-                                .and_then(|s| tables.services.by_id(s.service))
-                                .map(|s| format!(", service {}", s.name))
-                                .unwrap_or_default();
-                            format!(
-                                "{:?} packet of a tracked connection ({}{svc}){}",
-                                hit.dir,
-                                hit.state.name(),
-                                if cached.is_some() {
-                                    ": cached output"
-                                } else {
-                                    ""
-                                }
-                            )
-                        });
-                    }
-                    None if lost_reply(&t, flags, tables) => {
-                        let reason = DropReason::UntrackedEndpointReply;
-                        pkt.drop(reason, cx.ctr);
-                        cx.trace
-                            .note(i, Stage::Conntrack, pkt.meta.next, reason.description());
-                    }
-                    None => {
-                        pkt.meta.track = Track::New;
-                        cx.trace
-                            .note(i, Stage::Conntrack, pkt.meta.next, "new connection");
-                    }
-                }
-            }
-            Key::Related(quoted) => {
-                // The error travels opposite to the datagram it quotes.
-                let lookup = cx
-                    .flows
-                    .conntrack
-                    .lookup(&quoted.inverse(), 0, len, cx.now, false);
-                if let Some(hit) = lookup {
-                    if hit.policy.denied {
-                        // About a connection a policy stopped: it stays stopped.
-                        stopped(pkt, cx.ctr, cx.trace, i);
-                        continue;
-                    }
-                    pkt.meta.nat = hit.nat;
-                    pkt.meta.track = Track::Related;
-                    cx.trace.note(
-                        i,
-                        Stage::Conntrack,
-                        pkt.meta.next,
-                        "ICMP error related to a tracked connection",
-                    );
-                }
-            }
-            Key::LaterFragment(k) => match cx.flows.fragments.lookup(&k, cx.now) {
-                Some(nat) => {
-                    pkt.meta.nat = nat;
-                    pkt.meta.track = Track::Fragment;
-                    cx.trace.note(
-                        i,
-                        Stage::Conntrack,
-                        pkt.meta.next,
-                        "later fragment: translated as its first fragment",
-                    );
-                }
-                None if tables.services.is_vip(pkt.meta.flow.dst_ip) => {
-                    pkt.drop(DropReason::FragmentBeforeFirst, cx.ctr);
-                    cx.trace.note(
-                        i,
-                        Stage::Conntrack,
-                        pkt.meta.next,
-                        DropReason::FragmentBeforeFirst.description(),
-                    );
-                }
-                None => {}
-            },
-            Key::None => {}
+        None if lost_reply(&t, flags, tables) => {
+            let reason = DropReason::UntrackedEndpointReply;
+            pkt.drop(reason, cx.ctr);
+            cx.trace
+                .note(i, Stage::Conntrack, pkt.meta.next, reason.description());
+        }
+        None => {
+            pkt.meta.track = Track::New;
+            cx.trace
+                .note(i, Stage::Conntrack, pkt.meta.next, "new connection");
         }
     }
 }
@@ -227,104 +294,134 @@ const SNAT_TRIES: u16 = 16;
 /// The commit stage: new connections that have an output get their entry; entries found
 /// without a valid cached output get the one route chose.
 pub fn commit(batch: &mut Batch, cx: &mut Ctx) {
+    let ct: &Conntrack = &cx.flows.conntrack;
+    let forwarding = cx.forwarding();
+    let pkts = batch.packets_mut();
+    if pkts.iter().any(|p| p.meta.track == Track::New) {
+        looking_ahead(
+            pkts,
+            |pkt| new_connection_keys(ct, pkt, forwarding),
+            |i, pkt, prepared| commit_one(i, pkt, prepared, cx),
+        );
+    } else {
+        // Nothing to create (a batch of established flows): nothing to look ahead for.
+        for (i, pkt) in pkts.iter_mut().enumerate() {
+            commit_one(i, pkt, None, cx);
+        }
+    }
+}
+
+/// The keys of a new connection the commit stage will create, their lines prefetched.
+fn new_connection_keys(ct: &Conntrack, pkt: &Packet, forwarding: bool) -> Option<Prepared> {
+    if !forwarding || !pkt.pending() || pkt.meta.hop.is_none() || pkt.meta.track != Track::New {
+        return None;
+    }
+    let Key::Flow(t, _) = key(&pkt.meta, pkt.buf.frame()) else {
+        return None;
+    };
+    Some(ct.prepare(&t, &pkt.meta.nat))
+}
+
+/// One packet of the commit stage; `prepared` its new connection's keys, if it has one.
+fn commit_one(i: usize, pkt: &mut Packet, mut prepared: Option<Prepared>, cx: &mut Ctx) {
     let tables = cx.tables;
-    for (i, pkt) in batch.iter_mut().enumerate() {
-        if !pkt.pending() {
-            continue;
-        }
-        let Some(out) = pkt.meta.hop else { continue };
-        let Some(port_uid) = tables.port(out).map(|p| p.uid) else {
-            continue;
-        };
-        let hop = CachedHop {
-            port: out,
-            port_uid,
-            route_epoch: tables.route_epoch,
-        };
-        if pkt.meta.flow.frag == Fragment::First
-            && cx.forwarding()
-            && matches!(pkt.meta.track, Track::Hit { .. } | Track::Untracked)
-        {
-            // A first fragment that passed every stage: its later fragments follow it (a new
-            // connection's is recorded with its entry below).
-            let k = frag_key(&pkt.meta, pkt.buf.frame());
-            cx.flows.fragments.record(k, pkt.meta.nat, cx.now);
-        }
-        match pkt.meta.track {
-            Track::Hit {
-                handle,
-                dir,
-                cache_hop: true,
-                ..
-            } if cx.forwarding() => cx.flows.conntrack.set_hop(handle, dir, hop),
-            Track::New => {
-                let Key::Flow(t, flags) = key(&pkt.meta, pkt.buf.frame()) else {
-                    continue;
+    if !pkt.pending() {
+        return;
+    }
+    let Some(out) = pkt.meta.hop else { return };
+    let Some(port_uid) = tables.port(out).map(|p| p.uid) else {
+        return;
+    };
+    let hop = CachedHop {
+        port: out,
+        port_uid,
+        route_epoch: tables.route_epoch,
+    };
+    if pkt.meta.flow.frag == Fragment::First
+        && cx.forwarding()
+        && matches!(pkt.meta.track, Track::Hit { .. } | Track::Untracked)
+    {
+        // A first fragment that passed every stage: its later fragments follow it (a new
+        // connection's is recorded with its entry below).
+        let k = frag_key(&pkt.meta, pkt.buf.frame());
+        cx.flows.fragments.record(k, pkt.meta.nat, cx.now);
+    }
+    match pkt.meta.track {
+        Track::Hit {
+            handle,
+            dir,
+            cache_hop: true,
+            ..
+        } if cx.forwarding() => cx.flows.conntrack.set_hop(handle, dir, hop),
+        Track::New => {
+            let Key::Flow(t, flags) = key(&pkt.meta, pkt.buf.frame()) else {
+                return;
+            };
+            if !cx.forwarding() {
+                cx.trace.note(
+                    i,
+                    Stage::Commit,
+                    pkt.meta.next,
+                    "would create the connection",
+                );
+                return;
+            }
+            let len = pkt.buf.len() as u32;
+            let mut decided = Decided {
+                nat: pkt.meta.nat,
+                service: pkt.meta.service,
+                hop: Some(hop),
+                // The policy stage allowed it under these policies.
+                policy: Some(PolicyMark {
+                    epoch: tables.policy_epoch,
+                    denied: false,
+                }),
+            };
+            let mut result = Err(CommitError::Full);
+            let ct = &cx.flows.conntrack;
+            for attempt in 0..SNAT_TRIES {
+                // The keys prepared ahead hold for the first attempt's translation.
+                result = match prepared.take().filter(|p| *p.tuple() == t) {
+                    Some(keys) => ct.commit_prepared(&keys, decided, flags, len, cx.now),
+                    None => ct.commit_decided(&t, decided, flags, len, cx.now),
                 };
-                if !cx.forwarding() {
-                    cx.trace.note(
-                        i,
-                        Stage::Commit,
-                        pkt.meta.next,
-                        "would create the connection",
-                    );
-                    continue;
-                }
-                let len = pkt.buf.len() as u32;
-                let mut decided = Decided {
-                    nat: pkt.meta.nat,
-                    service: pkt.meta.service,
-                    hop: Some(hop),
-                    // The policy stage allowed it under these policies.
-                    policy: Some(PolicyMark {
-                        epoch: tables.policy_epoch,
-                        denied: false,
-                    }),
-                };
-                let mut result = Err(CommitError::Full);
-                for attempt in 0..SNAT_TRIES {
-                    result = cx
-                        .flows
-                        .conntrack
-                        .commit_decided(&t, decided, flags, len, cx.now);
-                    match (&result, decided.nat.src) {
-                        (Err(CommitError::ReplyTaken), Some(src)) if attempt + 1 < SNAT_TRIES => {
-                            // Another connection holds that reply tuple: try the next port
-                            // (ephemeral range, as Linux's NAT does).
-                            let port = 32768 + (src.port.wrapping_add(attempt * 997 + 1) % 28232);
-                            decided.nat.src = Some(Endpoint { ip: src.ip, port });
-                        }
-                        _ => break,
+                match (&result, decided.nat.src) {
+                    (Err(CommitError::ReplyTaken), Some(src)) if attempt + 1 < SNAT_TRIES => {
+                        // Another connection holds that reply tuple: try the next port
+                        // (ephemeral range, as Linux's NAT does).
+                        let port = 32768 + (src.port.wrapping_add(attempt * 997 + 1) % 28232);
+                        decided.nat.src = Some(Endpoint { ip: src.ip, port });
                     }
-                }
-                match result {
-                    Ok(hit) => {
-                        // `decided.nat`, unless another worker tracked the connection
-                        // meanwhile: then its entry's translation for this direction.
-                        let nat = hit.nat;
-                        pkt.meta.nat = nat;
-                        if pkt.meta.flow.frag == Fragment::First {
-                            let k = frag_key(&pkt.meta, pkt.buf.frame());
-                            cx.flows.fragments.record(k, nat, cx.now);
-                        }
-                        cx.trace
-                            .note(i, Stage::Commit, pkt.meta.next, "connection created");
-                    }
-                    Err(CommitError::Full) => {
-                        pkt.drop(DropReason::ConntrackFull, cx.ctr);
-                        let reason = DropReason::ConntrackFull;
-                        cx.trace
-                            .note(i, Stage::Commit, pkt.meta.next, reason.description());
-                    }
-                    Err(CommitError::ReplyTaken) => {
-                        pkt.drop(DropReason::ConntrackReplyTaken, cx.ctr);
-                        let reason = DropReason::ConntrackReplyTaken;
-                        cx.trace
-                            .note(i, Stage::Commit, pkt.meta.next, reason.description());
-                    }
+                    _ => break,
                 }
             }
-            _ => {}
+            match result {
+                Ok(hit) => {
+                    // `decided.nat`, unless another worker tracked the connection
+                    // meanwhile: then its entry's translation for this direction.
+                    let nat = hit.nat;
+                    pkt.meta.nat = nat;
+                    if pkt.meta.flow.frag == Fragment::First {
+                        let k = frag_key(&pkt.meta, pkt.buf.frame());
+                        cx.flows.fragments.record(k, nat, cx.now);
+                    }
+                    cx.trace
+                        .note(i, Stage::Commit, pkt.meta.next, "connection created");
+                }
+                Err(CommitError::Full) => {
+                    pkt.drop(DropReason::ConntrackFull, cx.ctr);
+                    let reason = DropReason::ConntrackFull;
+                    cx.trace
+                        .note(i, Stage::Commit, pkt.meta.next, reason.description());
+                }
+                Err(CommitError::ReplyTaken) => {
+                    pkt.drop(DropReason::ConntrackReplyTaken, cx.ctr);
+                    let reason = DropReason::ConntrackReplyTaken;
+                    cx.trace
+                        .note(i, Stage::Commit, pkt.meta.next, reason.description());
+                }
+            }
         }
+        _ => {}
     }
 }
