@@ -36,15 +36,15 @@ impl Config {
             gateway_mac: n.gateway_mac.unwrap_or(default_mac),
         });
         let services = if same(|a, b| {
-            Arc::ptr_eq(&a.services, &b.services)
-                && Arc::ptr_eq(&a.service_ids, &b.service_ids)
+            a.services.ptr_eq(&b.services)
+                && a.service_ids.ptr_eq(&b.service_ids)
                 && a.node.as_ref().map(|n| n.node_port_ip)
                     == b.node.as_ref().map(|n| n.node_port_ip)
         }) {
             previous.services.clone()
         } else {
             // The same ids map: the same Service ports by name as `previous`, in its order.
-            let same_ports = same(|a, b| Arc::ptr_eq(&a.service_ids, &b.service_ids));
+            let same_ports = same(|a, b| a.service_ids.ptr_eq(&b.service_ids));
             self.compile_services(&previous.services, same_ports)
         };
         let policies = if same(|a, b| {

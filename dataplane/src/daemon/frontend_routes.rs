@@ -128,7 +128,7 @@ mod tests {
         ] {
             web.frontends.push(Frontend { kind, ip, port: 80 });
         }
-        std::sync::Arc::make_mut(&mut c.services).insert(web.name.clone(), web.into());
+        c.services.insert(web.name.clone(), web.into());
         c
     }
 

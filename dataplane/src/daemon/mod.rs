@@ -269,24 +269,27 @@ impl Daemon {
     /// flushed (a datagram flow has no end, and would go on to a dead pod), TCP ones finish
     /// (Kubernetes' graceful termination: established connections keep their endpoint), and
     /// the Service port's affinity is forgotten.
-    fn forget_gone_endpoints(&self, gone: &[(u32, Vec<(std::net::Ipv4Addr, u16)>)]) {
-        if gone.is_empty() {
-            return;
-        }
-        let udp = podswitch_packet::IpProtocol::UDP.0;
-        self.flows.conntrack.flush(|e| {
-            e.original.proto == udp
-                && e.service.is_some_and(|s| {
-                    gone.iter().any(|(id, endpoints)| {
-                        *id == s.service
-                            && endpoints
-                                .iter()
-                                .any(|&(ip, port)| s.backend.ip == ip && s.backend.port == port)
+    fn forget_gone_endpoints(&self, gone: &[state::GoneEndpoints]) {
+        let udp = |g: &&state::GoneEndpoints| {
+            g.protocol == proto::L4Protocol::Udp && !g.endpoints.is_empty()
+        };
+        // A walk over the whole table, so only when a UDP endpoint went.
+        if gone.iter().any(|g| udp(&g)) {
+            let udp_proto = podswitch_packet::IpProtocol::UDP.0;
+            self.flows.conntrack.flush(|e| {
+                e.original.proto == udp_proto
+                    && e.service.is_some_and(|s| {
+                        gone.iter().filter(udp).any(|g| {
+                            g.service == s.service
+                                && g.endpoints
+                                    .iter()
+                                    .any(|&(ip, port)| s.backend.ip == ip && s.backend.port == port)
+                        })
                     })
-                })
-        });
-        for (id, _) in gone {
-            self.flows.affinity.forget_service(*id);
+            });
+        }
+        for g in gone {
+            self.flows.affinity.forget_service(g.service);
         }
     }
 
@@ -377,6 +380,8 @@ impl Daemon {
         }
         let failure = match failure {
             Some(e) => e,
+            // No port added (a Service or policy change): no worker to wait for.
+            None if handed.is_empty() => return Ok(()),
             None => match self.sync_workers() {
                 Ok(()) => return Ok(()),
                 Err(e) => e,

@@ -6,6 +6,7 @@
 use super::error::{OpError, PortError, TxError};
 use crate::batch::PortId;
 use crate::ports::PortQueue;
+use imbl::OrdMap;
 use podswitch_packet::MacAddr;
 use podswitch_proto::{
     ifname_problem, FrontendKind, Ipv4Prefix, L4Protocol, NodeSpec, Op, PolicySpec, PortRole,
@@ -68,12 +69,17 @@ pub struct Config {
     /// whose uids say that, nor for Services): outputs conntrack cached under another epoch
     /// are routed again.
     pub route_epoch: u32,
-    /// Service ports by name. Shared, so that cloning the configuration for a transaction
-    /// copies no endpoint lists (10k Service ports hold ~100k endpoints), and an unchanged
-    /// spec stays the same `Arc` (compiling and comparing skip it by pointer).
-    pub services: Arc<BTreeMap<String, Arc<ServiceSpec>>>,
+    /// Service ports by name: a persistent map, so a transaction's copy costs nothing and
+    /// changing one of 10k Service ports copies a path of the tree, not 10k names (and frees
+    /// as little); an unchanged spec stays the same `Arc` (compiling and comparing skip it by
+    /// pointer).
+    pub services: OrdMap<String, Arc<ServiceSpec>>,
     /// Each Service port's id (stable while it exists, never reused for another).
-    pub service_ids: Arc<BTreeMap<String, u32>>,
+    pub service_ids: OrdMap<String, u32>,
+    /// Which Service port holds each frontend (address, port, protocol; a NodePort at the
+    /// node's `node_port_ip`): frontends must be unique, and a transaction that changes a few
+    /// Service ports checks only theirs against this, rather than all of them.
+    pub frontends: OrdMap<Frontend, String>,
     /// The last id handed out.
     pub last_service_id: u32,
     /// Pod ports' effective NetworkPolicies, by port name. Shared with the compiled tables:
@@ -84,6 +90,9 @@ pub struct Config {
     /// epoch are checked again at their next packet.
     pub policy_epoch: u32,
 }
+
+/// A frontend as Services must not share it: address, port, protocol.
+pub type Frontend = (Ipv4Addr, u16, L4Protocol);
 
 /// A port created for a transaction: its queues (one per worker) and the peer's MAC.
 #[derive(Debug)]
@@ -122,9 +131,19 @@ pub struct Changes {
     /// Added ports whose persistent device this transaction created (see
     /// [`CreatedPort::new_device`]): a rollback releases them.
     pub new_devices: Vec<PortId>,
-    /// Service ports removed or whose endpoints went, with the endpoints that went (all of
-    /// them for a removed one): their UDP connections are flushed, their affinity forgotten.
-    pub gone_endpoints: Vec<(u32, Vec<(Ipv4Addr, u16)>)>,
+    /// Service ports removed or changed, with the endpoints that went (all of them for a
+    /// removed one): their UDP connections are flushed, their affinity forgotten.
+    pub gone_endpoints: Vec<GoneEndpoints>,
+}
+
+/// A Service port removed or changed, and the endpoints it lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoneEndpoints {
+    /// The Service port's id.
+    pub service: u32,
+    pub protocol: L4Protocol,
+    /// Address and port of each endpoint that went (none: only other fields changed).
+    pub endpoints: Vec<(Ipv4Addr, u16)>,
 }
 
 impl Changes {
@@ -225,7 +244,11 @@ impl Config {
             next.route_epoch = self.route_epoch.wrapping_add(1);
         }
         // The verdicts depend on the specs and on which address and port each one is for.
-        if next.policies != self.policies || next.policy_ports() != self.policy_ports() {
+        let same_policies =
+            Arc::ptr_eq(&next.policies, &self.policies) && Arc::ptr_eq(&next.ports, &self.ports);
+        if !same_policies
+            && (next.policies != self.policies || next.policy_ports() != self.policy_ports())
+        {
             next.policy_epoch = self.policy_epoch.wrapping_add(1);
         }
         // A transaction that sets no Service and no node leaves the Services as they were
@@ -240,7 +263,39 @@ impl Config {
         if !services_touched {
             return Ok((next, changes));
         }
-        if let Err(error) = next.check_services() {
+        // After a replace or a new node every frontend is checked again (the index is
+        // rebuilt); otherwise only those of the Service ports the ops name.
+        let everything = replace || ops.iter().any(|op| matches!(op, Op::SetNode(_)));
+        let checked = if everything {
+            next.check_services()
+        } else {
+            let mut named: Vec<&str> = (ops.iter())
+                .filter_map(|op| match op {
+                    Op::SetService(spec) => Some(spec.name.as_str()),
+                    Op::DelService { name } => Some(name.as_str()),
+                    _ => None,
+                })
+                .collect();
+            named.sort_unstable();
+            named.dedup();
+            next.check_changed_services(self, &named)
+        };
+        #[cfg(test)]
+        {
+            // The incremental check agrees with checking everything, and keeps the index a
+            // full check builds (the property test of `state/tests.rs` runs this).
+            let mut full = next.clone();
+            let verdict = full.check_services();
+            assert_eq!(
+                checked.is_ok(),
+                verdict.is_ok(),
+                "{checked:?} / {verdict:?}"
+            );
+            if checked.is_ok() {
+                assert_eq!(full.frontends, next.frontends, "the frontend index");
+            }
+        }
+        if let Err(error) = checked {
             changes.discard_added();
             return Err(TxError {
                 index: ops.len(),
@@ -248,30 +303,38 @@ impl Config {
                 error,
             });
         }
-        let services = Arc::clone(&next.services);
-        let deletes = ops.iter().any(|op| matches!(op, Op::DelService { .. }));
-        if (replace || deletes)
-            && next
-                .service_ids
-                .keys()
-                .any(|name| !services.contains_key(name))
-        {
-            Arc::make_mut(&mut next.service_ids).retain(|name, _| services.contains_key(name));
+        // The ids of Service ports that went.
+        let gone: Vec<String> = if replace {
+            (next.service_ids.keys())
+                .filter(|name| !next.services.contains_key(*name))
+                .cloned()
+                .collect()
+        } else {
+            ops.iter()
+                .filter_map(|op| match op {
+                    Op::DelService { name } if !next.services.contains_key(name) => {
+                        Some(name.clone())
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        for name in &gone {
+            next.service_ids.remove(name);
         }
         // The Service ports whose endpoints may have gone: every one after a replace or a new
         // node, else those the ops name (not a walk over 10k names for one EndpointSlice).
-        let mut named: Vec<&String> =
-            if replace || ops.iter().any(|op| matches!(op, Op::SetNode(_))) {
-                self.services.keys().collect()
-            } else {
-                ops.iter()
-                    .filter_map(|op| match op {
-                        Op::SetService(spec) => Some(&spec.name),
-                        Op::DelService { name } => Some(name),
-                        _ => None,
-                    })
-                    .collect()
-            };
+        let mut named: Vec<&String> = if everything {
+            self.services.keys().collect()
+        } else {
+            ops.iter()
+                .filter_map(|op| match op {
+                    Op::SetService(spec) => Some(&spec.name),
+                    Op::DelService { name } => Some(name),
+                    _ => None,
+                })
+                .collect()
+        };
         named.sort_unstable();
         named.dedup();
         for name in named {
@@ -293,7 +356,11 @@ impl Config {
                     .map(|b| (b.ip, b.port))
                     .collect(),
             };
-            changes.gone_endpoints.push((id, gone));
+            changes.gone_endpoints.push(GoneEndpoints {
+                service: id,
+                protocol: old.protocol,
+                endpoints: gone,
+            });
         }
         Ok((next, changes))
     }
@@ -394,20 +461,18 @@ impl Config {
                 check_service(spec)?;
                 if !self.service_ids.contains_key(&spec.name) {
                     self.last_service_id += 1;
-                    Arc::make_mut(&mut self.service_ids)
-                        .insert(spec.name.clone(), self.last_service_id);
+                    (self.service_ids).insert(spec.name.clone(), self.last_service_id);
                 }
                 if self
                     .services
                     .get(&spec.name)
                     .is_none_or(|old| **old != *spec)
                 {
-                    Arc::make_mut(&mut self.services)
-                        .insert(spec.name.clone(), Arc::new(spec.clone()));
+                    (self.services).insert(spec.name.clone(), Arc::new(spec.clone()));
                 }
                 Ok(())
             }
-            Op::DelService { name } => Arc::make_mut(&mut self.services)
+            Op::DelService { name } => (self.services)
                 .remove(name)
                 .map(drop)
                 .ok_or_else(|| OpError::NoService(name.clone())),
@@ -452,51 +517,101 @@ impl Config {
     }
 
     /// What no single op can check: frontends unique across Service ports, none inside the
-    /// pod CIDR or at the gateway, NodePorts only with a node-port address.
-    fn check_services(&self) -> Result<(), OpError> {
-        let mut seen: BTreeMap<(Ipv4Addr, u16, L4Protocol), &str> = BTreeMap::new();
+    /// pod CIDR or at the gateway, NodePorts only with a node-port address. Checks every
+    /// Service port and rebuilds [`Config::frontends`].
+    fn check_services(&mut self) -> Result<(), OpError> {
+        let mut index = OrdMap::new();
         for spec in self.services.values() {
-            for f in &spec.frontends {
-                let ip = if f.kind == FrontendKind::NodePort {
-                    match self.node.as_ref().and_then(|n| n.node_port_ip) {
-                        Some(ip) => ip,
-                        None => {
-                            return Err(OpError::Service {
-                                name: spec.name.clone(),
-                                problem: format!(
-                                    "NodePort {} needs the node's node_port_ip (set_node)",
-                                    f.port
-                                ),
-                            })
-                        }
+            self.claim_frontends(spec, &mut index)?;
+        }
+        self.frontends = index;
+        Ok(())
+    }
+
+    /// [`Config::check_services`] for a transaction that changed (or removed) only the
+    /// Service ports `names` since `before`, with the same node: their old frontends are let
+    /// go first (one may move to another of them), then their new ones claimed.
+    fn check_changed_services(&mut self, before: &Config, names: &[&str]) -> Result<(), OpError> {
+        let mut index = self.frontends.clone();
+        for name in names {
+            let Some(old) = before.services.get(*name) else {
+                continue;
+            };
+            for f in &old.frontends {
+                if let Ok(key) = self.frontend(old, f.kind, f.ip, f.port) {
+                    if index.get(&key).is_some_and(|holder| holder == name) {
+                        index.remove(&key);
                     }
-                } else {
-                    f.ip
-                };
-                if let Some(node) = &self.node {
-                    if ip == node.gateway || node.pod_cidr.contains(ip) {
-                        return Err(OpError::Service {
-                            name: spec.name.clone(),
-                            problem: format!(
-                                "frontend {ip}:{} is inside the pod CIDR {}: a Service address \
-                                 must not be a pod's",
-                                f.port, node.pod_cidr
-                            ),
-                        });
-                    }
-                }
-                if let Some(other) = seen.insert((ip, f.port, spec.protocol), &spec.name) {
-                    return Err(OpError::Service {
-                        name: spec.name.clone(),
-                        problem: format!(
-                            "frontend {ip}:{}/{} is also Service port {other:?}'s",
-                            f.port, spec.protocol
-                        ),
-                    });
                 }
             }
         }
+        for name in names {
+            if let Some(spec) = self.services.get(*name) {
+                self.claim_frontends(spec, &mut index)?;
+            }
+        }
+        self.frontends = index;
         Ok(())
+    }
+
+    /// Adds `spec`'s frontends to `index`, each checked: not in the pod CIDR, a NodePort only
+    /// with a node-port address, held by no other Service port (nor twice by this one).
+    fn claim_frontends(
+        &self,
+        spec: &ServiceSpec,
+        index: &mut OrdMap<Frontend, String>,
+    ) -> Result<(), OpError> {
+        for f in &spec.frontends {
+            let key = self.frontend(spec, f.kind, f.ip, f.port)?;
+            if let Some(other) = index.insert(key, spec.name.clone()) {
+                let (ip, port, protocol) = key;
+                return Err(OpError::Service {
+                    name: spec.name.clone(),
+                    problem: format!(
+                        "frontend {ip}:{port}/{protocol} is also Service port {other:?}'s"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// One frontend of `spec` as the uniqueness check keys it, if it may exist at all.
+    fn frontend(
+        &self,
+        spec: &ServiceSpec,
+        kind: FrontendKind,
+        ip: Ipv4Addr,
+        port: u16,
+    ) -> Result<Frontend, OpError> {
+        let ip = if kind == FrontendKind::NodePort {
+            match self.node.as_ref().and_then(|n| n.node_port_ip) {
+                Some(ip) => ip,
+                None => {
+                    return Err(OpError::Service {
+                        name: spec.name.clone(),
+                        problem: format!(
+                            "NodePort {port} needs the node's node_port_ip (set_node)"
+                        ),
+                    })
+                }
+            }
+        } else {
+            ip
+        };
+        if let Some(node) = &self.node {
+            if ip == node.gateway || node.pod_cidr.contains(ip) {
+                return Err(OpError::Service {
+                    name: spec.name.clone(),
+                    problem: format!(
+                        "frontend {ip}:{port} is inside the pod CIDR {}: a Service address \
+                         must not be a pod's",
+                        node.pod_cidr
+                    ),
+                });
+            }
+        }
+        Ok((ip, port, spec.protocol))
     }
 
     fn set_node(&mut self, node: &NodeSpec) -> Result<(), OpError> {

@@ -173,3 +173,94 @@ fn a_missing_dev_net_tun_says_what_to_do() {
          container the device /dev/net/tun"
     );
 }
+
+/// An endpoint leaving a Service port flushes the UDP connections to it (a datagram flow has no
+/// end and would go on to a dead pod) and no other: not those to the endpoint that stays, not
+/// TCP ones (graceful termination), not another Service port's to the same address.
+#[test]
+fn a_gone_endpoint_loses_its_udp_connections_and_keeps_its_tcp_ones() {
+    use crate::conntrack::{Endpoint, Nat, ServiceRef, Tuple};
+    use proto::{BackendSpec, L4Protocol, ServiceSpec};
+    use std::net::Ipv4Addr;
+    let daemon = Daemon::start(cfg(1)).unwrap();
+    let mut f = ProbeFactory {
+        log: ProbeLog::default(),
+        queues: 1,
+    };
+    let (a, b) = (Ipv4Addr::new(10, 244, 1, 2), Ipv4Addr::new(10, 244, 1, 3));
+    let service = |name: &str, protocol, vip: [u8; 4], backends: &[Ipv4Addr]| {
+        proto::Op::SetService(ServiceSpec::cluster_ip(
+            name,
+            protocol,
+            vip.into(),
+            53,
+            backends
+                .iter()
+                .map(|&ip| BackendSpec::ready(ip, 5353))
+                .collect(),
+        ))
+    };
+    let ops = vec![
+        node(),
+        service("dns:udp", L4Protocol::Udp, [10, 96, 0, 10], &[a, b]),
+        service("dns:tcp", L4Protocol::Tcp, [10, 96, 0, 10], &[a, b]),
+        service("other:udp", L4Protocol::Udp, [10, 96, 0, 11], &[a, b]),
+    ];
+    apply(&daemon, ops, &mut f).unwrap();
+    let id = |name: &str| daemon.config().service_ids[name];
+    let now = Instant::now();
+    let mut client_port = 40_000;
+    let mut connect = |name: &str, backend: Ipv4Addr| {
+        let proto = if name.ends_with("tcp") { 6 } else { 17 };
+        let vip = if name.starts_with("dns") { 10 } else { 11 };
+        client_port += 1;
+        let t = Tuple {
+            src: Ipv4Addr::new(10, 244, 1, 9),
+            dst: Ipv4Addr::new(10, 96, 0, vip),
+            src_port: client_port,
+            dst_port: 53,
+            proto,
+        };
+        let to = Endpoint {
+            ip: backend,
+            port: 5353,
+        };
+        let nat = Nat {
+            src: None,
+            dst: Some(to),
+        };
+        let chosen = ServiceRef {
+            service: id(name),
+            backend: to,
+        };
+        daemon
+            .flows
+            .conntrack
+            .commit(&t, nat, Some(chosen), 0x02, 60, now)
+            .unwrap();
+    };
+    for (name, backend) in [
+        ("dns:udp", a),
+        ("dns:udp", b),
+        ("dns:tcp", a),
+        ("other:udp", a),
+    ] {
+        connect(name, backend);
+    }
+    assert_eq!(daemon.flows.conntrack.len(), 4);
+    // Endpoint a leaves dns:udp and dns:tcp.
+    let ops = vec![
+        service("dns:udp", L4Protocol::Udp, [10, 96, 0, 10], &[b]),
+        service("dns:tcp", L4Protocol::Tcp, [10, 96, 0, 10], &[b]),
+    ];
+    apply(&daemon, ops, &mut f).unwrap();
+    let mut left = Vec::new();
+    daemon.flows.conntrack.for_each(now, |e| {
+        let s = e.service.unwrap();
+        left.push((s.service, s.backend.ip));
+    });
+    left.sort();
+    let mut want = vec![(id("dns:udp"), b), (id("dns:tcp"), a), (id("other:udp"), a)];
+    want.sort();
+    assert_eq!(left, want);
+}

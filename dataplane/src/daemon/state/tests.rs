@@ -538,10 +538,12 @@ fn random_op(next: &mut impl FnMut() -> u64) -> Op {
         4 => Op::DelRoute {
             prefix: format!("10.{k}.0.0/16").parse().unwrap(),
         },
+        // Six Service ports over four addresses: some transactions take another's frontend
+        // (refused), some move one from a Service port to another.
         5 => Op::SetService(ServiceSpec::cluster_ip(
             format!("default/s{k}:http"),
             L4Protocol::Tcp,
-            Ipv4Addr::new(10, 96, 0, 1 + k as u8),
+            Ipv4Addr::new(10, 96, 0, 1 + (next() % 4) as u8),
             80,
             (0..next() % 3)
                 .map(|j| BackendSpec::ready(Ipv4Addr::new(10, 244, 1, 10 + j as u8), 8080))
