@@ -33,6 +33,7 @@ pub mod partial_csum;
 pub mod tcp;
 pub mod udp;
 pub mod virtio_net;
+pub mod vxlan;
 
 pub use arp::{ArpError, ArpOp, ArpPacket, ArpRepr, LEN as ARP_LEN};
 pub use ethernet::{
@@ -49,6 +50,7 @@ pub use ipv4::{
 pub use ipv4_options::{Ipv4Option, Ipv4OptionError, Ipv4Options};
 pub use tcp::{TcpError, TcpFlags, TcpPacket, MIN_HEADER_LEN as TCP_MIN_HEADER_LEN};
 pub use udp::{UdpError, UdpPacket, HEADER_LEN as UDP_HEADER_LEN};
+pub use vxlan::{VxlanError, VxlanPacket, ENCAP_LEN as VXLAN_ENCAP_LEN};
 pub use virtio_net::{
     Gso, GsoKind, HeaderFormat, PartialCsum, RscInfo, VirtioNetError, VirtioNetPacket,
     VirtioNetRepr,

@@ -36,6 +36,9 @@ pub fn trace(tables: &Tables, flows: &FlowState, req: &TracePacket) -> Result<Tr
     let src = req.src.unwrap_or(match entry.binding {
         Binding::Pod { ip } => ip,
         Binding::Host => node.gateway_ip,
+        // A packet from another node's pod: the first host of 0.0.0.0/0 is as good as any;
+        // `src` says which.
+        Binding::Uplink => std::net::Ipv4Addr::new(192, 0, 2, 1),
     });
     let (sport, dport) = (req.src_port.unwrap_or(40000), req.dst_port.unwrap_or(80));
     let (proto, l4) = match req.protocol.to_ascii_lowercase().as_str() {

@@ -135,6 +135,7 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx) {
                         pkt.meta.nat = hit.nat;
                         let cached = hit.hop.filter(|h| hop_valid(h, tables));
                         pkt.meta.hop = cached.map(|h| h.port);
+                        pkt.meta.next_hop = cached.and_then(|h| h.next_hop);
                         pkt.meta.track = Track::Hit {
                             handle: hit.handle,
                             dir: hit.dir,
@@ -238,6 +239,7 @@ pub fn commit(batch: &mut Batch, cx: &mut Ctx) {
         };
         let hop = CachedHop {
             port: out,
+            next_hop: pkt.meta.next_hop,
             port_uid,
             route_epoch: tables.route_epoch,
         };
