@@ -19,6 +19,8 @@ pub mod tunnel;
 #[cfg(test)]
 mod drop_reason_tests;
 #[cfg(test)]
+mod multinode_tests;
+#[cfg(test)]
 mod service_tests;
 
 use crate::affinity::Affinity;

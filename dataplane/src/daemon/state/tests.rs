@@ -61,6 +61,7 @@ impl PortFactory for ProbeFactory {
         let peer_mac = match spec.role {
             PortRole::Pod { mac, .. } => mac,
             PortRole::Host { mac } => mac.unwrap_or(MacAddr::new(2, 0, 0, 0, 0, 0xfe)),
+            PortRole::Uplink { .. } => MacAddr::new(2, 0, 0, 0, 0, 0xfd),
         };
         Ok(CreatedPort {
             queues: (0..self.queues)
@@ -94,6 +95,7 @@ impl PortFactory for Memory {
         let peer_mac = match spec.role {
             PortRole::Pod { mac, .. } => mac,
             PortRole::Host { mac } => mac.unwrap_or(MacAddr::new(2, 0, 0, 0, 0, 0xfe)),
+            PortRole::Uplink { .. } => MacAddr::new(2, 0, 0, 0, 0, 0xfd),
         };
         Ok(CreatedPort {
             queues: vec![Box::new(MemoryQueue::new(id))],
