@@ -242,7 +242,9 @@ impl Neighbors {
     /// Forgets every entry whose address no route leads to any more.
     pub fn retain(&self, mut keep: impl FnMut(Ipv4Addr) -> bool) {
         for shard in self.shards.iter() {
-            let mut s = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut s = shard
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             s.entries.retain(|e| keep(e.ip));
         }
     }
@@ -253,7 +255,9 @@ impl Neighbors {
             .shards
             .iter()
             .flat_map(|shard| {
-                let s = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let s = shard
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 s.entries
                     .iter()
                     .map(|e| NeighborEntry {

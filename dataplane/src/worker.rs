@@ -408,8 +408,8 @@ impl Worker {
                 Next::Output(out) if ports.get(out as usize).is_some_and(Option::is_some) => {
                     if !pkt.meta.offload.is_none() {
                         // No port takes a tunnelled super-frame or partial checksum whole.
-                        let offloads = !pkt.meta.tunneled
-                            && tables.port(out).is_some_and(|e| e.offloads);
+                        let offloads =
+                            !pkt.meta.tunneled && tables.port(out).is_some_and(|e| e.offloads);
                         let caps = offload::Caps::of(offloads);
                         if !caps.takes(&pkt.meta.offload) {
                             if pkt.meta.offload.is_gso() {
@@ -448,7 +448,16 @@ impl Worker {
                 };
                 let mut probe = Packet::new(buf);
                 pipeline::tunnel::arp_request(&mut probe, &uplink, ip, Some(mac));
-                stage_packet(ports, tx_stage, touched, ring, pool, ctr, uplink.port, probe);
+                stage_packet(
+                    ports,
+                    tx_stage,
+                    touched,
+                    ring,
+                    pool,
+                    ctr,
+                    uplink.port,
+                    probe,
+                );
             }
         }
         // The queue counts what it sends (tx_packets/tx_bytes once the kernel took a frame

@@ -50,11 +50,11 @@ pub use ipv4::{
 pub use ipv4_options::{Ipv4Option, Ipv4OptionError, Ipv4Options};
 pub use tcp::{TcpError, TcpFlags, TcpPacket, MIN_HEADER_LEN as TCP_MIN_HEADER_LEN};
 pub use udp::{UdpError, UdpPacket, HEADER_LEN as UDP_HEADER_LEN};
-pub use vxlan::{VxlanError, VxlanPacket, ENCAP_LEN as VXLAN_ENCAP_LEN};
 pub use virtio_net::{
     Gso, GsoKind, HeaderFormat, PartialCsum, RscInfo, VirtioNetError, VirtioNetPacket,
     VirtioNetRepr,
 };
+pub use vxlan::{VxlanError, VxlanPacket, ENCAP_LEN as VXLAN_ENCAP_LEN};
 
 /// A byte range of a header field, as in smoltcp's `field` modules.
 type Field = core::ops::Range<usize>;

@@ -228,7 +228,10 @@ mod tests {
         let mut reserved = HEADER;
         reserved[0] = 0xff;
         reserved[7] = 0xff;
-        assert_eq!(VxlanPacket::new_checked(&reserved[..]).unwrap().vni(), 0x123456);
+        assert_eq!(
+            VxlanPacket::new_checked(&reserved[..]).unwrap().vni(),
+            0x123456
+        );
     }
 
     #[test]

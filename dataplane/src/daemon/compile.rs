@@ -126,10 +126,12 @@ impl Config {
                 ProtoTarget::Port { port } => RouteTarget::Port(self.ports.get(port)?.id),
                 ProtoTarget::Host => RouteTarget::Host,
                 ProtoTarget::Unreachable => RouteTarget::Unreachable,
-                ProtoTarget::Node { ip, vtep_mac } => RouteTarget::Node(next_hops.intern(NextHop {
-                    ip: *ip,
-                    vtep_mac: vtep_mac.unwrap_or_else(|| gateway_mac_of(*prefix)),
-                })?),
+                ProtoTarget::Node { ip, vtep_mac } => {
+                    RouteTarget::Node(next_hops.intern(NextHop {
+                        ip: *ip,
+                        vtep_mac: vtep_mac.unwrap_or_else(|| gateway_mac_of(*prefix)),
+                    })?)
+                }
             };
             Some(Route {
                 prefix: prefix.addr,

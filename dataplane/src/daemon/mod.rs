@@ -657,12 +657,7 @@ impl Daemon {
         // The uplink's next hops as ARP resolved them.
         let uplink = uplink.unwrap_or_else(|| "-".into());
         for e in self.flows.neighbors.dump(std::time::Instant::now()) {
-            let mut n = info(
-                e.ip,
-                e.mac.unwrap_or(MacAddr::ZERO),
-                &uplink,
-                "nexthop",
-            );
+            let mut n = info(e.ip, e.mac.unwrap_or(MacAddr::ZERO), &uplink, "nexthop");
             n.state = Some(e.state.name().into());
             n.age_secs = Some(e.age.as_secs());
             out.push(n);

@@ -40,7 +40,10 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx) {
                 continue;
             }
             let note = from_underlay(pkt, in_port, &uplink, node, tables, ctr, |ip, mac| {
-                forwarding && flows.neighbors.confirm(ip, mac, now, tables.next_hops.contains(ip))
+                forwarding
+                    && flows
+                        .neighbors
+                        .confirm(ip, mac, now, tables.next_hops.contains(ip))
             });
             trace.note(i, Stage::L2, pkt.meta.next, note);
         }

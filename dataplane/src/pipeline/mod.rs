@@ -59,7 +59,10 @@ pub struct ArpProbes {
 impl Default for ArpProbes {
     fn default() -> Self {
         Self {
-            probes: [(std::net::Ipv4Addr::UNSPECIFIED, podswitch_packet::MacAddr::ZERO); 4],
+            probes: [(
+                std::net::Ipv4Addr::UNSPECIFIED,
+                podswitch_packet::MacAddr::ZERO,
+            ); 4],
             len: 0,
         }
     }
@@ -77,7 +80,9 @@ impl ArpProbes {
     }
 
     /// Takes the probes asked for, leaving the list empty.
-    pub fn take(&mut self) -> impl Iterator<Item = (std::net::Ipv4Addr, podswitch_packet::MacAddr)> + '_ {
+    pub fn take(
+        &mut self,
+    ) -> impl Iterator<Item = (std::net::Ipv4Addr, podswitch_packet::MacAddr)> + '_ {
         let n = std::mem::take(&mut self.len);
         self.probes[..n].iter().copied()
     }

@@ -175,7 +175,14 @@ fn a_routed_packet_from_another_nodes_pod_reaches_the_local_pod() {
     let eth = EthernetFrame::new_checked(&h.last_frame[..]).unwrap();
     assert_eq!((eth.dst(), eth.src()), (POD_A_MAC, GW_MAC));
     // Many MACs behind the uplink: another sender's MAC is as good.
-    let g = udp_frame(MacAddr([2, 9, 9, 9, 9, 9]), UPLINK_MAC, NODE2_POD_IP, POD_B_IP, 63, 18);
+    let g = udp_frame(
+        MacAddr([2, 9, 9, 9, 9, 9]),
+        UPLINK_MAC,
+        NODE2_POD_IP,
+        POD_B_IP,
+        63,
+        18,
+    );
     assert_eq!(h.run_one(UPLINK, &g, pipeline::run), Next::Output(POD_B));
 }
 
@@ -296,7 +303,11 @@ fn a_stale_next_hop_is_used_and_its_reprobe_left_to_the_worker() {
     h.now += REACHABLE_TIME + Duration::from_secs(1);
     let f = to_node2(18);
     assert_eq!(h.run_one(POD_A, &f, pipeline::run), Next::Output(UPLINK));
-    assert_eq!(&h.last_frame[0..6], &NODE2_MAC.0, "forwarded with the stale MAC");
+    assert_eq!(
+        &h.last_frame[0..6],
+        &NODE2_MAC.0,
+        "forwarded with the stale MAC"
+    );
     let probes: Vec<_> = h.state.arp_probes.take().collect();
     assert_eq!(probes, vec![(NODE2_IP, NODE2_MAC)]);
     assert_eq!(h.flows.neighbors.dump(h.now)[0].state, State::Probe);
@@ -314,7 +325,10 @@ fn the_mtu_through_a_vxlan_uplink_is_50_bytes_less_and_frag_needed_says_so() {
     let big = to_node2(1451 - 28);
     assert_eq!(h.run_one(POD_A, &big, pipeline::run), Next::Output(POD_A));
     assert_icmp_error(&h.last_frame, &big, 3, 4);
-    assert_eq!(&h.last_frame[14 + 20 + 6..14 + 20 + 8], &1450u16.to_be_bytes());
+    assert_eq!(
+        &h.last_frame[14 + 20 + 6..14 + 20 + 8],
+        &1450u16.to_be_bytes()
+    );
     // Routed, the whole 1500.
     let mut h = resolved(Encap::Direct);
     let full = to_node2(1500 - 28);

@@ -126,7 +126,12 @@ fn next_hop(
     uplink: &Uplink,
     cx: &mut Ctx,
 ) -> Result<(NextHop, MacAddr), &'static str> {
-    let Some(hop) = pkt.meta.next_hop.and_then(|i| cx.tables.next_hops.get(i)).copied() else {
+    let Some(hop) = pkt
+        .meta
+        .next_hop
+        .and_then(|i| cx.tables.next_hops.get(i))
+        .copied()
+    else {
         pkt.drop(DropReason::NoRoute, cx.ctr);
         return Err("to the uplink without a next hop");
     };

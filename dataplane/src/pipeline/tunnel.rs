@@ -154,7 +154,9 @@ fn flow_hash(flow: &crate::batch::FlowKey) -> u32 {
         L4Key::None => (0, 0),
     };
     let mut h = u32::from(flow.src_ip).wrapping_mul(0x9e37_79b1);
-    h ^= u32::from(flow.dst_ip).rotate_left(13).wrapping_mul(0x85eb_ca77);
+    h ^= u32::from(flow.dst_ip)
+        .rotate_left(13)
+        .wrapping_mul(0x85eb_ca77);
     h ^= (u32::from(sp) << 16 | u32::from(dp)).wrapping_mul(0xc2b2_ae3d);
     h ^= u32::from(flow.proto.0);
     h ^ (h >> 15)
@@ -164,7 +166,8 @@ fn flow_hash(flow: &crate::batch::FlowKey) -> u32 {
 /// `to` is `None` (resolution), unicast to the MAC known (re-probe of a stale entry).
 pub fn arp_request(pkt: &mut Packet, uplink: &Uplink, target: Ipv4Addr, to: Option<MacAddr>) {
     let len = ETHERNET_HEADER_LEN + podswitch_packet::ARP_LEN;
-    pkt.buf.fill(&[0u8; ETHERNET_HEADER_LEN + podswitch_packet::ARP_LEN]);
+    pkt.buf
+        .fill(&[0u8; ETHERNET_HEADER_LEN + podswitch_packet::ARP_LEN]);
     let frame = pkt.buf.frame_mut();
     let mut eth = EthernetFrame::new_unchecked(&mut frame[..len]);
     eth.set_dst(to.unwrap_or(MacAddr::BROADCAST));
