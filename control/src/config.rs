@@ -403,6 +403,46 @@ mod tests {
     }
 
     #[test]
+    fn an_uplink_needs_the_node_ip_and_resolves_its_mac_and_encapsulation() {
+        let mut c = with_cidr();
+        assert!(
+            c.settings().unwrap().uplink.is_none(),
+            "no uplink by default"
+        );
+        c.uplink = "eth1".into();
+        let err = c.settings().unwrap_err().to_string();
+        assert!(err.contains("needs node_ip"), "{err}");
+        c.node_ip = Some(Ipv4Addr::new(10, 244, 1, 9));
+        let err = c.settings().unwrap_err().to_string();
+        assert!(err.contains("inside pod_cidr"), "{err}");
+        c.node_ip = Some(Ipv4Addr::new(192, 168, 1, 1));
+        let u = c.settings().unwrap().uplink.unwrap();
+        assert_eq!(u.mac.to_string(), "0a:58:c0:a8:01:01");
+        assert_eq!((u.mtu, u.encap), (1500, podswitch_proto::Encap::Direct));
+        let c = ControlConfig::from_toml(
+            "node_name = \"a\"\npod_cidr = \"10.244.7.0/24\"\nnode_ip = \"192.168.1.7\"\n\
+             uplink = \"eth1\"\nencap = \"vxlan\"\nvni = 7\nuplink_mac = \"02:00:00:00:00:07\"\n",
+        )
+        .unwrap();
+        let u = c.settings().unwrap().uplink.unwrap();
+        assert_eq!(
+            u.encap,
+            podswitch_proto::Encap::Vxlan { vni: 7, port: 4789 }
+        );
+        assert_eq!(u.mac.to_string(), "02:00:00:00:00:07");
+        let mut bad = c.clone();
+        bad.vni = 1 << 24;
+        assert!(bad.settings().unwrap_err().to_string().contains("24-bit"));
+        let mut bad = c;
+        bad.uplink = "psw0".into();
+        assert!(bad
+            .settings()
+            .unwrap_err()
+            .to_string()
+            .contains("also host_port"));
+    }
+
+    #[test]
     fn defaults_resolve_the_gateway_to_the_first_host() {
         let s = with_cidr().settings().unwrap();
         assert_eq!(s.gateway, Ipv4Addr::new(10, 244, 1, 1));
