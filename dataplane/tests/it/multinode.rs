@@ -15,11 +15,15 @@ use podswitch_packet::{Ipv4Packet, TcpPacket, UdpPacket};
 use std::sync::Arc;
 
 const PAYLOAD: usize = 20_000;
+
+/// What left the uplink, with each frame's offload state.
+type Sent = Vec<(Vec<u8>, Offload)>;
 const MSS: u16 = 1398;
 
 /// Sends pod A's TSO frame to node 2's pod through a worker whose neighbour table knows
 /// node 2; returns what left the uplink.
-fn through_uplink(encap: Encap) -> (Vec<u8>, Vec<(Vec<u8>, Offload)>, u64) {
+/// Returns the frame sent, what left the uplink and how many frames were segmented.
+fn through_uplink(encap: Encap) -> (Vec<u8>, Sent, u64) {
     let flows = Arc::new(FlowState::default());
     flows
         .neighbors
