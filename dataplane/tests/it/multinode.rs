@@ -115,3 +115,51 @@ fn a_tso_frame_routed_through_an_uplink_with_offloads_leaves_whole_to_the_next_h
     assert_eq!(&out[0..12], &[NODE2_MAC.0, UPLINK_MAC.0].concat()[..]);
     assert_eq!(&out[34..], &frame[34..], "TCP header and payload untouched");
 }
+
+#[test]
+fn a_stale_next_hop_gets_its_unicast_reprobe_from_the_worker_beside_the_packet() {
+    let flows = Arc::new(FlowState::default());
+    let long_ago = std::time::Instant::now()
+        .checked_sub(
+            podswitch_dataplane::neighbors::REACHABLE_TIME + std::time::Duration::from_secs(1),
+        )
+        .expect("the clock runs for more than 31 s");
+    flows.neighbors.confirm(NODE2_IP, NODE2_MAC, long_ago, true);
+    let rig = crate::rig_with_flows(32, 256, 8, flows.clone());
+    rig.tables.store(Arc::new(tables_multinode(Encap::Direct)));
+    let mut worker = rig.worker;
+    let mut a = MemoryQueue::new(POD_A);
+    a.inject(&udp_frame(
+        POD_A_MAC,
+        GW_MAC,
+        POD_A_IP,
+        NODE2_POD_IP,
+        64,
+        18,
+    ));
+    let sink = Sink::default();
+    worker.add_queue(Box::new(a));
+    worker.add_queue(Box::new(MemoryQueue::with_sink(UPLINK, sink.clone())));
+    let mut ring = Uring::new(64, 128).unwrap();
+    let snapshot = rig.tables.load_full();
+    for _ in 0..4 {
+        worker.poll_once(&mut ring, &snapshot);
+    }
+    let sent = std::mem::take(&mut *sink.lock().unwrap());
+    assert_eq!(sent.len(), 2, "the packet and the probe");
+    assert_eq!(
+        &sent[0].0[0..6],
+        &NODE2_MAC.0,
+        "the packet, to the stale MAC"
+    );
+    let probe = &sent[1].0;
+    assert_eq!(
+        &probe[0..12],
+        &[NODE2_MAC.0, UPLINK_MAC.0].concat()[..],
+        "unicast"
+    );
+    let arp = podswitch_packet::ArpPacket::new_checked(&probe[14..]).unwrap();
+    assert_eq!(arp.operation(), podswitch_packet::ArpOp::Request);
+    assert_eq!((arp.sender_ip(), arp.target_ip()), (UPLINK_IP, NODE2_IP));
+    assert_eq!(worker.counters().events[Event::ArpRequestSent as usize], 1);
+}
