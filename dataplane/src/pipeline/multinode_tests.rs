@@ -357,3 +357,43 @@ fn without_an_uplink_a_route_to_another_node_is_dropped_as_no_uplink() {
         Next::Drop(DropReason::NoUplink)
     );
 }
+
+#[test]
+fn ingress_from_another_node_meets_policy_and_conntrack_like_any_other() {
+    let mut t = tables_multinode(VXLAN);
+    isolate_pod_b(&mut t);
+    let mut h = Harness::from_tables(t);
+    // Pod B admits only pod A: another node's pod is denied, decapsulated or not.
+    let to_b = udp_frame(NODE2_VTEP_MAC, GW_MAC, NODE2_POD_IP, POD_B_IP, 63, 18);
+    assert_eq!(
+        h.run_one(UPLINK, &vxlan_from_node2(&to_b, VNI), pipeline::run),
+        Next::Drop(DropReason::PolicyDenied)
+    );
+    // Pod A is not isolated: the connection is tracked, and pod A's reply is its reply.
+    let to_a = udp_frame(NODE2_VTEP_MAC, GW_MAC, NODE2_POD_IP, POD_A_IP, 63, 18);
+    let meta = h.run_meta(UPLINK, &vxlan_from_node2(&to_a, VNI), pipeline::run);
+    assert_eq!((meta.next, meta.track), (Next::Output(POD_A), Track::New));
+    h.run_one(
+        UPLINK,
+        &arp_reply_to_uplink(NODE2_MAC, NODE2_IP),
+        pipeline::run,
+    );
+    let mut reply = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, NODE2_POD_IP, 64, 18);
+    // Swap the ports: the reply of the datagram above.
+    let ports: Vec<u8> = reply[34..38].to_vec();
+    reply[34..36].copy_from_slice(&ports[2..4]);
+    reply[36..38].copy_from_slice(&ports[0..2]);
+    let meta = h.run_meta(POD_A, &reply, pipeline::run);
+    assert_eq!(meta.next, Next::Output(UPLINK));
+    assert!(
+        matches!(
+            meta.track,
+            Track::Hit {
+                dir: crate::conntrack::Dir::Reply,
+                ..
+            }
+        ),
+        "{:?}",
+        meta.track
+    );
+}
