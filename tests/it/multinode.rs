@@ -6,7 +6,7 @@
 //! default. A local pod pings it: the switch resolves 192.168.1.2 by ARP, routes or
 //! encapsulates, and the kernel's reply comes back through the uplink (decapsulated) to the
 //! pod. The switch's neighbour table then shows node 2 reachable. Through VXLAN also: the
-//! effective MTU (frag-needed 1450) and 4 MB of TCP each way, byte-exact.
+//! effective MTU (frag-needed 1450); both ways, 4 MB of TCP each way, byte-exact.
 
 use podswitch_proto::{Encap, Op, PortKind, PortRole, PortSpec, RouteTarget};
 use podswitch_tests::{root_or_skip, route, Node, GATEWAY, POD_CIDR};
@@ -79,11 +79,26 @@ fn a_pod_reaches_another_nodes_pod_routed_through_a_tap_uplink() {
         return;
     };
     node.ns.ip(&["addr", "add", "10.244.2.1/32", "dev", "lo"]);
+    // Node 2's pod answers and connects from its own address (this switch has no host port
+    // here, so no route back to node 2's InternalIP).
+    let via_uplink = ["via", "192.168.1.1", "dev", "up0", "src", "10.244.2.1"];
     node.ns
-        .ip(&["route", "add", POD_CIDR, "via", "192.168.1.1", "dev", "up0"]);
+        .ip(&[&["route", "add", POD_CIDR][..], &via_uplink].concat());
     ping_node2(&node, &pod);
     assert!(node.event("arp_request_sent") >= 1);
     assert_eq!(node.event("vxlan_encapsulated"), 0);
+    // TCP both ways; a routed tap uplink with offloads takes the pod's super-frames whole.
+    let to_node2 = podswitch_tests::tcp_transfer_verified(
+        &pod.ns,
+        &node.ns,
+        "10.244.2.1".parse().unwrap(),
+        5201,
+        4 << 20,
+    );
+    assert!(to_node2.is_exact(4 << 20), "{to_node2:?}");
+    let from_node2 =
+        podswitch_tests::tcp_transfer_verified(&node.ns, &pod.ns, pod.ip, 5202, 4 << 20);
+    assert!(from_node2.is_exact(4 << 20), "{from_node2:?}");
 }
 
 #[test]
