@@ -397,3 +397,33 @@ fn ingress_from_another_node_meets_policy_and_conntrack_like_any_other() {
         meta.track
     );
 }
+
+#[test]
+fn congestion_marked_on_the_outer_header_reaches_an_ecn_capable_inner_packet() {
+    let mut h = Harness::from_tables(tables_multinode(VXLAN));
+    let ect = |tos: u8| {
+        let mut inner = udp_frame(NODE2_VTEP_MAC, GW_MAC, NODE2_POD_IP, POD_A_IP, 63, 18);
+        let mut ip = Ipv4Packet::new_unchecked(&mut inner[14..]);
+        ip.set_dscp_ecn(tos);
+        ip.fill_checksum();
+        inner
+    };
+    let mut f = vxlan_from_node2(&ect(0b10), VNI); // ECT(0)
+    let mut outer = Ipv4Packet::new_unchecked(&mut f[14..34]);
+    outer.set_dscp_ecn(0b11); // CE
+    outer.fill_checksum();
+    assert_eq!(h.run_one(UPLINK, &f, pipeline::run), Next::Output(POD_A));
+    let ip = Ipv4Packet::new_checked(&h.last_frame[14..]).unwrap();
+    assert_eq!(ip.dscp_ecn() & 3, 3, "CE propagated");
+    assert!(ip.verify_checksum());
+    // Without the mark outside, the inner field is left alone.
+    let f = vxlan_from_node2(&ect(0b10), VNI);
+    h.run_one(UPLINK, &f, pipeline::run);
+    assert_eq!(
+        Ipv4Packet::new_checked(&h.last_frame[14..])
+            .unwrap()
+            .dscp_ecn()
+            & 3,
+        0b10
+    );
+}

@@ -96,12 +96,40 @@ fn strip(
     if pkt.meta.offload.is_gso() {
         return Err(malformed); // no UDP tunnel GSO is offered to any port
     }
+    let outer_ce = ip.dscp_ecn() & ECN_MASK == ECN_CE;
     // A partial checksum was the outer UDP's, which goes with the outer headers.
     pkt.meta.offload = Offload::NONE;
     pkt.buf.pull_front(outer).ok_or(malformed)?;
     pkt.buf.resize(inner_len).ok_or(malformed)?;
-    EthernetFrame::new_unchecked(pkt.buf.frame_mut()).set_dst(uplink.mac);
+    let frame = pkt.buf.frame_mut();
+    EthernetFrame::new_unchecked(&mut *frame).set_dst(uplink.mac);
+    if outer_ce {
+        propagate_ce(frame);
+    }
     Ok("VXLAN decapsulated")
+}
+
+/// The ECN field of the IPv4 DSCP/ECN byte, and its Congestion Experienced value.
+const ECN_MASK: u8 = 0b11;
+const ECN_CE: u8 = 0b11;
+
+/// Congestion the underlay marked on the outer header is not lost (RFC 6040 §4.2, normal
+/// mode): an ECN-capable inner IPv4 packet gets CE too (its checksum refilled only if it was
+/// right, so parse still catches a bad one). A Not-ECT inner packet is forwarded as it is
+/// (RFC 6040 would drop it; its sender cannot react to the mark either way).
+fn propagate_ce(frame: &mut [u8]) {
+    let eth = EthernetFrame::new_unchecked(&*frame);
+    if eth.ethertype() != EtherType::IPV4 {
+        return;
+    }
+    let Ok(mut ip) = Ipv4Packet::new_checked(&mut frame[ETHERNET_HEADER_LEN..]) else {
+        return;
+    };
+    let tos = ip.dscp_ecn();
+    if tos & ECN_MASK != 0 && tos & ECN_MASK != ECN_CE && ip.verify_checksum() {
+        ip.set_dscp_ecn(tos | ECN_CE);
+        ip.fill_checksum();
+    }
 }
 
 /// Pushes VXLAN outer headers in front of `pkt`'s (already rewritten) inner frame, to
