@@ -29,13 +29,19 @@ hex_to_bin() {
 # Puts the seeds of every target into its corpus (fuzz/corpus/ is not committed).
 seed_corpora() {
     mkdir -p corpus/packet_parsers corpus/pipeline corpus/proto_decode corpus/apply_ops \
-        corpus/manifests corpus/cni_stdin
+        corpus/manifests corpus/cni_stdin corpus/vxlan_uplink
     local f name len cmd
     for f in seeds/pipeline/*.hex; do
         name=$(basename "$f" .hex)
         hex_to_bin "$f" "corpus/pipeline/seed-$name"
         # Without its two header bytes it starts with a frame: a packet_parsers seed too.
         tail -c +3 "corpus/pipeline/seed-$name" >"corpus/packet_parsers/seed-$name"
+        # And, behind a flags byte, a vxlan_uplink seed: wrapped in VXLAN from node 2 (0x03),
+        # and from pod A to node 2 resolved, in VXLAN (0x0d) and routed (0x0c).
+        for flag in 03 0d 0c; do
+            { printf '%b' "\\x$flag"; tail -c +3 "corpus/pipeline/seed-$name"; } \
+                >"corpus/vxlan_uplink/seed-$flag-$name"
+        done
     done
     for f in seeds/proto_decode/*.json; do
         name=$(basename "$f" .json)

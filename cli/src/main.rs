@@ -260,7 +260,7 @@ pub enum DpCommand {
 
 /// Flags of `dp add-port`.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("role").required(true).args(["pod", "host"])))]
+#[command(group(ArgGroup::new("role").required(true).args(["pod", "host", "uplink"])))]
 pub struct AddPortArgs {
     /// Port name; also the name of the tap device the daemon creates.
     pub name: String,
@@ -270,14 +270,28 @@ pub struct AddPortArgs {
     /// The port leads to the node's own network stack.
     #[arg(long)]
     pub host: bool,
-    /// The pod interface's MAC (with --host: the kernel side's MAC; default: the kernel's choice).
-    #[arg(long, value_name = "MAC", required_if_eq("pod", "true"))]
+    /// The port is the uplink to the other nodes (needs --mac and --ip: the switch's own on
+    /// the underlay).
+    #[arg(long, conflicts_with_all = ["pod", "host"])]
+    pub uplink: bool,
+    /// With --uplink: encapsulate in VXLAN with this VNI (UDP 4789) instead of routing.
+    #[arg(long, value_name = "VNI", conflicts_with_all = ["pod", "host"])]
+    pub vxlan: Option<u32>,
+    /// The pod interface's MAC (with --host: the kernel side's MAC; default: the kernel's
+    /// choice; with --uplink: the switch's own).
+    #[arg(
+        long,
+        value_name = "MAC",
+        required_if_eq("pod", "true"),
+        required_if_eq("uplink", "true")
+    )]
     pub mac: Option<MacAddr>,
-    /// The pod's IP.
+    /// The pod's IP (with --uplink: the switch's own address on the underlay).
     #[arg(
         long,
         value_name = "IP",
         required_if_eq("pod", "true"),
+        required_if_eq("uplink", "true"),
         conflicts_with = "host"
     )]
     pub ip: Option<Ipv4Addr>,
@@ -298,7 +312,7 @@ pub struct AddPortArgs {
 
 /// Flags of `dp add-route`.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("target").required(true).args(["port", "host", "unreachable"])))]
+#[command(group(ArgGroup::new("target").required(true).args(["port", "host", "unreachable", "node"])))]
 pub struct AddRouteArgs {
     /// Destination prefix, e.g. 10.244.2.0/24.
     pub prefix: Ipv4Prefix,
@@ -311,6 +325,9 @@ pub struct AddRouteArgs {
     /// Nowhere: answered with ICMP host unreachable.
     #[arg(long)]
     pub unreachable: bool,
+    /// To another node: out of the uplink to this next hop (its InternalIP).
+    #[arg(long, value_name = "IP")]
+    pub node: Option<Ipv4Addr>,
 }
 
 /// Flags of `dp set-node`.

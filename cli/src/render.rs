@@ -9,8 +9,8 @@ pub mod flows;
 pub mod policies;
 
 use podswitch_proto::{
-    CountersDump, NeighborInfo, PortInfo, PortKind, PortRole, RouteInfo, RouteOrigin, RouteTarget,
-    Status,
+    CountersDump, Encap, NeighborInfo, PortInfo, PortKind, PortRole, RouteInfo, RouteOrigin,
+    RouteTarget, Status,
 };
 
 /// Which side of its column a cell hugs.
@@ -148,6 +148,14 @@ pub fn ports(ports: &[PortInfo]) -> String {
                 mac.map_or_else(|| "-".to_string(), |m| m.to_string()),
                 "-".to_string(),
             ),
+            PortRole::Uplink { mac, ip, encap } => (
+                match encap {
+                    Encap::Direct => "uplink direct".to_string(),
+                    Encap::Vxlan { vni, port } => format!("uplink vxlan {vni}:{port}"),
+                },
+                mac.to_string(),
+                ip.to_string(),
+            ),
         };
         t.row(vec![
             p.id.to_string(),
@@ -172,6 +180,11 @@ pub fn routes(routes: &[RouteInfo]) -> String {
             RouteTarget::Port { port } => format!("port {port}"),
             RouteTarget::Host => "host".to_string(),
             RouteTarget::Unreachable => "unreachable".to_string(),
+            RouteTarget::Node { ip, vtep_mac: None } => format!("node {ip}"),
+            RouteTarget::Node {
+                ip,
+                vtep_mac: Some(mac),
+            } => format!("node {ip} vtep {mac}"),
         };
         let origin = match r.origin {
             RouteOrigin::Static => "static",
@@ -182,15 +195,30 @@ pub fn routes(routes: &[RouteInfo]) -> String {
     t.render()
 }
 
-/// `neighbors`: IP MAC PORT KIND.
+/// `neighbors`: IP MAC PORT KIND STATE AGE (the last two for next hops learnt by ARP;
+/// an incomplete one has no MAC yet).
 pub fn neighbors(neighbors: &[NeighborInfo]) -> String {
-    let mut t = Table::new(&[("IP", Left), ("MAC", Left), ("PORT", Left), ("KIND", Left)]);
+    let mut t = Table::new(&[
+        ("IP", Left),
+        ("MAC", Left),
+        ("PORT", Left),
+        ("KIND", Left),
+        ("STATE", Left),
+        ("AGE", Right),
+    ]);
     for n in neighbors {
+        let incomplete = n.state.as_deref() == Some("incomplete");
         t.row(vec![
             n.ip.to_string(),
-            n.mac.to_string(),
+            if incomplete {
+                "-".to_string()
+            } else {
+                n.mac.to_string()
+            },
             n.port.clone(),
             n.kind.clone(),
+            n.state.clone().unwrap_or_else(|| "-".into()),
+            n.age_secs.map_or_else(|| "-".into(), |s| format!("{s}s")),
         ]);
     }
     t.render()
@@ -402,16 +430,38 @@ mod tests {
 
     #[test]
     fn neighbors_table() {
-        let list = vec![NeighborInfo {
-            ip: Ipv4Addr::new(10, 244, 1, 1),
-            mac: "02:aa:00:00:00:01".parse().unwrap(),
-            port: "-".into(),
-            kind: "switch".into(),
-        }];
+        let list = vec![
+            NeighborInfo {
+                ip: Ipv4Addr::new(10, 244, 1, 1),
+                mac: "02:aa:00:00:00:01".parse().unwrap(),
+                port: "-".into(),
+                kind: "switch".into(),
+                state: None,
+                age_secs: None,
+            },
+            NeighborInfo {
+                ip: Ipv4Addr::new(192, 168, 1, 2),
+                mac: "52:54:00:00:00:02".parse().unwrap(),
+                port: "eth1".into(),
+                kind: "nexthop".into(),
+                state: Some("reachable".into()),
+                age_secs: Some(12),
+            },
+            NeighborInfo {
+                ip: Ipv4Addr::new(192, 168, 1, 3),
+                mac: "00:00:00:00:00:00".parse().unwrap(),
+                port: "eth1".into(),
+                kind: "nexthop".into(),
+                state: Some("incomplete".into()),
+                age_secs: Some(0),
+            },
+        ];
         assert_eq!(
             neighbors(&list),
-            "IP          MAC                PORT  KIND\n\
-             10.244.1.1  02:aa:00:00:00:01  -     switch\n"
+            "IP           MAC                PORT  KIND     STATE       AGE\n\
+             10.244.1.1   02:aa:00:00:00:01  -     switch   -             -\n\
+             192.168.1.2  52:54:00:00:00:02  eth1  nexthop  reachable   12s\n\
+             192.168.1.3  -                  eth1  nexthop  incomplete   0s\n"
         );
     }
 

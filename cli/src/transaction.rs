@@ -70,8 +70,18 @@ impl AddPortArgs {
             }
         } else if self.host {
             PortRole::Host { mac: self.mac }
+        } else if self.uplink {
+            let need = |flag: &str| anyhow!("an --uplink port needs {flag}");
+            PortRole::Uplink {
+                mac: self.mac.ok_or_else(|| need("--mac"))?,
+                ip: self.ip.ok_or_else(|| need("--ip"))?,
+                encap: match self.vxlan {
+                    Some(vni) => podswitch_proto::Encap::Vxlan { vni, port: 4789 },
+                    None => podswitch_proto::Encap::Direct,
+                },
+            }
         } else {
-            bail!("say what the port leads to: --pod or --host");
+            bail!("say what the port leads to: --pod, --host or --uplink");
         };
         Ok(Op::AddPort(PortSpec {
             name: self.name.clone(),
@@ -87,11 +97,14 @@ impl AddPortArgs {
 impl AddRouteArgs {
     /// The `add_route` op these flags describe.
     pub fn to_op(&self) -> Result<Op> {
-        let target = match (&self.port, self.host, self.unreachable) {
-            (Some(port), false, false) => RouteTarget::Port { port: port.clone() },
-            (None, true, false) => RouteTarget::Host,
-            (None, false, true) => RouteTarget::Unreachable,
-            _ => bail!("give exactly one route target: --port NAME, --host or --unreachable"),
+        let target = match (&self.port, self.host, self.unreachable, self.node) {
+            (Some(port), false, false, None) => RouteTarget::Port { port: port.clone() },
+            (None, true, false, None) => RouteTarget::Host,
+            (None, false, true, None) => RouteTarget::Unreachable,
+            (None, false, false, Some(ip)) => RouteTarget::Node { ip, vtep_mac: None },
+            _ => bail!(
+                "give exactly one route target: --port NAME, --host, --unreachable or --node IP"
+            ),
         };
         Ok(Op::AddRoute(RouteSpec {
             prefix: self.prefix,
@@ -247,6 +260,24 @@ mod tests {
     }
 
     #[test]
+    fn add_port_flags_build_an_uplink() {
+        let args = ["add-port", "eth1", "--uplink", "--mac", "0a:58:c0:a8:01:01"];
+        let with_ip = [&args[..], &["--ip", "192.168.1.1"]].concat();
+        assert_eq!(
+            op_json(&with_ip)["role"],
+            json!({"role": "uplink", "mac": "0a:58:c0:a8:01:01", "ip": "192.168.1.1",
+                   "encap": {"mode": "direct"}})
+        );
+        assert_eq!(
+            op_json(&[&with_ip[..], &["--vxlan", "42"]].concat())["role"]["encap"],
+            json!({"mode": "vxlan", "vni": 42, "port": 4789})
+        );
+        assert!(dp_op(&args).is_err(), "an uplink needs its address");
+        assert!(dp_op(&[&with_ip[..], &["--host"]].concat()).is_err());
+        assert!(dp_op(&["add-port", "p", "--host", "--vxlan", "1"]).is_err());
+    }
+
+    #[test]
     fn add_port_flags_that_do_not_fit_are_refused() {
         for bad in [
             &["add-port", "p"][..],
@@ -275,6 +306,11 @@ mod tests {
             op_json(&["add-route", "10.9.0.0/16", "--unreachable"])["target"],
             json!({"via": "unreachable"})
         );
+        assert_eq!(
+            op_json(&["add-route", "10.244.2.0/24", "--node", "192.168.1.2"])["target"],
+            json!({"via": "node", "ip": "192.168.1.2"})
+        );
+        assert!(dp_op(&["add-route", "10.9.0.0/16", "--node", "1.2.3.4", "--host"]).is_err());
         assert!(dp_op(&["add-route", "10.9.0.0/16"]).is_err());
         assert!(dp_op(&["add-route", "10.9.0.0/16", "--host", "--unreachable"]).is_err());
         assert!(dp_op(&["add-route", "10.9.0.0", "--host"]).is_err());

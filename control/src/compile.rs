@@ -47,13 +47,16 @@ pub fn pod_mac(ip: Ipv4Addr) -> MacAddr {
 /// the host), then one port per pod, attached to the pod's namespace, then one `set_service`
 /// per Service port (`services`, from `crate::services::compile_services`), then one
 /// `set_policy` per isolated pod port (`policies`, from `crate::policy::compile_policies`;
-/// last, because a policy names a port added before it).
+/// last, because a policy names a port added before it). With an uplink configured, its port
+/// comes after the host port, and `node_routes` (`crate::nodes::compile_routes`) after the
+/// static routes.
 pub fn compile<'a>(
     settings: &Settings,
     generation: u64,
     pods: impl IntoIterator<Item = &'a PodRecord>,
     services: impl IntoIterator<Item = ServiceSpec>,
     policies: impl IntoIterator<Item = PolicySpec>,
+    node_routes: impl IntoIterator<Item = RouteSpec>,
 ) -> Transaction {
     let mut ops = vec![
         Op::SetNode(NodeSpec {
@@ -83,6 +86,12 @@ pub fn compile<'a>(
             target: RouteTarget::Unreachable,
         }),
     ];
+    if let Some(port) = uplink_port(settings) {
+        ops.insert(2, Op::AddPort(port));
+    }
+    // Other nodes' pod CIDRs through the uplink (`crate::nodes`): pods reach the rest of the
+    // world through the host port, where the node's kernel masquerades (the default route).
+    ops.extend(node_routes.into_iter().map(Op::AddRoute));
     ops.extend(
         pods.into_iter()
             .map(|pod| Op::AddPort(pod_port(settings, pod))),
@@ -94,6 +103,27 @@ pub fn compile<'a>(
         replace: true,
         ops,
     }
+}
+
+/// The uplink port, when the configuration has one: the switch's link to the other nodes,
+/// holding the node's InternalIP (`node_ip`) and encapsulating as `encap` says. A tap today;
+/// the port kind is the only thing an AF_XDP uplink changes.
+pub fn uplink_port(settings: &Settings) -> Option<PortSpec> {
+    let u = settings.uplink.as_ref()?;
+    Some(PortSpec {
+        name: u.port.clone(),
+        kind: PortKind::Tap,
+        role: PortRole::Uplink {
+            mac: u.mac,
+            ip: u.ip,
+            encap: u.encap,
+        },
+        mtu: u.mtu,
+        // An encapsulating uplink takes no offloaded frame whole (the switch segments and
+        // checksums before encapsulating); a routed one takes them as a pod port does.
+        offloads: u.encap == podswitch_proto::Encap::Direct,
+        netns: None,
+    })
 }
 
 /// The switch port of one pod.
@@ -153,7 +183,7 @@ mod tests {
         let a = testkit::pod("aaa", [10, 244, 1, 2]);
         let mut b = testkit::pod("bbb", [10, 244, 1, 3]);
         b.mtu = Some(1400);
-        let tx = compile(&s, 7, [&a, &b], [], []);
+        let tx = compile(&s, 7, [&a, &b], [], [], []);
         assert_eq!(tx.generation, Some(7));
         assert!(tx.replace);
         let json = serde_json::to_value(&tx.ops).unwrap();
@@ -190,7 +220,7 @@ mod tests {
         off.offloads = false;
         assert!(pod_port(&s, &on).offloads);
         assert!(!pod_port(&s, &off).offloads);
-        let tx = compile(&s, 3, [&on, &off], [], []);
+        let tx = compile(&s, 3, [&on, &off], [], [], []);
         let offloads: Vec<bool> = tx
             .ops
             .iter()
@@ -205,7 +235,7 @@ mod tests {
 
     #[test]
     fn no_pods_is_still_a_whole_configuration() {
-        let tx = compile(&testkit::settings(), 1, [], [], []);
+        let tx = compile(&testkit::settings(), 1, [], [], [], []);
         assert_eq!(tx.ops.len(), 4);
         assert!(tx.replace);
     }

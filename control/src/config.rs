@@ -45,6 +45,52 @@ pub struct ControlConfig {
     pub mtu: u16,
     /// How often the dataplane's generation is compared with control's, in milliseconds.
     pub resync_interval_ms: u64,
+    /// The uplink port's name (the switch's link to the other nodes; for a tap port, the
+    /// device's name). Empty: no uplink, a one-node cluster (Node manifests are stored, no
+    /// route is made).
+    pub uplink: String,
+    /// The switch's MAC on the uplink; default `0a:58:` + the four octets of `node_ip`.
+    #[serde(
+        with = "podswitch_proto::net::mac::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub uplink_mac: Option<podswitch_proto::MacAddr>,
+    /// The uplink's MTU; default `mtu`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uplink_mtu: Option<u16>,
+    /// How packets cross to other nodes: `direct` (routed to the other node's InternalIP;
+    /// the underlay must carry pod addresses) or `vxlan`.
+    pub encap: EncapMode,
+    /// The VXLAN Network Identifier (`encap = "vxlan"`), the same on every node.
+    pub vni: u32,
+    /// The VXLAN UDP port, the same on every node.
+    pub vxlan_port: u16,
+}
+
+/// `encap` in the configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum EncapMode {
+    /// Routed.
+    #[default]
+    Direct,
+    /// VXLAN.
+    Vxlan,
+}
+
+/// The uplink as the configuration resolves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UplinkSettings {
+    /// Port name.
+    pub port: String,
+    /// The switch's address on it (`node_ip`).
+    pub ip: Ipv4Addr,
+    /// The switch's MAC on it.
+    pub mac: podswitch_proto::MacAddr,
+    /// Its MTU.
+    pub mtu: u16,
+    /// Routed or VXLAN.
+    pub encap: podswitch_proto::Encap,
 }
 
 impl Default for ControlConfig {
@@ -65,6 +111,12 @@ impl Default for ControlConfig {
             host_port: "psw0".into(),
             mtu: podswitch_proto::DEFAULT_MTU,
             resync_interval_ms: 500,
+            uplink: String::new(),
+            uplink_mac: None,
+            uplink_mtu: None,
+            encap: EncapMode::Direct,
+            vni: 1,
+            vxlan_port: 4789,
         }
     }
 }
@@ -107,6 +159,8 @@ pub struct Settings {
     pub dataplane_socket: PathBuf,
     /// Own socket.
     pub socket: PathBuf,
+    /// The uplink to other nodes, if any.
+    pub uplink: Option<UplinkSettings>,
 }
 
 /// A configuration value that makes no sense; the message names the key.
@@ -223,6 +277,7 @@ impl ControlConfig {
                 self.socket.display()
             ));
         }
+        let uplink = self.uplink_settings(pod_cidr)?;
         let node_name = if self.node_name.is_empty() {
             hostname().ok_or_else(|| {
                 ConfigError("node_name is empty and the hostname cannot be read: set it".into())
@@ -244,7 +299,71 @@ impl ControlConfig {
             state_dir: self.state_dir.clone(),
             dataplane_socket: self.dataplane_socket.clone(),
             socket: self.socket.clone(),
+            uplink,
         })
+    }
+
+    fn uplink_settings(&self, pod_cidr: Ipv4Prefix) -> Result<Option<UplinkSettings>, ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        if self.uplink.is_empty() {
+            return Ok(None);
+        }
+        if let Some(problem) = ifname_problem(&self.uplink) {
+            return err(format!("uplink = {:?}: {problem}", self.uplink));
+        }
+        if self.uplink == self.host_port {
+            return err(format!(
+                "uplink = {:?} is also host_port: the uplink is the link to the other nodes",
+                self.uplink
+            ));
+        }
+        let Some(ip) = self.node_ip else {
+            return err(format!(
+                "uplink = {:?} needs node_ip: the node's InternalIP, the switch's own address \
+                 on the uplink (--node-ip)",
+                self.uplink
+            ));
+        };
+        if pod_cidr.contains(ip) {
+            return err(format!("node_ip = {ip} is inside pod_cidr = {pod_cidr}"));
+        }
+        let mac = self
+            .uplink_mac
+            .unwrap_or_else(|| crate::compile::pod_mac(ip));
+        if !mac.is_unicast() {
+            return err(format!("uplink_mac = {mac} is not a unicast MAC"));
+        }
+        let mtu = self.uplink_mtu.unwrap_or(self.mtu);
+        if !MTU_RANGE.contains(&mtu) {
+            return err(format!("uplink_mtu = {mtu} is out of range"));
+        }
+        let encap = match self.encap {
+            EncapMode::Direct => podswitch_proto::Encap::Direct,
+            EncapMode::Vxlan => {
+                if self.vni > 0x00ff_ffff {
+                    return err(format!("vni = {} is not a 24-bit number", self.vni));
+                }
+                if self.vxlan_port == 0 {
+                    return err("vxlan_port = 0: give a UDP port (4789 is VXLAN's)".into());
+                }
+                if mtu < 68 + 50 {
+                    return err(format!(
+                        "uplink_mtu = {mtu} leaves no room for VXLAN's 50 bytes"
+                    ));
+                }
+                podswitch_proto::Encap::Vxlan {
+                    vni: self.vni,
+                    port: self.vxlan_port,
+                }
+            }
+        };
+        Ok(Some(UplinkSettings {
+            port: self.uplink.clone(),
+            ip,
+            mac,
+            mtu,
+            encap,
+        }))
     }
 
     /// The configuration with its resolved defaults written in (what `--print-config` shows).
@@ -281,6 +400,46 @@ mod tests {
             pod_cidr: Some("10.244.1.0/24".parse().unwrap()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn an_uplink_needs_the_node_ip_and_resolves_its_mac_and_encapsulation() {
+        let mut c = with_cidr();
+        assert!(
+            c.settings().unwrap().uplink.is_none(),
+            "no uplink by default"
+        );
+        c.uplink = "eth1".into();
+        let err = c.settings().unwrap_err().to_string();
+        assert!(err.contains("needs node_ip"), "{err}");
+        c.node_ip = Some(Ipv4Addr::new(10, 244, 1, 9));
+        let err = c.settings().unwrap_err().to_string();
+        assert!(err.contains("inside pod_cidr"), "{err}");
+        c.node_ip = Some(Ipv4Addr::new(192, 168, 1, 1));
+        let u = c.settings().unwrap().uplink.unwrap();
+        assert_eq!(u.mac.to_string(), "0a:58:c0:a8:01:01");
+        assert_eq!((u.mtu, u.encap), (1500, podswitch_proto::Encap::Direct));
+        let c = ControlConfig::from_toml(
+            "node_name = \"a\"\npod_cidr = \"10.244.7.0/24\"\nnode_ip = \"192.168.1.7\"\n\
+             uplink = \"eth1\"\nencap = \"vxlan\"\nvni = 7\nuplink_mac = \"02:00:00:00:00:07\"\n",
+        )
+        .unwrap();
+        let u = c.settings().unwrap().uplink.unwrap();
+        assert_eq!(
+            u.encap,
+            podswitch_proto::Encap::Vxlan { vni: 7, port: 4789 }
+        );
+        assert_eq!(u.mac.to_string(), "02:00:00:00:00:07");
+        let mut bad = c.clone();
+        bad.vni = 1 << 24;
+        assert!(bad.settings().unwrap_err().to_string().contains("24-bit"));
+        let mut bad = c;
+        bad.uplink = "psw0".into();
+        assert!(bad
+            .settings()
+            .unwrap_err()
+            .to_string()
+            .contains("also host_port"));
     }
 
     #[test]

@@ -227,6 +227,7 @@ mod tests {
             [&testkit::pod("aaa", [10, 244, 1, 2])],
             [],
             [],
+            [],
         );
         let borrowed = ApplyRequest {
             version: PROTOCOL_VERSION,

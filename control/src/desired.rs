@@ -219,7 +219,7 @@ mod tests {
     fn equal_configurations_differ_by_nothing() {
         let s = testkit::settings();
         let a = testkit::pod("aaa", [10, 244, 1, 2]);
-        let tx = compile(&s, 2, [&a], [service("default/web", 5)], []);
+        let tx = compile(&s, 2, [&a], [service("default/web", 5)], [], []);
         assert!(diff(&Desired::of(&tx), &Desired::of(&tx))
             .unwrap()
             .is_empty());
@@ -240,6 +240,7 @@ mod tests {
                 service("default/web", 5),
             ],
             [],
+            [],
         );
         let new = compile(
             &s,
@@ -250,6 +251,7 @@ mod tests {
                 service("default/same", 5),
                 service("default/web", 6),
             ],
+            [],
             [],
         );
         let ops = diff(&Desired::of(&old), &Desired::of(&new)).unwrap();
@@ -267,8 +269,15 @@ mod tests {
 
     #[test]
     fn a_changed_node_cannot_be_diffed() {
-        let old = compile(&testkit::settings(), 2, [], [], []);
-        let new = compile(&testkit::settings_with_cidr("10.244.2.0/24"), 3, [], [], []);
+        let old = compile(&testkit::settings(), 2, [], [], [], []);
+        let new = compile(
+            &testkit::settings_with_cidr("10.244.2.0/24"),
+            3,
+            [],
+            [],
+            [],
+            [],
+        );
         assert!(diff(&Desired::of(&old), &Desired::of(&new)).is_none());
     }
 }

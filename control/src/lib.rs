@@ -42,6 +42,7 @@ pub mod dataplane;
 pub mod desired;
 pub mod ipam;
 mod manifests;
+pub mod nodes;
 pub mod podnet;
 pub mod policy;
 pub mod service_state;

@@ -14,14 +14,17 @@
 //!
 //! A change to a Service, EndpointSlice or Endpoints (`crate::services`), or to a
 //! NetworkPolicy, Namespace or Pod (`crate::policy`: labels and containerPorts feed the
-//! selectors and named ports) bumps the generation in the same transaction and is pushed
-//! before the answer; a Node does not reach the dataplane. A push that fails leaves the change stored (the
+//! selectors and named ports), or to a Node (`crate::nodes`: a route to another node's pod
+//! CIDR), bumps the generation in the same transaction and is pushed before the answer;
+//! Nodes are checked together with the stored ones (overlapping pod CIDRs, a missing
+//! InternalIP: refused whole). A push that fails leaves the change stored (the
 //! store is the truth: the next resync pushes it) and adds a `Warning:` line saying so.
 //! What this switch cannot program (SCTP, a ClusterIP outside the service CIDR) is refused
 //! like an invalid manifest, with nothing stored.
 
 use crate::config::Settings;
 use crate::control::{code, Control, Failure};
+use crate::nodes;
 use crate::policy::is_policy_key;
 use crate::services::{check_service, is_service_key};
 use crate::store::{ReadTx, StoreError};
@@ -41,6 +44,7 @@ impl Control {
                     let mut summary = warnings;
                     summary.reserve(objects.len());
                     let mut programmed = false;
+                    check_nodes(&self.settings, tx, &objects)?;
                     for (key, json) in &objects {
                         let verb = match tx.object(key)? {
                             None => "created",
@@ -148,7 +152,28 @@ fn encode(parsed: podswitch_k8s::Parsed) -> Result<Encoded, Failure> {
 
 /// Whether a change to the stored object `key` changes the dataplane's configuration.
 fn programs_dataplane(key: &str) -> bool {
-    is_service_key(key) || is_policy_key(key)
+    is_service_key(key) || is_policy_key(key) || nodes::is_node_key(key)
+}
+
+/// The Nodes stored with those of `objects` in their place, checked together
+/// (`crate::nodes::check_nodes`): a manifest whose Nodes overlap each other or the stored ones
+/// is refused whole.
+fn check_nodes(
+    settings: &Settings,
+    tx: &crate::store::WriteTx,
+    objects: &[(String, String)],
+) -> Result<(), Failure> {
+    if !objects.iter().any(|(key, _)| nodes::is_node_key(key)) {
+        return Ok(());
+    }
+    let mut all = BTreeMap::new();
+    let stored = tx.objects_of_kinds(nodes::KINDS)?;
+    let given = objects.iter().filter(|(key, _)| nodes::is_node_key(key));
+    for (key, json) in stored.iter().chain(given.map(|(k, j)| (k, j))) {
+        let node: podswitch_k8s::Node = crate::store::decode_object(key, json)?;
+        all.insert(key.clone(), nodes::NodeRoute::of(&node));
+    }
+    nodes::check_nodes(settings, &all).map_err(|e| Failure::new(code::INVALID_MANIFEST, e))
 }
 
 /// Equal as JSON values (independent of key order and spacing).

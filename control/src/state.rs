@@ -20,6 +20,7 @@ use crate::changes::Changed;
 use crate::compile::{compile, pod_port};
 use crate::config::Settings;
 use crate::desired::{diff, Desired};
+use crate::nodes::{self, NodeRoute};
 use crate::podnet::PodNetwork;
 use crate::policy::{self, PolicyEngine};
 use crate::service_state::ServiceState;
@@ -27,7 +28,7 @@ use crate::services;
 use crate::store::{decode_object, object_kind, PodRecord, ReadTx, StoreError};
 use podswitch_k8s::k8s_openapi::api::core::v1::Pod;
 use podswitch_k8s::{EndpointSlice, Endpoints, Namespace, NetworkPolicy, Service};
-use podswitch_proto::{Op, PolicySpec, PortSpec, ServiceSpec, Transaction};
+use podswitch_proto::{Ipv4Prefix, Op, PolicySpec, PortSpec, RouteSpec, ServiceSpec, Transaction};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -40,6 +41,7 @@ enum Decoded {
     Policy(Arc<NetworkPolicy>),
     Namespace(Arc<Namespace>),
     Pod(Arc<Pod>),
+    Node(NodeRoute),
 }
 
 /// The values of the touched keys as they were at the last accepted push.
@@ -48,6 +50,7 @@ struct Journal {
     ports: BTreeMap<String, Option<PortSpec>>,
     services: BTreeMap<String, Option<ServiceSpec>>,
     policies: BTreeMap<String, Option<PolicySpec>>,
+    routes: BTreeMap<(u32, u8), Option<RouteSpec>>,
 }
 
 /// See the module doc.
@@ -60,6 +63,8 @@ pub struct DesiredState {
     objects: HashMap<String, Decoded>,
     services: ServiceState,
     policies: PolicyEngine,
+    /// Stored Nodes, by key: one route each to another node's pod CIDR.
+    nodes: BTreeMap<String, NodeRoute>,
     desired: Desired,
     journal: Journal,
     /// The generation of the last push the dataplane accepted from this state.
@@ -82,12 +87,14 @@ impl DesiredState {
             objects: HashMap::new(),
             services: ServiceState::default(),
             policies: PolicyEngine::default(),
-            desired: Desired::of(&compile(settings, 0, [], [], [])),
+            nodes: BTreeMap::new(),
+            desired: Desired::of(&compile(settings, 0, [], [], [], [])),
             journal: Journal::default(),
             pushed_at: None,
         };
         let mut kinds: Vec<&str> = services::KINDS.to_vec();
         kinds.extend(policy::KINDS);
+        kinds.extend(nodes::KINDS);
         for (key, record) in view.pods()? {
             state.update_attachment(&key, Some(record), podnet, gone);
         }
@@ -193,7 +200,34 @@ impl DesiredState {
         };
     }
 
+    /// A route of `desired` (by its prefix) becomes `spec`, journalled.
+    fn set_route(&mut self, prefix: Ipv4Prefix, spec: Option<RouteSpec>) {
+        let key = (u32::from(prefix.addr), prefix.len);
+        self.journal
+            .routes
+            .entry(key)
+            .or_insert_with(|| self.desired.routes.get(&key).cloned());
+        match spec {
+            Some(s) => self.desired.routes.insert(key, s),
+            None => self.desired.routes.remove(&key),
+        };
+    }
+
     fn update_object(&mut self, key: &str, now: Option<Decoded>) {
+        if let Some(Decoded::Node(_)) | None = &now {
+            if let Some(old) = self.nodes.remove(key) {
+                for r in nodes::compile_routes(&self.settings, [&old]) {
+                    self.set_route(r.prefix, None);
+                }
+            }
+        }
+        if let Some(Decoded::Node(n)) = now {
+            for r in nodes::compile_routes(&self.settings, [&n]) {
+                self.set_route(r.prefix, Some(r));
+            }
+            self.nodes.insert(key.to_string(), n);
+            return;
+        }
         match self.objects.remove(key) {
             Some(Decoded::Service(s)) => self.services.remove_service(&s),
             Some(Decoded::Slice(_)) => self.services.remove_slice(key),
@@ -216,7 +250,7 @@ impl DesiredState {
                     m.name.as_deref().unwrap_or_default(),
                 );
             }
-            None => {}
+            Some(Decoded::Node(_)) | None => {}
         }
         let Some(now) = now else { return };
         match &now {
@@ -231,6 +265,7 @@ impl DesiredState {
                 }
             }
             Decoded::Pod(p) => self.policies.put_pod(p.clone()),
+            Decoded::Node(_) => {} // handled above
         }
         self.objects.insert(key.to_string(), now);
     }
@@ -269,6 +304,7 @@ impl DesiredState {
             self.present_records(),
             self.desired.services.values().cloned(),
             self.desired.policies.values().cloned(),
+            nodes::compile_routes(&self.settings, self.nodes.values()),
         )
     }
 
@@ -319,6 +355,14 @@ impl DesiredState {
                 after.services.insert(name.clone(), new.clone());
             }
         }
+        for (key, old) in &self.journal.routes {
+            if let Some(old) = old {
+                before.routes.insert(*key, old.clone());
+            }
+            if let Some(new) = self.desired.routes.get(key) {
+                after.routes.insert(*key, new.clone());
+            }
+        }
         for (port, old) in &self.journal.policies {
             if let Some(old) = old {
                 before.policies.insert(port.clone(), old.clone());
@@ -340,7 +384,9 @@ impl DesiredState {
 
 /// Whether a stored object of this key's kind is compiled into the dataplane's configuration.
 fn programs_dataplane(key: &str) -> bool {
-    object_kind(key).is_some_and(|k| services::KINDS.contains(&k) || policy::KINDS.contains(&k))
+    object_kind(key).is_some_and(|k| {
+        services::KINDS.contains(&k) || policy::KINDS.contains(&k) || nodes::KINDS.contains(&k)
+    })
 }
 
 /// A stored object of a kind [`programs_dataplane`] accepts, decoded.
@@ -351,6 +397,7 @@ fn decode(key: &str, json: &str) -> Result<Decoded, StoreError> {
         Some("endpoints") => Decoded::Endpoints(Arc::new(decode_object(key, json)?)),
         Some("networkpolicy") => Decoded::Policy(Arc::new(decode_object(key, json)?)),
         Some("namespace") => Decoded::Namespace(Arc::new(decode_object(key, json)?)),
+        Some("node") => Decoded::Node(NodeRoute::of(&decode_object(key, json)?)),
         _ => Decoded::Pod(Arc::new(decode_object(key, json)?)),
     })
 }

@@ -511,6 +511,24 @@ impl WriteTx {
         Ok(())
     }
 
+    /// The objects of the given kinds as this transaction sees them (see
+    /// [`ReadTx::objects_of_kinds`]).
+    pub fn objects_of_kinds(&self, kinds: &[&str]) -> Result<BTreeMap<String, String>, StoreError> {
+        let table = self.tx.open_table(OBJECTS)?;
+        let mut objects = BTreeMap::new();
+        for kind in kinds {
+            let prefix = format!("{kind} ");
+            for entry in table.range::<&str>(prefix.as_str()..)? {
+                let (k, v) = entry?;
+                if !k.value().starts_with(&prefix) {
+                    break;
+                }
+                objects.insert(k.value().to_string(), v.value().to_string());
+            }
+        }
+        Ok(objects)
+    }
+
     /// Removes an object; whether it was there.
     pub fn remove_object(&mut self, key: &str) -> Result<bool, StoreError> {
         self.touched.objects.insert(key.to_string());

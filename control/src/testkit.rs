@@ -67,6 +67,9 @@ pub struct FakeDataplaneState {
     pub services: std::collections::BTreeMap<String, podswitch_proto::ServiceSpec>,
     /// Pod port policies by port.
     pub policies: std::collections::BTreeMap<String, podswitch_proto::PolicySpec>,
+    /// Routes by prefix.
+    pub routes:
+        std::collections::BTreeMap<podswitch_proto::Ipv4Prefix, podswitch_proto::RouteTarget>,
     /// Every transaction applied, in order.
     pub applied: Vec<Transaction>,
     /// Every request fails as if the socket were gone.
@@ -83,6 +86,18 @@ impl FakeDataplaneState {
         self.ports.clear();
         self.services.clear();
         self.policies.clear();
+        self.routes.clear();
+    }
+
+    /// Routes to other nodes: (prefix, next hop), by prefix.
+    pub fn node_routes(&self) -> Vec<(String, Ipv4Addr)> {
+        self.routes
+            .iter()
+            .filter_map(|(p, t)| match t {
+                podswitch_proto::RouteTarget::Node { ip, .. } => Some((p.to_string(), *ip)),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn port_names(&self) -> Vec<String> {
@@ -139,6 +154,7 @@ impl Dataplane for FakeDataplane {
             s.ports.clear();
             s.services.clear();
             s.policies.clear();
+            s.routes.clear();
         }
         for op in &tx.ops {
             match op {
@@ -157,7 +173,12 @@ impl Dataplane for FakeDataplane {
                 Op::DelPolicy { port } => {
                     s.policies.remove(port);
                 }
-                Op::AddRoute(_) | Op::DelRoute { .. } => {}
+                Op::AddRoute(r) => {
+                    s.routes.insert(r.prefix, r.target.clone());
+                }
+                Op::DelRoute { prefix } => {
+                    s.routes.remove(prefix);
+                }
             }
         }
         s.generation = tx.generation.unwrap_or(s.generation + 1);
@@ -248,6 +269,42 @@ impl PodNetwork for FakePodNetwork {
         s.removed.push(format!("{} in {netns}", pod.key()));
         Ok(true)
     }
+}
+
+/// [`settings`] with an uplink `eth1` at 192.168.1.1, routed or VXLAN (VNI 42).
+pub fn settings_with_uplink(vxlan: bool) -> Settings {
+    ControlConfig {
+        node_name: "n1".into(),
+        pod_cidr: Some("10.244.1.0/24".parse().expect("test CIDR")),
+        node_ip: Some(Ipv4Addr::new(192, 168, 1, 1)),
+        uplink: "eth1".into(),
+        encap: if vxlan {
+            crate::config::EncapMode::Vxlan
+        } else {
+            crate::config::EncapMode::Direct
+        },
+        vni: 42,
+        state_dir: "/nonexistent/state".into(),
+        dataplane_socket: "/nonexistent/dataplane.sock".into(),
+        socket: "/nonexistent/control.sock".into(),
+        ..Default::default()
+    }
+    .settings()
+    .expect("test settings are valid")
+}
+
+/// A Node manifest: `name` with `cidr` and InternalIP `ip` (either may be absent).
+pub fn node_manifest(name: &str, cidr: Option<&str>, ip: Option<&str>) -> String {
+    let mut m = format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\n");
+    if let Some(c) = cidr {
+        m.push_str(&format!("spec: {{podCIDR: {c}, podCIDRs: [{c}]}}\n"));
+    }
+    if let Some(ip) = ip {
+        m.push_str(&format!(
+            "status: {{addresses: [{{type: Hostname, address: {name}}}, {{type: InternalIP, address: {ip}}}]}}\n"
+        ));
+    }
+    m
 }
 
 /// A `Control` over a temporary database, a fake dataplane and fake namespaces.

@@ -252,6 +252,12 @@ pub struct Meta {
     /// The output port `route` chose (or conntrack had cached): `rewrite` sends the packet
     /// there. `None` until decided.
     pub hop: Option<PortId>,
+    /// With a `hop` to the uplink: the next hop (`Tables::next_hops` index) the packet is
+    /// for, which `rewrite` resolves to a MAC (and encapsulates to, with VXLAN).
+    pub next_hop: Option<u16>,
+    /// `rewrite` encapsulated the frame (VXLAN): the output segments a GSO frame's inner
+    /// packet and gives each segment the outer headers (`pipeline::offload`).
+    pub tunneled: bool,
     /// The translation `rewrite` applies (from conntrack, or chosen by `service` for a new
     /// connection). For an ICMP error related to a connection, the translation of the
     /// direction the error travels in (its quoted datagram is translated the opposite way).
@@ -304,6 +310,8 @@ impl Meta {
         },
         offload: Offload::NONE,
         hop: None,
+        next_hop: None,
+        tunneled: false,
         nat: Nat::NONE,
         track: Track::Untracked,
         service: None,
@@ -320,6 +328,14 @@ pub struct Packet {
 }
 
 impl Packet {
+    /// A packet the switch makes itself (an ARP probe), with fresh metadata.
+    pub fn new(buf: PktBuf) -> Packet {
+        Packet {
+            buf,
+            meta: Meta::FRESH,
+        }
+    }
+
     /// Whether a stage still has to decide about this packet.
     #[inline]
     pub fn pending(&self) -> bool {

@@ -92,6 +92,17 @@ reasons! {
         ArpIgnored = ("l2", "arp_ignored", "ARP reply or other operation the switch does not need"),
         /// Node addressing not configured yet.
         NoNode = ("l2", "no_node", "node addressing (gateway) not configured yet"),
+        /// An ARP from the underlay the switch took what it needed from (a next hop's reply,
+        /// request or gratuitous ARP confirms its neighbour entry): consumed, not forwarded.
+        ArpLearned = ("l2", "arp_learned", "ARP from an uplink next hop, learnt into the neighbour table (consumed)"),
+        /// On a VXLAN uplink: an IPv4 frame that is not VXLAN to the switch's uplink address
+        /// and port (the underlay carries only tunnel traffic to the switch).
+        VxlanNotTunneled = ("tunnel", "vxlan_not_tunneled", "IPv4 on a VXLAN uplink that is not VXLAN to the switch's uplink address and UDP port"),
+        /// VXLAN to the switch with malformed outer headers (IPv4 fragment or bad checksum,
+        /// UDP length, no I flag) or no inner Ethernet frame.
+        VxlanMalformed = ("tunnel", "vxlan_malformed", "VXLAN packet with malformed outer headers or no inner Ethernet frame"),
+        /// VXLAN to the switch with another VNI than the uplink's.
+        VxlanWrongVni = ("tunnel", "vxlan_wrong_vni", "VXLAN packet with a VNI other than the uplink's"),
         /// Multicast or broadcast IPv4 destination.
         Ipv4NotUnicast = ("l3", "ipv4_not_unicast", "IPv4 multicast/broadcast destination (not routed)"),
         /// No route matched (an ICMP net unreachable is sent when allowed).
@@ -106,6 +117,14 @@ reasons! {
         Hairpin = ("l3", "hairpin", "route leads back out of the input port"),
         /// The host port is not configured.
         NoHostPort = ("l3", "no_host_port", "route to the host but no host port is configured"),
+        /// A route to another node, but no uplink port.
+        NoUplink = ("l3", "no_uplink", "route to another node but no uplink port is configured"),
+        /// The next hop's MAC is not known yet: the packet is dropped (no queue) while ARP
+        /// resolves it; one such packet per second becomes the ARP request.
+        NeighborUnresolved = ("l3", "neighbor_unresolved", "uplink next hop not resolved yet (ARP under way); packet dropped"),
+        /// Too little headroom in front of the frame for the VXLAN headers (cannot happen
+        /// with the pool's 128 bytes; counted rather than assumed).
+        EncapNoHeadroom = ("l3", "encap_no_headroom", "no headroom in the buffer for the VXLAN outer headers"),
         /// A new connection found the conntrack table (or its shard) full; existing
         /// connections continue.
         ConntrackFull = ("conntrack", "conntrack_full", "new connection not tracked: conntrack table full"),
@@ -159,6 +178,14 @@ reasons! {
     pub enum Event {
         /// ARP reply sent.
         ArpReply = ("l2", "arp_reply", "ARP replies sent for the gateway or routed addresses"),
+        /// ARP requests sent out of the uplink to resolve (or re-probe) a next hop.
+        ArpRequestSent = ("l3", "arp_request_sent", "ARP requests sent to resolve or re-probe uplink next hops"),
+        /// A next hop's MAC learnt or confirmed from an ARP on the uplink.
+        NeighborConfirmed = ("l2", "neighbor_confirmed", "uplink next hops learnt or confirmed by ARP"),
+        /// Frames encapsulated in VXLAN for another node.
+        VxlanEncapsulated = ("l3", "vxlan_encapsulated", "frames encapsulated in VXLAN to another node"),
+        /// VXLAN packets from another node decapsulated.
+        VxlanDecapsulated = ("tunnel", "vxlan_decapsulated", "VXLAN packets from another node decapsulated"),
         /// ICMP echo reply from the gateway.
         IcmpEchoReply = ("l3", "icmp_echo_reply", "ICMP echo replies sent from the gateway"),
         /// ICMP destination unreachable sent.

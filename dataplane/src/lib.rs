@@ -11,6 +11,7 @@ pub mod config;
 pub mod conntrack;
 pub mod counters;
 pub mod daemon;
+pub mod neighbors;
 pub mod pipeline;
 pub mod ports;
 pub mod tables;

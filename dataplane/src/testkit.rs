@@ -113,6 +113,90 @@ pub fn tables_with(default_route: bool, pod_b_mtu: u16, extra_pods: usize) -> Ta
     }
 }
 
+pub const UPLINK: PortId = 3;
+/// The switch's own MAC and address on the uplink (the node's InternalIP).
+pub const UPLINK_MAC: MacAddr = MacAddr([0x0a, 0x58, 0xc0, 0xa8, 0x01, 0x01]);
+pub const UPLINK_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 1);
+/// The kernel side of the uplink (the underlay), never checked: many MACs are behind it.
+pub const UNDERLAY_MAC: MacAddr = MacAddr([0x02, 0x50, 0x53, 0x00, 0x00, 0xfd]);
+/// Node 2: InternalIP, NIC MAC, podCIDR 10.244.2.0/24 and one of its pods.
+pub const NODE2_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 2);
+pub const NODE2_MAC: MacAddr = MacAddr([0x52, 0x54, 0x00, 0x00, 0x00, 0x02]);
+pub const NODE2_POD_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 2, 5);
+/// Node 2's tunnel endpoint MAC (the inner destination of VXLAN frames to it).
+pub const NODE2_VTEP_MAC: MacAddr = MacAddr([0x0a, 0x58, 0x0a, 0xf4, 0x02, 0x01]);
+pub const VNI: u32 = 42;
+
+/// The standard topology plus an uplink (port 3, MTU 1500) with `encap`, and a route
+/// 10.244.2.0/24 → node 2.
+pub fn tables_multinode(encap: crate::tables::Encap) -> Tables {
+    use crate::tables::{NextHop, NextHops, Uplink};
+    let mut t = tables_with(true, 1500, 0);
+    let mut ports = (*t.ports).clone();
+    ports.push(port("uplink", UNDERLAY_MAC, Binding::Uplink, 1500));
+    t.ports = ports.into();
+    t.uplink = Some(Uplink {
+        port: UPLINK,
+        mac: UPLINK_MAC,
+        ip: UPLINK_IP,
+        encap,
+    });
+    let mut hops = NextHops::default();
+    let hop = hops
+        .intern(NextHop {
+            ip: NODE2_IP,
+            vtep_mac: NODE2_VTEP_MAC,
+        })
+        .unwrap();
+    t.next_hops = hops.into();
+    let mut routes: Vec<Route> = t.fib.routes().collect();
+    routes.push(Route {
+        prefix: Ipv4Addr::new(10, 244, 2, 0),
+        len: 24,
+        target: RouteTarget::Node(hop),
+    });
+    t.fib = Fib::new(routes).into();
+    t
+}
+
+/// An ARP reply from `mac`/`ip` to the uplink.
+pub fn arp_reply_to_uplink(mac: MacAddr, ip: Ipv4Addr) -> Vec<u8> {
+    let mut f = arp_request(mac, ip, UPLINK_IP);
+    f[0..6].copy_from_slice(&UPLINK_MAC.0);
+    f[21] = 2;
+    f[32..38].copy_from_slice(&UPLINK_MAC.0);
+    f
+}
+
+/// `inner` in VXLAN from node 2 to this node's uplink, outer headers written out field by
+/// field (not with `vxlan::Outer`), outer UDP checksum 0, source port 50000.
+pub fn vxlan_from_node2(inner: &[u8], vni: u32) -> Vec<u8> {
+    let mut f = Vec::with_capacity(50 + inner.len());
+    f.extend_from_slice(&UPLINK_MAC.0);
+    f.extend_from_slice(&NODE2_MAC.0);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let ip_len = (20 + 8 + 8 + inner.len()) as u16;
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+    ip[6] = 0x40;
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&NODE2_IP.octets());
+    ip[16..20].copy_from_slice(&UPLINK_IP.octets());
+    let csum = checksum::checksum(&ip);
+    ip[10..12].copy_from_slice(&csum.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&50000u16.to_be_bytes());
+    f.extend_from_slice(&4789u16.to_be_bytes());
+    f.extend_from_slice(&(ip_len - 20).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    let v = vni.to_be_bytes();
+    f.extend_from_slice(&[0x08, 0, 0, 0, v[1], v[2], v[3], 0]);
+    f.extend_from_slice(inner);
+    f
+}
+
 /// Runs one frame through stages on the standard topology.
 #[derive(Debug)]
 pub struct Harness {

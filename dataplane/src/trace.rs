@@ -8,6 +8,8 @@ use std::borrow::Cow;
 /// A stage of the pipeline, as named in traces and counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// VXLAN decapsulation on the uplink.
+    Tunnel,
     /// Header validation and metadata extraction.
     Parse,
     /// ARP, anti-spoofing, destination MAC.
@@ -30,6 +32,7 @@ impl Stage {
     /// The name traces and counters use.
     pub fn name(self) -> &'static str {
         match self {
+            Stage::Tunnel => "tunnel",
             Stage::Parse => "parse",
             Stage::L2 => "l2",
             Stage::Conntrack => "conntrack",

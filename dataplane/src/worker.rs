@@ -400,13 +400,17 @@ impl Worker {
             touched,
             pool,
             ctr,
+            state,
             ..
         } = self;
         for mut pkt in batch.drain() {
             match pkt.meta.next {
                 Next::Output(out) if ports.get(out as usize).is_some_and(Option::is_some) => {
                     if !pkt.meta.offload.is_none() {
-                        let caps = offload::Caps::of(tables.port(out).is_some_and(|e| e.offloads));
+                        // No port takes a tunnelled super-frame or partial checksum whole.
+                        let offloads =
+                            !pkt.meta.tunneled && tables.port(out).is_some_and(|e| e.offloads);
+                        let caps = offload::Caps::of(offloads);
                         if !caps.takes(&pkt.meta.offload) {
                             if pkt.meta.offload.is_gso() {
                                 offload::segment(&pkt, caps, pool, ctr, |pool, ctr, seg| {
@@ -431,6 +435,29 @@ impl Worker {
                 }
                 // Dropped packets were counted by the stage that dropped them.
                 Next::Drop(_) | Next::Continue => pool.put(pkt.buf),
+            }
+        }
+        // Unicast re-probes of stale next hops the stages asked for, out of the uplink.
+        if let Some(uplink) = tables.uplink {
+            for (ip, mac) in state.arp_probes.take() {
+                if ports.get(uplink.port as usize).is_none_or(Option::is_none) {
+                    break;
+                }
+                let Some(buf) = pool.get() else {
+                    break;
+                };
+                let mut probe = Packet::new(buf);
+                pipeline::tunnel::arp_request(&mut probe, &uplink, ip, Some(mac));
+                stage_packet(
+                    ports,
+                    tx_stage,
+                    touched,
+                    ring,
+                    pool,
+                    ctr,
+                    uplink.port,
+                    probe,
+                );
             }
         }
         // The queue counts what it sends (tx_packets/tx_bytes once the kernel took a frame

@@ -93,6 +93,7 @@ impl PortFactory for Memory {
         let peer_mac = match spec.role {
             PortRole::Pod { mac, .. } => mac,
             PortRole::Host { mac } => mac.unwrap_or(MacAddr::new(2, 0, 0, 0, 0, 0xfe)),
+            PortRole::Uplink { .. } => MacAddr::new(2, 0, 0, 0, 0, 0xfd),
         };
         Ok(CreatedPort {
             queues: vec![Box::new(MemoryQueue::new(id))],
@@ -150,6 +151,10 @@ fn check_compiled(config: &Config) {
             PortRole::Host { .. } => {
                 assert_eq!(entry.binding, Binding::Host);
                 assert_eq!(tables.host_port, Some(port.id));
+            }
+            PortRole::Uplink { ip, .. } => {
+                assert_eq!(entry.binding, Binding::Uplink);
+                assert_eq!(tables.uplink.map(|u| (u.port, u.ip)), Some((port.id, ip)));
             }
         }
     }

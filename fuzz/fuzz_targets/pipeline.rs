@@ -155,7 +155,7 @@ fn fix_up(frame: &mut [u8], flags: u8, tables: &Tables, in_port: PortId) {
     }
     let bound_ip = match port.binding {
         Binding::Pod { ip } => Some(ip),
-        Binding::Host => None,
+        Binding::Host | Binding::Uplink => None,
     };
     let ethertype = eth.ethertype();
     let payload = eth.payload_mut();

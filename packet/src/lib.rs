@@ -33,6 +33,7 @@ pub mod partial_csum;
 pub mod tcp;
 pub mod udp;
 pub mod virtio_net;
+pub mod vxlan;
 
 pub use arp::{ArpError, ArpOp, ArpPacket, ArpRepr, LEN as ARP_LEN};
 pub use ethernet::{
@@ -53,6 +54,7 @@ pub use virtio_net::{
     Gso, GsoKind, HeaderFormat, PartialCsum, RscInfo, VirtioNetError, VirtioNetPacket,
     VirtioNetRepr,
 };
+pub use vxlan::{VxlanError, VxlanPacket, ENCAP_LEN as VXLAN_ENCAP_LEN};
 
 /// A byte range of a header field, as in smoltcp's `field` modules.
 type Field = core::ops::Range<usize>;

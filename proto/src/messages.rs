@@ -38,7 +38,8 @@ pub enum RequestBody {
     Ports,
     /// The routing table.
     Routes,
-    /// The IP → MAC bindings the switch knows (it learns nothing; these are configured).
+    /// The IP → MAC bindings the switch knows: configured ones (pods, host, gateway) and the
+    /// uplink next hops it resolved by ARP.
     Neighbors,
     /// Counters summed over the workers.
     Counters,
@@ -249,6 +250,45 @@ pub enum PortRole {
         #[serde(default, with = "mac::option", skip_serializing_if = "Option::is_none")]
         mac: Option<MacAddr>,
     },
+    /// The node's link to the other nodes (the underlay): any port kind. Many MACs are behind
+    /// it, so there is no single-MAC anti-spoofing on it; the switch owns `ip` and `mac` on
+    /// it (answers ARP for `ip`, resolves next hops by ARP from it) and sends frames for other
+    /// nodes' pods out of it, routed or encapsulated as `encap` says. At most one.
+    Uplink {
+        /// The switch's own MAC on the uplink: destination of frames the underlay sends it,
+        /// source of the frames it sends.
+        #[serde(with = "mac")]
+        mac: MacAddr,
+        /// The switch's own address on the uplink (the node's InternalIP): answered for by
+        /// ARP, source of VXLAN packets, where other nodes send theirs.
+        ip: Ipv4Addr,
+        /// Routed or encapsulated.
+        #[serde(default)]
+        encap: Encap,
+    },
+}
+
+/// How packets for other nodes' pods cross the underlay.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum Encap {
+    /// Routed: the inner packet itself goes to the next hop (the other node's InternalIP),
+    /// so the underlay must route pod addresses (one L2 segment, or routes to the podCIDRs).
+    #[default]
+    Direct,
+    /// VXLAN (RFC 7348) over UDP to the other node's InternalIP: the underlay sees only node
+    /// addresses. The inner packet's MTU is the uplink's minus 50 bytes.
+    Vxlan {
+        /// The VXLAN Network Identifier (24 bits); every node of the cluster uses the same.
+        vni: u32,
+        /// The UDP destination port (and the one listened on); default 4789 (IANA).
+        #[serde(default = "default_vxlan_port")]
+        port: u16,
+    },
+}
+
+fn default_vxlan_port() -> u16 {
+    4789
 }
 
 /// A route to add.
@@ -273,6 +313,18 @@ pub enum RouteTarget {
     Host,
     /// Nowhere: answered with ICMP destination unreachable (host unreachable).
     Unreachable,
+    /// Another node: out of the uplink port to the next hop `ip` (that node's InternalIP),
+    /// whose MAC the switch resolves by ARP; with VXLAN, encapsulated to `ip`.
+    Node {
+        /// The other node's address on the underlay.
+        ip: Ipv4Addr,
+        /// VXLAN only: the inner destination MAC (the other node's tunnel endpoint MAC).
+        /// Default `0a:58:` + the first host address of the route's prefix, the other
+        /// node's gateway MAC by the control plane's convention; a podswitch node accepts
+        /// any inner destination MAC from a valid tunnel packet.
+        #[serde(default, with = "mac::option", skip_serializing_if = "Option::is_none")]
+        vtep_mac: Option<MacAddr>,
+    },
 }
 
 /// The daemon's answer.
@@ -393,13 +445,21 @@ pub enum RouteOrigin {
 pub struct NeighborInfo {
     /// The address.
     pub ip: Ipv4Addr,
-    /// Its MAC.
+    /// Its MAC (all zero while an uplink next hop is still being resolved).
     #[serde(with = "mac")]
     pub mac: MacAddr,
     /// The port it is behind.
     pub port: String,
-    /// `pod`, `host` or `switch` (the gateway itself).
+    /// `pod`, `host`, `switch` (the gateway itself, the uplink's own address) or `nexthop`
+    /// (learnt by ARP on the uplink).
     pub kind: String,
+    /// For a learnt next hop: `incomplete`, `reachable`, `stale` or `probe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// For a learnt next hop: seconds since it was last confirmed (or, incomplete, since
+    /// resolution started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_secs: Option<u64>,
 }
 
 /// Counters, summed over workers.

@@ -13,6 +13,7 @@ mod counters;
 mod l2;
 mod l3;
 mod malformed;
+mod multinode;
 mod offload;
 mod policy;
 mod policy_dp;

@@ -58,6 +58,24 @@ struct Flags {
     /// Resync period in milliseconds.
     #[arg(long)]
     resync_interval_ms: Option<u64>,
+    /// The uplink port to the other nodes (needs --node-ip).
+    #[arg(long)]
+    uplink: Option<String>,
+    /// The switch's MAC on the uplink (default 0a:58 + the node IP).
+    #[arg(long)]
+    uplink_mac: Option<podswitch_proto::MacAddr>,
+    /// The uplink's MTU (default --mtu).
+    #[arg(long)]
+    uplink_mtu: Option<u16>,
+    /// How packets reach other nodes: routed (direct) or VXLAN.
+    #[arg(long, value_enum)]
+    encap: Option<podswitch_control::config::EncapMode>,
+    /// VXLAN Network Identifier.
+    #[arg(long)]
+    vni: Option<u32>,
+    /// VXLAN UDP port.
+    #[arg(long)]
+    vxlan_port: Option<u16>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -88,9 +106,20 @@ impl Flags {
             socket,
             host_port,
             mtu,
-            resync_interval_ms
+            resync_interval_ms,
+            uplink,
+            encap,
+            vni,
+            vxlan_port
         );
-        set_opt!(pod_cidr, cluster_cidr, node_ip, gateway);
+        set_opt!(
+            pod_cidr,
+            cluster_cidr,
+            node_ip,
+            gateway,
+            uplink_mac,
+            uplink_mtu
+        );
     }
 }
 

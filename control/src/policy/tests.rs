@@ -482,6 +482,7 @@ fn a_pod_label_change_sets_only_the_policies_that_changed() {
         refs.iter().copied(),
         [],
         compile_policies(&before, &refs),
+        [],
     );
     let new = crate::compile::compile(
         &s,
@@ -489,6 +490,7 @@ fn a_pod_label_change_sets_only_the_policies_that_changed() {
         refs.iter().copied(),
         [],
         compile_policies(&after, &refs),
+        [],
     );
     let ops = diff(&Desired::of(&old), &Desired::of(&new)).unwrap();
     assert_eq!(ops.len(), 1, "{ops:?}");

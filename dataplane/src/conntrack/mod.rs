@@ -68,6 +68,8 @@ pub use crate::batch::{Endpoint, Nat};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CachedHop {
     pub port: u16,
+    /// The uplink next hop (`Tables::next_hops` index, valid under `route_epoch`).
+    pub next_hop: Option<u16>,
     pub port_uid: u32,
     pub route_epoch: u32,
 }

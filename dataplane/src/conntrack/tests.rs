@@ -55,6 +55,7 @@ fn to_vip() -> (Tuple, Nat) {
 
 fn hop(port: u16) -> CachedHop {
     CachedHop {
+        next_hop: None,
         port,
         port_uid: 7,
         route_epoch: 1,

@@ -5,10 +5,21 @@
 use super::state::{pod_ip, Config};
 use crate::tables::policy::Policies;
 use crate::tables::{
-    Binding, Fib, Node, PortEntry, Route, RouteTarget, ServiceEntry, Services, Tables,
+    Binding, Encap, Fib, NextHop, NextHops, Node, PortEntry, Route, RouteTarget, ServiceEntry,
+    Services, Tables, Uplink,
 };
 use podswitch_packet::MacAddr;
-use podswitch_proto::{PortRole, RouteTarget as ProtoTarget, ServiceSpec};
+use podswitch_proto::{
+    Encap as ProtoEncap, Ipv4Prefix, PortRole, RouteTarget as ProtoTarget, ServiceSpec,
+};
+
+/// The inner destination MAC of VXLAN frames to the node whose pod CIDR is `prefix`, when its
+/// route does not say: `0a:58:` + its first host address (its gateway), the MAC control gives
+/// gateways by the same convention as pods (`control::compile::pod_mac`).
+fn gateway_mac_of(prefix: Ipv4Prefix) -> MacAddr {
+    let [a, b, c, d] = (u32::from(prefix.network().addr).wrapping_add(1)).to_be_bytes();
+    MacAddr::new(0x0a, 0x58, a, b, c, d)
+}
 use std::sync::Arc;
 
 impl Config {
@@ -64,6 +75,8 @@ impl Config {
                 node,
                 ports: previous.ports.clone(),
                 host_port: previous.host_port,
+                uplink: previous.uplink,
+                next_hops: previous.next_hops.clone(),
                 fib: previous.fib.clone(),
                 route_epoch: self.route_epoch,
                 services,
@@ -73,6 +86,7 @@ impl Config {
         }
         let mut ports: Vec<Option<PortEntry>> = Vec::new();
         let mut host_port = None;
+        let mut uplink = None;
         for p in self.ports.values() {
             let id = usize::from(p.id);
             if ports.len() <= id {
@@ -84,6 +98,18 @@ impl Config {
                     host_port = Some(p.id);
                     Binding::Host
                 }
+                PortRole::Uplink { mac, ip, encap } => {
+                    uplink = Some(Uplink {
+                        port: p.id,
+                        mac,
+                        ip,
+                        encap: match encap {
+                            ProtoEncap::Direct => Encap::Direct,
+                            ProtoEncap::Vxlan { vni, port } => Encap::Vxlan { vni, port },
+                        },
+                    });
+                    Binding::Uplink
+                }
             };
             ports[id] = Some(PortEntry {
                 name: p.spec.name.as_str().into(),
@@ -94,11 +120,18 @@ impl Config {
                 uid: p.uid,
             });
         }
+        let mut next_hops = NextHops::default();
         let static_routes = self.routes.iter().filter_map(|(prefix, target)| {
             let target = match target {
                 ProtoTarget::Port { port } => RouteTarget::Port(self.ports.get(port)?.id),
                 ProtoTarget::Host => RouteTarget::Host,
                 ProtoTarget::Unreachable => RouteTarget::Unreachable,
+                ProtoTarget::Node { ip, vtep_mac } => {
+                    RouteTarget::Node(next_hops.intern(NextHop {
+                        ip: *ip,
+                        vtep_mac: vtep_mac.unwrap_or_else(|| gateway_mac_of(*prefix)),
+                    })?)
+                }
             };
             Some(Route {
                 prefix: prefix.addr,
@@ -127,12 +160,15 @@ impl Config {
                 target: RouteTarget::Port(p.id),
             })
         });
+        let fib = Arc::new(Fib::new(static_routes.chain(connected)));
         Tables {
             generation: self.generation,
             node,
             ports: Arc::new(ports),
             host_port,
-            fib: Arc::new(Fib::new(static_routes.chain(connected))),
+            uplink,
+            next_hops: Arc::new(next_hops),
+            fib,
             route_epoch: self.route_epoch,
             services,
             policies,

@@ -226,6 +226,27 @@ pub enum OpError {
     /// A second host port.
     #[error("there is already a host port ({0:?})")]
     SecondHostPort(String),
+    /// A second uplink port.
+    #[error("there is already an uplink port ({0:?}); a node has one")]
+    SecondUplink(String),
+    /// An uplink whose own address or MAC cannot be.
+    #[error("uplink {port:?}: {problem}")]
+    Uplink {
+        /// The port.
+        port: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A route to another node that cannot be.
+    #[error("route {prefix} to node {ip}: {problem}")]
+    NodeRoute {
+        /// The route.
+        prefix: Ipv4Prefix,
+        /// The next hop.
+        ip: Ipv4Addr,
+        /// What is wrong.
+        problem: String,
+    },
     /// No free port id below `max_ports`.
     #[error("all {0} ports are in use (max_ports)")]
     NoFreeId(usize),
@@ -246,6 +267,9 @@ pub enum OpError {
     /// A route to the host port by name.
     #[error("port {0:?} is the host port; use target host")]
     RouteToHostPort(String),
+    /// A route to the uplink port by name.
+    #[error("port {0:?} is the uplink; route to another node with target node (its address)")]
+    RouteToUplink(String),
     /// Deleting a route that does not exist.
     #[error("no static route for {0}")]
     NoRoute(Ipv4Prefix),
@@ -335,6 +359,9 @@ pub enum PortError {
     /// A host port with a namespace.
     #[error("the host port lives in the daemon's namespace; drop \"netns\"")]
     HostInNetns,
+    /// An uplink tap with a namespace.
+    #[error("an uplink tap lives in the daemon's namespace; drop \"netns\"")]
+    UplinkInNetns,
     /// Refused by a factory other than the tap one (tests, fuzzing).
     #[error("{0}")]
     Refused(String),

@@ -319,6 +319,7 @@ impl Daemon {
         self.hand_over(added, &new_devices)?;
         next.generation = tx.generation.unwrap_or(config.generation + 1);
         let previous = self.tables.load_full();
+        let previous_hops = previous.next_hops.clone();
         self.tables.store(Arc::new(next.compile(
             self.switch_mac,
             &previous,
@@ -327,6 +328,11 @@ impl Daemon {
         *config = next;
         drop(previous);
         self.forget_gone_endpoints(&gone_endpoints);
+        // Next hops no route leads to any more are forgotten (a node that left).
+        let hops = self.tables.load().next_hops.clone();
+        if !Arc::ptr_eq(&hops, &previous_hops) {
+            self.flows.neighbors.retain(|ip| hops.contains(ip));
+        }
         for &id in &removed {
             let release_device = !kept_devices.contains(&id);
             for worker in &self.workers {
@@ -627,23 +633,39 @@ impl Daemon {
         let Some(node) = &c.node else {
             return Vec::new();
         };
-        let mut out = vec![proto::NeighborInfo {
-            ip: node.gateway,
-            mac: node.gateway_mac.unwrap_or(self.switch_mac),
-            port: "-".into(),
-            kind: "switch".into(),
-        }];
+        let info = |ip, mac, port: &str, kind: &str| proto::NeighborInfo {
+            ip,
+            mac,
+            port: port.into(),
+            kind: kind.into(),
+            state: None,
+            age_secs: None,
+        };
+        let mut out = vec![info(
+            node.gateway,
+            node.gateway_mac.unwrap_or(self.switch_mac),
+            "-",
+            "switch",
+        )];
+        let mut uplink = None;
         for p in c.ports.values() {
-            let (ip, kind) = match p.spec.role {
-                PortRole::Pod { ip, .. } => (ip, "pod"),
-                PortRole::Host { .. } => (node.gateway, "host"),
+            let (ip, mac, kind) = match p.spec.role {
+                PortRole::Pod { ip, .. } => (ip, p.peer_mac, "pod"),
+                PortRole::Host { .. } => (node.gateway, p.peer_mac, "host"),
+                PortRole::Uplink { ip, mac, .. } => {
+                    uplink = Some(p.spec.name.clone());
+                    (ip, mac, "switch")
+                }
             };
-            out.push(proto::NeighborInfo {
-                ip,
-                mac: p.peer_mac,
-                port: p.spec.name.clone(),
-                kind: kind.into(),
-            });
+            out.push(info(ip, mac, &p.spec.name, kind));
+        }
+        // The uplink's next hops as ARP resolved them.
+        let uplink = uplink.unwrap_or_else(|| "-".into());
+        for e in self.flows.neighbors.dump(std::time::Instant::now()) {
+            let mut n = info(e.ip, e.mac.unwrap_or(MacAddr::ZERO), &uplink, "nexthop");
+            n.state = Some(e.state.name().into());
+            n.age_secs = Some(e.age.as_secs());
+            out.push(n);
         }
         out
     }

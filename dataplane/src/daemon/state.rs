@@ -446,7 +446,31 @@ impl Config {
                         Some(PortRole::Host { .. }) => {
                             return Err(OpError::RouteToHostPort(port.clone()))
                         }
+                        Some(PortRole::Uplink { .. }) => {
+                            return Err(OpError::RouteToUplink(port.clone()))
+                        }
                         None => return Err(OpError::NoPort(port.clone())),
+                    }
+                }
+                if let ProtoTarget::Node { ip, vtep_mac } = &route.target {
+                    let problem = |problem: &str| OpError::NodeRoute {
+                        prefix: route.prefix,
+                        ip: *ip,
+                        problem: problem.into(),
+                    };
+                    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+                        return Err(problem("the next hop must be a unicast address"));
+                    }
+                    if let Some(node) = &self.node {
+                        if node.pod_cidr.contains(*ip) {
+                            return Err(problem("the next hop is inside this node's pod CIDR"));
+                        }
+                        if route.prefix.network() == node.pod_cidr.network() {
+                            return Err(problem("the prefix is this node's own pod CIDR"));
+                        }
+                    }
+                    if vtep_mac.is_some_and(|m| !m.is_unicast()) {
+                        return Err(problem("vtep_mac must be a unicast MAC"));
                     }
                 }
                 Arc::make_mut(&mut self.routes)
@@ -479,10 +503,10 @@ impl Config {
             Op::SetPolicy(spec) => {
                 match self.ports.get(&spec.port).map(|p| &p.spec.role) {
                     Some(PortRole::Pod { .. }) => {}
-                    Some(PortRole::Host { .. }) => {
+                    Some(PortRole::Host { .. } | PortRole::Uplink { .. }) => {
                         return Err(OpError::Policy {
                             port: spec.port.clone(),
-                            problem: "the host port takes no NetworkPolicy".into(),
+                            problem: "only pod ports take a NetworkPolicy".into(),
                         })
                     }
                     None => return Err(OpError::NoPort(spec.port.clone())),
@@ -683,6 +707,46 @@ impl Config {
                     return Err(OpError::SecondHostPort(other.spec.name.clone()));
                 }
             }
+            PortRole::Uplink { mac, ip, encap } => {
+                if let Some(other) = self
+                    .ports
+                    .values()
+                    .find(|p| matches!(p.spec.role, PortRole::Uplink { .. }))
+                {
+                    return Err(OpError::SecondUplink(other.spec.name.clone()));
+                }
+                let problem = |problem: String| OpError::Uplink {
+                    port: spec.name.clone(),
+                    problem,
+                };
+                if !mac.is_unicast() {
+                    return Err(problem(format!("mac {mac} is not a unicast MAC")));
+                }
+                if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+                    return Err(problem(format!("ip {ip} is not a unicast address")));
+                }
+                if node.pod_cidr.contains(*ip) {
+                    return Err(problem(format!(
+                        "ip {ip} is inside the pod CIDR {}: the uplink's address is the node's \
+                         own (its InternalIP)",
+                        node.pod_cidr
+                    )));
+                }
+                if let podswitch_proto::Encap::Vxlan { vni, port } = encap {
+                    if *vni > podswitch_packet::vxlan::MAX_VNI {
+                        return Err(problem(format!("VNI {vni} is not a 24-bit number")));
+                    }
+                    if *port == 0 {
+                        return Err(problem("VXLAN UDP port 0".into()));
+                    }
+                    if spec.mtu < 68 + podswitch_packet::vxlan::MTU_OVERHEAD {
+                        return Err(problem(format!(
+                            "MTU {} leaves no room for VXLAN's 50 bytes",
+                            spec.mtu
+                        )));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -793,7 +857,7 @@ fn check_policy(spec: &PolicySpec) -> Result<(), OpError> {
 pub fn pod_ip(spec: &PortSpec) -> Option<Ipv4Addr> {
     match spec.role {
         PortRole::Pod { ip, .. } => Some(ip),
-        PortRole::Host { .. } => None,
+        PortRole::Host { .. } | PortRole::Uplink { .. } => None,
     }
 }
 

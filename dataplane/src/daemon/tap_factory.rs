@@ -66,7 +66,8 @@ impl TapFactory {
             PortRole::Pod { mac, .. } | PortRole::Host { mac: Some(mac) } => {
                 nl.link_set_mac(index, mac.0)?
             }
-            PortRole::Host { mac: None } => {}
+            // The uplink's kernel side is the underlay: its own MAC, the kernel's choice.
+            PortRole::Host { mac: None } | PortRole::Uplink { .. } => {}
         }
         nl.link_set_mtu(index, u32::from(spec.mtu))?;
         if let PortRole::Host { .. } = spec.role {
@@ -210,6 +211,7 @@ impl PortFactory for TapFactory {
                 (fds, *mac, new_device)
             }
             (Some(_), PortRole::Host { .. }) => return Err(PortError::HostInNetns),
+            (Some(_), PortRole::Uplink { .. }) => return Err(PortError::UplinkInNetns),
             (None, _) => {
                 let (fds, mac) = self.local(spec, node)?;
                 (fds, mac, false)

@@ -36,6 +36,9 @@ pub fn trace(tables: &Tables, flows: &FlowState, req: &TracePacket) -> Result<Tr
     let src = req.src.unwrap_or(match entry.binding {
         Binding::Pod { ip } => ip,
         Binding::Host => node.gateway_ip,
+        // A packet from another node's pod: the first host of 0.0.0.0/0 is as good as any;
+        // `src` says which.
+        Binding::Uplink => std::net::Ipv4Addr::new(192, 0, 2, 1),
     });
     let (sport, dport) = (req.src_port.unwrap_or(40000), req.dst_port.unwrap_or(80));
     let (proto, l4) = match req.protocol.to_ascii_lowercase().as_str() {
@@ -48,7 +51,37 @@ pub fn trace(tables: &Tables, flows: &FlowState, req: &TracePacket) -> Result<Tr
             ))
         }
     };
-    let frame = ipv4(entry.peer_mac, node.gateway_mac, src, req.dst, proto, &l4);
+    let uplink = tables.uplink.filter(|u| usize::from(u.port) == in_port);
+    let frame = match uplink {
+        None => ipv4(entry.peer_mac, node.gateway_mac, src, req.dst, proto, &l4),
+        // From the underlay: addressed to the uplink's MAC; with VXLAN, as another node would
+        // send it (outer headers from a documentation address to the uplink's).
+        Some(u) => {
+            let inner = ipv4(entry.peer_mac, u.mac, src, req.dst, proto, &l4);
+            match u.encap {
+                crate::tables::Encap::Direct => inner,
+                crate::tables::Encap::Vxlan { vni, port } => {
+                    let mut f = vec![0u8; podswitch_packet::vxlan::ENCAP_LEN];
+                    let outer = podswitch_packet::vxlan::Outer {
+                        src_mac: entry.peer_mac,
+                        dst_mac: u.mac,
+                        src_ip: std::net::Ipv4Addr::new(192, 0, 2, 2),
+                        dst_ip: u.ip,
+                        ttl: 64,
+                        dscp_ecn: 0,
+                        src_port: 49152,
+                        dst_port: port,
+                        vni,
+                    };
+                    outer
+                        .emit(&mut f, inner.len())
+                        .ok_or("the traced packet is too long to encapsulate")?;
+                    f.extend_from_slice(&inner);
+                    f
+                }
+            }
+        }
+    };
 
     let mut pool = Pool::new(1);
     let mut buf = pool.get().ok_or("no buffer for the traced packet")?;
@@ -159,4 +192,39 @@ fn ipv4(
     ip.fill_checksum();
     ip.payload_mut().copy_from_slice(l4);
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::Encap;
+    use crate::testkit::*;
+
+    fn from_uplink(encap: Encap) -> TraceResult {
+        let tables = tables_multinode(encap);
+        let req = TracePacket {
+            in_port: "uplink".into(),
+            src: Some(NODE2_POD_IP),
+            dst: POD_A_IP,
+            protocol: "udp".into(),
+            src_port: None,
+            dst_port: None,
+        };
+        trace(&tables, &FlowState::default(), &req).unwrap()
+    }
+
+    #[test]
+    fn a_packet_from_another_node_is_traced_as_the_underlay_would_send_it() {
+        let direct = from_uplink(Encap::Direct);
+        assert_eq!(direct.verdict, "output pod-a", "{direct:?}");
+        let vxlan = from_uplink(Encap::Vxlan {
+            vni: VNI,
+            port: 4789,
+        });
+        assert_eq!(vxlan.verdict, "output pod-a", "{vxlan:?}");
+        assert!(vxlan
+            .steps
+            .iter()
+            .any(|s| s.stage == "tunnel" && s.note == "VXLAN decapsulated"));
+    }
 }

@@ -250,6 +250,7 @@ fn look_up_flow(i: usize, pkt: &mut Packet, k: &Keyed, flags: u8, cx: &mut Ctx) 
             pkt.meta.nat = hit.nat;
             let cached = hit.hop.filter(|h| hop_valid(h, tables));
             pkt.meta.hop = cached.map(|h| h.port);
+            pkt.meta.next_hop = cached.and_then(|h| h.next_hop);
             pkt.meta.track = Track::Hit {
                 handle: hit.handle,
                 dir: hit.dir,
@@ -334,6 +335,7 @@ fn commit_one(i: usize, pkt: &mut Packet, mut prepared: Option<Prepared>, cx: &m
     };
     let hop = CachedHop {
         port: out,
+        next_hop: pkt.meta.next_hop,
         port_uid,
         route_epoch: tables.route_epoch,
     };

@@ -12,15 +12,16 @@
 use super::Ctx;
 use crate::batch::{Batch, Next, Packet, L3};
 use crate::counters::{Counters, DropReason, Event};
-use crate::tables::{Binding, Node, PortEntry, RouteTarget, Tables};
+use crate::tables::{Binding, Node, PortEntry, RouteTarget, Tables, Uplink};
 use crate::trace::Stage;
 use podswitch_packet::{ArpOp, ArpPacket, EthernetFrame, ETHERNET_HEADER_LEN};
 use std::net::Ipv4Addr;
 
 /// Runs the stage.
 pub fn run(batch: &mut Batch, cx: &mut Ctx) {
-    let (tables, ctr, trace) = (cx.tables, &mut *cx.ctr, &mut *cx.trace);
+    let (tables, flows, now, forwarding) = (cx.tables, cx.flows, cx.now, cx.forwarding());
     let in_port = batch.in_port;
+    let (ctr, trace) = (&mut *cx.ctr, &mut *cx.trace);
     let (Some(port), Some(node)) = (tables.port(in_port), tables.node.as_ref()) else {
         let reason = if tables.node.is_none() {
             DropReason::NoNode
@@ -33,12 +34,90 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx) {
         }
         return;
     };
+    if let (Binding::Uplink, Some(uplink)) = (port.binding, tables.uplink) {
+        for (i, pkt) in batch.iter_mut().enumerate() {
+            if !pkt.pending() {
+                continue;
+            }
+            let note = from_underlay(pkt, in_port, &uplink, node, tables, ctr, |ip, mac| {
+                forwarding
+                    && flows
+                        .neighbors
+                        .confirm(ip, mac, now, tables.next_hops.contains(ip))
+            });
+            trace.note(i, Stage::L2, pkt.meta.next, note);
+        }
+        return;
+    }
     for (i, pkt) in batch.iter_mut().enumerate() {
         if !pkt.pending() {
             continue;
         }
         let note = check(pkt, in_port, port, node, tables, ctr);
         trace.note(i, Stage::L2, pkt.meta.next, note);
+    }
+}
+
+/// A frame from the uplink (after VXLAN decapsulation, if any): many MACs are behind it, so
+/// no MAC binding; IPv4 must be addressed to the uplink's MAC and must not claim a local pod's
+/// (or the gateway's) source address. ARP from a next hop confirms its neighbour entry
+/// (`confirm`); a request for the uplink's own address is answered.
+fn from_underlay(
+    pkt: &mut Packet,
+    in_port: u16,
+    uplink: &Uplink,
+    node: &Node,
+    tables: &Tables,
+    ctr: &mut Counters,
+    confirm: impl FnOnce(Ipv4Addr, podswitch_packet::MacAddr) -> bool,
+) -> &'static str {
+    let frame = pkt.buf.frame_mut();
+    let dst_mac = EthernetFrame::new_unchecked(&*frame).dst();
+    match pkt.meta.l3 {
+        L3::Ipv4 => {
+            let src = pkt.meta.flow.src_ip;
+            let local = src == node.gateway_ip
+                || matches!(tables.fib.lookup(src), Some(RouteTarget::Port(p)) if p != in_port);
+            if dst_mac != uplink.mac {
+                pkt.drop(DropReason::NotForSwitch, ctr);
+                "IPv4 frame not addressed to the uplink's MAC"
+            } else if local {
+                pkt.drop(DropReason::SpoofedSourceIp, ctr);
+                "source IP from the underlay is a local pod's or the gateway's"
+            } else {
+                "accepted from the underlay"
+            }
+        }
+        L3::Arp => {
+            let mut arp = ArpPacket::new_unchecked(&mut frame[ETHERNET_HEADER_LEN..]);
+            let (sender_ip, sender_mac) = (arp.sender_ip(), arp.sender_hw());
+            let learnt = !sender_ip.is_unspecified()
+                && sender_mac.is_unicast()
+                && confirm(sender_ip, sender_mac);
+            if learnt {
+                ctr.event(Event::NeighborConfirmed);
+            }
+            let for_us = arp.operation() == ArpOp::Request && arp.target_ip() == uplink.ip;
+            if for_us && !sender_ip.is_unspecified() {
+                arp.make_reply(uplink.mac);
+                let mut eth = EthernetFrame::new_unchecked(frame);
+                eth.set_dst(sender_mac);
+                eth.set_src(uplink.mac);
+                pkt.meta.next = Next::Output(in_port);
+                ctr.event(Event::ArpReply);
+                "ARP reply for the uplink's address sent"
+            } else if learnt {
+                pkt.drop(DropReason::ArpLearned, ctr);
+                "ARP from a next hop: neighbour confirmed"
+            } else if arp.operation() == ArpOp::Request {
+                pkt.drop(DropReason::ArpNotOurs, ctr);
+                "ARP request for an address the uplink does not own"
+            } else {
+                pkt.drop(DropReason::ArpIgnored, ctr);
+                "ARP reply from no next hop"
+            }
+        }
+        L3::None => "not parsed",
     }
 }
 
@@ -58,7 +137,7 @@ fn check(
     let dst_mac = eth.dst();
     let bound_ip = match port.binding {
         Binding::Pod { ip } => Some(ip),
-        Binding::Host => None,
+        Binding::Host | Binding::Uplink => None,
     };
     match pkt.meta.l3 {
         L3::Ipv4 => {
@@ -111,10 +190,12 @@ fn arp(
                 && (tables.services.is_vip(target)
                     || match tables.fib.lookup(target) {
                         Some(RouteTarget::Port(p)) => p != in_port,
-                        Some(RouteTarget::Unreachable) => true,
+                        Some(RouteTarget::Unreachable | RouteTarget::Node(_)) => true,
                         Some(RouteTarget::Host) | None => false,
                     })
         }
+        // Handled by `from_underlay`.
+        Binding::Uplink => false,
     };
     if !ours || sender_ip.is_unspecified() {
         pkt.drop(DropReason::ArpNotOurs, ctr);

@@ -14,9 +14,12 @@ pub mod refuse;
 pub mod rewrite;
 pub mod route;
 pub mod service;
+pub mod tunnel;
 
 #[cfg(test)]
 mod drop_reason_tests;
+#[cfg(test)]
+mod multinode_tests;
 #[cfg(test)]
 mod service_tests;
 
@@ -24,6 +27,7 @@ use crate::affinity::Affinity;
 use crate::batch::Batch;
 use crate::conntrack::{Conntrack, FragTable, GcCursor, Timeouts};
 use crate::counters::Counters;
+use crate::neighbors::Neighbors;
 use crate::tables::Tables;
 use crate::trace::Trace;
 use icmp_error::IcmpRateLimit;
@@ -37,8 +41,51 @@ pub struct WorkerState {
     pub icmp_errors: IcmpRateLimit,
     /// Where this worker's incremental conntrack GC goes on.
     pub gc: GcCursor,
+    /// Unicast ARP re-probes of stale uplink next hops the stages asked for: the worker sends
+    /// them after the burst (the packet that asked is forwarded, so it has no buffer to
+    /// spare). Bounded; a probe that finds it full is asked for again a second later.
+    pub arp_probes: ArpProbes,
     /// xorshift64* state for `random` endpoint selection (never 0).
     rng: u64,
+}
+
+/// Unicast ARP requests to send after a burst: (next hop address, its MAC).
+#[derive(Debug, Clone)]
+pub struct ArpProbes {
+    probes: [(std::net::Ipv4Addr, podswitch_packet::MacAddr); 4],
+    len: usize,
+}
+
+impl Default for ArpProbes {
+    fn default() -> Self {
+        Self {
+            probes: [(
+                std::net::Ipv4Addr::UNSPECIFIED,
+                podswitch_packet::MacAddr::ZERO,
+            ); 4],
+            len: 0,
+        }
+    }
+}
+
+impl ArpProbes {
+    /// Asks for a probe; false if the list is full.
+    pub fn push(&mut self, ip: std::net::Ipv4Addr, mac: podswitch_packet::MacAddr) -> bool {
+        let Some(slot) = self.probes.get_mut(self.len) else {
+            return false;
+        };
+        *slot = (ip, mac);
+        self.len += 1;
+        true
+    }
+
+    /// Takes the probes asked for, leaving the list empty.
+    pub fn take(
+        &mut self,
+    ) -> impl Iterator<Item = (std::net::Ipv4Addr, podswitch_packet::MacAddr)> + '_ {
+        let n = std::mem::take(&mut self.len);
+        self.probes[..n].iter().copied()
+    }
 }
 
 impl WorkerState {
@@ -50,6 +97,7 @@ impl WorkerState {
         Self {
             icmp_errors: IcmpRateLimit::linux_default(now),
             gc: GcCursor::default(),
+            arp_probes: ArpProbes::default(),
             rng: seed | 1,
         }
     }
@@ -77,11 +125,15 @@ pub struct FlowState {
     pub fragments: FragTable,
     /// ClientIP session affinity.
     pub affinity: Affinity,
+    /// The uplink next hops' MACs, resolved by ARP.
+    pub neighbors: Neighbors,
 }
 
 impl FlowState {
     /// Fragments remembered at most (first fragments seen, not yet timed out).
     pub const FRAGMENT_CAPACITY: usize = 4096;
+    /// Uplink next hops remembered at most (other nodes: one per node routed to).
+    pub const NEIGHBOR_CAPACITY: usize = 8192;
     /// How long a datagram's fragments are waited for (Linux's `ipfrag_time`).
     pub const FRAGMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -95,6 +147,7 @@ impl FlowState {
             }),
             fragments: FragTable::new(Self::FRAGMENT_CAPACITY, Self::FRAGMENT_TIMEOUT),
             affinity: Affinity::new(affinity_capacity),
+            neighbors: Neighbors::new(Self::NEIGHBOR_CAPACITY),
         }
     }
 }
@@ -176,6 +229,7 @@ impl<'a> Ctx<'a> {
 /// ARCHITECTURE.md.
 #[inline]
 pub fn run(batch: &mut Batch, cx: &mut Ctx) {
+    tunnel::decap(batch, cx); //  from a VXLAN uplink: strip the outer headers
     parse::run(batch, cx); //     validate every header, extract the flow key
     l2::run(batch, cx); //        anti-spoofing, ARP, destination MAC
     conntrack::run(batch, cx); // find the connection: established flows get NAT and output

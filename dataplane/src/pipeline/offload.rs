@@ -11,7 +11,7 @@ use crate::buffer::Pool;
 use crate::counters::{Counters, DropReason, Event};
 use podswitch_packet::gso::{SegmentChecksum, Segmenter};
 use podswitch_packet::virtio_net::{PartialCsum, GSO_ECN, GSO_TCPV4, GSO_UDP_L4};
-use podswitch_packet::{Ipv4Packet, ETHERNET_HEADER_LEN};
+use podswitch_packet::{vxlan, Ipv4Packet, ETHERNET_HEADER_LEN};
 
 /// What an output port can take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +52,7 @@ impl Caps {
     }
 }
 
-/// Cuts the GSO frame of `pkt` into segments, each in its own pool buffer with `pkt`'s
+/// Cuts the GSO frame of `pkt` (its inner frame, if it is `tunneled`) into segments, each in its own pool buffer with `pkt`'s
 /// metadata, handed to `emit` in order; the caller keeps (and returns) `pkt`'s buffer.
 /// Checksums are full unless the port completes them (`caps.csum`), then partial. When the
 /// pool runs dry the remaining segments are dropped, each counted as `gso_pool_empty`.
@@ -69,7 +69,17 @@ pub fn segment(
     } else {
         SegmentChecksum::Full
     };
-    let frame = pkt.buf.frame();
+    // An encapsulated super-frame: the inner frame is cut, and each segment gets a copy of
+    // the outer headers with its own lengths (Linux's software UDP tunnel GSO does the same).
+    let encap = if pkt.meta.tunneled {
+        vxlan::ENCAP_LEN
+    } else {
+        0
+    };
+    let Some((outer, frame)) = pkt.buf.frame().split_at_checked(encap) else {
+        ctr.drop(DropReason::GsoSegmentFailed);
+        return;
+    };
     let cut = match o.gso_type & !GSO_ECN {
         GSO_TCPV4 => Segmenter::tcpv4(frame, o.gso_size, checksum),
         GSO_UDP_L4 => Segmenter::udpv4(frame, o.gso_size, checksum),
@@ -92,16 +102,26 @@ pub fn segment(
     }
     ctr.event(Event::GsoSegmentedSw);
     while let Some(len) = segs.next_len() {
-        let Some(mut buf) = pool.get_for(len) else {
+        let Some(mut buf) = pool.get_for(len + encap) else {
             // The segments not written yet are lost: count each.
             ctr.drops[DropReason::GsoPoolEmpty as usize] += segs.remaining() as u64;
             return;
         };
-        match segs.next_into(buf.rx_area()) {
+        let area = buf.rx_area();
+        match segs.next_into(&mut area[encap..]) {
             Ok(Some(n)) => {
-                buf.set_len(n);
+                area[..encap].copy_from_slice(outer);
+                if encap > 0 && vxlan::Outer::set_inner_len(area, n).is_none() {
+                    pool.put(buf);
+                    ctr.drop(DropReason::GsoSegmentFailed);
+                    return;
+                }
+                buf.set_len(n + encap);
                 let mut meta = pkt.meta;
                 meta.offload = seg_offload;
+                if seg_offload.needs_csum() {
+                    meta.offload.csum_start += encap as u16;
+                }
                 ctr.event(Event::GsoSegmentsSw);
                 emit(pool, ctr, Packet { buf, meta });
             }

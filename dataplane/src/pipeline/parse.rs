@@ -38,6 +38,10 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx) {
         .port(batch.in_port)
         .map_or(usize::MAX, |p| usize::from(p.mtu) + ETHERNET_HEADER_LEN);
     for (i, pkt) in batch.iter_mut().enumerate() {
+        // Dropped by the tunnel stage already.
+        if !pkt.pending() {
+            continue;
+        }
         let verdict = classify(pkt.buf.frame(), max_frame, &mut pkt.meta);
         match verdict {
             Ok(()) => trace.note(i, Stage::Parse, Next::Continue, "headers valid"),

@@ -3,15 +3,22 @@
 //! with ICMP time exceeded or fragmentation needed from the gateway, then decrements the TTL
 //! (incremental checksum, RFC 1812 §5.3.1, RFC 1624) and rewrites the Ethernet header for the
 //! output port. An established flow comes here straight from conntrack.
+//!
+//! Out of the uplink, the packet goes to its next hop (`meta.next_hop`, which route chose or
+//! conntrack cached): its MAC comes from the neighbour table (ARP when unknown); routed, the
+//! frame is addressed to that MAC from the uplink's; with VXLAN the inner frame goes from the
+//! gateway MAC to the other node's tunnel MAC and the outer headers are pushed in front
+//! (`tunnel::encap`), after the MTU check against the uplink's MTU less 50 bytes.
 
 use super::icmp_error::IcmpError;
 use super::route::undeliverable;
 use super::Ctx;
 use crate::batch::{Batch, Next, Packet, PortId, Track, L3};
-use crate::counters::DropReason;
-use crate::tables::Node;
+use crate::counters::{DropReason, Event};
+use crate::neighbors::Resolution;
+use crate::tables::{Encap, NextHop, Node, Uplink};
 use crate::trace::Stage;
-use podswitch_packet::{EthernetFrame, IpProtocol, Ipv4Packet, ETHERNET_HEADER_LEN};
+use podswitch_packet::{EthernetFrame, IpProtocol, Ipv4Packet, MacAddr, ETHERNET_HEADER_LEN};
 
 /// Runs the stage over the packets that have an output.
 pub fn run(batch: &mut Batch, cx: &mut Ctx) {
@@ -42,7 +49,9 @@ fn rewrite(
         pkt.drop(DropReason::OutputPortGone, cx.ctr);
         return "output port is gone";
     };
-    let out_mtu = out_entry.mtu;
+    let uplink = cx.tables.uplink.filter(|u| u.port == out);
+    // Through a VXLAN uplink the inner packet has 50 bytes less: frag-needed says so.
+    let out_mtu = uplink.map_or(out_entry.mtu, |u| u.inner_mtu(out_entry.mtu));
     let out_mac = out_entry.peer_mac;
     let frame = pkt.buf.frame_mut();
     let ip = Ipv4Packet::new_unchecked(&frame[ETHERNET_HEADER_LEN..]);
@@ -68,6 +77,14 @@ fn rewrite(
         }
         return "larger than the output MTU";
     }
+    // To another node: the next hop's MAC first (the frame is not touched if it is unknown).
+    let via = match uplink {
+        None => None,
+        Some(u) => match next_hop(pkt, out, &u, cx) {
+            Ok(via) => Some((u, via)),
+            Err(note) => return note,
+        },
+    };
     let frame = pkt.buf.frame_mut();
     if pkt.meta.track == Track::Related {
         super::nat::translate_icmp_error(frame, &pkt.meta);
@@ -76,10 +93,68 @@ fn rewrite(
     }
     Ipv4Packet::new_unchecked(&mut frame[ETHERNET_HEADER_LEN..]).decrement_ttl();
     let mut eth = EthernetFrame::new_unchecked(frame);
+    let Some((uplink, (hop, mac))) = via else {
+        eth.set_src(node.gateway_mac);
+        eth.set_dst(out_mac);
+        pkt.meta.next = Next::Output(out);
+        return "TTL decremented, MACs rewritten";
+    };
+    let Encap::Vxlan { vni, port } = uplink.encap else {
+        eth.set_src(uplink.mac);
+        eth.set_dst(mac);
+        pkt.meta.next = Next::Output(out);
+        return "TTL decremented, routed to the next hop's MAC";
+    };
     eth.set_src(node.gateway_mac);
-    eth.set_dst(out_mac);
+    eth.set_dst(hop.vtep_mac);
+    if !super::tunnel::encap(pkt, &uplink, (vni, port), hop.ip, mac) {
+        pkt.drop(DropReason::EncapNoHeadroom, cx.ctr);
+        return "no headroom for the VXLAN headers";
+    }
+    cx.ctr.event(Event::VxlanEncapsulated);
     pkt.meta.next = Next::Output(out);
-    "TTL decremented, MACs rewritten"
+    "TTL decremented, VXLAN-encapsulated to the next hop"
+}
+
+/// The next hop of a packet leaving through the uplink and its MAC, from the neighbour
+/// table. Unresolved, the packet is dropped (`neighbor_unresolved`); when a request is due it
+/// becomes that ARP request (broadcast out of the uplink). A stale entry is used, and its
+/// re-probe is left to the worker (`WorkerState::arp_probes`).
+fn next_hop(
+    pkt: &mut Packet,
+    out: PortId,
+    uplink: &Uplink,
+    cx: &mut Ctx,
+) -> Result<(NextHop, MacAddr), &'static str> {
+    let Some(hop) = pkt
+        .meta
+        .next_hop
+        .and_then(|i| cx.tables.next_hops.get(i))
+        .copied()
+    else {
+        pkt.drop(DropReason::NoRoute, cx.ctr);
+        return Err("to the uplink without a next hop");
+    };
+    match cx.flows.neighbors.resolve(hop.ip, cx.now, cx.forwarding()) {
+        Resolution::Use { mac, probe } => {
+            if probe && cx.forwarding() && cx.state.arp_probes.push(hop.ip, mac) {
+                cx.ctr.event(Event::ArpRequestSent);
+            }
+            Ok((hop, mac))
+        }
+        Resolution::Unresolved { request } => {
+            let reason = DropReason::NeighborUnresolved;
+            cx.ctr.drop(reason);
+            if request && cx.forwarding() {
+                super::tunnel::arp_request(pkt, uplink, hop.ip, None);
+                cx.ctr.event(Event::ArpRequestSent);
+                pkt.meta.next = Next::Output(out);
+                return Err("next hop unresolved: dropped, its buffer sent as the ARP request");
+            }
+            pkt.meta.next = Next::Drop(reason);
+            Err("next hop unresolved: dropped (ARP request already under way)")
+        }
+    }
 }
 
 /// The IP length of the largest segment of a GSO frame (parse checked it is TCP or UDP over

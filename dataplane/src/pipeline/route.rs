@@ -52,6 +52,16 @@ fn route(pkt: &mut Packet, in_port: PortId, node: &Node, cx: &mut Ctx) -> &'stat
     };
     let out = match target {
         Some(RouteTarget::Port(p)) => p,
+        Some(RouteTarget::Node(hop)) => match tables.uplink {
+            Some(u) => {
+                pkt.meta.next_hop = Some(hop);
+                u.port
+            }
+            None => {
+                pkt.drop(DropReason::NoUplink, cx.ctr);
+                return "route to another node but no uplink";
+            }
+        },
         Some(RouteTarget::Host) => match tables.host_port {
             Some(h) => h,
             None => {

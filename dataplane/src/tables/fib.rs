@@ -19,6 +19,9 @@ pub enum RouteTarget {
     Host,
     /// Nowhere: ICMP host unreachable.
     Unreachable,
+    /// Another node's pods: out of the uplink to `Tables::next_hops[i]` (routed, or
+    /// encapsulated to it: the uplink's `Encap` says which).
+    Node(u16),
 }
 
 /// A route: `prefix/len → target`.

@@ -36,6 +36,97 @@ pub enum Binding {
     },
     /// The node's own stack.
     Host,
+    /// The underlay: other nodes and whatever is behind them (many MACs, any source address
+    /// but a local pod's).
+    Uplink,
+}
+
+/// How frames for other nodes leave the uplink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encap {
+    /// Routed: the packet itself goes to the next hop's MAC.
+    Direct,
+    /// VXLAN to the next hop's address.
+    Vxlan {
+        /// The VNI sent and required.
+        vni: u32,
+        /// The UDP port sent to and listened on.
+        port: u16,
+    },
+}
+
+/// The uplink port and the switch's own addressing on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uplink {
+    /// The port.
+    pub port: PortId,
+    /// The switch's MAC on the underlay.
+    pub mac: MacAddr,
+    /// The switch's address on the underlay (answered for by ARP, VXLAN source).
+    pub ip: Ipv4Addr,
+    /// Routed or encapsulated.
+    pub encap: Encap,
+}
+
+impl Uplink {
+    /// The largest inner IPv4 packet that fits through a port of MTU `mtu`: the MTU itself
+    /// when routed, 50 bytes less with VXLAN (outer IPv4 + UDP + VXLAN + inner Ethernet).
+    #[inline]
+    pub fn inner_mtu(&self, mtu: u16) -> u16 {
+        match self.encap {
+            Encap::Direct => mtu,
+            Encap::Vxlan { .. } => mtu.saturating_sub(podswitch_packet::vxlan::MTU_OVERHEAD),
+        }
+    }
+}
+
+/// Another node a route leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextHop {
+    /// Its address on the underlay: resolved by ARP (direct), the outer destination (VXLAN).
+    pub ip: Ipv4Addr,
+    /// VXLAN: the inner destination MAC.
+    pub vtep_mac: MacAddr,
+}
+
+/// The next hops the FIB's `RouteTarget::Node` indices point into.
+#[derive(Debug, Clone, Default)]
+pub struct NextHops {
+    hops: Vec<NextHop>,
+    by_ip: std::collections::HashMap<Ipv4Addr, u16>,
+}
+
+impl NextHops {
+    /// Adds `hop` (or finds it: one index per address and inner MAC), returning its index;
+    /// `None` past `u16::MAX` hops.
+    pub fn intern(&mut self, hop: NextHop) -> Option<u16> {
+        if let Some(i) = self.by_ip.get(&hop.ip) {
+            if self.hops[usize::from(*i)] == hop {
+                return Some(*i);
+            }
+        }
+        let i = u16::try_from(self.hops.len()).ok()?;
+        self.hops.push(hop);
+        self.by_ip.entry(hop.ip).or_insert(i);
+        Some(i)
+    }
+
+    /// The hop at `i`.
+    #[inline]
+    pub fn get(&self, i: u16) -> Option<&NextHop> {
+        self.hops.get(usize::from(i))
+    }
+
+    /// Whether some route leads to `ip`: only such addresses get a neighbour entry.
+    #[inline]
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        self.by_ip.contains_key(&ip)
+    }
+
+    /// Every hop.
+    pub fn iter(&self) -> impl Iterator<Item = &NextHop> {
+        self.hops.iter()
+    }
 }
 
 /// One port as the pipeline sees it.
@@ -70,6 +161,11 @@ pub struct Tables {
     pub ports: Arc<Vec<Option<PortEntry>>>,
     /// The host port, if any.
     pub host_port: Option<PortId>,
+    /// The uplink, if any.
+    pub uplink: Option<Uplink>,
+    /// Other nodes, by the index `RouteTarget::Node` holds. Indices are valid under one
+    /// `route_epoch` (conntrack caches them with it).
+    pub next_hops: Arc<NextHops>,
     /// The routing table. Shared with the next snapshot when no port or route changed.
     pub fib: Arc<Fib>,
     /// Changes whenever node addressing or static routes change: outputs conntrack cached

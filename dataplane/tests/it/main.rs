@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod multinode;
 mod no_alloc;
 mod offload;
 mod output_port_gone;
@@ -20,6 +21,16 @@ pub struct Rig {
 
 /// The rig with `burst`, a pool of `pool_buffers` and `rx_depth` reads per queue.
 pub fn rig(burst: usize, pool_buffers: usize, rx_depth: usize) -> Rig {
+    rig_with_flows(burst, pool_buffers, rx_depth, std::sync::Arc::default())
+}
+
+/// [`rig`] whose worker shares `flows` (conntrack, neighbours) with the test.
+pub fn rig_with_flows(
+    burst: usize,
+    pool_buffers: usize,
+    rx_depth: usize,
+    flows: std::sync::Arc<podswitch_dataplane::pipeline::FlowState>,
+) -> Rig {
     use podswitch_dataplane::worker::{IdlePolicy, Worker, WorkerConfig};
     use std::sync::Arc;
     let tables = Arc::new(arc_swap::ArcSwap::from_pointee(
@@ -42,7 +53,7 @@ pub fn rig(burst: usize, pool_buffers: usize, rx_depth: usize) -> Rig {
     let worker = Worker::new(
         cfg,
         tables.clone(),
-        std::sync::Arc::default(),
+        flows,
         rx,
         waker.clone(),
         Arc::new(std::sync::atomic::AtomicBool::new(false)),

@@ -61,6 +61,7 @@ impl PortFactory for ProbeFactory {
         let peer_mac = match spec.role {
             PortRole::Pod { mac, .. } => mac,
             PortRole::Host { mac } => mac.unwrap_or(MacAddr::new(2, 0, 0, 0, 0, 0xfe)),
+            PortRole::Uplink { .. } => MacAddr::new(2, 0, 0, 0, 0, 0xfd),
         };
         Ok(CreatedPort {
             queues: (0..self.queues)
@@ -94,6 +95,7 @@ impl PortFactory for Memory {
         let peer_mac = match spec.role {
             PortRole::Pod { mac, .. } => mac,
             PortRole::Host { mac } => mac.unwrap_or(MacAddr::new(2, 0, 0, 0, 0, 0xfe)),
+            PortRole::Uplink { .. } => MacAddr::new(2, 0, 0, 0, 0, 0xfd),
         };
         Ok(CreatedPort {
             queues: vec![Box::new(MemoryQueue::new(id))],
@@ -161,6 +163,136 @@ pub(crate) fn node_config(node_port_ip: Option<Ipv4Addr>, host_port: bool) -> Co
         Arc::make_mut(&mut c.ports).insert("psw0".into(), port);
     }
     c
+}
+
+/// An uplink port `name` at 192.168.1.1, routed or VXLAN (VNI 42).
+pub(crate) fn uplink(name: &str, vxlan: bool) -> Op {
+    Op::AddPort(PortSpec {
+        name: name.into(),
+        kind: PortKind::Tap,
+        role: PortRole::Uplink {
+            mac: "0a:58:c0:a8:01:01".parse().unwrap(),
+            ip: Ipv4Addr::new(192, 168, 1, 1),
+            encap: if vxlan {
+                podswitch_proto::Encap::Vxlan {
+                    vni: 42,
+                    port: 4789,
+                }
+            } else {
+                podswitch_proto::Encap::Direct
+            },
+        },
+        mtu: 1500,
+        offloads: false,
+        netns: None,
+    })
+}
+
+fn node_route(prefix: &str, ip: &str) -> Op {
+    Op::AddRoute(RouteSpec {
+        prefix: prefix.parse().unwrap(),
+        target: ProtoTarget::Node {
+            ip: ip.parse().unwrap(),
+            vtep_mac: None,
+        },
+    })
+}
+
+#[test]
+fn an_uplink_and_routes_to_other_nodes_compile_into_next_hops_and_bad_ones_are_refused() {
+    let mut c = Config::default();
+    apply(&mut c, &[node(), uplink("up", true)]).unwrap();
+    let epoch = c.route_epoch;
+    apply(
+        &mut c,
+        &[
+            node_route("10.244.2.0/24", "192.168.1.2"),
+            node_route("10.244.3.0/24", "192.168.1.3"),
+            node_route("10.244.4.0/24", "192.168.1.2"),
+        ],
+    )
+    .unwrap();
+    assert_ne!(c.route_epoch, epoch, "cached outputs are routed again");
+    let t = c.compile(MacAddr::new(2, 0, 0, 0, 0, 1), &Default::default(), None);
+    let u = t.uplink.unwrap();
+    assert_eq!((u.port, u.ip), (0, Ipv4Addr::new(192, 168, 1, 1)));
+    assert_eq!(
+        u.encap,
+        crate::tables::Encap::Vxlan {
+            vni: 42,
+            port: 4789
+        }
+    );
+    let hop = |dst: &str| match t.fib.lookup(dst.parse().unwrap()) {
+        Some(RouteTarget::Node(i)) => *t.next_hops.get(i).unwrap(),
+        other => panic!("{dst}: {other:?}"),
+    };
+    assert_eq!(hop("10.244.2.9").ip, Ipv4Addr::new(192, 168, 1, 2));
+    assert_eq!(hop("10.244.3.9").ip, Ipv4Addr::new(192, 168, 1, 3));
+    assert_eq!(
+        hop("10.244.3.9").vtep_mac,
+        MacAddr::new(0x0a, 0x58, 10, 244, 3, 1),
+        "default inner MAC: the other node's gateway MAC"
+    );
+    // One next hop per (address, inner MAC): the third route's prefix gives another MAC.
+    assert_eq!(t.next_hops.iter().count(), 3);
+    assert!(t.next_hops.contains(Ipv4Addr::new(192, 168, 1, 3)));
+
+    let before = c.clone();
+    for (ops, needle) in [
+        (
+            vec![uplink("up2", false)],
+            "already an uplink port (\"up\")",
+        ),
+        (
+            vec![node_route("10.244.1.0/24", "192.168.1.9")],
+            "this node's own pod CIDR",
+        ),
+        (
+            vec![node_route("10.244.9.0/24", "10.244.1.5")],
+            "inside this node's pod CIDR",
+        ),
+        (
+            vec![node_route("10.244.9.0/24", "255.255.255.255")],
+            "unicast",
+        ),
+        (
+            vec![Op::AddRoute(RouteSpec {
+                prefix: "10.244.9.0/24".parse().unwrap(),
+                target: ProtoTarget::Port { port: "up".into() },
+            })],
+            "is the uplink",
+        ),
+    ] {
+        let err = apply(&mut c, &ops).unwrap_err();
+        assert!(err.contains(needle), "{err}");
+        assert_eq!(c, before);
+    }
+    let mut d = Config::default();
+    apply(&mut d, &[node()]).unwrap();
+    let mut bad_ip = uplink("u", false);
+    if let Op::AddPort(PortSpec {
+        role: PortRole::Uplink { ip, .. },
+        ..
+    }) = &mut bad_ip
+    {
+        *ip = Ipv4Addr::new(10, 244, 1, 7);
+    }
+    assert!(apply(&mut d, &[bad_ip])
+        .unwrap_err()
+        .contains("inside the pod CIDR"));
+    let mut bad_vni = uplink("u", true);
+    if let Op::AddPort(PortSpec {
+        role: PortRole::Uplink { encap, .. },
+        ..
+    }) = &mut bad_vni
+    {
+        *encap = podswitch_proto::Encap::Vxlan {
+            vni: 1 << 24,
+            port: 4789,
+        };
+    }
+    assert!(apply(&mut d, &[bad_vni]).unwrap_err().contains("24-bit"));
 }
 
 fn apply(c: &mut Config, ops: &[Op]) -> Result<Changes, String> {
@@ -479,8 +611,16 @@ fn compiled_view(t: &crate::tables::Tables) -> String {
         .collect();
     policies.sort();
     format!(
-        "{:?}\n{:?}\n{:?}\n{:?}\n{}/{}\n{:?}\n{policies:?}",
-        t.node, t.ports, t.host_port, routes, t.route_epoch, t.policy_epoch, services
+        "{:?}\n{:?}\n{:?}\n{:?}\n{}/{}\n{:?}\n{policies:?}\n{:?} {:?}",
+        t.node,
+        t.ports,
+        t.host_port,
+        routes,
+        t.route_epoch,
+        t.policy_epoch,
+        services,
+        t.uplink,
+        t.next_hops.iter().collect::<Vec<_>>()
     )
 }
 
@@ -525,10 +665,18 @@ fn random_op(next: &mut impl FnMut() -> u64) -> Op {
     use podswitch_proto::{BackendSpec, DirectionSpec, L4Protocol, PolicySpec, ServiceSpec};
     let k = next() % 6;
     match next() % 9 {
+        0 | 1 if k == 5 => uplink("p5", next() % 2 == 0),
         0 | 1 => pod(&format!("p{k}"), &format!("10.244.1.{}", 10 + k)),
         2 => Op::DelPort {
             name: format!("p{k}"),
         },
+        3 if next() % 2 == 0 => Op::AddRoute(RouteSpec {
+            prefix: format!("10.{k}.0.0/16").parse().unwrap(),
+            target: ProtoTarget::Node {
+                ip: Ipv4Addr::new(192, 168, 1, 2 + (next() % 3) as u8),
+                vtep_mac: None,
+            },
+        }),
         3 => Op::AddRoute(RouteSpec {
             prefix: format!("10.{k}.0.0/16").parse().unwrap(),
             target: podswitch_proto::RouteTarget::Port {

@@ -1,0 +1,429 @@
+//! Multi-node forwarding through the whole pipeline on the standard topology plus an uplink
+//! (`testkit::tables_multinode`): a pod reaching another node's pod, routed and in VXLAN;
+//! another node's pod reaching a local pod, routed and decapsulated; the ARP resolution of the
+//! next hop; the uplink's own ARP; the effective MTU; a cached output still encapsulated.
+
+use crate::batch::{Next, Track};
+use crate::counters::{DropReason, Event};
+use crate::neighbors::{State, REACHABLE_TIME};
+use crate::pipeline;
+use crate::tables::Encap;
+use crate::testkit::*;
+use podswitch_packet::vxlan::VxlanPacket;
+use podswitch_packet::{
+    ArpOp, ArpPacket, EthernetFrame, IpProtocol, Ipv4Packet, MacAddr, UdpPacket,
+};
+use std::time::Duration;
+
+const VXLAN: Encap = Encap::Vxlan {
+    vni: VNI,
+    port: 4789,
+};
+
+fn to_node2(len: usize) -> Vec<u8> {
+    udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, NODE2_POD_IP, 64, len)
+}
+
+/// A harness whose next hop node 2 is already resolved (by its ARP reply on the uplink).
+fn resolved(encap: Encap) -> Harness {
+    let mut h = Harness::from_tables(tables_multinode(encap));
+    let reply = arp_reply_to_uplink(NODE2_MAC, NODE2_IP);
+    assert_eq!(
+        h.run_one(UPLINK, &reply, pipeline::run),
+        Next::Drop(DropReason::ArpLearned)
+    );
+    h
+}
+
+#[test]
+fn first_packet_to_an_unresolved_next_hop_becomes_the_arp_request_and_the_reply_resolves_it() {
+    let mut h = Harness::from_tables(tables_multinode(Encap::Direct));
+    let f = to_node2(18);
+    assert_eq!(h.run_one(POD_A, &f, pipeline::run), Next::Output(UPLINK));
+    let eth = EthernetFrame::new_checked(&h.last_frame[..]).unwrap();
+    assert_eq!((eth.dst(), eth.src()), (MacAddr::BROADCAST, UPLINK_MAC));
+    let arp = ArpPacket::new_checked(&h.last_frame[14..]).unwrap();
+    assert_eq!(arp.operation(), ArpOp::Request);
+    assert_eq!((arp.sender_hw(), arp.sender_ip()), (UPLINK_MAC, UPLINK_IP));
+    assert_eq!(arp.target_ip(), NODE2_IP);
+    assert_eq!(h.ctr.drops[DropReason::NeighborUnresolved as usize], 1);
+    assert_eq!(h.ctr.events[Event::ArpRequestSent as usize], 1);
+
+    // Until the answer, packets are dropped without another request (one per second).
+    assert_eq!(
+        h.run_one(POD_A, &f, pipeline::run),
+        Next::Drop(DropReason::NeighborUnresolved)
+    );
+    assert!(h.last_frame.is_empty());
+    assert_eq!(h.ctr.events[Event::ArpRequestSent as usize], 1);
+
+    let reply = arp_reply_to_uplink(NODE2_MAC, NODE2_IP);
+    assert_eq!(
+        h.run_one(UPLINK, &reply, pipeline::run),
+        Next::Drop(DropReason::ArpLearned)
+    );
+    assert_eq!(h.ctr.events[Event::NeighborConfirmed as usize], 1);
+    let entry = h.flows.neighbors.dump(h.now)[0];
+    assert_eq!(
+        (entry.ip, entry.mac, entry.state),
+        (NODE2_IP, Some(NODE2_MAC), State::Reachable)
+    );
+    assert_eq!(h.run_one(POD_A, &f, pipeline::run), Next::Output(UPLINK));
+}
+
+#[test]
+fn direct_routing_sends_the_packet_to_the_next_hops_mac_from_the_uplinks() {
+    let mut h = resolved(Encap::Direct);
+    let f = to_node2(18);
+    assert_eq!(h.run_one(POD_A, &f, pipeline::run), Next::Output(UPLINK));
+    let out = h.last_frame.clone();
+    let eth = EthernetFrame::new_checked(&out[..]).unwrap();
+    assert_eq!((eth.dst(), eth.src()), (NODE2_MAC, UPLINK_MAC));
+    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!((ip.src(), ip.dst(), ip.ttl()), (POD_A_IP, NODE2_POD_IP, 63));
+    assert!(ip.verify_checksum());
+    assert_eq!(&out[14 + 20..], &f[14 + 20..], "payload untouched");
+}
+
+/// The frame pod A's datagram must leave as, built by hand: outer headers from the uplink to
+/// node 2 (UDP source port as the switch chose it), the inner frame from the gateway MAC to
+/// node 2's tunnel MAC with the TTL decremented.
+fn expected_vxlan(inner_sent: &[u8], src_port: u16) -> Vec<u8> {
+    let mut inner = inner_sent.to_vec();
+    inner[0..6].copy_from_slice(&NODE2_VTEP_MAC.0);
+    inner[6..12].copy_from_slice(&GW_MAC.0);
+    let mut ip = Ipv4Packet::new_unchecked(&mut inner[14..]);
+    ip.decrement_ttl();
+    let mut f = vxlan_from_node2(&inner, VNI);
+    // Turn node 2 → us into us → node 2: swap MACs and addresses, set the source port.
+    f[0..6].copy_from_slice(&NODE2_MAC.0);
+    f[6..12].copy_from_slice(&UPLINK_MAC.0);
+    let mut outer = Ipv4Packet::new_unchecked(&mut f[14..34]);
+    outer.set_src(UPLINK_IP);
+    outer.set_dst(NODE2_IP);
+    outer.fill_checksum();
+    f[34..36].copy_from_slice(&src_port.to_be_bytes());
+    f
+}
+
+#[test]
+fn vxlan_encapsulates_with_the_outer_headers_a_hand_built_frame_has() {
+    let mut h = resolved(VXLAN);
+    let f = to_node2(18);
+    assert_eq!(h.run_one(POD_A, &f, pipeline::run), Next::Output(UPLINK));
+    let out = h.last_frame.clone();
+    let sport = u16::from_be_bytes([out[34], out[35]]);
+    assert!(sport >= 49152, "source port in the dynamic range: {sport}");
+    assert_eq!(out, expected_vxlan(&f, sport), "byte-exact");
+    let outer = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert!(outer.verify_checksum() && outer.dont_frag());
+    assert_eq!(outer.protocol(), IpProtocol::UDP);
+    let udp = UdpPacket::new_checked(outer.payload()).unwrap();
+    assert_eq!((udp.dst_port(), udp.checksum()), (4789, 0));
+    assert_eq!(VxlanPacket::new_checked(&out[42..]).unwrap().vni(), VNI);
+    assert_eq!(h.ctr.events[Event::VxlanEncapsulated as usize], 1);
+
+    // The same flow again: the same source port (entropy per flow, not per packet).
+    h.run_one(POD_A, &f, pipeline::run);
+    assert_eq!(&h.last_frame[34..36], &sport.to_be_bytes());
+    // Another flow (other source port) very likely another.
+    let mut g = f.clone();
+    g[34..36].copy_from_slice(&4242u16.to_be_bytes());
+    h.run_one(POD_A, &g, pipeline::run);
+    assert_ne!(&h.last_frame[34..36], &sport.to_be_bytes());
+}
+
+#[test]
+fn an_established_flow_with_a_cached_output_is_still_encapsulated() {
+    let mut h = resolved(VXLAN);
+    let f = to_node2(18);
+    h.run_one(POD_A, &f, pipeline::run);
+    let first = h.last_frame.clone();
+    let meta = h.run_meta(POD_A, &f, pipeline::run);
+    assert!(
+        matches!(
+            meta.track,
+            Track::Hit {
+                cache_hop: false,
+                ..
+            }
+        ),
+        "second packet took conntrack's cached output: {:?}",
+        meta.track
+    );
+    assert_eq!(meta.next_hop, Some(0));
+    assert_eq!(h.last_frame, first);
+}
+
+#[test]
+fn a_cached_output_under_an_old_route_epoch_is_routed_again() {
+    let mut h = resolved(Encap::Direct);
+    let f = to_node2(18);
+    h.run_one(POD_A, &f, pipeline::run);
+    // Node 2 leaves: its route goes, the epoch moves; the flow's next packet is routed again.
+    let mut t = tables_with(true, 1500, 0);
+    t.route_epoch = h.tables.route_epoch + 1;
+    h.tables = t;
+    assert_eq!(h.run_one(POD_A, &f, pipeline::run), Next::Output(HOST));
+}
+
+#[test]
+fn a_routed_packet_from_another_nodes_pod_reaches_the_local_pod() {
+    let mut h = Harness::from_tables(tables_multinode(Encap::Direct));
+    let f = udp_frame(NODE2_MAC, UPLINK_MAC, NODE2_POD_IP, POD_A_IP, 63, 18);
+    assert_eq!(h.run_one(UPLINK, &f, pipeline::run), Next::Output(POD_A));
+    let eth = EthernetFrame::new_checked(&h.last_frame[..]).unwrap();
+    assert_eq!((eth.dst(), eth.src()), (POD_A_MAC, GW_MAC));
+    // Many MACs behind the uplink: another sender's MAC is as good.
+    let g = udp_frame(
+        MacAddr([2, 9, 9, 9, 9, 9]),
+        UPLINK_MAC,
+        NODE2_POD_IP,
+        POD_B_IP,
+        63,
+        18,
+    );
+    assert_eq!(h.run_one(UPLINK, &g, pipeline::run), Next::Output(POD_B));
+}
+
+#[test]
+fn the_underlay_can_neither_claim_a_local_pods_address_nor_send_to_other_macs() {
+    let mut h = Harness::from_tables(tables_multinode(Encap::Direct));
+    let f = udp_frame(NODE2_MAC, UPLINK_MAC, POD_B_IP, POD_A_IP, 63, 18);
+    assert_eq!(
+        h.run_one(UPLINK, &f, pipeline::run),
+        Next::Drop(DropReason::SpoofedSourceIp)
+    );
+    let f = udp_frame(NODE2_MAC, GW_MAC, NODE2_POD_IP, POD_A_IP, 63, 18);
+    assert_eq!(
+        h.run_one(UPLINK, &f, pipeline::run),
+        Next::Drop(DropReason::NotForSwitch)
+    );
+}
+
+#[test]
+fn vxlan_from_another_node_is_decapsulated_and_delivered_to_the_local_pod() {
+    let mut h = Harness::from_tables(tables_multinode(VXLAN));
+    // Node 2 addresses its inner frame to whatever it believes our tunnel MAC is.
+    let inner = udp_frame(NODE2_VTEP_MAC, GW_MAC, NODE2_POD_IP, POD_A_IP, 63, 18);
+    let f = vxlan_from_node2(&inner, VNI);
+    assert_eq!(h.run_one(UPLINK, &f, pipeline::run), Next::Output(POD_A));
+    let out = &h.last_frame;
+    assert_eq!(out.len(), inner.len(), "outer headers gone");
+    let eth = EthernetFrame::new_checked(&out[..]).unwrap();
+    assert_eq!((eth.dst(), eth.src()), (POD_A_MAC, GW_MAC));
+    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!((ip.src(), ip.dst(), ip.ttl()), (NODE2_POD_IP, POD_A_IP, 62));
+    assert_eq!(&out[34..], &inner[34..], "inner UDP untouched");
+    assert_eq!(h.ctr.events[Event::VxlanDecapsulated as usize], 1);
+    // The reply goes back in VXLAN once node 2 is resolved.
+    let reply = arp_reply_to_uplink(NODE2_MAC, NODE2_IP);
+    h.run_one(UPLINK, &reply, pipeline::run);
+    let back = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, NODE2_POD_IP, 64, 18);
+    assert_eq!(h.run_one(POD_A, &back, pipeline::run), Next::Output(UPLINK));
+    assert_eq!(h.last_frame.len(), back.len() + 50);
+}
+
+#[test]
+fn a_vxlan_uplink_drops_wrong_vnis_plain_ipv4_and_broken_tunnels_by_reason() {
+    let mut h = Harness::from_tables(tables_multinode(VXLAN));
+    let inner = udp_frame(NODE2_VTEP_MAC, GW_MAC, NODE2_POD_IP, POD_A_IP, 63, 18);
+    let f = vxlan_from_node2(&inner, VNI + 1);
+    assert_eq!(
+        h.run_one(UPLINK, &f, pipeline::run),
+        Next::Drop(DropReason::VxlanWrongVni)
+    );
+    let plain = udp_frame(NODE2_MAC, UPLINK_MAC, NODE2_POD_IP, POD_A_IP, 63, 18);
+    assert_eq!(
+        h.run_one(UPLINK, &plain, pipeline::run),
+        Next::Drop(DropReason::VxlanNotTunneled)
+    );
+    let mut no_i = vxlan_from_node2(&inner, VNI);
+    no_i[42] = 0;
+    assert_eq!(
+        h.run_one(UPLINK, &no_i, pipeline::run),
+        Next::Drop(DropReason::VxlanMalformed)
+    );
+    let mut bad_csum = vxlan_from_node2(&inner, VNI);
+    bad_csum[24] ^= 1;
+    assert_eq!(
+        h.run_one(UPLINK, &bad_csum, pipeline::run),
+        Next::Drop(DropReason::VxlanMalformed)
+    );
+    // An inner frame cut short of an Ethernet header.
+    let short = vxlan_from_node2(&inner[..10], VNI);
+    assert_eq!(
+        h.run_one(UPLINK, &short, pipeline::run),
+        Next::Drop(DropReason::VxlanMalformed)
+    );
+    // A tunnelled packet claiming a local pod's address.
+    let spoof = udp_frame(NODE2_VTEP_MAC, GW_MAC, POD_B_IP, POD_A_IP, 63, 18);
+    assert_eq!(
+        h.run_one(UPLINK, &vxlan_from_node2(&spoof, VNI), pipeline::run),
+        Next::Drop(DropReason::SpoofedSourceIp)
+    );
+}
+
+#[test]
+fn the_switch_answers_arp_for_the_uplinks_address_and_learns_the_asker_if_it_is_a_next_hop() {
+    let mut h = Harness::from_tables(tables_multinode(Encap::Direct));
+    let ask = arp_request(NODE2_MAC, NODE2_IP, UPLINK_IP);
+    assert_eq!(h.run_one(UPLINK, &ask, pipeline::run), Next::Output(UPLINK));
+    let eth = EthernetFrame::new_checked(&h.last_frame[..]).unwrap();
+    assert_eq!((eth.dst(), eth.src()), (NODE2_MAC, UPLINK_MAC));
+    let arp = ArpPacket::new_checked(&h.last_frame[14..]).unwrap();
+    assert_eq!(arp.operation(), ArpOp::Reply);
+    assert_eq!((arp.sender_hw(), arp.sender_ip()), (UPLINK_MAC, UPLINK_IP));
+    assert_eq!(h.flows.neighbors.dump(h.now)[0].mac, Some(NODE2_MAC));
+
+    // Another host on the underlay: answered, not learnt (no route leads to it).
+    let stranger = std::net::Ipv4Addr::new(192, 168, 1, 77);
+    let ask = arp_request(MacAddr([2, 7, 7, 7, 7, 7]), stranger, UPLINK_IP);
+    assert_eq!(h.run_one(UPLINK, &ask, pipeline::run), Next::Output(UPLINK));
+    assert_eq!(h.flows.neighbors.dump(h.now).len(), 1);
+    // A request for someone else's address: not ours.
+    let ask = arp_request(MacAddr([2, 7, 7, 7, 7, 7]), stranger, NODE2_IP);
+    assert_eq!(
+        h.run_one(UPLINK, &ask, pipeline::run),
+        Next::Drop(DropReason::ArpNotOurs)
+    );
+    // A gratuitous ARP from node 2 with a new MAC (a replaced NIC) is learnt.
+    let new_mac = MacAddr([0x52, 0x54, 0, 0, 0, 0x22]);
+    let garp = arp_request(new_mac, NODE2_IP, NODE2_IP);
+    assert_eq!(
+        h.run_one(UPLINK, &garp, pipeline::run),
+        Next::Drop(DropReason::ArpLearned)
+    );
+    assert_eq!(h.flows.neighbors.dump(h.now)[0].mac, Some(new_mac));
+}
+
+#[test]
+fn a_stale_next_hop_is_used_and_its_reprobe_left_to_the_worker() {
+    let mut h = resolved(Encap::Direct);
+    h.now += REACHABLE_TIME + Duration::from_secs(1);
+    let f = to_node2(18);
+    assert_eq!(h.run_one(POD_A, &f, pipeline::run), Next::Output(UPLINK));
+    assert_eq!(
+        &h.last_frame[0..6],
+        &NODE2_MAC.0,
+        "forwarded with the stale MAC"
+    );
+    let probes: Vec<_> = h.state.arp_probes.take().collect();
+    assert_eq!(probes, vec![(NODE2_IP, NODE2_MAC)]);
+    assert_eq!(h.flows.neighbors.dump(h.now)[0].state, State::Probe);
+    h.run_one(POD_A, &f, pipeline::run);
+    assert_eq!(h.state.arp_probes.take().count(), 0, "one per second");
+}
+
+#[test]
+fn the_mtu_through_a_vxlan_uplink_is_50_bytes_less_and_frag_needed_says_so() {
+    let mut h = resolved(VXLAN);
+    // 1450 bytes of IP fit; 1451 do not.
+    let fits = to_node2(1450 - 28);
+    assert_eq!(h.run_one(POD_A, &fits, pipeline::run), Next::Output(UPLINK));
+    assert_eq!(h.last_frame.len(), 1450 + 14 + 50);
+    let big = to_node2(1451 - 28);
+    assert_eq!(h.run_one(POD_A, &big, pipeline::run), Next::Output(POD_A));
+    assert_icmp_error(&h.last_frame, &big, 3, 4);
+    assert_eq!(
+        &h.last_frame[14 + 20 + 6..14 + 20 + 8],
+        &1450u16.to_be_bytes()
+    );
+    // Routed, the whole 1500.
+    let mut h = resolved(Encap::Direct);
+    let full = to_node2(1500 - 28);
+    assert_eq!(h.run_one(POD_A, &full, pipeline::run), Next::Output(UPLINK));
+}
+
+#[test]
+fn a_dry_run_through_an_unresolved_next_hop_sends_nothing_and_learns_nothing() {
+    let mut h = Harness::from_tables(tables_multinode(Encap::Direct));
+    h.mode = crate::pipeline::Mode::DryRun;
+    let f = to_node2(18);
+    assert_eq!(
+        h.run_one(POD_A, &f, pipeline::run),
+        Next::Drop(DropReason::NeighborUnresolved)
+    );
+    assert!(h.flows.neighbors.dump(h.now).is_empty());
+}
+
+#[test]
+fn without_an_uplink_a_route_to_another_node_is_dropped_as_no_uplink() {
+    let mut t = tables_multinode(Encap::Direct);
+    t.uplink = None;
+    let mut h = Harness::from_tables(t);
+    assert_eq!(
+        h.run_one(POD_A, &to_node2(18), pipeline::run),
+        Next::Drop(DropReason::NoUplink)
+    );
+}
+
+#[test]
+fn ingress_from_another_node_meets_policy_and_conntrack_like_any_other() {
+    let mut t = tables_multinode(VXLAN);
+    isolate_pod_b(&mut t);
+    let mut h = Harness::from_tables(t);
+    // Pod B admits only pod A: another node's pod is denied, decapsulated or not.
+    let to_b = udp_frame(NODE2_VTEP_MAC, GW_MAC, NODE2_POD_IP, POD_B_IP, 63, 18);
+    assert_eq!(
+        h.run_one(UPLINK, &vxlan_from_node2(&to_b, VNI), pipeline::run),
+        Next::Drop(DropReason::PolicyDenied)
+    );
+    // Pod A is not isolated: the connection is tracked, and pod A's reply is its reply.
+    let to_a = udp_frame(NODE2_VTEP_MAC, GW_MAC, NODE2_POD_IP, POD_A_IP, 63, 18);
+    let meta = h.run_meta(UPLINK, &vxlan_from_node2(&to_a, VNI), pipeline::run);
+    assert_eq!((meta.next, meta.track), (Next::Output(POD_A), Track::New));
+    h.run_one(
+        UPLINK,
+        &arp_reply_to_uplink(NODE2_MAC, NODE2_IP),
+        pipeline::run,
+    );
+    let mut reply = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, NODE2_POD_IP, 64, 18);
+    // Swap the ports: the reply of the datagram above.
+    let ports: Vec<u8> = reply[34..38].to_vec();
+    reply[34..36].copy_from_slice(&ports[2..4]);
+    reply[36..38].copy_from_slice(&ports[0..2]);
+    let meta = h.run_meta(POD_A, &reply, pipeline::run);
+    assert_eq!(meta.next, Next::Output(UPLINK));
+    assert!(
+        matches!(
+            meta.track,
+            Track::Hit {
+                dir: crate::conntrack::Dir::Reply,
+                ..
+            }
+        ),
+        "{:?}",
+        meta.track
+    );
+}
+
+#[test]
+fn congestion_marked_on_the_outer_header_reaches_an_ecn_capable_inner_packet() {
+    let mut h = Harness::from_tables(tables_multinode(VXLAN));
+    let ect = |tos: u8| {
+        let mut inner = udp_frame(NODE2_VTEP_MAC, GW_MAC, NODE2_POD_IP, POD_A_IP, 63, 18);
+        let mut ip = Ipv4Packet::new_unchecked(&mut inner[14..]);
+        ip.set_dscp_ecn(tos);
+        ip.fill_checksum();
+        inner
+    };
+    let mut f = vxlan_from_node2(&ect(0b10), VNI); // ECT(0)
+    let mut outer = Ipv4Packet::new_unchecked(&mut f[14..34]);
+    outer.set_dscp_ecn(0b11); // CE
+    outer.fill_checksum();
+    assert_eq!(h.run_one(UPLINK, &f, pipeline::run), Next::Output(POD_A));
+    let ip = Ipv4Packet::new_checked(&h.last_frame[14..]).unwrap();
+    assert_eq!(ip.dscp_ecn() & 3, 3, "CE propagated");
+    assert!(ip.verify_checksum());
+    // Without the mark outside, the inner field is left alone.
+    let f = vxlan_from_node2(&ect(0b10), VNI);
+    h.run_one(UPLINK, &f, pipeline::run);
+    assert_eq!(
+        Ipv4Packet::new_checked(&h.last_frame[14..])
+            .unwrap()
+            .dscp_ecn()
+            & 3,
+        0b10
+    );
+}
