@@ -70,6 +70,7 @@ pub fn compile<'a>(
             mtu: settings.mtu,
             offloads: true,
             netns: None,
+            queue_ids: Vec::new(),
         }),
         Op::AddRoute(RouteSpec {
             prefix: podswitch_proto::Ipv4Prefix {
@@ -114,6 +115,7 @@ pub fn pod_port(settings: &Settings, pod: &PodRecord) -> PortSpec {
             path: pod.netns.clone(),
             ifname: pod.ifname.clone(),
         }),
+        queue_ids: Vec::new(),
     }
 }
 

@@ -63,6 +63,7 @@ impl PortFactory for ProbeFactory {
             PortRole::Host { mac } => mac.unwrap_or(MacAddr::new(2, 0, 0, 0, 0, 0xfe)),
         };
         Ok(CreatedPort {
+            afxdp: None,
             queues: (0..self.queues)
                 .map(|_| {
                     Box::new(Probe {
@@ -96,6 +97,7 @@ impl PortFactory for Memory {
             PortRole::Host { mac } => mac.unwrap_or(MacAddr::new(2, 0, 0, 0, 0, 0xfe)),
         };
         Ok(CreatedPort {
+            afxdp: None,
             queues: vec![Box::new(MemoryQueue::new(id))],
             peer_mac,
             new_device: false,
@@ -126,6 +128,7 @@ pub(crate) fn pod(name: &str, ip: &str) -> Op {
         mtu: 1500,
         offloads: true,
         netns: None,
+        queue_ids: Vec::new(),
     })
 }
 
@@ -151,8 +154,10 @@ pub(crate) fn node_config(node_port_ip: Option<Ipv4Addr>, host_port: bool) -> Co
             mtu: 1500,
             netns: None,
             offloads: false,
+            queue_ids: Vec::new(),
         };
         let port = PortConfig {
+            afxdp: None,
             id: 0,
             spec,
             peer_mac: MacAddr([2, 0, 0, 0, 0, 1]),
