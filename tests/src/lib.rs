@@ -253,6 +253,7 @@ impl Node {
                 mtu: 1500,
                 offloads: true,
                 netns: None,
+                queue_ids: Vec::new(),
             }),
             route("0.0.0.0/0", RouteTarget::Host),
             route(POD_CIDR, RouteTarget::Unreachable),
@@ -459,6 +460,7 @@ impl Node {
                 path: ns.path().display().to_string(),
                 ifname: "eth0".into(),
             }),
+            queue_ids: Vec::new(),
         };
         self.apply(vec![Op::AddPort(spec.clone())]).unwrap();
         let n = ns.name.as_str();
@@ -501,6 +503,85 @@ impl Node {
             ip,
             spec,
         }
+    }
+
+    /// A pod attached through a veth pair and an `afxdp` port instead of a tap: the pod's
+    /// `eth0` is one end of the pair, the other end (named like the port) stays in the node's
+    /// namespace, where the daemon binds AF_XDP sockets to it. The pod's `eth0` sends whole,
+    /// checksummed frames (`ethtool -K eth0 tx off tso off gso off`): AF_XDP carries no
+    /// checksum or segmentation state (ARCHITECTURE.md, "AF_XDP ports").
+    pub fn add_veth_pod(&self, host: u8) -> Pod {
+        let ns = Netns::new("pswv");
+        let ip = Ipv4Addr::new(10, 244, 1, host);
+        let mac = format!("02:00:0a:f4:01:{host:02x}");
+        let name = unique("vx");
+        self.ns.ip(&[
+            "link", "add", &name, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+        ]);
+        ns.ip(&["link", "set", "eth0", "address", &mac, "up"]);
+        let off = ns.exec(&[
+            "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off",
+        ]);
+        assert!(
+            off.status.success(),
+            "ethtool -K eth0 tx off: {}",
+            String::from_utf8_lossy(&off.stderr)
+        );
+        ns.ip(&["addr", "add", &format!("{ip}/32"), "dev", "eth0"]);
+        ns.ip(&[
+            "route",
+            "add",
+            &GATEWAY.to_string(),
+            "dev",
+            "eth0",
+            "scope",
+            "link",
+        ]);
+        ns.ip(&["route", "add", "default", "via", &GATEWAY.to_string()]);
+        let spec = PortSpec {
+            name: name.clone(),
+            kind: PortKind::Afxdp,
+            role: PortRole::Pod {
+                mac: mac.parse().unwrap(),
+                ip,
+                namespace: None,
+                pod: None,
+            },
+            mtu: 1500,
+            offloads: false,
+            netns: None,
+            queue_ids: Vec::new(),
+        };
+        self.apply(vec![Op::AddPort(spec.clone())]).unwrap();
+        Pod {
+            port: name,
+            mac,
+            ns,
+            ip,
+            spec,
+        }
+    }
+
+    /// The XDP program attached to interface `ifname` of the node's namespace, read over
+    /// rtnetlink (`IFLA_XDP`), if any.
+    pub fn xdp_program(&self, ifname: &str) -> Option<podswitch_netlink::XdpAttachment> {
+        self.ns.enter(|| {
+            let mut nl = podswitch_netlink::Netlink::new().unwrap();
+            let index = nl.link_index(ifname).unwrap().expect("no such interface");
+            nl.link_xdp(index).unwrap()
+        })
+    }
+
+    /// Sends SIGTERM to the daemon and waits (up to 10 s) for it to exit; its status.
+    pub fn stop_daemon(&mut self) -> std::process::ExitStatus {
+        let pid = self.daemon_pid().expect("the daemon is not running");
+        // SAFETY: kill(2) with a pid of our own child and a signal number.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+        let status = self
+            .daemon_exit_wait(Duration::from_secs(10))
+            .expect("podswitchd did not exit within 10 s of SIGTERM");
+        self.daemon = None;
+        status
     }
 
     /// Kills the daemon (SIGKILL) and waits for it.
