@@ -137,3 +137,21 @@ fn no_xdp_program_stays_on_the_interface_after_sigkill_restart_or_clean_exit() {
         node.log()
     );
 }
+
+#[test]
+fn an_afxdp_port_in_generic_xdp_mode_carries_exact_tcp_streams() {
+    if !root_or_skip("an_afxdp_port_in_generic_xdp_mode_carries_exact_tcp_streams") {
+        return;
+    }
+    let node = Node::with_args(&["--xdp-generic"]);
+    let tap = node.add_pod(2);
+    let veth = node.add_veth_pod(3);
+    let x = node.xdp_program(&veth.port).expect("attached");
+    assert_eq!(x.mode, podswitch_netlink::XdpMode::Generic);
+    assert!(node.podswitchctl(&["ports"]).contains("generic/copy"));
+    const LEN: usize = 4 << 20;
+    let v = tcp_transfer_verified(&veth.ns, &tap.ns, tap.ip, 5203, LEN);
+    assert!(v.is_exact(LEN), "veth pod -> tap pod: {v:?}");
+    let v = tcp_transfer_verified(&tap.ns, &veth.ns, veth.ip, 5204, LEN);
+    assert!(v.is_exact(LEN), "tap pod -> veth pod: {v:?}");
+}

@@ -18,6 +18,7 @@ use podswitch_netlink::{in_netns, Netlink, XdpMode};
 use podswitch_proto::{AfxdpInfo, PortRole, PortSpec, XdpAttachMode, XskBindMode};
 use std::io;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// A worker's buffer region as an AF_XDP UMEM: address, length, chunks that may be lent.
 #[derive(Debug, Clone, Copy)]
@@ -116,11 +117,7 @@ pub(super) fn create(
                 ifindex: index,
                 queue_id,
             };
-            // SAFETY: the region is the worker's pool, mapped for the process's life while
-            // any of its buffers is out (`Pool::drop`), and its pages stay pinned by the
-            // socket anyway; the queue lends only chunks it took from that pool and takes
-            // each back once (`ports::afxdp`), and it refuses a pool that is not this region.
-            let xsk = unsafe { Xsk::open(&cfg) }
+            let xsk = open_socket(&cfg)
                 .map_err(|e| fail(io::Error::new(e.kind(), format!("{ifname}: {e}"))))?;
             hook.map().insert(queue_id, xsk.raw_fd()).map_err(fail)?;
             sockets.push(xsk);
@@ -161,6 +158,28 @@ pub(super) fn create(
         new_device: false,
         afxdp: Some(info),
     })
+}
+
+/// How long a bind waits for a queue the kernel still holds: a socket closed a moment ago
+/// (the port removed, or re-created in the same transaction) releases its queue from a
+/// workqueue, after the close returned.
+const BIND_BUSY_WAIT: Duration = Duration::from_secs(2);
+
+/// [`Xsk::open`], retried while the queue is busy for up to [`BIND_BUSY_WAIT`].
+fn open_socket(cfg: &XskConfig) -> io::Result<Xsk> {
+    let deadline = Instant::now() + BIND_BUSY_WAIT;
+    loop {
+        // SAFETY: the region is the worker's pool, mapped for the process's life while any
+        // of its buffers is out (`Pool::drop`), and its pages stay pinned by the socket
+        // anyway; the queue lends only chunks it took from that pool and takes each back
+        // once (`ports::afxdp`), and it refuses a pool that is not this region.
+        match unsafe { Xsk::open(cfg) } {
+            Err(e) if e.kind() == io::ErrorKind::ResourceBusy && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The hook and the sockets of a port being created.
