@@ -28,11 +28,21 @@ use std::sync::Arc;
 
 /// UMEM chunk size: one small buffer.
 pub const CHUNK_SIZE: u32 = SMALL_BUF as u32;
+/// Where the kernel puts a received frame in its chunk: after `XDP_PACKET_HEADROOM`.
+pub const RX_OFFSET: u32 = 256;
+/// The largest MTU an afxdp port carries: a frame (MTU + Ethernet header) fits one chunk
+/// behind the kernel's headroom (no multi-buffer frames).
+pub const MAX_MTU: u16 = (CHUNK_SIZE - RX_OFFSET - 14) as u16;
 /// Descriptors per ring.
-pub const RING_SIZE: u32 = 2048;
-/// Chunks a queue keeps in its fill ring: enough for a few bursts in flight at line rate,
-/// few enough that eight AF_XDP ports leave half of the default 8192-buffer pool to the rest.
-pub const FILL_TARGET: u32 = 512;
+pub const RING_SIZE: u32 = 4096;
+/// Fewest chunks a queue keeps lent for receiving, however small the pool.
+const FILL_MIN: u32 = 64;
+/// The share of the worker's small buffers a queue keeps lent for receiving (fill ring, the
+/// kernel's hands, rx ring): an eighth, 1024 of the default 8192, about 7 ms of frames at
+/// 140k pps, so six AF_XDP ports leave a quarter of the pool to the rest. A veth or NIC has no
+/// back-pressure: frames arriving while the worker is off its CPU longer than that are
+/// dropped (`xsk_rx_dropped`); a larger `pool_buffers` buys a deeper reserve.
+pub const FILL_SHARE: usize = 8;
 /// `sendto` kicks per tx burst at most: copy mode sends 32 frames per kick (the kernel's
 /// `TX_BATCH_SIZE`) and says EAGAIN when more are queued.
 const MAX_KICKS: usize = 8;
@@ -55,6 +65,14 @@ pub struct AfxdpQueue {
     tx_len: Vec<u16>,
     /// Chunks in the tx or completion ring.
     tx_outstanding: u32,
+    /// Chunks to keep lent for receiving ([`FILL_SHARE`] of the pool, at most a ring).
+    fill_target: u32,
+    /// Chunks lent for receiving and not back yet (in the fill ring, taken by the kernel,
+    /// or in the rx ring). Not the fill ring's occupancy: the kernel publishes its fill-ring
+    /// consumer index only when it has used up what it last saw, so the ring looks full
+    /// until it is empty, and a refill sized by it came too late (measured: half the frames of
+    /// a flood dropped as `xsk_fill_ring_empty`).
+    rx_lent: u32,
     /// A kick found more to send than one call took, or failed: retried next iteration.
     kick_pending: bool,
     poll_armed: bool,
@@ -84,6 +102,8 @@ impl AfxdpQueue {
             lent: vec![false; chunks],
             tx_len: vec![0; chunks],
             tx_outstanding: 0,
+            rx_lent: 0,
+            fill_target: ((chunks / FILL_SHARE) as u32).clamp(FILL_MIN, RING_SIZE),
             kick_pending: false,
             poll_armed: false,
             in_flight: 0,
@@ -125,16 +145,17 @@ impl AfxdpQueue {
         self.tx_outstanding = self.tx_outstanding.saturating_sub(n);
     }
 
-    /// Tops the fill ring up to [`FILL_TARGET`] chunks from the pool, leaving the pool a
+    /// Tops the chunks lent for receiving up to the queue's fill target from the pool, leaving the pool a
     /// quarter of its buffers for the worker's other ports.
     fn refill(&mut self, io: &mut PortIo<'_>) {
         let Some(xsk) = self.xsk.as_mut() else { return };
-        let have = xsk.fill.outstanding();
-        if have >= FILL_TARGET {
+        let have = self.rx_lent;
+        let target = self.fill_target;
+        if have >= target {
             return;
         }
         let reserve = io.pool.total() / 4;
-        let mut want = (FILL_TARGET - have).min(xsk.fill.free(FILL_TARGET - have));
+        let mut want = (target - have).min(xsk.fill.free(target - have));
         let mut pushed = 0;
         while want > 0 && io.pool.available() > reserve {
             let Some(buf) = io.pool.get() else { break };
@@ -157,6 +178,7 @@ impl AfxdpQueue {
             };
             self.lent[chunk as usize] = true;
             xsk.fill.push(u64::from(chunk) * u64::from(CHUNK_SIZE));
+            self.rx_lent += 1;
             pushed += 1;
             want -= 1;
         }
@@ -277,6 +299,7 @@ impl PortQueue for AfxdpQueue {
             for i in 0..n {
                 let Desc { addr, len, .. } = xsk.rx.get(i);
                 taken += 1;
+                self.rx_lent = self.rx_lent.saturating_sub(1);
                 let chunk = addr / u64::from(CHUNK_SIZE);
                 let Some(lent) = self.lent.get_mut(chunk as usize).filter(|l| **l) else {
                     io.ctr.event(Event::XskBadAddress);
@@ -438,6 +461,7 @@ impl PortQueue for AfxdpQueue {
             }
         }
         self.tx_outstanding = 0;
+        self.rx_lent = 0;
         true
     }
 }
