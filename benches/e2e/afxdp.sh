@@ -9,7 +9,10 @@
 #
 # Flags: -r rounds (3), -n packets per measurement (2000000), -v variants (tap,afxdp,
 # afxdp-generic), --worker-cpu CPU for the worker (0), --gen-cpu CPU for the sender (1),
-# --pool small buffers per worker (32768), --idle adaptive|busy (adaptive, the default: the worker's CPU time is then the work it did,
+# --pool small buffers per worker (32768), --sink drop|udp (drop, the default: an nftables netdev
+# ingress chain with policy drop on pod b's eth0, so the worker's cost is the switch's plus delivering the frame to
+# pod b's device, not pod b's IP and UDP receive, which the worker's write also runs and which
+# dominated it: ~60% of its profile with `udp`), --idle adaptive|busy (adaptive, the default: the worker's CPU time is then the work it did,
 # which is what "worker ns/packet" divides; busy spins and bills the spinning too).
 #
 # The sender is `newconn_udp send --flows 16` (AF_PACKET, sendmmsg, qdisc bypassed) in pod a,
@@ -31,6 +34,7 @@ WORKER_CPU=0
 GEN_CPU=1
 IDLE=adaptive
 POOL=32768
+SINK=drop
 while [ $# -gt 0 ]; do
     case $1 in
     -r) ROUNDS=$2; shift 2 ;;
@@ -40,6 +44,7 @@ while [ $# -gt 0 ]; do
     --gen-cpu) GEN_CPU=$2; shift 2 ;;
     --idle) IDLE=$2; shift 2 ;;
     --pool) POOL=$2; shift 2 ;;
+    --sink) SINK=$2; shift 2 ;;
     *) echo "unknown flag $1 (see the first lines of $0)" >&2; exit 2 ;;
     esac
 done
@@ -128,11 +133,22 @@ EOF
     PIDS+=($!)
     ip netns exec "$PREFIX-a" ping -c 1 -W 2 10.244.1.3 >/dev/null ||
         { log "$kind: pod a cannot ping pod b"; return 1; }
+    if [ "$SINK" = drop ]; then
+        ip netns exec "$PREFIX-b" nft 'add table netdev sink; add chain netdev sink in { type filter hook ingress device eth0 priority 0; policy drop; }'
+    fi
 }
 
 # tx_packets of port $1 in a counters dump on stdin.
 tx_of() {
     python3 -c 'import json,sys; d=json.load(sys.stdin); print(next(p["tx_packets"] for p in d["ports"] if p["port"]==sys.argv[1]))' "$1"
+}
+
+# The worker thread's id.
+worker_tid() {
+    local t
+    for t in /proc/"${PIDS[0]}"/task/*; do
+        [ "$(cat "$t/comm")" = psw-worker-0 ] && { basename "$t"; return; }
+    done
 }
 
 # CPU time (ns) the worker thread has had so far (schedstat: time on a CPU, softirq work run
@@ -150,10 +166,22 @@ measure() {
     local out_port=$1 before after out cpu0 cpu1
     before=$(ctl counters -o json | tx_of "$out_port")
     cpu0=$(worker_ns)
+    local perf=
+    if [ -n "${PERF:-}" ]; then
+        # Where the worker's time goes during the flood (PERF=1): its top symbols, kernel
+        # included (the tx path runs pod b's receive in the worker's context).
+        perf record -q -t "$(worker_tid)" -o "$RUN/perf.data" -- sleep 2 2>/dev/null &
+        perf=$!
+    fi
     out=$(ip netns exec "$PREFIX-a" taskset -c "$GEN_CPU" "$BIN/newconn_udp" send --iface eth0 \
         --dst-mac "$SWITCH_MAC" --src 10.244.1.2 --dst 10.244.1.3 --dport 9000 \
         --packets "$PACKETS" --flows 16 --batch 64)
     sleep 0.2 # the last bursts through the switch
+    if [ -n "$perf" ]; then
+        wait "$perf" || true
+        perf report -q -i "$RUN/perf.data" --stdio --no-children --sort symbol 2>/dev/null |
+            grep -v '^$' | head -25 | sed 's/^/  perf: /' >&2 || true
+    fi
     cpu1=$(worker_ns)
     after=$(ctl counters -o json | tx_of "$out_port")
     python3 - "$out" "$before" "$after" "$cpu0" "$cpu1" <<'EOF'
@@ -192,7 +220,7 @@ done
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo
-echo "afxdp.sh -r $ROUNDS -n $PACKETS: $(date -u +%FT%TZ); $(nproc) CPUs, $(uname -r); podswitch $(cd "$REPO" && git rev-parse --short HEAD)"
+echo "afxdp.sh -r $ROUNDS -n $PACKETS --sink $SINK --idle $IDLE: $(date -u +%FT%TZ); $(nproc) CPUs, $(uname -r); podswitch $(cd "$REPO" && git rev-parse --short HEAD)"
 echo
 echo "| variant | offered pps | forwarded pps | forwarded, each round | worker ns/packet | one core's rate (1e9/ns) | ratio to tap |"
 echo "|---|---:|---:|---|---:|---:|---:|"
