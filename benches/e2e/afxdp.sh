@@ -7,6 +7,9 @@
 #   sudo ./benches/e2e/afxdp.sh                 # 3 interleaved rounds of 2M packets per variant
 #   sudo ./benches/e2e/afxdp.sh -r 1 -n 500000 -v tap,afxdp
 #
+# Environment: PERF=1 prints the worker thread's top symbols during each flood (perf record),
+# PERF_G=1 with call graphs, PERF_LINES=N lines of it (25).
+#
 # Flags: -r rounds (3), -n packets per measurement (2000000), -v variants (tap,afxdp,
 # afxdp-generic), --worker-cpu CPU for the worker (0), --gen-cpu CPU for the sender (1),
 # --pool small buffers per worker (32768), --sink drop|udp (drop, the default: an nftables netdev
@@ -170,7 +173,7 @@ measure() {
     if [ -n "${PERF:-}" ]; then
         # Where the worker's time goes during the flood (PERF=1): its top symbols, kernel
         # included (the tx path runs pod b's receive in the worker's context).
-        perf record -q -t "$(worker_tid)" -o "$RUN/perf.data" -- sleep 2 2>/dev/null &
+        perf record -q ${PERF_G:+-g} -t "$(worker_tid)" -o "$RUN/perf.data" -- sleep 2 2>/dev/null &
         perf=$!
     fi
     out=$(ip netns exec "$PREFIX-a" taskset -c "$GEN_CPU" "$BIN/newconn_udp" send --iface eth0 \
@@ -179,8 +182,8 @@ measure() {
     sleep 0.2 # the last bursts through the switch
     if [ -n "$perf" ]; then
         wait "$perf" || true
-        perf report -q -i "$RUN/perf.data" --stdio --no-children --sort symbol 2>/dev/null |
-            grep -v '^$' | head -25 | sed 's/^/  perf: /' >&2 || true
+        perf report -q -i "$RUN/perf.data" --stdio --no-children --sort symbol ${PERF_G:+-G} 2>/dev/null |
+            grep -v "^$" | head -${PERF_LINES:-25} | sed 's/^/  perf: /' >&2 || true
     fi
     cpu1=$(worker_ns)
     after=$(ctl counters -o json | tx_of "$out_port")
