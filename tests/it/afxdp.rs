@@ -155,3 +155,48 @@ fn an_afxdp_port_in_generic_xdp_mode_carries_exact_tcp_streams() {
     let v = tcp_transfer_verified(&tap.ns, &veth.ns, veth.ip, 5204, LEN);
     assert!(v.is_exact(LEN), "tap pod -> veth pod: {v:?}");
 }
+
+#[test]
+fn with_two_workers_each_binds_its_own_queue_and_both_carry_traffic() {
+    if !root_or_skip("with_two_workers_each_binds_its_own_queue_and_both_carry_traffic") {
+        return;
+    }
+    let node = Node::with_args(&["--workers", "2"]);
+    let tap = node.add_pod(2);
+    let veth = node.add_veth_pod_with_queues(3, 2);
+    let Response::Ports { ports } = node.request(RequestBody::Ports) else {
+        panic!("no ports dump")
+    };
+    let p = ports.iter().find(|p| p.name == veth.port).unwrap();
+    assert_eq!(p.afxdp.as_ref().unwrap().queue_ids, vec![0, 1]);
+    // Several connections, so the veth spreads them over both queues by hash.
+    for port in 5211..5219 {
+        let v = tcp_transfer_verified(&veth.ns, &tap.ns, tap.ip, port, 1 << 20);
+        assert!(v.is_exact(1 << 20), "veth pod -> tap pod on {port}: {v:?}");
+        let v = tcp_transfer_verified(&tap.ns, &veth.ns, veth.ip, port + 100, 1 << 20);
+        assert!(v.is_exact(1 << 20), "tap pod -> veth pod on {port}: {v:?}");
+    }
+    // veth counts, per receive queue, the frames its XDP program redirected.
+    let stats = node.ns.exec(&["ethtool", "-S", &veth.port]);
+    let stats = String::from_utf8_lossy(&stats.stdout);
+    let redirected = |q: u32| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(&format!("rx_queue_{q}_xdp_redirect:"))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or_else(|| panic!("no rx_queue_{q}_xdp_redirect in ethtool -S: {stats}"))
+    };
+    assert!(
+        redirected(0) > 0 && redirected(1) > 0,
+        "both queues' sockets received: {stats}"
+    );
+    let c = node.counters();
+    assert!(
+        c.workers.iter().all(|w| w.rx_packets > 0),
+        "both workers forwarded: {:?}",
+        c.workers
+    );
+}

@@ -511,12 +511,35 @@ impl Node {
     /// checksummed frames (`ethtool -K eth0 tx off tso off gso off`): AF_XDP carries no
     /// checksum or segmentation state (ARCHITECTURE.md, "AF_XDP ports").
     pub fn add_veth_pod(&self, host: u8) -> Pod {
+        self.add_veth_pod_with_queues(host, 1)
+    }
+
+    /// [`Node::add_veth_pod`] with a veth of `queues` rx and tx queues (one per worker).
+    pub fn add_veth_pod_with_queues(&self, host: u8, queues: u32) -> Pod {
         let ns = Netns::new("pswv");
         let ip = Ipv4Addr::new(10, 244, 1, host);
         let mac = format!("02:00:0a:f4:01:{host:02x}");
         let name = unique("vx");
+        let q = queues.to_string();
         self.ns.ip(&[
-            "link", "add", &name, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+            "link",
+            "add",
+            &name,
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
+            "netns",
+            &ns.name,
         ]);
         ns.ip(&["link", "set", "eth0", "address", &mac, "up"]);
         let off = ns.exec(&[
