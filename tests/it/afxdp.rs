@@ -200,3 +200,34 @@ fn with_two_workers_each_binds_its_own_queue_and_both_carry_traffic() {
         c.workers
     );
 }
+
+#[test]
+fn an_afxdp_port_binds_an_interface_in_another_namespace() {
+    if !root_or_skip("an_afxdp_port_binds_an_interface_in_another_namespace") {
+        return;
+    }
+    let mut node = Node::start();
+    let tap = node.add_pod(2);
+    let elsewhere = Netns::new("pswe");
+    let veth = node.add_veth_pod_with(3, 1, Some(&elsewhere));
+    let x = elsewhere
+        .enter(|| {
+            let mut nl = podswitch_netlink::Netlink::new().unwrap();
+            let index = nl.link_index("sw0").unwrap().unwrap();
+            nl.link_xdp(index).unwrap()
+        })
+        .expect("the program is attached to sw0 in its own namespace");
+    assert_eq!(x.mode, podswitch_netlink::XdpMode::Native);
+    let (ok, out) = veth.ns.ping(tap.ip, &["-c", "2"]);
+    assert!(ok, "{out}");
+    const LEN: usize = 2 << 20;
+    let v = tcp_transfer_verified(&tap.ns, &veth.ns, veth.ip, 5231, LEN);
+    assert!(v.is_exact(LEN), "tap pod -> veth pod: {v:?}");
+    node.stop_daemon();
+    let after = elsewhere.enter(|| {
+        let mut nl = podswitch_netlink::Netlink::new().unwrap();
+        let index = nl.link_index("sw0").unwrap().unwrap();
+        nl.link_xdp(index).unwrap()
+    });
+    assert_eq!(after, None, "detached on exit, in that namespace too");
+}

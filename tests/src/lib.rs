@@ -516,15 +516,25 @@ impl Node {
 
     /// [`Node::add_veth_pod`] with a veth of `queues` rx and tx queues (one per worker).
     pub fn add_veth_pod_with_queues(&self, host: u8, queues: u32) -> Pod {
+        self.add_veth_pod_with(host, queues, None)
+    }
+
+    /// [`Node::add_veth_pod_with_queues`], with the switch's end of the pair in `switch_end`
+    /// (named `sw0` there, given to the port as its `netns`) instead of the node's namespace.
+    pub fn add_veth_pod_with(&self, host: u8, queues: u32, switch_end: Option<&Netns>) -> Pod {
         let ns = Netns::new("pswv");
         let ip = Ipv4Addr::new(10, 244, 1, host);
         let mac = format!("02:00:0a:f4:01:{host:02x}");
         let name = unique("vx");
         let q = queues.to_string();
-        self.ns.ip(&[
+        let (end_ns, end_name) = match switch_end {
+            Some(n) => (n, "sw0"),
+            None => (&self.ns, name.as_str()),
+        };
+        end_ns.ip(&[
             "link",
             "add",
-            &name,
+            end_name,
             "numrxqueues",
             &q,
             "numtxqueues",
@@ -572,7 +582,10 @@ impl Node {
             },
             mtu: 1500,
             offloads: false,
-            netns: None,
+            netns: switch_end.map(|n| NetnsAttach {
+                path: n.path().display().to_string(),
+                ifname: end_name.to_string(),
+            }),
             queue_ids: Vec::new(),
         };
         self.apply(vec![Op::AddPort(spec.clone())]).unwrap();
