@@ -4,30 +4,31 @@
 # when both pods are on tap ports and when both are on afxdp ports (a veth pair each, the node
 # end bound by AF_XDP sockets). Run by hand, as root; never from tests or CI.
 #
-#   sudo ./benches/e2e/afxdp.sh                 # 3 interleaved rounds of 2M packets per variant
+#   sudo ./benches/e2e/afxdp.sh            # 3 interleaved rounds of 2M packets per variant
 #   sudo ./benches/e2e/afxdp.sh -r 1 -n 500000 -v tap,afxdp
+#
+# Flags: -r rounds (3); -n packets per measurement (2000000); -v variants (tap,afxdp,
+# afxdp-generic); --worker-cpu CPU of the worker (0); --gen-cpu CPU of the sender (1); --pool
+# small buffers per worker (32768); --sink drop|udp: drop (the default) is an nftables netdev
+# ingress chain with policy drop on pod b's eth0, so the worker's cost is the switch's plus
+# handing the frame to pod b's device, without pod b's IP and UDP receive, which the worker's
+# write also runs and which was ~60% of its profile with `udp`; --idle adaptive|busy: adaptive
+# (the default) makes the worker's CPU time the work it did, which "worker ns/packet" divides;
+# busy spins and bills the spinning too.
 #
 # Environment: PERF=1 prints the worker thread's top symbols during each flood (perf record),
 # PERF_G=1 with call graphs, PERF_LINES=N lines of it (25).
 #
-# Flags: -r rounds (3), -n packets per measurement (2000000), -v variants (tap,afxdp,
-# afxdp-generic), --worker-cpu CPU for the worker (0), --gen-cpu CPU for the sender (1),
-# --pool small buffers per worker (32768), --sink drop|udp (drop, the default: an nftables netdev
-# ingress chain with policy drop on pod b's eth0, so the worker's cost is the switch's plus delivering the frame to
-# pod b's device, not pod b's IP and UDP receive, which the worker's write also runs and which
-# dominated it: ~60% of its profile with `udp`), --idle adaptive|busy (adaptive, the default: the worker's CPU time is then the work it did,
-# which is what "worker ns/packet" divides; busy spins and bills the spinning too).
-#
 # The sender is `newconn_udp send --flows 16` (AF_PACKET, sendmmsg, qdisc bypassed) in pod a,
-# pinned to its own CPU; pod b runs `newconn_udp sink` (bound, never read). "fwd" is the
+# pinned to its own CPU; pod b runs `newconn_udp sink` (bound, never read). "forwarded" is the
 # switch's own count of frames written to pod b's port (tx_packets) over the sender's wall
-# time; "offered" is what the sender got into pod a's interface per second. When fwd is well
-# below offered the switch is the bottleneck; when they are close, the sender is, and the
-# switch's rate is at least fwd. On a shared machine the wall rates move with whatever else
-# runs; "worker ns/packet" (the worker thread's CPU time, schedstat, per frame forwarded, pod b's
-# receive path run in its context included) moves much less, and 1e9 / it is the rate one core
-# sustains: that is the column compared across variants. Everything lives in namespaces named afx<pid>-*, deleted on
-# exit (trap).
+# time; "offered" is what the sender got into pod a's interface per second. When forwarded is
+# well below offered the switch is the bottleneck; when they are close, the sender is, and the
+# switch's rate is at least that. On a shared machine the wall rates move with whatever else
+# runs; "worker ns/packet" (the worker thread's CPU time from schedstat, per frame forwarded,
+# including what the kernel runs in its context) moves much less, and 1e9 / it is the rate one
+# core sustains: that is the column compared across variants. Everything lives in namespaces
+# named afx<pid>-*, deleted on exit (trap).
 set -euo pipefail
 
 ROUNDS=3

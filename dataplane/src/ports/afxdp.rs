@@ -145,8 +145,8 @@ impl AfxdpQueue {
         self.tx_outstanding = self.tx_outstanding.saturating_sub(n);
     }
 
-    /// Tops the chunks lent for receiving up to the queue's fill target from the pool, leaving the pool a
-    /// quarter of its buffers for the worker's other ports.
+    /// Tops the chunks lent for receiving up to the queue's fill target from the pool,
+    /// leaving the pool a quarter of its buffers for the worker's other ports.
     fn refill(&mut self, io: &mut PortIo<'_>) {
         let Some(xsk) = self.xsk.as_mut() else { return };
         let have = self.rx_lent;
