@@ -16,13 +16,6 @@ fn port<'a>(c: &'a CountersDump, name: &str) -> &'a podswitch_proto::PortCounter
         .unwrap_or_else(|| panic!("no port {name} in the counters dump"))
 }
 
-fn drops(c: &CountersDump, reason: &str) -> u64 {
-    c.drops
-        .iter()
-        .find(|d| d.reason == reason)
-        .map_or(0, |d| d.count)
-}
-
 #[test]
 fn a_veth_pod_on_an_afxdp_port_and_a_tap_pod_exchange_pings_and_exact_tcp_streams() {
     if !root_or_skip(
@@ -75,7 +68,7 @@ fn a_veth_pod_on_an_afxdp_port_and_a_tap_pod_exchange_pings_and_exact_tcp_stream
         event(&after, "gso_segmented_sw") > event(&before, "gso_segmented_sw"),
         "super-frames from the tap pod were segmented in software for the afxdp port"
     );
-    assert_eq!(drops(&after, "xsk_tx_too_long"), 0);
+    assert_eq!(node.drops("xsk_tx_too_long"), 0);
     assert_eq!(event(&after, "xsk_bad_address"), 0);
 }
 

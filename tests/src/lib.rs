@@ -176,6 +176,15 @@ impl Netns {
         String::from_utf8_lossy(&run(&all).stdout).into_owned()
     }
 
+    /// Gives `eth0` the pod's addressing as control does on CNI ADD: `ip`/32, the gateway
+    /// on-link, the default route via it.
+    pub fn address_as_pod(&self, ip: Ipv4Addr) {
+        let gw = GATEWAY.to_string();
+        self.ip(&["addr", "add", &format!("{ip}/32"), "dev", "eth0"]);
+        self.ip(&["route", "add", &gw, "dev", "eth0", "scope", "link"]);
+        self.ip(&["route", "add", "default", "via", &gw]);
+    }
+
     /// Runs `f` on a thread inside the namespace (sockets made there stay there).
     pub fn enter<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         podswitch_netlink::in_netns(&self.path(), f).unwrap()
@@ -463,39 +472,7 @@ impl Node {
             queue_ids: Vec::new(),
         };
         self.apply(vec![Op::AddPort(spec.clone())]).unwrap();
-        let n = ns.name.as_str();
-        run(&[
-            "ip",
-            "-n",
-            n,
-            "addr",
-            "add",
-            &format!("{ip}/32"),
-            "dev",
-            "eth0",
-        ]);
-        run(&[
-            "ip",
-            "-n",
-            n,
-            "route",
-            "add",
-            &GATEWAY.to_string(),
-            "dev",
-            "eth0",
-            "scope",
-            "link",
-        ]);
-        run(&[
-            "ip",
-            "-n",
-            n,
-            "route",
-            "add",
-            "default",
-            "via",
-            &GATEWAY.to_string(),
-        ]);
+        ns.address_as_pod(ip);
         Pod {
             port: spec.name.clone(),
             mac: format!("02:00:0a:f4:01:{host:02x}"),
@@ -560,17 +537,7 @@ impl Node {
             "ethtool -K eth0 tx off: {}",
             String::from_utf8_lossy(&off.stderr)
         );
-        ns.ip(&["addr", "add", &format!("{ip}/32"), "dev", "eth0"]);
-        ns.ip(&[
-            "route",
-            "add",
-            &GATEWAY.to_string(),
-            "dev",
-            "eth0",
-            "scope",
-            "link",
-        ]);
-        ns.ip(&["route", "add", "default", "via", &GATEWAY.to_string()]);
+        ns.address_as_pod(ip);
         let spec = PortSpec {
             name: name.clone(),
             kind: PortKind::Afxdp,

@@ -228,18 +228,7 @@ impl AfxdpQueue {
             return;
         }
         let Some(xsk) = self.xsk.as_ref() else { return };
-        let entry = opcode::PollAdd::new(types::Fd(xsk.raw_fd()), libc::POLLIN as u32)
-            .multi(true)
-            .build()
-            .user_data(
-                Token::Poll {
-                    port: self.port,
-                    ended: false,
-                }
-                .encode(),
-            );
-        // SAFETY: a poll request references no buffer.
-        if unsafe { io.ring.push(&entry) }.is_ok() {
+        if io.ring.arm_readiness_poll(xsk.raw_fd(), self.port).is_ok() {
             self.poll_armed = true;
             self.in_flight += 1;
         }
