@@ -10,7 +10,7 @@ pub mod policies;
 
 use podswitch_proto::{
     CountersDump, Encap, NeighborInfo, PortInfo, PortKind, PortRole, RouteInfo, RouteOrigin,
-    RouteTarget, Status,
+    RouteTarget, Status, XdpAttachMode, XskBindMode,
 };
 
 /// Which side of its column a cell hugs.
@@ -111,7 +111,8 @@ pub fn key_values(facts: &[(&str, String)]) -> String {
 
 /// `ports`: ID NAME KIND ROLE MAC IP MTU QUEUES OFFLOADS (`on`: the port exchanges TSO/USO
 /// super-frames and partial checksums with its kernel side; `off`: whole frames only, the
-/// switch segmenting for it).
+/// switch segmenting for it). An afxdp port's KIND says its interface, the queue of each
+/// worker, and the modes obtained: `afxdp veth0/0 native/copy`.
 pub fn ports(ports: &[PortInfo]) -> String {
     let mut t = Table::new(&[
         ("ID", Right),
@@ -125,8 +126,25 @@ pub fn ports(ports: &[PortInfo]) -> String {
         ("OFFLOADS", Left),
     ]);
     for p in ports {
-        let kind = match p.kind {
-            PortKind::Tap => "tap",
+        let kind = match (p.kind, &p.afxdp) {
+            (PortKind::Tap, _) => "tap".to_string(),
+            // The modes the kernel gave: where the XDP program runs, how frames cross.
+            (PortKind::Afxdp, Some(x)) => format!(
+                "afxdp {}/{} {}",
+                x.ifname,
+                x.queue_ids
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                match (x.xdp, x.bind) {
+                    (XdpAttachMode::Native, XskBindMode::ZeroCopy) => "native/zerocopy",
+                    (XdpAttachMode::Native, XskBindMode::Copy) => "native/copy",
+                    (XdpAttachMode::Generic, XskBindMode::ZeroCopy) => "generic/zerocopy",
+                    (XdpAttachMode::Generic, XskBindMode::Copy) => "generic/copy",
+                }
+            ),
+            (PortKind::Afxdp, None) => "afxdp".to_string(),
         };
         let (role, mac, ip) = match &p.role {
             PortRole::Pod {
@@ -160,7 +178,7 @@ pub fn ports(ports: &[PortInfo]) -> String {
         t.row(vec![
             p.id.to_string(),
             p.name.clone(),
-            kind.to_string(),
+            kind,
             role,
             mac,
             ip,
@@ -349,6 +367,7 @@ mod tests {
             netns: None,
             queues: 2,
             offloads: true,
+            afxdp: None,
         }
     }
 
@@ -382,6 +401,7 @@ mod tests {
                 netns: None,
                 queues: 2,
                 offloads: true,
+                afxdp: None,
             },
             pod_port(1, "tap-web", Some("default"), Some("web-0")),
             PortInfo {
@@ -395,6 +415,29 @@ mod tests {
              \x200  psw0     tap   host               -                  -            1500       2  on\n\
              \x201  tap-web  tap   pod default/web-0  02:00:00:00:00:01  10.244.1.1   1500       2  on\n\
              12  tap-x    tap   pod                02:00:00:00:00:0c  10.244.1.12  1500       2  off\n"
+        );
+    }
+
+    #[test]
+    fn an_afxdp_port_shows_its_interface_queues_and_modes() {
+        let p = PortInfo {
+            kind: PortKind::Afxdp,
+            offloads: false,
+            afxdp: Some(podswitch_proto::AfxdpInfo {
+                ifname: "vsw1".into(),
+                queue_ids: vec![0, 1],
+                xdp: XdpAttachMode::Native,
+                bind: XskBindMode::Copy,
+            }),
+            ..pod_port(3, "vsw1", None, None)
+        };
+        let out = ports(&[p]);
+        assert!(
+            out.lines()
+                .nth(1)
+                .unwrap()
+                .contains("afxdp vsw1/0,1 native/copy  pod"),
+            "{out}"
         );
     }
 

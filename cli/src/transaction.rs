@@ -90,6 +90,7 @@ impl AddPortArgs {
             mtu: self.mtu,
             offloads: !self.no_offloads,
             netns: None,
+            queue_ids: Vec::new(),
         }))
     }
 }

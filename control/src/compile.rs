@@ -73,6 +73,7 @@ pub fn compile<'a>(
             mtu: settings.mtu,
             offloads: true,
             netns: None,
+            queue_ids: Vec::new(),
         }),
         Op::AddRoute(RouteSpec {
             prefix: podswitch_proto::Ipv4Prefix {
@@ -122,6 +123,7 @@ pub fn uplink_port(settings: &Settings) -> Option<PortSpec> {
         // An encapsulating uplink takes no offloaded frame whole (the switch segments and
         // checksums before encapsulating); a routed one takes them as a pod port does.
         offloads: u.encap == podswitch_proto::Encap::Direct,
+        queue_ids: Vec::new(),
         netns: None,
     })
 }
@@ -144,6 +146,7 @@ pub fn pod_port(settings: &Settings, pod: &PodRecord) -> PortSpec {
             path: pod.netns.clone(),
             ifname: pod.ifname.clone(),
         }),
+        queue_ids: Vec::new(),
     }
 }
 

@@ -203,6 +203,7 @@ impl Dataplane for FakeDataplane {
                 queues: 1,
                 netns: p.netns.clone(),
                 offloads: p.offloads,
+                afxdp: None,
             })
             .collect())
     }

@@ -480,6 +480,65 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// The small sub-region as `(address, length)`, whole pages: what an AF_XDP socket
+    /// registers as its UMEM with [`SMALL_BUF`]-byte chunks, chunk *k* being small slot *k*
+    /// (ARCHITECTURE.md, "AF_XDP ports"). The length may reach into the first large slot (to
+    /// a page boundary); those chunks are never lent.
+    pub fn umem_area(&self) -> (*mut u8, usize) {
+        let len = (self.region.small * SMALL_BUF).div_ceil(PAGE) * PAGE;
+        (self.region.base.as_ptr(), len.min(self.region.len))
+    }
+
+    /// Small slots, which are the UMEM chunks an AF_XDP queue may lend.
+    pub fn umem_chunks(&self) -> usize {
+        self.region.small
+    }
+
+    /// The UMEM chunk `buf` is (its small slot), `None` for a large buffer or another
+    /// pool's.
+    #[inline]
+    pub fn umem_chunk(&self, buf: &PktBuf) -> Option<u32> {
+        if buf.class != Class::Small {
+            return None;
+        }
+        self.region
+            .offset_of(buf)
+            .map(|off| (off / SMALL_BUF) as u32)
+    }
+
+    /// Gives `buf` up for its UMEM chunk number, to lend the chunk to the kernel; it comes
+    /// back as a buffer through [`Pool::reclaim_chunk`]. A large buffer or another pool's is
+    /// handed back untouched.
+    #[inline]
+    pub fn lend_chunk(&self, buf: PktBuf) -> Result<u32, PktBuf> {
+        match self.umem_chunk(&buf) {
+            // The `PktBuf` ends here; its slot is the chunk's owner's now (it frees nothing).
+            Some(chunk) => Ok(chunk),
+            None => Err(buf),
+        }
+    }
+
+    /// The buffer of UMEM chunk `chunk`, holding the frame `[start, start + len)` of the
+    /// chunk; `None` if there is no such small slot or the window does not fit it. The
+    /// counterpart of handing a buffer to the kernel by its chunk number (the `PktBuf` given
+    /// up, which frees nothing).
+    ///
+    /// # Safety
+    /// No other `PktBuf` of this slot may exist: the caller gave up the one it had when it
+    /// lent the chunk to the kernel, and reclaims each lent chunk once.
+    #[inline]
+    pub unsafe fn reclaim_chunk(&self, chunk: u32, start: usize, len: usize) -> Option<PktBuf> {
+        if chunk as usize >= self.region.small || start + len > SMALL_BUF {
+            return None;
+        }
+        let mut buf = self.region.buf(chunk);
+        buf.start = start as u16;
+        buf.len = len as u32;
+        Some(buf)
+    }
+}
+
 /// The size of the pieces the region is registered in: io_uring limits one fixed buffer to
 /// 1 GiB. No buffer straddles two pieces unless the region exceeds a piece.
 const FIXED_PIECE: usize = 1 << 30;

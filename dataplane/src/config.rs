@@ -56,6 +56,10 @@ pub struct DaemonConfig {
     /// Seconds an API connection may stay idle (or take to send one request) before it is
     /// closed.
     pub api_idle_timeout_secs: u64,
+    /// Attach the XDP program of `afxdp` ports in generic (skb) mode even where the driver
+    /// has native XDP: for comparing the two, or a driver whose native XDP misbehaves.
+    /// Default off: native where the driver has it, generic otherwise.
+    pub xdp_generic: bool,
 }
 
 impl Default for DaemonConfig {
@@ -78,6 +82,7 @@ impl Default for DaemonConfig {
             affinity_capacity: 65_536,
             api_max_connections: 64,
             api_idle_timeout_secs: 30,
+            xdp_generic: false,
         }
     }
 }

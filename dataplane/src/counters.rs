@@ -169,6 +169,15 @@ reasons! {
         BadVnetHeader = ("input", "bad_vnet_header", "virtio-net header of a received frame is malformed"),
         /// The frame was longer than a receive buffer; its tail was cut off, so it is dropped.
         RxTruncated = ("input", "rx_truncated", "frame longer than the receive buffer (1920 bytes)"),
+        /// The kernel dropped frames an AF_XDP socket should have received: no UMEM chunk in
+        /// its fill ring, or the frame did not fit one (`XDP_STATISTICS` `rx_dropped`, read when
+        /// counters are requested).
+        XskRxDropped = ("input", "xsk_rx_dropped", "AF_XDP: the kernel dropped a received frame (fill ring empty, or frame longer than a UMEM chunk)"),
+        /// The kernel dropped frames for an AF_XDP socket whose rx ring was full (the worker
+        /// did not keep up).
+        XskRxRingFull = ("input", "xsk_rx_ring_full", "AF_XDP: the kernel dropped a received frame, the socket's rx ring was full"),
+        /// A frame routed to an AF_XDP port did not fit one UMEM chunk.
+        XskTxTooLong = ("output", "xsk_tx_too_long", "AF_XDP: frame routed to the port is longer than a UMEM chunk"),
     }
 }
 
@@ -214,6 +223,17 @@ reasons! {
         CsumCompletedSw = ("output", "csum_completed_sw", "partial checksums completed in software"),
         /// A read from a port failed (other than EAGAIN/EINTR); its receives back off and retry.
         RxReadError = ("ports", "rx_read_error", "a port read failed; receives retry with back-off"),
+        /// The kernel found an AF_XDP socket's fill ring empty when a frame arrived
+        /// (`XDP_STATISTICS` `rx_fill_ring_empty_descs`): the frame was dropped (`xsk_rx_dropped`).
+        XskFillRingEmpty = ("ports", "xsk_fill_ring_empty", "AF_XDP: the kernel found the fill ring empty"),
+        /// A transmit kick (`sendto`) of an AF_XDP socket failed other than with EAGAIN/EBUSY/
+        /// ENOBUFS; the frames stay in the tx ring and the kick is retried.
+        XskKickError = ("ports", "xsk_kick_error", "AF_XDP: a transmit wake-up (sendto) failed; retried"),
+        /// An AF_XDP ring handed back an address that is not a chunk the queue lent (never
+        /// expected): ignored, the chunk is not reused.
+        XskBadAddress = ("ports", "xsk_bad_address", "AF_XDP: the kernel returned an address the queue never lent"),
+        /// Frames copied into a UMEM chunk on the way to an AF_XDP port (they were in a large buffer).
+        XskTxCopied = ("output", "xsk_tx_copied", "AF_XDP: frame copied into a UMEM chunk for transmit"),
     }
 }
 

@@ -201,6 +201,13 @@ impl Worker {
         }
     }
 
+    /// The worker's small-buffer region as an AF_XDP UMEM: address, length, and chunks that
+    /// may be lent ([`Pool::umem_area`]).
+    pub fn umem_area(&self) -> (*mut u8, usize, usize) {
+        let (base, len) = self.pool.umem_area();
+        (base, len, self.pool.umem_chunks())
+    }
+
     /// The counters this worker publishes.
     pub fn shared_counters(&self) -> Arc<SharedCounters> {
         self.shared.clone()
@@ -533,6 +540,15 @@ impl Worker {
                 return;
             }
             self.dispatch_completions(ring, None);
+            for &id in &self.active {
+                if let Some(q) = self.ports.get_mut(id as usize).and_then(Option::as_mut) {
+                    q.settle(&mut PortIo {
+                        pool: &mut self.pool,
+                        ring,
+                        ctr: &mut self.ctr,
+                    });
+                }
+            }
             let pending = self
                 .active
                 .iter()

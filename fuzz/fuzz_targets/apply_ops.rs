@@ -99,6 +99,7 @@ impl PortFactory for Memory {
             queues: vec![Box::new(MemoryQueue::new(id))],
             peer_mac,
             new_device: false,
+            afxdp: None,
         })
     }
 }
@@ -251,6 +252,7 @@ fn op(u: &mut Unstructured) -> arbitrary::Result<Op> {
             } else {
                 None
             },
+            queue_ids: Vec::new(),
         }),
         5 | 6 => Op::DelPort { name: name(u)? },
         7 | 8 => Op::AddRoute(RouteSpec {

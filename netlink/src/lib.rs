@@ -38,6 +38,7 @@ mod netns;
 mod nftables;
 mod route;
 mod socket;
+mod xdp;
 
 pub use error::{Detail, Error, Result, Subject};
 pub use link::{Link, LinkStats, IFNAME_MAX_LEN};
@@ -45,3 +46,4 @@ pub use netns::in_netns;
 pub use nftables::{Nftables, NodePortNat, NODEPORT_TABLE};
 pub use route::RouteV4;
 pub use socket::Netlink;
+pub use xdp::{XdpAttachment, XdpMode};

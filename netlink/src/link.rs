@@ -244,7 +244,7 @@ impl Netlink {
 
 /// An RTM_GETLINK for `index` (0: by name, added by the caller) that skips statistics, which
 /// we never read and which make up most of a link message.
-fn link_get_message(index: u32) -> LinkMessage {
+pub(crate) fn link_get_message(index: u32) -> LinkMessage {
     let mut msg = LinkMessage::default();
     msg.header.index = index;
     msg.attributes
@@ -252,7 +252,7 @@ fn link_get_message(index: u32) -> LinkMessage {
     msg
 }
 
-fn only_link(replies: Vec<RouteNetlinkMessage>, ctx: &Ctx) -> Result<LinkMessage> {
+pub(crate) fn only_link(replies: Vec<RouteNetlinkMessage>, ctx: &Ctx) -> Result<LinkMessage> {
     replies
         .into_iter()
         .find_map(|m| match m {
@@ -300,7 +300,7 @@ fn stats_from_message(msg: &LinkMessage) -> Option<LinkStats> {
     })
 }
 
-fn check_index(index: u32, ctx: &Ctx) -> Result<()> {
+pub(crate) fn check_index(index: u32, ctx: &Ctx) -> Result<()> {
     if index == 0 {
         return Err(ctx.invalid("0 is not a link index"));
     }

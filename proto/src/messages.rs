@@ -191,8 +191,24 @@ pub struct PortSpec {
     /// switch as they are. Off, the port sends and receives only whole, checksummed frames of
     /// at most its MTU, and the switch segments and checksums in software what it forwards
     /// to it. Default on.
+    ///
+    /// An `afxdp` port never takes offloads, whatever this says: AF_XDP carries no checksum or
+    /// segmentation metadata, so frames leave it whole and checksummed ([`PortSpec::takes_offloads`]).
     #[serde(default = "default_offloads")]
     pub offloads: bool,
+    /// `afxdp` ports: the interface's queue each worker's AF_XDP socket binds, one entry per
+    /// worker, in worker order. Empty (the default): worker *i* binds queue *i*. Ignored by
+    /// other kinds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queue_ids: Vec<u32>,
+}
+
+impl PortSpec {
+    /// Whether frames cross this port with offload state (GSO super-frames, partial
+    /// checksums): a tap with `offloads` on. AF_XDP has no such metadata.
+    pub fn takes_offloads(&self) -> bool {
+        self.offloads && self.kind == PortKind::Tap
+    }
 }
 
 fn default_offloads() -> bool {
@@ -222,6 +238,44 @@ pub enum PortKind {
     /// A Linux tap device, one queue per worker.
     #[default]
     Tap,
+    /// An existing interface (a veth end, a NIC) read and written through one AF_XDP socket
+    /// per worker, fed by an XDP program podswitchd attaches to it. Without `netns` the
+    /// interface is the one named like the port in the daemon's namespace; with `netns`, the
+    /// interface `netns.ifname` in that namespace.
+    Afxdp,
+}
+
+/// Where an `afxdp` port's XDP program runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XdpAttachMode {
+    /// In the driver (native XDP).
+    Native,
+    /// In the stack on an skb (generic XDP): any driver, slower.
+    Generic,
+}
+
+/// How an `afxdp` port's sockets exchange frames with the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XskBindMode {
+    /// The driver DMAs into and out of the UMEM.
+    ZeroCopy,
+    /// The kernel copies between its buffers and the UMEM.
+    Copy,
+}
+
+/// What an `afxdp` port obtained from the kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AfxdpInfo {
+    /// The interface the sockets are bound to.
+    pub ifname: String,
+    /// Its queue bound by each worker, in worker order.
+    pub queue_ids: Vec<u32>,
+    /// Where the redirect program runs.
+    pub xdp: XdpAttachMode,
+    /// Zero-copy or copy.
+    pub bind: XskBindMode,
 }
 
 /// What a port connects to, and what the switch will accept from it.
@@ -417,6 +471,9 @@ pub struct PortInfo {
     /// namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<NetnsAttach>,
+    /// `afxdp` ports: the interface, queues and modes the kernel gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub afxdp: Option<AfxdpInfo>,
 }
 
 /// One route.
@@ -585,6 +642,7 @@ mod tests {
                 mtu: 1500,
                 offloads: true,
                 netns: None,
+                queue_ids: Vec::new(),
             })],
         }));
         let json = serde_json::to_value(&req).unwrap();

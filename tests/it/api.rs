@@ -34,6 +34,7 @@ fn a_failing_transaction_changes_nothing() {
             mtu: 1500,
             offloads: true,
             netns: None,
+            queue_ids: Vec::new(),
         })
     };
     let good = unique("pt");
@@ -226,6 +227,7 @@ fn a_failing_transaction_leaves_no_interface_in_the_pods_namespace() {
             path: ns.path().display().to_string(),
             ifname: "eth0".into(),
         }),
+        queue_ids: Vec::new(),
     };
     // Op 1 creates a persistent tap and moves it into the pod as eth0; op 2 is invalid.
     let clash = PortSpec {

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod afxdp;
 mod api;
 mod cni;
 mod containerd;

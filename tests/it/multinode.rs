@@ -31,6 +31,7 @@ fn two_node_setup(test: &str, encap: Encap) -> Option<(Node, podswitch_tests::Po
             mtu: 1500,
             offloads: encap == Encap::Direct,
             netns: None,
+            queue_ids: Vec::new(),
         }),
         route(POD_CIDR, RouteTarget::Unreachable),
         route(

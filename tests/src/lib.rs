@@ -176,6 +176,15 @@ impl Netns {
         String::from_utf8_lossy(&run(&all).stdout).into_owned()
     }
 
+    /// Gives `eth0` the pod's addressing as control does on CNI ADD: `ip`/32, the gateway
+    /// on-link, the default route via it.
+    pub fn address_as_pod(&self, ip: Ipv4Addr) {
+        let gw = GATEWAY.to_string();
+        self.ip(&["addr", "add", &format!("{ip}/32"), "dev", "eth0"]);
+        self.ip(&["route", "add", &gw, "dev", "eth0", "scope", "link"]);
+        self.ip(&["route", "add", "default", "via", &gw]);
+    }
+
     /// Runs `f` on a thread inside the namespace (sockets made there stay there).
     pub fn enter<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         podswitch_netlink::in_netns(&self.path(), f).unwrap()
@@ -253,6 +262,7 @@ impl Node {
                 mtu: 1500,
                 offloads: true,
                 netns: None,
+                queue_ids: Vec::new(),
             }),
             route("0.0.0.0/0", RouteTarget::Host),
             route(POD_CIDR, RouteTarget::Unreachable),
@@ -459,41 +469,10 @@ impl Node {
                 path: ns.path().display().to_string(),
                 ifname: "eth0".into(),
             }),
+            queue_ids: Vec::new(),
         };
         self.apply(vec![Op::AddPort(spec.clone())]).unwrap();
-        let n = ns.name.as_str();
-        run(&[
-            "ip",
-            "-n",
-            n,
-            "addr",
-            "add",
-            &format!("{ip}/32"),
-            "dev",
-            "eth0",
-        ]);
-        run(&[
-            "ip",
-            "-n",
-            n,
-            "route",
-            "add",
-            &GATEWAY.to_string(),
-            "dev",
-            "eth0",
-            "scope",
-            "link",
-        ]);
-        run(&[
-            "ip",
-            "-n",
-            n,
-            "route",
-            "add",
-            "default",
-            "via",
-            &GATEWAY.to_string(),
-        ]);
+        ns.address_as_pod(ip);
         Pod {
             port: spec.name.clone(),
             mac: format!("02:00:0a:f4:01:{host:02x}"),
@@ -501,6 +480,111 @@ impl Node {
             ip,
             spec,
         }
+    }
+
+    /// A pod attached through a veth pair and an `afxdp` port instead of a tap: the pod's
+    /// `eth0` is one end of the pair, the other end (named like the port) stays in the node's
+    /// namespace, where the daemon binds AF_XDP sockets to it. The pod's `eth0` sends whole,
+    /// checksummed frames (`ethtool -K eth0 tx off tso off gso off`): AF_XDP carries no
+    /// checksum or segmentation state (ARCHITECTURE.md, "AF_XDP ports").
+    pub fn add_veth_pod(&self, host: u8) -> Pod {
+        self.add_veth_pod_with_queues(host, 1)
+    }
+
+    /// [`Node::add_veth_pod`] with a veth of `queues` rx and tx queues (one per worker).
+    pub fn add_veth_pod_with_queues(&self, host: u8, queues: u32) -> Pod {
+        self.add_veth_pod_with(host, queues, None)
+    }
+
+    /// [`Node::add_veth_pod_with_queues`], with the switch's end of the pair in `switch_end`
+    /// (named `sw0` there, given to the port as its `netns`) instead of the node's namespace.
+    pub fn add_veth_pod_with(&self, host: u8, queues: u32, switch_end: Option<&Netns>) -> Pod {
+        let ns = Netns::new("pswv");
+        let ip = Ipv4Addr::new(10, 244, 1, host);
+        let mac = format!("02:00:0a:f4:01:{host:02x}");
+        let name = unique("vx");
+        let q = queues.to_string();
+        let (end_ns, end_name) = match switch_end {
+            Some(n) => (n, "sw0"),
+            None => (&self.ns, name.as_str()),
+        };
+        end_ns.ip(&[
+            "link",
+            "add",
+            end_name,
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
+            "netns",
+            &ns.name,
+        ]);
+        ns.ip(&["link", "set", "eth0", "address", &mac, "up"]);
+        let off = ns.exec(&[
+            "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off",
+        ]);
+        assert!(
+            off.status.success(),
+            "ethtool -K eth0 tx off: {}",
+            String::from_utf8_lossy(&off.stderr)
+        );
+        ns.address_as_pod(ip);
+        let spec = PortSpec {
+            name: name.clone(),
+            kind: PortKind::Afxdp,
+            role: PortRole::Pod {
+                mac: mac.parse().unwrap(),
+                ip,
+                namespace: None,
+                pod: None,
+            },
+            mtu: 1500,
+            offloads: false,
+            netns: switch_end.map(|n| NetnsAttach {
+                path: n.path().display().to_string(),
+                ifname: end_name.to_string(),
+            }),
+            queue_ids: Vec::new(),
+        };
+        self.apply(vec![Op::AddPort(spec.clone())]).unwrap();
+        Pod {
+            port: name,
+            mac,
+            ns,
+            ip,
+            spec,
+        }
+    }
+
+    /// The XDP program attached to interface `ifname` of the node's namespace, read over
+    /// rtnetlink (`IFLA_XDP`), if any.
+    pub fn xdp_program(&self, ifname: &str) -> Option<podswitch_netlink::XdpAttachment> {
+        self.ns.enter(|| {
+            let mut nl = podswitch_netlink::Netlink::new().unwrap();
+            let index = nl.link_index(ifname).unwrap().expect("no such interface");
+            nl.link_xdp(index).unwrap()
+        })
+    }
+
+    /// Sends SIGTERM to the daemon and waits (up to 10 s) for it to exit; its status.
+    pub fn stop_daemon(&mut self) -> std::process::ExitStatus {
+        let pid = self.daemon_pid().expect("the daemon is not running");
+        // SAFETY: kill(2) with a pid of our own child and a signal number.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+        let status = self
+            .daemon_exit_wait(Duration::from_secs(10))
+            .expect("podswitchd did not exit within 10 s of SIGTERM");
+        self.daemon = None;
+        status
     }
 
     /// Kills the daemon (SIGKILL) and waits for it.

@@ -13,6 +13,10 @@
 //! `sendmmsg` moves on), so that CPU time covers the whole path when the forwarding is in the
 //! kernel.
 //!
+//! With `--flows N`, source ports cycle over N ports instead: N established connections, the
+//! steady flood `benches/e2e/afxdp.sh` forwards (a port-to-port packet rate, not a
+//! new-connection one).
+//!
 //! `sink` binds UDP ports on 0.0.0.0 with the smallest receive buffer and never reads them:
 //! datagrams reach a socket (no ICMP port unreachable goes back) and are dropped there.
 //!
@@ -27,7 +31,8 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage:
   newconn_udp send --iface IF --dst-mac MAC --src IP --dst IP [--dst-count N] --dport P
-                   --packets N [--first-sport P] [--batch N] [--seed S] [--rx PID:IF]...
+                   --packets N [--first-sport P] [--flows N] [--batch N] [--seed S]
+                   [--rx PID:IF]...
   newconn_udp sink --ports P[-Q]";
 
 /// Frame: Ethernet 14 + IPv4 20 + UDP 8 + 18 bytes of payload = 60 (the Ethernet minimum).
@@ -63,6 +68,8 @@ struct SendConfig {
     dport: u16,
     packets: u32,
     first_sport: u16,
+    /// 0: a fresh source port per packet; N: source ports cycle over N of them.
+    flows: u16,
     batch: usize,
     seed: u64,
     /// Interfaces whose received packets are counted over the sending window: (pid, name),
@@ -96,6 +103,7 @@ fn parse_send(args: &[String]) -> Result<SendConfig, String> {
         dport: 0,
         packets: 0,
         first_sport: 1024,
+        flows: 0,
         batch: 64,
         seed: 0x9e37_79b9_7f4a_7c15,
         rx: Vec::new(),
@@ -110,6 +118,7 @@ fn parse_send(args: &[String]) -> Result<SendConfig, String> {
             "--dport" => cfg.dport = num(flag, v)?,
             "--packets" => cfg.packets = num(flag, v)?,
             "--first-sport" => cfg.first_sport = num(flag, v)?,
+            "--flows" => cfg.flows = num(flag, v)?,
             "--batch" => cfg.batch = num(flag, v)?,
             "--seed" => cfg.seed = num(flag, v)?,
             "--rx" => {
@@ -126,6 +135,12 @@ fn parse_send(args: &[String]) -> Result<SendConfig, String> {
     }
     if cfg.dport == 0 || cfg.packets == 0 || cfg.dst_count == 0 || cfg.batch == 0 {
         return Err("--dport, --packets, --dst-count and --batch must be above 0".into());
+    }
+    if cfg.flows > 0 {
+        if u32::from(cfg.first_sport) + u32::from(cfg.flows) > 65_536 || cfg.first_sport == 0 {
+            return Err("--first-sport + --flows passes port 65535".into());
+        }
+        return Ok(cfg);
     }
     // Fresh source ports only: a port used twice would be an existing connection.
     if u32::from(cfg.first_sport) + cfg.packets > 65_536 || cfg.first_sport == 0 {
@@ -312,13 +327,16 @@ fn send(cfg: &SendConfig) -> Result<(), String> {
     let mut rng = cfg.seed | 1;
     let base = u32::from(cfg.dst);
     let mut sport = cfg.first_sport;
+    let mut prepared = false;
     let (mut sent, mut refused) = (0u32, 0u32);
     let rx0 = rx_packets(&cfg.rx)?;
     let cpu0 = thread_cpu_ns();
     let t0 = Instant::now();
     while sent < cfg.packets {
         let n = batch.min((cfg.packets - sent) as usize);
-        for f in frames.iter_mut().take(n) {
+        // With flows that divide the batch, every batch is the same: written once.
+        let same = cfg.flows > 0 && batch % usize::from(cfg.flows) == 0;
+        for f in frames.iter_mut().take(if same && prepared { 0 } else { n }) {
             let dst = if cfg.dst_count == 1 {
                 cfg.dst
             } else {
@@ -330,7 +348,11 @@ fn send(cfg: &SendConfig) -> Result<(), String> {
             };
             write_frame(f, &src_mac, cfg, dst, sport);
             sport = sport.wrapping_add(1);
+            if cfg.flows > 0 && sport >= cfg.first_sport + cfg.flows {
+                sport = cfg.first_sport;
+            }
         }
+        prepared = true;
         let mut off = 0;
         while off < n {
             // SAFETY: `msgs[off..n]` point at live iovecs and frames (set up above).

@@ -36,6 +36,10 @@ struct Flags {
     /// The switch's (gateway) MAC.
     #[arg(long)]
     switch_mac: Option<String>,
+    /// Attach afxdp ports' XDP programs in generic (skb) mode even where the driver has
+    /// native XDP.
+    #[arg(long)]
+    xdp_generic: bool,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -68,6 +72,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(v) = flags.conntrack_capacity {
         cfg.conntrack_capacity = v;
+    }
+    if flags.xdp_generic {
+        cfg.xdp_generic = true;
     }
     if let Some(v) = flags.switch_mac {
         cfg.switch_mac = v;

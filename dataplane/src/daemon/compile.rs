@@ -116,7 +116,7 @@ impl Config {
                 peer_mac: p.peer_mac,
                 binding,
                 mtu: p.spec.mtu,
-                offloads: p.spec.offloads,
+                offloads: p.spec.takes_offloads(),
                 uid: p.uid,
             });
         }

@@ -362,6 +362,14 @@ pub enum PortError {
     /// An uplink tap with a namespace.
     #[error("an uplink tap lives in the daemon's namespace; drop \"netns\"")]
     UplinkInNetns,
+    /// Setting up an AF_XDP port (its interface, XDP program or sockets) failed.
+    #[error("afxdp port {name:?}: {err}")]
+    Afxdp {
+        /// The port's name.
+        name: String,
+        /// What failed, and what the kernel said.
+        err: io::Error,
+    },
     /// Refused by a factory other than the tap one (tests, fuzzing).
     #[error("{0}")]
     Refused(String),

@@ -2,6 +2,7 @@
 //! the socket API. This is the slow path; it never touches a packet. Its one link to the fast
 //! path is publishing a new [`Tables`] snapshot (and handing queues to workers).
 
+mod afxdp_port;
 pub mod api;
 mod compile;
 pub mod error;
@@ -43,6 +44,8 @@ struct WorkerHandle {
     commands: mpsc::Sender<Command>,
     waker: Arc<Waker>,
     counters: Arc<SharedCounters>,
+    /// The worker's buffer region, which its AF_XDP sockets register as their UMEM.
+    umem: afxdp_port::UmemArea,
     exit: ExitCause,
     thread: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -223,6 +226,8 @@ impl Daemon {
             self.workers.len(),
             self.cfg.rx_depth,
             self.cfg.steers_by_cpu(),
+            self.workers.iter().map(|w| w.umem).collect(),
+            self.cfg.xdp_generic,
         )
         .map_err(|e| ApplyError::Netlink(Box::new(e)))?;
         let generation = self.apply_with(tx, &mut factory)?;
@@ -594,7 +599,8 @@ impl Daemon {
                     mtu: p.spec.mtu,
                     queues: self.workers.len(),
                     netns: p.spec.netns.clone(),
-                    offloads: p.spec.offloads,
+                    offloads: p.spec.takes_offloads(),
+                    afxdp: p.afxdp.clone(),
                 }
             })
             .collect();
@@ -766,6 +772,9 @@ impl Daemon {
             eprintln!("podswitchd: removing the NodePort table: {e}");
         }
         drop(table);
+        // No XDP program stays behind on an afxdp port's interface: the process exits
+        // without the workers dropping their queues (whose last one would detach it).
+        crate::ports::xdp::detach_all();
         self.stop.store(true, Ordering::Relaxed);
         for w in &self.workers {
             w.waker.wake();
@@ -836,6 +845,7 @@ fn start_worker(
         stop.clone(),
     );
     let counters = worker.shared_counters();
+    let umem = worker.umem_area();
     let exit: ExitCause = Arc::default();
     let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
     let exit_for_thread = exit.clone();
@@ -868,6 +878,11 @@ fn start_worker(
         commands: tx,
         waker,
         counters,
+        umem: afxdp_port::UmemArea {
+            base: umem.0 as usize,
+            len: umem.1,
+            chunks: umem.2,
+        },
         exit,
         thread: Some(thread),
     });

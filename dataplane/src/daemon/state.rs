@@ -28,6 +28,8 @@ pub struct PortConfig {
     /// Unique for this port's creation ([`next_port_uid`]): conntrack caches it with an
     /// output so that a port id reused by another pod is never taken for the old one.
     pub uid: u32,
+    /// AF_XDP ports: the interface, queues and modes the kernel gave.
+    pub afxdp: Option<podswitch_proto::AfxdpInfo>,
 }
 
 /// A new port uid: a process-wide counter starting from the clock, so that uids cached by a
@@ -105,6 +107,8 @@ pub struct CreatedPort {
     /// re-attaching to one that was there, or opening one that vanishes with its queues):
     /// undoing the transaction must release it, or it outlives the rollback.
     pub new_device: bool,
+    /// AF_XDP ports: what the kernel gave (modes, queues), for the dump.
+    pub afxdp: Option<podswitch_proto::AfxdpInfo>,
 }
 
 /// Creates the I/O side of ports (tap devices in the daemon; memory queues in tests).
@@ -400,6 +404,7 @@ impl Config {
                         spec: spec.clone(),
                         peer_mac: created.peer_mac,
                         uid: next_port_uid(),
+                        afxdp: created.afxdp,
                     },
                 );
                 if created.new_device {

@@ -8,13 +8,14 @@
 //! re-attaches to it (a restart); otherwise it creates the tap in its own namespace under the
 //! port's name, makes it persistent, moves it into the pod's namespace and renames it.
 
+use super::afxdp_port::UmemArea;
 use super::error::PortError;
 use super::state::{CreatedPort, PortFactory};
 use crate::batch::{PortId, MAX_BURST};
 use crate::ports::{tap, PortQueue};
 use podswitch_netlink::{in_netns, Netlink};
 use podswitch_packet::MacAddr;
-use podswitch_proto::{NetnsAttach, NodeSpec, PortRole, PortSpec};
+use podswitch_proto::{NetnsAttach, NodeSpec, PortKind, PortRole, PortSpec};
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
@@ -31,6 +32,11 @@ pub(super) struct TapFactory {
     /// A steering failure was reported (once per daemon: the cause is the kernel's, not the
     /// port's).
     steer_warned: bool,
+    /// Each worker's buffer region, the UMEM of its AF_XDP sockets (`afxdp` ports are made
+    /// here too: `afxdp_port.rs`).
+    umems: Vec<UmemArea>,
+    /// Attach AF_XDP ports' XDP programs in generic mode (`DaemonConfig::xdp_generic`).
+    xdp_generic: bool,
 }
 
 impl TapFactory {
@@ -38,6 +44,8 @@ impl TapFactory {
         queues: usize,
         rx_depth: usize,
         steer_by_cpu: bool,
+        umems: Vec<UmemArea>,
+        xdp_generic: bool,
     ) -> Result<Self, podswitch_netlink::Error> {
         let netlink = Netlink::new()?;
         Ok(Self {
@@ -46,6 +54,8 @@ impl TapFactory {
             rx_depth,
             steer_by_cpu,
             steer_warned: false,
+            umems,
+            xdp_generic,
         })
     }
 
@@ -204,6 +214,9 @@ impl PortFactory for TapFactory {
         spec: &PortSpec,
         node: &NodeSpec,
     ) -> Result<CreatedPort, PortError> {
+        if spec.kind == PortKind::Afxdp {
+            return super::afxdp_port::create(id, spec, &self.umems, self.xdp_generic);
+        }
         // A tap in the daemon's namespace is not persistent: it vanishes with its queues.
         let (fds, peer_mac, new_device) = match (&spec.netns, &spec.role) {
             (Some(attach), PortRole::Pod { mac, .. }) => {
@@ -252,6 +265,7 @@ impl PortFactory for TapFactory {
             queues,
             peer_mac,
             new_device,
+            afxdp: None,
         })
     }
 }

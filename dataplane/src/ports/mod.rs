@@ -3,12 +3,16 @@
 //! A port has one queue per worker; each worker owns its queues outright, so no port is ever
 //! touched by two threads. Every queue implements [`PortQueue`]: receive a burst into a batch,
 //! transmit a burst, and, for queues whose I/O is asynchronous, take the completions the worker
-//! reaps from its ring. Kinds: `tap` (pod and host ports, batched through the worker's io_uring)
-//! and `memory` (unit tests and benchmarks only). All `unsafe` of the dataplane lives here.
+//! reaps from its ring. Kinds: `tap` (pod and host ports, batched through the worker's io_uring),
+//! `afxdp` (an existing interface through AF_XDP sockets and an XDP redirect program) and
+//! `memory` (unit tests and benchmarks only). All `unsafe` of the dataplane lives here.
 
+pub mod afxdp;
 pub mod memory;
 pub mod tap;
 pub mod uring;
+pub mod xdp;
+pub mod xsk;
 
 use crate::batch::{Batch, Packet, PortId};
 use crate::buffer::Pool;
@@ -45,6 +49,11 @@ pub trait PortQueue: Send + std::fmt::Debug {
     fn tx_pending(&self) -> bool {
         false
     }
+
+    /// Brings the queue's own accounting up to date before counters are published on
+    /// request: queues whose completions arrive without a ring completion (AF_XDP) take them
+    /// here, and read what the kernel counted. Called only on the slow path (a sync).
+    fn settle(&mut self, _io: &mut PortIo<'_>) {}
 
     /// Lets the kernel device behind the port go once its last queue closes (undoes
     /// persistence). Called once, by one worker, when the port is deleted for good.

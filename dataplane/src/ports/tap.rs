@@ -412,18 +412,11 @@ impl TapQueue {
             self.rx_retry_at = None;
         }
         if !self.poll_armed {
-            let entry = opcode::PollAdd::new(types::Fd(self.fd.as_raw_fd()), libc::POLLIN as u32)
-                .multi(true)
-                .build()
-                .user_data(
-                    Token::Poll {
-                        port: self.port,
-                        ended: false,
-                    }
-                    .encode(),
-                );
-            // SAFETY: a poll request references no buffer.
-            if unsafe { io.ring.push(&entry) }.is_err() {
+            if io
+                .ring
+                .arm_readiness_poll(self.fd.as_raw_fd(), self.port)
+                .is_err()
+            {
                 return;
             }
             self.poll_armed = true;

@@ -175,6 +175,18 @@ impl Uring {
         Ok(())
     }
 
+    /// Arms a multishot readiness poll (`POLLIN`) on `fd` for port `port`'s queue: its
+    /// completions are `Token::Poll { port, .. }`, one each time the fd becomes readable, until
+    /// one says `ended`.
+    pub fn arm_readiness_poll(&mut self, fd: std::os::fd::RawFd, port: u16) -> io::Result<()> {
+        let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(Token::Poll { port, ended: false }.encode());
+        // SAFETY: a poll request references no buffer.
+        unsafe { self.push(&entry) }
+    }
+
     /// Notes that the wake-up read completed (its token was reaped).
     pub fn wake_completed(&mut self) {
         self.wake_armed = false;

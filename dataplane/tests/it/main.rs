@@ -1,4 +1,5 @@
-//! Dataplane integration tests that need no root: the worker loop on memory ports.
+//! Dataplane integration tests: the worker loop on memory ports (no root), and on AF_XDP ports
+//! over veths (`no_alloc::afxdp_forwarding_allocates_nothing`: root, skipped without).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

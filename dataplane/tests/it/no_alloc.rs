@@ -185,3 +185,161 @@ fn software_segmentation_and_checksum_completion_allocate_nothing() {
     assert_eq!(c.events[Event::CsumCompletedSw as usize], 1100 * 4);
     assert_eq!(c.drops.iter().sum::<u64>(), 0, "{:?}", c.drops);
 }
+
+/// A network namespace made with `ip netns add`, deleted on drop (with the veths inside).
+struct TestNetns(String);
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An afxdp queue of port `port` on interface `ifname` (of the calling thread's namespace),
+/// over the worker's buffer region: what `daemon/afxdp_port.rs` builds for one worker.
+fn afxdp_queue(
+    port: u16,
+    ifname: &str,
+    (base, len, chunks): (usize, usize, usize),
+) -> podswitch_dataplane::ports::afxdp::AfxdpQueue {
+    use podswitch_dataplane::ports::afxdp::{AfxdpQueue, CHUNK_SIZE, RING_SIZE};
+    use podswitch_dataplane::ports::xdp::{load_redirect_program, XdpHook, XskMap};
+    use podswitch_dataplane::ports::xsk::{Xsk, XskConfig};
+    let mut nl = podswitch_netlink::Netlink::new().unwrap();
+    let index = nl.link_index(ifname).unwrap().unwrap();
+    let map = XskMap::new(1).unwrap();
+    let prog = load_redirect_program(&map).unwrap();
+    let (hook, _) = XdpHook::attach(nl, index, ifname, map, prog, false).unwrap();
+    let cfg = XskConfig {
+        umem: (base, len),
+        chunk_size: CHUNK_SIZE,
+        ring_size: RING_SIZE,
+        ifindex: index,
+        queue_id: 0,
+    };
+    // SAFETY: the region is the worker's pool, which outlives the queue in this test (the
+    // worker owns both and drops its pool with a buffer out only by leaking its region), and
+    // the queue lends only chunks it takes from that pool.
+    let xsk = unsafe { Xsk::open(&cfg) }.unwrap();
+    hook.map().insert(0, xsk.raw_fd()).unwrap();
+    AfxdpQueue::new(port, xsk, hook, base, chunks)
+}
+
+/// Sends `frame` out of `ifname` through an AF_PACKET socket until `stop` is set.
+fn flood(ifname: &str, frame: Vec<u8>, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let name = std::ffi::CString::new(ifname).unwrap();
+    // SAFETY: a C string the call only reads.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    assert_ne!(index, 0);
+    // SAFETY: no pointers; checked below.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    assert!(fd >= 0);
+    // SAFETY: a fresh descriptor.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_ll is plain data.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_ifindex = index as i32;
+    // SAFETY: a valid sockaddr_ll of the length given.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    assert_eq!(rc, 0);
+    while !stop.load(Ordering::Relaxed) {
+        for _ in 0..64 {
+            // SAFETY: sends `frame.len()` bytes of a live buffer.
+            unsafe { libc::send(fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+}
+
+#[test]
+fn afxdp_forwarding_allocates_nothing() {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        let why = "SKIPPED afxdp_forwarding_allocates_nothing: needs root (veths, XDP, AF_XDP)";
+        assert!(std::env::var_os("PODSWITCH_REQUIRE_ALL").is_none(), "{why}");
+        eprintln!("{why}");
+        return;
+    }
+    let ns = TestNetns(format!("pswna{:x}", std::process::id()));
+    ip(&["netns", "add", &ns.0]);
+    for (x, p) in [("xa", "pa"), ("xb", "pb")] {
+        ip(&[
+            "-n", &ns.0, "link", "add", x, "type", "veth", "peer", "name", p,
+        ]);
+        ip(&["-n", &ns.0, "link", "set", x, "up"]);
+        ip(&["-n", &ns.0, "link", "set", p, "up"]);
+    }
+    let crate::Rig { mut worker, .. } = crate::rig(32, 8192, 32);
+    let (base, len, chunks) = worker.umem_area();
+    let umem = (base as usize, len, chunks);
+    let path = std::path::PathBuf::from("/run/netns").join(&ns.0);
+    let (qa, qb) = podswitch_netlink::in_netns(&path, || {
+        (
+            afxdp_queue(POD_A, "xa", umem),
+            afxdp_queue(POD_B, "xb", umem),
+        )
+    })
+    .unwrap();
+    worker.add_queue(Box::new(qa));
+    worker.add_queue(Box::new(qb));
+    // Pod A's frames arrive on xa (sent into its peer pa), are routed to pod B and leave
+    // through xb's socket (to pb, where nobody listens).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let frame = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, POD_B_IP, 64, 18);
+    let sender = {
+        let stop = stop.clone();
+        podswitch_netlink::in_netns(&path, move || {
+            std::thread::spawn(move || flood("pa", frame, stop))
+        })
+        .unwrap()
+    };
+    let mut state = worker.start_loop().unwrap();
+    let mut warm = 0;
+    // Bounded by time, not iterations: on a loaded machine the sender thread may get little
+    // CPU, and the worker spins through many empty iterations meanwhile.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while warm <= 5_000 && std::time::Instant::now() < deadline {
+        warm += worker.iterate(&mut state).unwrap();
+    }
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    MEASURED.with(|m| m.set(true));
+    let mut packets = 0;
+    while packets <= 20_000 && std::time::Instant::now() < deadline {
+        packets += worker.iterate(&mut state).unwrap();
+    }
+    MEASURED.with(|m| m.set(false));
+    let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    assert!(warm > 5_000, "the warm-up forwarded {warm} frames");
+    assert!(packets > 20_000, "the window forwarded {packets} frames");
+    assert_eq!(allocated, 0, "the AF_XDP loop allocated {allocated} times");
+    let c = worker.counters();
+    assert!(
+        c.ports[usize::from(POD_B)].tx_packets > 20_000,
+        "frames left through pod B's socket and completed: {:?}",
+        c.ports[usize::from(POD_B)]
+    );
+}

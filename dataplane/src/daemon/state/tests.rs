@@ -64,6 +64,7 @@ impl PortFactory for ProbeFactory {
             PortRole::Uplink { .. } => MacAddr::new(2, 0, 0, 0, 0, 0xfd),
         };
         Ok(CreatedPort {
+            afxdp: None,
             queues: (0..self.queues)
                 .map(|_| {
                     Box::new(Probe {
@@ -98,6 +99,7 @@ impl PortFactory for Memory {
             PortRole::Uplink { .. } => MacAddr::new(2, 0, 0, 0, 0, 0xfd),
         };
         Ok(CreatedPort {
+            afxdp: None,
             queues: vec![Box::new(MemoryQueue::new(id))],
             peer_mac,
             new_device: false,
@@ -128,6 +130,7 @@ pub(crate) fn pod(name: &str, ip: &str) -> Op {
         mtu: 1500,
         offloads: true,
         netns: None,
+        queue_ids: Vec::new(),
     })
 }
 
@@ -153,8 +156,10 @@ pub(crate) fn node_config(node_port_ip: Option<Ipv4Addr>, host_port: bool) -> Co
             mtu: 1500,
             netns: None,
             offloads: false,
+            queue_ids: Vec::new(),
         };
         let port = PortConfig {
+            afxdp: None,
             id: 0,
             spec,
             peer_mac: MacAddr([2, 0, 0, 0, 0, 1]),
@@ -185,6 +190,7 @@ pub(crate) fn uplink(name: &str, vxlan: bool) -> Op {
         mtu: 1500,
         offloads: false,
         netns: None,
+        queue_ids: Vec::new(),
     })
 }
 
