@@ -329,6 +329,26 @@ fn objects_of(
     Ok(objects)
 }
 
+/// The objects of `t` whose keys start with one of `kinds` and a space: one range scan per
+/// kind.
+fn objects_of_kinds(
+    t: &impl ReadableTable<&'static str, &'static str>,
+    kinds: &[&str],
+) -> Result<BTreeMap<String, String>, StoreError> {
+    let mut objects = BTreeMap::new();
+    for kind in kinds {
+        let prefix = format!("{kind} ");
+        for entry in t.range::<&str>(prefix.as_str()..)? {
+            let (k, v) = entry?;
+            if !k.value().starts_with(&prefix) {
+                break;
+            }
+            objects.insert(k.value().to_string(), v.value().to_string());
+        }
+    }
+    Ok(objects)
+}
+
 fn meta_of(
     t: &impl ReadableTable<&'static str, u64>,
     key: &str,
@@ -405,19 +425,7 @@ impl ReadTx {
     /// The applied objects of the given kinds (lower case, as keys start: `service`), by key:
     /// one range scan per kind, so the other objects are not read.
     pub fn objects_of_kinds(&self, kinds: &[&str]) -> Result<BTreeMap<String, String>, StoreError> {
-        let table = self.tx.open_table(OBJECTS)?;
-        let mut objects = BTreeMap::new();
-        for kind in kinds {
-            let prefix = format!("{kind} ");
-            for entry in table.range::<&str>(prefix.as_str()..)? {
-                let (k, v) = entry?;
-                if !k.value().starts_with(&prefix) {
-                    break;
-                }
-                objects.insert(k.value().to_string(), v.value().to_string());
-            }
-        }
-        Ok(objects)
+        objects_of_kinds(&self.tx.open_table(OBJECTS)?, kinds)
     }
 }
 
@@ -514,19 +522,7 @@ impl WriteTx {
     /// The objects of the given kinds as this transaction sees them (see
     /// [`ReadTx::objects_of_kinds`]).
     pub fn objects_of_kinds(&self, kinds: &[&str]) -> Result<BTreeMap<String, String>, StoreError> {
-        let table = self.tx.open_table(OBJECTS)?;
-        let mut objects = BTreeMap::new();
-        for kind in kinds {
-            let prefix = format!("{kind} ");
-            for entry in table.range::<&str>(prefix.as_str()..)? {
-                let (k, v) = entry?;
-                if !k.value().starts_with(&prefix) {
-                    break;
-                }
-                objects.insert(k.value().to_string(), v.value().to_string());
-            }
-        }
-        Ok(objects)
+        objects_of_kinds(&self.tx.open_table(OBJECTS)?, kinds)
     }
 
     /// Removes an object; whether it was there.

@@ -52,6 +52,31 @@ pub fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
     }
 }
 
+/// The pieces of `data` between occurrences of `separator` (fuzz targets read a burst of
+/// frames this way); `data` without one, or an empty `separator`, is one piece.
+pub fn split_frames<'a>(mut data: &'a [u8], separator: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let found = (!separator.is_empty())
+            .then(|| data.windows(separator.len()).position(|w| w == separator))
+            .flatten();
+        match found {
+            Some(at) => {
+                let frame = &data[..at];
+                data = &data[at + separator.len()..];
+                Some(frame)
+            }
+            None => {
+                done = true;
+                Some(data)
+            }
+        }
+    })
+}
+
 /// The standard topology's tables, with `extra_pods` more pods (10.244.x.y from port 3 on)
 /// to measure lookups in a bigger table.
 pub fn tables_with(default_route: bool, pod_b_mtu: u16, extra_pods: usize) -> Tables {
@@ -579,4 +604,16 @@ pub fn isolate_pod_b(tables: &mut Tables) {
     );
     tables.policies = std::sync::Arc::new(policies);
     tables.policy_epoch = tables.policy_epoch.wrapping_add(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_frames_cuts_at_each_separator_and_keeps_empty_pieces() {
+        let pieces: Vec<&[u8]> = split_frames(b"aPSW|PSW|bcPSW|", b"PSW|").collect();
+        assert_eq!(pieces, [&b"a"[..], b"", b"bc", b""]);
+        assert_eq!(split_frames(b"abc", b"").collect::<Vec<_>>(), [&b"abc"[..]]);
+    }
 }

@@ -63,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
         testkit::isolate_pod_b(&mut tables);
     }
 
-    let frames: Vec<&[u8]> = split(frames).take(MAX_BURST).collect();
+    let frames: Vec<&[u8]> = testkit::split_frames(frames, SEPARATOR).take(MAX_BURST).collect();
     let mut pool = Pool::new(frames.len());
     let mut batch = Batch::new();
     batch.in_port = in_port;
@@ -118,26 +118,6 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(pool.available(), pool.total(), "every buffer came back");
 });
 
-/// The frames in `data`, split at [`SEPARATOR`].
-fn split(mut data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut done = false;
-    std::iter::from_fn(move || {
-        if done {
-            return None;
-        }
-        match data.windows(SEPARATOR.len()).position(|w| w == SEPARATOR) {
-            Some(at) => {
-                let frame = &data[..at];
-                data = &data[at + SEPARATOR.len()..];
-                Some(frame)
-            }
-            None => {
-                done = true;
-                Some(data)
-            }
-        }
-    })
-}
 
 /// Applies the fix-ups `flags` asks for (see the module comment) to one frame.
 fn fix_up(frame: &mut [u8], flags: u8, tables: &Tables, in_port: PortId) {

@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
     if flags & 8 != 0 {
         flows.neighbors.confirm(NODE2_IP, NODE2_MAC, now, true);
     }
-    let frames: Vec<Vec<u8>> = split(frames)
+    let frames: Vec<Vec<u8>> = testkit::split_frames(frames, SEPARATOR)
         .take(MAX_BURST)
         .map(|f| {
             let mut f = f.to_vec();
@@ -147,22 +147,3 @@ fn fix_pod_frame(f: &mut [u8]) {
     }
 }
 
-fn split(mut data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut done = false;
-    std::iter::from_fn(move || {
-        if done {
-            return None;
-        }
-        match data.windows(SEPARATOR.len()).position(|w| w == SEPARATOR) {
-            Some(at) => {
-                let frame = &data[..at];
-                data = &data[at + SEPARATOR.len()..];
-                Some(frame)
-            }
-            None => {
-                done = true;
-                Some(data)
-            }
-        }
-    })
-}
