@@ -17,6 +17,9 @@ usage: $0 [-r ROUNDS] [-d SECONDS] [-o FILE] [-v VARIANTS] [--idle SECONDS] [--s
   -o FILE       also write the markdown table to FILE
   -v VARIANTS   comma-separated subset, in this order by default:
                 $ALL_VARIANTS
+                (xnode-*: the pods on two nodes joined by a veth underlay: the kernel routing
+                or through its VXLAN device, against podswitch with an afxdp uplink on each
+                node, routed or VXLAN; compare each podswitch row with its kernel row)
   --idle S      seconds of no traffic over which the switch's idle CPU is measured (default 3)
   --services N  filler Services in the kube-proxy rule sets besides the measured one (default 100)
   --podswitch-args "ARGS"   extra podswitchd flags (e.g. "--idle busy" or "--workers 2")
@@ -26,7 +29,7 @@ usage: $0 [-r ROUNDS] [-d SECONDS] [-o FILE] [-v VARIANTS] [--idle SECONDS] [--s
 EOF
 }
 
-ALL_VARIANTS=direct,bridge,bridge-iptables,bridge-nftables,ovs-afxdp,ovs-tap,podswitch,podswitch-vip,podswitch-pinned,podswitch-percpu
+ALL_VARIANTS=direct,bridge,bridge-iptables,bridge-nftables,ovs-afxdp,ovs-tap,podswitch,podswitch-vip,podswitch-pinned,podswitch-percpu,xnode-kernel,xnode-podswitch,xnode-kernel-vxlan,xnode-podswitch-vxlan
 ROUNDS=3 DUR=10 OUT='' VARIANTS=$ALL_VARIANTS IDLE=3 SERVICES=100 INSTALL=1 PSW_ARGS='' RR_CPU=0
 while [ $# -gt 0 ]; do
     case $1 in
@@ -104,7 +107,7 @@ for t in iperf3 sockperf ip nsenter taskset python3; do
     command -v "$t" >/dev/null || { echo "race.sh: '$t' is missing: run without --no-install or install it" >&2; exit 1; }
 done
 
-if [[ ",$VARIANTS," == *",podswitch"* ]]; then
+if [[ ",$VARIANTS," == *"podswitch"* ]]; then
     log "building podswitch (release)"
     (cd "$REPO" && cargo build -q --release -p podswitch-dataplane -p podswitch-control -p podswitch-cli -p podswitch-cni --bins)
 fi
@@ -435,6 +438,103 @@ YAML
 # ---------------------------------------------------------------------------------------------
 # Measurements. CPU is utime+stime from /proc: the switch's processes (all their threads) plus
 # every ksoftirqd, as % of one core over the measurement.
+# ---------------------------------------------------------------------------------------------
+# Cross-node (issue 16): pod a on node 1 ($PREFIX-n1), pod b on node 2 ($PREFIX-n2), the nodes
+# joined by one veth pair, the underlay (192.168.77.1 and .2). Pod CIDRs 10.244.1.0/24 and
+# 10.244.2.0/24. With VXLAN (VNI 42, UDP 4789) every MTU on the pods' path is 1450, the
+# underlay's 1500, in both the kernel and podswitch rows.
+XN1=$PREFIX-n1 XN2=$PREFIX-n2
+xnode_pods() { # mtu
+    pods
+    ip netns add "$XN1"; ip netns add "$XN2"
+    ip -n "$XN1" link set lo up; ip -n "$XN2" link set lo up
+    ip -n "$XN1" link add ul1 type veth peer name ul2 netns "$XN2"
+    ip -n "$XN1" link set ul1 up; ip -n "$XN2" link set ul2 up
+    A_XIP=10.244.1.2 B_XIP=10.244.2.2
+    TARGET=$B_XIP SERVER_IP=$B_XIP
+}
+# The pod side of a kernel-routed pod: eth0 with a /32, the gateway on-link, default via it.
+xnode_pod_routes() { # ns ip gateway mtu
+    ip -n "$1" addr add "$2/32" dev eth0
+    ip -n "$1" link set eth0 mtu "$4" up
+    ip -n "$1" route add "$3" dev eth0 scope link
+    ip -n "$1" route add default via "$3" dev eth0
+}
+# Kernel: each node a router (pod veth, forwarding on), routes to the other pod CIDR.
+xnode_kernel() { # vxlan(0|1)
+    local mtu=1500 n i
+    [ "$1" = 1 ] && mtu=1450
+    xnode_pods
+    for i in 1 2; do
+        n=$PREFIX-n$i
+        nsx "$n" sysctl -qw net.ipv4.ip_forward=1
+        ip -n "$n" addr add 192.168.77.$i/24 dev ul$i
+    done
+    ip -n "$CLIENT" link add eth0 type veth peer name pa netns "$XN1"
+    ip -n "$SERVER" link add eth0 type veth peer name pb netns "$XN2"
+    ip -n "$XN1" addr add 10.244.1.1/32 dev pa; ip -n "$XN1" link set pa mtu $mtu up
+    ip -n "$XN2" addr add 10.244.2.1/32 dev pb; ip -n "$XN2" link set pb mtu $mtu up
+    ip -n "$XN1" route add $A_XIP/32 dev pa
+    ip -n "$XN2" route add $B_XIP/32 dev pb
+    xnode_pod_routes "$CLIENT" $A_XIP 10.244.1.1 $mtu
+    xnode_pod_routes "$SERVER" $B_XIP 10.244.2.1 $mtu
+    if [ "$1" = 0 ]; then
+        ip -n "$XN1" route add 10.244.2.0/24 via 192.168.77.2
+        ip -n "$XN2" route add 10.244.1.0/24 via 192.168.77.1
+        return
+    fi
+    # VXLAN as flannel programs it: a device per node, the other node's VTEP in the FDB, its
+    # pod CIDR routed onlink to the VTEP address with a permanent neighbour.
+    for i in 1 2; do
+        n=$PREFIX-n$i
+        ip -n "$n" link add vx0 type vxlan id 42 local 192.168.77.$i dev ul$i dstport 4789 nolearning
+        ip -n "$n" link set vx0 address 0a:58:0a:f4:0$i:00 mtu 1450 up
+        ip -n "$n" addr add 10.244.$i.0/32 dev vx0
+    done
+    ip -n "$XN1" neigh add 10.244.2.0 lladdr 0a:58:0a:f4:02:00 dev vx0 nud permanent
+    ip -n "$XN2" neigh add 10.244.1.0 lladdr 0a:58:0a:f4:01:00 dev vx0 nud permanent
+    nsx "$XN1" bridge fdb append 0a:58:0a:f4:02:00 dev vx0 dst 192.168.77.2
+    nsx "$XN2" bridge fdb append 0a:58:0a:f4:01:00 dev vx0 dst 192.168.77.1
+    ip -n "$XN1" route add 10.244.2.0/24 via 10.244.2.0 dev vx0 onlink
+    ip -n "$XN2" route add 10.244.1.0/24 via 10.244.1.0 dev vx0 onlink
+}
+setup_xnode_kernel() { xnode_kernel 0; }
+setup_xnode_kernel_vxlan() { xnode_kernel 1; }
+
+# podswitch: a podswitchd per node, the pod a tap port of it, the underlay end an afxdp uplink,
+# the other node's pod CIDR a node route (configured over the dataplane socket: no control).
+xnode_podswitch() { # vxlan(0|1)
+    local mtu=1500 encap='{"mode":"direct"}' i n dir sock pod ip peer
+    [ "$1" = 1 ] && mtu=1450 encap='{"mode":"vxlan","vni":42}'
+    xnode_pods
+    for i in 1 2; do
+        n=$PREFIX-n$i dir=$RUN/xn$i sock=$RUN/xn$i/dataplane.sock
+        rm -rf "$dir"; mkdir -p "$dir"
+        # shellcheck disable=SC2086
+        nsenter --net="/run/netns/$n" "$BIN/podswitchd" --socket "$sock" $PSW_ARGS 2>"$dir/podswitchd.log" &
+        CUR_PIDS+=("$!"); SWITCH_PIDS+=("$!")
+        for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+        [ -S "$sock" ] || { echo "podswitchd on node $i did not open its socket: $(tail -1 "$dir/podswitchd.log")" >"$RUN/why"; return 1; }
+        if [ $i = 1 ]; then pod=$CLIENT ip=$A_XIP peer=2; else pod=$SERVER ip=$B_XIP peer=1; fi
+        cat >"$dir/tx.json" <<JSON
+{"generation":null,"replace":false,"ops":[
+ {"op":"set_node","pod_cidr":"10.244.$i.0/24","gateway":"10.244.$i.1","gateway_mac":"0a:58:0a:f4:0$i:01"},
+ {"op":"add_port","name":"ul$i","kind":"afxdp","mtu":1500,"offloads":false,
+  "role":{"role":"uplink","mac":"0a:58:c0:a8:4d:0$i","ip":"192.168.77.$i","encap":$encap}},
+ {"op":"add_port","name":"pod$i","kind":"tap","mtu":$mtu,
+  "netns":{"path":"/run/netns/$pod","ifname":"eth0"},
+  "role":{"role":"pod","mac":"0a:58:0a:f4:0$i:02","ip":"$ip"}},
+ {"op":"add_route","prefix":"10.244.$i.0/24","target":{"via":"unreachable"}},
+ {"op":"add_route","prefix":"10.244.$peer.0/24","target":{"via":"node","ip":"192.168.77.$peer"}}
+]}
+JSON
+        "$BIN/podswitchctl" --socket "$sock" dp apply "$dir/tx.json" >/dev/null 2>"$RUN/why" || return 1
+        xnode_pod_routes "$pod" "$ip" 10.244.$i.1 $mtu
+    done
+}
+setup_xnode_podswitch() { xnode_podswitch 0; }
+setup_xnode_podswitch_vxlan() { xnode_podswitch 1; }
+
 ksoftirqd_pids() { for d in /proc/[0-9]*; do case $(cat "$d/comm" 2>/dev/null) in ksoftirqd/*) echo "${d#/proc/}" ;; esac; done; }
 KSOFT=$(ksoftirqd_pids | tr '\n' ' ')
 ticks() { # pids...: summed utime+stime
