@@ -24,7 +24,7 @@ use crate::config::Settings;
 use crate::control::{code, Control, Failure};
 use crate::policy::is_policy_key;
 use crate::services::{check_service, is_service_key};
-use crate::store::{ReadTx, StoreError};
+use crate::store::{ObjectWrite, ReadTx, StoreError};
 use podswitch_k8s::{parse_manifests_with_warnings, pod_labels, Object, ObjectKey};
 use std::collections::BTreeMap;
 
@@ -41,16 +41,17 @@ impl Control {
                     let mut summary = warnings;
                     summary.reserve(objects.len());
                     let mut programmed = false;
-                    for (key, json) in &objects {
-                        let verb = match tx.object(key)? {
-                            None => "created",
-                            Some(old) if same_json(&old, json) => "unchanged",
-                            Some(_) => "configured",
+                    let writes = tx.put_objects(
+                        objects.iter().map(|(k, j)| (k.as_str(), j.as_str())),
+                        same_json,
+                    )?;
+                    for ((key, _), write) in objects.iter().zip(writes) {
+                        let verb = match write {
+                            ObjectWrite::Created => "created",
+                            ObjectWrite::Changed => "configured",
+                            ObjectWrite::Unchanged => "unchanged",
                         };
-                        if verb != "unchanged" {
-                            tx.put_object(key, json)?;
-                            programmed |= programs_dataplane(key);
-                        }
+                        programmed |= write != ObjectWrite::Unchanged && programs_dataplane(key);
                         summary.push(format!("{key} {verb}"));
                     }
                     if programmed {
@@ -151,8 +152,12 @@ fn programs_dataplane(key: &str) -> bool {
     is_service_key(key) || is_policy_key(key)
 }
 
-/// Equal as JSON values (independent of key order and spacing).
+/// Equal as JSON values (independent of key order and spacing); the same text is the same
+/// value without parsing either (what re-applying an unchanged object stores and compares).
 fn same_json(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
     match (
         serde_json::from_str::<serde_json::Value>(a),
         serde_json::from_str::<serde_json::Value>(b),
