@@ -118,33 +118,27 @@ fn parse(manifests: &str, settings: &Settings) -> Result<Encoded, Failure> {
             check_service(settings, svc).map_err(|e| Failure::new(code::INVALID_MANIFEST, e))?;
         }
     }
-    encode(parsed)
+    Ok(encode(parsed))
 }
 
 /// Parses and validates all documents, then encodes each object.
 fn parse_only(manifests: &str) -> Result<Encoded, Failure> {
     let parsed = parse_manifests_with_warnings(manifests)
         .map_err(|e| Failure::new(code::INVALID_MANIFEST, e.to_string()))?;
-    encode(parsed)
+    Ok(encode(parsed))
 }
 
-fn encode(parsed: podswitch_k8s::Parsed) -> Result<Encoded, Failure> {
+/// Each object's key and the JSON the parser wrote for it (`Parsed::json`, what
+/// `Object::to_json` gives: not serialized a second time here).
+fn encode(parsed: podswitch_k8s::Parsed) -> Encoded {
     let warnings: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();
     let objects = parsed
         .objects
         .iter()
-        .map(|o| {
-            let key = o.key().to_string();
-            let json = o.to_json().map_err(|e| {
-                Failure::new(
-                    code::INVALID_MANIFEST,
-                    format!("{key}: cannot be stored: {e}"),
-                )
-            })?;
-            Ok((key, json))
-        })
-        .collect::<Result<_, Failure>>()?;
-    Ok((objects, warnings))
+        .zip(parsed.json)
+        .map(|(o, json)| (o.key().to_string(), json))
+        .collect();
+    (objects, warnings)
 }
 
 /// Whether a change to the stored object `key` changes the dataplane's configuration.

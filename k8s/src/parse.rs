@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::decode::{decode_object, identity};
+use crate::decode::{decode_object, identity, Decoded};
 use crate::json_stream::{self, NotJson};
 use crate::{FieldPath, ManifestError, ManifestErrorKind, ManifestWarning, Object, ObjectKey};
 
@@ -26,6 +26,9 @@ use crate::{FieldPath, ManifestError, ManifestErrorKind, ManifestWarning, Object
 pub struct Parsed {
     /// The validated objects.
     pub objects: Vec<Object>,
+    /// Each object's JSON, as [`Object::to_json`] writes it (`json[i]` is `objects[i]`'s):
+    /// written once while parsing, for the caller to store without serializing again.
+    pub json: Vec<String>,
     /// One per field Kubernetes accepts but reads differently from how it is written.
     pub warnings: Vec<ManifestWarning>,
 }
@@ -107,6 +110,7 @@ fn objects_of<E: From<ManifestError>>(
     documents: impl Iterator<Item = Result<Value, E>>,
 ) -> Result<Parsed, E> {
     let mut objects = Vec::new();
+    let mut json = Vec::new();
     let mut warnings = Vec::new();
     let mut seen: BTreeMap<ObjectKey, usize> = BTreeMap::new();
     for (index, document) in documents.enumerate() {
@@ -115,7 +119,12 @@ fn objects_of<E: From<ManifestError>>(
         if value.is_null() {
             continue;
         }
-        for (object, object_warnings) in decode_document(number, &value)? {
+        for Decoded {
+            object,
+            json: object_json,
+            warnings: object_warnings,
+        } in decode_document(number, &value)?
+        {
             warnings.extend(object_warnings);
             let key = object.key();
             if let Some(first) = seen.get(&key) {
@@ -130,9 +139,14 @@ fn objects_of<E: From<ManifestError>>(
             }
             seen.insert(key, number);
             objects.push(object);
+            json.push(object_json);
         }
     }
-    Ok(Parsed { objects, warnings })
+    Ok(Parsed {
+        objects,
+        json,
+        warnings,
+    })
 }
 
 /// A YAML document as a JSON value (`Null` for an empty one). Merge keys (`<<: *base`) are
@@ -147,10 +161,7 @@ fn document_to_json(document: serde_yaml::Deserializer<'_>) -> Result<Value, Str
 
 /// The objects of one non-empty document (itself, or the items of a `List`), each with its
 /// warnings.
-fn decode_document(
-    number: usize,
-    value: &Value,
-) -> Result<Vec<(Object, Vec<ManifestWarning>)>, ManifestError> {
+fn decode_document(number: usize, value: &Value) -> Result<Vec<Decoded>, ManifestError> {
     if value.get("kind").and_then(Value::as_str) != Some("List") {
         return Ok(vec![decode_object(number, value, &FieldPath::root())?]);
     }

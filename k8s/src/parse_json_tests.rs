@@ -171,3 +171,16 @@ fn json_that_yaml_reads_otherwise_gets_the_yaml_paths_answer() {
         let _ = assert_same(&input);
     }
 }
+
+#[test]
+fn each_objects_json_is_what_to_json_writes() {
+    let with_fraction = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, creationTimestamp: \"2024-01-01T00:00:00.5Z\"}\n";
+    for input in [SHOP, with_fraction] {
+        let parsed = parse_manifests_with_warnings(input).unwrap();
+        assert_eq!(parsed.json.len(), parsed.objects.len());
+        for (object, json) in parsed.objects.iter().zip(&parsed.json) {
+            assert_eq!(&object.to_json().unwrap(), json);
+            assert_eq!(&Object::from_json(json).unwrap(), object);
+        }
+    }
+}
