@@ -9,6 +9,9 @@
 //!   trailing text, invalid JSON);
 //! - a duplicate key (YAML rejects it; `serde_json::Value` would keep the last);
 //! - a `<<` key (the YAML path applies it as a merge key, even quoted);
+//! - a `\uD800`–`\uDFFF` escape (JSON's surrogate pairs, which YAML rejects);
+//! - a tab, or a carriage return not before a line feed (YAML does not take them as spaces
+//!   everywhere JSON does);
 //! - a floating-point number (serde_json's float parsing is not always correctly rounded, and
 //!   none of the kinds podswitch accepts has a float field: such a number is an error either
 //!   way, and the YAML path's message is the one shown).
@@ -34,11 +37,14 @@ pub(crate) struct NotJson;
 /// doc), and the caller then reads the whole input as YAML.
 pub(crate) fn documents(input: &str) -> impl Iterator<Item = Result<Value, NotJson>> + '_ {
     split(input).map(|text| {
+        if has_tab_or_lone_cr(text) {
+            return Err(NotJson);
+        }
         let text = text.trim_matches(is_json_space);
         if text.is_empty() {
             return Ok(Value::Null);
         }
-        if !text.starts_with('{') {
+        if !text.starts_with('{') || has_surrogate_escape(text) {
             return Err(NotJson);
         }
         let mut deserializer = serde_json::Deserializer::from_str(text);
@@ -54,29 +60,60 @@ pub(crate) fn documents(input: &str) -> impl Iterator<Item = Result<Value, NotJs
 fn split(input: &str) -> impl Iterator<Item = &str> + '_ {
     let mut rest = Some(input);
     let mut first = true;
+    // Whether `rest` starts after `--- ` on a marker line (not at a line start).
+    let mut mid_line = false;
     std::iter::from_fn(move || loop {
         let text = rest?;
-        let (document, next) = match find_marker(text) {
-            Some((end, start)) => (&text[..end], Some(&text[start..])),
+        let (document, next) = match find_marker(text, mid_line) {
+            Some((end, start)) => {
+                mid_line = start > 0 && text.as_bytes()[start - 1] != b'\n';
+                (&text[..end], Some(&text[start..]))
+            }
             None => (text, None),
         };
         rest = next;
         let leading = std::mem::replace(&mut first, false);
-        if leading && document.trim_matches(is_json_space).is_empty() {
+        if leading
+            && document.trim_matches(is_json_space).is_empty()
+            && !has_tab_or_lone_cr(document)
+        {
             continue;
         }
         return Some(document);
     })
 }
 
+/// Whether `text` may hold a `\uD800`–`\uDFFF` escape: JSON writes a character beyond the
+/// BMP as such a pair, which YAML's double-quoted scalars reject (found by the random inputs
+/// of `parse_json_tests.rs`). An escaped backslash followed by `ud8..` is declined too: the YAML path reads it.
+fn has_surrogate_escape(text: &str) -> bool {
+    text.match_indices("\\u").any(|(at, _)| {
+        let digits = &text.as_bytes()[at + 2..];
+        matches!(digits.first(), Some(b'd' | b'D'))
+            && matches!(digits.get(1), Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'))
+    })
+}
+
+/// Whether `text` has a tab or a carriage return not ending a line: whitespace to JSON (a
+/// JSON string holds neither raw), but not everywhere to YAML (a tab cannot indent or start a
+/// token; found by the random inputs of `parse_json_tests.rs`).
+fn has_tab_or_lone_cr(text: &str) -> bool {
+    text.contains('\t')
+        || text
+            .split('\r')
+            .skip(1)
+            .any(|after| !after.starts_with('\n'))
+}
+
 fn is_json_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\r')
 }
 
-/// The first marker line of `text`: where the document before it ends and where the next
-/// one's text starts (after `---` and its one space, or after the line).
-fn find_marker(text: &str) -> Option<(usize, usize)> {
-    let mut line_start = 0;
+/// The first marker line of `text` (whose first line is no line of its own when `mid_line`):
+/// where the document before it ends and where the next one's text starts (after `---` and
+/// its one space, or after the line).
+fn find_marker(text: &str, mid_line: bool) -> Option<(usize, usize)> {
+    let mut line_start = if mid_line { text.find('\n')? + 1 } else { 0 };
     loop {
         let line_end = text[line_start..]
             .find('\n')
@@ -181,6 +218,8 @@ mod tests {
         // A blank text before the first marker is no document; later blank ones are.
         assert_eq!(texts("\n---\n---\n{}"), ["", "{}"]);
         assert_eq!(texts("--- {}\n--- {}"), ["{}\n", "{}"]);
+        // What follows `--- ` is the document's first line, never a marker of its own.
+        assert_eq!(texts("--- ---\n{}"), ["---\n{}"]);
         assert_eq!(texts("{}\r\n---\r\n{}"), ["{}\r\n", "{}"]);
         // Not markers: they stay in the document, which then is no JSON.
         assert_eq!(texts("{}\n---x\n{}"), ["{}\n---x\n{}"]);
@@ -206,6 +245,11 @@ mod tests {
             "[1]",
             "%YAML 1.2\n---\n{}",
             "\u{feff}{}",
+            r#"{"a": "\ud83d\ude00"}"#,
+            r#"{"a": "\uDFFF"}"#,
+            "{\t}",
+            "\t",
+            "{}\r{}",
         ] {
             assert!(
                 documents(input).any(|d| d.is_err()),

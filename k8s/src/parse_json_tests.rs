@@ -184,3 +184,114 @@ fn each_objects_json_is_what_to_json_writes() {
         }
     }
 }
+
+/// Random JSON-looking inputs, valid and not (documents of objects with kubernetes-like and
+/// random keys, duplicate and `<<` keys, integers, floats, escapes, empty documents, markers
+/// with and without content, stray YAML): whatever the fast path makes of them, the answer is
+/// the YAML path's.
+#[test]
+fn random_json_inputs_get_the_yaml_paths_answer() {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    const KEYS: [&str; 12] = [
+        "apiVersion",
+        "kind",
+        "metadata",
+        "name",
+        "namespace",
+        "labels",
+        "spec",
+        "ports",
+        "port",
+        "x",
+        "<<",
+        "clusterIP",
+    ];
+    const STRINGS: [&str; 10] = [
+        "\"v1\"",
+        "\"Namespace\"",
+        "\"Service\"",
+        "\"a\"",
+        "\"b-1\"",
+        "\"caf\\u00e9\"",
+        "\"\\ud83d\\ude00\"",
+        "\"10.96.0.1\"",
+        "\"\\/x\\\"\"",
+        "\"\"",
+    ];
+    const NUMBERS: [&str; 9] = [
+        "0",
+        "-0",
+        "80",
+        "-1",
+        "1.5",
+        "1e3",
+        "65536",
+        "18446744073709551616",
+        "-9223372036854775809",
+    ];
+    fn value(next: &mut dyn FnMut(u64) -> u64, depth: u32, out: &mut String) {
+        match next(if depth > 2 { 4 } else { 6 }) {
+            0 => out.push_str(STRINGS[next(STRINGS.len() as u64) as usize]),
+            1 => out.push_str(NUMBERS[next(NUMBERS.len() as u64) as usize]),
+            2 => out.push_str(["true", "false", "null"][next(3) as usize]),
+            3 => out.push_str(STRINGS[next(3) as usize]),
+            4 => {
+                out.push('[');
+                for i in 0..next(3) {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    value(next, depth + 1, out);
+                }
+                out.push(']');
+            }
+            _ => object(next, depth + 1, out),
+        }
+    }
+    fn object(next: &mut dyn FnMut(u64) -> u64, depth: u32, out: &mut String) {
+        out.push('{');
+        for i in 0..next(4) {
+            if i > 0 {
+                out.push_str(if next(4) == 0 { ",\n" } else { ", " });
+            }
+            out.push_str(&format!("\"{}\": ", KEYS[next(KEYS.len() as u64) as usize]));
+            value(next, depth, out);
+        }
+        out.push('}');
+    }
+    let ns = |name: &str| {
+        format!(r#"{{"apiVersion": "v1", "kind": "Namespace", "metadata": {{"name": "{name}"}}}}"#)
+    };
+    let mut fast = 0;
+    for _ in 0..3000 {
+        let mut input = String::new();
+        for d in 0..=next(4) {
+            if d > 0 || next(3) == 0 {
+                input.push_str(
+                    ["\n---\n", "---\n", "\n--- ", "\n---x\n", "\n...\n---\n"][next(5) as usize],
+                );
+            }
+            match next(6) {
+                0 => {}
+                1 => input.push_str(&ns(["a", "b", "Bad"][next(3) as usize])),
+                2 => input.push_str("kind: Namespace\n"),
+                _ => object(&mut next, 0, &mut input),
+            }
+            if next(5) == 0 {
+                input.push_str([" ", "\t", "\r\n", " # c", "\n\n"][next(5) as usize]);
+            }
+        }
+        if json_stream::documents(&input).all(|d| d.is_ok()) {
+            fast += 1;
+        }
+        let _ = assert_same(&input);
+    }
+    // Enough of the inputs take the fast path for the comparison to mean something.
+    assert!(fast > 300, "{fast} of 3000 inputs read as JSON");
+}
