@@ -262,6 +262,17 @@ impl Store {
     }
 }
 
+/// What [`WriteTx::put_objects`] did with one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectWrite {
+    /// It was not stored: now it is.
+    Created,
+    /// It was stored with other JSON: now with this one.
+    Changed,
+    /// It was stored the same: nothing written.
+    Unchanged,
+}
+
 /// A write transaction in progress; see [`Store::write`].
 pub struct WriteTx {
     tx: redb::WriteTransaction,
@@ -523,6 +534,31 @@ impl WriteTx {
     /// [`ReadTx::objects_of_kinds`]).
     pub fn objects_of_kinds(&self, kinds: &[&str]) -> Result<BTreeMap<String, String>, StoreError> {
         objects_of_kinds(&self.tx.open_table(OBJECTS)?, kinds)
+    }
+
+    /// Stores each `(key, json)` unless the stored JSON of `key` is the same by `same(old,
+    /// new)`; what each write was, in order. One table opened for all of them (an apply of
+    /// 20k objects opened it 40k times).
+    pub fn put_objects<'a>(
+        &mut self,
+        objects: impl IntoIterator<Item = (&'a str, &'a str)>,
+        same: impl Fn(&str, &str) -> bool,
+    ) -> Result<Vec<ObjectWrite>, StoreError> {
+        let mut table = self.tx.open_table(OBJECTS)?;
+        let mut writes = Vec::new();
+        for (key, json) in objects {
+            let write = match table.get(key)? {
+                None => ObjectWrite::Created,
+                Some(old) if same(old.value(), json) => ObjectWrite::Unchanged,
+                Some(_) => ObjectWrite::Changed,
+            };
+            if write != ObjectWrite::Unchanged {
+                table.insert(key, json)?;
+                self.touched.objects.insert(key.to_string());
+            }
+            writes.push(write);
+        }
+        Ok(writes)
     }
 
     /// Removes an object; whether it was there.

@@ -29,16 +29,25 @@ pub(crate) fn object_from_json(json: &str) -> Result<Object, ManifestError> {
 }
 
 pub(crate) fn object_from_value(value: Value) -> Result<Object, ManifestError> {
-    decode_object(1, &value, &FieldPath::root()).map(|(object, _)| object)
+    decode_object(1, &value, &FieldPath::root()).map(|decoded| decoded.object)
 }
 
-/// One object, found at `at` in document `number`, with the warnings about it.
+/// A decoded object with its JSON and the warnings about it.
+#[derive(Debug)]
+pub(crate) struct Decoded {
+    pub(crate) object: Object,
+    /// What [`Object::to_json`] gives for `object`, written once here (see [`canonical`]).
+    pub(crate) json: String,
+    pub(crate) warnings: Vec<ManifestWarning>,
+}
+
+/// One object, found at `at` in document `number`, with its JSON and the warnings about it.
 pub(crate) fn decode_object(
     number: usize,
     value: &Value,
     at: &FieldPath,
-) -> Result<(Object, Vec<ManifestWarning>), ManifestError> {
-    let (object, notes) = decode_checked(value).map_err(|invalid| {
+) -> Result<Decoded, ManifestError> {
+    let (object, json, notes) = decode_checked(value).map_err(|invalid| {
         ManifestError::new(
             number,
             raw_identity(value),
@@ -56,10 +65,14 @@ pub(crate) fn decode_object(
             message,
         })
         .collect();
-    Ok((object, warnings))
+    Ok(Decoded {
+        object,
+        json,
+        warnings,
+    })
 }
 
-fn decode_checked(value: &Value) -> Result<(Object, Vec<apiserver::Note>), Invalid> {
+fn decode_checked(value: &Value) -> Result<(Object, String, Vec<apiserver::Note>), Invalid> {
     let root = FieldPath::root();
     if !value.is_object() {
         return Err(Invalid::new(
@@ -113,27 +126,47 @@ fn decode_checked(value: &Value) -> Result<(Object, Vec<apiserver::Note>), Inval
     let notes = apiserver::before_validation(&mut object);
     validate::object(&object)?;
     apiserver::after_validation(&mut object);
-    Ok((canonical(object), notes))
+    let (object, json) = canonical(object)?;
+    Ok((object, json, notes))
 }
 
-/// The object as it reads back from its own JSON. Kubernetes keeps timestamps to the second
-/// (metav1.Time): a fraction in a manifest is dropped here, as the API server drops it, so that
-/// an object equals its stored form (found by fuzzing: `to_json` then `from_json` differed).
-fn canonical(object: Object) -> Object {
-    fn again<T: serde::Serialize + serde::de::DeserializeOwned>(t: T) -> T {
-        match serde_json::to_value(&t).and_then(serde_json::from_value) {
-            Ok(read_back) => read_back,
-            Err(_) => t,
-        }
+/// The object as it reads back from its own JSON, and that JSON. Kubernetes keeps timestamps
+/// to the second (metav1.Time): a fraction in a manifest is dropped here, as the API server
+/// drops it, so that an object equals its stored form (found by fuzzing: `to_json` then
+/// `from_json` differed).
+///
+/// The JSON is what the caller stores, so it is written once: it is also `to_json` of the
+/// object returned, since serializing what was read from a serialization gives that
+/// serialization again (the fuzz target `manifests` checks it on every input it accepts).
+fn canonical(object: Object) -> Result<(Object, String), Invalid> {
+    fn again<T: serde::Serialize + serde::de::DeserializeOwned>(
+        t: T,
+    ) -> Result<(T, String), serde_json::Error> {
+        let json = serde_json::to_string(&t)?;
+        let read_back = serde_json::from_str(&json).unwrap_or(t);
+        Ok((read_back, json))
+    }
+    fn wrap<T>(
+        pair: Result<(T, String), serde_json::Error>,
+        variant: fn(T) -> Object,
+    ) -> Result<(Object, String), Invalid> {
+        let (object, json) = pair.map_err(|e| {
+            Invalid::new(
+                ManifestErrorKind::Invalid,
+                FieldPath::root(),
+                format!("cannot be written as JSON: {e}"),
+            )
+        })?;
+        Ok((variant(object), json))
     }
     match object {
-        Object::Namespace(o) => Object::Namespace(again(o)),
-        Object::Pod(o) => Object::Pod(again(o)),
-        Object::Service(o) => Object::Service(again(o)),
-        Object::Endpoints(o) => Object::Endpoints(again(o)),
-        Object::EndpointSlice(o) => Object::EndpointSlice(again(o)),
-        Object::NetworkPolicy(o) => Object::NetworkPolicy(again(o)),
-        Object::Node(o) => Object::Node(again(o)),
+        Object::Namespace(o) => wrap(again(o), Object::Namespace),
+        Object::Pod(o) => wrap(again(o), Object::Pod),
+        Object::Service(o) => wrap(again(o), Object::Service),
+        Object::Endpoints(o) => wrap(again(o), Object::Endpoints),
+        Object::EndpointSlice(o) => wrap(again(o), Object::EndpointSlice),
+        Object::NetworkPolicy(o) => wrap(again(o), Object::NetworkPolicy),
+        Object::Node(o) => wrap(again(o), Object::Node),
     }
 }
 

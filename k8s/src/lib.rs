@@ -24,6 +24,7 @@
 mod apiserver;
 mod decode;
 mod error;
+mod json_stream;
 mod names;
 mod net;
 mod object;

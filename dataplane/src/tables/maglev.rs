@@ -32,7 +32,10 @@ pub fn build<N: AsRef<[u8]>>(names: &[N], m: usize) -> Box<[u16]> {
     if n == 0 || m == 0 {
         return Box::default();
     }
-    let perms: Vec<(usize, usize)> = names[..n]
+    // Each backend's next candidate slot and its skip: the paper's `(offset + j × skip) mod M`
+    // for its j-th candidate, stepped by one addition (both are below M) instead of a division
+    // per probe; the same slots in the same order.
+    let mut perms: Vec<(usize, usize)> = names[..n]
         .iter()
         .map(|name| {
             let name = name.as_ref();
@@ -41,18 +44,24 @@ pub fn build<N: AsRef<[u8]>>(names: &[N], m: usize) -> Box<[u16]> {
             (offset, skip)
         })
         .collect();
-    let mut next = vec![0usize; n];
+    let step = |slot: usize, skip: usize| {
+        let next = slot + skip;
+        if next >= m {
+            next - m
+        } else {
+            next
+        }
+    };
     let mut table = vec![u16::MAX; m];
     let mut filled = 0;
     'fill: loop {
-        for (i, &(offset, skip)) in perms.iter().enumerate() {
-            let mut slot = (offset + next[i] * skip) % m;
+        for (i, (next, skip)) in perms.iter_mut().enumerate() {
+            let mut slot = *next;
             while table[slot] != u16::MAX {
-                next[i] += 1;
-                slot = (offset + next[i] * skip) % m;
+                slot = step(slot, *skip);
             }
             table[slot] = i as u16;
-            next[i] += 1;
+            *next = step(slot, *skip);
             filled += 1;
             if filled == m {
                 break 'fill;
@@ -154,6 +163,53 @@ mod tests {
             moved * 100 >= m * 8,
             "{moved} of {m} slots moved: too few for a fair share"
         );
+    }
+
+    /// The paper's population, as written before the division was taken out of it: tables
+    /// must not change between versions (a restarted `podswitchd` keeps each flow's backend).
+    fn build_by_division(names: &[String], m: usize) -> Vec<u16> {
+        let perms: Vec<(usize, usize)> = names
+            .iter()
+            .map(|name| {
+                let offset = (hash(name.as_bytes(), 0x6d61_676c_6576_3031) % m as u64) as usize;
+                let skip =
+                    (hash(name.as_bytes(), 0x6d61_676c_6576_3032) % (m as u64 - 1)) as usize + 1;
+                (offset, skip)
+            })
+            .collect();
+        let mut next = vec![0usize; names.len()];
+        let mut table = vec![u16::MAX; m];
+        let mut filled = 0;
+        'fill: loop {
+            for (i, &(offset, skip)) in perms.iter().enumerate() {
+                let mut slot = (offset + next[i] * skip) % m;
+                while table[slot] != u16::MAX {
+                    next[i] += 1;
+                    slot = (offset + next[i] * skip) % m;
+                }
+                table[slot] = i as u16;
+                next[i] += 1;
+                filled += 1;
+                if filled == m {
+                    break 'fill;
+                }
+            }
+        }
+        table
+    }
+
+    #[test]
+    fn tables_are_the_papers_population_slot_for_slot() {
+        for n in [1, 2, 3, 10, 11, 100, 700] {
+            for m in [251, 1021, table_size(n)] {
+                let names = names(n);
+                assert_eq!(
+                    *build(&names, m),
+                    *build_by_division(&names, m),
+                    "n={n} m={m}"
+                );
+            }
+        }
     }
 
     #[test]
