@@ -81,9 +81,12 @@ fn two_workers_with_multiqueue_taps_carry_parallel_flows() {
         c.ports
     );
     for w in &c.workers {
-        // A 256 KiB flow is ~180 segments one way; ARP and stray frames are a handful.
+        // Each worker carried the data of at least one whole flow. Bytes, not frames: with
+        // offloads a 256 KiB flow crosses in as few as four 64 KiB super-frames, and fewer
+        // the busier the machine (the sender coalesces more), so a frame count is no measure.
+        let len = LEN as u64;
         assert!(
-            w.rx_packets >= 100 && w.tx_packets >= 100,
+            w.rx_bytes >= len && w.tx_bytes >= len,
             "worker {} carried flows: {:?}",
             w.worker,
             c.workers
