@@ -269,3 +269,112 @@ fn a_node_whose_podswitchd_was_killed_heals_on_restart_and_leaves_no_xdp_program
     assert!(status.success(), "podswitchd exit: {status}");
     assert_eq!(two.node(2).node.xdp_program("up0"), None, "clean exit");
 }
+
+const NODE_PORT: u16 = 30080;
+/// The client outside the cluster, on the underlay.
+const OUTSIDE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 100);
+
+/// `n` connections from `ns` to `to`, every one answered.
+fn answers(two: &TwoNodes, ns: &Netns, to: std::net::SocketAddr, n: usize) -> Vec<Answer> {
+    let results = connect_many(ns, to, n);
+    let (failed, first) = failures(&results);
+    assert_eq!(
+        failed,
+        0,
+        "every connection to {to}: {first:?}\n{}",
+        two.debug()
+    );
+    results.into_iter().flatten().collect()
+}
+
+fn nodeport_from_outside(crossing: Crossing) {
+    use std::net::SocketAddr;
+    let two = TwoNodes::start(crossing);
+    let local = two.add_pod(1, "backend-local");
+    let remote = two.add_pod(2, "backend-remote");
+    let _servers = [
+        TcpServer::start(&local.ns, TARGET_PORT, "local"),
+        TcpServer::start(&remote.ns, TARGET_PORT, "remote"),
+    ];
+    let outside = two.outside_client(OUTSIDE_IP);
+    let node_port = SocketAddr::from((node_ip(1), NODE_PORT));
+    let mut svc = ServiceManifest::new("web", L4Protocol::Tcp, VIP, 80, TARGET_PORT);
+    svc.node_port = Some(NODE_PORT);
+    let apply = |svc: &ServiceManifest, on: &[(Ipv4Addr, &str)], external: &[Ipv4Addr]| {
+        let endpoints: Vec<SliceEndpoint> = on
+            .iter()
+            .map(|&(ip, node)| SliceEndpoint::ready(ip).on(node))
+            .collect();
+        let ips: Vec<Ipv4Addr> = on.iter().map(|&(ip, _)| ip).collect();
+        // Node 1's view decides (the client connects to node 1).
+        two.node(1)
+            .apply_and_wait(&svc.yaml_with(&endpoints), svc, &svc.backends(&ips), |i| {
+                i.spec
+                    .backends
+                    .iter()
+                    .zip(&i.selected)
+                    .all(|(b, s)| s.external == external.contains(&b.ip))
+            });
+    };
+
+    // A local endpoint: DNAT only, the endpoint sees the client; the reply leaves by the
+    // uplink (the node's kernel has no underlay: the uplink is AF_XDP).
+    apply(&svc, &[(local.ip, "node-1")], &[local.ip]);
+    for ans in answers(&two, &outside, node_port, 20) {
+        assert_eq!(ans.backend, "local");
+        assert_eq!(ans.remote, node_port, "{ans:?}");
+        assert_eq!(
+            ans.seen_peer, ans.local,
+            "the client's own address: {ans:?}"
+        );
+    }
+
+    // A remote endpoint (externalTrafficPolicy: Cluster): SNAT to node 1's address, so the
+    // reply comes back through node 1, whose conntrack answers from the NodePort.
+    apply(&svc, &[(remote.ip, "node-2")], &[remote.ip]);
+    for ans in answers(&two, &outside, node_port, 20) {
+        assert_eq!(ans.backend, "remote");
+        assert_eq!(ans.remote, node_port, "{ans:?}");
+        assert_eq!(
+            ans.seen_peer.ip(),
+            std::net::IpAddr::V4(node_ip(1)),
+            "SNAT to the node's address: {ans:?}"
+        );
+    }
+
+    // Both: both answer.
+    let both = [(local.ip, "node-1"), (remote.ip, "node-2")];
+    apply(&svc, &both, &[local.ip, remote.ip]);
+    let seen: BTreeSet<String> = answers(&two, &outside, node_port, 40)
+        .into_iter()
+        .map(|a| a.backend)
+        .collect();
+    assert_eq!(seen, BTreeSet::from(["local".into(), "remote".into()]));
+
+    // externalTrafficPolicy: Local: only the local endpoint, the client's address kept.
+    svc.external_local = true;
+    apply(&svc, &both, &[local.ip]);
+    for ans in answers(&two, &outside, node_port, 20) {
+        assert_eq!(ans.backend, "local");
+        assert_eq!(ans.seen_peer, ans.local, "{ans:?}");
+    }
+}
+
+#[test]
+fn an_outside_client_reaches_a_nodeport_with_local_and_remote_endpoints_routed() {
+    if !root_or_skip("an_outside_client_reaches_a_nodeport_with_local_and_remote_endpoints_routed")
+    {
+        return;
+    }
+    nodeport_from_outside(Crossing::Direct);
+}
+
+#[test]
+fn an_outside_client_reaches_a_nodeport_with_local_and_remote_endpoints_through_vxlan() {
+    if !root_or_skip(
+        "an_outside_client_reaches_a_nodeport_with_local_and_remote_endpoints_through_vxlan",
+    ) {
+        return;
+    }
+    nodeport_from_outside(Crossing::VXLAN);
+}
