@@ -107,13 +107,14 @@ pub fn compile<'a>(
 }
 
 /// The uplink port, when the configuration has one: the switch's link to the other nodes,
-/// holding the node's InternalIP (`node_ip`) and encapsulating as `encap` says. A tap today;
-/// the port kind is the only thing an AF_XDP uplink changes.
+/// holding the node's InternalIP (`node_ip`) and encapsulating as `encap` says; a tap or AF_XDP
+/// sockets on an existing interface of podswitchd's namespace (`uplink_kind`), which changes
+/// nothing else (an afxdp port ignores `offloads`).
 pub fn uplink_port(settings: &Settings) -> Option<PortSpec> {
     let u = settings.uplink.as_ref()?;
     Some(PortSpec {
         name: u.port.clone(),
-        kind: PortKind::Tap,
+        kind: u.kind,
         role: PortRole::Uplink {
             mac: u.mac,
             ip: u.ip,

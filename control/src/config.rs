@@ -65,7 +65,29 @@ pub struct ControlConfig {
     pub vni: u32,
     /// The VXLAN UDP port, the same on every node.
     pub vxlan_port: u16,
+    /// What the uplink port is: `tap` (a tap device the switch creates in its namespace, for
+    /// the node's kernel to route to the underlay) or `afxdp` (AF_XDP sockets bound to the
+    /// existing interface named `uplink` in podswitchd's namespace — a NIC, or a veth end —
+    /// which the switch then owns: it sets its MAC to `uplink_mac` and its MTU, at most
+    /// [`AFXDP_MAX_MTU`]).
+    pub uplink_kind: UplinkKind,
 }
+
+/// `uplink_kind` in the configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum UplinkKind {
+    /// A tap device created by the switch.
+    #[default]
+    Tap,
+    /// AF_XDP sockets on an existing interface.
+    Afxdp,
+}
+
+/// The largest MTU an `afxdp` port takes (podswitchd's `ports::afxdp::MAX_MTU`: a frame fits
+/// one 2048-byte UMEM chunk behind the kernel's 256-byte headroom). Checked here so that a
+/// wrong `uplink_mtu` is a config error at start, not a refused transaction later.
+pub const AFXDP_MAX_MTU: u16 = 2048 - 256 - 14;
 
 /// `encap` in the configuration.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -91,6 +113,8 @@ pub struct UplinkSettings {
     pub mtu: u16,
     /// Routed or VXLAN.
     pub encap: podswitch_proto::Encap,
+    /// Tap or AF_XDP.
+    pub kind: podswitch_proto::PortKind,
 }
 
 impl Default for ControlConfig {
@@ -117,6 +141,7 @@ impl Default for ControlConfig {
             encap: EncapMode::Direct,
             vni: 1,
             vxlan_port: 4789,
+            uplink_kind: UplinkKind::Tap,
         }
     }
 }
@@ -337,6 +362,19 @@ impl ControlConfig {
         if !MTU_RANGE.contains(&mtu) {
             return err(format!("uplink_mtu = {mtu} is out of range"));
         }
+        let kind = match self.uplink_kind {
+            UplinkKind::Tap => podswitch_proto::PortKind::Tap,
+            UplinkKind::Afxdp => {
+                if mtu > AFXDP_MAX_MTU {
+                    return err(format!(
+                        "uplink_mtu = {mtu} is above {AFXDP_MAX_MTU}, the most an afxdp uplink \
+                         takes (a frame must fit one UMEM chunk); give a smaller uplink_mtu or \
+                         uplink_kind = \"tap\""
+                    ));
+                }
+                podswitch_proto::PortKind::Afxdp
+            }
+        };
         let encap = match self.encap {
             EncapMode::Direct => podswitch_proto::Encap::Direct,
             EncapMode::Vxlan => {
@@ -363,6 +401,7 @@ impl ControlConfig {
             mac,
             mtu,
             encap,
+            kind,
         }))
     }
 
@@ -433,13 +472,47 @@ mod tests {
         let mut bad = c.clone();
         bad.vni = 1 << 24;
         assert!(bad.settings().unwrap_err().to_string().contains("24-bit"));
-        let mut bad = c;
+        let mut bad = c.clone();
         bad.uplink = "psw0".into();
         assert!(bad
             .settings()
             .unwrap_err()
             .to_string()
             .contains("also host_port"));
+        assert_eq!(
+            c.settings().unwrap().uplink.unwrap().kind,
+            podswitch_proto::PortKind::Tap,
+            "a tap uplink by default"
+        );
+    }
+
+    #[test]
+    fn an_afxdp_uplink_is_a_setting_and_its_mtu_must_fit_a_umem_chunk() {
+        let c = ControlConfig::from_toml(
+            "node_name = \"a\"\npod_cidr = \"10.244.7.0/24\"\nnode_ip = \"192.168.1.7\"\n\
+             uplink = \"eth1\"\nuplink_kind = \"afxdp\"\n",
+        )
+        .unwrap();
+        let u = c.settings().unwrap().uplink.unwrap();
+        assert_eq!(u.kind, podswitch_proto::PortKind::Afxdp);
+        let port = crate::compile::uplink_port(&c.settings().unwrap()).unwrap();
+        assert_eq!(
+            (port.kind, port.name.as_str(), port.netns.is_none()),
+            (podswitch_proto::PortKind::Afxdp, "eth1", true),
+            "control asks for AF_XDP sockets on eth1 in podswitchd's namespace"
+        );
+        let printed = toml::to_string(&c.resolved().unwrap()).unwrap();
+        assert!(printed.contains("uplink_kind = \"afxdp\""), "{printed}");
+        let mut jumbo = c.clone();
+        jumbo.uplink_mtu = Some(9000);
+        let e = jumbo.settings().unwrap_err().to_string();
+        assert!(e.contains("uplink_mtu = 9000 is above 1778"), "{e}");
+        jumbo.uplink_kind = UplinkKind::Tap;
+        assert!(jumbo.settings().is_ok(), "a tap uplink takes jumbo frames");
+        let e = ControlConfig::from_toml("uplink_kind = \"xdp\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("uplink_kind") || e.contains("tap"), "{e}");
     }
 
     #[test]

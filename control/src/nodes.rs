@@ -167,6 +167,7 @@ mod tests {
             mac: "0a:58:c0:a8:01:01".parse().unwrap(),
             mtu: 1500,
             encap: podswitch_proto::Encap::Direct,
+            kind: podswitch_proto::PortKind::Tap,
         });
         s
     }

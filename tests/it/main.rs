@@ -24,3 +24,4 @@ mod service_dp;
 mod services;
 mod steering;
 mod tcp;
+mod two_nodes;

@@ -26,6 +26,11 @@ pub struct ControlNode {
     /// The `--pod-cidr` control is started with ([`POD_CIDR`] unless a test changes it
     /// before [`Self::start_control`]).
     pub pod_cidr: String,
+    /// The `--node-name` control is started with (`node-1` unless changed before
+    /// [`Self::start_control`]).
+    pub node_name: String,
+    /// Further flags for podswitch-control, kept for every restart (e.g. the uplink's).
+    pub control_args: Vec<String>,
 }
 
 /// What one plugin invocation printed and returned.
@@ -56,19 +61,28 @@ impl ControlNode {
     /// [`Self::start`] with extra flags for podswitchd (e.g. `--conntrack-capacity 32`); they
     /// are kept for every restart of the daemon.
     pub fn start_with(dataplane_args: &[&str]) -> ControlNode {
-        let node = Node::bare(dataplane_args);
+        let mut cn = ControlNode::without_control(Node::bare(dataplane_args));
+        cn.start_control();
+        cn.wait_in_sync();
+        cn
+    }
+
+    /// A node around `node` (podswitchd running) whose control is not started yet: set
+    /// [`Self::node_name`], [`Self::pod_cidr`], [`Self::control_args`], prepare the node's
+    /// namespace (an uplink interface), then [`Self::start_control`] and
+    /// [`Self::wait_in_sync`].
+    pub fn without_control(node: Node) -> ControlNode {
         let control_socket = node.dir().join("control.sock");
         let state_dir = node.dir().join("state");
-        let mut cn = ControlNode {
+        ControlNode {
             node,
             control: None,
             control_socket,
             state_dir,
             pod_cidr: POD_CIDR.to_string(),
-        };
-        cn.start_control();
-        cn.wait_in_sync();
-        cn
+            node_name: "node-1".to_string(),
+            control_args: Vec::new(),
+        }
     }
 
     /// Starts podswitch-control in the node's namespace (again, after [`Self::kill_control`]).
@@ -88,8 +102,9 @@ impl ControlNode {
         let child = Command::new("nsenter")
             .arg(format!("--net={}", self.node.ns.path().display()))
             .arg(binary("podswitch-control"))
-            .args(["--node-name", "node-1", "--pod-cidr", &self.pod_cidr])
+            .args(["--node-name", &self.node_name, "--pod-cidr", &self.pod_cidr])
             .args(["--service-cidr", crate::services::SERVICE_CIDR])
+            .args(&self.control_args)
             .arg("--state-dir")
             .arg(&self.state_dir)
             .arg("--dataplane-socket")

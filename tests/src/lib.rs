@@ -15,6 +15,7 @@ pub mod containerd;
 pub mod control;
 pub mod policy;
 pub mod services;
+pub mod two_nodes;
 
 use podswitch_proto::{
     read_frame, write_frame, CountersDump, Ipv4Prefix, NetnsAttach, NodeSpec, Op, PortKind,

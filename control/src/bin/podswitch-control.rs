@@ -76,6 +76,10 @@ struct Flags {
     /// VXLAN UDP port.
     #[arg(long)]
     vxlan_port: Option<u16>,
+    /// The uplink's port kind: a tap the switch creates, or AF_XDP sockets on the existing
+    /// interface named by --uplink (a NIC or veth end in podswitchd's namespace).
+    #[arg(long, value_enum)]
+    uplink_kind: Option<podswitch_control::config::UplinkKind>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -110,7 +114,8 @@ impl Flags {
             uplink,
             encap,
             vni,
-            vxlan_port
+            vxlan_port,
+            uplink_kind
         );
         set_opt!(
             pod_cidr,

@@ -9,12 +9,12 @@
 //! of its first fragment.
 
 use super::Ctx;
-use crate::batch::{Batch, Endpoint, Fragment, L4Key, Meta, Packet, Track};
+use crate::batch::{Batch, Endpoint, Fragment, L4Key, Meta, Packet, PortId, Track};
 use crate::conntrack::{
-    CachedHop, CommitError, Conntrack, Decided, FragKey, Keyed, PolicyMark, Prepared, Tuple,
+    CachedHop, CommitError, Conntrack, Decided, Dir, FragKey, Keyed, PolicyMark, Prepared, Tuple,
 };
 use crate::counters::DropReason;
-use crate::tables::Tables;
+use crate::tables::{NextHops, RouteTarget, Tables};
 use crate::trace::Stage;
 use podswitch_packet::{IpProtocol, ETHERNET_HEADER_LEN};
 
@@ -85,7 +85,8 @@ fn frag_key(meta: &Meta, frame: &[u8]) -> FragKey {
 /// routes have not changed since it was cached.
 #[inline]
 fn hop_valid(hop: &CachedHop, tables: &Tables) -> bool {
-    hop.route_epoch == tables.route_epoch
+    // An on-link reply's hop names no route or next-hop index: only its port must remain.
+    (hop.route_epoch == tables.route_epoch || hop.next_hop == Some(NextHops::ON_LINK))
         && tables.port(hop.port).is_some_and(|p| p.uid == hop.port_uid)
 }
 
@@ -289,12 +290,36 @@ fn look_up_flow(i: usize, pkt: &mut Packet, k: &Keyed, flags: u8, cx: &mut Ctx) 
     }
 }
 
+/// The output of the replies of a new connection that came in through the uplink from an
+/// address no route leads there — a client outside the cluster (a NodePort), or another node's
+/// own address (an outside client's connection that node SNATed to itself): back out of the
+/// uplink, to the client on the underlay's segment ([`NextHops::ON_LINK`], resolved by ARP,
+/// never encapsulated) or to that node as its next hop (encapsulated with VXLAN). The FIB would
+/// send them to the host port, and the node's kernel does not reach the underlay when the
+/// uplink is an AF_XDP port on its NIC. `None` otherwise: another node's pod is routed back by
+/// the FIB. The cached hop lives under the route epoch like any other: after a route change
+/// the replies follow the FIB again (to the host port).
+fn reply_through_uplink(pkt: &Packet, in_port: PortId, tables: &Tables) -> Option<CachedHop> {
+    let uplink = tables.uplink.filter(|u| u.port == in_port)?;
+    let src = pkt.meta.flow.src_ip;
+    if matches!(tables.fib.lookup(src), Some(RouteTarget::Node(_))) {
+        return None;
+    }
+    Some(CachedHop {
+        port: uplink.port,
+        next_hop: Some(tables.next_hops.index_of(src).unwrap_or(NextHops::ON_LINK)),
+        port_uid: tables.port(uplink.port)?.uid,
+        route_epoch: tables.route_epoch,
+    })
+}
+
 /// How many source ports a hairpin SNAT tries when the reply tuple it would use is taken.
 const SNAT_TRIES: u16 = 16;
 
 /// The commit stage: new connections that have an output get their entry; entries found
 /// without a valid cached output get the one route chose.
 pub fn commit(batch: &mut Batch, cx: &mut Ctx) {
+    let in_port = batch.in_port;
     let ct: &Conntrack = &cx.flows.conntrack;
     let forwarding = cx.forwarding();
     let pkts = batch.packets_mut();
@@ -302,12 +327,12 @@ pub fn commit(batch: &mut Batch, cx: &mut Ctx) {
         looking_ahead(
             pkts,
             |pkt| new_connection_keys(ct, pkt, forwarding),
-            |i, pkt, prepared| commit_one(i, pkt, prepared, cx),
+            |i, pkt, prepared| commit_one(i, pkt, prepared, in_port, cx),
         );
     } else {
         // Nothing to create (a batch of established flows): nothing to look ahead for.
         for (i, pkt) in pkts.iter_mut().enumerate() {
-            commit_one(i, pkt, None, cx);
+            commit_one(i, pkt, None, in_port, cx);
         }
     }
 }
@@ -324,7 +349,13 @@ fn new_connection_keys(ct: &Conntrack, pkt: &Packet, forwarding: bool) -> Option
 }
 
 /// One packet of the commit stage; `prepared` its new connection's keys, if it has one.
-fn commit_one(i: usize, pkt: &mut Packet, mut prepared: Option<Prepared>, cx: &mut Ctx) {
+fn commit_one(
+    i: usize,
+    pkt: &mut Packet,
+    mut prepared: Option<Prepared>,
+    in_port: PortId,
+    cx: &mut Ctx,
+) {
     let tables = cx.tables;
     if !pkt.pending() {
         return;
@@ -399,6 +430,11 @@ fn commit_one(i: usize, pkt: &mut Packet, mut prepared: Option<Prepared>, cx: &m
             }
             match result {
                 Ok(hit) => {
+                    if hit.dir == Dir::Original {
+                        if let Some(back) = reply_through_uplink(pkt, in_port, tables) {
+                            ct.set_hop(hit.handle, Dir::Reply, back);
+                        }
+                    }
                     // `decided.nat`, unless another worker tracked the connection
                     // meanwhile: then its entry's translation for this direction.
                     let nat = hit.nat;

@@ -427,3 +427,194 @@ fn congestion_marked_on_the_outer_header_reaches_an_ecn_capable_inner_packet() {
         0b10
     );
 }
+
+/// A client outside the cluster, on the underlay's segment.
+const OUTSIDE_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 168, 1, 100);
+const OUTSIDE_MAC: MacAddr = MacAddr([0x52, 0x54, 0x00, 0x00, 0x00, 0x64]);
+const NODE_PORT: u16 = 30080;
+const NODE_PORT_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 96, 255, 254);
+
+/// The multi-node tables with a NodePort Service (`externalTrafficPolicy: Cluster`) whose one
+/// endpoint is `endpoint:8080`.
+fn nodeport_tables(encap: Encap, endpoint: std::net::Ipv4Addr) -> crate::tables::Tables {
+    use crate::tables::{ServiceEntry, Services};
+    use podswitch_proto::{BackendSpec, Frontend, FrontendKind, L4Protocol, ServiceSpec};
+    let mut spec = ServiceSpec::cluster_ip(
+        "default/web:http",
+        L4Protocol::Tcp,
+        std::net::Ipv4Addr::new(10, 96, 0, 10),
+        80,
+        vec![BackendSpec::ready(endpoint, 8080)],
+    );
+    spec.frontends.push(Frontend {
+        kind: FrontendKind::NodePort,
+        ip: std::net::Ipv4Addr::UNSPECIFIED,
+        port: NODE_PORT,
+    });
+    let mut t = tables_multinode(encap);
+    t.services = std::sync::Arc::new(Services::new(
+        vec![std::sync::Arc::new(ServiceEntry::new(1, &spec))],
+        Some(NODE_PORT_IP),
+    ));
+    t
+}
+
+/// A TCP segment between `src` and `dst` in a frame from `src_mac` to `dst_mac`.
+fn tcp_between(
+    (src_mac, src, sport): (MacAddr, std::net::Ipv4Addr, u16),
+    (dst_mac, dst, dport): (MacAddr, std::net::Ipv4Addr, u16),
+    flags: podswitch_packet::TcpFlags,
+) -> Vec<u8> {
+    let mut f = tcp_segment(src, sport, dst, dport, flags);
+    f[0..6].copy_from_slice(&dst_mac.0);
+    f[6..12].copy_from_slice(&src_mac.0);
+    f
+}
+
+/// MACs, addresses and ports of a frame the switch sent, checksums verified.
+fn tcp_headers(
+    frame: &[u8],
+) -> (
+    (MacAddr, MacAddr),
+    (std::net::Ipv4Addr, u16),
+    (std::net::Ipv4Addr, u16),
+) {
+    let eth = EthernetFrame::new_checked(frame).unwrap();
+    let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+    assert!(ip.verify_checksum());
+    let t = podswitch_packet::TcpPacket::new_checked(ip.payload()).unwrap();
+    assert!(t.verify_checksum(ip.src(), ip.dst()));
+    (
+        (eth.src(), eth.dst()),
+        (ip.src(), t.src_port()),
+        (ip.dst(), t.dst_port()),
+    )
+}
+
+/// Runs `reply` (from a local pod or from node 2) until its destination, the outside client,
+/// is resolved: the first one becomes the ARP request out of the uplink, the client answers.
+fn resolve_outside_client(h: &mut Harness, port: crate::batch::PortId, reply: &[u8]) {
+    assert_eq!(h.run_one(port, reply, pipeline::run), Next::Output(UPLINK));
+    let arp = ArpPacket::new_checked(&h.last_frame[14..]).unwrap();
+    assert_eq!(
+        (arp.operation(), arp.target_ip()),
+        (ArpOp::Request, OUTSIDE_IP),
+        "the reply's first packet asks for the client's MAC"
+    );
+    assert_eq!(
+        h.run_one(
+            UPLINK,
+            &arp_reply_to_uplink(OUTSIDE_MAC, OUTSIDE_IP),
+            pipeline::run
+        ),
+        Next::Drop(DropReason::ArpLearned)
+    );
+}
+
+#[test]
+fn a_nodeport_at_the_uplinks_address_reaches_a_local_endpoint_and_replies_leave_by_the_uplink() {
+    use podswitch_packet::TcpFlags;
+    for encap in [Encap::Direct, VXLAN] {
+        let mut h = Harness::from_tables(nodeport_tables(encap, POD_B_IP));
+        let client = (OUTSIDE_MAC, OUTSIDE_IP, 40000);
+        let syn = tcp_between(client, (UPLINK_MAC, UPLINK_IP, NODE_PORT), TcpFlags::SYN);
+        // Plain IPv4 to the uplink's own address passes a VXLAN uplink too.
+        assert_eq!(
+            h.run_one(UPLINK, &syn, pipeline::run),
+            Next::Output(POD_B),
+            "{encap:?}"
+        );
+        let (_, src, dst) = tcp_headers(&h.last_frame);
+        assert_eq!(
+            (src, dst),
+            ((OUTSIDE_IP, 40000), (POD_B_IP, 8080)),
+            "DNAT only: the endpoint sees the client"
+        );
+        let syn_ack = tcp_between(
+            (POD_B_MAC, POD_B_IP, 8080),
+            (GW_MAC, OUTSIDE_IP, 40000),
+            TcpFlags::SYN | TcpFlags::ACK,
+        );
+        resolve_outside_client(&mut h, POD_B, &syn_ack);
+        assert_eq!(
+            h.run_one(POD_B, &syn_ack, pipeline::run),
+            Next::Output(UPLINK)
+        );
+        let (macs, src, dst) = tcp_headers(&h.last_frame);
+        assert_eq!(
+            macs,
+            (UPLINK_MAC, OUTSIDE_MAC),
+            "{encap:?}: not encapsulated"
+        );
+        assert_eq!(
+            (src, dst),
+            ((UPLINK_IP, NODE_PORT), (OUTSIDE_IP, 40000)),
+            "reverse NAT: from the node's address and NodePort"
+        );
+        assert_eq!(h.ctr.events[Event::VxlanEncapsulated as usize], 0);
+    }
+}
+
+#[test]
+fn an_outside_connection_to_another_nodes_endpoint_is_snatted_to_the_uplinks_address() {
+    use podswitch_packet::TcpFlags;
+    let mut h = resolved(Encap::Direct);
+    h.tables = nodeport_tables(Encap::Direct, NODE2_POD_IP);
+    let syn = tcp_between(
+        (OUTSIDE_MAC, OUTSIDE_IP, 40000),
+        (UPLINK_MAC, UPLINK_IP, NODE_PORT),
+        TcpFlags::SYN,
+    );
+    assert_eq!(h.run_one(UPLINK, &syn, pipeline::run), Next::Output(UPLINK));
+    let (macs, src, dst) = tcp_headers(&h.last_frame);
+    assert_eq!(macs, (UPLINK_MAC, NODE2_MAC));
+    assert_eq!(
+        (src, dst),
+        ((UPLINK_IP, 40000), (NODE2_POD_IP, 8080)),
+        "SNAT to the node's address, so the reply comes back here"
+    );
+    // Node 2's endpoint answers the node's address; conntrack sends it on to the client.
+    let syn_ack = tcp_between(
+        (NODE2_MAC, NODE2_POD_IP, 8080),
+        (UPLINK_MAC, UPLINK_IP, 40000),
+        TcpFlags::SYN | TcpFlags::ACK,
+    );
+    resolve_outside_client(&mut h, UPLINK, &syn_ack);
+    assert_eq!(
+        h.run_one(UPLINK, &syn_ack, pipeline::run),
+        Next::Output(UPLINK)
+    );
+    let (macs, src, dst) = tcp_headers(&h.last_frame);
+    assert_eq!(macs, (UPLINK_MAC, OUTSIDE_MAC));
+    assert_eq!((src, dst), ((UPLINK_IP, NODE_PORT), (OUTSIDE_IP, 40000)));
+}
+
+#[test]
+fn a_connection_from_another_nodes_address_is_answered_through_that_node() {
+    use podswitch_packet::TcpFlags;
+    // Node 2 SNATed an outside client's connection to its own address and sent it here
+    // (VXLAN); the local endpoint's reply goes back to node 2 encapsulated, not to the host.
+    let mut h = resolved(VXLAN);
+    h.tables = nodeport_tables(VXLAN, POD_B_IP);
+    let inner = tcp_between(
+        (NODE2_VTEP_MAC, NODE2_IP, 40000),
+        (GW_MAC, POD_B_IP, 8080),
+        TcpFlags::SYN,
+    );
+    assert_eq!(
+        h.run_one(UPLINK, &vxlan_from_node2(&inner, VNI), pipeline::run),
+        Next::Output(POD_B)
+    );
+    let syn_ack = tcp_between(
+        (POD_B_MAC, POD_B_IP, 8080),
+        (GW_MAC, NODE2_IP, 40000),
+        TcpFlags::SYN | TcpFlags::ACK,
+    );
+    assert_eq!(
+        h.run_one(POD_B, &syn_ack, pipeline::run),
+        Next::Output(UPLINK)
+    );
+    assert_eq!(h.ctr.events[Event::VxlanEncapsulated as usize], 1);
+    let outer = Ipv4Packet::new_checked(&h.last_frame[14..]).unwrap();
+    assert_eq!((outer.src(), outer.dst()), (UPLINK_IP, NODE2_IP));
+}

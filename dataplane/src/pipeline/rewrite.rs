@@ -16,7 +16,7 @@ use super::Ctx;
 use crate::batch::{Batch, Next, Packet, PortId, Track, L3};
 use crate::counters::{DropReason, Event};
 use crate::neighbors::Resolution;
-use crate::tables::{Encap, NextHop, Node, Uplink};
+use crate::tables::{Encap, NextHop, NextHops, Node, Uplink};
 use crate::trace::Stage;
 use podswitch_packet::{EthernetFrame, IpProtocol, Ipv4Packet, MacAddr, ETHERNET_HEADER_LEN};
 
@@ -99,11 +99,16 @@ fn rewrite(
         pkt.meta.next = Next::Output(out);
         return "TTL decremented, MACs rewritten";
     };
-    let Encap::Vxlan { vni, port } = uplink.encap else {
+    let on_link = pkt.meta.next_hop == Some(NextHops::ON_LINK);
+    let (Encap::Vxlan { vni, port }, false) = (uplink.encap, on_link) else {
         eth.set_src(uplink.mac);
         eth.set_dst(mac);
         pkt.meta.next = Next::Output(out);
-        return "TTL decremented, routed to the next hop's MAC";
+        return if on_link {
+            "TTL decremented, to the destination's MAC on the underlay (a reply outside)"
+        } else {
+            "TTL decremented, routed to the next hop's MAC"
+        };
     };
     eth.set_src(node.gateway_mac);
     eth.set_dst(hop.vtep_mac);
@@ -119,19 +124,23 @@ fn rewrite(
 /// The next hop of a packet leaving through the uplink and its MAC, from the neighbour
 /// table. Unresolved, the packet is dropped (`neighbor_unresolved`); when a request is due it
 /// becomes that ARP request (broadcast out of the uplink). A stale entry is used, and its
-/// re-probe is left to the worker (`WorkerState::arp_probes`).
+/// re-probe is left to the worker (`WorkerState::arp_probes`). [`NextHops::ON_LINK`]: the
+/// packet's own destination is resolved (a reply to a client outside the cluster).
 fn next_hop(
     pkt: &mut Packet,
     out: PortId,
     uplink: &Uplink,
     cx: &mut Ctx,
 ) -> Result<(NextHop, MacAddr), &'static str> {
-    let Some(hop) = pkt
-        .meta
-        .next_hop
-        .and_then(|i| cx.tables.next_hops.get(i))
-        .copied()
-    else {
+    let hop = match pkt.meta.next_hop {
+        Some(NextHops::ON_LINK) => Some(NextHop {
+            ip: super::nat::translated_dst(&pkt.meta),
+            vtep_mac: MacAddr([0; 6]),
+        }),
+        Some(i) => cx.tables.next_hops.get(i).copied(),
+        None => None,
+    };
+    let Some(hop) = hop else {
         pkt.drop(DropReason::NoRoute, cx.ctr);
         return Err("to the uplink without a next hop");
     };

@@ -89,13 +89,22 @@ fn route(pkt: &mut Packet, in_port: PortId, node: &Node, cx: &mut Ctx) -> &'stat
         // Hairpin: a pod reaching a Service whose endpoint is itself. The endpoint must see
         // the connection come from elsewhere (or it would answer itself directly): SNAT to
         // the gateway. Untranslated, a packet back out of its own port is a routing loop.
+        // Through the uplink: a client outside the cluster whose NodePort connection was
+        // DNATed to another node's endpoint (`externalTrafficPolicy: Cluster`; `Local` selects
+        // no remote endpoint). SNAT to the uplink's address, as kube-proxy masquerades to the
+        // node's, so the endpoint's reply comes back through this node and its conntrack.
         match pkt.meta.track {
             Track::New if pkt.meta.nat.dst.is_some() => {
+                let via_uplink = tables.uplink.filter(|u| u.port == in_port);
                 pkt.meta.nat.src = Some(Endpoint {
-                    ip: node.gateway_ip,
+                    ip: via_uplink.map_or(node.gateway_ip, |u| u.ip),
                     port: src_port(&pkt.meta),
                 });
-                note = "hairpin: back out of the input port, SNAT to the gateway";
+                note = if via_uplink.is_some() {
+                    "external connection to another node's endpoint: SNAT to the uplink's address"
+                } else {
+                    "hairpin: back out of the input port, SNAT to the gateway"
+                };
             }
             Track::Hit { .. } | Track::Fragment
                 if pkt.meta.nat.dst.is_some() || pkt.meta.nat.src.is_some() =>

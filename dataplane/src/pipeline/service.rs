@@ -12,7 +12,7 @@ use crate::conntrack::ServiceRef;
 use crate::counters::DropReason;
 use crate::tables::ServiceEntry;
 use crate::trace::Stage;
-use podswitch_proto::Algorithm;
+use podswitch_proto::{Algorithm, FrontendKind};
 
 /// Runs the stage over new connections.
 pub fn run(batch: &mut Batch, cx: &mut Ctx) {
@@ -37,7 +37,13 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx) {
             _ => continue,
         };
         let flow = pkt.meta.flow;
-        let Some((svc, kind)) = services.lookup(flow.dst_ip, dst_port, proto) else {
+        let Some((svc, kind)) = services.lookup(flow.dst_ip, dst_port, proto).or_else(|| {
+            // NodePorts are also at the uplink's address (the node's InternalIP): with an
+            // AF_XDP uplink the node's kernel never sees those connections to redirect them.
+            tables.uplink.filter(|u| u.ip == flow.dst_ip)?;
+            let found = services.lookup(services.node_port_ip()?, dst_port, proto)?;
+            (found.1 == FrontendKind::NodePort).then_some(found)
+        }) else {
             continue;
         };
         let selection = if kind.is_external() {

@@ -9,7 +9,8 @@
 //! convention for our tunnel endpoint; the outer headers already said the packet is ours) and
 //! is rewritten to the uplink's MAC, so `l2` holds frames from the uplink to one rule. On a
 //! VXLAN uplink, IPv4 that is not tunnelled to the switch is dropped: the underlay is not
-//! trusted to carry pod addresses there.
+//! trusted to carry pod addresses there. Except IPv4 to the uplink's own address that is not
+//! for the VXLAN port: clients outside the cluster reach NodePorts there.
 
 use super::Ctx;
 use crate::batch::{Batch, Offload, Packet};
@@ -44,7 +45,7 @@ pub fn decap(batch: &mut Batch, cx: &mut Ctx) {
                 cx.ctr.event(Event::VxlanDecapsulated);
                 note
             }
-            Err(None) => "not IPv4: as it is",
+            Err(None) => "not tunnelled (ARP, or IPv4 to the uplink's address): as it is",
             Err(Some(reason)) => {
                 pkt.drop(reason, cx.ctr);
                 reason.description()
@@ -69,8 +70,16 @@ fn strip(
     let not_ours = Some(DropReason::VxlanNotTunneled);
     let malformed = Some(DropReason::VxlanMalformed);
     let ip = Ipv4Packet::new_checked(&frame[ETHERNET_HEADER_LEN..]).map_err(|_| malformed)?;
-    if eth.dst() != uplink.mac || ip.dst() != uplink.ip || ip.protocol() != IpProtocol::UDP {
+    if eth.dst() != uplink.mac || ip.dst() != uplink.ip {
         return Err(not_ours);
+    }
+    let vxlan_port = ip.protocol() == IpProtocol::UDP
+        && UdpPacket::new_checked(ip.payload()).is_ok_and(|u| u.dst_port() == udp_port);
+    if !vxlan_port {
+        // To the node's own address and not the tunnel: a client outside the cluster (a
+        // NodePort, or the reply to the node address a NodePort connection was SNATed to).
+        // Only the service stage or conntrack can take it further than the host port.
+        return Err(None);
     }
     if !ip.verify_checksum() || ip.is_fragment() {
         return Err(malformed);

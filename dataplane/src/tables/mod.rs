@@ -97,15 +97,22 @@ pub struct NextHops {
 }
 
 impl NextHops {
+    /// Not an index: "the packet's own destination, on the underlay's segment" — the output of
+    /// a reply to a client outside the cluster that reached the switch through the uplink
+    /// (resolved by ARP like a next hop, sent without encapsulation).
+    pub const ON_LINK: u16 = u16::MAX;
+
     /// Adds `hop` (or finds it: one index per address and inner MAC), returning its index;
-    /// `None` past `u16::MAX` hops.
+    /// `None` past `u16::MAX - 1` hops ([`Self::ON_LINK`] is no index).
     pub fn intern(&mut self, hop: NextHop) -> Option<u16> {
         if let Some(i) = self.by_ip.get(&hop.ip) {
             if self.hops[usize::from(*i)] == hop {
                 return Some(*i);
             }
         }
-        let i = u16::try_from(self.hops.len()).ok()?;
+        let i = u16::try_from(self.hops.len())
+            .ok()
+            .filter(|&i| i != Self::ON_LINK)?;
         self.hops.push(hop);
         self.by_ip.entry(hop.ip).or_insert(i);
         Some(i)
@@ -121,6 +128,12 @@ impl NextHops {
     #[inline]
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         self.by_ip.contains_key(&ip)
+    }
+
+    /// The index of the (first) hop at `ip`.
+    #[inline]
+    pub fn index_of(&self, ip: Ipv4Addr) -> Option<u16> {
+        self.by_ip.get(&ip).copied()
     }
 
     /// Every hop.

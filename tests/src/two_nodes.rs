@@ -1,0 +1,189 @@
+//! Two podswitch nodes joined by an underlay, each run as deployed (podswitchd +
+//! podswitch-control, pods attached through the CNI plugin), their uplinks AF_XDP ports.
+//!
+//! Topology: an underlay namespace holding a bridge `br0`; node *i* (1, 2) is its own
+//! namespace whose interface `up0` is one end of a veth pair, the other end (`n1`, `n2`) a
+//! port of the bridge. Control is started with `--uplink up0 --uplink-kind afxdp
+//! --node-ip 192.168.1.i --pod-cidr 10.244.i.0/24 --node-name node-i`, so podswitchd binds
+//! AF_XDP sockets to `up0` (it sets the MAC and MTU and attaches its XDP program). Both
+//! controls are given both Node manifests. Every name is made by [`unique`] or local to a
+//! namespace, so tests run in parallel; everything is deleted on drop, also when a test
+//! panics (nodes first, then the underlay).
+
+use crate::control::{CniPod, ControlNode};
+use crate::{Netns, Node};
+use std::net::Ipv4Addr;
+
+/// The underlay's prefix length (192.168.1.0/24).
+pub const UNDERLAY_LEN: u8 = 24;
+
+/// How the nodes cross the underlay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crossing {
+    /// Routed: pod addresses on the underlay.
+    Direct,
+    /// VXLAN with each node's VNI (the same on both, unless a test breaks it on purpose).
+    Vxlan {
+        /// Node 1's VNI.
+        vni1: u32,
+        /// Node 2's VNI.
+        vni2: u32,
+    },
+}
+
+impl Crossing {
+    /// VXLAN with VNI 42 on both nodes.
+    pub const VXLAN: Crossing = Crossing::Vxlan { vni1: 42, vni2: 42 };
+}
+
+/// Two nodes and their underlay.
+#[derive(Debug)]
+pub struct TwoNodes {
+    /// Node 1 (`node-1`, 10.244.1.0/24, 192.168.1.1) and node 2 (`node-2`, 10.244.2.0/24,
+    /// 192.168.1.2). Declared before the underlay: dropped first.
+    pub nodes: [ControlNode; 2],
+    /// The underlay's namespace (the bridge `br0`).
+    pub underlay: Netns,
+}
+
+/// Node *i*'s InternalIP (`i` is 1 or 2).
+pub fn node_ip(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(192, 168, 1, i)
+}
+
+impl TwoNodes {
+    /// Starts both nodes, their uplinks on the underlay, and applies both Node manifests to
+    /// both controls; returns when both dataplanes hold control's configuration.
+    pub fn start(crossing: Crossing) -> TwoNodes {
+        let underlay = Netns::new("pswu");
+        underlay.ip(&["link", "add", "br0", "type", "bridge"]);
+        underlay.ip(&["link", "set", "br0", "up"]);
+        let nodes = [1u8, 2].map(|i| Self::start_node(&underlay, i, crossing));
+        let two = TwoNodes { nodes, underlay };
+        let manifests = format!("{}---\n{}", node_manifest(1), node_manifest(2));
+        for cn in &two.nodes {
+            if let Err(e) = cn.apply_manifests(&manifests) {
+                panic!("Node manifests refused: {e}\n{manifests}");
+            }
+            cn.wait_in_sync();
+        }
+        two
+    }
+
+    fn start_node(underlay: &Netns, i: u8, crossing: Crossing) -> ControlNode {
+        let node = Node::bare(&[]);
+        let bridge_end = format!("n{i}");
+        underlay.ip(&[
+            "link",
+            "add",
+            &bridge_end,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "up0",
+            "netns",
+            &node.ns.name,
+        ]);
+        underlay.ip(&["link", "set", &bridge_end, "master", "br0", "up"]);
+        let mut cn = ControlNode::without_control(node);
+        cn.node_name = format!("node-{i}");
+        cn.pod_cidr = format!("10.244.{i}.0/24");
+        let mut args: Vec<String> = [
+            "--uplink",
+            "up0",
+            "--uplink-kind",
+            "afxdp",
+            "--node-ip",
+            &node_ip(i).to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if let Crossing::Vxlan { vni1, vni2 } = crossing {
+            let vni = if i == 1 { vni1 } else { vni2 };
+            args.extend([
+                "--encap".into(),
+                "vxlan".into(),
+                "--vni".into(),
+                vni.to_string(),
+            ]);
+        }
+        cn.control_args = args;
+        cn.start_control();
+        cn.wait_in_sync();
+        cn
+    }
+
+    /// Node *i* (1 or 2).
+    pub fn node(&self, i: u8) -> &ControlNode {
+        &self.nodes[usize::from(i - 1)]
+    }
+
+    /// Node *i*, mutable (to kill and restart its daemons).
+    pub fn node_mut(&mut self, i: u8) -> &mut ControlNode {
+        &mut self.nodes[usize::from(i - 1)]
+    }
+
+    /// A pod `name` on node *i*, attached through the CNI plugin.
+    pub fn add_pod(&self, i: u8, name: &str) -> CniPod {
+        self.node(i).add_pod(name)
+    }
+
+    /// A namespace on the underlay standing for a client outside the cluster: `eth0` at
+    /// `ip`/24, bridged to the nodes' uplinks. Its kernel sends whole, checksummed frames
+    /// (`ethtool -K eth0 tx off tso off gso off`): they reach the nodes' AF_XDP uplinks,
+    /// which carry no checksum or segmentation state (ARCHITECTURE.md, "AF_XDP ports").
+    pub fn outside_client(&self, ip: Ipv4Addr) -> Netns {
+        let ns = Netns::new("pswo");
+        let end = crate::unique("o");
+        self.underlay.ip(&[
+            "link", "add", &end, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+        ]);
+        self.underlay
+            .ip(&["link", "set", &end, "master", "br0", "up"]);
+        ns.ip(&[
+            "addr",
+            "add",
+            &format!("{ip}/{UNDERLAY_LEN}"),
+            "dev",
+            "eth0",
+        ]);
+        ns.ip(&["link", "set", "eth0", "up"]);
+        let off = ns.exec(&[
+            "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off",
+        ]);
+        assert!(
+            off.status.success(),
+            "ethtool -K eth0 tx off: {}",
+            String::from_utf8_lossy(&off.stderr)
+        );
+        ns
+    }
+
+    /// Both nodes' logs and counters, for a failed assertion.
+    pub fn debug(&self) -> String {
+        let mut s = String::new();
+        for (i, cn) in self.nodes.iter().enumerate() {
+            s += &format!(
+                "=== node-{} neighbors:\n{}\n=== counters:\n{}\n=== podswitchd log:\n{}\n\
+                 === control log:\n{}\n",
+                i + 1,
+                cn.node.podswitchctl(&["neighbors"]),
+                cn.node.podswitchctl(&["counters"]),
+                cn.node.log(),
+                cn.control_log()
+            );
+        }
+        s
+    }
+}
+
+/// Node *i*'s manifest: its pod CIDR and InternalIP.
+pub fn node_manifest(i: u8) -> String {
+    format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: node-{i}\nspec:\n  podCIDR: \
+         10.244.{i}.0/24\nstatus:\n  addresses:\n  - type: InternalIP\n    address: {}\n",
+        node_ip(i)
+    )
+}
