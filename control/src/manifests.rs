@@ -27,6 +27,7 @@ use crate::control::{code, Control, Failure};
 use crate::nodes;
 use crate::policy::is_policy_key;
 use crate::services::{check_service, is_service_key};
+use crate::state::Offered;
 use crate::store::{ObjectWrite, ReadTx, StoreError};
 use podswitch_k8s::{parse_manifests_with_warnings, pod_labels, Object, ObjectKey};
 use std::collections::BTreeMap;
@@ -36,7 +37,7 @@ impl Control {
     /// then one summary line per object: `pod default/web created`, `configured` or
     /// `unchanged`.
     pub fn apply(&self, manifests: &str) -> Result<Vec<String>, Failure> {
-        let (objects, warnings) = parse(manifests, &self.settings)?;
+        let ((objects, warnings), decoded) = parse(manifests, &self.settings)?;
         let _guard = self.lock();
         let (summary, programmed) =
             self.store
@@ -63,6 +64,14 @@ impl Control {
                     }
                     Ok((summary, programmed))
                 })?;
+        if programmed {
+            // The sync thread takes these rather than decoding what was just stored.
+            let offered = (objects.into_iter().zip(decoded))
+                .filter(|((key, _), _)| programs_dataplane(key))
+                .map(|((key, json), object)| Offered { key, json, object })
+                .collect();
+            self.sync.offer(offered);
+        }
         Ok(self.pushed(summary, programmed))
     }
 
@@ -114,15 +123,19 @@ type Encoded = (Vec<(String, String)>, Vec<String>);
 
 /// Parses and validates all documents, checks what this node cannot program
 /// (`crate::services::check_service`), then encodes each object.
-fn parse(manifests: &str, settings: &Settings) -> Result<Encoded, Failure> {
-    let parsed = parse_manifests_with_warnings(manifests)
+/// The objects themselves are returned too, in the same order.
+fn parse(manifests: &str, settings: &Settings) -> Result<(Encoded, Vec<Object>), Failure> {
+    let mut parsed = parse_manifests_with_warnings(manifests)
         .map_err(|e| Failure::new(code::INVALID_MANIFEST, e.to_string()))?;
     for object in &parsed.objects {
         if let Object::Service(svc) = object {
             check_service(settings, svc).map_err(|e| Failure::new(code::INVALID_MANIFEST, e))?;
         }
     }
-    Ok(encode(parsed))
+    let objects = std::mem::take(&mut parsed.objects);
+    let keys = objects.iter().map(|o| o.key().to_string());
+    let warnings = parsed.warnings.iter().map(ToString::to_string).collect();
+    Ok(((keys.zip(parsed.json).collect(), warnings), objects))
 }
 
 /// Parses and validates all documents, then encodes each object.

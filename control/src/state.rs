@@ -27,7 +27,7 @@ use crate::service_state::ServiceState;
 use crate::services;
 use crate::store::{decode_object, object_kind, PodRecord, ReadTx, StoreError};
 use podswitch_k8s::k8s_openapi::api::core::v1::Pod;
-use podswitch_k8s::{EndpointSlice, Endpoints, Namespace, NetworkPolicy, Service};
+use podswitch_k8s::{EndpointSlice, Endpoints, Namespace, NetworkPolicy, Object, Service};
 use podswitch_proto::{Ipv4Prefix, Op, PolicySpec, PortSpec, RouteSpec, ServiceSpec, Transaction};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -42,6 +42,32 @@ enum Decoded {
     Namespace(Arc<Namespace>),
     Pod(Arc<Pod>),
     Node(NodeRoute),
+}
+
+/// An object the manifest handler decoded and stored (`Syncer::offer`): used instead of
+/// decoding the store's copy when that copy is `json`, byte for byte.
+#[derive(Debug)]
+pub struct Offered {
+    /// The store key (`service default/web`).
+    pub key: String,
+    /// The JSON stored under it.
+    pub json: String,
+    pub object: Object,
+}
+
+impl Decoded {
+    /// The parser's object, as [`decode`] would read the JSON it was stored as.
+    fn of(object: Object) -> Decoded {
+        match object {
+            Object::Service(o) => Decoded::Service(Arc::new(o)),
+            Object::EndpointSlice(o) => Decoded::Slice(Arc::new(o)),
+            Object::Endpoints(o) => Decoded::Endpoints(Arc::new(o)),
+            Object::NetworkPolicy(o) => Decoded::Policy(Arc::new(o)),
+            Object::Namespace(o) => Decoded::Namespace(Arc::new(o)),
+            Object::Pod(o) => Decoded::Pod(Arc::new(o)),
+            Object::Node(o) => Decoded::Node(NodeRoute::of(&o)),
+        }
+    }
 }
 
 /// The values of the touched keys as they were at the last accepted push.
@@ -112,6 +138,7 @@ impl DesiredState {
         &mut self,
         view: &ReadTx,
         changed: &Changed,
+        offered: &mut HashMap<String, Offered>,
         podnet: &dyn PodNetwork,
         gone: &mut dyn FnMut(&PodRecord),
     ) -> Result<(), StoreError> {
@@ -123,7 +150,10 @@ impl DesiredState {
                 continue;
             }
             let now = match view.object(key)? {
-                Some(json) => Some(decode(key, &json)?),
+                Some(json) => Some(match offered.remove(key) {
+                    Some(o) if o.json == json => Decoded::of(o.object),
+                    _ => decode(key, &json)?,
+                }),
                 None => None,
             };
             self.update_object(key, now);

@@ -97,6 +97,21 @@ fn object(rng: &mut Rng) -> (String, String) {
     (key, value.to_string())
 }
 
+/// The object the manifest parser would have made of `json`, stored under `key` (the test's
+/// objects carry no apiVersion or kind: the key says the kind).
+fn parsed(key: &str, json: &str) -> Option<podswitch_k8s::Object> {
+    use podswitch_k8s::Object;
+    let o = match crate::store::object_kind(key)? {
+        "service" => Object::Service(serde_json::from_str(json).ok()?),
+        "endpointslice" => Object::EndpointSlice(serde_json::from_str(json).ok()?),
+        "endpoints" => Object::Endpoints(serde_json::from_str(json).ok()?),
+        "networkpolicy" => Object::NetworkPolicy(serde_json::from_str(json).ok()?),
+        "namespace" => Object::Namespace(serde_json::from_str(json).ok()?),
+        _ => Object::Pod(serde_json::from_str(json).ok()?),
+    };
+    Some(o)
+}
+
 fn load(store: &Store, net: &FakePodNetwork) -> DesiredState {
     let view = store.read().unwrap();
     DesiredState::load(&testkit::settings(), &view, net, &mut |_| {}).unwrap()
@@ -113,6 +128,7 @@ fn updates_from_the_change_feed_equal_a_load_from_scratch_and_push_exactly_the_d
         let feed = store.subscribe();
         let mut state = load(&store, &net);
         let mut objects: Vec<String> = Vec::new();
+        let mut offered = std::collections::HashMap::new();
         state.pushed(Some(1));
         let mut pushed = state.desired().clone();
         for step in 1..=60u64 {
@@ -135,6 +151,26 @@ fn updates_from_the_change_feed_equal_a_load_from_scratch_and_push_exactly_the_d
                             _ => {
                                 let (key, json) = object(&mut rng);
                                 tx.put_object(&key, &json)?;
+                                // As the manifest handler does (`Syncer::offer`): the parsed
+                                // object; now and then one whose JSON is not what was stored,
+                                // which must be ignored; sometimes none.
+                                let given = match rng.below(4) {
+                                    0 => None,
+                                    1 => Some(object(&mut rng).1),
+                                    _ => Some(json.clone()),
+                                };
+                                let decoded = given.and_then(|g| {
+                                    let o = parsed(&key, &g)?;
+                                    Some((g, o))
+                                });
+                                if let Some((given, o)) = decoded {
+                                    let offer = Offered {
+                                        key: key.clone(),
+                                        json: given,
+                                        object: o,
+                                    };
+                                    offered.insert(key.clone(), offer);
+                                }
                                 objects.push(key);
                             }
                         }
@@ -144,7 +180,10 @@ fn updates_from_the_change_feed_equal_a_load_from_scratch_and_push_exactly_the_d
                 .unwrap();
             let changed = feed.take();
             let view = store.read().unwrap();
-            state.update(&view, &changed, &net, &mut |_| {}).unwrap();
+            state
+                .update(&view, &changed, &mut offered, &net, &mut |_| {})
+                .unwrap();
+            offered.clear();
             let fresh = load(&store, &net);
             assert_eq!(state.desired(), fresh.desired(), "seed {seed} step {step}");
             // `Op` has no `PartialEq`: compare the ops as they go on the wire.

@@ -37,9 +37,10 @@ use crate::changes::ChangeFeed;
 use crate::config::Settings;
 use crate::dataplane::{Dataplane, DataplaneError};
 use crate::podnet::PodNetwork;
-use crate::state::DesiredState;
+use crate::state::{DesiredState, Offered};
 use crate::store::{PodRecord, Store, StoreError};
 use podswitch_proto::{PortInfo, Status, Transaction};
+use std::collections::HashMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -72,6 +73,8 @@ type Reply<T> = mpsc::Sender<Result<T, SyncError>>;
 
 enum Command {
     Push(Reply<u64>),
+    /// Objects just stored, already decoded by the parser, with the JSON stored for each.
+    Offer(Vec<Offered>),
     Ports(Reply<Vec<PortInfo>>),
     Status(Reply<Status>),
 }
@@ -102,6 +105,7 @@ impl Syncer {
             podnet,
             confirmed: None,
             state: None,
+            offered: HashMap::new(),
             observed: observed.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -139,6 +143,16 @@ impl Syncer {
         self.ask(Command::Ports)
     }
 
+    /// Hands the thread objects just stored, as the manifest parser decoded them, with the JSON
+    /// each was stored as: the next sync takes each one whose key it finds changed *with that
+    /// same JSON* instead of decoding the store's copy again (20k objects of a large apply
+    /// cost ~0.3–0.5 s to decode), and decodes any other as before. Call before `push_now`.
+    pub fn offer(&self, objects: Vec<Offered>) {
+        if let Some(commands) = &self.commands {
+            let _ = commands.send(Command::Offer(objects));
+        }
+    }
+
     /// The dataplane's status, asked now.
     pub fn dataplane_status(&self) -> Result<Status, SyncError> {
         self.ask(Command::Status)
@@ -173,6 +187,8 @@ struct Worker {
     confirmed: Option<u64>,
     /// The store's changes since `state` was last updated.
     feed: ChangeFeed,
+    /// Objects the manifest handler decoded and stored since the last sync (`Syncer::offer`).
+    offered: HashMap<String, Offered>,
     /// The desired configuration, compiled, with what the last accepted push left in the
     /// dataplane (the base of the next incremental push). `None` until the first sync, and
     /// after a sync failed half way: the next one loads it from the store again.
@@ -190,6 +206,10 @@ impl Worker {
             match commands.recv_timeout(wait) {
                 Ok(Command::Push(reply)) => {
                     let _ = reply.send(self.sync());
+                }
+                Ok(Command::Offer(objects)) => {
+                    self.offered
+                        .extend(objects.into_iter().map(|o| (o.key.clone(), o)));
                 }
                 Ok(Command::Ports(reply)) => {
                     let result = self.dataplane.ports().map_err(SyncError::from);
@@ -232,10 +252,20 @@ impl Worker {
         self.observe(status.generation);
         let mut state = match state {
             Some(mut state) => {
-                state.update(&view, &changed, self.podnet.as_ref(), &mut log_gone)?;
+                let mut offered = std::mem::take(&mut self.offered);
+                state.update(
+                    &view,
+                    &changed,
+                    &mut offered,
+                    self.podnet.as_ref(),
+                    &mut log_gone,
+                )?;
                 state
             }
-            None => DesiredState::load(&self.settings, &view, self.podnet.as_ref(), &mut log_gone)?,
+            None => {
+                self.offered.clear();
+                DesiredState::load(&self.settings, &view, self.podnet.as_ref(), &mut log_gone)?
+            }
         };
         if status.generation == generation && status.node.is_some() {
             self.confirmed = Some(generation);
