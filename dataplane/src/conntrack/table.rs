@@ -2,13 +2,16 @@
 //! (lookup, commit, GC, flush, dumps) with their locking order.
 //!
 //! An entry lives in the shard of its original tuple; its reply tuple is an alias in the reply
-//! tuple's shard pointing at (shard, slot, generation). A lookup locks one shard, then for an
-//! alias the entry's shard after releasing the first; anything that adds or removes both keys
-//! locks the two shards in index order, so two workers can never wait on each other.
+//! tuple's shard pointing at (shard, slot). A lookup locks one shard, then for an alias the
+//! entry's shard after releasing the first (and checks the tuple there: the slot may have
+//! been reused in between); anything that adds or removes both keys locks the two shards in
+//! index order, so two workers can never wait on each other.
 //!
-//! Each tuple is hashed once per operation (keyed, [`Keyed`]): the hash's middle bits pick the
-//! shard and the whole hash is the shard index's, so a new connection costs three hashes (its
-//! lookup, then its two tuples at commit) rather than one per map operation.
+//! Each tuple is hashed once per packet (keyed, [`Keyed`]): bits 32 and up pick the shard, the
+//! low bits the index bucket (`index.rs`). The buckets and slots never move, so a stage can
+//! prefetch what a packet a few places ahead will touch ([`Conntrack::prefetch`],
+//! [`Conntrack::prepare`]) before taking any lock: in a table of a million connections those
+//! lines are misses to memory, and only known addresses let them overlap.
 
 use super::index::{self, Index, SlotAt};
 use super::memory::{self, Part};
@@ -147,7 +150,7 @@ impl Prepared {
 #[derive(Debug, Clone, Copy)]
 #[repr(align(64))]
 struct Slot {
-    /// Bumped when the entry is removed: handles and aliases of the old entry stop matching.
+    /// Bumped when the entry is removed: handles to the old entry stop matching.
     generation: u32,
     /// While the slot is free: the next free slot (`NO_SLOT` for none). The free list runs
     /// through the slots themselves, so taking one reads only the line its entry is written

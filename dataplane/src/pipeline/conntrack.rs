@@ -168,7 +168,7 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx) {
     );
 }
 
-/// One packet of the lookup stage; `keyed` is its flow key if it has one.
+/// One packet of the lookup stage; `flow` is its flow key, hashed, and TCP flags, if it has one.
 fn look_up(i: usize, pkt: &mut Packet, flow: Option<(Keyed, u8)>, cx: &mut Ctx) {
     if !pkt.pending() || pkt.meta.l3 != crate::batch::L3::Ipv4 {
         return;
