@@ -64,7 +64,13 @@ pub trait PodNetwork: Send + Sync {
     /// offloads switched off again. Whatever is left of a broken pair (the node end, or the
     /// pod's end with the pod's MAC) is deleted first; anything else under `ifname` in the
     /// namespace is not podswitch's and is an error. Returns whether it created the pair.
-    fn ensure_veth(&self, pod: &PodRecord, mtu: u16, queues: u32) -> Result<bool, PodNetError>;
+    fn ensure_veth(&self, pod: &PodRecord, mtu: u16, queues: u32) -> Result<bool, PodNetError> {
+        let _ = (mtu, queues);
+        Err(PodNetError(format!(
+            "{}: this pod network makes no veth pairs",
+            pod.key()
+        )))
+    }
 }
 
 /// `ENODEV`: the link went away between listing and deleting it (podswitchd released it).
