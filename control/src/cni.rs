@@ -10,6 +10,13 @@
 //! 3. the pod's interface gets its address and routes; if that fails, the same rollback, and
 //!    code 5.
 //!
+//! A veth-afxdp pod (`"attachment": "veth-afxdp"`) has one more step between 2 and 3: control
+//! makes its veth pair (`PodNetwork::ensure_veth`), and if it created it, records the pod again
+//! under a new generation and pushes, so podswitchd binds an afxdp port to the new node end.
+//! The push in step 2 leaves the port out while the pair is not whole (see
+//! `PodNetwork::attachable`), so a pair about to be replaced is let go first. Its rollback,
+//! DEL and GC delete the pair (podswitchd does not own it, unlike a tap).
+//!
 //! A rollback is a DEL (below): the tap may exist even when the push failed, and the record
 //! goes only once the interface is gone, so a tap it could not remove is found by the
 //! runtime's DEL (which follows a failed ADD) instead of being left where no DEL looks.
