@@ -26,7 +26,7 @@ usage: $0 [-r ROUNDS] [-d SECONDS] [-o FILE] [-v VARIANTS] [--idle SECONDS] [--s
 EOF
 }
 
-ALL_VARIANTS=direct,bridge,bridge-iptables,bridge-nftables,ovs-afxdp,ovs-tap,podswitch,podswitch-afxdp,podswitch-vip,podswitch-pinned,podswitch-percpu
+ALL_VARIANTS=direct,bridge,bridge-iptables,bridge-nftables,ovs-afxdp,ovs-tap,podswitch,podswitch-nooffloads,podswitch-afxdp,podswitch-vip,podswitch-pinned,podswitch-percpu
 ROUNDS=3 DUR=10 OUT='' VARIANTS=$ALL_VARIANTS IDLE=3 SERVICES=100 INSTALL=1 PSW_ARGS='' RR_CPU=0
 while [ $# -gt 0 ]; do
     case $1 in
@@ -366,6 +366,12 @@ setup_podswitch_afxdp() {
     PSW_ATTACH=veth-afxdp setup_podswitch
 }
 
+# podswitch-nooffloads: taps with "offloads": false in the network config: the pods exchange
+# whole frames of at most the MTU, as veth-afxdp pods must; the per-frame comparison to it.
+setup_podswitch_nooffloads() {
+    PSW_OFFLOADS=false setup_podswitch
+}
+
 setup_podswitch() {
     node
     local dir=$RUN/psw sock csock
@@ -386,7 +392,7 @@ setup_podswitch() {
     [ -S "$csock" ] || { echo "podswitch-control did not open its socket: $(tail -1 "$dir/control.log")" >"$RUN/why"; return 1; }
     "$BIN/podswitchctl" --socket "$sock" --control-socket "$csock" install-cni --bin-dir "$dir/cni-bin" \
         --conf-dir "$dir/cni-conf" --cni-binary "$BIN/podswitch-cni" >/dev/null
-    local netconf='{"cniVersion":"1.0.0","name":"podswitch","type":"podswitch","controlSocket":"'"$csock"'","attachment":"'"${PSW_ATTACH:-tap}"'"}'
+    local netconf='{"cniVersion":"1.0.0","name":"podswitch","type":"podswitch","controlSocket":"'"$csock"'","attachment":"'"${PSW_ATTACH:-tap}"'","offloads":'"${PSW_OFFLOADS:-true}"'}'
     local p result ip
     for p in a b; do
         ip netns add "$PREFIX-$p"
