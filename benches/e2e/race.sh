@@ -29,7 +29,7 @@ usage: $0 [-r ROUNDS] [-d SECONDS] [-o FILE] [-v VARIANTS] [--idle SECONDS] [--s
 EOF
 }
 
-ALL_VARIANTS=direct,bridge,bridge-iptables,bridge-nftables,ovs-afxdp,ovs-tap,podswitch,podswitch-vip,podswitch-pinned,podswitch-percpu,xnode-kernel,xnode-podswitch,xnode-kernel-vxlan,xnode-podswitch-vxlan
+ALL_VARIANTS=direct,bridge,bridge-iptables,bridge-nftables,ovs-afxdp,ovs-tap,podswitch,podswitch-nooffloads,podswitch-afxdp,podswitch-vip,podswitch-pinned,podswitch-percpu,xnode-kernel,xnode-podswitch,xnode-kernel-vxlan,xnode-podswitch-vxlan
 ROUNDS=3 DUR=10 OUT='' VARIANTS=$ALL_VARIANTS IDLE=3 SERVICES=100 INSTALL=1 PSW_ARGS='' RR_CPU=0
 while [ $# -gt 0 ]; do
     case $1 in
@@ -361,6 +361,20 @@ setup_podswitch_percpu() {
     PSW_PIN="--workers $(nproc) --worker-cpus $(seq -s, 0 $(($(nproc) - 1)))" setup_podswitch
 }
 
+# podswitch-afxdp: the same node, the pods attached with "attachment": "veth-afxdp" in the
+# network config: control makes a veth pair per pod (the pod's end with transmit checksum, TSO
+# and GSO off), podswitchd binds the node end with AF_XDP sockets. Beside "podswitch" (taps) in
+# the same run, this is the issue's "measure both side by side".
+setup_podswitch_afxdp() {
+    PSW_ATTACH=veth-afxdp setup_podswitch
+}
+
+# podswitch-nooffloads: taps with "offloads": false in the network config: the pods exchange
+# whole frames of at most the MTU, as veth-afxdp pods must; the per-frame comparison to it.
+setup_podswitch_nooffloads() {
+    PSW_OFFLOADS=false setup_podswitch
+}
+
 setup_podswitch() {
     node
     local dir=$RUN/psw sock csock
@@ -381,7 +395,7 @@ setup_podswitch() {
     [ -S "$csock" ] || { echo "podswitch-control did not open its socket: $(tail -1 "$dir/control.log")" >"$RUN/why"; return 1; }
     "$BIN/podswitchctl" --socket "$sock" --control-socket "$csock" install-cni --bin-dir "$dir/cni-bin" \
         --conf-dir "$dir/cni-conf" --cni-binary "$BIN/podswitch-cni" >/dev/null
-    local netconf='{"cniVersion":"1.0.0","name":"podswitch","type":"podswitch","controlSocket":"'"$csock"'"}'
+    local netconf='{"cniVersion":"1.0.0","name":"podswitch","type":"podswitch","controlSocket":"'"$csock"'","attachment":"'"${PSW_ATTACH:-tap}"'","offloads":'"${PSW_OFFLOADS:-true}"'}'
     local p result ip
     for p in a b; do
         ip netns add "$PREFIX-$p"

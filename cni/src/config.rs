@@ -5,7 +5,7 @@
 
 use crate::result::{code, CniError};
 use crate::version::CniVersion;
-use podswitch_proto::control::{AttachmentId, DEFAULT_CONTROL_SOCKET};
+use podswitch_proto::control::{AttachmentId, PodAttachment, DEFAULT_CONTROL_SOCKET};
 use podswitch_proto::MTU_RANGE;
 use serde::Deserialize;
 use serde_json::Value;
@@ -34,6 +34,10 @@ pub struct NetConf {
     /// capture tooling must not see super-frames, at a cost in throughput. A JSON boolean or
     /// nothing; anything else is an invalid config (code 7).
     pub offloads: Option<bool>,
+    /// `attachment`: how the pod is wired to the switch, `"tap"` (the default) or
+    /// `"veth-afxdp"` (a veth pair whose node end is an AF_XDP port of the switch). `None`
+    /// when the config does not say. Anything else is an invalid config (code 7).
+    pub attachment: Option<PodAttachment>,
     /// `runtimeConfig.portMappings`: parsed and validated, not acted on yet — hostPort support
     /// arrives with Services, which own the NAT tables it needs.
     pub port_mappings: Vec<PortMapping>,
@@ -74,6 +78,8 @@ struct RawConf {
     /// Any JSON, checked by [`validate_offloads`] (serde's own error for a wrong type names
     /// neither the key nor what to write).
     offloads: Option<Value>,
+    /// Any JSON, checked by [`validate_attachment`].
+    attachment: Option<Value>,
     #[serde(rename = "runtimeConfig")]
     runtime_config: Option<RuntimeConfig>,
     #[serde(rename = "prevResult")]
@@ -176,6 +182,7 @@ impl NetConf {
         }
         let mtu = raw.mtu.map(validate_mtu).transpose()?;
         let offloads = raw.offloads.map(validate_offloads).transpose()?;
+        let attachment = raw.attachment.map(validate_attachment).transpose()?;
         let valid_attachments = merge_attachments(raw.valid_attachments, raw.legacy_attachments);
         Ok(NetConf {
             cni_version,
@@ -187,6 +194,7 @@ impl NetConf {
             ),
             mtu,
             offloads,
+            attachment,
             port_mappings: raw
                 .runtime_config
                 .and_then(|rc| rc.port_mappings)
@@ -285,6 +293,25 @@ fn validate_offloads(offloads: Value) -> Result<bool, CniError> {
     }
 }
 
+/// `attachment` must be one of [`PodAttachment::NAMES`], as a JSON string.
+fn validate_attachment(attachment: Value) -> Result<PodAttachment, CniError> {
+    let known = [PodAttachment::Tap, PodAttachment::VethAfxdp];
+    match &attachment {
+        Value::String(s) => known.into_iter().find(|a| a.name() == s),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        CniError::new(
+            code::INVALID_CONFIG,
+            format!(
+                "attachment must be one of \"{}\", not {attachment}; leave it out for the \
+                 default, \"tap\"",
+                PodAttachment::NAMES.join("\", \"")
+            ),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,6 +358,31 @@ mod tests {
         assert_eq!(conf.control_socket, PathBuf::from("/tmp/c.sock"));
         assert_eq!(conf.mtu, Some(1450));
         assert!(conf.args.is_some());
+    }
+
+    #[test]
+    fn attachment_is_tap_or_veth_afxdp_or_absent() {
+        for (v, want) in [
+            (json!("tap"), Some(PodAttachment::Tap)),
+            (json!("veth-afxdp"), Some(PodAttachment::VethAfxdp)),
+            (json!(null), None),
+        ] {
+            let conf = parse(json!({"cniVersion": "1.0.0", "name": "n", "attachment": v})).unwrap();
+            assert_eq!(conf.attachment, want, "{v}");
+        }
+        let conf = parse(json!({"cniVersion": "1.0.0", "name": "n"})).unwrap();
+        assert_eq!(conf.attachment, None);
+        for bad in [json!("veth"), json!("AF_XDP"), json!(true), json!(1)] {
+            let err =
+                parse(json!({"cniVersion": "1.0.0", "name": "n", "attachment": bad})).unwrap_err();
+            assert_eq!(err.code, code::INVALID_CONFIG, "{bad}");
+            assert!(
+                err.msg
+                    .contains(r#"attachment must be one of "tap", "veth-afxdp""#),
+                "{}",
+                err.msg
+            );
+        }
     }
 
     #[test]

@@ -84,6 +84,7 @@ fn add(env: &RawEnv, stdin: &[u8], control: &mut dyn Control) -> Result<String, 
         requested_mac: args.mac,
         mtu: conf.mtu,
         offloads: conf.offloads,
+        attachment: conf.attachment,
     });
     match call(control, &conf, request, CHANGE_TIMEOUT)? {
         ControlResponse::Attached(attachment) => {
@@ -156,6 +157,7 @@ fn check(env: &RawEnv, stdin: &[u8], control: &mut dyn Control) -> Result<String
         requested_mac: expected.mac.or(args.mac),
         mtu: conf.mtu,
         offloads: conf.offloads,
+        attachment: conf.attachment,
     });
     match call(control, &conf, request, QUERY_TIMEOUT)? {
         ControlResponse::Checked => Ok(String::new()),

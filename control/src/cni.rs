@@ -10,6 +10,13 @@
 //! 3. the pod's interface gets its address and routes; if that fails, the same rollback, and
 //!    code 5.
 //!
+//! A veth-afxdp pod (`"attachment": "veth-afxdp"`) has one more step between 2 and 3: control
+//! makes its veth pair (`PodNetwork::ensure_veth`), and if it created it, records the pod again
+//! under a new generation and pushes, so podswitchd binds an afxdp port to the new node end.
+//! The push in step 2 leaves the port out while the pair is not whole (see
+//! `PodNetwork::attachable`), so a pair about to be replaced is let go first. Its rollback,
+//! DEL and GC delete the pair (podswitchd does not own it, unlike a tap).
+//!
 //! A rollback is a DEL (below): the tap may exist even when the push failed, and the record
 //! goes only once the interface is gone, so a tap it could not remove is found by the
 //! runtime's DEL (which follows a failed ADD) instead of being left where no DEL looks.
@@ -36,7 +43,7 @@ use crate::ipam::IpamError;
 use crate::podnet::PodNetwork;
 use crate::store::{attachment_key, PodRecord, Store, StoreError, WriteTx};
 use crate::sync::describe;
-use podswitch_proto::control::{Attachment, AttachmentId, CniAttach, CniDetach};
+use podswitch_proto::control::{Attachment, AttachmentId, CniAttach, CniDetach, PodAttachment};
 use podswitch_proto::{ifname_problem, MacAddr, PortRole, MTU_RANGE};
 use std::collections::BTreeSet;
 
@@ -135,6 +142,12 @@ impl Control {
             self.roll_back(pod);
             return Err(failure);
         }
+        if pod.attachment == PodAttachment::VethAfxdp {
+            if let Err(failure) = self.make_veth(&pod) {
+                self.roll_back(pod);
+                return Err(failure);
+            }
+        }
         if let Err(e) = self.podnet.configure(&pod, self.settings.gateway) {
             let pod_name = describe(&pod);
             self.roll_back(pod);
@@ -156,6 +169,33 @@ impl Control {
             pod.port
         ));
         Ok(self.attachment(&pod))
+    }
+
+    /// veth-afxdp, after the push of the pending record (which left the port out unless the
+    /// pair was already whole, so podswitchd let go of a pair about to be replaced): makes
+    /// the pod's veth pair with one queue per podswitchd worker, and if it had to create it,
+    /// records the pod again under a new generation and pushes, so podswitchd binds an afxdp
+    /// port to the new node end.
+    fn make_veth(&self, pod: &PodRecord) -> Result<(), Failure> {
+        let workers = self.sync.dataplane_status()?.workers.max(1);
+        let queues = u32::try_from(workers).unwrap_or(u32::MAX);
+        let mtu = pod.mtu.unwrap_or(self.settings.mtu);
+        let created = self.podnet.ensure_veth(pod, mtu, queues).map_err(|e| {
+            Failure::new(
+                code::IO_FAILURE,
+                format!("making the veth pair of {}: {e}", describe(pod)),
+            )
+        })?;
+        if created {
+            // The record is unchanged, but writing it tells the sync thread to look at it
+            // again (it now has its pair), and the new generation makes it push.
+            self.store.write(|tx| -> Result<(), StoreError> {
+                tx.put_pod(pod)?;
+                tx.bump_generation().map(drop)
+            })?;
+            self.sync.push_now()?;
+        }
+        Ok(())
     }
 
     /// Allocates an address (and MAC, port name) and records the pod, in `tx`.
@@ -200,6 +240,7 @@ impl Control {
             port,
             mtu: req.mtu,
             offloads: req.offloads.unwrap_or(true),
+            attachment: req.attachment.unwrap_or_default(),
             pending: true,
             deleting: false,
         };
@@ -366,6 +407,19 @@ impl Control {
                 ),
             )
         })?;
+        let kind = crate::compile::pod_port(&self.settings, &pod).kind;
+        if port.kind != kind {
+            return Err(Failure::new(
+                code::IO_FAILURE,
+                format!(
+                    "podswitchd's port {} is a {:?} port, but {} is attached as {}",
+                    pod.port,
+                    port.kind,
+                    describe(&pod),
+                    pod.attachment.name()
+                ),
+            ));
+        }
         match &port.role {
             PortRole::Pod { mac, ip, .. } if *mac == pod.mac && *ip == pod.ip => Ok(()),
             other => Err(Failure::new(
@@ -408,6 +462,17 @@ impl Control {
                 ));
             }
             self.push_or_log("GC");
+            // podswitchd releases a tap with its port; a veth pair is control's to delete
+            // (it went with the namespace if that is gone).
+            for pod in &released {
+                if pod.attachment == PodAttachment::VethAfxdp
+                    && self.podnet.netns_exists(&pod.netns)
+                {
+                    if let Err(e) = self.podnet.remove(pod, &pod.netns) {
+                        crate::log(&format!("GC of {}: {e}", describe(pod)));
+                    }
+                }
+            }
         }
         let mut ids: Vec<AttachmentId> = released
             .into_iter()

@@ -9,6 +9,7 @@
 
 use crate::config::Settings;
 use crate::store::PodRecord;
+use podswitch_proto::control::PodAttachment;
 use podswitch_proto::{
     MacAddr, NetnsAttach, NodeSpec, Op, PolicySpec, PortKind, PortRole, PortSpec, RouteSpec,
     RouteTarget, ServiceSpec, Transaction,
@@ -129,12 +130,27 @@ pub fn uplink_port(settings: &Settings) -> Option<PortSpec> {
     })
 }
 
-/// The switch port of one pod.
+/// The switch port of one pod. A tap pod's port is the tap podswitchd creates in the pod's
+/// namespace (`netns`). A veth-afxdp pod's port is an `afxdp` port bound to the node end of
+/// its veth pair, which control created in podswitchd's namespace under the port's own name
+/// (so no `netns`), with one queue per worker (so the default `queue_ids`); it takes no
+/// offloaded frames whatever the network config says (AF_XDP carries none).
 pub fn pod_port(settings: &Settings, pod: &PodRecord) -> PortSpec {
     let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let (kind, offloads, netns) = match pod.attachment {
+        PodAttachment::Tap => (
+            PortKind::Tap,
+            pod.offloads,
+            Some(NetnsAttach {
+                path: pod.netns.clone(),
+                ifname: pod.ifname.clone(),
+            }),
+        ),
+        PodAttachment::VethAfxdp => (PortKind::Afxdp, false, None),
+    };
     PortSpec {
         name: pod.port.clone(),
-        kind: PortKind::Tap,
+        kind,
         role: PortRole::Pod {
             mac: pod.mac,
             ip: pod.ip,
@@ -142,11 +158,8 @@ pub fn pod_port(settings: &Settings, pod: &PodRecord) -> PortSpec {
             pod: non_empty(&pod.name),
         },
         mtu: pod.mtu.unwrap_or(settings.mtu),
-        offloads: pod.offloads,
-        netns: Some(NetnsAttach {
-            path: pod.netns.clone(),
-            ifname: pod.ifname.clone(),
-        }),
+        offloads,
+        netns,
         queue_ids: Vec::new(),
     }
 }
@@ -235,6 +248,21 @@ mod tests {
             .collect();
         // The host port keeps them; the pods as their records say.
         assert_eq!(offloads, [true, true, false]);
+    }
+
+    #[test]
+    fn a_veth_afxdp_pod_compiles_to_an_afxdp_port_on_the_node_end_named_like_the_port() {
+        let s = testkit::settings();
+        let mut pod = testkit::pod("aaa", [10, 244, 1, 2]);
+        pod.attachment = PodAttachment::VethAfxdp;
+        let json = serde_json::to_value(pod_port(&s, &pod)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"name": "psw1fd96c58e588", "kind": "afxdp", "mtu": 1500,
+                "offloads": false,
+                "role": {"role": "pod", "mac": "0a:58:0a:f4:01:02", "ip": "10.244.1.2",
+                         "namespace": "default", "pod": "aaa"}})
+        );
     }
 
     #[test]

@@ -15,11 +15,24 @@
 //! the pod sends from it as spoofed). CNI DEL removes the interface itself
 //! ([`PodNetwork::remove`]), whatever `podswitchd`'s state: the tap is persistent, so without
 //! a running switch nothing else would.
+//!
+//! A veth-afxdp pod ([`PodAttachment::VethAfxdp`]) has a veth pair instead, and control, not
+//! podswitchd, makes it ([`PodNetwork::ensure_veth`]): the pod's end created directly in the
+//! pod's namespace as `ifname` with the pod's MAC and MTU, its transmit checksum offload, TSO
+//! and GSO switched off (AF_XDP carries no checksum or segmentation state, so the pod must
+//! send whole, checksummed frames), and the node end left in control's namespace — which is
+//! podswitchd's — under the port's name, where podswitchd binds its AF_XDP sockets. The
+//! addressing above is then the same. Deleting either end deletes the pair, so DEL removes it
+//! by the node end, and a pod namespace that goes takes the pair with it.
+//!
 //! Behind a trait so that the handlers can be tested without root and without namespaces.
 
 use crate::store::PodRecord;
-use podswitch_netlink::Netlink;
+use podswitch_netlink::{Ethtool, Netlink, TxOffloads, VethPeer};
+use podswitch_proto::control::PodAttachment;
+use std::fs::File;
 use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
 use std::path::Path;
 
 /// Configuring or checking a pod's interface failed; the message says where and what.
@@ -39,6 +52,25 @@ pub trait PodNetwork: Send + Sync {
     /// Deletes the pod's interface from `netns` if it is there with the pod's MAC (anything
     /// else under that name is not podswitch's); whether it deleted one.
     fn remove(&self, pod: &PodRecord, netns: &str) -> Result<bool, PodNetError>;
+    /// Whether the pod's port can be pushed: its namespace exists and, for a veth-afxdp pod,
+    /// its veth pair is whole (node end here, the pod's end in the namespace with the pod's
+    /// MAC). podswitchd refuses a transaction naming an afxdp port whose interface is
+    /// missing, so such a pod is left out as a pod whose namespace is gone is.
+    fn attachable(&self, pod: &PodRecord) -> bool {
+        self.netns_exists(&pod.netns)
+    }
+    /// veth-afxdp: makes the pod's veth pair whole (see the module doc) with `queues` queues
+    /// (one per podswitchd worker) and MTU `mtu`; a pair that is already whole is kept, its
+    /// offloads switched off again. Whatever is left of a broken pair (the node end, or the
+    /// pod's end with the pod's MAC) is deleted first; anything else under `ifname` in the
+    /// namespace is not podswitch's and is an error. Returns whether it created the pair.
+    fn ensure_veth(&self, pod: &PodRecord, mtu: u16, queues: u32) -> Result<bool, PodNetError> {
+        let _ = (mtu, queues);
+        Err(PodNetError(format!(
+            "{}: this pod network makes no veth pairs",
+            pod.key()
+        )))
+    }
 }
 
 /// `ENODEV`: the link went away between listing and deleting it (podswitchd released it).
@@ -154,10 +186,37 @@ impl PodNetwork for NetlinkPodNetwork {
                 format!("there is no default route via {gateway} on the interface"),
             ));
         }
+        if pod.attachment == PodAttachment::VethAfxdp {
+            let node_end = Netlink::new()
+                .and_then(|mut nl| nl.link_index(&pod.port))
+                .map_err(|e| PodNetError(e.to_string()))?;
+            if node_end.is_none() {
+                return Err(PodNetError(format!(
+                    "the node end {} of its veth pair is missing",
+                    pod.port
+                )));
+            }
+            let offloads = Ethtool::new_in_netns(Path::new(&pod.netns))
+                .and_then(|e| e.tx_offloads(&pod.ifname))
+                .map_err(|e| in_pod(pod, e))?;
+            if offloads != TxOffloads::NONE {
+                return Err(in_pod(
+                    pod,
+                    format!(
+                        "transmit offloads are on ({offloads:?}); an AF_XDP port cannot take \
+                         what it would send"
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
     fn remove(&self, pod: &PodRecord, netns: &str) -> Result<bool, PodNetError> {
+        if pod.attachment == PodAttachment::VethAfxdp && delete_node_end(pod)? {
+            // The pod's end went with it.
+            return Ok(true);
+        }
         let in_ns =
             |e: podswitch_netlink::Error| PodNetError(format!("{} in {netns}: {e}", pod.ifname));
         let mut nl =
@@ -178,6 +237,106 @@ impl PodNetwork for NetlinkPodNetwork {
             Err(e) if e.errno() == Some(ENODEV) => Ok(false),
             Err(e) => Err(in_ns(e)),
         }
+    }
+
+    fn attachable(&self, pod: &PodRecord) -> bool {
+        self.netns_exists(&pod.netns)
+            && (pod.attachment == PodAttachment::Tap || Self::veth_whole(pod))
+    }
+
+    fn ensure_veth(&self, pod: &PodRecord, mtu: u16, queues: u32) -> Result<bool, PodNetError> {
+        if Self::veth_whole(pod) {
+            Self::disable_offloads(pod)?;
+            return Ok(false);
+        }
+        // What is left of a broken pair goes first (deleting the node end takes a pod end
+        // that is still its peer).
+        delete_node_end(pod)?;
+        match Self::pod_end(pod)? {
+            None => {}
+            Some(true) => {
+                self.remove(pod, &pod.netns)?;
+            }
+            Some(false) => {
+                return Err(in_pod(
+                    pod,
+                    "an interface of that name with another MAC is in the way (not \
+                     podswitch's): remove it or use another CNI_IFNAME",
+                ))
+            }
+        }
+        Self::create_veth(pod, mtu, queues)?;
+        if let Err(e) = Self::disable_offloads(pod) {
+            // Not half made: a pod end with offloads on would send what the port drops.
+            let _ = delete_node_end(pod);
+            return Err(e);
+        }
+        Ok(true)
+    }
+}
+
+/// Deletes the node end of a veth-afxdp pod's pair (named like its port, in our namespace),
+/// which takes the pod's end with it; whether there was one.
+fn delete_node_end(pod: &PodRecord) -> Result<bool, PodNetError> {
+    let here = |e: podswitch_netlink::Error| PodNetError(format!("{}: {e}", pod.port));
+    let mut nl = Netlink::new().map_err(here)?;
+    let Some(index) = nl.link_index(&pod.port).map_err(here)? else {
+        return Ok(false);
+    };
+    match nl.link_del(index) {
+        Ok(()) => Ok(true),
+        Err(e) if e.errno() == Some(ENODEV) => Ok(false),
+        Err(e) => Err(here(e)),
+    }
+}
+
+impl NetlinkPodNetwork {
+    /// The pod's end of its pair in its namespace, with the pod's MAC, if it is there:
+    /// `Ok(Some(true))`; another interface under that name: `Ok(Some(false))`.
+    fn pod_end(pod: &PodRecord) -> Result<Option<bool>, PodNetError> {
+        let mut nl =
+            Netlink::new_in_netns(Path::new(&pod.netns)).map_err(|e| PodNetError(e.to_string()))?;
+        let Some(index) = nl.link_index(&pod.ifname).map_err(|e| in_pod(pod, e))? else {
+            return Ok(None);
+        };
+        match nl.link(index) {
+            Ok(link) => Ok(Some(link.mac == Some(pod.mac.octets()))),
+            Err(e) if e.errno() == Some(ENODEV) => Ok(None),
+            Err(e) => Err(in_pod(pod, e)),
+        }
+    }
+
+    fn node_end_exists(pod: &PodRecord) -> Result<bool, PodNetError> {
+        Netlink::new()
+            .and_then(|mut nl| nl.link_index(&pod.port))
+            .map(|i| i.is_some())
+            .map_err(|e| PodNetError(format!("{}: {e}", pod.port)))
+    }
+
+    fn veth_whole(pod: &PodRecord) -> bool {
+        matches!(Self::node_end_exists(pod), Ok(true))
+            && matches!(Self::pod_end(pod), Ok(Some(true)))
+    }
+
+    /// Creates the pair (nothing of it exists) and switches the pod end's offloads off.
+    fn create_veth(pod: &PodRecord, mtu: u16, queues: u32) -> Result<(), PodNetError> {
+        let netns = File::open(&pod.netns)
+            .map_err(|e| PodNetError(format!("open network namespace {}: {e}", pod.netns)))?;
+        let peer = VethPeer {
+            name: &pod.ifname,
+            netns: netns.as_fd(),
+            mac: Some(pod.mac.octets()),
+        };
+        let mut nl = Netlink::new().map_err(|e| PodNetError(e.to_string()))?;
+        nl.link_add_veth_into(&pod.port, &peer, u32::from(mtu), queues)
+            .map_err(|e| in_pod(pod, e))?;
+        Ok(())
+    }
+
+    fn disable_offloads(pod: &PodRecord) -> Result<(), PodNetError> {
+        Ethtool::new_in_netns(Path::new(&pod.netns))
+            .and_then(|e| e.disable_tx_offloads(&pod.ifname))
+            .map_err(|e| in_pod(pod, e))
     }
 }
 

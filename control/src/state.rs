@@ -206,7 +206,7 @@ impl DesiredState {
         let Some(record) = now else { return };
         // A tombstone's port goes: its DEL is under way (see `PodRecord::deleting`).
         if !record.deleting {
-            if podnet.netns_exists(&record.netns) {
+            if podnet.attachable(&record) {
                 self.policies.put_attachment(&record);
                 self.set_port(&record.port, Some(pod_port(&self.settings, &record)));
                 self.present.insert(key.to_string(), ());
@@ -312,7 +312,7 @@ impl DesiredState {
             .records
             .iter()
             .filter(|(key, r)| {
-                let wanted = !r.deleting && podnet.netns_exists(&r.netns);
+                let wanted = !r.deleting && podnet.attachable(r);
                 wanted != self.present.contains_key(*key)
             })
             .map(|(_, r)| r.clone())

@@ -18,6 +18,7 @@
 //!   allocated last, where the next search starts)
 
 use crate::changes::{ChangeFeed, Changed, Feeds};
+use podswitch_proto::control::PodAttachment;
 use podswitch_proto::MacAddr;
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -67,6 +68,10 @@ pub struct PodRecord {
     /// network config applies to pods attached after the change.
     #[serde(default = "offloads_default", skip_serializing_if = "is_on")]
     pub offloads: bool,
+    /// How the pod is wired to the switch (the CNI config's `attachment`), fixed at ADD time.
+    /// Records written before this field existed are of taps.
+    #[serde(default, skip_serializing_if = "PodAttachment::is_tap")]
+    pub attachment: PodAttachment,
     /// The ADD that recorded this attachment has not finished (the port pushed and the
     /// interface configured): true from the commit that allocates the address to the one
     /// after the interface is configured. A control process that died in between finds it

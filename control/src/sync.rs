@@ -39,6 +39,7 @@ use crate::dataplane::{Dataplane, DataplaneError};
 use crate::podnet::PodNetwork;
 use crate::state::{DesiredState, Offered};
 use crate::store::{PodRecord, Store, StoreError};
+use podswitch_proto::control::PodAttachment;
 use podswitch_proto::{PortInfo, Status, Transaction};
 use std::collections::HashMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -365,13 +366,24 @@ impl Worker {
     }
 }
 
-/// Logs an attachment left out because its namespace is gone.
+/// Logs an attachment left out because its namespace (or, for a veth-afxdp pod, its veth
+/// pair) is gone.
 fn log_gone(pod: &PodRecord) {
+    let what = match pod.attachment {
+        PodAttachment::Tap => format!("network namespace {}", pod.netns),
+        PodAttachment::VethAfxdp => format!(
+            "network namespace {} or its veth pair (node end {})",
+            pod.netns, pod.port
+        ),
+    };
+    if pod.pending && pod.attachment == PodAttachment::VethAfxdp {
+        // Its ADD is under way and makes the pair next.
+        return;
+    }
     crate::log(&format!(
-        "{}: network namespace {} no longer exists; its port is left out until CNI DEL or GC \
-         removes the pod",
+        "{}: {what} no longer exists; its port is left out until CNI DEL or GC removes the \
+         pod (or, for a veth pair, its ADD is retried)",
         describe(pod),
-        pod.netns
     ));
 }
 

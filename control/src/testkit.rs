@@ -40,6 +40,7 @@ pub fn pod(container: &str, ip: [u8; 4]) -> PodRecord {
         port: port_name(&attachment_key(container, "eth0")),
         mtu: None,
         offloads: true,
+        attachment: Default::default(),
         pending: false,
         deleting: false,
     }
@@ -51,7 +52,7 @@ use crate::control::Control;
 use crate::dataplane::{Dataplane, DataplaneError};
 use crate::podnet::{PodNetError, PodNetwork};
 use crate::store::Store;
-use podswitch_proto::control::{CniAttach, CniDetach};
+use podswitch_proto::control::{CniAttach, CniDetach, PodAttachment};
 use podswitch_proto::{NodeSpec, Op, PortInfo, PortSpec, Status, Transaction};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -224,6 +225,12 @@ pub struct FakePodNetworkState {
     pub removed: Vec<String>,
     /// `remove` fails.
     pub fail_remove: bool,
+    /// Attachment keys whose veth pair is whole (made by `ensure_veth`).
+    pub veths: BTreeSet<String>,
+    /// `ensure_veth` fails.
+    pub fail_veth: bool,
+    /// `ensure_veth` calls: `key queues`, in order.
+    pub veth_calls: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -268,7 +275,25 @@ impl PodNetwork for FakePodNetwork {
             )));
         }
         s.removed.push(format!("{} in {netns}", pod.key()));
+        s.veths.remove(&pod.key());
         Ok(true)
+    }
+
+    fn attachable(&self, pod: &PodRecord) -> bool {
+        self.netns_exists(&pod.netns)
+            && (pod.attachment == PodAttachment::Tap || self.state().veths.contains(&pod.key()))
+    }
+
+    fn ensure_veth(&self, pod: &PodRecord, _mtu: u16, queues: u32) -> Result<bool, PodNetError> {
+        let mut s = self.state();
+        s.veth_calls.push(format!("{} {queues}", pod.key()));
+        if s.fail_veth {
+            return Err(PodNetError(format!(
+                "{} in {}: create veth pair: Operation not permitted",
+                pod.ifname, pod.netns
+            )));
+        }
+        Ok(s.veths.insert(pod.key()))
     }
 }
 
@@ -398,5 +423,6 @@ pub fn add_request(container: &str) -> CniAttach {
         requested_mac: None,
         mtu: None,
         offloads: None,
+        attachment: None,
     }
 }

@@ -1,6 +1,7 @@
 //! Synchronous rtnetlink client shared by the dataplane daemon and the CNI plugin: links,
-//! IPv4 addresses and routes, and network namespaces. podswitch configures interfaces only
-//! through this crate, never by running or parsing `ip`.
+//! IPv4 addresses and routes, network namespaces, and (by ioctl) an interface's transmit
+//! offloads. podswitch configures interfaces only through this crate, never by running or
+//! parsing `ip` or `ethtool`.
 //!
 //! One [`Netlink`] handle owns one blocking NETLINK_ROUTE socket (no async runtime). Every
 //! change is sent with `NLM_F_ACK` and the call returns once the kernel has acknowledged it,
@@ -26,13 +27,15 @@
 //!
 //! Where this crate sits: it depends on nothing of podswitch's, and no packet path depends on
 //! it; the daemon and the CNI plugin call it from their management side only. Its only
-//! `unsafe` is the `setns` in [`in_netns`].
+//! `unsafe` is the `setns` in [`in_netns`] and the `SIOCETHTOOL` ioctl of [`Ethtool`] (the
+//! transmit offloads a veth toward an AF_XDP port must not have).
 
 // Tests may panic on what they did not expect; the library itself may not (workspace lints).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod address;
 mod error;
+mod ethtool;
 mod link;
 mod netns;
 mod nftables;
@@ -41,7 +44,8 @@ mod socket;
 mod xdp;
 
 pub use error::{Detail, Error, Result, Subject};
-pub use link::{Link, LinkStats, IFNAME_MAX_LEN};
+pub use ethtool::{Ethtool, TxOffloads};
+pub use link::{Link, LinkStats, VethPeer, IFNAME_MAX_LEN};
 pub use netns::in_netns;
 pub use nftables::{Nftables, NodePortNat, NODEPORT_TABLE};
 pub use route::RouteV4;

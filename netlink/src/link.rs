@@ -2,7 +2,7 @@
 //! delete. Links are addressed by index everywhere but in lookups and creation, because an
 //! index survives renames while a name does not survive a move to another namespace.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
@@ -15,6 +15,19 @@ use crate::socket::{Ctx, Netlink};
 
 /// Longest interface name Linux accepts (`IFNAMSIZ` - 1 for the terminating NUL).
 pub const IFNAME_MAX_LEN: usize = 15;
+
+/// The far end of a veth pair made by [`Netlink::link_add_veth_into`]: created directly in
+/// another network namespace, under its final name, with its MAC and MTU, so it never exists
+/// in ours (no name clash with our own `eth0`, nothing to move or rename afterwards).
+#[derive(Debug, Clone, Copy)]
+pub struct VethPeer<'a> {
+    /// Its name in `netns`.
+    pub name: &'a str,
+    /// The namespace it is created in (an open `/var/run/netns/NAME`, `/proc/PID/ns/net`).
+    pub netns: BorrowedFd<'a>,
+    /// Its MAC; the kernel picks a random one when `None`.
+    pub mac: Option<[u8; 6]>,
+}
 
 /// A link as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,6 +236,67 @@ impl Netlink {
             (Some(a), Some(b)) => Ok((a, b)),
             _ => Err(ctx.protocol("the new veth pair vanished right after creation")),
         }
+    }
+
+    /// Creates a veth pair whose end `name` stays in this handle's namespace and whose other
+    /// end is `peer`, made in `peer.netns` in the same request. Both ends get `mtu` and
+    /// `queues` rx and tx queues (an AF_XDP socket binds one queue, so a switch with N
+    /// workers wants N), and are down. Returns the index of `name` (the peer's is not ours to
+    /// see).
+    pub fn link_add_veth_into(
+        &mut self,
+        name: &str,
+        peer: &VethPeer<'_>,
+        mtu: u32,
+        queues: u32,
+    ) -> Result<u32> {
+        let ctx = Ctx::new(
+            format!(
+                "create veth pair with peer {} in another namespace",
+                peer.name
+            ),
+            Subject::LinkName(name.to_string()),
+        );
+        validate_ifname(name, &ctx)?;
+        validate_ifname(peer.name, &ctx)?;
+        if queues == 0 {
+            return Err(ctx.invalid("a veth needs at least one queue"));
+        }
+        let sizes = |attrs: &mut Vec<LinkAttribute>| {
+            attrs.push(LinkAttribute::Mtu(mtu));
+            attrs.push(LinkAttribute::NumTxQueues(queues));
+            attrs.push(LinkAttribute::NumRxQueues(queues));
+        };
+        let mut far = LinkMessage::default();
+        far.attributes
+            .push(LinkAttribute::IfName(peer.name.to_string()));
+        far.attributes
+            .push(LinkAttribute::NetNsFd(peer.netns.as_raw_fd()));
+        if let Some(mac) = peer.mac {
+            far.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        sizes(&mut far.attributes);
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        sizes(&mut msg.attributes);
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(far))),
+        ]));
+        self.request(
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+            &ctx,
+        )
+        .map_err(|e| {
+            e.hint_on(
+                libc::EEXIST,
+                "a link with this name exists here, or one with the peer's name in the \
+                 peer's namespace",
+            )
+        })?;
+        self.link_index(name)?
+            .ok_or_else(|| ctx.protocol("the new veth vanished right after creation"))
     }
 
     /// One RTM_SETLINK on `index`, with `fill` adding what changes.

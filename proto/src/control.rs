@@ -104,6 +104,42 @@ pub struct CniAttach {
     /// config without it) means on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offloads: Option<bool>,
+    /// `attachment` from the network config, if it sets it: how the pod is wired to the
+    /// switch. `None` (a plugin that predates the field, or a config without it) is a tap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<PodAttachment>,
+}
+
+/// How a pod's interface is wired to the switch; the CNI network config's `attachment`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PodAttachment {
+    /// `"tap"`: the pod's interface is a tap whose other side podswitchd reads and writes
+    /// (a `tap` port, created by podswitchd). Offloaded frames cross it whole.
+    #[default]
+    Tap,
+    /// `"veth-afxdp"`: the pod's interface is one end of a veth pair whose other end stays
+    /// in podswitchd's namespace (named like the port) and is an `afxdp` port of the switch.
+    /// Control creates the pair; the pod's end sends no offloaded frames (AF_XDP carries none).
+    VethAfxdp,
+}
+
+impl PodAttachment {
+    /// Every attachment, as the network config spells them.
+    pub const NAMES: [&'static str; 2] = ["tap", "veth-afxdp"];
+
+    /// As the network config spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PodAttachment::Tap => "tap",
+            PodAttachment::VethAfxdp => "veth-afxdp",
+        }
+    }
+
+    /// The default, a tap (for `skip_serializing_if`).
+    pub fn is_tap(&self) -> bool {
+        *self == PodAttachment::Tap
+    }
 }
 
 /// A CNI DEL.
@@ -245,6 +281,7 @@ mod tests {
             requested_mac: None,
             mtu: None,
             offloads: None,
+            attachment: None,
         }));
         assert_eq!(
             serde_json::to_value(&req).unwrap(),

@@ -299,6 +299,7 @@ fn control_publish_at_ten_thousand() {
                         mac: podswitch_control::compile::pod_mac(ip),
                         mtu: None,
                         offloads: true,
+                        attachment: Default::default(),
                         pending: false,
                         deleting: false,
                     };

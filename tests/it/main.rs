@@ -7,6 +7,7 @@
 mod afxdp;
 mod api;
 mod cni;
+mod cni_afxdp;
 mod containerd;
 mod control;
 mod control_publish;

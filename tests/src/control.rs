@@ -265,6 +265,26 @@ impl ControlNode {
         container_id: &str,
         netns: &str,
     ) -> CniOutput {
+        self.add_with_conf(namespace, name, container_id, netns, &self.netconf("1.0.0"))
+    }
+
+    /// The network config of [`Self::netconf`] with `"attachment": attachment`.
+    pub fn netconf_attached(&self, attachment: &str) -> String {
+        let mut conf: serde_json::Value =
+            serde_json::from_str(&self.netconf("1.0.0")).expect("netconf is JSON");
+        conf["attachment"] = attachment.into();
+        conf.to_string()
+    }
+
+    /// [`Self::add_in`] with the network config `conf`.
+    pub fn add_with_conf(
+        &self,
+        namespace: &str,
+        name: &str,
+        container_id: &str,
+        netns: &str,
+        conf: &str,
+    ) -> CniOutput {
         let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={container_id};K8S_POD_UID=uid-{namespace}-{name}");
         self.cni(
             "ADD",
@@ -274,7 +294,7 @@ impl ControlNode {
                 ("CNI_IFNAME", "eth0"),
                 ("CNI_ARGS", &args),
             ],
-            &self.netconf("1.0.0"),
+            conf,
         )
     }
 
@@ -310,6 +330,13 @@ impl ControlNode {
         self.add_pod_in_into(namespace, name, Netns::new("pswc"), &unique("ctr"))
     }
 
+    /// ADD of pod `name` for a new pod namespace with the network config's `attachment`
+    /// (`"veth-afxdp"`, `"tap"`); panics unless it succeeds.
+    pub fn add_pod_attached(&self, name: &str, attachment: &str) -> CniPod {
+        let conf = self.netconf_attached(attachment);
+        self.add_pod_with_conf("default", name, Netns::new("pswc"), &unique("ctr"), &conf)
+    }
+
     fn add_pod_in_into(
         &self,
         namespace: &str,
@@ -317,9 +344,20 @@ impl ControlNode {
         ns: Netns,
         container_id: &str,
     ) -> CniPod {
+        self.add_pod_with_conf(namespace, name, ns, container_id, &self.netconf("1.0.0"))
+    }
+
+    fn add_pod_with_conf(
+        &self,
+        namespace: &str,
+        name: &str,
+        ns: Netns,
+        container_id: &str,
+        conf: &str,
+    ) -> CniPod {
         let container_id = container_id.to_string();
         let netns = ns.path().display().to_string();
-        let out = self.add_in(namespace, name, &container_id, &netns);
+        let out = self.add_with_conf(namespace, name, &container_id, &netns, conf);
         assert_eq!(out.code, 0, "ADD failed: {out:?}\n{}", self.control_log());
         let result = out.json();
         let address = result["ips"][0]["address"].as_str().unwrap().to_string();

@@ -486,7 +486,8 @@ impl Node {
     /// A pod attached through a veth pair and an `afxdp` port instead of a tap: the pod's
     /// `eth0` is one end of the pair, the other end (named like the port) stays in the node's
     /// namespace, where the daemon binds AF_XDP sockets to it. The pod's `eth0` sends whole,
-    /// checksummed frames (`ethtool -K eth0 tx off tso off gso off`): AF_XDP carries no
+    /// checksummed frames (transmit checksum, TSO and GSO off by the ethtool ioctl, as
+    /// `ethtool -K eth0 tx off tso off gso off`): AF_XDP carries no
     /// checksum or segmentation state (ARCHITECTURE.md, "AF_XDP ports").
     pub fn add_veth_pod(&self, host: u8) -> Pod {
         self.add_veth_pod_with_queues(host, 1)
@@ -530,14 +531,9 @@ impl Node {
             &ns.name,
         ]);
         ns.ip(&["link", "set", "eth0", "address", &mac, "up"]);
-        let off = ns.exec(&[
-            "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off",
-        ]);
-        assert!(
-            off.status.success(),
-            "ethtool -K eth0 tx off: {}",
-            String::from_utf8_lossy(&off.stderr)
-        );
+        podswitch_netlink::Ethtool::new_in_netns(&ns.path())
+            .and_then(|e| e.disable_tx_offloads("eth0"))
+            .unwrap_or_else(|e| panic!("eth0 tx offloads off: {e}"));
         ns.address_as_pod(ip);
         let spec = PortSpec {
             name: name.clone(),

@@ -587,3 +587,94 @@ fn handle_answers_cni_requests_with_protocol_responses() {
         podswitch_proto::control::ControlResponse::Error { code: 3, .. }
     ));
 }
+
+fn veth_request(container: &str) -> CniAttach {
+    CniAttach {
+        attachment: Some(PodAttachment::VethAfxdp),
+        ..add_request(container)
+    }
+}
+
+#[test]
+fn a_veth_afxdp_add_makes_the_pair_then_pushes_an_afxdp_port_on_its_node_end() {
+    let h = Harness::new();
+    let a = h.c().cni_add(&veth_request("aaa")).unwrap();
+    assert_eq!(a.port, "psw1fd96c58e588");
+    // One queue per podswitchd worker (the fake has one).
+    assert_eq!(h.net.state().veth_calls, ["aaa/eth0 1"]);
+    assert_eq!(h.net.state().configured, ["aaa/eth0"]);
+    {
+        let dp = h.dp.state();
+        let port = dp.ports.iter().find(|p| p.name == a.port).unwrap();
+        assert_eq!(port.kind, podswitch_proto::PortKind::Afxdp);
+        assert_eq!((port.netns.as_ref(), port.offloads), (None, false));
+        assert_eq!(dp.generation, generation(&h));
+    }
+    let pod = h.store().read().unwrap().pod("aaa/eth0").unwrap().unwrap();
+    assert_eq!(pod.attachment, PodAttachment::VethAfxdp);
+    assert!(!pod.pending);
+    h.c().cni_check(&veth_request("aaa")).unwrap();
+
+    // Idempotent: the same ADD again is answered from the record.
+    let g = generation(&h);
+    assert_eq!(h.c().cni_add(&veth_request("aaa")).unwrap(), a);
+    assert_eq!(generation(&h), g);
+    assert_eq!(h.net.state().veth_calls.len(), 1);
+
+    // A tap pod beside it is still a tap.
+    h.add("bbb").unwrap();
+    let dp = h.dp.state();
+    let kinds: Vec<_> = dp.ports.iter().map(|p| p.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            podswitch_proto::PortKind::Tap,
+            podswitch_proto::PortKind::Afxdp,
+            podswitch_proto::PortKind::Tap
+        ]
+    );
+}
+
+#[test]
+fn a_veth_afxdp_add_whose_pair_cannot_be_made_is_rolled_back_with_code_5() {
+    let h = Harness::new();
+    h.net.state().fail_veth = true;
+    let err = h.c().cni_add(&veth_request("aaa")).unwrap_err();
+    assert_eq!(err.code, code::IO_FAILURE);
+    assert!(
+        err.message
+            .starts_with("making the veth pair of pod default/aaa (aaa/eth0): "),
+        "{err}"
+    );
+    let view = h.store().read().unwrap();
+    assert!(view.pods().unwrap().is_empty());
+    assert!(view.ipam().unwrap().is_empty());
+    assert_eq!(h.dp.state().port_names(), ["psw0"]);
+}
+
+#[test]
+fn del_and_gc_of_a_veth_afxdp_pod_remove_its_pair_and_port() {
+    let h = Harness::new();
+    h.c().cni_add(&veth_request("aaa")).unwrap();
+    h.c().cni_add(&veth_request("bbb")).unwrap();
+    h.del("aaa").unwrap();
+    assert_eq!(h.net.state().removed, ["aaa/eth0 in /var/run/netns/aaa"]);
+    assert!(!h.net.state().veths.contains("aaa/eth0"));
+    assert_eq!(h.dp.state().ports.len(), 2);
+    h.c().cni_gc(&[]).unwrap();
+    assert!(h.net.state().veths.is_empty());
+    assert_eq!(h.dp.state().port_names(), ["psw0"]);
+}
+
+#[test]
+fn a_veth_afxdp_pod_whose_pair_is_gone_is_left_out_of_a_replace_not_failing_it() {
+    let mut h = Harness::new();
+    h.c().cni_add(&veth_request("aaa")).unwrap();
+    h.add("bbb").unwrap();
+    h.net.state().veths.clear();
+    // A restarted podswitchd: the replace carries the tap pod, not the broken veth pod.
+    h.dp.state().generation = 0;
+    h.restart_control();
+    let dp = h.dp.state();
+    assert_eq!(dp.port_names(), ["psw0", "psw80a29dd2115d"]);
+}

@@ -13,6 +13,7 @@
 mod harness;
 
 mod address;
+mod ethtool;
 mod link;
 mod netns;
 mod nftables;
