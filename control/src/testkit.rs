@@ -12,6 +12,13 @@ pub fn settings() -> Settings {
 
 /// Settings of node `n1` with the given pod CIDR (inside 10.244.0.0/16).
 pub fn settings_with_cidr(cidr: &str) -> Settings {
+    config_with_cidr(cidr)
+        .settings()
+        .expect("test settings are valid")
+}
+
+/// The configuration of node `n1` with the given pod CIDR, its paths nowhere.
+fn config_with_cidr(cidr: &str) -> ControlConfig {
     ControlConfig {
         node_name: "n1".into(),
         pod_cidr: Some(cidr.parse().expect("test CIDR")),
@@ -20,8 +27,6 @@ pub fn settings_with_cidr(cidr: &str) -> Settings {
         socket: "/nonexistent/control.sock".into(),
         ..Default::default()
     }
-    .settings()
-    .expect("test settings are valid")
 }
 
 /// Pod `container` (namespace `default`, name = container id) on `eth0` with address `ip`,
@@ -300,8 +305,6 @@ impl PodNetwork for FakePodNetwork {
 /// [`settings`] with an uplink `eth1` at 192.168.1.1, routed or VXLAN (VNI 42).
 pub fn settings_with_uplink(vxlan: bool) -> Settings {
     ControlConfig {
-        node_name: "n1".into(),
-        pod_cidr: Some("10.244.1.0/24".parse().expect("test CIDR")),
         node_ip: Some(Ipv4Addr::new(192, 168, 1, 1)),
         uplink: "eth1".into(),
         encap: if vxlan {
@@ -310,10 +313,7 @@ pub fn settings_with_uplink(vxlan: bool) -> Settings {
             crate::config::EncapMode::Direct
         },
         vni: 42,
-        state_dir: "/nonexistent/state".into(),
-        dataplane_socket: "/nonexistent/dataplane.sock".into(),
-        socket: "/nonexistent/control.sock".into(),
-        ..Default::default()
+        ..config_with_cidr("10.244.1.0/24")
     }
     .settings()
     .expect("test settings are valid")

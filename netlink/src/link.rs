@@ -212,23 +212,13 @@ impl Netlink {
         let mut peer = LinkMessage::default();
         peer.attributes
             .push(LinkAttribute::IfName(peer_name.to_string()));
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(InfoKind::Veth),
-            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
-        ]));
-        self.request(
-            RouteNetlinkMessage::NewLink(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
+        self.new_veth(
+            name,
+            Vec::new(),
+            peer,
             &ctx,
-        )
-        .map_err(|e| {
-            e.hint_on(
-                libc::EEXIST,
-                "a link with one of these names already exists",
-            )
-        })?;
+            "a link with one of these names already exists",
+        )?;
 
         let index = self.link_index(name)?;
         let peer_index = self.link_index(peer_name)?;
@@ -276,27 +266,44 @@ impl Netlink {
             far.attributes.push(LinkAttribute::Address(mac.to_vec()));
         }
         sizes(&mut far.attributes);
+        let mut own = Vec::new();
+        sizes(&mut own);
+        self.new_veth(
+            name,
+            own,
+            far,
+            &ctx,
+            "a link with this name exists here, or one with the peer's name in the peer's \
+             namespace",
+        )?;
+        self.link_index(name)?
+            .ok_or_else(|| ctx.protocol("the new veth vanished right after creation"))
+    }
+
+    /// Sends the request for a veth `name` (with `own` attributes besides its name) whose
+    /// other end is `peer`; `exists` is the hint when the kernel answers EEXIST.
+    fn new_veth(
+        &mut self,
+        name: &str,
+        own: Vec<LinkAttribute>,
+        peer: LinkMessage,
+        ctx: &Ctx,
+        exists: &'static str,
+    ) -> Result<()> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        sizes(&mut msg.attributes);
+        msg.attributes.extend(own);
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
-            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(far))),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
         ]));
         self.request(
             RouteNetlinkMessage::NewLink(msg),
             NLM_F_CREATE | NLM_F_EXCL,
-            &ctx,
+            ctx,
         )
-        .map_err(|e| {
-            e.hint_on(
-                libc::EEXIST,
-                "a link with this name exists here, or one with the peer's name in the \
-                 peer's namespace",
-            )
-        })?;
-        self.link_index(name)?
-            .ok_or_else(|| ctx.protocol("the new veth vanished right after creation"))
+        .map(drop)
+        .map_err(|e| e.hint_on(libc::EEXIST, exists))
     }
 
     /// One RTM_SETLINK on `index`, with `fill` adding what changes.
