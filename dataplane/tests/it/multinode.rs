@@ -8,8 +8,9 @@ use podswitch_dataplane::counters::Event;
 use podswitch_dataplane::pipeline::FlowState;
 use podswitch_dataplane::ports::memory::{MemoryQueue, Sink};
 use podswitch_dataplane::ports::Uring;
-use podswitch_dataplane::tables::Encap;
+use podswitch_dataplane::tables::{Encap, Tables};
 use podswitch_dataplane::testkit::*;
+use podswitch_dataplane::worker::Worker;
 use podswitch_packet::vxlan::VxlanPacket;
 use podswitch_packet::{Ipv4Packet, TcpPacket, UdpPacket};
 use std::sync::Arc;
@@ -46,18 +47,24 @@ fn through_uplink(encap: Encap) -> (Vec<u8>, Sent, u64) {
     frame[34 + 16..34 + 18].copy_from_slice(&pseudo.to_be_bytes());
     let mut a = MemoryQueue::new(POD_A);
     a.inject_offloaded(&frame, offload);
+    let sent = polled_to_uplink(&mut worker, &rig.tables.load_full(), a);
+    assert_eq!(worker.counters().drops.iter().sum::<u64>(), 0);
+    let segmented = worker.counters().events[Event::GsoSegmentedSw as usize];
+    (frame, sent, segmented)
+}
+
+/// Gives `worker` pod A's queue `a` and the uplink's, polls it four times under `snapshot`,
+/// and returns what left the uplink.
+fn polled_to_uplink(worker: &mut Worker, snapshot: &Arc<Tables>, a: MemoryQueue) -> Sent {
     let sink = Sink::default();
     worker.add_queue(Box::new(a));
     worker.add_queue(Box::new(MemoryQueue::with_sink(UPLINK, sink.clone())));
     let mut ring = Uring::new(64, 128).unwrap();
-    let snapshot = rig.tables.load_full();
     for _ in 0..4 {
-        worker.poll_once(&mut ring, &snapshot);
+        worker.poll_once(&mut ring, snapshot);
     }
-    assert_eq!(worker.counters().drops.iter().sum::<u64>(), 0);
-    let segmented = worker.counters().events[Event::GsoSegmentedSw as usize];
     let sent = std::mem::take(&mut *sink.lock().unwrap());
-    (frame, sent, segmented)
+    sent
 }
 
 #[test]
@@ -137,15 +144,7 @@ fn a_stale_next_hop_gets_its_unicast_reprobe_from_the_worker_beside_the_packet()
         64,
         18,
     ));
-    let sink = Sink::default();
-    worker.add_queue(Box::new(a));
-    worker.add_queue(Box::new(MemoryQueue::with_sink(UPLINK, sink.clone())));
-    let mut ring = Uring::new(64, 128).unwrap();
-    let snapshot = rig.tables.load_full();
-    for _ in 0..4 {
-        worker.poll_once(&mut ring, &snapshot);
-    }
-    let sent = std::mem::take(&mut *sink.lock().unwrap());
+    let sent = polled_to_uplink(&mut worker, &rig.tables.load_full(), a);
     assert_eq!(sent.len(), 2, "the packet and the probe");
     assert_eq!(
         &sent[0].0[0..6],
