@@ -68,7 +68,7 @@ impl Control {
             // The sync thread takes these rather than decoding what was just stored.
             let offered = (objects.into_iter().zip(decoded))
                 .filter(|((key, _), _)| programs_dataplane(key))
-                .map(|((key, json), object)| Offered { key, json, object })
+                .map(|((key, json), object)| Offered::new(key, json, object))
                 .collect();
             self.sync.offer(offered);
         }

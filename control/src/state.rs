@@ -46,13 +46,28 @@ enum Decoded {
 
 /// An object the manifest handler decoded and stored (`Syncer::offer`): used instead of
 /// decoding the store's copy when that copy is `json`, byte for byte.
+///
+/// It holds the object in the form the state keeps (behind an `Arc`), made on the applying
+/// thread: an [`Object`] is as large as its largest kind (a Pod, ~2.5 KB), and moving 20k of
+/// them through a vector and a map cost ~0.3 s of fresh pages in a 10k-Service apply.
 #[derive(Debug)]
 pub struct Offered {
     /// The store key (`service default/web`).
     pub key: String,
     /// The JSON stored under it.
     pub json: String,
-    pub object: Object,
+    object: Decoded,
+}
+
+impl Offered {
+    /// `object`, stored under `key` as `json`.
+    pub fn new(key: String, json: String, object: Object) -> Offered {
+        Offered {
+            key,
+            json,
+            object: Decoded::of(object),
+        }
+    }
 }
 
 impl Decoded {
@@ -64,7 +79,7 @@ impl Decoded {
             Object::Endpoints(o) => Decoded::Endpoints(Arc::new(o)),
             Object::NetworkPolicy(o) => Decoded::Policy(Arc::new(o)),
             Object::Namespace(o) => Decoded::Namespace(Arc::new(o)),
-            Object::Pod(o) => Decoded::Pod(Arc::new(o)),
+            Object::Pod(o) => Decoded::Pod(Arc::from(o)),
             Object::Node(o) => Decoded::Node(NodeRoute::of(&o)),
         }
     }
@@ -151,7 +166,7 @@ impl DesiredState {
             }
             let now = match view.object(key)? {
                 Some(json) => Some(match offered.remove(key) {
-                    Some(o) if o.json == json => Decoded::of(o.object),
+                    Some(o) if o.json == json => o.object,
                     _ => decode(key, &json)?,
                 }),
                 None => None,

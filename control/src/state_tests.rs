@@ -164,11 +164,7 @@ fn updates_from_the_change_feed_equal_a_load_from_scratch_and_push_exactly_the_d
                                     Some((g, o))
                                 });
                                 if let Some((given, o)) = decoded {
-                                    let offer = Offered {
-                                        key: key.clone(),
-                                        json: given,
-                                        object: o,
-                                    };
+                                    let offer = Offered::new(key.clone(), given, o);
                                     offered.insert(key.clone(), offer);
                                 }
                                 objects.push(key);

@@ -115,19 +115,46 @@ fn decode_checked(value: &Value) -> Result<(Object, String, Vec<apiserver::Note>
     }
     let mut object = match info.kind {
         "Namespace" => Object::Namespace(typed(value)?),
-        "Pod" => Object::Pod(typed(value)?),
+        "Pod" => Object::Pod(Box::new(typed(value)?)),
         "Service" => Object::Service(typed(value)?),
         "Endpoints" => Object::Endpoints(typed(value)?),
         "EndpointSlice" => Object::EndpointSlice(typed(value)?),
         "NetworkPolicy" => Object::NetworkPolicy(typed(value)?),
-        _ => Object::Node(typed(value)?),
+        _ => Object::Node(Box::new(typed(value)?)),
     };
     set_scope(&mut object, info)?;
     let notes = apiserver::before_validation(&mut object);
     validate::object(&object)?;
     apiserver::after_validation(&mut object);
-    let (object, json) = canonical(object)?;
+    let (object, json) = canonical(object, has_clock_time(value))?;
     Ok((object, json, notes))
+}
+
+/// Whether any string in `value` holds a clock time (`hh:mm:ss`, digits): a timestamp field
+/// (`metav1.Time`, `MicroTime`) is one. An object read from a value without any reads back
+/// from its JSON as itself, so [`canonical`] need not read it back: a timestamp is the only
+/// value these kinds write differently from how they read it (sub-second digits are dropped).
+/// Keys are looked at too, to keep the rule simple to state.
+fn has_clock_time(value: &Value) -> bool {
+    fn clock(s: &str) -> bool {
+        s.as_bytes().windows(8).any(|w| {
+            let digit = |i: usize| w[i].is_ascii_digit();
+            digit(0)
+                && digit(1)
+                && w[2] == b':'
+                && digit(3)
+                && digit(4)
+                && w[5] == b':'
+                && digit(6)
+                && digit(7)
+        })
+    }
+    match value {
+        Value::String(s) => clock(s),
+        Value::Array(items) => items.iter().any(has_clock_time),
+        Value::Object(map) => map.iter().any(|(k, v)| clock(k) || has_clock_time(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
 }
 
 /// The object as it reads back from its own JSON, and that JSON. Kubernetes keeps timestamps
@@ -138,11 +165,20 @@ fn decode_checked(value: &Value) -> Result<(Object, String, Vec<apiserver::Note>
 /// The JSON is what the caller stores, so it is written once: it is also `to_json` of the
 /// object returned, since serializing what was read from a serialization gives that
 /// serialization again (the fuzz target `manifests` checks it on every input it accepts).
-fn canonical(object: Object) -> Result<(Object, String), Invalid> {
+///
+/// Reading back costs about a quarter of decoding a large apply, and only an object with a
+/// timestamp can change in it: `read_back` is false when the input holds no clock time
+/// ([`has_clock_time`]), and the object is its own read-back. The fuzz target `manifests`
+/// checks that too (an object equals its JSON's read-back), on every input it accepts.
+fn canonical(object: Object, read_back: bool) -> Result<(Object, String), Invalid> {
     fn again<T: serde::Serialize + serde::de::DeserializeOwned>(
         t: T,
+        read_back: bool,
     ) -> Result<(T, String), serde_json::Error> {
         let json = serde_json::to_string(&t)?;
+        if !read_back {
+            return Ok((t, json));
+        }
         let read_back = serde_json::from_str(&json).unwrap_or(t);
         Ok((read_back, json))
     }
@@ -160,13 +196,13 @@ fn canonical(object: Object) -> Result<(Object, String), Invalid> {
         Ok((variant(object), json))
     }
     match object {
-        Object::Namespace(o) => wrap(again(o), Object::Namespace),
-        Object::Pod(o) => wrap(again(o), Object::Pod),
-        Object::Service(o) => wrap(again(o), Object::Service),
-        Object::Endpoints(o) => wrap(again(o), Object::Endpoints),
-        Object::EndpointSlice(o) => wrap(again(o), Object::EndpointSlice),
-        Object::NetworkPolicy(o) => wrap(again(o), Object::NetworkPolicy),
-        Object::Node(o) => wrap(again(o), Object::Node),
+        Object::Namespace(o) => wrap(again(o, read_back), Object::Namespace),
+        Object::Pod(o) => wrap(again(o, read_back), Object::Pod),
+        Object::Service(o) => wrap(again(o, read_back), Object::Service),
+        Object::Endpoints(o) => wrap(again(o, read_back), Object::Endpoints),
+        Object::EndpointSlice(o) => wrap(again(o, read_back), Object::EndpointSlice),
+        Object::NetworkPolicy(o) => wrap(again(o, read_back), Object::NetworkPolicy),
+        Object::Node(o) => wrap(again(o, read_back), Object::Node),
     }
 }
 
@@ -420,6 +456,41 @@ mod tests {
                 (info.api_version, info.namespaced),
                 (object.api_version(), object.is_namespaced())
             );
+        }
+    }
+
+    #[test]
+    fn clock_times_are_found_anywhere_in_a_value() {
+        use serde_json::json;
+        for (value, expected) in [
+            (
+                json!({"metadata": {"creationTimestamp": "2024-01-01T00:00:00.5Z"}}),
+                true,
+            ),
+            (json!({"a": [1, {"b": "x 23:59:60"}]}), true),
+            (json!({"labels": {"12:00:00": "k"}}), true),
+            (
+                json!({"spec": {"ports": [{"port": 80, "name": "http"}], "clusterIP": "10.96.0.1"}}),
+                false,
+            ),
+            (json!({"note": "1:2:3 and 12:3:45 and 12-00-00"}), false),
+            (json!(["12:00:0"]), false),
+        ] {
+            assert_eq!(has_clock_time(&value), expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn objects_with_and_without_timestamps_equal_their_stored_form() {
+        let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, creationTimestamp: \"2024-01-01T00:00:00.25Z\"}\n\
+            ---\napiVersion: v1\nkind: Pod\nmetadata: {name: b, creationTimestamp: \"2024-01-01T10:00:00+02:00\"}\n\
+            ---\napiVersion: v1\nkind: Service\nmetadata: {name: c, annotations: {at: \"noon\"}}\n\
+            spec: {ports: [{port: 80, targetPort: http}], sessionAffinity: ClientIP}\n";
+        let parsed = crate::parse_manifests_with_warnings(yaml).unwrap();
+        assert_eq!(parsed.objects.len(), 3);
+        for (object, json) in parsed.objects.iter().zip(&parsed.json) {
+            assert_eq!(&Object::from_json(json).unwrap(), object, "{json}");
+            assert_eq!(&object.to_json().unwrap(), json);
         }
     }
 

@@ -42,3 +42,8 @@ pub use k8s_openapi;
 pub use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service};
 pub use k8s_openapi::api::discovery::v1::EndpointSlice;
 pub use k8s_openapi::api::networking::v1::NetworkPolicy;
+
+/// The daemons' allocator, so that the timings here are what `podswitch-control` sees.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

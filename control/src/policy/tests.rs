@@ -14,7 +14,7 @@ fn objects(yaml: &str) -> PolicyObjects {
         match o {
             Object::NetworkPolicy(p) => out.policies.push(p),
             Object::Namespace(n) => out.namespaces.push(n),
-            Object::Pod(p) => out.pods.push(p),
+            Object::Pod(p) => out.pods.push(*p),
             _ => {}
         }
     }

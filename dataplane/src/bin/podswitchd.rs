@@ -8,6 +8,12 @@ use podswitch_dataplane::worker::IdlePolicy;
 use podswitch_proto::server;
 use std::path::PathBuf;
 
+/// mimalloc rather than glibc's malloc: decoding and compiling a large transaction
+/// (10k Service ports) allocates millions of small values. The packet path allocates nothing,
+/// so it does not care.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The podswitch dataplane: a poll-mode userspace switch for Kubernetes pods.
 #[derive(Debug, Parser)]
 #[command(version)]
