@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::Invalid;
+use crate::json_stream::Checked;
 use crate::object::{kind_info, KindInfo, KINDS};
 use crate::{
     apiserver, validate, FieldPath, ManifestError, ManifestErrorKind, ManifestWarning, Object,
@@ -56,6 +57,17 @@ pub(crate) fn decode_object(
             invalid.message,
         )
     })?;
+    Ok(decoded(number, at, object, json, notes))
+}
+
+/// The object, its JSON, and its notes as warnings of document `number`, found at `at`.
+fn decoded(
+    number: usize,
+    at: &FieldPath,
+    object: Object,
+    json: String,
+    notes: Vec<apiserver::Note>,
+) -> Decoded {
     let warnings = notes
         .into_iter()
         .map(|(path, message)| ManifestWarning {
@@ -65,11 +77,11 @@ pub(crate) fn decode_object(
             message,
         })
         .collect();
-    Ok(Decoded {
+    Decoded {
         object,
         json,
         warnings,
-    })
+    }
 }
 
 fn decode_checked(value: &Value) -> Result<(Object, String, Vec<apiserver::Note>), Invalid> {
@@ -113,7 +125,7 @@ fn decode_checked(value: &Value) -> Result<(Object, String, Vec<apiserver::Note>
             ),
         ));
     }
-    let mut object = match info.kind {
+    let object = match info.kind {
         "Namespace" => Object::Namespace(typed(value)?),
         "Pod" => Object::Pod(Box::new(typed(value)?)),
         "Service" => Object::Service(typed(value)?),
@@ -122,12 +134,65 @@ fn decode_checked(value: &Value) -> Result<(Object, String, Vec<apiserver::Note>
         "NetworkPolicy" => Object::NetworkPolicy(typed(value)?),
         _ => Object::Node(Box::new(typed(value)?)),
     };
+    finish(object, info, has_clock_time(value))
+}
+
+/// A typed object made what is stored: scoped, changed as the API server changes it,
+/// validated, and written as JSON (read back from it when `clock_time`: see [`canonical`]).
+fn finish(
+    mut object: Object,
+    info: KindInfo,
+    clock_time: bool,
+) -> Result<(Object, String, Vec<apiserver::Note>), Invalid> {
     set_scope(&mut object, info)?;
     let notes = apiserver::before_validation(&mut object);
     validate::object(&object)?;
     apiserver::after_validation(&mut object);
-    let (object, json) = canonical(object, has_clock_time(value))?;
+    let (object, json) = canonical(object, clock_time)?;
     Ok((object, json, notes))
+}
+
+/// The JSON fast path's object (`json_stream::Checked`): typed straight from the document's
+/// text, with no JSON value built, then [`finish`]ed as [`decode_object`] does. `None` for
+/// anything but a clean object of a supported kind (a `List`, an unknown kind or apiVersion,
+/// a type error, an unknown field, an invalid object): the caller then decodes the
+/// document's value, which gives that error with its field path, exactly as before.
+///
+/// The object is the same either way: serde_json hands the typed decoder the same calls from
+/// the text as from the value the text makes (the fast path's checks leave out what would
+/// differ: duplicate keys, floats). `parse_json_tests.rs` holds the two paths to equal
+/// objects, JSON and warnings.
+pub(crate) fn decode_text(number: usize, document: &Checked<'_>) -> Option<Decoded> {
+    let info = kind_info(document.kind.as_deref()?)?;
+    if document.api_version.as_deref()? != info.api_version {
+        return None;
+    }
+    let text = document.text;
+    let object = match info.kind {
+        "Namespace" => Object::Namespace(typed_text(text)?),
+        "Pod" => Object::Pod(Box::new(typed_text(text)?)),
+        "Service" => Object::Service(typed_text(text)?),
+        "Endpoints" => Object::Endpoints(typed_text(text)?),
+        "EndpointSlice" => Object::EndpointSlice(typed_text(text)?),
+        "NetworkPolicy" => Object::NetworkPolicy(typed_text(text)?),
+        _ => Object::Node(Box::new(typed_text(text)?)),
+    };
+    let (object, json, notes) = finish(object, info, document.clock_time).ok()?;
+    Some(decoded(number, &FieldPath::root(), object, json, notes))
+}
+
+/// `text` as a `T`, when it is one with no unknown field; `None` otherwise.
+fn typed_text<T: DeserializeOwned>(text: &str) -> Option<T> {
+    let mut unknown = false;
+    let mut note_unknown = |_: serde_ignored::Path<'_>| unknown = true;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let typed = T::deserialize(serde_ignored::Deserializer::new(
+        &mut deserializer,
+        &mut note_unknown,
+    ))
+    .ok()?;
+    deserializer.end().ok()?;
+    (!unknown).then_some(typed)
 }
 
 /// Whether any string in `value` holds a clock time (`hh:mm:ss`, digits): a timestamp field
@@ -136,25 +201,29 @@ fn decode_checked(value: &Value) -> Result<(Object, String, Vec<apiserver::Note>
 /// value these kinds write differently from how they read it (sub-second digits are dropped).
 /// Keys are looked at too, to keep the rule simple to state.
 fn has_clock_time(value: &Value) -> bool {
-    fn clock(s: &str) -> bool {
-        s.as_bytes().windows(8).any(|w| {
-            let digit = |i: usize| w[i].is_ascii_digit();
-            digit(0)
-                && digit(1)
-                && w[2] == b':'
-                && digit(3)
-                && digit(4)
-                && w[5] == b':'
-                && digit(6)
-                && digit(7)
-        })
-    }
     match value {
-        Value::String(s) => clock(s),
+        Value::String(s) => holds_clock_time(s),
         Value::Array(items) => items.iter().any(has_clock_time),
-        Value::Object(map) => map.iter().any(|(k, v)| clock(k) || has_clock_time(v)),
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| holds_clock_time(k) || has_clock_time(v)),
         Value::Null | Value::Bool(_) | Value::Number(_) => false,
     }
+}
+
+/// Whether `s` holds a clock time: two digits, a colon, two digits, a colon, two digits.
+pub(crate) fn holds_clock_time(s: &str) -> bool {
+    s.as_bytes().windows(8).any(|w| {
+        let digit = |i: usize| w[i].is_ascii_digit();
+        digit(0)
+            && digit(1)
+            && w[2] == b':'
+            && digit(3)
+            && digit(4)
+            && w[5] == b':'
+            && digit(6)
+            && digit(7)
+    })
 }
 
 /// The object as it reads back from its own JSON, and that JSON. Kubernetes keeps timestamps

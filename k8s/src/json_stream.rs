@@ -1,6 +1,8 @@
 //! The fast path of [`crate::parse_manifests`]: an input whose every document is a JSON object
 //! (what `kubectl get -o json` writes, and what programs generate) is read with `serde_json`
-//! directly, without building a `serde_yaml::Value` per document and converting it.
+//! directly, without building a `serde_yaml::Value` per document and converting it. A clean
+//! document is not even built as a `serde_json::Value`: [`Checked`] is what one pass over its
+//! text finds, and the typed object is read from the text.
 //!
 //! It gives the same JSON values as the YAML path (a JSON text is a YAML 1.2 document with the
 //! same meaning) or declines, and the caller then reads the whole input as YAML, so that every
@@ -23,34 +25,74 @@
 //! 9.2); every other blank document is an empty one, counted and skipped, so `document N`
 //! means the same in both paths.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use crate::decode::holds_clock_time;
+
 /// The input is not (all) JSON documents: read it as YAML.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct NotJson;
 
-/// Each document of `input` as a JSON value (`Null` for an empty one), in order; an item is
+/// One document this path reads: checked against the module doc's rules in one pass over its
+/// text that builds nothing but what the decoder needs first, so that the typed object can
+/// be read straight from the text (`crate::decode::decode_text`) with no JSON value between.
+#[derive(Debug)]
+pub(crate) struct Checked<'a> {
+    /// The document's text: one JSON object.
+    pub(crate) text: &'a str,
+    /// The top-level `apiVersion` and `kind`, where they are strings.
+    pub(crate) api_version: Option<Cow<'a, str>>,
+    pub(crate) kind: Option<Cow<'a, str>>,
+    /// Whether a string (key or value) holds a clock time (`crate::decode::has_clock_time`
+    /// of its value).
+    pub(crate) clock_time: bool,
+}
+
+impl Checked<'_> {
+    /// The document as a JSON value (what the fast decoder declined is decoded from it).
+    pub(crate) fn value(&self) -> Result<Value, NotJson> {
+        let mut deserializer = serde_json::Deserializer::from_str(self.text);
+        let value = Strict.deserialize(&mut deserializer).map_err(|_| NotJson)?;
+        deserializer.end().map_err(|_| NotJson)?;
+        Ok(value)
+    }
+}
+
+/// Each document of `input`, checked (`None` for an empty one), in order; an item is
 /// `Err(NotJson)` where a document is not a JSON object this path can read (see the module
 /// doc), and the caller then reads the whole input as YAML.
-pub(crate) fn documents(input: &str) -> impl Iterator<Item = Result<Value, NotJson>> + '_ {
+pub(crate) fn documents(input: &str) -> impl Iterator<Item = Result<Option<Checked<'_>>, NotJson>> {
     split(input).map(|text| {
         if has_tab_or_lone_cr(text) {
             return Err(NotJson);
         }
         let text = text.trim_matches(is_json_space);
         if text.is_empty() {
-            return Ok(Value::Null);
+            return Ok(None);
         }
         if !text.starts_with('{') || has_surrogate_escape(text) {
             return Err(NotJson);
         }
+        let mut checked = Checked {
+            text,
+            api_version: None,
+            kind: None,
+            clock_time: false,
+        };
         let mut deserializer = serde_json::Deserializer::from_str(text);
-        let value = Strict.deserialize(&mut deserializer).map_err(|_| NotJson)?;
+        Check {
+            top: true,
+            found: &mut checked,
+        }
+        .deserialize(&mut deserializer)
+        .map_err(|_| NotJson)?;
         deserializer.end().map_err(|_| NotJson)?;
-        Ok(value)
+        Ok(Some(checked))
     })
 }
 
@@ -203,6 +245,141 @@ impl<'de> Visitor<'de> for Strict {
     }
 }
 
+/// [`Strict`]'s rules without building the value: what it keeps is the top-level
+/// `apiVersion` and `kind`, and whether any string holds a clock time. A string value is
+/// returned (borrowed from the text where it has no escape) for the map above to keep.
+struct Check<'c, 'a> {
+    /// Whether this is the document's top-level value.
+    top: bool,
+    found: &'c mut Checked<'a>,
+}
+
+impl<'de, 'c> DeserializeSeed<'de> for Check<'c, 'de> {
+    type Value = Option<Cow<'de, str>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, 'c> Visitor<'de> for Check<'c, 'de> {
+    type Value = Option<Cow<'de, str>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Strict.expecting(f)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Strict.visit_f64(v).map(|_| None)
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        self.found.clock_time |= holds_clock_time(v);
+        Ok(Some(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        self.found.clock_time |= holds_clock_time(v);
+        Ok(Some(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq
+            .next_element_seed(Check {
+                top: false,
+                found: &mut *self.found,
+            })?
+            .is_some()
+        {}
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // Keys seen, for duplicates: a scan while the map is small, a set past that.
+        let mut keys: Vec<Cow<'de, str>> = Vec::new();
+        let mut many: Option<HashSet<Cow<'de, str>>> = None;
+        while let Some(key) = map.next_key_seed(Key)? {
+            if key == "<<" {
+                return Err(de::Error::custom("a merge key: read as YAML"));
+            }
+            self.found.clock_time |= holds_clock_time(&key);
+            let value = map.next_value_seed(Check {
+                top: false,
+                found: &mut *self.found,
+            })?;
+            if self.top && (key == "apiVersion" || key == "kind") {
+                let slot = if key == "kind" {
+                    &mut self.found.kind
+                } else {
+                    &mut self.found.api_version
+                };
+                *slot = value;
+            }
+            let fresh = match &mut many {
+                Some(set) => set.insert(key),
+                None if keys.len() < 16 => {
+                    let fresh = !keys.contains(&key);
+                    keys.push(key);
+                    fresh
+                }
+                None => {
+                    let mut set: HashSet<Cow<'de, str>> = keys.drain(..).collect();
+                    let fresh = set.insert(key);
+                    many = Some(set);
+                    fresh
+                }
+            };
+            if !fresh {
+                return Err(de::Error::custom("a duplicate key: read as YAML"));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A map key, borrowed from the text where it has no escape.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +403,36 @@ mod tests {
         assert_eq!(texts("{}\n----\n"), ["{}\n----\n"]);
         assert_eq!(texts(""), Vec::<&str>::new());
         assert_eq!(texts("{}"), ["{}"]);
+    }
+
+    #[test]
+    fn the_check_keeps_the_header_and_sees_clock_times() {
+        let input = r#"{"kind": "Service", "metadata": {"kind": "x", "annotations": {"at": "12:00:00"}}, "apiVersion": "v\u0031"}"#;
+        let checked = documents(input).next().unwrap().unwrap().unwrap();
+        assert_eq!(checked.kind.as_deref(), Some("Service"));
+        assert_eq!(checked.api_version.as_deref(), Some("v1"));
+        assert!(checked.clock_time);
+        let checked = documents(r#"{"kind": 1, "spec": {"a": ["12:00"]}}"#)
+            .next()
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (checked.kind, checked.api_version, checked.clock_time),
+            (None, None, false)
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_in_large_maps_and_behind_escapes() {
+        let keys: Vec<String> = (0..40).map(|i| format!("\"k{i}\": {i}")).collect();
+        let unique = format!("{{{}}}", keys.join(", "));
+        assert!(documents(&unique).all(|d| d.is_ok()), "{unique}");
+        for duplicate in ["k0", "k17", "k39"] {
+            let input = format!("{{{}, \"{duplicate}\": 1}}", keys.join(", "));
+            assert!(documents(&input).any(|d| d.is_err()), "{input}");
+        }
+        assert!(documents(r#"{"a": 1, "\u0061": 2}"#).any(|d| d.is_err()));
     }
 
     #[test]

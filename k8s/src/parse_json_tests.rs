@@ -29,6 +29,7 @@ fn assert_same(input: &str) -> Result<Parsed, ManifestError> {
     match (&chosen, &yaml) {
         (Ok(a), Ok(b)) => {
             assert_eq!(a.objects, b.objects, "{input}");
+            assert_eq!(a.json, b.json, "{input}");
             assert_eq!(a.warnings, b.warnings, "{input}");
         }
         (Err(a), Err(b)) => assert_eq!(a, b, "{input}"),
@@ -175,7 +176,10 @@ fn json_that_yaml_reads_otherwise_gets_the_yaml_paths_answer() {
 #[test]
 fn each_objects_json_is_what_to_json_writes() {
     let with_fraction = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, creationTimestamp: \"2024-01-01T00:00:00.5Z\"}\n";
-    for input in [SHOP, with_fraction] {
+    // The same as JSON, which the fast path reads straight into the typed object.
+    let json_with_fraction = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "creationTimestamp": "2024-01-01T00:00:00.5Z"}}"#;
+    assert!(json_stream::documents(json_with_fraction).all(|d| d.is_ok()));
+    for input in [SHOP, with_fraction, json_with_fraction] {
         let parsed = parse_manifests_with_warnings(input).unwrap();
         assert_eq!(parsed.json.len(), parsed.objects.len());
         for (object, json) in parsed.objects.iter().zip(&parsed.json) {
