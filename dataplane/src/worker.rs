@@ -7,10 +7,10 @@
 //! while after the last packet, then sleeps in the ring until a completion (a packet on any of
 //! its queues) or a wake-up (a command from the daemon) arrives.
 
-use crate::batch::{Batch, Next, Packet, PortId, MAX_BURST};
+use crate::batch::{Batch, Next, Packet, PortId, L3, MAX_BURST};
 use crate::buffer::Pool;
 use crate::counters::{Counters, DropReason, SharedCounters};
-use crate::pipeline::{self, offload};
+use crate::pipeline::{self, gro::Gro, offload};
 use crate::ports::{PortIo, PortQueue, Token, Uring, Waker};
 use crate::tables::Tables;
 use crate::trace::Trace;
@@ -116,6 +116,9 @@ pub struct Worker {
     batch: Batch,
     /// Output staging, one vector per port id (allocated when the port is added).
     tx_stage: Vec<Vec<Packet>>,
+    /// The burst's TCP segments being coalesced for ports that take TSO frames (empty
+    /// between bursts).
+    gro: Gro,
     touched: Vec<PortId>,
     completions: Vec<(Token, i32)>,
     commands: Receiver<Command>,
@@ -189,6 +192,7 @@ impl Worker {
             poll_start: 0,
             batch: Batch::with_limit(burst),
             tx_stage: (0..cfg.max_ports).map(|_| Vec::new()).collect(),
+            gro: Gro::new(),
             touched: Vec::with_capacity(cfg.max_ports),
             completions: Vec::with_capacity(8192),
             commands,
@@ -397,14 +401,16 @@ impl Worker {
 
     /// Moves each packet of the batch to its output port's staging (or back to the pool), then
     /// transmits every staged burst. A frame with offload state the port cannot take is
-    /// segmented or has its checksum completed here ([`pipeline::offload`]); per-port tx
-    /// counts then count the frames written, segments included.
+    /// segmented or has its checksum completed here ([`pipeline::offload`]); TCP to a port
+    /// that takes TSO frames is coalesced first ([`pipeline::gro`]); per-port tx counts then
+    /// count the frames written, segments and super-frames included.
     fn output(&mut self, ring: &mut Uring, tables: &Tables) {
         let Self {
             batch,
             ports,
             tx_stage,
             touched,
+            gro,
             pool,
             ctr,
             state,
@@ -413,10 +419,21 @@ impl Worker {
         for mut pkt in batch.drain() {
             match pkt.meta.next {
                 Next::Output(out) if ports.get(out as usize).is_some_and(Option::is_some) => {
+                    // No port takes a tunnelled super-frame or partial checksum whole.
+                    let offloads =
+                        !pkt.meta.tunneled && tables.port(out).is_some_and(|e| e.offloads);
+                    if offloads
+                        && pkt.meta.l3 == L3::Ipv4
+                        && pkt.meta.flow.proto == podswitch_packet::IpProtocol::TCP
+                    {
+                        // The port takes whatever offload state the packet has; its segments
+                        // may become one super-frame.
+                        gro.offer(pkt, out, pool, ctr, |pool, ctr, out, p| {
+                            stage_packet(ports, tx_stage, touched, ring, pool, ctr, out, p)
+                        });
+                        continue;
+                    }
                     if !pkt.meta.offload.is_none() {
-                        // No port takes a tunnelled super-frame or partial checksum whole.
-                        let offloads =
-                            !pkt.meta.tunneled && tables.port(out).is_some_and(|e| e.offloads);
                         let caps = offload::Caps::of(offloads);
                         if !caps.takes(&pkt.meta.offload) {
                             if pkt.meta.offload.is_gso() {
@@ -444,6 +461,10 @@ impl Worker {
                 Next::Drop(_) | Next::Continue => pool.put(pkt.buf),
             }
         }
+        // The runs still held: the burst is over.
+        gro.flush(pool, ctr, |pool, ctr, out, p| {
+            stage_packet(ports, tx_stage, touched, ring, pool, ctr, out, p)
+        });
         // Unicast re-probes of stale next hops the stages asked for, out of the uplink.
         if let Some(uplink) = tables.uplink {
             for (ip, mac) in state.arp_probes.take() {
