@@ -129,13 +129,21 @@ pub struct Worker {
     state: pipeline::WorkerState,
     /// The clock the stages see: read once per poll that received anything.
     now: Instant,
+    /// When the busy GC last ran a step.
+    last_busy_gc: Instant,
     /// Conntrack and its companions, shared with every worker.
     flows: Arc<pipeline::FlowState>,
 }
 
-/// Conntrack slots a worker's GC examines per busy iteration: small, so a burst's latency does
-/// not notice; a sweep of the default 262144 slots takes 16k busy iterations.
-const GC_BUSY_SLOTS: usize = 16;
+/// Conntrack slots a busy worker's GC examines, at most once per [`GC_BUSY_PERIOD`]: small, so
+/// a burst's latency does not notice; a sweep of the default 262144 slots takes 2 s of busy
+/// polling (expired entries are never found by lookups meanwhile: the GC only frees room).
+/// Paced by the clock rather than by iterations: at 16 slots per busy iteration, a worker
+/// forwarding a TCP stream in small bursts spent a tenth of its time sweeping (BENCHMARKS.md,
+/// "the cross-node race after GRO").
+const GC_BUSY_SLOTS: usize = 128;
+/// How often a busy worker runs a step of its conntrack GC.
+const GC_BUSY_PERIOD: Duration = Duration::from_millis(1);
 /// Slots examined before an idle worker sleeps, and every 1024 empty spins.
 const GC_IDLE_SLOTS: usize = 4096;
 
@@ -201,6 +209,7 @@ impl Worker {
             trace: Trace::off(),
             state: pipeline::WorkerState::new(Instant::now()),
             now: Instant::now(),
+            last_busy_gc: Instant::now(),
             flows,
         }
     }
@@ -302,11 +311,15 @@ impl Worker {
         state.since_publish += 1;
         if packets > 0 {
             state.idle_iterations = 0;
-            // Incremental conntrack GC: a few slots per busy iteration, with the burst's clock.
+            // Incremental conntrack GC: a few slots per millisecond of busy polling, with the
+            // burst's clock.
             let now = self.now;
-            self.flows
-                .conntrack
-                .gc_step(&mut self.state.gc, now, GC_BUSY_SLOTS);
+            if now.saturating_duration_since(self.last_busy_gc) >= GC_BUSY_PERIOD {
+                self.last_busy_gc = now;
+                self.flows
+                    .conntrack
+                    .gc_step(&mut self.state.gc, now, GC_BUSY_SLOTS);
+            }
             if state.since_publish >= 1024 {
                 self.publish();
                 state.since_publish = 0;
