@@ -129,22 +129,22 @@ pub struct Worker {
     state: pipeline::WorkerState,
     /// The clock the stages see: read once per poll that received anything.
     now: Instant,
-    /// When the busy GC last ran a step.
-    last_busy_gc: Instant,
+    /// When the conntrack GC last ran a step ([`Worker::gc_paced`]).
+    last_gc: Instant,
     /// Conntrack and its companions, shared with every worker.
     flows: Arc<pipeline::FlowState>,
 }
 
-/// Conntrack slots a busy worker's GC examines, at most once per [`GC_BUSY_PERIOD`]: small, so
-/// a burst's latency does not notice; a sweep of the default 262144 slots takes 2 s of busy
-/// polling (expired entries are never found by lookups meanwhile: the GC only frees room).
-/// Paced by the clock rather than by iterations: at 16 slots per busy iteration, a worker
-/// forwarding a TCP stream in small bursts spent a tenth of its time sweeping (BENCHMARKS.md,
-/// "the cross-node race after GRO").
-const GC_BUSY_SLOTS: usize = 128;
-/// How often a busy worker runs a step of its conntrack GC.
-const GC_BUSY_PERIOD: Duration = Duration::from_millis(1);
-/// Slots examined before an idle worker sleeps, and every 1024 empty spins.
+/// Conntrack slots the GC examines per millisecond, busy or idle: a sweep of the default
+/// 262144 slots takes 2 s (expired entries are never found by lookups meanwhile: the GC only
+/// frees room). Paced by the clock rather than by iterations or sleeps: at 16 slots per busy
+/// iteration and 4096 before every sleep, a worker forwarding a TCP stream in small bursts, or
+/// sleeping and waking thousands of times a second, spent a tenth of its time sweeping cold
+/// memory (BENCHMARKS.md, "Issue 16: GRO on the receiving switch").
+const GC_SLOTS_PER_MS: usize = 128;
+/// The most one step examines on a busy iteration: small, so a burst's latency does not notice.
+const GC_BUSY_SLOTS: usize = GC_SLOTS_PER_MS;
+/// The most one step examines before a worker sleeps (catching up on a quiet interval).
 const GC_IDLE_SLOTS: usize = 4096;
 
 /// Stages `pkt` for port `out` (whose queue exists). A full staging vector (software
@@ -209,7 +209,7 @@ impl Worker {
             trace: Trace::off(),
             state: pipeline::WorkerState::new(Instant::now()),
             now: Instant::now(),
-            last_busy_gc: Instant::now(),
+            last_gc: Instant::now(),
             flows,
         }
     }
@@ -311,15 +311,8 @@ impl Worker {
         state.since_publish += 1;
         if packets > 0 {
             state.idle_iterations = 0;
-            // Incremental conntrack GC: a few slots per millisecond of busy polling, with the
-            // burst's clock.
-            let now = self.now;
-            if now.saturating_duration_since(self.last_busy_gc) >= GC_BUSY_PERIOD {
-                self.last_busy_gc = now;
-                self.flows
-                    .conntrack
-                    .gc_step(&mut self.state.gc, now, GC_BUSY_SLOTS);
-            }
+            // Incremental conntrack GC, with the burst's clock.
+            self.gc_paced(self.now, GC_BUSY_SLOTS);
             if state.since_publish >= 1024 {
                 self.publish();
                 state.since_publish = 0;
@@ -332,12 +325,9 @@ impl Worker {
             self.publish();
             state.since_publish = 0;
             drop(tables);
-            // Going to sleep: a larger share of the GC, which an idle worker does on each
-            // wake-up (at least every `sleep_us`).
-            let now = Instant::now();
-            self.flows
-                .conntrack
-                .gc_step(&mut self.state.gc, now, GC_IDLE_SLOTS);
+            // Going to sleep: the GC catches up, as an idle worker does on each wake-up (at
+            // least every `sleep_us`).
+            self.gc_paced(Instant::now(), GC_IDLE_SLOTS);
             ring.wait(self.cfg.sleep)?;
         } else if self.cfg.idle == IdlePolicy::Adaptive && self.cfg.spin_yield {
             // Spinning, but not against the pods: the frames just written woke their
@@ -356,12 +346,26 @@ impl Worker {
         }
         if state.idle_iterations % 1024 == 0 {
             // A spinning worker with nothing to do still collects.
-            let now = Instant::now();
-            self.flows
-                .conntrack
-                .gc_step(&mut self.state.gc, now, GC_IDLE_SLOTS);
+            self.gc_paced(Instant::now(), GC_IDLE_SLOTS);
         }
         Ok(0)
+    }
+
+    /// A step of the conntrack GC worth the time since the last one ([`GC_SLOTS_PER_MS`]), at
+    /// most `max_slots`; nothing within the same millisecond.
+    fn gc_paced(&mut self, now: Instant, max_slots: usize) {
+        let ms = now.saturating_duration_since(self.last_gc).as_millis();
+        if ms == 0 {
+            return;
+        }
+        self.last_gc = now;
+        let budget = usize::try_from(ms)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(GC_SLOTS_PER_MS)
+            .min(max_slots);
+        self.flows
+            .conntrack
+            .gc_step(&mut self.state.gc, now, budget);
     }
 
     /// Polls every queue once: receive a burst, run it through the pipeline, send the output.
