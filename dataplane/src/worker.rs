@@ -138,9 +138,10 @@ pub struct Worker {
 /// Conntrack slots the GC examines per millisecond, busy or idle: a sweep of the default
 /// 262144 slots takes 2 s (expired entries are never found by lookups meanwhile: the GC only
 /// frees room). Paced by the clock rather than by iterations or sleeps: at 16 slots per busy
-/// iteration and 4096 before every sleep, a worker forwarding a TCP stream in small bursts, or
-/// sleeping and waking thousands of times a second, spent a tenth of its time sweeping cold
-/// memory (BENCHMARKS.md, "Issue 16: GRO on the receiving switch").
+/// iteration and 4096 before every sleep, the cross-node sender's worker, iterating on small
+/// bursts, spent 5% of its time sweeping cold memory, and the receiver's, once GRO let it
+/// sleep and wake thousands of times a second, 16% (BENCHMARKS.md, "Issue 16: GRO on the
+/// receiving switch").
 const GC_SLOTS_PER_MS: usize = 128;
 /// The most one step examines on a busy iteration: small, so a burst's latency does not notice.
 const GC_BUSY_SLOTS: usize = GC_SLOTS_PER_MS;
