@@ -13,15 +13,17 @@
 //! - a candidate ([`TcpSegment::parse`]) is TCP in an option-less IPv4 header, not a
 //!   fragment, whose IPv4 total length is the frame's (no padding), with a payload;
 //! - a run starts with a segment whose flags are exactly ACK ([`Run::start`]); a segment
-//!   joins it ([`Run::check`]) if it has the same addresses and ports, the next sequence
-//!   number, the same acknowledgment number, window, data offset and option bytes (so
-//!   timestamps must be equal), the same TTL, DSCP/ECN byte (a CE mark on one and not the
-//!   other does not merge) and DF bit, an IPv4 identification one more per segment (or, with
+//!   joins it ([`Run::check`]) if it has the same addresses, ports and MACs, the next
+//!   sequence number, the same acknowledgment number, window, data offset, urgent pointer and
+//!   option bytes (so timestamps must be equal), the same TTL, DSCP/ECN byte (a CE mark on one
+//!   and not the other does not merge) and DF bit, an IPv4 identification one more per segment (or, with
 //!   DF, the same one throughout: Linux's fixed-ID case, decided by the second segment), flags
 //!   ACK or ACK|PSH, a payload no longer than the first's (`gso_size`), and the total stays
 //!   within 65535 bytes of IPv4;
 //! - a segment shorter than `gso_size`, or with PSH, joins as the last ([`Run::append`] says
 //!   the run is closed);
+//! - stricter than Linux, which ignores them: the MACs and the urgent pointer (without URG) must
+//!   match too, so that the super-frame stands for exactly the segments that joined it;
 //! - Linux also lets FIN join as the last segment and lets a run start with CWR or ECE; here
 //!   any flag other than ACK and PSH ends the run before that segment (FIN, SYN, RST, URG,
 //!   ECE, CWR), which is simpler and costs nothing that matters (one frame per connection's
@@ -91,7 +93,7 @@ impl fmt::Display for Refusal {
 /// next one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mismatch {
-    /// Other addresses or ports: another flow (not a reason to end the run).
+    /// Other addresses, ports or MAC addresses: another flow.
     Flow,
     /// Not the next sequence number (out of order, a retransmission, a gap).
     Seq,
@@ -99,7 +101,8 @@ pub enum Mismatch {
     Ack,
     /// A flag other than ACK and PSH (FIN, SYN, RST, URG, ECE, CWR), or no ACK.
     Flags,
-    /// Another data offset or other option bytes (a new timestamp, SACK blocks).
+    /// Another data offset (or reserved bits beside it), urgent pointer or other option bytes
+    /// (a new timestamp, SACK blocks).
     Options,
     /// Another window.
     Window,
@@ -160,7 +163,9 @@ impl TcpSegment {
         if ip.header_len() != IPV4_LEN {
             return Err(Refusal::IpOptions);
         }
-        if ip.is_fragment() {
+        // Flags and offset: only DF may be set (MF, an offset, or the reserved bit: Linux's
+        // `id & ~IP_DF` flush).
+        if ip.is_fragment() || ip_bytes[6] & 0xbf != 0 || ip_bytes[7] != 0 {
             return Err(Refusal::Fragment);
         }
         if ip.protocol() != IpProtocol::TCP {
@@ -284,7 +289,8 @@ impl Run {
     /// first segment's headers in front) and `frame` the segment's, for the option bytes.
     pub fn check(&self, seg: &TcpSegment, held: &[u8], frame: &[u8]) -> Result<(), Mismatch> {
         let f = &self.first;
-        if !f.same_flow(seg) {
+        // The MACs too: what a segment carries that the super-frame would not is lost.
+        if !f.same_flow(seg) || held.get(..12).is_none() || held.get(..12) != frame.get(..12) {
             return Err(Mismatch::Flow);
         }
         if self.closed {
@@ -304,6 +310,13 @@ impl Run {
         }
         if seg.ttl != f.ttl || seg.tos != f.tos || seg.dont_frag != f.dont_frag {
             return Err(Mismatch::IpHeader);
+        }
+        // Byte 12 (data offset and the reserved bits) and the urgent pointer: Linux compares
+        // the first, ignores the second without URG; compared here so that the segments the
+        // super-frame stands for are exactly those that joined it.
+        let (a, b) = (TCP_OFFSET + 12, TCP_OFFSET + 18);
+        if held.get(a) != frame.get(a) || held.get(b..b + 2) != frame.get(b..b + 2) {
+            return Err(Mismatch::Options);
         }
         let options = TCP_OFFSET + TCP_LEN..f.headers_len;
         let same_options = match (held.get(options.clone()), frame.get(options)) {
@@ -627,7 +640,11 @@ mod tests {
             )),
             Err(Mismatch::IpHeader)
         );
-        // Another flow.
+        // Another urgent pointer (without URG), other reserved bits beside the data offset.
+        assert_eq!(second(with(|f| f[34 + 19] = 1)), Err(Mismatch::Options));
+        assert_eq!(second(with(|f| f[34 + 12] |= 1)), Err(Mismatch::Options));
+        // Another flow, or other MACs.
+        assert_eq!(second(with(|f| f[5] ^= 1)), Err(Mismatch::Flow));
         assert_eq!(
             second(with(
                 |f| TcpPacket::new_unchecked(&mut f[34..]).set_src_port(40001)
@@ -719,6 +736,12 @@ mod tests {
         assert_eq!(edit(|g| g.truncate(30)), Err(Refusal::Malformed));
         assert_eq!(edit(|g| g[14] = 0x46), Err(Refusal::IpOptions));
         assert_eq!(edit(|g| g[20] |= 0x20), Err(Refusal::Fragment));
+        assert_eq!(
+            edit(|g| g[20] |= 0x80),
+            Err(Refusal::Fragment),
+            "the reserved bit"
+        );
+        assert_eq!(edit(|g| g[21] = 1), Err(Refusal::Fragment));
         assert_eq!(edit(|g| g[23] = 17), Err(Refusal::NotTcp));
         assert_eq!(edit(|g| g.push(0)), Err(Refusal::Padded));
         assert_eq!(edit(|g| g[34 + 12] = 0x30), Err(Refusal::BadTcpHeader));
