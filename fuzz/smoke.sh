@@ -29,7 +29,7 @@ hex_to_bin() {
 # Puts the seeds of every target into its corpus (fuzz/corpus/ is not committed).
 seed_corpora() {
     mkdir -p corpus/packet_parsers corpus/pipeline corpus/proto_decode corpus/apply_ops \
-        corpus/manifests corpus/cni_stdin corpus/vxlan_uplink
+        corpus/manifests corpus/cni_stdin corpus/vxlan_uplink corpus/gro
     local f name len cmd
     for f in seeds/pipeline/*.hex; do
         name=$(basename "$f" .hex)
@@ -42,6 +42,9 @@ seed_corpora() {
             { printf '%b' "\\x$flag"; tail -c +3 "corpus/pipeline/seed-$name"; } \
                 >"corpus/vxlan_uplink/seed-$flag-$name"
         done
+    done
+    for f in seeds/gro/*.hex; do
+        hex_to_bin "$f" "corpus/gro/seed-$(basename "$f" .hex)"
     done
     for f in seeds/proto_decode/*.json; do
         name=$(basename "$f" .json)

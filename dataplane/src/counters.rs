@@ -178,6 +178,9 @@ reasons! {
         XskRxRingFull = ("input", "xsk_rx_ring_full", "AF_XDP: the kernel dropped a received frame, the socket's rx ring was full"),
         /// A frame routed to an AF_XDP port did not fit one UMEM chunk.
         XskTxTooLong = ("output", "xsk_tx_too_long", "AF_XDP: frame routed to the port is longer than a UMEM chunk"),
+        /// A coalesced super-frame whose headers could not be finished (never expected: the
+        /// frame is built to the run's length); its segments, each counted, are lost.
+        GroFinishFailed = ("output", "gro_finish_failed", "segments of a coalesced (GRO) frame whose headers could not be finished"),
     }
 }
 
@@ -221,6 +224,16 @@ reasons! {
         GsoSegmentsSw = ("output", "gso_segments_sw", "segments produced by software segmentation"),
         /// Partial checksums completed in software (for an output without checksum offload).
         CsumCompletedSw = ("output", "csum_completed_sw", "partial checksums completed in software"),
+        /// TCP super-frames built by coalescing a burst's segments of one flow (GRO) for a
+        /// port that takes TSO frames.
+        GroFrames = ("output", "gro_frames", "TCP super-frames built from received segments (GRO) for a port that takes TSO"),
+        /// Segments coalesced into those super-frames.
+        GroSegments = ("output", "gro_segments", "TCP segments coalesced into GRO super-frames"),
+        /// A segment that did not join a GRO run because its TCP checksum (or the run's first
+        /// segment's) did not verify: sent on alone, for the receiver to drop.
+        GroBadChecksum = ("output", "gro_bad_checksum", "TCP segments not coalesced: their checksum did not verify (sent on alone)"),
+        /// No large buffer was free for a GRO run: its segments were sent one by one.
+        GroNoLargeBuffer = ("output", "gro_no_large_buffer", "GRO run not started: no large buffer free (segments sent one by one)"),
         /// A read from a port failed (other than EAGAIN/EINTR); its receives back off and retry.
         RxReadError = ("ports", "rx_read_error", "a port read failed; receives retry with back-off"),
         /// The kernel found an AF_XDP socket's fill ring empty when a frame arrived

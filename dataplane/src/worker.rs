@@ -7,10 +7,10 @@
 //! while after the last packet, then sleeps in the ring until a completion (a packet on any of
 //! its queues) or a wake-up (a command from the daemon) arrives.
 
-use crate::batch::{Batch, Next, Packet, PortId, MAX_BURST};
+use crate::batch::{Batch, Next, Packet, PortId, L3, MAX_BURST};
 use crate::buffer::Pool;
 use crate::counters::{Counters, DropReason, SharedCounters};
-use crate::pipeline::{self, offload};
+use crate::pipeline::{self, gro::Gro, offload};
 use crate::ports::{PortIo, PortQueue, Token, Uring, Waker};
 use crate::tables::Tables;
 use crate::trace::Trace;
@@ -116,6 +116,9 @@ pub struct Worker {
     batch: Batch,
     /// Output staging, one vector per port id (allocated when the port is added).
     tx_stage: Vec<Vec<Packet>>,
+    /// The burst's TCP segments being coalesced for ports that take TSO frames (empty
+    /// between bursts).
+    gro: Gro,
     touched: Vec<PortId>,
     completions: Vec<(Token, i32)>,
     commands: Receiver<Command>,
@@ -126,14 +129,23 @@ pub struct Worker {
     state: pipeline::WorkerState,
     /// The clock the stages see: read once per poll that received anything.
     now: Instant,
+    /// When the conntrack GC last ran a step ([`Worker::gc_paced`]).
+    last_gc: Instant,
     /// Conntrack and its companions, shared with every worker.
     flows: Arc<pipeline::FlowState>,
 }
 
-/// Conntrack slots a worker's GC examines per busy iteration: small, so a burst's latency does
-/// not notice; a sweep of the default 262144 slots takes 16k busy iterations.
-const GC_BUSY_SLOTS: usize = 16;
-/// Slots examined before an idle worker sleeps, and every 1024 empty spins.
+/// Conntrack slots the GC examines per millisecond, busy or idle: a sweep of the default
+/// 262144 slots takes 2 s (expired entries are never found by lookups meanwhile: the GC only
+/// frees room). Paced by the clock rather than by iterations or sleeps: at 16 slots per busy
+/// iteration and 4096 before every sleep, the cross-node sender's worker, iterating on small
+/// bursts, spent 5% of its time sweeping cold memory, and the receiver's, once GRO let it
+/// sleep and wake thousands of times a second, 16% (BENCHMARKS.md, "Issue 16: GRO on the
+/// receiving switch").
+const GC_SLOTS_PER_MS: usize = 128;
+/// The most one step examines on a busy iteration: small, so a burst's latency does not notice.
+const GC_BUSY_SLOTS: usize = GC_SLOTS_PER_MS;
+/// The most one step examines before a worker sleeps (catching up on a quiet interval).
 const GC_IDLE_SLOTS: usize = 4096;
 
 /// Stages `pkt` for port `out` (whose queue exists). A full staging vector (software
@@ -189,6 +201,7 @@ impl Worker {
             poll_start: 0,
             batch: Batch::with_limit(burst),
             tx_stage: (0..cfg.max_ports).map(|_| Vec::new()).collect(),
+            gro: Gro::new(),
             touched: Vec::with_capacity(cfg.max_ports),
             completions: Vec::with_capacity(8192),
             commands,
@@ -197,6 +210,7 @@ impl Worker {
             trace: Trace::off(),
             state: pipeline::WorkerState::new(Instant::now()),
             now: Instant::now(),
+            last_gc: Instant::now(),
             flows,
         }
     }
@@ -298,11 +312,8 @@ impl Worker {
         state.since_publish += 1;
         if packets > 0 {
             state.idle_iterations = 0;
-            // Incremental conntrack GC: a few slots per busy iteration, with the burst's clock.
-            let now = self.now;
-            self.flows
-                .conntrack
-                .gc_step(&mut self.state.gc, now, GC_BUSY_SLOTS);
+            // Incremental conntrack GC, with the burst's clock.
+            self.gc_paced(self.now, GC_BUSY_SLOTS);
             if state.since_publish >= 1024 {
                 self.publish();
                 state.since_publish = 0;
@@ -315,12 +326,9 @@ impl Worker {
             self.publish();
             state.since_publish = 0;
             drop(tables);
-            // Going to sleep: a larger share of the GC, which an idle worker does on each
-            // wake-up (at least every `sleep_us`).
-            let now = Instant::now();
-            self.flows
-                .conntrack
-                .gc_step(&mut self.state.gc, now, GC_IDLE_SLOTS);
+            // Going to sleep: the GC catches up, as an idle worker does on each wake-up (at
+            // least every `sleep_us`).
+            self.gc_paced(Instant::now(), GC_IDLE_SLOTS);
             ring.wait(self.cfg.sleep)?;
         } else if self.cfg.idle == IdlePolicy::Adaptive && self.cfg.spin_yield {
             // Spinning, but not against the pods: the frames just written woke their
@@ -339,12 +347,26 @@ impl Worker {
         }
         if state.idle_iterations % 1024 == 0 {
             // A spinning worker with nothing to do still collects.
-            let now = Instant::now();
-            self.flows
-                .conntrack
-                .gc_step(&mut self.state.gc, now, GC_IDLE_SLOTS);
+            self.gc_paced(Instant::now(), GC_IDLE_SLOTS);
         }
         Ok(0)
+    }
+
+    /// A step of the conntrack GC worth the time since the last one ([`GC_SLOTS_PER_MS`]), at
+    /// most `max_slots`; nothing within the same millisecond.
+    fn gc_paced(&mut self, now: Instant, max_slots: usize) {
+        let ms = now.saturating_duration_since(self.last_gc).as_millis();
+        if ms == 0 {
+            return;
+        }
+        self.last_gc = now;
+        let budget = usize::try_from(ms)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(GC_SLOTS_PER_MS)
+            .min(max_slots);
+        self.flows
+            .conntrack
+            .gc_step(&mut self.state.gc, now, budget);
     }
 
     /// Polls every queue once: receive a burst, run it through the pipeline, send the output.
@@ -397,14 +419,16 @@ impl Worker {
 
     /// Moves each packet of the batch to its output port's staging (or back to the pool), then
     /// transmits every staged burst. A frame with offload state the port cannot take is
-    /// segmented or has its checksum completed here ([`pipeline::offload`]); per-port tx
-    /// counts then count the frames written, segments included.
+    /// segmented or has its checksum completed here ([`pipeline::offload`]); TCP to a port
+    /// that takes TSO frames is coalesced first ([`pipeline::gro`]); per-port tx counts then
+    /// count the frames written, segments and super-frames included.
     fn output(&mut self, ring: &mut Uring, tables: &Tables) {
         let Self {
             batch,
             ports,
             tx_stage,
             touched,
+            gro,
             pool,
             ctr,
             state,
@@ -413,10 +437,21 @@ impl Worker {
         for mut pkt in batch.drain() {
             match pkt.meta.next {
                 Next::Output(out) if ports.get(out as usize).is_some_and(Option::is_some) => {
+                    // No port takes a tunnelled super-frame or partial checksum whole.
+                    let offloads =
+                        !pkt.meta.tunneled && tables.port(out).is_some_and(|e| e.offloads);
+                    if offloads
+                        && pkt.meta.l3 == L3::Ipv4
+                        && pkt.meta.flow.proto == podswitch_packet::IpProtocol::TCP
+                    {
+                        // The port takes whatever offload state the packet has; its segments
+                        // may become one super-frame.
+                        gro.offer(pkt, out, pool, ctr, |pool, ctr, out, p| {
+                            stage_packet(ports, tx_stage, touched, ring, pool, ctr, out, p)
+                        });
+                        continue;
+                    }
                     if !pkt.meta.offload.is_none() {
-                        // No port takes a tunnelled super-frame or partial checksum whole.
-                        let offloads =
-                            !pkt.meta.tunneled && tables.port(out).is_some_and(|e| e.offloads);
                         let caps = offload::Caps::of(offloads);
                         if !caps.takes(&pkt.meta.offload) {
                             if pkt.meta.offload.is_gso() {
@@ -444,6 +479,10 @@ impl Worker {
                 Next::Drop(_) | Next::Continue => pool.put(pkt.buf),
             }
         }
+        // The runs still held: the burst is over.
+        gro.flush(pool, ctr, |pool, ctr, out, p| {
+            stage_packet(ports, tx_stage, touched, ring, pool, ctr, out, p)
+        });
         // Unicast re-probes of stale next hops the stages asked for, out of the uplink.
         if let Some(uplink) = tables.uplink {
             for (ip, mac) in state.arp_probes.take() {

@@ -25,6 +25,7 @@ extern crate std;
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod gro;
 pub mod gso;
 pub mod icmpv4;
 pub mod ipv4;

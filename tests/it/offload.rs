@@ -489,6 +489,18 @@ fn a_pod_without_offloads_sends_byte_exact_to_one_with_them() {
         from_off >= (HUNDRED_MB / MSS) as u64,
         "{from_off} frames from the pod without offloads: at least one per MSS"
     );
+    // The sender's MTU-sized segments reached the pod with offloads coalesced (GRO), and its
+    // kernel found no checksum error in what GRO built (below).
+    let (frames, segments) = (event(&c, "gro_frames"), event(&c, "gro_segments"));
+    assert!(
+        frames > 0 && segments > frames,
+        "{segments} segments coalesced into {frames} frames"
+    );
+    let to_on = tx_packets(&c, &on.port);
+    assert!(
+        to_on < from_off,
+        "{to_on} frames written to the pod with offloads for {from_off} received"
+    );
     assert_eq!(csum_errors(&on.ns), errors_before);
 }
 

@@ -99,6 +99,16 @@ fn pods_on_two_nodes_exchange_pings_and_exact_streams(crossing: Crossing, base_p
             assert_eq!((enc, dec), (0, 0), "node-{i}");
         }
         assert_eq!(n.drops("xsk_tx_too_long"), 0, "node-{i}");
+        // Each node received a stream through its uplink, MTU-sized segments (AF_XDP takes
+        // no offloads), and handed its pod's tap super-frames: GRO ran, and the byte-exact
+        // streams say the pods' kernels took what it built.
+        let (frames, segments) = (n.event("gro_frames"), n.event("gro_segments"));
+        eprintln!("node-{i}: {segments} segments coalesced into {frames} frames");
+        assert!(
+            frames > 100 && segments > 2 * frames,
+            "node-{i}: {segments} segments in {frames} GRO frames"
+        );
+        assert_eq!(n.drops("gro_finish_failed"), 0, "node-{i}");
     }
 }
 

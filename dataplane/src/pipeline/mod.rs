@@ -4,6 +4,7 @@
 //! The pipeline performs no I/O: the worker delivers `Next::Output` packets afterwards.
 
 pub mod conntrack;
+pub mod gro;
 pub mod icmp_error;
 pub mod l2;
 pub mod nat;
@@ -18,6 +19,8 @@ pub mod tunnel;
 
 #[cfg(test)]
 mod drop_reason_tests;
+#[cfg(test)]
+mod gro_tests;
 #[cfg(test)]
 mod multinode_tests;
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod gro;
 mod multinode;
 mod no_alloc;
 mod offload;

@@ -186,6 +186,59 @@ fn software_segmentation_and_checksum_completion_allocate_nothing() {
     assert_eq!(c.drops.iter().sum::<u64>(), 0, "{:?}", c.drops);
 }
 
+#[test]
+fn coalescing_allocates_nothing() {
+    use podswitch_packet::gso::{SegmentChecksum, Segmenter};
+    let crate::Rig { mut worker, .. } = crate::rig(32, 1024, 8);
+    // A burst of two flows' MTU-sized segments, interleaved, and a pure ACK between them, to
+    // pod B, which takes offloads: two runs per burst, and a flush of one by the ACK.
+    let cut = |sport: u16| {
+        let (mut f, _) = tso4_frame(15 * 1448, 1448);
+        f[34..36].copy_from_slice(&sport.to_be_bytes());
+        let mut segs = Segmenter::tcpv4(&f, 1448, SegmentChecksum::Full).unwrap();
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 2048];
+        while let Some(n) = segs.next_into(&mut buf).unwrap() {
+            out.push(buf[..n].to_vec());
+        }
+        out
+    };
+    let (a, b) = (cut(40000), cut(40001));
+    let mut frames: Vec<Vec<u8>> = a.into_iter().zip(b).flat_map(|(x, y)| [x, y]).collect();
+    frames.insert(
+        10,
+        tcp_segment(
+            POD_A_IP,
+            40000,
+            POD_B_IP,
+            5201,
+            podswitch_packet::TcpFlags::ACK,
+        ),
+    );
+    frames.truncate(32);
+    worker.add_queue(Box::new(MemoryQueue::generator(POD_A, frames, 32)));
+    worker.add_queue(Box::new(MemoryQueue::generator(POD_B, Vec::new(), 0)));
+    let mut state = worker.start_loop().unwrap();
+    for _ in 0..100 {
+        worker.iterate(&mut state).unwrap();
+    }
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    MEASURED.with(|m| m.set(true));
+    for _ in 0..1_000 {
+        worker.iterate(&mut state).unwrap();
+    }
+    MEASURED.with(|m| m.set(false));
+    let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    assert_eq!(allocated, 0, "the GRO path allocated {allocated} times");
+    let c = worker.counters();
+    assert!(
+        c.events[Event::GroFrames as usize] >= 1100 * 2,
+        "{:?}",
+        c.events
+    );
+    assert_eq!(c.drops.iter().sum::<u64>(), 0, "{:?}", c.drops);
+}
+
 /// A network namespace made with `ip netns add`, deleted on drop (with the veths inside).
 struct TestNetns(String);
 
