@@ -7,7 +7,9 @@
 
 use podswitch_dataplane::tables::{ServiceEntry, Services, Tables};
 use podswitch_dataplane::testkit::{self, GW_MAC, POD_A_IP, POD_A_MAC, POD_B_IP};
-use podswitch_proto::{BackendSpec, L4Protocol, ServiceSpec};
+use podswitch_proto::{
+    BackendSpec, L4Protocol, Op, Request, RequestBody, ServiceSpec, Transaction,
+};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -184,4 +186,38 @@ pub fn big_flow_state() -> podswitch_dataplane::pipeline::FlowState {
     }
     assert_eq!(ok, BIG_CONNTRACK_FILL, "every filler connection committed");
     flows
+}
+
+/// The `apply` control sends for `ports` new Service ports of 10 endpoints each, as JSON
+/// (issue 14's shape: ~1.4 KB per port, 13.9 MB at 10k): port `i` has ClusterIP
+/// 10.96.0.0 + i, port 80, and endpoints 10.200.x.y:8080 (a distinct pod each, named as
+/// control names them).
+pub fn apply_request_json(ports: usize) -> Vec<u8> {
+    let ops = (0..ports as u32)
+        .map(|i| {
+            let backends = (0..ENDPOINTS_PER_SERVICE as u32)
+                .map(|j| {
+                    let pod = i * ENDPOINTS_PER_SERVICE as u32 + j;
+                    let [_, _, c, d] = pod.to_be_bytes();
+                    BackendSpec {
+                        target: Some(format!("ns-{:03}/pod-{pod:06}", i % 100)),
+                        ..BackendSpec::ready(Ipv4Addr::new(10, 200, c, d), 8080)
+                    }
+                })
+                .collect();
+            Op::SetService(ServiceSpec::cluster_ip(
+                format!("ns-{:03}/svc-{i:05}:http", i % 100),
+                L4Protocol::Tcp,
+                Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 0)) + i),
+                80,
+                backends,
+            ))
+        })
+        .collect();
+    let request = Request::new(RequestBody::Apply(Transaction {
+        generation: Some(2),
+        replace: false,
+        ops,
+    }));
+    serde_json::to_vec(&request).unwrap_or_else(|e| panic!("encoding the request: {e}"))
 }

@@ -6,8 +6,13 @@ pub use crate::services::*;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 
+mod decode;
+
 /// One request on the socket. Every request gets exactly one [`Response`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// Decoded by hand (`messages/decode.rs`): the body straight into its type when
+/// `"request"` comes before the body's fields, as every client here writes it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Request {
     /// Must equal the daemon's [`crate::PROTOCOL_VERSION`].
     pub version: u32,
@@ -27,7 +32,7 @@ impl Request {
 }
 
 /// What a request asks for.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum RequestBody {
     /// Apply a set of table changes atomically.
@@ -91,7 +96,7 @@ impl Response {
 }
 
 /// Changes applied together: either every op takes effect, in order, or none does.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Transaction {
     /// When set, the daemon records it as the generation of the tables after this transaction.
     /// The control process numbers its transactions so it can tell what a restarted peer holds.
@@ -108,7 +113,10 @@ pub struct Transaction {
 }
 
 /// One change to the dataplane's configuration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// Decoded by hand (`messages/decode.rs`): the fields straight into the variant when `"op"`
+/// comes first, as every client here writes it; the derived decoder otherwise.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
     /// Set the node's addressing: the gateway the switch answers for, inside the pod CIDR.

@@ -1,6 +1,6 @@
 //! The server side of both sockets, shared by `podswitchd` and `podswitch-control`: binding
 //! (root-only, replacing a stale socket, refusing a live one), a thread per connection, one
-//! response per frame, and the version check that comes before any decoding.
+//! response per frame, and the version check whose error comes before any decoding error.
 //!
 //! A malformed body gets an error response and the connection stays usable; a broken frame
 //! (oversized, truncated, too slow) gets an error response and the connection is closed.
@@ -534,6 +534,16 @@ struct VersionOnly {
 /// so an old client gets a version error rather than a confusing decode error; a body that is
 /// not JSON at all is told so, with serde's position.
 pub fn respond<S: Service>(service: &S, body: &[u8]) -> S::Response {
+    // What every client sends: `"version"` first, ours. Then the body is decoded at once,
+    // without the pass over all of it that finding the version anywhere takes (~11 ms for a
+    // 14 MB configuration). A body that does not decode gets the checks below, so the answer
+    // is the one it always was (a request type refuses a second `"version"`, as derived
+    // structs do, so the one seen here is the one the checks would find).
+    if leading_version(body) == Some(u64::from(PROTOCOL_VERSION)) {
+        if let Ok(req) = serde_json::from_slice::<S::Request>(body) {
+            return service.handle(req);
+        }
+    }
     // A derived struct would also accept a JSON array (fields by position): look first.
     let is_object = body.trim_ascii_start().starts_with(b"{");
     let parsed = if is_object {
@@ -588,6 +598,26 @@ pub fn respond<S: Service>(service: &S, body: &[u8]) -> S::Response {
         Ok(req) => service.handle(req),
         Err(e) => service.error(ErrorKind::Malformed, format!("malformed request: {e}")),
     }
+}
+
+/// The version when it is the body's first key, written as a plain integer; `None` when
+/// finding it would take more than a look at the first bytes.
+fn leading_version(body: &[u8]) -> Option<u64> {
+    let value = (body
+        .trim_ascii_start()
+        .strip_prefix(b"{")?
+        .trim_ascii_start())
+    .strip_prefix(b"\"version\"")?
+    .trim_ascii_start()
+    .strip_prefix(b":")?
+    .trim_ascii_start();
+    let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (number, after) = value.split_at(digits);
+    let plain = (1..=19).contains(&digits) && (digits == 1 || number[0] != b'0');
+    if !plain || !matches!(after.trim_ascii_start().first(), Some(b',' | b'}')) {
+        return None;
+    }
+    std::str::from_utf8(number).ok()?.parse().ok()
 }
 
 #[cfg(test)]

@@ -207,8 +207,7 @@ impl Config {
                             || (e.spec.name == spec.name
                                 && self.service_ids.get(&spec.name) == Some(&e.id));
                         if aligned && !same(e, spec) {
-                            changed
-                                .push((i, Arc::new(ServiceEntry::from_shared(e.id, spec.clone()))));
+                            changed.push((i, e.id, spec.clone()));
                         }
                         aligned
                     });
@@ -216,21 +215,121 @@ impl Config {
                 return if changed.is_empty() {
                     previous.clone()
                 } else {
+                    let (places, todo): (Vec<usize>, Vec<_>) = changed
+                        .into_iter()
+                        .map(|(i, id, spec)| (i, (id, spec)))
+                        .unzip();
+                    let entries = compile_entries(todo);
+                    let changed: Vec<_> = places.into_iter().zip(entries).collect();
                     Arc::new(previous.patched(&changed))
                 };
             }
         }
-        let entries = self
-            .services
-            .values()
-            .filter_map(|spec| {
-                let id = *self.service_ids.get(&spec.name)?;
-                Some(match previous.by_name(&spec.name) {
-                    Some(e) if e.id == id && same(e, spec) => e.clone(),
-                    _ => Arc::new(ServiceEntry::from_shared(id, spec.clone())),
-                })
-            })
+        // Every Service port in name order: the entry of `previous` when its spec is the same,
+        // else a place for the one compiled below.
+        let mut entries = Vec::with_capacity(self.services.len());
+        let mut todo = Vec::new();
+        for spec in self.services.values() {
+            let Some(&id) = self.service_ids.get(&spec.name) else {
+                continue;
+            };
+            match previous.by_name(&spec.name) {
+                Some(e) if e.id == id && same(e, spec) => entries.push(Some(e.clone())),
+                _ => {
+                    entries.push(None);
+                    todo.push((id, spec.clone()));
+                }
+            }
+        }
+        let mut compiled = compile_entries(todo).into_iter();
+        let entries = (entries.into_iter())
+            .filter_map(|e| e.or_else(|| compiled.next()))
             .collect();
         Arc::new(Services::new(entries, node_port_ip))
+    }
+}
+
+/// Fewer Service ports than this are compiled on the daemon's thread: starting threads costs
+/// more than they would save.
+const COMPILE_THREADS_FROM: usize = 256;
+
+/// At most this many threads compile Service ports.
+const COMPILE_THREADS_MAX: usize = 4;
+
+/// Compiles Service ports (`(id, spec)`), in order. Many at once (a whole configuration: 10k
+/// Service ports are ~10k Maglev tables, ~100 ms on one core) are split over up to
+/// [`COMPILE_THREADS_MAX`] threads, the daemon's own included; the entries are the same
+/// whichever thread built them. A thread that cannot be started leaves its share to the
+/// daemon's thread.
+fn compile_entries(todo: Vec<(u32, Arc<ServiceSpec>)>) -> Vec<Arc<ServiceEntry>> {
+    let compile = |part: &[(u32, Arc<ServiceSpec>)]| -> Vec<Arc<ServiceEntry>> {
+        (part.iter())
+            .map(|(id, spec)| Arc::new(ServiceEntry::from_shared(*id, spec.clone())))
+            .collect()
+    };
+    let threads = if todo.len() < COMPILE_THREADS_FROM {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(COMPILE_THREADS_MAX)
+    };
+    if threads <= 1 {
+        return compile(&todo);
+    }
+    let share = todo.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let others: Vec<_> = (todo.chunks(share).skip(1))
+            .map(|part| {
+                let started = std::thread::Builder::new()
+                    .name("psw-compile".into())
+                    .spawn_scoped(scope, move || compile(part));
+                (part, started)
+            })
+            .collect();
+        let mut entries = compile(&todo[..share.min(todo.len())]);
+        for (part, started) in others {
+            match started {
+                Ok(thread) => match thread.join() {
+                    Ok(part) => entries.extend(part),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                Err(_) => entries.extend(compile(part)),
+            }
+        }
+        entries
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podswitch_proto::{BackendSpec, L4Protocol};
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn service_ports_compiled_on_threads_are_those_compiled_one_by_one_in_order() {
+        let todo: Vec<(u32, Arc<ServiceSpec>)> = (0..COMPILE_THREADS_FROM as u32 * 3 + 7)
+            .map(|i| {
+                let backends = (0..1 + i % 12)
+                    .map(|j| BackendSpec {
+                        ready: j % 3 != 0,
+                        ..BackendSpec::ready(Ipv4Addr::new(10, 200, (i / 200) as u8, j as u8), 80)
+                    })
+                    .collect();
+                let vip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 0)) + i);
+                let spec =
+                    ServiceSpec::cluster_ip(format!("s{i}"), L4Protocol::Tcp, vip, 80, backends);
+                (i + 1, Arc::new(spec))
+            })
+            .collect();
+        let one_by_one: Vec<ServiceEntry> = (todo.iter())
+            .map(|(id, spec)| ServiceEntry::from_shared(*id, spec.clone()))
+            .collect();
+        let compiled = compile_entries(todo);
+        assert_eq!(compiled.len(), one_by_one.len());
+        for (got, want) in compiled.iter().zip(&one_by_one) {
+            assert_eq!(**got, *want);
+        }
     }
 }

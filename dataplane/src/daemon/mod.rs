@@ -319,7 +319,7 @@ impl Daemon {
                 gone_endpoints,
             },
         ) = config
-            .applied(&tx.ops, tx.replace, self.cfg.max_ports, factory)
+            .applied(tx.ops, tx.replace, self.cfg.max_ports, factory)
             .map_err(ApplyError::Invalid)?;
         self.hand_over(added, &new_devices)?;
         next.generation = tx.generation.unwrap_or(config.generation + 1);

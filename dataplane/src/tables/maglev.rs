@@ -10,6 +10,8 @@
 //! of `u16`); the largest table, 65521 entries (128 KiB), serves up to 655 endpoints at 1% and
 //! more with a coarser balance.
 
+use std::net::Ipv4Addr;
+
 /// Table sizes: primes, about doubling (the paper's M must be prime for every skip to
 /// generate a full permutation).
 pub const TABLE_SIZES: [usize; 9] = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521];
@@ -34,16 +36,12 @@ pub fn build<N: AsRef<[u8]>>(names: &[N], m: usize) -> Box<[u16]> {
     }
     // Each backend's next candidate slot and its skip: the paper's `(offset + j × skip) mod M`
     // for its j-th candidate, stepped by one addition (both are below M) instead of a division
-    // per probe; the same slots in the same order.
-    let mut perms: Vec<(usize, usize)> = names[..n]
-        .iter()
-        .map(|name| {
-            let name = name.as_ref();
-            let offset = (hash(name, 0x6d61_676c_6576_3031) % m as u64) as usize;
-            let skip = (hash(name, 0x6d61_676c_6576_3032) % (m as u64 - 1)) as usize + 1;
-            (offset, skip)
-        })
-        .collect();
+    // per probe; the same slots in the same order. Once a third of the table is taken, four
+    // candidates are looked at per step (the skip's multiples precomputed): most searches end
+    // within four, so the branch that ends a search goes the same way far more often than
+    // with one candidate at a time, whose 1, 2 or 3 probes mispredicted it (most of the build
+    // time). Before that the first candidate is nearly always free and one at a time is
+    // cheaper. 10k tables of 1021 slots: ~1/3 less time than one at a time throughout.
     let step = |slot: usize, skip: usize| {
         let next = slot + skip;
         if next >= m {
@@ -52,16 +50,45 @@ pub fn build<N: AsRef<[u8]>>(names: &[N], m: usize) -> Box<[u16]> {
             next
         }
     };
+    // (next candidate, the skip times 0 to 3, four times the skip)
+    let mut perms: Vec<(usize, [usize; 4], usize)> = names[..n]
+        .iter()
+        .map(|name| {
+            let name = name.as_ref();
+            let offset = (hash(name, 0x6d61_676c_6576_3031) % m as u64) as usize;
+            let skip = (hash(name, 0x6d61_676c_6576_3032) % (m as u64 - 1)) as usize + 1;
+            let twice = step(skip, skip);
+            let thrice = step(twice, skip);
+            (offset, [0, skip, twice, thrice], step(thrice, skip))
+        })
+        .collect();
+    let one_by_one = m / 3;
     let mut table = vec![u16::MAX; m];
     let mut filled = 0;
     'fill: loop {
-        for (i, (next, skip)) in perms.iter_mut().enumerate() {
+        for (i, (next, multiples, four)) in perms.iter_mut().enumerate() {
+            let [_, skip, twice, thrice] = *multiples;
             let mut slot = *next;
-            while table[slot] != u16::MAX {
-                slot = step(slot, *skip);
+            if filled < one_by_one {
+                while table[slot] != u16::MAX {
+                    slot = step(slot, skip);
+                }
+            } else {
+                loop {
+                    let (s1, s2, s3) = (step(slot, skip), step(slot, twice), step(slot, thrice));
+                    let free = u32::from(table[slot] == u16::MAX)
+                        | u32::from(table[s1] == u16::MAX) << 1
+                        | u32::from(table[s2] == u16::MAX) << 2
+                        | u32::from(table[s3] == u16::MAX) << 3;
+                    if free != 0 {
+                        slot = step(slot, multiples[free.trailing_zeros() as usize]);
+                        break;
+                    }
+                    slot = step(slot, *four);
+                }
             }
             table[slot] = i as u16;
-            *next = step(slot, *skip);
+            *next = step(slot, skip);
             filled += 1;
             if filled == m {
                 break 'fill;
@@ -69,6 +96,62 @@ pub fn build<N: AsRef<[u8]>>(names: &[N], m: usize) -> Box<[u16]> {
         }
     }
     table.into_boxed_slice()
+}
+
+/// A backend's name as [`build`] takes it, `ip:port` (`10.244.1.2:8080`), written into a
+/// buffer of its own: the same bytes as `format!("{ip}:{port}")` without an allocation and
+/// the formatter (100k endpoints are 100k names per compile).
+#[derive(Debug, Clone, Copy)]
+pub struct EndpointName {
+    bytes: [u8; 21],
+    len: u8,
+}
+
+impl EndpointName {
+    /// `ip:port`.
+    pub fn new(ip: Ipv4Addr, port: u16) -> EndpointName {
+        let mut name = EndpointName {
+            bytes: [0; 21],
+            len: 0,
+        };
+        for (i, octet) in ip.octets().into_iter().enumerate() {
+            if i > 0 {
+                name.push(b'.');
+            }
+            name.push_decimal(octet.into());
+        }
+        name.push(b':');
+        name.push_decimal(port.into());
+        name
+    }
+
+    fn push(&mut self, byte: u8) {
+        self.bytes[usize::from(self.len)] = byte;
+        self.len += 1;
+    }
+
+    fn push_decimal(&mut self, value: u32) {
+        let mut digits = [0u8; 5];
+        let mut n = 0;
+        let mut rest = value;
+        loop {
+            digits[n] = b'0' + (rest % 10) as u8;
+            n += 1;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        for &d in digits[..n].iter().rev() {
+            self.push(d);
+        }
+    }
+}
+
+impl AsRef<[u8]> for EndpointName {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
 }
 
 /// FNV-1a over `bytes` from `seed`, finished with MurmurHash3's 64-bit mixer: deterministic
@@ -200,8 +283,8 @@ mod tests {
 
     #[test]
     fn tables_are_the_papers_population_slot_for_slot() {
-        for n in [1, 2, 3, 10, 11, 100, 700] {
-            for m in [251, 1021, table_size(n)] {
+        for n in [1, 2, 3, 4, 5, 10, 11, 100, 251, 700, 1000] {
+            for m in [251, 509, 1021, table_size(n), 65521] {
                 let names = names(n);
                 assert_eq!(
                     *build(&names, m),
@@ -209,6 +292,20 @@ mod tests {
                     "n={n} m={m}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn an_endpoint_name_is_ip_colon_port() {
+        for (ip, port) in [
+            (Ipv4Addr::new(0, 0, 0, 0), 0),
+            (Ipv4Addr::new(10, 244, 1, 2), 8080),
+            (Ipv4Addr::new(255, 255, 255, 255), 65535),
+            (Ipv4Addr::new(1, 20, 100, 9), 9),
+            (Ipv4Addr::new(192, 168, 10, 100), 10000),
+        ] {
+            let name = EndpointName::new(ip, port);
+            assert_eq!(name.as_ref(), format!("{ip}:{port}").as_bytes());
         }
     }
 

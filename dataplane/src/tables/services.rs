@@ -61,17 +61,23 @@ impl Selection {
         }
         let table = match spec.algorithm {
             Algorithm::Maglev if !members.is_empty() => {
-                let names: Vec<String> = members
+                let names: Vec<maglev::EndpointName> = members
                     .iter()
                     .map(|&i| {
                         let b = &spec.backends[usize::from(i)];
-                        format!("{}:{}", b.ip, b.port)
+                        maglev::EndpointName::new(b.ip, b.port)
                     })
                     .collect();
-                maglev::build(&names, maglev::table_size(members.len()))
-                    .iter()
-                    .map(|&slot| members[usize::from(slot)])
-                    .collect()
+                let mut table = maglev::build(&names, maglev::table_size(members.len()));
+                // Slots hold indices into `members`: the backends' own when every backend is
+                // a member (the usual case), else translated.
+                let every_backend = members.len() == spec.backends.len();
+                if !every_backend {
+                    for slot in table.iter_mut() {
+                        *slot = members[usize::from(*slot)];
+                    }
+                }
+                table
             }
             _ => Box::default(),
         };

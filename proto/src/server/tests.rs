@@ -443,3 +443,57 @@ fn a_large_frame_is_read_into_a_buffer_no_bigger_than_its_reservation() {
         body.capacity()
     );
 }
+
+#[test]
+fn the_version_is_read_from_the_first_bytes_only_when_it_is_plainly_there() {
+    assert_eq!(leading_version(br#"{"version":1,"text":"x"}"#), Some(1));
+    assert_eq!(leading_version(b" {\n \"version\" : 12 }"), Some(12));
+    for body in [
+        &br#"{"text":"x","version":1}"#[..],
+        br#"{"version":1.0}"#,
+        br#"{"version":01}"#,
+        br#"{"version":-1}"#,
+        br#"{"version":"1"}"#,
+        br#"{"version":1"#,
+        br#"{"version":99999999999999999999}"#,
+        br#"["version",1]"#,
+        b"",
+    ] {
+        assert_eq!(
+            leading_version(body),
+            None,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}
+
+#[test]
+fn a_body_with_the_version_first_gets_the_answers_any_body_gets() {
+    let echo = Echo::default();
+    let answer = |body: &str| respond(&echo, body.as_bytes());
+    assert_eq!(
+        answer(r#"{"version":1,"text":"ok"}"#),
+        json!({"echo": "ok"})
+    );
+    // A decoding error before a syntax error: still "invalid JSON", as the pass over the
+    // whole body finds.
+    let invalid = answer(r#"{"version":1,"text":5,"#);
+    assert!(
+        invalid["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed request: invalid JSON: EOF while parsing"),
+        "{invalid}"
+    );
+    // A second version: refused as a malformed object, whatever it says.
+    let twice = answer(r#"{"version":1,"text":"x","version":1}"#);
+    assert_eq!(
+        twice["error"],
+        "malformed request: expected a JSON object with \"version\" and \"request\""
+    );
+    assert_eq!(
+        answer(r#"{"version":1,"txt":"typo"}"#)["error"],
+        "malformed request: missing field `text` at line 1 column 26"
+    );
+}
