@@ -63,37 +63,47 @@ impl Checked<'_> {
     }
 }
 
-/// Each document of `input`, checked (`None` for an empty one), in order; an item is
-/// `Err(NotJson)` where a document is not a JSON object this path can read (see the module
-/// doc), and the caller then reads the whole input as YAML.
+/// Each document of `input`, checked (`None` for an empty one), in order: [`check`] of each
+/// of [`texts`].
+#[cfg(test)]
 pub(crate) fn documents(input: &str) -> impl Iterator<Item = Result<Option<Checked<'_>>, NotJson>> {
-    split(input).map(|text| {
-        if has_tab_or_lone_cr(text) {
-            return Err(NotJson);
-        }
-        let text = text.trim_matches(is_json_space);
-        if text.is_empty() {
-            return Ok(None);
-        }
-        if !text.starts_with('{') || has_surrogate_escape(text) {
-            return Err(NotJson);
-        }
-        let mut checked = Checked {
-            text,
-            api_version: None,
-            kind: None,
-            clock_time: false,
-        };
-        let mut deserializer = serde_json::Deserializer::from_str(text);
-        Check {
-            top: true,
-            found: &mut checked,
-        }
-        .deserialize(&mut deserializer)
-        .map_err(|_| NotJson)?;
-        deserializer.end().map_err(|_| NotJson)?;
-        Ok(Some(checked))
-    })
+    texts(input).map(check)
+}
+
+/// The documents' texts, in order, each for [`check`].
+pub(crate) fn texts(input: &str) -> impl Iterator<Item = &str> {
+    split(input)
+}
+
+/// One document's text, checked (`None` for an empty one); `Err(NotJson)` where it is not a
+/// JSON object this path can read (see the module doc), and the caller then reads the whole
+/// input as YAML.
+pub(crate) fn check(text: &str) -> Result<Option<Checked<'_>>, NotJson> {
+    if has_tab_or_lone_cr(text) {
+        return Err(NotJson);
+    }
+    let text = text.trim_matches(is_json_space);
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if !text.starts_with('{') || has_surrogate_escape(text) {
+        return Err(NotJson);
+    }
+    let mut checked = Checked {
+        text,
+        api_version: None,
+        kind: None,
+        clock_time: false,
+    };
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    Check {
+        top: true,
+        found: &mut checked,
+    }
+    .deserialize(&mut deserializer)
+    .map_err(|_| NotJson)?;
+    deserializer.end().map_err(|_| NotJson)?;
+    Ok(Some(checked))
 }
 
 /// The documents' texts: split on marker lines (`---`, or `--- ` and the document's first

@@ -55,22 +55,72 @@ pub fn parse_manifests(yaml: &str) -> Result<Vec<Object>, ManifestError> {
 /// same values, several times faster); anything else, and any JSON the fast path declines, is
 /// read as YAML from its start, so errors are always the YAML path's.
 pub fn parse_manifests_with_warnings(yaml: &str) -> Result<Parsed, ManifestError> {
-    let json = json_stream::documents(yaml).enumerate().map(
-        |(index, document)| -> Result<Document, Stop> {
-            let Some(checked) = document? else {
-                return Ok(Document::Empty);
-            };
-            Ok(match decode_text(index + 1, &checked) {
-                Some(decoded) => Document::Decoded(decoded),
-                None => Document::Value(checked.value()?),
-            })
-        },
-    );
-    match objects_of(json) {
+    let texts: Vec<&str> = json_stream::texts(yaml).collect();
+    let json = read_in_parallel(&texts, |index, text| -> Result<Document, Stop> {
+        let Some(checked) = json_stream::check(text)? else {
+            return Ok(Document::Empty);
+        };
+        Ok(match decode_text(index + 1, &checked) {
+            Some(decoded) => Document::Decoded(decoded),
+            None => Document::Value(checked.value()?),
+        })
+    });
+    match objects_of(json.into_iter()) {
         Ok(parsed) => Ok(parsed),
         Err(Stop::Invalid(error)) => Err(error),
         Err(Stop::NotJson) => parse_yaml(yaml),
     }
+}
+
+/// From how many documents [`read_in_parallel`] uses more than one thread.
+const PARALLEL_FROM: usize = 512;
+
+/// `read` of each of `texts` (with its index), in order. A large input (the 10k-Service apply:
+/// 20k documents) is read on up to four threads, one contiguous share each: documents are
+/// independent until `objects_of` puts them together, in order, so the outcome is the
+/// sequential one, errors included (the first failing document in input order wins; the
+/// documents after it are read for nothing, which only a failing apply pays). A thread
+/// that cannot be started leaves its share to this one.
+fn read_in_parallel<'t, T: Send>(
+    texts: &[&'t str],
+    read: impl Fn(usize, &'t str) -> T + Sync,
+) -> Vec<T> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    if threads < 2 || texts.len() < PARALLEL_FROM {
+        return texts.iter().enumerate().map(|(i, t)| read(i, t)).collect();
+    }
+    let share = texts.len().div_ceil(threads);
+    let read = &read;
+    let read_share = move |first: usize, part: &[&'t str]| -> Vec<T> {
+        part.iter()
+            .enumerate()
+            .map(|(i, t)| read(first + i, t))
+            .collect()
+    };
+    std::thread::scope(|scope| {
+        let mut shares = texts.chunks(share).enumerate();
+        let (_, own) = shares.next().unwrap_or((0, &[]));
+        let others: Vec<_> = shares
+            .map(|(n, part)| {
+                let spawned = std::thread::Builder::new()
+                    .name("psw-parse".into())
+                    .spawn_scoped(scope, move || read_share(n * share, part));
+                (n, part, spawned)
+            })
+            .collect();
+        let mut out = read_share(0, own);
+        out.reserve(texts.len() - out.len());
+        for (n, part, spawned) in others {
+            match spawned {
+                Ok(thread) => match thread.join() {
+                    Ok(results) => out.extend(results),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                Err(_) => out.extend(read_share(n * share, part)),
+            }
+        }
+        out
+    })
 }
 
 /// The YAML path alone (what every input not wholly JSON takes).

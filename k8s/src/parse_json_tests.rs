@@ -299,3 +299,59 @@ fn random_json_inputs_get_the_yaml_paths_answer() {
     // Enough of the inputs take the fast path for the comparison to mean something.
     assert!(fast > 300, "{fast} of 3000 inputs read as JSON");
 }
+
+/// An input large enough to be read on several threads (`read_in_parallel`) gives what the
+/// YAML path gives, read in order: the objects in input order, and the first failing
+/// document's error even when a later share fails too or would make the input YAML.
+#[test]
+fn a_large_input_read_in_parallel_is_read_in_order() {
+    let service = |i: usize| {
+        format!(
+            r#"{{"apiVersion": "v1", "kind": "Service", "metadata": {{"name": "s{i}", "namespace": "ns{}"}}, "spec": {{"ports": [{{"port": 80}}]}}}}"#,
+            i % 7
+        )
+    };
+    let count = 3 * super::PARALLEL_FROM;
+    let mut documents: Vec<String> = (0..count).map(service).collect();
+    // A warning in a later share names its own document.
+    let warned = count - 100;
+    documents[warned] = format!(
+        r#"{{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {{"name": "s{warned}"}}, "spec": {{"podSelector": {{}}, "ingress": [{{"from": [{{"ipBlock": {{"cidr": "10.0.0.1/8"}}}}]}}]}}}}"#
+    );
+    let parsed = assert_same(&documents.join("\n---\n")).unwrap();
+    let names: Vec<&str> = parsed.objects.iter().map(Object::name).collect();
+    let expected: Vec<String> = (0..count).map(|i| format!("s{i}")).collect();
+    assert_eq!(names, expected);
+    assert_eq!(parsed.warnings.len(), 1);
+    assert_eq!(parsed.warnings[0].document, warned + 1);
+
+    let with = |changes: &[(usize, &str)]| {
+        let mut documents = documents.clone();
+        for (at, text) in changes {
+            documents[*at] = text.to_string();
+        }
+        documents.join("\n---\n")
+    };
+    let unknown =
+        r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}, "spek": {}}"#;
+    let yaml_only = "# a comment\n{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"y\"}}";
+    let late = count - 10;
+    let early = count / 2 + 3;
+    for changes in [
+        vec![(late, unknown)],
+        vec![(early, unknown), (late, unknown)],
+        vec![(early, unknown), (late, yaml_only)],
+        vec![(late, yaml_only)],
+        vec![(1, &service(late) as &str)],
+    ] {
+        let input = with(&changes);
+        let first = changes.iter().map(|c| c.0).min().unwrap_or(0);
+        match assert_same(&input) {
+            Err(e) => assert!(
+                e.document == first + 1 || changes.len() == 1 && e.document == late + 1,
+                "{e}"
+            ),
+            Ok(parsed) => assert_eq!(parsed.objects.len(), count, "{changes:?}"),
+        }
+    }
+}
