@@ -49,6 +49,21 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Runs `worker`'s loop 100 times, then 1000 times counted: how many times those allocated.
+fn allocations_after_warm_up(worker: &mut podswitch_dataplane::worker::Worker) -> usize {
+    let mut state = worker.start_loop().unwrap();
+    for _ in 0..100 {
+        worker.iterate(&mut state).unwrap();
+    }
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    MEASURED.with(|m| m.set(true));
+    for _ in 0..1_000 {
+        worker.iterate(&mut state).unwrap();
+    }
+    MEASURED.with(|m| m.set(false));
+    ALLOCATIONS.load(Ordering::Relaxed) - before
+}
+
 /// The commands a daemon sends while traffic flows: a port removed and added back, then a
 /// sync (publish and answer). Built and sent by the caller, so only their handling counts.
 fn send_port_churn(commands: &Sender<Command>) -> Receiver<()> {
@@ -167,17 +182,7 @@ fn software_segmentation_and_checksum_completion_allocate_nothing() {
     let frames = vec![tso4_frame(64_000, 1448), tso4_frame(100, 0)];
     worker.add_queue(Box::new(MemoryQueue::generator_offloaded(POD_A, frames, 8)));
     worker.add_queue(Box::new(MemoryQueue::generator(POD_B, Vec::new(), 0)));
-    let mut state = worker.start_loop().unwrap();
-    for _ in 0..100 {
-        worker.iterate(&mut state).unwrap();
-    }
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    MEASURED.with(|m| m.set(true));
-    for _ in 0..1_000 {
-        worker.iterate(&mut state).unwrap();
-    }
-    MEASURED.with(|m| m.set(false));
-    let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let allocated = allocations_after_warm_up(&mut worker);
     assert_eq!(allocated, 0, "the GSO path allocated {allocated} times");
     let c = worker.counters();
     assert_eq!(c.events[Event::GsoSegmentedSw as usize], 1100 * 4);
@@ -218,17 +223,7 @@ fn coalescing_allocates_nothing() {
     frames.truncate(32);
     worker.add_queue(Box::new(MemoryQueue::generator(POD_A, frames, 32)));
     worker.add_queue(Box::new(MemoryQueue::generator(POD_B, Vec::new(), 0)));
-    let mut state = worker.start_loop().unwrap();
-    for _ in 0..100 {
-        worker.iterate(&mut state).unwrap();
-    }
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    MEASURED.with(|m| m.set(true));
-    for _ in 0..1_000 {
-        worker.iterate(&mut state).unwrap();
-    }
-    MEASURED.with(|m| m.set(false));
-    let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let allocated = allocations_after_warm_up(&mut worker);
     assert_eq!(allocated, 0, "the GRO path allocated {allocated} times");
     let c = worker.counters();
     assert!(
