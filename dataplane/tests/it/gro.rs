@@ -60,13 +60,23 @@ fn forward(
     (sent, worker.counters().clone())
 }
 
-fn pod_b_offloads(on: bool) -> Tables {
-    let mut t = tables_with(true, 1500, 0);
-    Arc::make_mut(&mut t.ports)[usize::from(POD_B)]
+/// `tables` with port `id`'s offloads set to `on`.
+fn offloads(mut t: Tables, id: PortId, on: bool) -> Tables {
+    Arc::make_mut(&mut t.ports)[usize::from(id)]
         .as_mut()
         .unwrap()
         .offloads = on;
     t
+}
+
+/// Pod A sends wire-sized segments (a port without offloads: an AF_XDP pod, or a tap with
+/// offloads off); pod B takes offloads or not.
+fn pod_b_offloads(on: bool) -> Tables {
+    offloads(
+        offloads(tables_with(true, 1500, 0), POD_A, false),
+        POD_B,
+        on,
+    )
 }
 
 /// Every frame of `sent`, super-frames cut back into the segments they stand for.
@@ -118,6 +128,19 @@ fn a_flows_segments_to_a_port_with_offloads_leave_as_super_frames_standing_for_t
 }
 
 #[test]
+fn segments_from_a_port_with_offloads_are_not_offered_to_gro() {
+    // A tap with offloads hands over its sender's super-frames already: what it sends as
+    // wire-sized segments (a small window, a retransmission) is passed on as it came.
+    let (tso, _) = tso4_frame(64_000, MSS);
+    let segs = cut(&tso, MSS);
+    let tables = offloads(pod_b_offloads(true), POD_A, true);
+    let (sent, c) = forward(tables, Arc::default(), POD_A, POD_B, &segs);
+    assert_eq!(sent.len(), 45);
+    assert!(sent.iter().all(|(_, o)| !o.is_gso()));
+    assert_eq!(c.events[Event::GroFrames as usize], 0);
+}
+
+#[test]
 fn vxlan_segments_from_another_node_reach_the_pod_coalesced() {
     // Node 2's pod sends 30 segments through the tunnel to pod A.
     let (mut tso, _) = tso4_frame(30 * usize::from(MSS) - 100, MSS);
@@ -129,10 +152,15 @@ fn vxlan_segments_from_another_node_reach_the_pod_coalesced() {
     tso[0..6].copy_from_slice(&NODE2_VTEP_MAC.0);
     let inner = cut(&tso, MSS);
     let tunnelled: Vec<Vec<u8>> = inner.iter().map(|f| vxlan_from_node2(f, VNI)).collect();
-    let tables = tables_multinode(Encap::Vxlan {
-        vni: VNI,
-        port: 4789,
-    });
+    // The uplink is an AF_XDP port: no offloads.
+    let tables = offloads(
+        tables_multinode(Encap::Vxlan {
+            vni: VNI,
+            port: 4789,
+        }),
+        UPLINK,
+        false,
+    );
     let (sent, c) = forward(tables, Arc::default(), UPLINK, POD_A, &tunnelled);
     assert_eq!(c.events[Event::VxlanDecapsulated as usize], 30);
     assert_eq!(sent.len(), 1, "30 segments, one burst, one frame");

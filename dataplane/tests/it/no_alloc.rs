@@ -194,7 +194,9 @@ fn software_segmentation_and_checksum_completion_allocate_nothing() {
 #[test]
 fn coalescing_allocates_nothing() {
     use podswitch_packet::gso::{SegmentChecksum, Segmenter};
-    let crate::Rig { mut worker, .. } = crate::rig(32, 1024, 8);
+    let crate::Rig {
+        mut worker, tables, ..
+    } = crate::rig(32, 1024, 8);
     // A burst of two flows' MTU-sized segments, interleaved, and a pure ACK between them, to
     // pod B, which takes offloads: two runs per burst, and a flush of one by the ACK.
     let cut = |sport: u16| {
@@ -221,6 +223,13 @@ fn coalescing_allocates_nothing() {
         ),
     );
     frames.truncate(32);
+    // Pod A sends wire-sized segments (no offloads), as an AF_XDP port does.
+    let mut t = tables_with(true, 1500, 0);
+    std::sync::Arc::make_mut(&mut t.ports)[usize::from(POD_A)]
+        .as_mut()
+        .unwrap()
+        .offloads = false;
+    tables.store(std::sync::Arc::new(t));
     worker.add_queue(Box::new(MemoryQueue::generator(POD_A, frames, 32)));
     worker.add_queue(Box::new(MemoryQueue::generator(POD_B, Vec::new(), 0)));
     let allocated = allocations_after_warm_up(&mut worker);
