@@ -9,6 +9,10 @@ use podswitch_dataplane::tables::Services;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
+/// podswitchd's allocator, so that the resident memory is what the daemon's would be.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Resident set size in bytes (statm's second field, in pages).
 fn rss() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
