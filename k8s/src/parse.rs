@@ -170,8 +170,10 @@ impl From<ManifestError> for Stop {
     }
 }
 
-/// One document of the stream, as far as it has been read. One at a time, moved once: the
-/// size of a decoded object is no matter.
+/// One document of the stream, as far as it has been read. The JSON path holds the whole
+/// input's (~1 KB each, 20 MB for the 10k-Service apply's 20k documents, beside the objects'
+/// own data) until `objects_of` takes them in order; boxing the decoded ones would cost an
+/// allocation each for no gain.
 #[allow(clippy::large_enum_variant)]
 enum Document {
     /// An empty document (counted all the same).
