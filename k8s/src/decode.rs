@@ -125,16 +125,49 @@ fn decode_checked(value: &Value) -> Result<(Object, String, Vec<apiserver::Note>
             ),
         ));
     }
-    let object = match info.kind {
-        "Namespace" => Object::Namespace(typed(value)?),
-        "Pod" => Object::Pod(Box::new(typed(value)?)),
-        "Service" => Object::Service(typed(value)?),
-        "Endpoints" => Object::Endpoints(typed(value)?),
-        "EndpointSlice" => Object::EndpointSlice(typed(value)?),
-        "NetworkPolicy" => Object::NetworkPolicy(typed(value)?),
-        _ => Object::Node(Box::new(typed(value)?)),
-    };
+    let object = object_of(info, &mut FromValue(value))?;
     finish(object, info, has_clock_time(value))
+}
+
+/// One way of reading the typed object of a kind: from a JSON value ([`FromValue`], errors
+/// with their field paths) or from a document's text ([`FromText`], clean objects only).
+trait Typed {
+    type Error;
+    fn typed<T: DeserializeOwned>(&mut self) -> Result<T, Self::Error>;
+}
+
+/// The object of kind `info`, read by `read`: the one place a kind names its type.
+fn object_of<R: Typed>(info: KindInfo, read: &mut R) -> Result<Object, R::Error> {
+    Ok(match info.kind {
+        "Namespace" => Object::Namespace(read.typed()?),
+        "Pod" => Object::Pod(Box::new(read.typed()?)),
+        "Service" => Object::Service(read.typed()?),
+        "Endpoints" => Object::Endpoints(read.typed()?),
+        "EndpointSlice" => Object::EndpointSlice(read.typed()?),
+        "NetworkPolicy" => Object::NetworkPolicy(read.typed()?),
+        _ => Object::Node(Box::new(read.typed()?)),
+    })
+}
+
+/// Reads a typed object from a JSON value: [`typed`].
+struct FromValue<'v>(&'v Value);
+
+impl Typed for FromValue<'_> {
+    type Error = Invalid;
+    fn typed<T: DeserializeOwned>(&mut self) -> Result<T, Invalid> {
+        typed(self.0)
+    }
+}
+
+/// Reads a typed object from a document's text: [`typed_text`] (`Err(())` for anything but a
+/// clean object).
+struct FromText<'t>(&'t str);
+
+impl Typed for FromText<'_> {
+    type Error = ();
+    fn typed<T: DeserializeOwned>(&mut self) -> Result<T, ()> {
+        typed_text(self.0).ok_or(())
+    }
 }
 
 /// A typed object made what is stored: scoped, changed as the API server changes it,
@@ -167,16 +200,7 @@ pub(crate) fn decode_text(number: usize, document: &Checked<'_>) -> Option<Decod
     if document.api_version.as_deref()? != info.api_version {
         return None;
     }
-    let text = document.text;
-    let object = match info.kind {
-        "Namespace" => Object::Namespace(typed_text(text)?),
-        "Pod" => Object::Pod(Box::new(typed_text(text)?)),
-        "Service" => Object::Service(typed_text(text)?),
-        "Endpoints" => Object::Endpoints(typed_text(text)?),
-        "EndpointSlice" => Object::EndpointSlice(typed_text(text)?),
-        "NetworkPolicy" => Object::NetworkPolicy(typed_text(text)?),
-        _ => Object::Node(Box::new(typed_text(text)?)),
-    };
+    let object = object_of(info, &mut FromText(document.text)).ok()?;
     let (object, json, notes) = finish(object, info, document.clock_time).ok()?;
     Some(decoded(number, &FieldPath::root(), object, json, notes))
 }

@@ -64,15 +64,10 @@ impl Checked<'_> {
 }
 
 /// Each document of `input`, checked (`None` for an empty one), in order: [`check`] of each
-/// of [`texts`].
+/// of [`split`]'s texts.
 #[cfg(test)]
 pub(crate) fn documents(input: &str) -> impl Iterator<Item = Result<Option<Checked<'_>>, NotJson>> {
-    texts(input).map(check)
-}
-
-/// The documents' texts, in order, each for [`check`].
-pub(crate) fn texts(input: &str) -> impl Iterator<Item = &str> {
-    split(input)
+    split(input).map(check)
 }
 
 /// One document's text, checked (`None` for an empty one); `Err(NotJson)` where it is not a
@@ -106,10 +101,10 @@ pub(crate) fn check(text: &str) -> Result<Option<Checked<'_>>, NotJson> {
     Ok(Some(checked))
 }
 
-/// The documents' texts: split on marker lines (`---`, or `--- ` and the document's first
-/// line); the text before the first marker only if it is not blank. A line starting with
-/// `---` otherwise (`---x`, `---\t`) is left in its document, which then is no JSON.
-fn split(input: &str) -> impl Iterator<Item = &str> + '_ {
+/// The documents' texts, in order, each for [`check`]: split on marker lines (`---`, or
+/// `--- ` and the document's first line); the text before the first marker only if it is not
+/// blank. A line starting with `---` otherwise (`---x`, `---\t`) is left in its document, which then is no JSON.
+pub(crate) fn split(input: &str) -> impl Iterator<Item = &str> + '_ {
     let mut rest = Some(input);
     let mut first = true;
     // Whether `rest` starts after `--- ` on a marker line (not at a line start).

@@ -55,7 +55,7 @@ pub fn parse_manifests(yaml: &str) -> Result<Vec<Object>, ManifestError> {
 /// same values, several times faster); anything else, and any JSON the fast path declines, is
 /// read as YAML from its start, so errors are always the YAML path's.
 pub fn parse_manifests_with_warnings(yaml: &str) -> Result<Parsed, ManifestError> {
-    let texts: Vec<&str> = json_stream::texts(yaml).collect();
+    let texts: Vec<&str> = json_stream::split(yaml).collect();
     let json = read_in_parallel(&texts, |index, text| -> Result<Document, Stop> {
         let Some(checked) = json_stream::check(text)? else {
             return Ok(Document::Empty);
