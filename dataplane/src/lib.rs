@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod neighbors;
 pub mod pipeline;
 pub mod ports;
+pub(crate) mod prefetch;
 pub mod tables;
 pub mod testkit;
 pub mod trace;

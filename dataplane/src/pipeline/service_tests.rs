@@ -240,3 +240,61 @@ fn a_full_conntrack_drops_new_connections_and_keeps_the_old_ones() {
         "old flow goes on"
     );
 }
+
+/// The stage works on groups of packets, a level of lookups at a time: a batch of several
+/// groups, new Service connections mixed with packets it must leave alone, must come out
+/// as if each packet had been alone.
+#[test]
+fn a_batch_of_several_groups_translates_each_packet_as_if_alone() {
+    let backends = [POD_B_IP, POD_A_IP, Ipv4Addr::new(10, 244, 1, 9)];
+    let frames: Vec<Vec<u8>> = (0..70u16)
+        .map(|i| match i % 5 {
+            // Not a Service: a pod's own address, and a VIP port no Service has.
+            3 => tcp_segment(POD_A_IP, 2000 + i, POD_B_IP, 80, TcpFlags::SYN),
+            4 => tcp_segment(POD_A_IP, 2000 + i, VIP, 81, TcpFlags::SYN),
+            _ => tcp_segment(POD_A_IP, 2000 + i, VIP, 80, TcpFlags::SYN),
+        })
+        .collect();
+    let alone: Vec<(Next, Vec<u8>)> = frames
+        .iter()
+        .map(|f| {
+            let mut h = harness(&backends);
+            let next = h.run_one(POD_A, f, pipeline::run);
+            (next, h.last_frame)
+        })
+        .collect();
+    // Alone, the Service's connections went to every backend (10.244.1.9 is no pod: its
+    // connections are answered with an ICMP error), so a packet given another's pick fails.
+    let outcomes: std::collections::HashSet<_> = alone
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 5 < 3)
+        .map(|(_, (next, f))| (format!("{next:?}"), f.len(), f[30..34].to_vec()))
+        .collect();
+    assert_eq!(outcomes.len(), backends.len(), "{outcomes:?}");
+    let mut h = harness(&backends);
+    h.pool = crate::buffer::Pool::new(128);
+    let mut batch = crate::batch::Batch::new();
+    batch.in_port = POD_A;
+    for f in &frames {
+        let mut buf = h.pool.get().unwrap();
+        buf.fill(f);
+        batch.push(buf).unwrap();
+    }
+    let mut cx = pipeline::Ctx::new(
+        &h.tables,
+        &h.flows,
+        &mut h.ctr,
+        &mut h.trace,
+        &mut h.state,
+        h.now,
+        Mode::Forward,
+    );
+    pipeline::run(&mut batch, &mut cx);
+    for (i, (p, (next, frame))) in batch.iter().zip(&alone).enumerate() {
+        assert_eq!(p.meta.next, *next, "packet {i}");
+        if let Next::Output(_) = next {
+            assert_eq!(p.buf.frame(), &frame[..], "packet {i}");
+        }
+    }
+}

@@ -111,6 +111,15 @@ impl Selection {
         Some(self.members[(h % self.members.len() as u64) as usize])
     }
 
+    /// Starts bringing in what [`Selection::pick`] will read for `h`.
+    #[inline]
+    pub fn prefetch_pick(&self, h: u64) {
+        if !self.table.is_empty() {
+            let slot = (h % self.table.len() as u64) as usize;
+            crate::prefetch::prefetch_ptr(self.table[slot..].as_ptr());
+        }
+    }
+
     /// Maglev table entries (0 for random).
     pub fn table_len(&self) -> usize {
         self.table.len()
@@ -136,6 +145,9 @@ pub struct ServiceEntry {
     pub external: Arc<Selection>,
     /// ClientIP session affinity timeout.
     pub affinity: Option<Duration>,
+    /// The spec's algorithm, kept here so the first packet of a connection does not follow
+    /// `spec` to find it.
+    pub algorithm: Algorithm,
 }
 
 impl ServiceEntry {
@@ -167,6 +179,7 @@ impl ServiceEntry {
             affinity: spec
                 .affinity_timeout_secs
                 .map(|s| Duration::from_secs(u64::from(s.max(1)))),
+            algorithm: spec.algorithm,
             spec,
         }
     }
