@@ -348,18 +348,14 @@ impl Conntrack {
     }
 
     /// The keys of a new connection whose first packet has tuple `t` and is translated by
-    /// `nat`, with the lines its commit will write prefetched: both keys' buckets and the
-    /// slot the entry will take. The original key's bucket was read by its lookup, but in a
-    /// table of a million entries it is often gone by the commit stage (a profile showed its
-    /// load as the commit's largest stall).
+    /// `nat`, with the lines its commit will write prefetched: the reply key's bucket and the
+    /// slot the entry will take (the original key's bucket was read by its lookup).
     #[inline]
     pub fn prepare(&self, t: &Tuple, nat: &Nat) -> Prepared {
         let original = self.keyed(t);
         let reply = self.keyed(&reply_tuple(t, nat));
         self.cells[self.shard_of(&reply)].prefetch_bucket(reply.hash);
-        let cell = &self.cells[self.shard_of(&original)];
-        cell.prefetch_next_slot();
-        cell.prefetch_bucket(original.hash);
+        self.cells[self.shard_of(&original)].prefetch_next_slot();
         Prepared { original, reply }
     }
 
