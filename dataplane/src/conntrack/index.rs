@@ -9,8 +9,9 @@
 //! (`overflow`, as in folly's F14): a lookup stops at the first bucket holding the key or
 //! counting no overflow, so removals leave no tombstones and the table never needs a rebuild.
 //! The caller keeps the index at most half full ([`Index::with_room_for`] reserves twice the
-//! keys it may hold, rounded up to a power of two buckets), where probes rarely go past the
-//! first bucket.
+//! keys it may hold, rounded up to a power of two buckets). Full, that is about one key per
+//! bucket, and one probe in ten goes past the first bucket, to the next, which is why the
+//! table prefetches both.
 
 use super::memory::{self, Part};
 use super::Tuple;
