@@ -23,6 +23,9 @@ usage: $0 [-r ROUNDS] [-d SECONDS] [-o FILE] [-v VARIANTS] [--idle SECONDS] [--s
   --idle S      seconds of no traffic over which the switch's idle CPU is measured (default 3)
   --services N  filler Services in the kube-proxy rule sets besides the measured one (default 100)
   --podswitch-args "ARGS"   extra podswitchd flags (e.g. "--idle busy" or "--workers 2")
+  --underlay-mtu M   the xnode-* underlay's MTU (default 1500), in the kernel and podswitch
+                rows alike; pods get M (routed) or M - 50 (VXLAN). Above 1500 it stands for a
+                jumbo-frame underlay (podswitch's afxdp uplink takes at most one UMEM chunk)
   --rr-cpu C    CPU both sockperf ends are pinned to (default 0), or 'none' to let the
                 scheduler place them (and move them towards the switch's worker)
   --no-install  do not apt-get the tools (iperf3, sockperf, openvswitch-switch, nftables, ...)
@@ -30,7 +33,7 @@ EOF
 }
 
 ALL_VARIANTS=direct,bridge,bridge-iptables,bridge-nftables,ovs-afxdp,ovs-tap,podswitch,podswitch-nooffloads,podswitch-afxdp,podswitch-vip,podswitch-pinned,podswitch-percpu,xnode-kernel,xnode-podswitch,xnode-kernel-vxlan,xnode-podswitch-vxlan
-ROUNDS=3 DUR=10 OUT='' VARIANTS=$ALL_VARIANTS IDLE=3 SERVICES=100 INSTALL=1 PSW_ARGS='' RR_CPU=0
+ROUNDS=3 DUR=10 OUT='' VARIANTS=$ALL_VARIANTS IDLE=3 SERVICES=100 INSTALL=1 PSW_ARGS='' RR_CPU=0 XNODE_MTU=1500
 while [ $# -gt 0 ]; do
     case $1 in
     -r) ROUNDS=$2; shift 2 ;;
@@ -39,6 +42,7 @@ while [ $# -gt 0 ]; do
     -v) VARIANTS=$2; shift 2 ;;
     --idle) IDLE=$2; shift 2 ;;
     --rr-cpu) RR_CPU=$2; shift 2 ;;
+    --underlay-mtu) XNODE_MTU=$2; shift 2 ;;
     --services) SERVICES=$2; shift 2 ;;
     --podswitch-args) PSW_ARGS=$2; shift 2 ;;
     --no-install) INSTALL=0; shift ;;
@@ -46,8 +50,8 @@ while [ $# -gt 0 ]; do
     *) echo "race.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
     esac
 done
-for n in "$ROUNDS" "$DUR" "$IDLE" "$SERVICES"; do
-    [[ $n =~ ^[0-9]+$ ]] || { echo "race.sh: '$n' is not a whole number: -r, -d, --idle and --services take one" >&2; exit 2; }
+for n in "$ROUNDS" "$DUR" "$IDLE" "$SERVICES" "$XNODE_MTU"; do
+    [[ $n =~ ^[0-9]+$ ]] || { echo "race.sh: '$n' is not a whole number: -r, -d, --idle, --services and --underlay-mtu take one" >&2; exit 2; }
 done
 if [ "$RR_CPU" = none ]; then
     RR_PIN=()
@@ -455,15 +459,15 @@ YAML
 # ---------------------------------------------------------------------------------------------
 # Cross-node (issue 16): pod a on node 1 ($PREFIX-n1), pod b on node 2 ($PREFIX-n2), the nodes
 # joined by one veth pair, the underlay (192.168.77.1 and .2). Pod CIDRs 10.244.1.0/24 and
-# 10.244.2.0/24. With VXLAN (VNI 42, UDP 4789) every MTU on the pods' path is 1450, the
-# underlay's 1500, in both the kernel and podswitch rows.
+# 10.244.2.0/24. With VXLAN (VNI 42, UDP 4789) every MTU on the pods' path is the underlay's
+# ($XNODE_MTU, default 1500) less 50, in both the kernel and podswitch rows.
 XN1=$PREFIX-n1 XN2=$PREFIX-n2
 xnode_pods() { # mtu
     pods
     ip netns add "$XN1"; ip netns add "$XN2"
     ip -n "$XN1" link set lo up; ip -n "$XN2" link set lo up
     ip -n "$XN1" link add ul1 type veth peer name ul2 netns "$XN2"
-    ip -n "$XN1" link set ul1 up; ip -n "$XN2" link set ul2 up
+    ip -n "$XN1" link set ul1 mtu "$XNODE_MTU" up; ip -n "$XN2" link set ul2 mtu "$XNODE_MTU" up
     A_XIP=10.244.1.2 B_XIP=10.244.2.2
     TARGET=$B_XIP SERVER_IP=$B_XIP
 }
@@ -476,8 +480,8 @@ xnode_pod_routes() { # ns ip gateway mtu
 }
 # Kernel: each node a router (pod veth, forwarding on), routes to the other pod CIDR.
 xnode_kernel() { # vxlan(0|1)
-    local mtu=1500 n i
-    [ "$1" = 1 ] && mtu=1450
+    local mtu=$XNODE_MTU n i
+    [ "$1" = 1 ] && mtu=$((XNODE_MTU - 50))
     xnode_pods
     for i in 1 2; do
         n=$PREFIX-n$i
@@ -502,7 +506,7 @@ xnode_kernel() { # vxlan(0|1)
     for i in 1 2; do
         n=$PREFIX-n$i
         ip -n "$n" link add vx0 type vxlan id 42 local 192.168.77.$i dev ul$i dstport 4789 nolearning
-        ip -n "$n" link set vx0 address 0a:58:0a:f4:0$i:00 mtu 1450 up
+        ip -n "$n" link set vx0 address 0a:58:0a:f4:0$i:00 mtu $mtu up
         ip -n "$n" addr add 10.244.$i.0/32 dev vx0
     done
     ip -n "$XN1" neigh add 10.244.2.0 lladdr 0a:58:0a:f4:02:00 dev vx0 nud permanent
@@ -518,8 +522,8 @@ setup_xnode_kernel_vxlan() { xnode_kernel 1; }
 # podswitch: a podswitchd per node, the pod a tap port of it, the underlay end an afxdp uplink,
 # the other node's pod CIDR a node route (configured over the dataplane socket: no control).
 xnode_podswitch() { # vxlan(0|1)
-    local mtu=1500 encap='{"mode":"direct"}' i n dir sock pod ip peer
-    [ "$1" = 1 ] && mtu=1450 encap='{"mode":"vxlan","vni":42}'
+    local mtu=$XNODE_MTU encap='{"mode":"direct"}' i n dir sock pod ip peer
+    [ "$1" = 1 ] && mtu=$((XNODE_MTU - 50)) encap='{"mode":"vxlan","vni":42}'
     xnode_pods
     for i in 1 2; do
         n=$PREFIX-n$i dir=$RUN/xn$i sock=$RUN/xn$i/dataplane.sock
@@ -533,7 +537,7 @@ xnode_podswitch() { # vxlan(0|1)
         cat >"$dir/tx.json" <<JSON
 {"generation":null,"replace":false,"ops":[
  {"op":"set_node","pod_cidr":"10.244.$i.0/24","gateway":"10.244.$i.1","gateway_mac":"0a:58:0a:f4:0$i:01"},
- {"op":"add_port","name":"ul$i","kind":"afxdp","mtu":1500,"offloads":false,
+ {"op":"add_port","name":"ul$i","kind":"afxdp","mtu":$XNODE_MTU,"offloads":false,
   "role":{"role":"uplink","mac":"0a:58:c0:a8:4d:0$i","ip":"192.168.77.$i","encap":$encap}},
  {"op":"add_port","name":"pod$i","kind":"tap","mtu":$mtu,
   "netns":{"path":"/run/netns/$pod","ifname":"eth0"},

@@ -85,9 +85,9 @@ pub enum UplinkKind {
 }
 
 /// The largest MTU an `afxdp` port takes (podswitchd's `ports::afxdp::MAX_MTU`: a frame fits
-/// one 2048-byte UMEM chunk behind the kernel's 256-byte headroom). Checked here so that a
+/// one 4096-byte UMEM chunk behind the kernel's 256-byte headroom). Checked here so that a
 /// wrong `uplink_mtu` is a config error at start, not a refused transaction later.
-pub const AFXDP_MAX_MTU: u16 = 2048 - 256 - 14;
+pub const AFXDP_MAX_MTU: u16 = 4096 - 256 - 14;
 
 /// `encap` in the configuration.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -506,7 +506,7 @@ mod tests {
         let mut jumbo = c.clone();
         jumbo.uplink_mtu = Some(9000);
         let e = jumbo.settings().unwrap_err().to_string();
-        assert!(e.contains("uplink_mtu = 9000 is above 1778"), "{e}");
+        assert!(e.contains("uplink_mtu = 9000 is above 3826"), "{e}");
         jumbo.uplink_kind = UplinkKind::Tap;
         assert!(jumbo.settings().is_ok(), "a tap uplink takes jumbo frames");
         let e = ControlConfig::from_toml("uplink_kind = \"xdp\"")

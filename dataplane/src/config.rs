@@ -22,7 +22,7 @@ pub struct DaemonConfig {
     pub burst: usize,
     /// Reads kept armed per tap queue.
     pub rx_depth: usize,
-    /// Packet buffers per worker (2 KiB each), allocated at start.
+    /// Packet buffers per worker (4 KiB each), allocated at start.
     pub pool_buffers: usize,
     /// Large packet buffers per worker (68 KiB each, for GSO super-frames up to 64 KiB),
     /// allocated at start: 128 is 8.5 MiB per worker. At least `rx_depth`.

@@ -42,7 +42,7 @@ pub struct WorkerConfig {
     pub burst: usize,
     /// Idle policy.
     pub idle: IdlePolicy,
-    /// Small (2 KiB) buffers in the worker's pool.
+    /// Small (4 KiB) buffers in the worker's pool.
     pub pool_buffers: usize,
     /// Large (68 KiB) buffers in the worker's pool, for GSO super-frames.
     pub pool_large_buffers: usize,

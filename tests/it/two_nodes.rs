@@ -49,8 +49,16 @@ fn stream(two: &TwoNodes, from: &CniPod, to: &CniPod, port: u16, what: &str) {
     );
 }
 
-fn pods_on_two_nodes_exchange_pings_and_exact_streams(crossing: Crossing, base_port: u16) {
-    let two = TwoNodes::start(crossing);
+/// The jumbo underlay's MTU: the most veth's native XDP takes for one-buffer frames (a page
+/// less its headroom and `skb_shared_info`), under an afxdp port's 3826.
+const JUMBO_UNDERLAY_MTU: u16 = 3500;
+
+fn pods_on_two_nodes_exchange_pings_and_exact_streams(
+    crossing: Crossing,
+    base_port: u16,
+    underlay_mtu: Option<u16>,
+) {
+    let two = TwoNodes::start_with_mtu(crossing, underlay_mtu);
     for i in [1, 2] {
         let x = two
             .node(i)
@@ -109,6 +117,25 @@ fn pods_on_two_nodes_exchange_pings_and_exact_streams(crossing: Crossing, base_p
             "node-{i}: {segments} segments in {frames} GRO frames"
         );
         assert_eq!(n.drops("gro_finish_failed"), 0, "node-{i}");
+        let uplink = n
+            .counters()
+            .ports
+            .into_iter()
+            .find(|p| p.port == "up0")
+            .expect("the uplink's counters");
+        let mean = uplink.rx_bytes / uplink.rx_packets.max(1);
+        eprintln!(
+            "node-{i}: uplink received {} frames, {mean} bytes each on average",
+            uplink.rx_packets
+        );
+        if let Some(mtu) = underlay_mtu {
+            // The streams crossed in frames larger than a standard underlay carries: the
+            // pods' MSS followed the jumbo MTU and the switches kept the segments whole.
+            assert!(
+                mean > 1600,
+                "node-{i}: {mean}-byte frames on a {mtu} underlay"
+            );
+        }
     }
 }
 
@@ -118,7 +145,7 @@ fn pods_on_two_nodes_exchange_pings_and_exact_streams_routed_over_afxdp_uplinks(
     {
         return;
     }
-    pods_on_two_nodes_exchange_pings_and_exact_streams(Crossing::Direct, 5301);
+    pods_on_two_nodes_exchange_pings_and_exact_streams(Crossing::Direct, 5301, None);
 }
 
 #[test]
@@ -128,7 +155,20 @@ fn pods_on_two_nodes_exchange_pings_and_exact_streams_through_vxlan_over_afxdp_u
     ) {
         return;
     }
-    pods_on_two_nodes_exchange_pings_and_exact_streams(Crossing::VXLAN, 5311);
+    pods_on_two_nodes_exchange_pings_and_exact_streams(Crossing::VXLAN, 5311, None);
+}
+
+#[test]
+fn pods_on_two_nodes_exchange_exact_streams_through_vxlan_over_a_jumbo_underlay() {
+    if !root_or_skip("pods_on_two_nodes_exchange_exact_streams_through_vxlan_over_a_jumbo_underlay")
+    {
+        return;
+    }
+    pods_on_two_nodes_exchange_pings_and_exact_streams(
+        Crossing::VXLAN,
+        5331,
+        Some(JUMBO_UNDERLAY_MTU),
+    );
 }
 
 #[test]

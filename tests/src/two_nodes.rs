@@ -55,10 +55,20 @@ impl TwoNodes {
     /// Starts both nodes, their uplinks on the underlay, and applies both Node manifests to
     /// both controls; returns when both dataplanes hold control's configuration.
     pub fn start(crossing: Crossing) -> TwoNodes {
+        Self::start_with_mtu(crossing, None)
+    }
+
+    /// [`TwoNodes::start`] on an underlay of MTU `underlay_mtu` (jumbo frames) when given:
+    /// the bridge and its ports take it, each control gets `--uplink-mtu` and gives its pods
+    /// that MTU less the encapsulation's 50 bytes with VXLAN (`--mtu`).
+    pub fn start_with_mtu(crossing: Crossing, underlay_mtu: Option<u16>) -> TwoNodes {
         let underlay = Netns::new("pswu");
         underlay.ip(&["link", "add", "br0", "type", "bridge"]);
+        if let Some(mtu) = underlay_mtu {
+            underlay.ip(&["link", "set", "br0", "mtu", &mtu.to_string()]);
+        }
         underlay.ip(&["link", "set", "br0", "up"]);
-        let nodes = [1u8, 2].map(|i| Self::start_node(&underlay, i, crossing));
+        let nodes = [1u8, 2].map(|i| Self::start_node(&underlay, i, crossing, underlay_mtu));
         let two = TwoNodes { nodes, underlay };
         let manifests = format!("{}---\n{}", node_manifest(1), node_manifest(2));
         for cn in &two.nodes {
@@ -70,7 +80,12 @@ impl TwoNodes {
         two
     }
 
-    fn start_node(underlay: &Netns, i: u8, crossing: Crossing) -> ControlNode {
+    fn start_node(
+        underlay: &Netns,
+        i: u8,
+        crossing: Crossing,
+        underlay_mtu: Option<u16>,
+    ) -> ControlNode {
         let node = Node::bare(&[]);
         let bridge_end = format!("n{i}");
         underlay.ip(&[
@@ -85,6 +100,9 @@ impl TwoNodes {
             "netns",
             &node.ns.name,
         ]);
+        if let Some(mtu) = underlay_mtu {
+            underlay.ip(&["link", "set", &bridge_end, "mtu", &mtu.to_string()]);
+        }
         underlay.ip(&["link", "set", &bridge_end, "master", "br0", "up"]);
         let mut cn = ControlNode::without_control(node);
         cn.node_name = format!("node-{i}");
@@ -107,6 +125,18 @@ impl TwoNodes {
                 "vxlan".into(),
                 "--vni".into(),
                 vni.to_string(),
+            ]);
+        }
+        if let Some(mtu) = underlay_mtu {
+            let pods = match crossing {
+                Crossing::Direct => mtu,
+                Crossing::Vxlan { .. } => mtu - 50,
+            };
+            args.extend([
+                "--uplink-mtu".into(),
+                mtu.to_string(),
+                "--mtu".into(),
+                pods.to_string(),
             ]);
         }
         cn.control_args = args;
