@@ -84,10 +84,10 @@ pub enum UplinkKind {
     Afxdp,
 }
 
-/// The largest MTU an `afxdp` port takes (podswitchd's `ports::afxdp::MAX_MTU`: a frame fits
-/// one 4096-byte UMEM chunk behind the kernel's 256-byte headroom). Checked here so that a
-/// wrong `uplink_mtu` is a config error at start, not a refused transaction later.
-pub const AFXDP_MAX_MTU: u16 = 4096 - 256 - 14;
+/// The largest MTU an `afxdp` port takes (podswitchd's `ports::afxdp::MAX_MTU`: a 9000-byte
+/// jumbo frame, in several UMEM chunks). Checked here so that a wrong `uplink_mtu` is a
+/// config error at start, not a refused transaction later.
+pub const AFXDP_MAX_MTU: u16 = 9000;
 
 /// `encap` in the configuration.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -368,7 +368,7 @@ impl ControlConfig {
                 if mtu > AFXDP_MAX_MTU {
                     return err(format!(
                         "uplink_mtu = {mtu} is above {AFXDP_MAX_MTU}, the most an afxdp uplink \
-                         takes (a frame must fit one UMEM chunk); give a smaller uplink_mtu or \
+                         takes (a jumbo frame, in several UMEM chunks); give a smaller uplink_mtu or \
                          uplink_kind = \"tap\""
                     ));
                 }
@@ -487,7 +487,7 @@ mod tests {
     }
 
     #[test]
-    fn an_afxdp_uplink_is_a_setting_and_its_mtu_must_fit_a_umem_chunk() {
+    fn an_afxdp_uplink_is_a_setting_and_takes_jumbo_frames() {
         let c = ControlConfig::from_toml(
             "node_name = \"a\"\npod_cidr = \"10.244.7.0/24\"\nnode_ip = \"192.168.1.7\"\n\
              uplink = \"eth1\"\nuplink_kind = \"afxdp\"\n",
@@ -504,11 +504,16 @@ mod tests {
         let printed = toml::to_string(&c.resolved().unwrap()).unwrap();
         assert!(printed.contains("uplink_kind = \"afxdp\""), "{printed}");
         let mut jumbo = c.clone();
-        jumbo.uplink_mtu = Some(9000);
-        let e = jumbo.settings().unwrap_err().to_string();
-        assert!(e.contains("uplink_mtu = 9000 is above 3826"), "{e}");
+        jumbo.uplink_mtu = Some(AFXDP_MAX_MTU);
+        assert!(
+            jumbo.settings().is_ok(),
+            "an afxdp uplink takes 9000-byte jumbo frames (multi-buffer)"
+        );
         jumbo.uplink_kind = UplinkKind::Tap;
         assert!(jumbo.settings().is_ok(), "a tap uplink takes jumbo frames");
+        jumbo.uplink_mtu = Some(AFXDP_MAX_MTU + 1);
+        let e = jumbo.settings().unwrap_err().to_string();
+        assert!(e.contains("out of range"), "{e}");
         let e = ControlConfig::from_toml("uplink_kind = \"xdp\"")
             .unwrap_err()
             .to_string();

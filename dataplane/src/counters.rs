@@ -168,7 +168,7 @@ reasons! {
         /// shorter than the header.
         BadVnetHeader = ("input", "bad_vnet_header", "virtio-net header of a received frame is malformed"),
         /// The frame was longer than a receive buffer; its tail was cut off, so it is dropped.
-        RxTruncated = ("input", "rx_truncated", "frame longer than the receive buffer (1920 bytes)"),
+        RxTruncated = ("input", "rx_truncated", "frame longer than the receive buffer (3968 bytes)"),
         /// The kernel dropped frames an AF_XDP socket should have received: no UMEM chunk in
         /// its fill ring, or the frame did not fit one (`XDP_STATISTICS` `rx_dropped`, read when
         /// counters are requested).
@@ -176,8 +176,12 @@ reasons! {
         /// The kernel dropped frames for an AF_XDP socket whose rx ring was full (the worker
         /// did not keep up).
         XskRxRingFull = ("input", "xsk_rx_ring_full", "AF_XDP: the kernel dropped a received frame, the socket's rx ring was full"),
-        /// A frame routed to an AF_XDP port did not fit one UMEM chunk.
-        XskTxTooLong = ("output", "xsk_tx_too_long", "AF_XDP: frame routed to the port is longer than a UMEM chunk"),
+        /// A frame routed to an AF_XDP port did not fit one UMEM chunk, and its socket takes
+        /// no multi-buffer frames.
+        XskTxTooLong = ("output", "xsk_tx_too_long", "AF_XDP: frame routed to the port is longer than a UMEM chunk (the socket takes no multi-buffer frames)"),
+        /// A multi-buffer frame received on an AF_XDP port found no large buffer to be
+        /// gathered into, or outgrew it: dropped whole.
+        XskRxGatherFailed = ("input", "xsk_rx_gather_failed", "AF_XDP: a frame received in several chunks could not be gathered (no large buffer free)"),
         /// A coalesced super-frame whose headers could not be finished (never expected: the
         /// frame is built to the run's length); its segments, each counted, are lost.
         GroFinishFailed = ("output", "gro_finish_failed", "segments of a coalesced (GRO) frame whose headers could not be finished"),
@@ -247,6 +251,10 @@ reasons! {
         XskBadAddress = ("ports", "xsk_bad_address", "AF_XDP: the kernel returned an address the queue never lent"),
         /// Frames copied into a UMEM chunk on the way to an AF_XDP port (they were in a large buffer).
         XskTxCopied = ("output", "xsk_tx_copied", "AF_XDP: frame copied into a UMEM chunk for transmit"),
+        /// Frames longer than a chunk sent over an AF_XDP port in several chunks (multi-buffer).
+        XskTxMultiBuffer = ("output", "xsk_tx_multi_buffer", "AF_XDP: frame sent in several UMEM chunks (multi-buffer)"),
+        /// Frames that arrived on an AF_XDP port in several chunks, gathered into one buffer.
+        XskRxMultiBuffer = ("input", "xsk_rx_multi_buffer", "AF_XDP: frame received in several UMEM chunks, gathered"),
     }
 }
 

@@ -10,7 +10,7 @@
 use super::error::PortError;
 use super::state::CreatedPort;
 use crate::batch::PortId;
-use crate::ports::afxdp::{AfxdpQueue, CHUNK_SIZE, MAX_MTU, RING_SIZE, RX_OFFSET};
+use crate::ports::afxdp::{AfxdpQueue, CHUNK_SIZE, MAX_MTU, ONE_CHUNK_MTU, RING_SIZE, RX_OFFSET};
 use crate::ports::xdp::{load_redirect_program, XdpHook, XskMap};
 use crate::ports::xsk::{Xsk, XskConfig};
 use crate::ports::PortQueue;
@@ -59,8 +59,7 @@ pub(super) fn create(
         return Err(fail(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
-                "mtu {} is above {MAX_MTU}: a frame must fit one {CHUNK_SIZE}-byte UMEM chunk \
-                 behind the kernel's {RX_OFFSET}-byte headroom",
+                "mtu {} is above {MAX_MTU}, the largest jumbo frame an afxdp port carries",
                 spec.mtu
             ),
         )));
@@ -135,6 +134,17 @@ pub(super) fn create(
             };
             let xsk = open_socket(&cfg)
                 .map_err(|e| fail(io::Error::new(e.kind(), format!("{ifname}: {e}"))))?;
+            if spec.mtu > ONE_CHUNK_MTU && !xsk.multi_buffer {
+                return Err(fail(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{ifname}: mtu {} needs multi-buffer AF_XDP frames (a frame over one \
+                         {CHUNK_SIZE}-byte UMEM chunk behind the kernel's {RX_OFFSET}-byte \
+                         headroom), which this kernel or driver refused; at most {ONE_CHUNK_MTU}",
+                        spec.mtu
+                    ),
+                )));
+            }
             hook.map().insert(queue_id, xsk.raw_fd()).map_err(fail)?;
             sockets.push(xsk);
         }

@@ -18,10 +18,10 @@
 //! sleeps on a multishot readiness poll of the socket in its io_uring, like a tap queue.
 
 use super::xdp::XdpHook;
-use super::xsk::{Desc, Statistics, Xsk};
+use super::xsk::{Desc, Statistics, Xsk, XDP_PKT_CONTD};
 use super::{PortIo, PortQueue, Token};
 use crate::batch::{Batch, Packet, PortId};
-use crate::buffer::{HEADROOM, MAX_FRAME, SMALL_BUF};
+use crate::buffer::{PktBuf, HEADROOM, MAX_FRAME, SMALL_BUF};
 use crate::counters::{DropReason, Event};
 use io_uring::{opcode, types};
 use std::sync::Arc;
@@ -30,9 +30,13 @@ use std::sync::Arc;
 pub const CHUNK_SIZE: u32 = SMALL_BUF as u32;
 /// Where the kernel puts a received frame in its chunk: after `XDP_PACKET_HEADROOM`.
 pub const RX_OFFSET: u32 = 256;
-/// The largest MTU an afxdp port carries: a frame (MTU + Ethernet header) fits one chunk
-/// behind the kernel's headroom (no multi-buffer frames).
-pub const MAX_MTU: u16 = (CHUNK_SIZE - RX_OFFSET - 14) as u16;
+/// The largest MTU whose frames (MTU + Ethernet header) fit one chunk behind the kernel's
+/// headroom: what a socket without multi-buffer carries.
+pub const ONE_CHUNK_MTU: u16 = (CHUNK_SIZE - RX_OFFSET - 14) as u16;
+/// The largest MTU an afxdp port carries: a jumbo frame, in several chunks on a socket bound
+/// for multi-buffer frames (`XDP_USE_SG`), gathered into a large buffer on receive and
+/// spread over chunks on transmit.
+pub const MAX_MTU: u16 = 9000;
 /// Descriptors per ring.
 pub const RING_SIZE: u32 = 4096;
 /// Fewest chunks a queue keeps lent for receiving, however small the pool.
@@ -61,8 +65,13 @@ pub struct AfxdpQueue {
     umem_checked: bool,
     /// Per chunk: lent to the kernel (fill, rx, tx or completion ring).
     lent: Vec<bool>,
-    /// Per chunk lent for transmit: the frame's length, counted when it completes.
+    /// Per chunk lent for transmit: the frame's length, counted when it completes (0 on
+    /// every chunk of a multi-buffer frame but its last, which carries the whole length).
     tx_len: Vec<u16>,
+    /// A multi-buffer frame being received: its pieces so far, in a large buffer.
+    gather: Option<PktBuf>,
+    /// The rest of a multi-buffer frame that could not be gathered is being dropped.
+    gather_dropping: bool,
     /// Chunks in the tx or completion ring.
     tx_outstanding: u32,
     /// Chunks to keep lent for receiving ([`FILL_SHARE`] of the pool, at most a ring).
@@ -101,6 +110,8 @@ impl AfxdpQueue {
             umem_checked: false,
             lent: vec![false; chunks],
             tx_len: vec![0; chunks],
+            gather: None,
+            gather_dropping: false,
             tx_outstanding: 0,
             rx_lent: 0,
             fill_target: ((chunks / FILL_SHARE) as u32).clamp(FILL_MIN, RING_SIZE),
@@ -134,7 +145,9 @@ impl AfxdpQueue {
             };
             *lent = false;
             let len = self.tx_len[chunk as usize];
-            io.ctr.tx_sent(self.port as usize, usize::from(len));
+            if len > 0 {
+                io.ctr.tx_sent(self.port as usize, usize::from(len));
+            }
             // SAFETY: the chunk was lent (its `PktBuf` given up in `tx_burst`) and is taken
             // back once: `lent` was set and is cleared right above.
             if let Some(buf) = unsafe { io.pool.reclaim_chunk(chunk as u32, 0, 0) } {
@@ -269,6 +282,105 @@ impl AfxdpQueue {
     }
 }
 
+impl AfxdpQueue {
+    /// Sends a frame longer than a chunk as one multi-buffer frame: each piece copied into a
+    /// chunk of its own, every descriptor but the last marked [`XDP_PKT_CONTD`]. The frame is
+    /// counted once, with its last chunk. Returns the chunks queued: none (counted as a drop)
+    /// when the tx ring or the pool has no room for all its pieces, as a frame is never sent
+    /// in part.
+    fn send_pieces(&mut self, io: &mut PortIo<'_>, frame: &PktBuf) -> u32 {
+        let pieces = frame.len().div_ceil(MAX_FRAME);
+        let Some(xsk) = self.xsk.as_mut() else {
+            return 0;
+        };
+        if xsk.tx.free(pieces as u32) < pieces as u32 || io.pool.available() < pieces {
+            io.ctr.tx_lost(self.port as usize, DropReason::TxQueueFull);
+            return 0;
+        }
+        let bytes = frame.frame();
+        for (k, part) in bytes.chunks(MAX_FRAME).enumerate() {
+            let last = k + 1 == pieces;
+            let Some(mut small) = io.pool.get() else {
+                return k as u32; // never: the pool had a buffer for every piece
+            };
+            small.fill(part);
+            let Some(chunk) = io
+                .pool
+                .umem_chunk(&small)
+                .filter(|&c| (c as usize) < self.lent.len())
+            else {
+                io.pool.put(small);
+                return k as u32; // never: every small buffer is a chunk of this UMEM
+            };
+            xsk.tx.push(Desc {
+                addr: u64::from(chunk) * u64::from(CHUNK_SIZE) + small.headroom() as u64,
+                len: part.len() as u32,
+                options: if last { 0 } else { XDP_PKT_CONTD },
+            });
+            let _ = io.pool.lend_chunk(small);
+            self.lent[chunk as usize] = true;
+            self.tx_len[chunk as usize] = if last {
+                u16::try_from(frame.len()).unwrap_or(u16::MAX)
+            } else {
+                0
+            };
+        }
+        io.ctr.event(Event::XskTxMultiBuffer);
+        pieces as u32
+    }
+}
+
+/// Adds one received piece of a multi-buffer frame to `gathering` (started in a large buffer
+/// from the pool at its first piece); returns the whole frame with its last piece. A frame
+/// that finds no large buffer, or outgrows one, is dropped whole (`xsk_rx_gather_failed`):
+/// its remaining pieces are taken and returned as they come (`dropping`).
+fn gather(
+    gathering: &mut Option<PktBuf>,
+    dropping: &mut bool,
+    piece: PktBuf,
+    more: bool,
+    io: &mut PortIo<'_>,
+) -> Option<PktBuf> {
+    let data_len = piece.len();
+    if *dropping {
+        io.pool.put(piece);
+        *dropping = more;
+        return None;
+    }
+    let mut frame = match gathering.take() {
+        Some(f) => f,
+        None => match io.pool.get_large() {
+            Some(mut f) => {
+                f.rx_area();
+                f.set_len(0);
+                f
+            }
+            None => {
+                io.pool.put(piece);
+                io.ctr.drop(DropReason::XskRxGatherFailed);
+                *dropping = more;
+                return None;
+            }
+        },
+    };
+    let old = frame.len();
+    if frame.resize(old + data_len).is_none() {
+        io.pool.put(piece);
+        io.pool.put(frame);
+        io.ctr.drop(DropReason::XskRxGatherFailed);
+        *dropping = more;
+        return None;
+    }
+    frame.frame_mut()[old..].copy_from_slice(piece.frame());
+    io.pool.put(piece);
+    if more {
+        *gathering = Some(frame);
+        return None;
+    }
+    io.ctr.event(Event::XskRxMultiBuffer);
+    Some(frame)
+}
+
 impl PortQueue for AfxdpQueue {
     fn port(&self) -> PortId {
         self.port
@@ -286,7 +398,7 @@ impl PortQueue for AfxdpQueue {
             let n = xsk.rx.ready(batch.room() as u32);
             let mut taken = 0;
             for i in 0..n {
-                let Desc { addr, len, .. } = xsk.rx.get(i);
+                let Desc { addr, len, options } = xsk.rx.get(i);
                 taken += 1;
                 self.rx_lent = self.rx_lent.saturating_sub(1);
                 let chunk = addr / u64::from(CHUNK_SIZE);
@@ -299,7 +411,19 @@ impl PortQueue for AfxdpQueue {
                 // SAFETY: the chunk was lent through the fill ring (its `PktBuf` given up in
                 // `refill`) and comes back once: `lent` was set and is cleared right above.
                 let buf = unsafe { io.pool.reclaim_chunk(chunk as u32, start, len as usize) };
+                let piece = options & XDP_PKT_CONTD != 0;
                 match buf {
+                    Some(buf) if piece || self.gather.is_some() || self.gather_dropping => {
+                        // A piece of a multi-buffer frame: gathered into a large buffer, which
+                        // goes to the batch with the last piece.
+                        if let Some(frame) =
+                            gather(&mut self.gather, &mut self.gather_dropping, buf, piece, io)
+                        {
+                            if let Err(frame) = batch.push(frame) {
+                                io.pool.put(frame);
+                            }
+                        }
+                    }
                     Some(buf) => {
                         // The batch has room: `ready` was capped by it.
                         if let Err(buf) = batch.push(buf) {
@@ -343,6 +467,15 @@ impl PortQueue for AfxdpQueue {
                 .filter(|&c| (c as usize) < self.lent.len())
             {
                 Some(c) => c,
+                None if buf.len() > MAX_FRAME
+                    && self.xsk.as_ref().is_some_and(|x| x.multi_buffer) =>
+                {
+                    // A jumbo frame: copied into as many chunks as it takes, sent as one
+                    // multi-buffer frame.
+                    queued += self.send_pieces(io, &buf);
+                    io.pool.put(buf);
+                    continue;
+                }
                 None => {
                     // A large buffer (a frame that arrived as one and was not segmented): one
                     // copy into a chunk, if it fits one.
@@ -451,6 +584,10 @@ impl PortQueue for AfxdpQueue {
         }
         self.tx_outstanding = 0;
         self.rx_lent = 0;
+        if let Some(b) = self.gather.take() {
+            io.pool.put(b);
+        }
+        self.gather_dropping = false;
         true
     }
 }
@@ -463,5 +600,116 @@ impl Drop for AfxdpQueue {
             // pool, which then keeps its region mapped (`Pool::drop`).
             std::mem::forget(self.xsk.take());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buffer::Pool;
+    use crate::counters::Counters;
+    use crate::ports::uring::Uring;
+
+    /// A small buffer holding `len` bytes of `byte`, as a received piece.
+    fn piece(pool: &mut Pool, byte: u8, len: usize) -> PktBuf {
+        let mut b = pool.get().expect("a small buffer");
+        b.fill(&vec![byte; len]);
+        b
+    }
+
+    #[test]
+    fn pieces_are_gathered_in_order_into_one_frame_and_every_buffer_comes_back() {
+        let (mut pool, mut ring, mut ctr) = (
+            Pool::with_large(8, 1),
+            Uring::new(8, 8).unwrap(),
+            Counters::new(1),
+        );
+        let mut io = PortIo {
+            pool: &mut pool,
+            ring: &mut ring,
+            ctr: &mut ctr,
+        };
+        let (mut g, mut dropping) = (None, false);
+        let parts = [(1u8, MAX_FRAME), (2, MAX_FRAME), (3, 700)];
+        let mut out = None;
+        for (k, &(byte, len)) in parts.iter().enumerate() {
+            let p = piece(io.pool, byte, len);
+            let more = k + 1 < parts.len();
+            out = gather(&mut g, &mut dropping, p, more, &mut io);
+            assert_eq!(out.is_some(), !more, "piece {k}");
+        }
+        let frame = out.expect("the whole frame with its last piece");
+        let want: Vec<u8> = parts.iter().flat_map(|&(b, l)| vec![b; l]).collect();
+        assert_eq!(frame.frame(), &want[..]);
+        assert_eq!(io.ctr.events[Event::XskRxMultiBuffer as usize], 1);
+        io.pool.put(frame);
+        assert_eq!((io.pool.available(), io.pool.available_large()), (8, 1));
+    }
+
+    #[test]
+    fn a_frame_without_a_large_buffer_is_dropped_whole_and_the_next_one_starts_clean() {
+        let (mut pool, mut ring, mut ctr) = (
+            Pool::with_large(8, 1),
+            Uring::new(8, 8).unwrap(),
+            Counters::new(1),
+        );
+        let mut io = PortIo {
+            pool: &mut pool,
+            ring: &mut ring,
+            ctr: &mut ctr,
+        };
+        let held = io.pool.get_large().expect("the only large buffer");
+        let (mut g, mut dropping) = (None, false);
+        for (k, more) in [true, true, false].into_iter().enumerate() {
+            let p = piece(io.pool, 9, 100);
+            assert!(
+                gather(&mut g, &mut dropping, p, more, &mut io).is_none(),
+                "piece {k}"
+            );
+            assert_eq!(dropping, more, "piece {k}");
+        }
+        assert_eq!(
+            io.ctr.drops[DropReason::XskRxGatherFailed as usize],
+            1,
+            "one frame, one drop"
+        );
+        io.pool.put(held);
+        // The next frame is gathered as if nothing had happened.
+        let first = piece(io.pool, 4, 10);
+        assert!(gather(&mut g, &mut dropping, first, true, &mut io).is_none());
+        let last = piece(io.pool, 5, 10);
+        let f = gather(&mut g, &mut dropping, last, false, &mut io).expect("gathered");
+        assert_eq!(f.frame(), &[[4u8; 10], [5u8; 10]].concat()[..]);
+        io.pool.put(f);
+        assert_eq!((io.pool.available(), io.pool.available_large()), (8, 1));
+    }
+
+    #[test]
+    fn a_frame_outgrowing_a_large_buffer_is_dropped_whole() {
+        let (mut pool, mut ring, mut ctr) = (
+            Pool::with_large(8, 1),
+            Uring::new(8, 8).unwrap(),
+            Counters::new(1),
+        );
+        let mut io = PortIo {
+            pool: &mut pool,
+            ring: &mut ring,
+            ctr: &mut ctr,
+        };
+        let (mut g, mut dropping) = (None, false);
+        let mut k = 0;
+        // Pieces until the large buffer is full, then one more, then the frame's end.
+        while !dropping {
+            let p = piece(io.pool, 1, MAX_FRAME);
+            assert!(gather(&mut g, &mut dropping, p, true, &mut io).is_none());
+            k += 1;
+            assert!(k < 100, "a large buffer holds ~17 chunks");
+        }
+        assert!(g.is_none());
+        let last = piece(io.pool, 1, 10);
+        assert!(gather(&mut g, &mut dropping, last, false, &mut io).is_none());
+        assert!(!dropping);
+        assert_eq!(io.ctr.drops[DropReason::XskRxGatherFailed as usize], 1);
+        assert_eq!((io.pool.available(), io.pool.available_large()), (8, 1));
     }
 }

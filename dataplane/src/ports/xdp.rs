@@ -153,8 +153,21 @@ fn redirect_insns(map: &XskMap) -> [u64; 6] {
     ]
 }
 
-/// Loads the redirect program for `map`; a refusal carries the verifier's log.
+/// `BPF_F_XDP_HAS_FRAGS`: the program takes frames in several buffers (its only action,
+/// the redirect, does not read the frame), so a driver lets the interface's MTU exceed a
+/// page and the frames reach a multi-buffer AF_XDP socket in pieces.
+const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
+
+/// Loads the redirect program for `map`, marked as taking multi-buffer frames (unmarked on a
+/// kernel that refuses the mark); a refusal carries the verifier's log.
 pub fn load_redirect_program(map: &XskMap) -> io::Result<OwnedFd> {
+    match load_redirect_program_with(map, BPF_F_XDP_HAS_FRAGS) {
+        Ok(fd) => Ok(fd),
+        Err(_) => load_redirect_program_with(map, 0),
+    }
+}
+
+fn load_redirect_program_with(map: &XskMap, prog_flags: u32) -> io::Result<OwnedFd> {
     let insns = redirect_insns(map);
     let license = b"GPL\0";
     let load = |log: &mut [u8]| {
@@ -174,6 +187,7 @@ pub fn load_redirect_program(map: &XskMap) -> io::Result<OwnedFd> {
                     log.as_mut_ptr() as u64
                 },
             )
+            .u32(44, prog_flags)
             .name(48, "psw_xsk");
         // SAFETY: instructions, license and log buffer are live for the call, of the sizes
         // the attr gives.

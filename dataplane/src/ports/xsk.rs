@@ -24,6 +24,10 @@ const XDP_STATISTICS: libc::c_int = 7;
 const XDP_OPTIONS: libc::c_int = 8;
 const XDP_OPTIONS_ZEROCOPY: u32 = 1;
 const XDP_USE_NEED_WAKEUP: u16 = 1 << 3;
+/// Bind flag: frames may span several chunks (multi-buffer, Linux 6.6).
+const XDP_USE_SG: u16 = 1 << 4;
+/// `Desc::options` bit: the frame goes on in the next descriptor (multi-buffer).
+pub const XDP_PKT_CONTD: u32 = 1;
 const XDP_RING_NEED_WAKEUP: u32 = 1;
 const XDP_PGOFF_RX_RING: libc::off_t = 0;
 const XDP_PGOFF_TX_RING: libc::off_t = 0x8000_0000;
@@ -79,7 +83,7 @@ pub struct Desc {
     pub addr: u64,
     /// Frame length.
     pub len: u32,
-    /// Multi-buffer flags; always 0 here.
+    /// Multi-buffer flags: [`XDP_PKT_CONTD`] on every piece of a frame but its last.
     pub options: u32,
 }
 
@@ -273,6 +277,9 @@ pub struct Xsk {
     pub tx: Ring<Desc>,
     /// The driver works on the UMEM directly (else the kernel copies).
     pub zero_copy: bool,
+    /// Bound with `XDP_USE_SG`: frames longer than a chunk arrive, and may be sent, as
+    /// several descriptors.
+    pub multi_buffer: bool,
     // Declared last: the rings are unmapped before the socket closes.
     fd: OwnedFd,
 }
@@ -342,23 +349,39 @@ impl Xsk {
             .map_err(|e| with_op("mmap tx ring", e))?;
         // Neither XDP_COPY nor XDP_ZEROCOPY: the kernel tries zero-copy and falls back to
         // copy mode when the driver cannot (veth); XDP_OPTIONS says which it chose.
-        let addr = SockaddrXdp {
-            family: AF_XDP as u16,
-            flags: XDP_USE_NEED_WAKEUP,
-            ifindex: cfg.ifindex,
-            queue_id: cfg.queue_id,
-            shared_umem_fd: 0,
+        // Multi-buffer first (frames over a chunk, a jumbo MTU); a kernel or driver that
+        // refuses it gets a socket of one-chunk frames.
+        let bind = |flags: u16| {
+            let addr = SockaddrXdp {
+                family: AF_XDP as u16,
+                flags,
+                ifindex: cfg.ifindex,
+                queue_id: cfg.queue_id,
+                shared_umem_fd: 0,
+            };
+            // SAFETY: bind reads `size_of::<SockaddrXdp>()` bytes of a live local.
+            let rc = unsafe {
+                libc::bind(
+                    raw,
+                    (&addr as *const SockaddrXdp).cast(),
+                    std::mem::size_of::<SockaddrXdp>() as libc::socklen_t,
+                )
+            };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
         };
-        // SAFETY: bind reads `size_of::<SockaddrXdp>()` bytes of a live local.
-        let rc = unsafe {
-            libc::bind(
-                raw,
-                (&addr as *const SockaddrXdp).cast(),
-                std::mem::size_of::<SockaddrXdp>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            let e = io::Error::last_os_error();
+        let mut multi_buffer = true;
+        let mut rc = bind(XDP_USE_NEED_WAKEUP | XDP_USE_SG);
+        if let Err(e) = &rc {
+            if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL)) {
+                multi_buffer = false;
+                rc = bind(XDP_USE_NEED_WAKEUP);
+            }
+        }
+        if let Err(e) = rc {
             return Err(match e.raw_os_error() {
                 Some(libc::EINVAL) => io::Error::new(
                     e.kind(),
@@ -385,6 +408,7 @@ impl Xsk {
             rx,
             tx,
             zero_copy: opts & XDP_OPTIONS_ZEROCOPY != 0,
+            multi_buffer,
             fd,
         })
     }
