@@ -610,6 +610,27 @@ mod tests {
     use crate::counters::Counters;
     use crate::ports::uring::Uring;
 
+    /// What a queue is handed: 8 small buffers and 1 large one, a ring, counters.
+    struct Rig(Pool, Uring, Counters);
+
+    impl Rig {
+        fn new() -> Rig {
+            Rig(
+                Pool::with_large(8, 1),
+                Uring::new(8, 8).unwrap(),
+                Counters::new(1),
+            )
+        }
+
+        fn io(&mut self) -> PortIo<'_> {
+            PortIo {
+                pool: &mut self.0,
+                ring: &mut self.1,
+                ctr: &mut self.2,
+            }
+        }
+    }
+
     /// A small buffer holding `len` bytes of `byte`, as a received piece.
     fn piece(pool: &mut Pool, byte: u8, len: usize) -> PktBuf {
         let mut b = pool.get().expect("a small buffer");
@@ -619,16 +640,8 @@ mod tests {
 
     #[test]
     fn pieces_are_gathered_in_order_into_one_frame_and_every_buffer_comes_back() {
-        let (mut pool, mut ring, mut ctr) = (
-            Pool::with_large(8, 1),
-            Uring::new(8, 8).unwrap(),
-            Counters::new(1),
-        );
-        let mut io = PortIo {
-            pool: &mut pool,
-            ring: &mut ring,
-            ctr: &mut ctr,
-        };
+        let mut rig = Rig::new();
+        let mut io = rig.io();
         let (mut g, mut dropping) = (None, false);
         let parts = [(1u8, MAX_FRAME), (2, MAX_FRAME), (3, 700)];
         let mut out = None;
@@ -648,16 +661,8 @@ mod tests {
 
     #[test]
     fn a_frame_without_a_large_buffer_is_dropped_whole_and_the_next_one_starts_clean() {
-        let (mut pool, mut ring, mut ctr) = (
-            Pool::with_large(8, 1),
-            Uring::new(8, 8).unwrap(),
-            Counters::new(1),
-        );
-        let mut io = PortIo {
-            pool: &mut pool,
-            ring: &mut ring,
-            ctr: &mut ctr,
-        };
+        let mut rig = Rig::new();
+        let mut io = rig.io();
         let held = io.pool.get_large().expect("the only large buffer");
         let (mut g, mut dropping) = (None, false);
         for (k, more) in [true, true, false].into_iter().enumerate() {
@@ -686,16 +691,8 @@ mod tests {
 
     #[test]
     fn a_frame_outgrowing_a_large_buffer_is_dropped_whole() {
-        let (mut pool, mut ring, mut ctr) = (
-            Pool::with_large(8, 1),
-            Uring::new(8, 8).unwrap(),
-            Counters::new(1),
-        );
-        let mut io = PortIo {
-            pool: &mut pool,
-            ring: &mut ring,
-            ctr: &mut ctr,
-        };
+        let mut rig = Rig::new();
+        let mut io = rig.io();
         let (mut g, mut dropping) = (None, false);
         let mut k = 0;
         // Pieces until the large buffer is full, then one more, then the frame's end.
