@@ -255,6 +255,9 @@ reasons! {
         XskTxMultiBuffer = ("output", "xsk_tx_multi_buffer", "AF_XDP: frame sent in several UMEM chunks (multi-buffer)"),
         /// Frames that arrived on an AF_XDP port in several chunks, gathered into one buffer.
         XskRxMultiBuffer = ("input", "xsk_rx_multi_buffer", "AF_XDP: frame received in several UMEM chunks, gathered"),
+        /// A multi-buffer frame left in an AF_XDP rx ring for a poll because no large buffer
+        /// was free to gather it into.
+        XskRxGatherWait = ("input", "xsk_rx_gather_wait", "AF_XDP: a frame in several UMEM chunks waited in the ring for a large buffer"),
     }
 }
 

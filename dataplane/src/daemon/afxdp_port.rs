@@ -112,7 +112,7 @@ pub(super) fn create(
         nl.link_set_up(index)?;
         let entries = queue_ids.iter().max().map_or(1, |&q| q + 1);
         let map = XskMap::new(entries).map_err(fail)?;
-        let prog = load_redirect_program(&map).map_err(fail)?;
+        let prog = load_redirect_program(&map, spec.mtu > ONE_CHUNK_MTU).map_err(fail)?;
         let (hook, stale) =
             XdpHook::attach(nl, index, &ifname, map, prog, generic).map_err(fail)?;
         if let Some(stale) = stale {
@@ -131,6 +131,7 @@ pub(super) fn create(
                 ring_size: RING_SIZE,
                 ifindex: index,
                 queue_id,
+                multi_buffer: spec.mtu > ONE_CHUNK_MTU,
             };
             let xsk = open_socket(&cfg)
                 .map_err(|e| fail(io::Error::new(e.kind(), format!("{ifname}: {e}"))))?;

@@ -37,6 +37,10 @@ pub const ONE_CHUNK_MTU: u16 = (CHUNK_SIZE - RX_OFFSET - 14) as u16;
 /// for multi-buffer frames (`XDP_USE_SG`), gathered into a large buffer on receive and
 /// spread over chunks on transmit.
 pub const MAX_MTU: u16 = 9000;
+/// The longest frame an afxdp port sends: [`MAX_MTU`] with an Ethernet header and a VLAN tag.
+const MAX_TX_FRAME: usize = MAX_MTU as usize + 18;
+/// Chunks a frame of [`MAX_TX_FRAME`] bytes takes at most.
+const MAX_PIECES: usize = MAX_TX_FRAME.div_ceil(MAX_FRAME);
 /// Descriptors per ring.
 pub const RING_SIZE: u32 = 4096;
 /// Fewest chunks a queue keeps lent for receiving, however small the pool.
@@ -290,6 +294,11 @@ impl AfxdpQueue {
     /// in part.
     fn send_pieces(&mut self, io: &mut PortIo<'_>, frame: &PktBuf) -> u32 {
         let pieces = frame.len().div_ceil(MAX_FRAME);
+        if frame.len() > MAX_TX_FRAME {
+            // Longer than any afxdp port's MTU (the kernel would refuse or drop it).
+            io.ctr.tx_lost(self.port as usize, DropReason::XskTxTooLong);
+            return 0;
+        }
         let Some(xsk) = self.xsk.as_mut() else {
             return 0;
         };
@@ -297,24 +306,37 @@ impl AfxdpQueue {
             io.ctr.tx_lost(self.port as usize, DropReason::TxQueueFull);
             return 0;
         }
-        let bytes = frame.frame();
-        for (k, part) in bytes.chunks(MAX_FRAME).enumerate() {
+        // Every piece in a chunk of its own before any descriptor is pushed, so the ring
+        // never holds part of a frame.
+        let mut held: [Option<(PktBuf, u32)>; MAX_PIECES] = std::array::from_fn(|_| None);
+        for (slot, part) in held.iter_mut().zip(frame.frame().chunks(MAX_FRAME)) {
+            let chunk = io.pool.get().and_then(|mut small| {
+                small.fill(part);
+                match io.pool.umem_chunk(&small) {
+                    Some(c) if (c as usize) < self.lent.len() => Some((small, c)),
+                    _ => {
+                        io.pool.put(small);
+                        None
+                    }
+                }
+            });
+            match chunk {
+                Some(h) => *slot = Some(h),
+                None => {
+                    // Never: the pool had a buffer for every piece, each a chunk of this UMEM.
+                    for (b, _) in held.iter_mut().filter_map(Option::take) {
+                        io.pool.put(b);
+                    }
+                    io.ctr.tx_lost(self.port as usize, DropReason::TxQueueFull);
+                    return 0;
+                }
+            }
+        }
+        for (k, (small, chunk)) in held.iter_mut().filter_map(Option::take).enumerate() {
             let last = k + 1 == pieces;
-            let Some(mut small) = io.pool.get() else {
-                return k as u32; // never: the pool had a buffer for every piece
-            };
-            small.fill(part);
-            let Some(chunk) = io
-                .pool
-                .umem_chunk(&small)
-                .filter(|&c| (c as usize) < self.lent.len())
-            else {
-                io.pool.put(small);
-                return k as u32; // never: every small buffer is a chunk of this UMEM
-            };
             xsk.tx.push(Desc {
                 addr: u64::from(chunk) * u64::from(CHUNK_SIZE) + small.headroom() as u64,
-                len: part.len() as u32,
+                len: small.len() as u32,
                 options: if last { 0 } else { XDP_PKT_CONTD },
             });
             let _ = io.pool.lend_chunk(small);
@@ -330,6 +352,33 @@ impl AfxdpQueue {
     }
 }
 
+/// Counts a received frame that could not be gathered: received (`len` bytes of it seen) and
+/// dropped as `xsk_rx_gather_failed`.
+fn count_lost(io: &mut PortIo<'_>, port: PortId, len: usize) {
+    let stats = io.ctr.port(port as usize);
+    stats.rx_packets += 1;
+    stats.rx_bytes += len as u64;
+    io.ctr.drop(DropReason::XskRxGatherFailed);
+}
+
+/// Drops the frame being gathered, if any, because a piece of it went wrong; `more` says
+/// whether the frame's remaining pieces follow (they are then returned as they come).
+fn abandon(
+    gathering: &mut Option<PktBuf>,
+    dropping: &mut bool,
+    more: bool,
+    io: &mut PortIo<'_>,
+    port: PortId,
+) {
+    if let Some(frame) = gathering.take() {
+        count_lost(io, port, frame.len());
+        io.pool.put(frame);
+        *dropping = more;
+    } else if *dropping {
+        *dropping = more;
+    }
+}
+
 /// Adds one received piece of a multi-buffer frame to `gathering` (started in a large buffer
 /// from the pool at its first piece); returns the whole frame with its last piece. A frame
 /// that finds no large buffer, or outgrows one, is dropped whole (`xsk_rx_gather_failed`):
@@ -340,6 +389,7 @@ fn gather(
     piece: PktBuf,
     more: bool,
     io: &mut PortIo<'_>,
+    port: PortId,
 ) -> Option<PktBuf> {
     let data_len = piece.len();
     if *dropping {
@@ -356,8 +406,8 @@ fn gather(
                 f
             }
             None => {
+                count_lost(io, port, data_len);
                 io.pool.put(piece);
-                io.ctr.drop(DropReason::XskRxGatherFailed);
                 *dropping = more;
                 return None;
             }
@@ -365,9 +415,9 @@ fn gather(
     };
     let old = frame.len();
     if frame.resize(old + data_len).is_none() {
+        count_lost(io, port, old + data_len);
         io.pool.put(piece);
         io.pool.put(frame);
-        io.ctr.drop(DropReason::XskRxGatherFailed);
         *dropping = more;
         return None;
     }
@@ -399,11 +449,32 @@ impl PortQueue for AfxdpQueue {
             let mut taken = 0;
             for i in 0..n {
                 let Desc { addr, len, options } = xsk.rx.get(i);
+                let piece = options & XDP_PKT_CONTD != 0;
+                if piece
+                    && self.gather.is_none()
+                    && !self.gather_dropping
+                    && io.pool.available_large() == 0
+                {
+                    // A multi-buffer frame and no large buffer to gather it into: left in
+                    // the ring (the kernel publishes a frame's pieces together) until one
+                    // comes back, rather than dropped after the kernel delivered it.
+                    io.ctr.event(Event::XskRxGatherWait);
+                    break;
+                }
                 taken += 1;
                 self.rx_lent = self.rx_lent.saturating_sub(1);
                 let chunk = addr / u64::from(CHUNK_SIZE);
                 let Some(lent) = self.lent.get_mut(chunk as usize).filter(|l| **l) else {
                     io.ctr.event(Event::XskBadAddress);
+                    // A frame being gathered lost a piece: dropped whole, never spliced
+                    // onto the next.
+                    abandon(
+                        &mut self.gather,
+                        &mut self.gather_dropping,
+                        piece,
+                        io,
+                        self.port,
+                    );
                     continue;
                 };
                 *lent = false;
@@ -411,14 +482,18 @@ impl PortQueue for AfxdpQueue {
                 // SAFETY: the chunk was lent through the fill ring (its `PktBuf` given up in
                 // `refill`) and comes back once: `lent` was set and is cleared right above.
                 let buf = unsafe { io.pool.reclaim_chunk(chunk as u32, start, len as usize) };
-                let piece = options & XDP_PKT_CONTD != 0;
                 match buf {
                     Some(buf) if piece || self.gather.is_some() || self.gather_dropping => {
                         // A piece of a multi-buffer frame: gathered into a large buffer, which
                         // goes to the batch with the last piece.
-                        if let Some(frame) =
-                            gather(&mut self.gather, &mut self.gather_dropping, buf, piece, io)
-                        {
+                        if let Some(frame) = gather(
+                            &mut self.gather,
+                            &mut self.gather_dropping,
+                            buf,
+                            piece,
+                            io,
+                            self.port,
+                        ) {
                             if let Err(frame) = batch.push(frame) {
                                 io.pool.put(frame);
                             }
@@ -432,6 +507,13 @@ impl PortQueue for AfxdpQueue {
                     }
                     None => {
                         // The kernel never writes past a chunk; count it, take the chunk back.
+                        abandon(
+                            &mut self.gather,
+                            &mut self.gather_dropping,
+                            piece,
+                            io,
+                            self.port,
+                        );
                         let stats = io.ctr.port(self.port as usize);
                         stats.rx_packets += 1;
                         stats.rx_bytes += u64::from(len);
@@ -648,7 +730,7 @@ mod tests {
         for (k, &(byte, len)) in parts.iter().enumerate() {
             let p = piece(io.pool, byte, len);
             let more = k + 1 < parts.len();
-            out = gather(&mut g, &mut dropping, p, more, &mut io);
+            out = gather(&mut g, &mut dropping, p, more, &mut io, 0);
             assert_eq!(out.is_some(), !more, "piece {k}");
         }
         let frame = out.expect("the whole frame with its last piece");
@@ -668,7 +750,7 @@ mod tests {
         for (k, more) in [true, true, false].into_iter().enumerate() {
             let p = piece(io.pool, 9, 100);
             assert!(
-                gather(&mut g, &mut dropping, p, more, &mut io).is_none(),
+                gather(&mut g, &mut dropping, p, more, &mut io, 0).is_none(),
                 "piece {k}"
             );
             assert_eq!(dropping, more, "piece {k}");
@@ -681,9 +763,9 @@ mod tests {
         io.pool.put(held);
         // The next frame is gathered as if nothing had happened.
         let first = piece(io.pool, 4, 10);
-        assert!(gather(&mut g, &mut dropping, first, true, &mut io).is_none());
+        assert!(gather(&mut g, &mut dropping, first, true, &mut io, 0).is_none());
         let last = piece(io.pool, 5, 10);
-        let f = gather(&mut g, &mut dropping, last, false, &mut io).expect("gathered");
+        let f = gather(&mut g, &mut dropping, last, false, &mut io, 0).expect("gathered");
         assert_eq!(f.frame(), &[[4u8; 10], [5u8; 10]].concat()[..]);
         io.pool.put(f);
         assert_eq!((io.pool.available(), io.pool.available_large()), (8, 1));
@@ -698,15 +780,43 @@ mod tests {
         // Pieces until the large buffer is full, then one more, then the frame's end.
         while !dropping {
             let p = piece(io.pool, 1, MAX_FRAME);
-            assert!(gather(&mut g, &mut dropping, p, true, &mut io).is_none());
+            assert!(gather(&mut g, &mut dropping, p, true, &mut io, 0).is_none());
             k += 1;
             assert!(k < 100, "a large buffer holds ~17 chunks");
         }
         assert!(g.is_none());
         let last = piece(io.pool, 1, 10);
-        assert!(gather(&mut g, &mut dropping, last, false, &mut io).is_none());
+        assert!(gather(&mut g, &mut dropping, last, false, &mut io, 0).is_none());
         assert!(!dropping);
         assert_eq!(io.ctr.drops[DropReason::XskRxGatherFailed as usize], 1);
+        assert_eq!((io.pool.available(), io.pool.available_large()), (8, 1));
+    }
+
+    #[test]
+    fn a_frame_that_loses_a_piece_is_dropped_whole_not_spliced_onto_the_next() {
+        let mut rig = Rig::new();
+        let mut io = rig.io();
+        let (mut g, mut dropping) = (None, false);
+        let first = piece(io.pool, 7, 100);
+        assert!(gather(&mut g, &mut dropping, first, true, &mut io, 0).is_none());
+        // Its last piece came back with an address the queue never lent.
+        abandon(&mut g, &mut dropping, false, &mut io, 0);
+        assert!(g.is_none() && !dropping);
+        assert_eq!(io.ctr.drops[DropReason::XskRxGatherFailed as usize], 1);
+        assert_eq!(
+            io.ctr.ports[0].rx_packets, 1,
+            "the lost frame is counted as received"
+        );
+        let a = piece(io.pool, 8, 10);
+        assert!(gather(&mut g, &mut dropping, a, true, &mut io, 0).is_none());
+        let b = piece(io.pool, 9, 10);
+        let f = gather(&mut g, &mut dropping, b, false, &mut io, 0).expect("gathered");
+        assert_eq!(
+            f.frame(),
+            &[[8u8; 10], [9u8; 10]].concat()[..],
+            "nothing of the first"
+        );
+        io.pool.put(f);
         assert_eq!((io.pool.available(), io.pool.available_large()), (8, 1));
     }
 }

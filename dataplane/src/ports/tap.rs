@@ -276,8 +276,8 @@ const OVERFLOW_LEN: usize = 64 * 1024;
 
 /// Where the kernel writes the part of a frame that does not fit its buffer: one leaked area
 /// shared by every read of the process. A tap read returns only what it copied, so without
-/// this a 9000-byte frame would read as a full 1920-byte buffer, indistinguishable from a
-/// 1920-byte frame. With it, the read returns the real length, and a result past the buffer
+/// this a 9000-byte frame would read as a full 3968-byte buffer, indistinguishable from a
+/// 3968-byte frame. With it, the read returns the real length, and a result past the buffer
 /// means the frame was cut (dropped as `rx_truncated`). Nothing ever reads this area, so
 /// concurrent writes by the kernel into it are harmless.
 fn overflow_area() -> (*mut u8, usize) {

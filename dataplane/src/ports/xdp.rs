@@ -158,13 +158,12 @@ fn redirect_insns(map: &XskMap) -> [u64; 6] {
 /// page and the frames reach a multi-buffer AF_XDP socket in pieces.
 const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
 
-/// Loads the redirect program for `map`, marked as taking multi-buffer frames (unmarked on a
-/// kernel that refuses the mark); a refusal carries the verifier's log.
-pub fn load_redirect_program(map: &XskMap) -> io::Result<OwnedFd> {
-    match load_redirect_program_with(map, BPF_F_XDP_HAS_FRAGS) {
-        Ok(fd) => Ok(fd),
-        Err(_) => load_redirect_program_with(map, 0),
-    }
+/// Loads the redirect program for `map`, marked as taking multi-buffer frames when
+/// `multi_buffer` (an MTU over one chunk; unmarked otherwise, so that a kernel whose XSKMAP
+/// redirect cannot take fragments never sees one); a refusal carries the verifier's log.
+pub fn load_redirect_program(map: &XskMap, multi_buffer: bool) -> io::Result<OwnedFd> {
+    let flags = if multi_buffer { BPF_F_XDP_HAS_FRAGS } else { 0 };
+    load_redirect_program_with(map, flags)
 }
 
 fn load_redirect_program_with(map: &XskMap, prog_flags: u32) -> io::Result<OwnedFd> {
@@ -377,6 +376,7 @@ mod tests {
                 return;
             }
         };
-        load_redirect_program(&map).unwrap();
+        load_redirect_program(&map, false).unwrap();
+        load_redirect_program(&map, true).unwrap();
     }
 }

@@ -297,6 +297,10 @@ pub struct XskConfig {
     pub ifindex: u32,
     /// The interface's queue.
     pub queue_id: u32,
+    /// Bind for multi-buffer frames (`XDP_USE_SG`): only for an MTU whose frames do not fit
+    /// one chunk, since a zero-copy driver without multi-buffer support answers the flag by
+    /// binding in copy mode, silently.
+    pub multi_buffer: bool,
 }
 
 impl Xsk {
@@ -349,8 +353,8 @@ impl Xsk {
             .map_err(|e| with_op("mmap tx ring", e))?;
         // Neither XDP_COPY nor XDP_ZEROCOPY: the kernel tries zero-copy and falls back to
         // copy mode when the driver cannot (veth); XDP_OPTIONS says which it chose.
-        // Multi-buffer first (frames over a chunk, a jumbo MTU); a kernel or driver that
-        // refuses it gets a socket of one-chunk frames.
+        // Multi-buffer (frames over a chunk, a jumbo MTU) only when asked for: the caller
+        // refuses the port when the kernel would not bind it.
         let bind = |flags: u16| {
             let addr = SockaddrXdp {
                 family: AF_XDP as u16,
@@ -373,10 +377,16 @@ impl Xsk {
                 Err(io::Error::last_os_error())
             }
         };
-        let mut multi_buffer = true;
-        let mut rc = bind(XDP_USE_NEED_WAKEUP | XDP_USE_SG);
-        if let Err(e) = &rc {
+        let mut multi_buffer = cfg.multi_buffer;
+        let mut rc = if multi_buffer {
+            bind(XDP_USE_NEED_WAKEUP | XDP_USE_SG)
+        } else {
+            bind(XDP_USE_NEED_WAKEUP)
+        };
+        if let (Err(e), true) = (&rc, multi_buffer) {
             if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL)) {
+                // Refused (a kernel before 6.6, a driver without it): bound without, and
+                // the caller, seeing `multi_buffer` false, refuses the port's MTU.
                 multi_buffer = false;
                 rc = bind(XDP_USE_NEED_WAKEUP);
             }

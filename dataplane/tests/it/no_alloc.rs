@@ -279,7 +279,7 @@ fn afxdp_queue(
     let mut nl = podswitch_netlink::Netlink::new().unwrap();
     let index = nl.link_index(ifname).unwrap().unwrap();
     let map = XskMap::new(1).unwrap();
-    let prog = load_redirect_program(&map).unwrap();
+    let prog = load_redirect_program(&map, false).unwrap();
     let (hook, _) = XdpHook::attach(nl, index, ifname, map, prog, false).unwrap();
     let cfg = XskConfig {
         umem: (base, len),
@@ -287,6 +287,7 @@ fn afxdp_queue(
         ring_size: RING_SIZE,
         ifindex: index,
         queue_id: 0,
+        multi_buffer: false,
     };
     // SAFETY: the region is the worker's pool, which outlives the queue in this test (the
     // worker owns both and drops its pool with a buffer out only by leaking its region), and
