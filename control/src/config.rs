@@ -68,8 +68,8 @@ pub struct ControlConfig {
     /// What the uplink port is: `tap` (a tap device the switch creates in its namespace, for
     /// the node's kernel to route to the underlay) or `afxdp` (AF_XDP sockets bound to the
     /// existing interface named `uplink` in podswitchd's namespace — a NIC, or a veth end —
-    /// which the switch then owns: it sets its MAC to `uplink_mac` and its MTU, at most
-    /// [`AFXDP_MAX_MTU`]).
+    /// which the switch then owns: it sets its MAC to `uplink_mac` and its MTU; any MTU
+    /// in [`MTU_RANGE`], up to 9000, frames over one UMEM chunk crossing in several).
     pub uplink_kind: UplinkKind,
 }
 
@@ -83,11 +83,6 @@ pub enum UplinkKind {
     /// AF_XDP sockets on an existing interface.
     Afxdp,
 }
-
-/// The largest MTU an `afxdp` port takes (podswitchd's `ports::afxdp::MAX_MTU`: a 9000-byte
-/// jumbo frame, in several UMEM chunks). Checked here so that a wrong `uplink_mtu` is a
-/// config error at start, not a refused transaction later.
-pub const AFXDP_MAX_MTU: u16 = 9000;
 
 /// `encap` in the configuration.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -364,16 +359,7 @@ impl ControlConfig {
         }
         let kind = match self.uplink_kind {
             UplinkKind::Tap => podswitch_proto::PortKind::Tap,
-            UplinkKind::Afxdp => {
-                if mtu > AFXDP_MAX_MTU {
-                    return err(format!(
-                        "uplink_mtu = {mtu} is above {AFXDP_MAX_MTU}, the most an afxdp uplink \
-                         takes (a jumbo frame, in several UMEM chunks); give a smaller uplink_mtu or \
-                         uplink_kind = \"tap\""
-                    ));
-                }
-                podswitch_proto::PortKind::Afxdp
-            }
+            UplinkKind::Afxdp => podswitch_proto::PortKind::Afxdp,
         };
         let encap = match self.encap {
             EncapMode::Direct => podswitch_proto::Encap::Direct,
@@ -504,14 +490,14 @@ mod tests {
         let printed = toml::to_string(&c.resolved().unwrap()).unwrap();
         assert!(printed.contains("uplink_kind = \"afxdp\""), "{printed}");
         let mut jumbo = c.clone();
-        jumbo.uplink_mtu = Some(AFXDP_MAX_MTU);
+        jumbo.uplink_mtu = Some(*MTU_RANGE.end());
         assert!(
             jumbo.settings().is_ok(),
             "an afxdp uplink takes 9000-byte jumbo frames (multi-buffer)"
         );
         jumbo.uplink_kind = UplinkKind::Tap;
         assert!(jumbo.settings().is_ok(), "a tap uplink takes jumbo frames");
-        jumbo.uplink_mtu = Some(AFXDP_MAX_MTU + 1);
+        jumbo.uplink_mtu = Some(*MTU_RANGE.end() + 1);
         let e = jumbo.settings().unwrap_err().to_string();
         assert!(e.contains("out of range"), "{e}");
         let e = ControlConfig::from_toml("uplink_kind = \"xdp\"")

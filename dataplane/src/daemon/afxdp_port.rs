@@ -10,7 +10,7 @@
 use super::error::PortError;
 use super::state::CreatedPort;
 use crate::batch::PortId;
-use crate::ports::afxdp::{AfxdpQueue, CHUNK_SIZE, MAX_MTU, ONE_CHUNK_MTU, RING_SIZE, RX_OFFSET};
+use crate::ports::afxdp::{AfxdpQueue, CHUNK_SIZE, ONE_CHUNK_MTU, RING_SIZE, RX_OFFSET};
 use crate::ports::xdp::{load_redirect_program, XdpHook, XskMap};
 use crate::ports::xsk::{Xsk, XskConfig};
 use crate::ports::PortQueue;
@@ -55,15 +55,6 @@ pub(super) fn create(
             )))
         }
     };
-    if spec.mtu > MAX_MTU {
-        return Err(fail(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "mtu {} is above {MAX_MTU}, the largest jumbo frame an afxdp port carries",
-                spec.mtu
-            ),
-        )));
-    }
     let queue_ids: Vec<u32> = if spec.queue_ids.is_empty() {
         (0..umems.len() as u32).collect()
     } else {

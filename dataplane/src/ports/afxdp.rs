@@ -24,6 +24,7 @@ use crate::batch::{Batch, Packet, PortId};
 use crate::buffer::{PktBuf, HEADROOM, MAX_FRAME, SMALL_BUF};
 use crate::counters::{DropReason, Event};
 use io_uring::{opcode, types};
+use podswitch_proto::MTU_RANGE;
 use std::sync::Arc;
 
 /// UMEM chunk size: one small buffer.
@@ -33,10 +34,10 @@ pub const RX_OFFSET: u32 = 256;
 /// The largest MTU whose frames (MTU + Ethernet header) fit one chunk behind the kernel's
 /// headroom: what a socket without multi-buffer carries.
 pub const ONE_CHUNK_MTU: u16 = (CHUNK_SIZE - RX_OFFSET - 14) as u16;
-/// The largest MTU an afxdp port carries: a jumbo frame, in several chunks on a socket bound
-/// for multi-buffer frames (`XDP_USE_SG`), gathered into a large buffer on receive and
-/// spread over chunks on transmit.
-pub const MAX_MTU: u16 = 9000;
+/// The largest MTU an afxdp port carries: any MTU a port may have ([`MTU_RANGE`], up to a
+/// 9000-byte jumbo frame), in several chunks on a socket bound for multi-buffer frames
+/// (`XDP_USE_SG`), gathered into a large buffer on receive and spread over chunks on transmit.
+pub const MAX_MTU: u16 = *MTU_RANGE.end();
 /// The longest frame an afxdp port sends: [`MAX_MTU`] with an Ethernet header and a VLAN tag.
 const MAX_TX_FRAME: usize = MAX_MTU as usize + 18;
 /// Chunks a frame of [`MAX_TX_FRAME`] bytes takes at most.
