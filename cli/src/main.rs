@@ -328,6 +328,13 @@ pub struct AddRouteArgs {
     /// To another node: out of the uplink to this next hop (its InternalIP).
     #[arg(long, value_name = "IP")]
     pub node: Option<Ipv4Addr>,
+    /// Outside the cluster: out of the uplink, unencapsulated, source-translated to the
+    /// uplink's address (to the destination itself on the segment, or to --gateway).
+    #[arg(long)]
+    pub uplink: bool,
+    /// With --node or --uplink: the underlay router the frames go to.
+    #[arg(long, value_name = "IP")]
+    pub gateway: Option<Ipv4Addr>,
 }
 
 /// Flags of `dp set-node`.

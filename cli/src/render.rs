@@ -198,11 +198,22 @@ pub fn routes(routes: &[RouteInfo]) -> String {
             RouteTarget::Port { port } => format!("port {port}"),
             RouteTarget::Host => "host".to_string(),
             RouteTarget::Unreachable => "unreachable".to_string(),
-            RouteTarget::Node { ip, vtep_mac: None } => format!("node {ip}"),
             RouteTarget::Node {
                 ip,
-                vtep_mac: Some(mac),
-            } => format!("node {ip} vtep {mac}"),
+                vtep_mac,
+                gateway,
+            } => {
+                let mut s = format!("node {ip}");
+                if let Some(mac) = vtep_mac {
+                    s += &format!(" vtep {mac}");
+                }
+                if let Some(g) = gateway {
+                    s += &format!(" via {g}");
+                }
+                s
+            }
+            RouteTarget::Uplink { gateway: Some(g) } => format!("uplink via {g} (snat)"),
+            RouteTarget::Uplink { gateway: None } => "uplink on-link (snat)".to_string(),
         };
         let origin = match r.origin {
             RouteOrigin::Static => "static",

@@ -98,15 +98,36 @@ impl AddPortArgs {
 impl AddRouteArgs {
     /// The `add_route` op these flags describe.
     pub fn to_op(&self) -> Result<Op> {
-        let target = match (&self.port, self.host, self.unreachable, self.node) {
-            (Some(port), false, false, None) => RouteTarget::Port { port: port.clone() },
-            (None, true, false, None) => RouteTarget::Host,
-            (None, false, true, None) => RouteTarget::Unreachable,
-            (None, false, false, Some(ip)) => RouteTarget::Node { ip, vtep_mac: None },
+        let gateway = self.gateway;
+        let target = match (
+            &self.port,
+            self.host,
+            self.unreachable,
+            self.node,
+            self.uplink,
+        ) {
+            (Some(port), false, false, None, false) => RouteTarget::Port { port: port.clone() },
+            (None, true, false, None, false) => RouteTarget::Host,
+            (None, false, true, None, false) => RouteTarget::Unreachable,
+            (None, false, false, Some(ip), false) => RouteTarget::Node {
+                ip,
+                vtep_mac: None,
+                gateway,
+            },
+            (None, false, false, None, true) => RouteTarget::Uplink { gateway },
             _ => bail!(
-                "give exactly one route target: --port NAME, --host, --unreachable or --node IP"
+                "give exactly one route target: --port NAME, --host, --unreachable, --node IP \
+                 or --uplink"
             ),
         };
+        if gateway.is_some()
+            && !matches!(
+                target,
+                RouteTarget::Node { .. } | RouteTarget::Uplink { .. }
+            )
+        {
+            bail!("--gateway goes with --node or --uplink");
+        }
         Ok(Op::AddRoute(RouteSpec {
             prefix: self.prefix,
             target,

@@ -43,7 +43,8 @@ pub fn pod_mac(ip: Ipv4Addr) -> MacAddr {
 
 /// The whole dataplane configuration for `pods` (in the given order; callers pass them sorted
 /// by attachment key), as one replace transaction numbered `generation`:
-/// the node's addressing, the host port, a default route to the host, the pod CIDR
+/// the node's addressing, the host port, a default route to the host (out of the uplink with
+/// `egress = "uplink"`, with the uplink's segment and the node's address: `egress_routes`), the pod CIDR
 /// unreachable (so unassigned pod addresses get ICMP host unreachable instead of bouncing to
 /// the host), then one port per pod, attached to the pod's namespace, then one `set_service`
 /// per Service port (`services`, from `crate::services::compile_services`), then one
@@ -77,10 +78,7 @@ pub fn compile<'a>(
             queue_ids: Vec::new(),
         }),
         Op::AddRoute(RouteSpec {
-            prefix: podswitch_proto::Ipv4Prefix {
-                addr: Ipv4Addr::UNSPECIFIED,
-                len: 0,
-            },
+            prefix: DEFAULT_ROUTE,
             target: RouteTarget::Host,
         }),
         Op::AddRoute(RouteSpec {
@@ -88,11 +86,18 @@ pub fn compile<'a>(
             target: RouteTarget::Unreachable,
         }),
     ];
+    if let Some(routes) = egress_routes(settings) {
+        // The first is the default route: it takes the host's place.
+        let [default, rest @ ..] = routes;
+        ops[2] = Op::AddRoute(default);
+        ops.extend(rest.map(Op::AddRoute));
+    }
     if let Some(port) = uplink_port(settings) {
         ops.insert(2, Op::AddPort(port));
     }
-    // Other nodes' pod CIDRs through the uplink (`crate::nodes`): pods reach the rest of the
-    // world through the host port, where the node's kernel masquerades (the default route).
+    // Other nodes' pod CIDRs through the uplink (`crate::nodes`). Pods reach the rest of the
+    // world through the host port, where the node's kernel masquerades (the default route),
+    // or with `egress = "uplink"` out of the uplink, translated to the node's address.
     ops.extend(node_routes.into_iter().map(Op::AddRoute));
     ops.extend(
         pods.into_iter()
@@ -105,6 +110,40 @@ pub fn compile<'a>(
         replace: true,
         ops,
     }
+}
+
+/// 0.0.0.0/0.
+const DEFAULT_ROUTE: podswitch_proto::Ipv4Prefix = podswitch_proto::Ipv4Prefix {
+    addr: Ipv4Addr::UNSPECIFIED,
+    len: 0,
+};
+
+/// With `egress = "uplink"`: the default route out of the uplink to its gateway (it replaces
+/// the one to the host), the uplink's segment out of it too, to each address itself, and the
+/// node's own address on it to the host (its kernel, as before; the switch matches NodePorts
+/// there first). `None` otherwise.
+fn egress_routes(settings: &Settings) -> Option<[RouteSpec; 3]> {
+    let u = settings.uplink.as_ref().filter(|u| u.egress)?;
+    let (segment, gateway) = (u.segment?, u.gateway?);
+    Some([
+        RouteSpec {
+            prefix: DEFAULT_ROUTE,
+            target: RouteTarget::Uplink {
+                gateway: Some(gateway),
+            },
+        },
+        RouteSpec {
+            prefix: segment,
+            target: RouteTarget::Uplink { gateway: None },
+        },
+        RouteSpec {
+            prefix: podswitch_proto::Ipv4Prefix {
+                addr: u.ip,
+                len: 32,
+            },
+            target: RouteTarget::Host,
+        },
+    ])
 }
 
 /// The uplink port, when the configuration has one: the switch's link to the other nodes,

@@ -71,6 +71,32 @@ pub struct ControlConfig {
     /// which the switch then owns: it sets its MAC to `uplink_mac` and its MTU; any MTU
     /// in [`MTU_RANGE`], up to 9000, frames over one UMEM chunk crossing in several).
     pub uplink_kind: UplinkKind,
+    /// The underlay router on the uplink's segment: the other nodes whose InternalIP is
+    /// outside the segment (`node_ip`/`uplink_prefix_len`) are reached through it, and with
+    /// `egress = "uplink"` everything outside the cluster. Needs `uplink_prefix_len`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uplink_gateway: Option<Ipv4Addr>,
+    /// The prefix length of the uplink's segment, the subnet `node_ip` is on (e.g. 24).
+    /// Without `uplink_gateway` every other node is taken to be on the segment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uplink_prefix_len: Option<u8>,
+    /// How pods (and the node, through the host port) reach addresses outside the cluster:
+    /// `host` (the default route leads to the host port; the node's kernel forwards and
+    /// masquerades) or `uplink` (out of the uplink to `uplink_gateway`, or straight to an
+    /// address on the segment, each new connection source-translated to `node_ip`; for an
+    /// AF_XDP uplink that owns the node's NIC, whose kernel then has no way out).
+    pub egress: EgressMode,
+}
+
+/// `egress` in the configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum EgressMode {
+    /// Through the host port and the node's kernel.
+    #[default]
+    Host,
+    /// Out of the uplink, SNAT to the node's address.
+    Uplink,
 }
 
 /// `uplink_kind` in the configuration.
@@ -110,6 +136,21 @@ pub struct UplinkSettings {
     pub encap: podswitch_proto::Encap,
     /// Tap or AF_XDP.
     pub kind: podswitch_proto::PortKind,
+    /// The uplink's segment (`node_ip`/`uplink_prefix_len`, host bits clear), when given.
+    pub segment: Option<Ipv4Prefix>,
+    /// The underlay router on the segment, when given.
+    pub gateway: Option<Ipv4Addr>,
+    /// Addresses outside the cluster are reached out of the uplink (`egress = "uplink"`).
+    pub egress: bool,
+}
+
+impl UplinkSettings {
+    /// The underlay router in front of `ip`: `None` when `ip` is on the uplink's segment, or
+    /// no gateway is configured (every node on one segment).
+    pub fn gateway_for(&self, ip: Ipv4Addr) -> Option<Ipv4Addr> {
+        let segment = self.segment?;
+        self.gateway.filter(|_| !segment.contains(ip))
+    }
 }
 
 impl Default for ControlConfig {
@@ -137,6 +178,9 @@ impl Default for ControlConfig {
             vni: 1,
             vxlan_port: 4789,
             uplink_kind: UplinkKind::Tap,
+            uplink_gateway: None,
+            uplink_prefix_len: None,
+            egress: EgressMode::Host,
         }
     }
 }
@@ -326,6 +370,14 @@ impl ControlConfig {
     fn uplink_settings(&self, pod_cidr: Ipv4Prefix) -> Result<Option<UplinkSettings>, ConfigError> {
         let err = |m: String| Err(ConfigError(m));
         if self.uplink.is_empty() {
+            let set = [
+                ("uplink_gateway", self.uplink_gateway.is_some()),
+                ("uplink_prefix_len", self.uplink_prefix_len.is_some()),
+                ("egress = \"uplink\"", self.egress == EgressMode::Uplink),
+            ];
+            if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+                return err(format!("{key} needs an uplink (--uplink)"));
+            }
             return Ok(None);
         }
         if let Some(problem) = ifname_problem(&self.uplink) {
@@ -381,6 +433,47 @@ impl ControlConfig {
                 }
             }
         };
+        let segment = match self.uplink_prefix_len {
+            None => None,
+            Some(len @ 1..=31) => Some(Ipv4Prefix { addr: ip, len }.network()),
+            Some(len) => {
+                return err(format!(
+                    "uplink_prefix_len = {len} is out of range 1..=31: the length of the \
+                     subnet node_ip = {ip} is on"
+                ))
+            }
+        };
+        let gateway = match (self.uplink_gateway, segment) {
+            (None, _) => None,
+            (Some(g), None) => {
+                return err(format!(
+                    "uplink_gateway = {g} needs uplink_prefix_len: the length of node_ip's \
+                     subnet, to know which nodes are on it"
+                ))
+            }
+            (Some(g), Some(segment)) => {
+                if !segment.is_host(g) || g == ip {
+                    return err(format!(
+                        "uplink_gateway = {g} is not another host address of the uplink's \
+                         segment {segment} (node_ip = {ip})"
+                    ));
+                }
+                if pod_cidr.contains(g) {
+                    return err(format!(
+                        "uplink_gateway = {g} is inside pod_cidr = {pod_cidr}"
+                    ));
+                }
+                Some(g)
+            }
+        };
+        let egress = self.egress == EgressMode::Uplink;
+        if egress && gateway.is_none() {
+            return err(
+                "egress = \"uplink\" needs uplink_gateway (and uplink_prefix_len): the \
+                 router that leads outside the cluster"
+                    .into(),
+            );
+        }
         Ok(Some(UplinkSettings {
             port: self.uplink.clone(),
             ip,
@@ -388,6 +481,9 @@ impl ControlConfig {
             mtu,
             encap,
             kind,
+            segment,
+            gateway,
+            egress,
         }))
     }
 
@@ -470,6 +566,88 @@ mod tests {
             podswitch_proto::PortKind::Tap,
             "a tap uplink by default"
         );
+    }
+
+    #[test]
+    fn egress_through_the_uplink_needs_its_gateway_on_the_segment_and_compiles_three_routes() {
+        use podswitch_proto::{Op, RouteTarget};
+        let base = "node_name = \"a\"\npod_cidr = \"10.244.7.0/24\"\nnode_ip = \"192.168.1.7\"\n";
+        let cfg = |extra: &str| ControlConfig::from_toml(&format!("{base}{extra}")).unwrap();
+        let refused = |extra: &str, needle: &str| {
+            let e = cfg(extra).settings().unwrap_err().to_string();
+            assert!(e.contains(needle), "{extra}: {e}");
+        };
+        let up = "uplink = \"eth1\"\n";
+        refused(
+            "egress = \"uplink\"\n",
+            "egress = \"uplink\" needs an uplink",
+        );
+        refused(
+            "uplink_gateway = \"192.168.1.254\"\n",
+            "uplink_gateway needs an uplink",
+        );
+        refused(
+            &format!("{up}egress = \"uplink\"\n"),
+            "needs uplink_gateway",
+        );
+        refused(
+            &format!("{up}uplink_gateway = \"192.168.1.254\"\n"),
+            "needs uplink_prefix_len",
+        );
+        refused(
+            &format!("{up}uplink_gateway = \"192.168.2.254\"\nuplink_prefix_len = 24\n"),
+            "not another host address of the uplink's segment 192.168.1.0/24",
+        );
+        refused(
+            &format!("{up}uplink_gateway = \"192.168.1.7\"\nuplink_prefix_len = 24\n"),
+            "not another host address",
+        );
+        refused(
+            &format!("{up}uplink_prefix_len = 32\n"),
+            "out of range 1..=31",
+        );
+
+        let gw = "uplink_gateway = \"192.168.1.254\"\nuplink_prefix_len = 24\n";
+        let routes = |c: &ControlConfig| -> Vec<(String, RouteTarget)> {
+            let s = c.settings().unwrap();
+            let t = crate::compile::compile(&s, 1, [], [], [], []);
+            t.ops
+                .into_iter()
+                .filter_map(|op| match op {
+                    Op::AddRoute(r) => Some((r.prefix.to_string(), r.target)),
+                    _ => None,
+                })
+                .collect()
+        };
+        // A gateway alone reaches far nodes; the default route stays the host's.
+        let host_egress = routes(&cfg(&format!("{up}{gw}")));
+        assert!(host_egress.contains(&("0.0.0.0/0".into(), RouteTarget::Host)));
+        assert!(!host_egress
+            .iter()
+            .any(|(_, t)| matches!(t, RouteTarget::Uplink { .. })));
+        let g: Ipv4Addr = "192.168.1.254".parse().unwrap();
+        let uplink_egress = routes(&cfg(&format!("{up}{gw}egress = \"uplink\"\n")));
+        for want in [
+            ("0.0.0.0/0", RouteTarget::Uplink { gateway: Some(g) }),
+            ("192.168.1.0/24", RouteTarget::Uplink { gateway: None }),
+            ("192.168.1.7/32", RouteTarget::Host),
+        ] {
+            assert!(
+                uplink_egress.contains(&(want.0.into(), want.1.clone())),
+                "{want:?} in {uplink_egress:?}"
+            );
+        }
+        assert!(
+            !uplink_egress.contains(&("0.0.0.0/0".into(), RouteTarget::Host)),
+            "the default route is replaced: {uplink_egress:?}"
+        );
+        let printed = toml::to_string(
+            &cfg(&format!("{up}{gw}egress = \"uplink\"\n"))
+                .resolved()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(printed.contains("egress = \"uplink\""), "{printed}");
     }
 
     #[test]

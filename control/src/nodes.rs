@@ -122,24 +122,27 @@ pub fn check_nodes(settings: &Settings, nodes: &BTreeMap<String, NodeRoute>) -> 
     Ok(())
 }
 
-/// One route per other node with a pod CIDR and an InternalIP, in key order; none without an
-/// uplink (a one-node cluster stores Nodes and routes nothing).
+/// One route per other node with a pod CIDR and an InternalIP, in key order, through the
+/// uplink's gateway when the InternalIP is off the uplink's segment; none without an uplink
+/// (a one-node cluster stores Nodes and routes nothing).
 pub fn compile_routes<'a>(
     settings: &Settings,
     nodes: impl IntoIterator<Item = &'a NodeRoute>,
 ) -> Vec<RouteSpec> {
-    if settings.uplink.is_none() {
+    let Some(uplink) = &settings.uplink else {
         return Vec::new();
-    }
+    };
     nodes
         .into_iter()
         .filter(|n| !n.is_own(settings))
         .filter_map(|n| {
+            let ip = n.internal_ip?;
             Some(RouteSpec {
                 prefix: n.pod_cidr?,
                 target: RouteTarget::Node {
-                    ip: n.internal_ip?,
+                    ip,
                     vtep_mac: None,
+                    gateway: uplink.gateway_for(ip),
                 },
             })
         })
@@ -168,6 +171,9 @@ mod tests {
             mtu: 1500,
             encap: podswitch_proto::Encap::Direct,
             kind: podswitch_proto::PortKind::Tap,
+            segment: None,
+            gateway: None,
+            egress: false,
         });
         s
     }
@@ -204,7 +210,8 @@ mod tests {
             routes[41].target,
             RouteTarget::Node {
                 ip: "192.168.0.43".parse().unwrap(),
-                vtep_mac: None
+                vtep_mac: None,
+                gateway: None,
             }
         );
         assert!(routes.iter().all(|r| r.prefix != s.pod_cidr));
@@ -212,6 +219,27 @@ mod tests {
             compile_routes(&testkit::settings(), &nodes).is_empty(),
             "no uplink, no routes"
         );
+    }
+
+    #[test]
+    fn a_node_off_the_uplinks_segment_is_reached_through_its_gateway() {
+        let mut s = with_uplink();
+        if let Some(u) = s.uplink.as_mut() {
+            u.segment = Some("192.168.1.0/24".parse().unwrap());
+            u.gateway = Some("192.168.1.254".parse().unwrap());
+        }
+        let nodes = [
+            node("near", Some("10.244.2.0/24"), Some("192.168.1.2")),
+            node("far", Some("10.244.3.0/24"), Some("192.168.3.3")),
+        ];
+        let gateways: Vec<_> = compile_routes(&s, &nodes)
+            .into_iter()
+            .map(|r| match r.target {
+                RouteTarget::Node { gateway, .. } => gateway.map(|g| g.to_string()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(gateways, [None, Some("192.168.1.254".into())]);
     }
 
     #[test]
@@ -312,7 +340,7 @@ mod apply_tests {
         assert!(
             matches!(
                 &last.ops[..],
-                [Op::AddRoute(r)] if r.target == RouteTarget::Node { ip: ip("192.168.1.33"), vtep_mac: None }
+                [Op::AddRoute(r)] if r.target == RouteTarget::Node { ip: ip("192.168.1.33"), vtep_mac: None, gateway: None }
             ),
             "{:?}",
             last.ops

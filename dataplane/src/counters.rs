@@ -119,6 +119,11 @@ reasons! {
         NoHostPort = ("l3", "no_host_port", "route to the host but no host port is configured"),
         /// A route to another node, but no uplink port.
         NoUplink = ("l3", "no_uplink", "route to another node but no uplink port is configured"),
+        /// Out of the uplink to outside the cluster, but the packet is not of a tracked
+        /// connection (an IP protocol other than TCP, UDP and ICMP echo, an ICMP query other
+        /// than echo): it cannot be translated to the uplink's address, and untranslated a
+        /// reply could not find the pod.
+        EgressUntracked = ("l3", "egress_untracked", "outside the cluster through the uplink, but not a connection that can be source-translated"),
         /// The next hop's MAC is not known yet: the packet is dropped (no queue) while ARP
         /// resolves it; one such packet per second becomes the ARP request.
         NeighborUnresolved = ("l3", "neighbor_unresolved", "uplink next hop not resolved yet (ARP under way); packet dropped"),

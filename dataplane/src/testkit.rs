@@ -168,10 +168,7 @@ pub fn tables_multinode(encap: crate::tables::Encap) -> Tables {
     });
     let mut hops = NextHops::default();
     let hop = hops
-        .intern(NextHop {
-            ip: NODE2_IP,
-            vtep_mac: NODE2_VTEP_MAC,
-        })
+        .intern(NextHop::node(NODE2_IP, NODE2_VTEP_MAC, None))
         .unwrap();
     t.next_hops = hops.into();
     let mut routes: Vec<Route> = t.fib.routes().collect();
@@ -180,6 +177,48 @@ pub fn tables_multinode(encap: crate::tables::Encap) -> Tables {
         len: 24,
         target: RouteTarget::Node(hop),
     });
+    t.fib = Fib::new(routes).into();
+    t
+}
+
+/// The underlay gateway (a router on the uplink's segment, 192.168.1.0/24), its MAC, and
+/// node 3 behind it (another subnet) with podCIDR 10.244.3.0/24 and one of its pods.
+pub const UNDERLAY_GW_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 254);
+pub const UNDERLAY_GW_MAC: MacAddr = MacAddr([0x52, 0x54, 0x00, 0x00, 0x00, 0xfe]);
+pub const NODE3_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 3, 3);
+pub const NODE3_POD_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 3, 5);
+/// An address outside the cluster, behind the gateway.
+pub const INTERNET_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+
+/// [`tables_multinode`] with egress through the uplink, as control compiles `--egress
+/// uplink --uplink-gateway 192.168.1.254 --uplink-prefix-len 24`: the default route out of
+/// the uplink to the gateway (instead of the host), the uplink's segment on-link, the
+/// uplink's own address to the host; and node 3 on another subnet, 10.244.3.0/24 through the
+/// gateway.
+pub fn tables_egress(encap: crate::tables::Encap) -> Tables {
+    use crate::tables::{NextHop, NextHops};
+    let mut t = tables_multinode(encap);
+    let mut hops = (*t.next_hops).clone();
+    let node3 = NextHop::node(NODE3_IP, NODE2_VTEP_MAC, Some(UNDERLAY_GW_IP));
+    let node3 = hops.intern(node3).unwrap();
+    let gateway = hops.intern(NextHop::egress(UNDERLAY_GW_IP)).unwrap();
+    t.next_hops = hops.into();
+    let mut routes: Vec<Route> = t
+        .fib
+        .routes()
+        .filter(|r| r.target != RouteTarget::Host)
+        .collect();
+    let route = |a: [u8; 4], len: u8, target: RouteTarget| Route {
+        prefix: Ipv4Addr::from(a),
+        len,
+        target,
+    };
+    routes.extend([
+        route([0, 0, 0, 0], 0, RouteTarget::Egress(gateway)),
+        route([192, 168, 1, 0], 24, RouteTarget::Egress(NextHops::ON_LINK)),
+        route(UPLINK_IP.octets(), 32, RouteTarget::Host),
+        route([10, 244, 3, 0], 24, RouteTarget::Node(node3)),
+    ]);
     t.fib = Fib::new(routes).into();
     t
 }

@@ -376,7 +376,8 @@ pub enum RouteTarget {
     /// Nowhere: answered with ICMP destination unreachable (host unreachable).
     Unreachable,
     /// Another node: out of the uplink port to the next hop `ip` (that node's InternalIP),
-    /// whose MAC the switch resolves by ARP; with VXLAN, encapsulated to `ip`.
+    /// whose MAC the switch resolves by ARP (or `gateway`'s, when the node is behind one);
+    /// with VXLAN, encapsulated to `ip`.
     Node {
         /// The other node's address on the underlay.
         ip: Ipv4Addr,
@@ -386,6 +387,18 @@ pub enum RouteTarget {
         /// any inner destination MAC from a valid tunnel packet.
         #[serde(default, with = "mac::option", skip_serializing_if = "Option::is_none")]
         vtep_mac: Option<MacAddr>,
+        /// The underlay router that reaches `ip` (a node on another subnet): frames go to
+        /// its MAC. `None`: `ip` is on the uplink's own segment.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gateway: Option<Ipv4Addr>,
+    },
+    /// Outside the cluster through the uplink: never encapsulated, a new connection's source
+    /// translated to the uplink's address (its port kept when free), to `gateway`'s MAC, or
+    /// without one to the destination's own (on the uplink's segment).
+    Uplink {
+        /// The underlay router; `None`: the destination is on the uplink's segment.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gateway: Option<Ipv4Addr>,
     },
 }
 

@@ -39,6 +39,7 @@ fn two_node_setup(test: &str, encap: Encap) -> Option<(Node, podswitch_tests::Po
             RouteTarget::Node {
                 ip: "192.168.1.2".parse().unwrap(),
                 vtep_mac: None,
+                gateway: None,
             },
         ),
     ])

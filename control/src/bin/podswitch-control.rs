@@ -86,6 +86,17 @@ struct Flags {
     /// interface named by --uplink (a NIC or veth end in podswitchd's namespace).
     #[arg(long, value_enum)]
     uplink_kind: Option<podswitch_control::config::UplinkKind>,
+    /// The underlay router on the uplink's segment (needs --uplink-prefix-len): reaches the
+    /// other nodes outside the segment, and the world with --egress uplink.
+    #[arg(long)]
+    uplink_gateway: Option<std::net::Ipv4Addr>,
+    /// The prefix length of the uplink's segment (the subnet of --node-ip).
+    #[arg(long)]
+    uplink_prefix_len: Option<u8>,
+    /// How pods reach addresses outside the cluster: through the host port and the node's
+    /// kernel (host), or out of the uplink, source-translated to --node-ip (uplink).
+    #[arg(long, value_enum)]
+    egress: Option<podswitch_control::config::EgressMode>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -121,7 +132,8 @@ impl Flags {
             encap,
             vni,
             vxlan_port,
-            uplink_kind
+            uplink_kind,
+            egress
         );
         set_opt!(
             pod_cidr,
@@ -129,7 +141,9 @@ impl Flags {
             node_ip,
             gateway,
             uplink_mac,
-            uplink_mtu
+            uplink_mtu,
+            uplink_gateway,
+            uplink_prefix_len
         );
     }
 }

@@ -126,11 +126,18 @@ impl Config {
                 ProtoTarget::Port { port } => RouteTarget::Port(self.ports.get(port)?.id),
                 ProtoTarget::Host => RouteTarget::Host,
                 ProtoTarget::Unreachable => RouteTarget::Unreachable,
-                ProtoTarget::Node { ip, vtep_mac } => {
-                    RouteTarget::Node(next_hops.intern(NextHop {
-                        ip: *ip,
-                        vtep_mac: vtep_mac.unwrap_or_else(|| gateway_mac_of(*prefix)),
-                    })?)
+                ProtoTarget::Node {
+                    ip,
+                    vtep_mac,
+                    gateway,
+                } => RouteTarget::Node(next_hops.intern(NextHop::node(
+                    *ip,
+                    vtep_mac.unwrap_or_else(|| gateway_mac_of(*prefix)),
+                    *gateway,
+                ))?),
+                ProtoTarget::Uplink { gateway: None } => RouteTarget::Egress(NextHops::ON_LINK),
+                ProtoTarget::Uplink { gateway: Some(g) } => {
+                    RouteTarget::Egress(next_hops.intern(NextHop::egress(*g))?)
                 }
             };
             Some(Route {

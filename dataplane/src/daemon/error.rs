@@ -237,13 +237,13 @@ pub enum OpError {
         /// What is wrong.
         problem: String,
     },
-    /// A route to another node that cannot be.
-    #[error("route {prefix} to node {ip}: {problem}")]
-    NodeRoute {
+    /// A route through the uplink (to another node, or outside the cluster) that cannot be.
+    #[error("route {prefix} {to}: {problem}")]
+    UplinkRoute {
         /// The route.
         prefix: Ipv4Prefix,
-        /// The next hop.
-        ip: Ipv4Addr,
+        /// Where it leads: "to node 192.168.1.2", "out of the uplink via 192.168.1.254".
+        to: String,
         /// What is wrong.
         problem: String,
     },

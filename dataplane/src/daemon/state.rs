@@ -547,27 +547,7 @@ impl Config {
                         None => return Err(OpError::NoPort(port.clone())),
                     }
                 }
-                if let ProtoTarget::Node { ip, vtep_mac } = &route.target {
-                    let problem = |problem: &str| OpError::NodeRoute {
-                        prefix: route.prefix,
-                        ip: *ip,
-                        problem: problem.into(),
-                    };
-                    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
-                        return Err(problem("the next hop must be a unicast address"));
-                    }
-                    if let Some(node) = &self.node {
-                        if node.pod_cidr.contains(*ip) {
-                            return Err(problem("the next hop is inside this node's pod CIDR"));
-                        }
-                        if route.prefix.network() == node.pod_cidr.network() {
-                            return Err(problem("the prefix is this node's own pod CIDR"));
-                        }
-                    }
-                    if vtep_mac.is_some_and(|m| !m.is_unicast()) {
-                        return Err(problem("vtep_mac must be a unicast MAC"));
-                    }
-                }
+                self.check_uplink_route(route)?;
                 Arc::make_mut(&mut self.routes)
                     .insert(route.prefix.network(), route.target.clone());
                 Ok(())
@@ -584,6 +564,55 @@ impl Config {
                 .map(drop)
                 .ok_or_else(|| OpError::NoPolicy(port.clone())),
         }
+    }
+
+    /// A route through the uplink (`via: node`, `via: uplink`): its next hop and gateway are
+    /// unicast and outside this node's pod CIDR, a node route is not for this node's own pod
+    /// CIDR, a `vtep_mac` is unicast.
+    fn check_uplink_route(&self, route: &podswitch_proto::RouteSpec) -> Result<(), OpError> {
+        let (ip, gateway, vtep_mac) = match route.target {
+            ProtoTarget::Node {
+                ip,
+                vtep_mac,
+                gateway,
+            } => (Some(ip), gateway, vtep_mac),
+            ProtoTarget::Uplink { gateway } => (None, gateway, None),
+            ProtoTarget::Port { .. } | ProtoTarget::Host | ProtoTarget::Unreachable => {
+                return Ok(())
+            }
+        };
+        let to = match (ip, gateway) {
+            (Some(ip), _) => format!("to node {ip}"),
+            (None, Some(g)) => format!("out of the uplink via {g}"),
+            (None, None) => "out of the uplink".into(),
+        };
+        let problem = |problem: &str| OpError::UplinkRoute {
+            prefix: route.prefix,
+            to: to.clone(),
+            problem: problem.into(),
+        };
+        let unicast = |a: Ipv4Addr| !(a.is_unspecified() || a.is_broadcast() || a.is_multicast());
+        if ip.is_some_and(|a| !unicast(a)) {
+            return Err(problem("the next hop must be a unicast address"));
+        }
+        if gateway.is_some_and(|a| !unicast(a)) {
+            return Err(problem("the gateway must be a unicast address"));
+        }
+        if let Some(node) = &self.node {
+            if ip.is_some_and(|a| node.pod_cidr.contains(a)) {
+                return Err(problem("the next hop is inside this node's pod CIDR"));
+            }
+            if gateway.is_some_and(|a| node.pod_cidr.contains(a)) {
+                return Err(problem("the gateway is inside this node's pod CIDR"));
+            }
+            if ip.is_some() && route.prefix.network() == node.pod_cidr.network() {
+                return Err(problem("the prefix is this node's own pod CIDR"));
+            }
+        }
+        if vtep_mac.is_some_and(|m| !m.is_unicast()) {
+            return Err(problem("vtep_mac must be a unicast MAC"));
+        }
+        Ok(())
     }
 
     /// The port id and address of every port with a policy.

@@ -190,7 +190,11 @@ fn arp(
                 && (tables.services.is_vip(target)
                     || match tables.fib.lookup(target) {
                         Some(RouteTarget::Port(p)) => p != in_port,
-                        Some(RouteTarget::Unreachable | RouteTarget::Node(_)) => true,
+                        Some(
+                            RouteTarget::Unreachable
+                            | RouteTarget::Node(_)
+                            | RouteTarget::Egress(_),
+                        ) => true,
                         Some(RouteTarget::Host) | None => false,
                     })
         }

@@ -618,3 +618,172 @@ fn a_connection_from_another_nodes_address_is_answered_through_that_node() {
     let outer = Ipv4Packet::new_checked(&h.last_frame[14..]).unwrap();
     assert_eq!((outer.src(), outer.dst()), (UPLINK_IP, NODE2_IP));
 }
+
+/// Pod A's TCP SYN to `dst`:443 from port 41000.
+fn syn_from_pod_a(dst: std::net::Ipv4Addr) -> Vec<u8> {
+    use podswitch_packet::TcpFlags;
+    tcp_between(
+        (POD_A_MAC, POD_A_IP, 41000),
+        (GW_MAC, dst, 443),
+        TcpFlags::SYN,
+    )
+}
+
+/// Runs `pkt` from `port` until `who` is resolved: the first one becomes the ARP request for
+/// it out of the uplink, `who` answers from `mac`.
+fn resolve(
+    h: &mut Harness,
+    port: crate::batch::PortId,
+    pkt: &[u8],
+    who: (MacAddr, std::net::Ipv4Addr),
+) {
+    assert_eq!(h.run_one(port, pkt, pipeline::run), Next::Output(UPLINK));
+    let arp = ArpPacket::new_checked(&h.last_frame[14..]).unwrap();
+    assert_eq!((arp.operation(), arp.target_ip()), (ArpOp::Request, who.1));
+    let reply = arp_reply_to_uplink(who.0, who.1);
+    assert_eq!(
+        h.run_one(UPLINK, &reply, pipeline::run),
+        Next::Drop(DropReason::ArpLearned)
+    );
+}
+
+#[test]
+fn egress_leaves_the_uplink_to_the_underlay_gateway_snatted_and_its_reply_finds_the_pod() {
+    use podswitch_packet::TcpFlags;
+    for encap in [Encap::Direct, VXLAN] {
+        let mut h = Harness::from_tables(tables_egress(encap));
+        let syn = syn_from_pod_a(INTERNET_IP);
+        resolve(&mut h, POD_A, &syn, (UNDERLAY_GW_MAC, UNDERLAY_GW_IP));
+        assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(UPLINK));
+        let (macs, src, dst) = tcp_headers(&h.last_frame);
+        assert_eq!(
+            macs,
+            (UPLINK_MAC, UNDERLAY_GW_MAC),
+            "{encap:?}: to the gateway"
+        );
+        assert_eq!(
+            (src, dst),
+            ((UPLINK_IP, 41000), (INTERNET_IP, 443)),
+            "{encap:?}: the node's address, the pod's port kept"
+        );
+        assert_eq!(
+            h.ctr.events[Event::VxlanEncapsulated as usize],
+            0,
+            "never encapsulated"
+        );
+
+        let syn_ack = tcp_between(
+            (UNDERLAY_GW_MAC, INTERNET_IP, 443),
+            (UPLINK_MAC, UPLINK_IP, 41000),
+            TcpFlags::SYN | TcpFlags::ACK,
+        );
+        assert_eq!(
+            h.run_one(UPLINK, &syn_ack, pipeline::run),
+            Next::Output(POD_A),
+            "{encap:?}: plain IPv4 to the uplink's address passes a VXLAN uplink"
+        );
+        let (macs, src, dst) = tcp_headers(&h.last_frame);
+        assert_eq!(macs, (GW_MAC, POD_A_MAC));
+        assert_eq!((src, dst), ((INTERNET_IP, 443), (POD_A_IP, 41000)));
+    }
+}
+
+#[test]
+fn egress_to_an_address_on_the_uplinks_segment_goes_to_its_own_mac() {
+    let mut h = Harness::from_tables(tables_egress(VXLAN));
+    let neighbour = (OUTSIDE_MAC, OUTSIDE_IP);
+    let syn = syn_from_pod_a(OUTSIDE_IP);
+    resolve(&mut h, POD_A, &syn, neighbour);
+    assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(UPLINK));
+    let (macs, src, dst) = tcp_headers(&h.last_frame);
+    assert_eq!(macs, (UPLINK_MAC, OUTSIDE_MAC));
+    assert_eq!((src, dst), ((UPLINK_IP, 41000), (OUTSIDE_IP, 443)));
+}
+
+#[test]
+fn a_node_behind_the_underlay_gateway_is_tunnelled_to_its_address_through_the_gateways_mac() {
+    let mut h = Harness::from_tables(tables_egress(VXLAN));
+    let f = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, NODE3_POD_IP, 64, 18);
+    resolve(&mut h, POD_A, &f, (UNDERLAY_GW_MAC, UNDERLAY_GW_IP));
+    assert_eq!(h.run_one(POD_A, &f, pipeline::run), Next::Output(UPLINK));
+    let out = h.last_frame.clone();
+    let eth = EthernetFrame::new_checked(&out[..]).unwrap();
+    assert_eq!((eth.src(), eth.dst()), (UPLINK_MAC, UNDERLAY_GW_MAC));
+    let outer = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!((outer.src(), outer.dst()), (UPLINK_IP, NODE3_IP));
+    let inner = Ipv4Packet::new_checked(&out[14 + 50..]).unwrap();
+    assert_eq!(
+        (inner.src(), inner.dst()),
+        (POD_A_IP, NODE3_POD_IP),
+        "pod to pod: no SNAT"
+    );
+    assert_eq!(h.ctr.events[Event::VxlanEncapsulated as usize], 1);
+}
+
+#[test]
+fn egress_drops_what_it_cannot_translate_transit_and_keeps_the_nodes_own_address_for_the_host() {
+    let mut h = Harness::from_tables(tables_egress(Encap::Direct));
+    // GRE from a pod: no ports to translate, and an untranslated reply could not find it.
+    let gre = ipv4_frame(
+        POD_A_MAC,
+        GW_MAC,
+        POD_A_IP,
+        INTERNET_IP,
+        64,
+        IpProtocol(47),
+        &[0; 8],
+    );
+    assert_eq!(
+        h.run_one(POD_A, &gre, pipeline::run),
+        Next::Drop(DropReason::EgressUntracked)
+    );
+    // The underlay sending the world through us: back out of the uplink, a loop.
+    let transit = tcp_between(
+        (
+            UNDERLAY_GW_MAC,
+            std::net::Ipv4Addr::new(198, 51, 100, 1),
+            5000,
+        ),
+        (UPLINK_MAC, INTERNET_IP, 443),
+        podswitch_packet::TcpFlags::SYN,
+    );
+    assert_eq!(
+        h.run_one(UPLINK, &transit, pipeline::run),
+        Next::Drop(DropReason::Hairpin)
+    );
+    // The node's own address is the host's, not the segment's.
+    let syn = syn_from_pod_a(UPLINK_IP);
+    assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(HOST));
+    let (_, src, _) = tcp_headers(&h.last_frame);
+    assert_eq!(src, (POD_A_IP, 41000), "to the host: no SNAT");
+}
+
+#[test]
+fn a_nodeport_client_behind_the_underlay_gateway_is_answered_through_the_gateway() {
+    use podswitch_packet::TcpFlags;
+    let mut h = Harness::from_tables(tables_egress(VXLAN));
+    h.tables.services = nodeport_tables(VXLAN, POD_B_IP).services;
+    let syn = tcp_between(
+        (UNDERLAY_GW_MAC, INTERNET_IP, 40000),
+        (UPLINK_MAC, UPLINK_IP, NODE_PORT),
+        TcpFlags::SYN,
+    );
+    assert_eq!(h.run_one(UPLINK, &syn, pipeline::run), Next::Output(POD_B));
+    let syn_ack = tcp_between(
+        (POD_B_MAC, POD_B_IP, 8080),
+        (GW_MAC, INTERNET_IP, 40000),
+        TcpFlags::SYN | TcpFlags::ACK,
+    );
+    resolve(&mut h, POD_B, &syn_ack, (UNDERLAY_GW_MAC, UNDERLAY_GW_IP));
+    assert_eq!(
+        h.run_one(POD_B, &syn_ack, pipeline::run),
+        Next::Output(UPLINK)
+    );
+    let (macs, src, dst) = tcp_headers(&h.last_frame);
+    assert_eq!(
+        macs,
+        (UPLINK_MAC, UNDERLAY_GW_MAC),
+        "not to the client's own MAC"
+    );
+    assert_eq!((src, dst), ((UPLINK_IP, NODE_PORT), (INTERNET_IP, 40000)));
+}

@@ -5,10 +5,12 @@
 //! output port. An established flow comes here straight from conntrack.
 //!
 //! Out of the uplink, the packet goes to its next hop (`meta.next_hop`, which route chose or
-//! conntrack cached): its MAC comes from the neighbour table (ARP when unknown); routed, the
-//! frame is addressed to that MAC from the uplink's; with VXLAN the inner frame goes from the
-//! gateway MAC to the other node's tunnel MAC and the outer headers are pushed in front
-//! (`tunnel::encap`), after the MTU check against the uplink's MTU less 50 bytes.
+//! conntrack cached): the MAC of its `via` (the node itself, or the underlay gateway in front
+//! of it) comes from the neighbour table (ARP when unknown); routed, and always outside the
+//! cluster (egress, replies to outside clients), the frame is addressed to that MAC from the
+//! uplink's; to a node with VXLAN the inner frame goes from the gateway MAC to the other
+//! node's tunnel MAC and the outer headers are pushed in front (`tunnel::encap`), after the
+//! MTU check against the uplink's MTU less 50 bytes.
 
 use super::icmp_error::IcmpError;
 use super::route::undeliverable;
@@ -99,19 +101,22 @@ fn rewrite(
         pkt.meta.next = Next::Output(out);
         return "TTL decremented, MACs rewritten";
     };
-    let on_link = pkt.meta.next_hop == Some(NextHops::ON_LINK);
-    let (Encap::Vxlan { vni, port }, false) = (uplink.encap, on_link) else {
+    // A node hop has its tunnel MAC; the destination on the segment and the egress gateway
+    // are outside the cluster and never encapsulated.
+    let (Encap::Vxlan { vni, port }, Some(vtep_mac)) = (uplink.encap, hop.vtep_mac) else {
         eth.set_src(uplink.mac);
         eth.set_dst(mac);
         pkt.meta.next = Next::Output(out);
-        return if on_link {
-            "TTL decremented, to the destination's MAC on the underlay (a reply outside)"
-        } else {
-            "TTL decremented, routed to the next hop's MAC"
+        return match (pkt.meta.next_hop, hop.vtep_mac) {
+            (Some(NextHops::ON_LINK), _) => {
+                "TTL decremented, to the destination's MAC on the underlay's segment"
+            }
+            (_, None) => "TTL decremented, to the underlay gateway's MAC",
+            (_, Some(_)) => "TTL decremented, routed to the next hop's MAC",
         };
     };
     eth.set_src(node.gateway_mac);
-    eth.set_dst(hop.vtep_mac);
+    eth.set_dst(vtep_mac);
     if !super::tunnel::encap(pkt, &uplink, (vni, port), hop.ip, mac) {
         pkt.drop(DropReason::EncapNoHeadroom, cx.ctr);
         return "no headroom for the VXLAN headers";
@@ -133,10 +138,14 @@ fn next_hop(
     cx: &mut Ctx,
 ) -> Result<(NextHop, MacAddr), &'static str> {
     let hop = match pkt.meta.next_hop {
-        Some(NextHops::ON_LINK) => Some(NextHop {
-            ip: super::nat::translated_dst(&pkt.meta),
-            vtep_mac: MacAddr([0; 6]),
-        }),
+        Some(NextHops::ON_LINK) => {
+            let ip = super::nat::translated_dst(&pkt.meta);
+            Some(NextHop {
+                ip,
+                via: ip,
+                vtep_mac: None,
+            })
+        }
         Some(i) => cx.tables.next_hops.get(i).copied(),
         None => None,
     };
@@ -144,9 +153,9 @@ fn next_hop(
         pkt.drop(DropReason::NoRoute, cx.ctr);
         return Err("to the uplink without a next hop");
     };
-    match cx.flows.neighbors.resolve(hop.ip, cx.now, cx.forwarding()) {
+    match cx.flows.neighbors.resolve(hop.via, cx.now, cx.forwarding()) {
         Resolution::Use { mac, probe } => {
-            if probe && cx.forwarding() && cx.state.arp_probes.push(hop.ip, mac) {
+            if probe && cx.forwarding() && cx.state.arp_probes.push(hop.via, mac) {
                 cx.ctr.event(Event::ArpRequestSent);
             }
             Ok((hop, mac))
@@ -155,7 +164,7 @@ fn next_hop(
             let reason = DropReason::NeighborUnresolved;
             cx.ctr.drop(reason);
             if request && cx.forwarding() {
-                super::tunnel::arp_request(pkt, uplink, hop.ip, None);
+                super::tunnel::arp_request(pkt, uplink, hop.via, None);
                 cx.ctr.event(Event::ArpRequestSent);
                 pkt.meta.next = Next::Output(out);
                 return Err("next hop unresolved: dropped, its buffer sent as the ARP request");

@@ -52,14 +52,14 @@ fn route(pkt: &mut Packet, in_port: PortId, node: &Node, cx: &mut Ctx) -> &'stat
     };
     let out = match target {
         Some(RouteTarget::Port(p)) => p,
-        Some(RouteTarget::Node(hop)) => match tables.uplink {
+        Some(RouteTarget::Node(hop) | RouteTarget::Egress(hop)) => match tables.uplink {
             Some(u) => {
                 pkt.meta.next_hop = Some(hop);
                 u.port
             }
             None => {
                 pkt.drop(DropReason::NoUplink, cx.ctr);
-                return "route to another node but no uplink";
+                return "route through the uplink but no uplink";
             }
         },
         Some(RouteTarget::Host) => match tables.host_port {
@@ -85,6 +85,29 @@ fn route(pkt: &mut Packet, in_port: PortId, node: &Node, cx: &mut Ctx) -> &'stat
         return "route to a port that is gone";
     }
     let mut note = "routed";
+    if let (Some(RouteTarget::Egress(_)), Some(uplink)) = (target, tables.uplink) {
+        if out != in_port {
+            // Outside the cluster through the uplink: the outside world knows the node's
+            // address, not the pods' (kube-proxy's and the kernel's masquerade). A hairpin
+            // from the uplink is handled below.
+            match pkt.meta.track {
+                Track::New => {
+                    pkt.meta.nat.src = Some(Endpoint {
+                        ip: uplink.ip,
+                        port: src_port(&pkt.meta),
+                    });
+                    note = "outside the cluster through the uplink: SNAT to the uplink's address";
+                }
+                Track::Untracked => {
+                    pkt.drop(DropReason::EgressUntracked, cx.ctr);
+                    return "outside the cluster through the uplink, but not source-translatable";
+                }
+                Track::Hit { .. } | Track::Related | Track::Fragment => {
+                    note = "outside the cluster through the uplink (translated as its connection)";
+                }
+            }
+        }
+    }
     if out == in_port {
         // Hairpin: a pod reaching a Service whose endpoint is itself. The endpoint must see
         // the connection come from elsewhere (or it would answer itself directly): SNAT to

@@ -22,6 +22,10 @@ pub enum RouteTarget {
     /// Another node's pods: out of the uplink to `Tables::next_hops[i]` (routed, or
     /// encapsulated to it: the uplink's `Encap` says which).
     Node(u16),
+    /// Outside the cluster through the uplink (never encapsulated; a new connection is
+    /// translated to the uplink's address): to the gateway at `Tables::next_hops[i]`, or to the
+    /// destination itself on the underlay's segment (`NextHops::ON_LINK`).
+    Egress(u16),
 }
 
 /// A route: `prefix/len → target`.

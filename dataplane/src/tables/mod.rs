@@ -80,30 +80,57 @@ impl Uplink {
     }
 }
 
-/// Another node a route leads to.
+/// Where a route through the uplink leads: another node, or (egress) the underlay gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NextHop {
-    /// Its address on the underlay: resolved by ARP (direct), the outer destination (VXLAN).
+    /// The address the packets are for on the underlay: the other node's (the outer
+    /// destination with VXLAN), or an egress route's gateway.
     pub ip: Ipv4Addr,
-    /// VXLAN: the inner destination MAC.
-    pub vtep_mac: MacAddr,
+    /// The address whose MAC the frames go to (resolved by ARP): `ip` itself when it is on the
+    /// uplink's segment, else the underlay gateway in front of it.
+    pub via: Ipv4Addr,
+    /// VXLAN: the inner destination MAC. `None` for an egress hop: never encapsulated.
+    pub vtep_mac: Option<MacAddr>,
 }
 
-/// The next hops the FIB's `RouteTarget::Node` indices point into.
+impl NextHop {
+    /// Another node at `ip`, reached through `gateway` when it is not on the uplink's segment.
+    pub fn node(ip: Ipv4Addr, vtep_mac: MacAddr, gateway: Option<Ipv4Addr>) -> NextHop {
+        NextHop {
+            ip,
+            via: gateway.unwrap_or(ip),
+            vtep_mac: Some(vtep_mac),
+        }
+    }
+
+    /// The underlay gateway of an egress route (outside the cluster, unencapsulated).
+    pub fn egress(gateway: Ipv4Addr) -> NextHop {
+        NextHop {
+            ip: gateway,
+            via: gateway,
+            vtep_mac: None,
+        }
+    }
+}
+
+/// The next hops the FIB's `RouteTarget::Node` and `RouteTarget::Egress` indices point into.
 #[derive(Debug, Clone, Default)]
 pub struct NextHops {
     hops: Vec<NextHop>,
     by_ip: std::collections::HashMap<Ipv4Addr, u16>,
+    /// Every hop's `via`: the addresses the neighbour table keeps.
+    vias: std::collections::HashSet<Ipv4Addr>,
 }
 
 impl NextHops {
     /// Not an index: "the packet's own destination, on the underlay's segment" — the output of
-    /// a reply to a client outside the cluster that reached the switch through the uplink
-    /// (resolved by ARP like a next hop, sent without encapsulation).
+    /// a reply to a client outside the cluster that reached the switch through the uplink, and
+    /// of an egress route without a gateway (resolved by ARP like a next hop, sent without
+    /// encapsulation).
     pub const ON_LINK: u16 = u16::MAX;
 
-    /// Adds `hop` (or finds it: one index per address and inner MAC), returning its index;
-    /// `None` past `u16::MAX - 1` hops ([`Self::ON_LINK`] is no index).
+    /// Adds `hop` (or finds it: one index per address, via and inner MAC), returning its
+    /// index; `None` past `u16::MAX - 1` hops ([`Self::ON_LINK`] is no index).
     pub fn intern(&mut self, hop: NextHop) -> Option<u16> {
         if let Some(i) = self.by_ip.get(&hop.ip) {
             if self.hops[usize::from(*i)] == hop {
@@ -115,6 +142,7 @@ impl NextHops {
             .filter(|&i| i != Self::ON_LINK)?;
         self.hops.push(hop);
         self.by_ip.entry(hop.ip).or_insert(i);
+        self.vias.insert(hop.via);
         Some(i)
     }
 
@@ -124,16 +152,20 @@ impl NextHops {
         self.hops.get(usize::from(i))
     }
 
-    /// Whether some route leads to `ip`: only such addresses get a neighbour entry.
+    /// Whether some route leads through `ip` (a hop's `via`): only such addresses get a
+    /// neighbour entry.
     #[inline]
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        self.by_ip.contains_key(&ip)
+        self.vias.contains(&ip)
     }
 
-    /// The index of the (first) hop at `ip`.
+    /// The index of the (first) node hop at `ip`: another node's address, not a gateway.
     #[inline]
     pub fn index_of(&self, ip: Ipv4Addr) -> Option<u16> {
-        self.by_ip.get(&ip).copied()
+        self.by_ip
+            .get(&ip)
+            .copied()
+            .filter(|&i| self.hops[usize::from(i)].vtep_mac.is_some())
     }
 
     /// Every hop.

@@ -200,6 +200,16 @@ fn node_route(prefix: &str, ip: &str) -> Op {
         target: ProtoTarget::Node {
             ip: ip.parse().unwrap(),
             vtep_mac: None,
+            gateway: None,
+        },
+    })
+}
+
+fn uplink_route(prefix: &str, gateway: Option<&str>) -> Op {
+    Op::AddRoute(RouteSpec {
+        prefix: prefix.parse().unwrap(),
+        target: ProtoTarget::Uplink {
+            gateway: gateway.map(|g| g.parse().unwrap()),
         },
     })
 }
@@ -215,6 +225,16 @@ fn an_uplink_and_routes_to_other_nodes_compile_into_next_hops_and_bad_ones_are_r
             node_route("10.244.2.0/24", "192.168.1.2"),
             node_route("10.244.3.0/24", "192.168.1.3"),
             node_route("10.244.4.0/24", "192.168.1.2"),
+            Op::AddRoute(RouteSpec {
+                prefix: "10.244.5.0/24".parse().unwrap(),
+                target: ProtoTarget::Node {
+                    ip: "192.168.5.5".parse().unwrap(),
+                    vtep_mac: None,
+                    gateway: Some("192.168.1.254".parse().unwrap()),
+                },
+            }),
+            uplink_route("0.0.0.0/0", Some("192.168.1.254")),
+            uplink_route("192.168.1.0/24", None),
         ],
     )
     .unwrap();
@@ -237,12 +257,43 @@ fn an_uplink_and_routes_to_other_nodes_compile_into_next_hops_and_bad_ones_are_r
     assert_eq!(hop("10.244.3.9").ip, Ipv4Addr::new(192, 168, 1, 3));
     assert_eq!(
         hop("10.244.3.9").vtep_mac,
-        MacAddr::new(0x0a, 0x58, 10, 244, 3, 1),
+        Some(MacAddr::new(0x0a, 0x58, 10, 244, 3, 1)),
         "default inner MAC: the other node's gateway MAC"
     );
-    // One next hop per (address, inner MAC): the third route's prefix gives another MAC.
-    assert_eq!(t.next_hops.iter().count(), 3);
+    assert_eq!(hop("10.244.3.9").via, Ipv4Addr::new(192, 168, 1, 3));
+    // A node behind the underlay gateway: encapsulated to it, framed to the gateway.
+    let far = hop("10.244.5.9");
+    let gateway = Ipv4Addr::new(192, 168, 1, 254);
+    assert_eq!((far.ip, far.via), (Ipv4Addr::new(192, 168, 5, 5), gateway));
+    // Egress: to the gateway unencapsulated, or on the segment to the address itself.
+    let egress = |dst: &str| match t.fib.lookup(dst.parse().unwrap()) {
+        Some(RouteTarget::Egress(i)) => t.next_hops.get(i).copied(),
+        other => panic!("{dst}: {other:?}"),
+    };
+    let to_gateway = egress("8.8.8.8").unwrap();
+    assert_eq!((to_gateway.via, to_gateway.vtep_mac), (gateway, None));
+    assert_eq!(
+        egress("192.168.1.77"),
+        None,
+        "on the segment: ON_LINK, no hop"
+    );
+    // One next hop per (address, via, inner MAC): the third route's prefix gives another
+    // MAC; the far node and the egress gateway are two more.
+    assert_eq!(t.next_hops.iter().count(), 5);
     assert!(t.next_hops.contains(Ipv4Addr::new(192, 168, 1, 3)));
+    assert!(
+        t.next_hops.contains(gateway),
+        "the gateway is resolved by ARP"
+    );
+    assert!(
+        !t.next_hops.contains(Ipv4Addr::new(192, 168, 5, 5)),
+        "a node behind the gateway is not"
+    );
+    assert_eq!(
+        t.next_hops.index_of(gateway),
+        None,
+        "the gateway is no node (no tunnel to it)"
+    );
 
     let before = c.clone();
     for (ops, needle) in [
@@ -261,6 +312,14 @@ fn an_uplink_and_routes_to_other_nodes_compile_into_next_hops_and_bad_ones_are_r
         (
             vec![node_route("10.244.9.0/24", "255.255.255.255")],
             "unicast",
+        ),
+        (
+            vec![uplink_route("0.0.0.0/0", Some("224.0.0.1"))],
+            "the gateway must be a unicast address",
+        ),
+        (
+            vec![uplink_route("0.0.0.0/0", Some("10.244.1.9"))],
+            "out of the uplink via 10.244.1.9: the gateway is inside this node's pod CIDR",
         ),
         (
             vec![Op::AddRoute(RouteSpec {
@@ -681,6 +740,7 @@ fn random_op(next: &mut impl FnMut() -> u64) -> Op {
             target: ProtoTarget::Node {
                 ip: Ipv4Addr::new(192, 168, 1, 2 + (next() % 3) as u8),
                 vtep_mac: None,
+                gateway: None,
             },
         }),
         3 => Op::AddRoute(RouteSpec {

@@ -235,14 +235,26 @@ fn every_op() -> Vec<Op> {
             target: RouteTarget::Node {
                 ip: Ipv4Addr::new(192, 168, 1, 2),
                 vtep_mac: Some(mac(6)),
+                gateway: None,
             },
         }),
         Op::AddRoute(RouteSpec {
             prefix: "10.244.3.0/24".parse().unwrap(),
             target: RouteTarget::Node {
-                ip: Ipv4Addr::new(192, 168, 1, 3),
+                ip: Ipv4Addr::new(192, 168, 2, 3),
                 vtep_mac: None,
+                gateway: Some(Ipv4Addr::new(192, 168, 1, 254)),
             },
+        }),
+        Op::AddRoute(RouteSpec {
+            prefix: "0.0.0.0/0".parse().unwrap(),
+            target: RouteTarget::Uplink {
+                gateway: Some(Ipv4Addr::new(192, 168, 1, 254)),
+            },
+        }),
+        Op::AddRoute(RouteSpec {
+            prefix: "192.168.1.0/24".parse().unwrap(),
+            target: RouteTarget::Uplink { gateway: None },
         }),
         Op::DelRoute {
             prefix: "10.0.0.0/8".parse().unwrap(),
