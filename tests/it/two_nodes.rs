@@ -16,7 +16,9 @@
 use podswitch_proto::L4Protocol;
 use podswitch_tests::control::CniPod;
 use podswitch_tests::services::*;
-use podswitch_tests::two_nodes::{node_ip, Crossing, TwoNodes};
+use podswitch_tests::two_nodes::{
+    node_ip, Crossing, TwoNodes, UNDERLAY_GATEWAY, UNDERLAY_LEN, WORLD_IP,
+};
 use podswitch_tests::*;
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -456,4 +458,68 @@ fn an_outside_client_reaches_a_nodeport_with_local_and_remote_endpoints_through_
         return;
     }
     nodeport_from_outside(Crossing::VXLAN);
+}
+
+/// Pods on both nodes reach a host outside the cluster, behind a router on the underlay, out
+/// of their node's uplink (`--egress uplink`): ping, TCP connections that the host sees from
+/// the node's own address, a UDP exchange; and a host on the underlay's own segment (no
+/// router) the same way.
+fn egress_through_the_uplink(crossing: Crossing) {
+    use std::net::{IpAddr, SocketAddr};
+    let gateway = UNDERLAY_GATEWAY.to_string();
+    let len = UNDERLAY_LEN.to_string();
+    let egress = [
+        "--egress",
+        "uplink",
+        "--uplink-gateway",
+        &gateway,
+        "--uplink-prefix-len",
+        &len,
+    ];
+    let two = TwoNodes::start_with(crossing, None, &egress);
+    let world = two.world_behind_a_router();
+    let neighbour = two.outside_client(OUTSIDE_IP);
+    let _servers = [
+        TcpServer::start(&world.world, TARGET_PORT, "world"),
+        TcpServer::start(&neighbour, TARGET_PORT, "neighbour"),
+    ];
+    let _udp = UdpServer::start(&world.world, TARGET_PORT, "world");
+    let pods = [two.add_pod(1, "a"), two.add_pod(2, "b")];
+    for (i, pod) in (1u8..).zip(&pods) {
+        let node = IpAddr::V4(node_ip(i));
+        ping_across(&two, pod, WORLD_IP);
+        for (host, name) in [(WORLD_IP, "world"), (OUTSIDE_IP, "neighbour")] {
+            let to = SocketAddr::from((host, TARGET_PORT));
+            for ans in answers(&two, &pod.ns, to, 10) {
+                assert_eq!((ans.backend.as_str(), ans.remote), (name, to), "{ans:?}");
+                assert_eq!(
+                    ans.seen_peer.ip(),
+                    node,
+                    "node-{i}'s pod is seen from its node's address: {ans:?}"
+                );
+            }
+        }
+        let to = SocketAddr::from((WORLD_IP, TARGET_PORT));
+        let ans = udp_ask(&pod.ns, to, 5)
+            .unwrap_or_else(|e| panic!("UDP from node-{i}'s pod: {e}\n{}", two.debug()));
+        assert_eq!((ans.remote, ans.seen_peer.ip()), (to, node), "{ans:?}");
+    }
+    // Pods on the two nodes still reach each other (pod to pod: no translation).
+    ping_across(&two, &pods[0], pods[1].ip);
+}
+
+#[test]
+fn pods_reach_the_world_out_of_the_uplink_routed() {
+    if !root_or_skip("pods_reach_the_world_out_of_the_uplink_routed") {
+        return;
+    }
+    egress_through_the_uplink(Crossing::Direct);
+}
+
+#[test]
+fn pods_reach_the_world_out_of_the_uplink_through_vxlan() {
+    if !root_or_skip("pods_reach_the_world_out_of_the_uplink_through_vxlan") {
+        return;
+    }
+    egress_through_the_uplink(Crossing::VXLAN);
 }

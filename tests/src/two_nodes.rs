@@ -17,6 +17,21 @@ use std::net::Ipv4Addr;
 /// The underlay's prefix length (192.168.1.0/24).
 pub const UNDERLAY_LEN: u8 = 24;
 
+/// The underlay's router in [`TwoNodes::world_behind_a_router`].
+pub const UNDERLAY_GATEWAY: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 254);
+/// The host behind it, outside the cluster.
+pub const WORLD_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+
+/// A network outside the cluster behind a router on the underlay. Declared world first:
+/// dropped before its router.
+#[derive(Debug)]
+pub struct World {
+    /// The host at [`WORLD_IP`].
+    pub world: Netns,
+    /// The router at [`UNDERLAY_GATEWAY`].
+    pub router: Netns,
+}
+
 /// How the nodes cross the underlay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Crossing {
@@ -62,13 +77,23 @@ impl TwoNodes {
     /// the bridge and its ports take it, each control gets `--uplink-mtu` and gives its pods
     /// that MTU less the encapsulation's 50 bytes with VXLAN (`--mtu`).
     pub fn start_with_mtu(crossing: Crossing, underlay_mtu: Option<u16>) -> TwoNodes {
+        Self::start_with(crossing, underlay_mtu, &[])
+    }
+
+    /// [`TwoNodes::start_with_mtu`], both controls also given `extra_args`.
+    pub fn start_with(
+        crossing: Crossing,
+        underlay_mtu: Option<u16>,
+        extra_args: &[&str],
+    ) -> TwoNodes {
         let underlay = Netns::new("pswu");
         underlay.ip(&["link", "add", "br0", "type", "bridge"]);
         if let Some(mtu) = underlay_mtu {
             underlay.ip(&["link", "set", "br0", "mtu", &mtu.to_string()]);
         }
         underlay.ip(&["link", "set", "br0", "up"]);
-        let nodes = [1u8, 2].map(|i| Self::start_node(&underlay, i, crossing, underlay_mtu));
+        let nodes =
+            [1u8, 2].map(|i| Self::start_node(&underlay, i, crossing, underlay_mtu, extra_args));
         let two = TwoNodes { nodes, underlay };
         let manifests = format!("{}---\n{}", node_manifest(1), node_manifest(2));
         for cn in &two.nodes {
@@ -85,6 +110,7 @@ impl TwoNodes {
         i: u8,
         crossing: Crossing,
         underlay_mtu: Option<u16>,
+        extra_args: &[&str],
     ) -> ControlNode {
         let node = Node::bare(&[]);
         let bridge_end = format!("n{i}");
@@ -139,6 +165,7 @@ impl TwoNodes {
                 pods.to_string(),
             ]);
         }
+        args.extend(extra_args.iter().map(|a| a.to_string()));
         cn.control_args = args;
         cn.start_control();
         cn.wait_in_sync();
@@ -158,6 +185,41 @@ impl TwoNodes {
     /// A pod `name` on node *i*, attached through the CNI plugin.
     pub fn add_pod(&self, i: u8, name: &str) -> CniPod {
         self.node(i).add_pod(name)
+    }
+
+    /// A router on the underlay at [`UNDERLAY_GATEWAY`] (`eth0`, forwarding) in front of a
+    /// network outside the cluster, 203.0.113.0/24 (`in0` at .1), on which a host
+    /// (`world`, `eth0` at [`WORLD_IP`], default route via the router) stands for the world.
+    /// Both forward whole, checksummed frames (`tx off`), as the nodes' AF_XDP uplinks need.
+    pub fn world_behind_a_router(&self) -> World {
+        let router = self.outside_client(UNDERLAY_GATEWAY);
+        let world = Netns::new("psww");
+        router.ip(&[
+            "link",
+            "add",
+            "in0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &world.name,
+        ]);
+        router.ip(&["addr", "add", "203.0.113.1/24", "dev", "in0"]);
+        router.ip(&["link", "set", "in0", "up"]);
+        world.ip(&["addr", "add", &format!("{WORLD_IP}/24"), "dev", "eth0"]);
+        world.ip(&["link", "set", "eth0", "up"]);
+        world.ip(&["route", "add", "default", "via", "203.0.113.1"]);
+        for (ns, dev) in [(&router, "in0"), (&world, "eth0")] {
+            let off = ns.exec(&[
+                "ethtool", "-K", dev, "tx", "off", "tso", "off", "gso", "off",
+            ]);
+            assert!(off.status.success(), "ethtool -K {dev} tx off");
+        }
+        let fwd = router.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        assert!(fwd.status.success(), "the router forwards");
+        World { world, router }
     }
 
     /// A namespace on the underlay standing for a client outside the cluster: `eth0` at
