@@ -166,13 +166,21 @@ pub fn ports(ports: &[PortInfo]) -> String {
                 mac.map_or_else(|| "-".to_string(), |m| m.to_string()),
                 "-".to_string(),
             ),
-            PortRole::Uplink { mac, ip, encap } => (
+            PortRole::Uplink {
+                mac,
+                ip,
+                encap,
+                gateway,
+            } => (
                 match encap {
                     Encap::Direct => "uplink direct".to_string(),
                     Encap::Vxlan { vni, port } => format!("uplink vxlan {vni}:{port}"),
                 },
                 mac.to_string(),
-                ip.to_string(),
+                match gateway {
+                    Some(g) => format!("{ip}/{} via {}", g.segment.len, g.ip),
+                    None => ip.to_string(),
+                },
             ),
         };
         t.row(vec![

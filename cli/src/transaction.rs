@@ -79,6 +79,7 @@ impl AddPortArgs {
                     Some(vni) => podswitch_proto::Encap::Vxlan { vni, port: 4789 },
                     None => podswitch_proto::Encap::Direct,
                 },
+                gateway: None,
             }
         } else {
             bail!("say what the port leads to: --pod, --host or --uplink");

@@ -88,9 +88,11 @@ pub fn compile<'a>(
     ];
     if let Some(routes) = egress_routes(settings) {
         // The first is the default route: it takes the host's place.
-        let [default, rest @ ..] = routes;
-        ops[2] = Op::AddRoute(default);
-        ops.extend(rest.map(Op::AddRoute));
+        let mut routes = routes.into_iter().map(Op::AddRoute);
+        if let Some(default) = routes.next() {
+            ops[2] = default;
+        }
+        ops.extend(routes);
     }
     if let Some(port) = uplink_port(settings) {
         ops.insert(2, Op::AddPort(port));
@@ -121,29 +123,31 @@ const DEFAULT_ROUTE: podswitch_proto::Ipv4Prefix = podswitch_proto::Ipv4Prefix {
 /// With `egress = "uplink"`: the default route out of the uplink to its gateway (it replaces
 /// the one to the host), the uplink's segment out of it too, to each address itself, and the
 /// node's own address on it to the host (its kernel, as before; the switch matches NodePorts
-/// there first). `None` otherwise.
-fn egress_routes(settings: &Settings) -> Option<[RouteSpec; 3]> {
+/// there first; no segment route for a /32). `None` otherwise.
+fn egress_routes(settings: &Settings) -> Option<Vec<RouteSpec>> {
     let u = settings.uplink.as_ref().filter(|u| u.egress)?;
     let (segment, gateway) = (u.segment?, u.gateway?);
-    Some([
-        RouteSpec {
-            prefix: DEFAULT_ROUTE,
-            target: RouteTarget::Uplink {
-                gateway: Some(gateway),
-            },
+    let mut routes = vec![RouteSpec {
+        prefix: DEFAULT_ROUTE,
+        target: RouteTarget::Uplink {
+            gateway: Some(gateway),
         },
-        RouteSpec {
+    }];
+    // A /32 node address has no segment besides itself (its gateway is on link).
+    if segment.len < 32 {
+        routes.push(RouteSpec {
             prefix: segment,
             target: RouteTarget::Uplink { gateway: None },
+        });
+    }
+    routes.push(RouteSpec {
+        prefix: podswitch_proto::Ipv4Prefix {
+            addr: u.ip,
+            len: 32,
         },
-        RouteSpec {
-            prefix: podswitch_proto::Ipv4Prefix {
-                addr: u.ip,
-                len: 32,
-            },
-            target: RouteTarget::Host,
-        },
-    ])
+        target: RouteTarget::Host,
+    });
+    Some(routes)
 }
 
 /// The uplink port, when the configuration has one: the switch's link to the other nodes,
@@ -159,6 +163,10 @@ pub fn uplink_port(settings: &Settings) -> Option<PortSpec> {
             mac: u.mac,
             ip: u.ip,
             encap: u.encap,
+            gateway: u
+                .gateway
+                .zip(u.segment)
+                .map(|(ip, segment)| podswitch_proto::UplinkGateway { ip, segment }),
         },
         mtu: u.mtu,
         // An encapsulating uplink takes no offloaded frame whole (the switch segments and

@@ -341,7 +341,7 @@ impl ControlConfig {
                 self.socket.display()
             ));
         }
-        let uplink = self.uplink_settings(pod_cidr)?;
+        let uplink = self.uplink_settings(pod_cidr, cluster_cidr)?;
         let node_name = if self.node_name.is_empty() {
             hostname().ok_or_else(|| {
                 ConfigError("node_name is empty and the hostname cannot be read: set it".into())
@@ -367,7 +367,11 @@ impl ControlConfig {
         })
     }
 
-    fn uplink_settings(&self, pod_cidr: Ipv4Prefix) -> Result<Option<UplinkSettings>, ConfigError> {
+    fn uplink_settings(
+        &self,
+        pod_cidr: Ipv4Prefix,
+        cluster_cidr: Ipv4Prefix,
+    ) -> Result<Option<UplinkSettings>, ConfigError> {
         let err = |m: String| Err(ConfigError(m));
         if self.uplink.is_empty() {
             let set = [
@@ -435,16 +439,23 @@ impl ControlConfig {
         };
         let segment = match self.uplink_prefix_len {
             None => None,
-            Some(len @ 1..=31) => Some(Ipv4Prefix { addr: ip, len }.network()),
+            Some(len @ 1..=32) => Some(Ipv4Prefix { addr: ip, len }.network()),
             Some(len) => {
                 return err(format!(
-                    "uplink_prefix_len = {len} is out of range 1..=31: the length of the \
+                    "uplink_prefix_len = {len} is out of range 1..=32: the length of the \
                      subnet node_ip = {ip} is on"
                 ))
             }
         };
         let gateway = match (self.uplink_gateway, segment) {
-            (None, _) => None,
+            (None, None) => None,
+            (None, Some(segment)) => {
+                return err(format!(
+                    "uplink_prefix_len = {} does nothing without uplink_gateway: give the \
+                     router of {segment} too, or leave both out (every node on one segment)",
+                    segment.len
+                ))
+            }
             (Some(g), None) => {
                 return err(format!(
                     "uplink_gateway = {g} needs uplink_prefix_len: the length of node_ip's \
@@ -452,7 +463,14 @@ impl ControlConfig {
                 ))
             }
             (Some(g), Some(segment)) => {
-                if !segment.is_host(g) || g == ip {
+                // A /32 (a cloud's host-route address) has its gateway off the segment, on
+                // link all the same; a /31 (RFC 3021) has no network or broadcast address.
+                let on_segment = match segment.len {
+                    32 => true,
+                    31 => segment.contains(g),
+                    _ => segment.is_host(g),
+                };
+                if !on_segment || g == ip {
                     return err(format!(
                         "uplink_gateway = {g} is not another host address of the uplink's \
                          segment {segment} (node_ip = {ip})"
@@ -466,6 +484,20 @@ impl ControlConfig {
                 Some(g)
             }
         };
+        if let Some(segment) = segment {
+            for (key, cidr) in [
+                ("cluster_cidr", cluster_cidr),
+                ("service_cidr", self.service_cidr),
+            ] {
+                if overlaps(segment, cidr) {
+                    return err(format!(
+                        "the uplink's segment {segment} (node_ip/uplink_prefix_len) overlaps \
+                         {key} = {cidr}: the underlay's addresses and the cluster's must be \
+                         distinct"
+                    ));
+                }
+            }
+        }
         let egress = self.egress == EgressMode::Uplink;
         if egress && gateway.is_none() {
             return err(
@@ -569,7 +601,7 @@ mod tests {
     }
 
     #[test]
-    fn egress_through_the_uplink_needs_its_gateway_on_the_segment_and_compiles_three_routes() {
+    fn egress_through_the_uplink_needs_its_gateway_on_the_segment_and_compiles_its_routes() {
         use podswitch_proto::{Op, RouteTarget};
         let base = "node_name = \"a\"\npod_cidr = \"10.244.7.0/24\"\nnode_ip = \"192.168.1.7\"\n";
         let cfg = |extra: &str| ControlConfig::from_toml(&format!("{base}{extra}")).unwrap();
@@ -603,9 +635,31 @@ mod tests {
             "not another host address",
         );
         refused(
-            &format!("{up}uplink_prefix_len = 32\n"),
-            "out of range 1..=31",
+            &format!("{up}uplink_gateway = \"192.168.1.254\"\nuplink_prefix_len = 33\n"),
+            "out of range 1..=32",
         );
+        refused(
+            &format!("{up}uplink_prefix_len = 24\n"),
+            "does nothing without uplink_gateway",
+        );
+        let far = ControlConfig::from_toml(
+            "node_name = \"a\"\npod_cidr = \"10.244.7.0/24\"\nnode_ip = \"10.100.0.7\"\n\
+             uplink = \"eth1\"\nuplink_gateway = \"10.100.0.1\"\nuplink_prefix_len = 8\n",
+        )
+        .unwrap();
+        let e = far.settings().unwrap_err().to_string();
+        assert!(
+            e.contains("segment 10.0.0.0/8 (node_ip/uplink_prefix_len) overlaps cluster_cidr"),
+            "{e}"
+        );
+        // A /31 takes its other address as the gateway; a /32 any (on link, as clouds do).
+        let ok = |extra: &str| cfg(&format!("{up}{extra}")).settings().unwrap();
+        ok("uplink_gateway = \"192.168.1.6\"\nuplink_prefix_len = 31\n");
+        refused(
+            &format!("{up}uplink_gateway = \"192.168.1.5\"\nuplink_prefix_len = 31\n"),
+            "not another host address",
+        );
+        ok("uplink_gateway = \"10.0.0.1\"\nuplink_prefix_len = 32\n");
 
         let gw = "uplink_gateway = \"192.168.1.254\"\nuplink_prefix_len = 24\n";
         let routes = |c: &ControlConfig| -> Vec<(String, RouteTarget)> {
@@ -640,6 +694,18 @@ mod tests {
         assert!(
             !uplink_egress.contains(&("0.0.0.0/0".into(), RouteTarget::Host)),
             "the default route is replaced: {uplink_egress:?}"
+        );
+        let host_route = routes(&cfg(&format!(
+            "{up}uplink_gateway = \"10.0.0.1\"\nuplink_prefix_len = 32\negress = \"uplink\"\n"
+        )));
+        assert!(
+            host_route.contains(&("192.168.1.7/32".into(), RouteTarget::Host))
+                && host_route
+                    .iter()
+                    .filter(|(p, _)| p == "192.168.1.7/32")
+                    .count()
+                    == 1,
+            "a /32: no segment route beside the node's own: {host_route:?}"
         );
         let printed = toml::to_string(
             &cfg(&format!("{up}{gw}egress = \"uplink\"\n"))

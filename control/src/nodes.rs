@@ -311,6 +311,7 @@ mod apply_tests {
                         vni: 42,
                         port: 4789
                     },
+                    gateway: None,
                 }
             );
             assert!(!up.offloads, "a VXLAN uplink takes no offloaded frame");

@@ -124,6 +124,10 @@ reasons! {
         /// than echo): it cannot be translated to the uplink's address, and untranslated a
         /// reply could not find the pod.
         EgressUntracked = ("l3", "egress_untracked", "outside the cluster through the uplink, but not a connection that can be source-translated"),
+        /// A connection's next packet after a route change moved it into egress (it began
+        /// untranslated) or out of it (translated to the uplink's address, now routed
+        /// elsewhere): its translation cannot change mid-connection, so it ends.
+        EgressRerouted = ("l3", "egress_rerouted", "a route change moved the connection into or out of egress; its source translation no longer fits"),
         /// The next hop's MAC is not known yet: the packet is dropped (no queue) while ARP
         /// resolves it; one such packet per second becomes the ARP request.
         NeighborUnresolved = ("l3", "neighbor_unresolved", "uplink next hop not resolved yet (ARP under way); packet dropped"),

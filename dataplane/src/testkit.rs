@@ -165,6 +165,7 @@ pub fn tables_multinode(encap: crate::tables::Encap) -> Tables {
         mac: UPLINK_MAC,
         ip: UPLINK_IP,
         encap,
+        gateway: None,
     });
     let mut hops = NextHops::default();
     let hop = hops
@@ -190,19 +191,45 @@ pub const NODE3_POD_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 3, 5);
 /// An address outside the cluster, behind the gateway.
 pub const INTERNET_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 
-/// [`tables_multinode`] with egress through the uplink, as control compiles `--egress
-/// uplink --uplink-gateway 192.168.1.254 --uplink-prefix-len 24`: the default route out of
-/// the uplink to the gateway (instead of the host), the uplink's segment on-link, the
-/// uplink's own address to the host; and node 3 on another subnet, 10.244.3.0/24 through the
-/// gateway.
-pub fn tables_egress(encap: crate::tables::Encap) -> Tables {
-    use crate::tables::{NextHop, NextHops};
+/// [`tables_multinode`] with an underlay gateway, as control compiles `--uplink-gateway
+/// 192.168.1.254 --uplink-prefix-len 24`: the uplink knows its segment (192.168.1.0/24) and
+/// the gateway's hop, and node 3, on another subnet, is routed (10.244.3.0/24) through it.
+pub fn tables_underlay_gateway(encap: crate::tables::Encap) -> Tables {
+    use crate::tables::NextHop;
     let mut t = tables_multinode(encap);
     let mut hops = (*t.next_hops).clone();
     let node3 = NextHop::node(NODE3_IP, NODE2_VTEP_MAC, Some(UNDERLAY_GW_IP));
     let node3 = hops.intern(node3).unwrap();
     let gateway = hops.intern(NextHop::egress(UNDERLAY_GW_IP)).unwrap();
     t.next_hops = hops.into();
+    if let Some(u) = t.uplink.as_mut() {
+        let segment = "192.168.1.0/24".parse().expect("a prefix");
+        u.gateway = Some((segment, gateway));
+    }
+    let mut routes: Vec<Route> = t.fib.routes().collect();
+    routes.push(Route {
+        prefix: Ipv4Addr::new(10, 244, 3, 0),
+        len: 24,
+        target: RouteTarget::Node(node3),
+    });
+    t.fib = Fib::new(routes).into();
+    t
+}
+
+/// [`tables_underlay_gateway`] with egress through the uplink, as control compiles
+/// `--egress uplink` beside it: the default route out of the uplink to the gateway (instead of
+/// the host), the uplink's segment out of it to each address itself, the uplink's own address
+/// to the host.
+pub fn tables_egress(encap: crate::tables::Encap) -> Tables {
+    use crate::tables::{NextHop, NextHops};
+    let mut t = tables_underlay_gateway(encap);
+    let gateway = t
+        .next_hops
+        .iter()
+        .position(|h| *h == NextHop::egress(UNDERLAY_GW_IP));
+    let gateway = gateway
+        .and_then(|i| u16::try_from(i).ok())
+        .expect("the gateway's hop");
     let mut routes: Vec<Route> = t
         .fib
         .routes()
@@ -215,9 +242,8 @@ pub fn tables_egress(encap: crate::tables::Encap) -> Tables {
     };
     routes.extend([
         route([0, 0, 0, 0], 0, RouteTarget::Egress(gateway)),
-        route([192, 168, 1, 0], 24, RouteTarget::Egress(NextHops::ON_LINK)),
+        route([192, 168, 1, 0], 24, RouteTarget::Egress(NextHops::SEGMENT)),
         route(UPLINK_IP.octets(), 32, RouteTarget::Host),
-        route([10, 244, 3, 0], 24, RouteTarget::Node(node3)),
     ]);
     t.fib = Fib::new(routes).into();
     t

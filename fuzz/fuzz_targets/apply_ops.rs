@@ -25,7 +25,7 @@ use podswitch_dataplane::batch::PortId;
 use podswitch_dataplane::daemon::error::PortError;
 use podswitch_dataplane::daemon::state::{Changes, Config, CreatedPort, PortFactory};
 use podswitch_dataplane::ports::memory::MemoryQueue;
-use podswitch_dataplane::tables::{Binding, Route, RouteTarget, Tables};
+use podswitch_dataplane::tables::{Binding, NextHops, Route, RouteTarget, Tables};
 use podswitch_packet::MacAddr;
 use podswitch_proto::{
     Ipv4Prefix, NodeSpec, Op, PortKind, PortRole, PortSpec, RouteSpec, RouteTarget as ProtoTarget,
@@ -124,6 +124,19 @@ fn apply_and_check(
 fn check_compiled(config: &Config) {
     let tables = config.compile(SWITCH_MAC, &Tables::default(), None);
     let routes: Vec<Route> = tables.fib.routes().collect();
+    // Every index a route holds names a hop of its kind: a node's has a tunnel MAC, an
+    // egress gateway's none; `SEGMENT` is the destination itself.
+    for r in &routes {
+        let hop = |i| tables.next_hops.get(i).copied();
+        match r.target {
+            RouteTarget::Node(i) => assert!(hop(i).is_some_and(|h| h.vtep_mac.is_some()), "{r:?}"),
+            RouteTarget::Egress(i) => assert!(
+                i == NextHops::SEGMENT || hop(i).is_some_and(|h| h.vtep_mac.is_none()),
+                "{r:?}"
+            ),
+            RouteTarget::Port(_) | RouteTarget::Host | RouteTarget::Unreachable => {}
+        }
+    }
     for (name, port) in config.ports.iter() {
         let entry = tables
             .port(port.id)
@@ -153,9 +166,16 @@ fn check_compiled(config: &Config) {
                 assert_eq!(entry.binding, Binding::Host);
                 assert_eq!(tables.host_port, Some(port.id));
             }
-            PortRole::Uplink { ip, .. } => {
+            PortRole::Uplink { ip, gateway, .. } => {
                 assert_eq!(entry.binding, Binding::Uplink);
                 assert_eq!(tables.uplink.map(|u| (u.port, u.ip)), Some((port.id, ip)));
+                let hop = tables.uplink.and_then(|u| u.gateway).map(|(_, hop)| hop);
+                let via = hop.and_then(|i| tables.next_hops.get(i)).map(|h| h.via);
+                assert_eq!(
+                    via,
+                    gateway.map(|g| g.ip),
+                    "the uplink's gateway is its hop"
+                );
             }
         }
     }
@@ -218,7 +238,21 @@ fn op(u: &mut Unstructured) -> arbitrary::Result<Op> {
         1..=4 => Op::AddPort(PortSpec {
             name: name(u)?,
             kind: PortKind::Tap,
-            role: if u.ratio(1, 4)? {
+            role: if u.ratio(1, 8)? {
+                PortRole::Uplink {
+                    mac: mac(u)?,
+                    ip: ip(u)?,
+                    encap: podswitch_proto::Encap::Direct,
+                    gateway: if u.arbitrary()? {
+                        Some(podswitch_proto::UplinkGateway {
+                            ip: ip(u)?,
+                            segment: prefix(u)?,
+                        })
+                    } else {
+                        None
+                    },
+                }
+            } else if u.ratio(1, 4)? {
                 PortRole::Host {
                     mac: if u.arbitrary()? { Some(mac(u)?) } else { None },
                 }
@@ -257,9 +291,17 @@ fn op(u: &mut Unstructured) -> arbitrary::Result<Op> {
         5 | 6 => Op::DelPort { name: name(u)? },
         7 | 8 => Op::AddRoute(RouteSpec {
             prefix: prefix(u)?,
-            target: match u.int_in_range(0..=2)? {
+            target: match u.int_in_range(0..=4)? {
                 0 => ProtoTarget::Port { port: name(u)? },
                 1 => ProtoTarget::Host,
+                2 => ProtoTarget::Node {
+                    ip: ip(u)?,
+                    vtep_mac: None,
+                    gateway: if u.arbitrary()? { Some(ip(u)?) } else { None },
+                },
+                3 => ProtoTarget::Uplink {
+                    gateway: if u.arbitrary()? { Some(ip(u)?) } else { None },
+                },
                 _ => ProtoTarget::Unreachable,
             },
         }),

@@ -62,9 +62,13 @@ fuzz_target!(|data: &[u8]| {
             POD_B
         };
         offered.push((out, f.clone()));
-        gro.offer(Packet::new(buf), out, &mut pool, &mut ctr, |_, _, port, p| {
-            sent.push((port, p))
-        });
+        gro.offer(
+            Packet::new(buf),
+            out,
+            &mut pool,
+            &mut ctr,
+            |_, _, port, p| sent.push((port, p)),
+        );
     }
     gro.flush(&mut pool, &mut ctr, |_, _, port, p| sent.push((port, p)));
     assert_eq!(gro.held(), 0);
@@ -80,7 +84,10 @@ fuzz_target!(|data: &[u8]| {
         // A super-frame: valid IPv4, a completable checksum, and the segments it stands for.
         let ip = Ipv4Packet::new_checked(&frame[ETHERNET_HEADER_LEN..]).expect("valid IPv4");
         assert!(ip.verify_checksum());
-        assert_eq!(usize::from(ip.total_len()), frame.len() - ETHERNET_HEADER_LEN);
+        assert_eq!(
+            usize::from(ip.total_len()),
+            frame.len() - ETHERNET_HEADER_LEN
+        );
         let mut complete = frame.clone();
         PartialCsum {
             start: o.csum_start,
@@ -99,8 +106,16 @@ fuzz_target!(|data: &[u8]| {
         }
         assert!(n >= 2, "a super-frame holds two segments or more");
     }
-    assert_eq!(pool.available(), pool.total(), "every small buffer came back");
-    assert_eq!(pool.available_large(), pool.total_large(), "every large one too");
+    assert_eq!(
+        pool.available(),
+        pool.total(),
+        "every small buffer came back"
+    );
+    assert_eq!(
+        pool.available_large(),
+        pool.total_large(),
+        "every large one too"
+    );
     let key = |(port, f): &(PortId, Vec<u8>)| {
         let mut f = f.clone();
         if f.len() >= ETHERNET_HEADER_LEN + 12 {

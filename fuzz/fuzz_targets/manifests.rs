@@ -58,6 +58,9 @@ fn check_objects(objects: &[Object], written: &[String]) {
         let back = Object::from_json(&json)
             .unwrap_or_else(|e| panic!("{key} does not read back: {e}\n{json}"));
         assert_eq!(&back, object, "{key} changed in a JSON round trip\n{json}");
-        assert_eq!(&json, written, "{key}: to_json is not the JSON the parse wrote");
+        assert_eq!(
+            &json, written,
+            "{key}: to_json is not the JSON the parse wrote"
+        );
     }
 }

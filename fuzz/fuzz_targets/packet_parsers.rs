@@ -19,8 +19,7 @@ use libfuzzer_sys::fuzz_target;
 use podswitch_packet::{
     checksum, icmpv4, ArpOp, ArpPacket, ArpRepr, EtherType, EthernetFrame, EthernetRepr,
     Icmpv4Packet, Icmpv4Repr, Icmpv4Type, IpProtocol, Ipv4Options, Ipv4Packet, Ipv4Repr, MacAddr,
-    TcpFlags,
-    TcpPacket, UdpPacket, ETHERNET_HEADER_LEN,
+    TcpFlags, TcpPacket, UdpPacket, ETHERNET_HEADER_LEN,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -232,7 +231,11 @@ fn options(data: &[u8]) {
         Some(e) => Err(e),
         None => Ok(source_route),
     };
-    assert_eq!(Ipv4Options::check(data), expected, "check agrees with the walk");
+    assert_eq!(
+        Ipv4Options::check(data),
+        expected,
+        "check agrees with the walk"
+    );
 }
 
 /// `quoted_header`: on success a header and 8 bytes are there, and every getter is safe.

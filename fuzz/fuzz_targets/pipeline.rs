@@ -27,7 +27,9 @@ use libfuzzer_sys::fuzz_target;
 use podswitch_dataplane::batch::{Batch, Next, PortId, MAX_BURST};
 use podswitch_dataplane::buffer::{Pool, BUF_SIZE};
 use podswitch_dataplane::counters::Counters;
-use podswitch_dataplane::pipeline::{self, icmp_error::IcmpRateLimit, Ctx, FlowState, Mode, WorkerState};
+use podswitch_dataplane::pipeline::{
+    self, icmp_error::IcmpRateLimit, Ctx, FlowState, Mode, WorkerState,
+};
 use podswitch_dataplane::tables::{Binding, Tables};
 use podswitch_dataplane::testkit::{self, GW_MAC};
 use podswitch_dataplane::trace::Trace;
@@ -63,7 +65,9 @@ fuzz_target!(|data: &[u8]| {
         testkit::isolate_pod_b(&mut tables);
     }
 
-    let frames: Vec<&[u8]> = testkit::split_frames(frames, SEPARATOR).take(MAX_BURST).collect();
+    let frames: Vec<&[u8]> = testkit::split_frames(frames, SEPARATOR)
+        .take(MAX_BURST)
+        .collect();
     let mut pool = Pool::new(frames.len());
     let mut batch = Batch::new();
     batch.in_port = in_port;
@@ -85,7 +89,15 @@ fuzz_target!(|data: &[u8]| {
         state.icmp_errors.allow(now);
     }
     let flows = FlowState::default();
-    let mut cx = Ctx::new(&tables, &flows, &mut ctr, &mut trace, &mut state, now, Mode::Forward);
+    let mut cx = Ctx::new(
+        &tables,
+        &flows,
+        &mut ctr,
+        &mut trace,
+        &mut state,
+        now,
+        Mode::Forward,
+    );
     pipeline::run(&mut batch, &mut cx);
 
     let mut dropped = 0u64;
@@ -117,7 +129,6 @@ fuzz_target!(|data: &[u8]| {
     batch.recycle(&mut pool);
     assert_eq!(pool.available(), pool.total(), "every buffer came back");
 });
-
 
 /// Applies the fix-ups `flags` asks for (see the module comment) to one frame.
 fn fix_up(frame: &mut [u8], flags: u8, tables: &Tables, in_port: PortId) {

@@ -34,7 +34,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let vxlan = flags & 1 != 0;
     let encap = if vxlan {
-        Encap::Vxlan { vni: VNI, port: 4789 }
+        Encap::Vxlan {
+            vni: VNI,
+            port: 4789,
+        }
     } else {
         Encap::Direct
     };
@@ -76,31 +79,49 @@ fuzz_target!(|data: &[u8]| {
     let mut ctr = Counters::new(64);
     let mut trace = Trace::on();
     let mut state = WorkerState::new(now);
-    let mut cx = Ctx::new(&tables, &flows, &mut ctr, &mut trace, &mut state, now, Mode::Forward);
+    let mut cx = Ctx::new(
+        &tables,
+        &flows,
+        &mut ctr,
+        &mut trace,
+        &mut state,
+        now,
+        Mode::Forward,
+    );
     pipeline::run(&mut batch, &mut cx);
     let mut dropped = 0u64;
     let mut returned = Vec::new();
     for (i, pkt) in batch.iter().enumerate() {
-        assert!(pkt.buf.headroom() + pkt.buf.len() <= LARGE_BUF, "packet {i}: window");
+        assert!(
+            pkt.buf.headroom() + pkt.buf.len() <= LARGE_BUF,
+            "packet {i}: window"
+        );
         match pkt.meta.next {
             Next::Drop(_) => dropped += 1,
             Next::Output(out) => {
                 assert!(tables.port(out).is_some(), "packet {i}: to port {out}");
                 if vxlan && out == UPLINK && pkt.meta.tunneled {
                     let frame = pkt.buf.frame();
-                    let outer = Ipv4Packet::new_checked(&frame[ETHERNET_HEADER_LEN..])
-                        .expect("outer IPv4");
+                    let outer =
+                        Ipv4Packet::new_checked(&frame[ETHERNET_HEADER_LEN..]).expect("outer IPv4");
                     assert!(outer.verify_checksum(), "packet {i}: outer checksum");
                     assert_eq!(outer.dst(), NODE2_IP);
                     let udp = UdpPacket::new_checked(outer.payload()).expect("outer UDP");
-                    assert_eq!(usize::from(udp.len()), frame.len() - 34, "packet {i}: UDP length");
+                    assert_eq!(
+                        usize::from(udp.len()),
+                        frame.len() - 34,
+                        "packet {i}: UDP length"
+                    );
                     returned.push(frame[50..].to_vec());
                 }
             }
             Next::Continue => panic!("packet {i} left the pipeline without a verdict"),
         }
     }
-    assert!(ctr.drops.iter().sum::<u64>() >= dropped, "every drop counted");
+    assert!(
+        ctr.drops.iter().sum::<u64>() >= dropped,
+        "every drop counted"
+    );
     batch.recycle(&mut pool);
     assert_eq!(pool.available(), pool.total(), "every buffer came back");
 
@@ -120,11 +141,27 @@ fuzz_target!(|data: &[u8]| {
         batch.push(buf).expect("at most MAX_BURST frames");
     }
     let mut ctr = Counters::new(64);
-    let mut cx = Ctx::new(&tables, &flows, &mut ctr, &mut trace, &mut state, now, Mode::Forward);
+    let mut cx = Ctx::new(
+        &tables,
+        &flows,
+        &mut ctr,
+        &mut trace,
+        &mut state,
+        now,
+        Mode::Forward,
+    );
     pipeline::tunnel::decap(&mut batch, &mut cx);
     for (pkt, inner) in batch.iter().zip(&returned) {
-        assert_eq!(pkt.meta.next, Next::Continue, "a frame the switch sent decapsulates");
-        assert_eq!(pkt.buf.frame()[6..], inner[6..], "to the same inner frame (dst MAC aside)");
+        assert_eq!(
+            pkt.meta.next,
+            Next::Continue,
+            "a frame the switch sent decapsulates"
+        );
+        assert_eq!(
+            pkt.buf.frame()[6..],
+            inner[6..],
+            "to the same inner frame (dst MAC aside)"
+        );
     }
     batch.recycle(&mut pool);
 });
@@ -146,4 +183,3 @@ fn fix_pod_frame(f: &mut [u8]) {
         ip.fill_checksum();
     }
 }
-

@@ -327,7 +327,21 @@ pub enum PortRole {
         /// Routed or encapsulated.
         #[serde(default)]
         encap: Encap,
+        /// The underlay router and the segment `ip` is on: the replies to a client outside
+        /// the cluster whose address is off the segment go to the router's MAC. `None`: every
+        /// such client is taken to be on the segment (answered at its own MAC).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gateway: Option<UplinkGateway>,
     },
+}
+
+/// The underlay router of an uplink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UplinkGateway {
+    /// Its address, on the segment (or, for a /32 segment, on link all the same).
+    pub ip: Ipv4Addr,
+    /// The segment the uplink's own address is on.
+    pub segment: Ipv4Prefix,
 }
 
 /// How packets for other nodes' pods cross the underlay.

@@ -27,6 +27,7 @@ fn two_node_setup(test: &str, encap: Encap) -> Option<(Node, podswitch_tests::Po
                 mac: UPLINK_MAC.parse().unwrap(),
                 ip: "192.168.1.1".parse().unwrap(),
                 encap,
+                gateway: None,
             },
             mtu: 1500,
             offloads: encap == Encap::Direct,

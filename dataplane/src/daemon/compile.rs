@@ -86,7 +86,8 @@ impl Config {
         }
         let mut ports: Vec<Option<PortEntry>> = Vec::new();
         let mut host_port = None;
-        let mut uplink = None;
+        let mut uplink: Option<Uplink> = None;
+        let mut uplink_gateway = None;
         for p in self.ports.values() {
             let id = usize::from(p.id);
             if ports.len() <= id {
@@ -98,7 +99,12 @@ impl Config {
                     host_port = Some(p.id);
                     Binding::Host
                 }
-                PortRole::Uplink { mac, ip, encap } => {
+                PortRole::Uplink {
+                    mac,
+                    ip,
+                    encap,
+                    gateway,
+                } => {
                     uplink = Some(Uplink {
                         port: p.id,
                         mac,
@@ -107,7 +113,9 @@ impl Config {
                             ProtoEncap::Direct => Encap::Direct,
                             ProtoEncap::Vxlan { vni, port } => Encap::Vxlan { vni, port },
                         },
+                        gateway: None,
                     });
+                    uplink_gateway = gateway;
                     Binding::Uplink
                 }
             };
@@ -121,6 +129,11 @@ impl Config {
             });
         }
         let mut next_hops = NextHops::default();
+        if let (Some(u), Some(g)) = (uplink.as_mut(), uplink_gateway) {
+            u.gateway = next_hops
+                .intern(NextHop::egress(g.ip))
+                .map(|hop| (g.segment.network(), hop));
+        }
         let static_routes = self.routes.iter().filter_map(|(prefix, target)| {
             let target = match target {
                 ProtoTarget::Port { port } => RouteTarget::Port(self.ports.get(port)?.id),
@@ -135,7 +148,7 @@ impl Config {
                     vtep_mac.unwrap_or_else(|| gateway_mac_of(*prefix)),
                     *gateway,
                 ))?),
-                ProtoTarget::Uplink { gateway: None } => RouteTarget::Egress(NextHops::ON_LINK),
+                ProtoTarget::Uplink { gateway: None } => RouteTarget::Egress(NextHops::SEGMENT),
                 ProtoTarget::Uplink { gateway: Some(g) } => {
                     RouteTarget::Egress(next_hops.intern(NextHop::egress(*g))?)
                 }

@@ -18,7 +18,7 @@ use crate::config::DaemonConfig;
 use crate::counters::{DropReason, Event, PortStats, SharedCounters};
 use crate::pipeline::FlowState;
 use crate::ports::{PortQueue, Uring, Waker};
-use crate::tables::Tables;
+use crate::tables::{NextHops, RouteTarget, Tables};
 use crate::worker::{Command, Worker, WorkerConfig};
 use arc_swap::ArcSwap;
 pub use error::{ApplyError, StartError, WorkerError};
@@ -333,10 +333,18 @@ impl Daemon {
         *config = next;
         drop(previous);
         self.forget_gone_endpoints(&gone_endpoints);
-        // Next hops no route leads to any more are forgotten (a node that left).
-        let hops = self.tables.load().next_hops.clone();
-        if !Arc::ptr_eq(&hops, &previous_hops) {
-            self.flows.neighbors.retain(|ip| hops.contains(ip));
+        // Next hops no route leads to any more are forgotten (a node that left), when the set
+        // of them changed; so are outside clients' entries, unless an egress route still sends
+        // to their address on the segment.
+        let tables = self.tables.load();
+        if !Arc::ptr_eq(&tables.next_hops, &previous_hops)
+            && !tables.next_hops.same_vias(&previous_hops)
+        {
+            let on_segment =
+                |ip| tables.fib.lookup(ip) == Some(RouteTarget::Egress(NextHops::SEGMENT));
+            self.flows
+                .neighbors
+                .retain(|ip| tables.next_hops.contains(ip) || on_segment(ip));
         }
         for &id in &removed {
             let release_device = !kept_devices.contains(&id);

@@ -567,8 +567,8 @@ impl Config {
     }
 
     /// A route through the uplink (`via: node`, `via: uplink`): its next hop and gateway are
-    /// unicast and outside this node's pod CIDR, a node route is not for this node's own pod
-    /// CIDR, a `vtep_mac` is unicast.
+    /// unicast, outside this node's pod CIDR and not the uplink's own address, its prefix is
+    /// not this node's own pod CIDR, a `vtep_mac` is unicast.
     fn check_uplink_route(&self, route: &podswitch_proto::RouteSpec) -> Result<(), OpError> {
         let (ip, gateway, vtep_mac) = match route.target {
             ProtoTarget::Node {
@@ -605,9 +605,16 @@ impl Config {
             if gateway.is_some_and(|a| node.pod_cidr.contains(a)) {
                 return Err(problem("the gateway is inside this node's pod CIDR"));
             }
-            if ip.is_some() && route.prefix.network() == node.pod_cidr.network() {
+            if route.prefix.network() == node.pod_cidr.network() {
                 return Err(problem("the prefix is this node's own pod CIDR"));
             }
+        }
+        let own = self.ports.values().find_map(|p| match p.spec.role {
+            PortRole::Uplink { ip, .. } => Some(ip),
+            _ => None,
+        });
+        if own.is_some() && (gateway == own || ip == own) {
+            return Err(problem("that is the uplink's own address"));
         }
         if vtep_mac.is_some_and(|m| !m.is_unicast()) {
             return Err(problem("vtep_mac must be a unicast MAC"));
@@ -793,7 +800,12 @@ impl Config {
                     return Err(OpError::SecondHostPort(other.spec.name.clone()));
                 }
             }
-            PortRole::Uplink { mac, ip, encap } => {
+            PortRole::Uplink {
+                mac,
+                ip,
+                encap,
+                gateway,
+            } => {
                 if let Some(other) = self
                     .ports
                     .values()
@@ -817,6 +829,23 @@ impl Config {
                          own (its InternalIP)",
                         node.pod_cidr
                     )));
+                }
+                if let Some(g) = gateway {
+                    let segment = g.segment;
+                    if segment.len == 0 || segment.len > 32 || !segment.contains(*ip) {
+                        return Err(problem(format!(
+                            "gateway segment {segment} does not hold the uplink's address {ip}"
+                        )));
+                    }
+                    let unicast =
+                        !(g.ip.is_unspecified() || g.ip.is_broadcast() || g.ip.is_multicast());
+                    if !unicast || g.ip == *ip || node.pod_cidr.contains(g.ip) {
+                        return Err(problem(format!(
+                            "gateway {} must be a unicast address other than the uplink's, \
+                             outside the pod CIDR",
+                            g.ip
+                        )));
+                    }
                 }
                 if let podswitch_proto::Encap::Vxlan { vni, port } = encap {
                     if *vni > podswitch_packet::vxlan::MAX_VNI {

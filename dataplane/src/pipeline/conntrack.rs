@@ -294,8 +294,8 @@ fn look_up_flow(i: usize, pkt: &mut Packet, k: &Keyed, flags: u8, cx: &mut Ctx) 
 /// address no route leads there — a client outside the cluster (a NodePort), or another node's
 /// own address (an outside client's connection that node SNATed to itself): back out of the
 /// uplink, to the client on the underlay's segment ([`NextHops::ON_LINK`], resolved by ARP,
-/// never encapsulated), to the underlay gateway when an egress route leads there, or to that
-/// node as its next hop (encapsulated with VXLAN). The FIB would
+/// never encapsulated), to the underlay gateway when the client is off the uplink's segment
+/// (`Uplink::reply_hop`), or to that node as its next hop (encapsulated with VXLAN). The FIB would
 /// send them to the host port, and the node's kernel does not reach the underlay when the
 /// uplink is an AF_XDP port on its NIC. `None` otherwise: another node's pod is routed back by
 /// the FIB. The cached hop lives under the route epoch like any other: after a route change
@@ -303,12 +303,12 @@ fn look_up_flow(i: usize, pkt: &mut Packet, k: &Keyed, flags: u8, cx: &mut Ctx) 
 fn reply_through_uplink(pkt: &Packet, in_port: PortId, tables: &Tables) -> Option<CachedHop> {
     let uplink = tables.uplink.filter(|u| u.port == in_port)?;
     let src = pkt.meta.flow.src_ip;
-    let next_hop = match (tables.next_hops.index_of(src), tables.fib.lookup(src)) {
-        (_, Some(RouteTarget::Node(_))) => return None,
-        (Some(node), _) => node,
-        // Behind the underlay gateway (an egress route says so) or on the segment.
-        (None, Some(RouteTarget::Egress(hop))) => hop,
-        (None, _) => NextHops::ON_LINK,
+    if matches!(tables.fib.lookup(src), Some(RouteTarget::Node(_))) {
+        return None;
+    }
+    let next_hop = match tables.next_hops.index_of(src) {
+        Some(node) => node,
+        None => uplink.reply_hop(src),
     };
     Some(CachedHop {
         port: uplink.port,

@@ -144,10 +144,17 @@ pub fn reply(
         headers,
     );
 
+    // Back out of the uplink the switch speaks as the uplink's address (the sender may be
+    // outside the cluster, where the pods' gateway address means nothing); elsewhere as the
+    // gateway.
+    let (from_mac, from_ip) = match cx.tables.uplink.filter(|u| u.port == in_port) {
+        Some(u) => (u.mac, u.ip),
+        None => (node.gateway_mac, node.gateway_ip),
+    };
     let (eth, rest) = frame.split_at_mut(ETHERNET_HEADER_LEN);
     let mut eth = EthernetFrame::new_unchecked(eth);
     eth.set_dst(sender_mac);
-    eth.set_src(node.gateway_mac);
+    eth.set_src(from_mac);
     eth.set_ethertype(EtherType::IPV4);
 
     let ip_len = IPV4_MIN_HEADER_LEN + ICMPV4_HEADER_LEN + quote_len;
@@ -164,7 +171,7 @@ pub fn reply(
     ip.set_protocol(IpProtocol::ICMP);
     ip.set_src(match error {
         IcmpError::PortUnreachable { from } => from,
-        _ => node.gateway_ip,
+        _ => from_ip,
     });
     ip.set_dst(sender_ip);
     ip.fill_checksum();

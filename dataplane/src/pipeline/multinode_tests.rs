@@ -760,8 +760,15 @@ fn egress_drops_what_it_cannot_translate_transit_and_keeps_the_nodes_own_address
 
 #[test]
 fn a_nodeport_client_behind_the_underlay_gateway_is_answered_through_the_gateway() {
+    // With egress through the host port too: the uplink's own gateway decides.
+    for tables in [tables_underlay_gateway(VXLAN), tables_egress(VXLAN)] {
+        nodeport_client_behind_the_gateway(tables);
+    }
+}
+
+fn nodeport_client_behind_the_gateway(tables: crate::tables::Tables) {
     use podswitch_packet::TcpFlags;
-    let mut h = Harness::from_tables(tables_egress(VXLAN));
+    let mut h = Harness::from_tables(tables);
     h.tables.services = nodeport_tables(VXLAN, POD_B_IP).services;
     let syn = tcp_between(
         (UNDERLAY_GW_MAC, INTERNET_IP, 40000),
@@ -786,4 +793,104 @@ fn a_nodeport_client_behind_the_underlay_gateway_is_answered_through_the_gateway
         "not to the client's own MAC"
     );
     assert_eq!((src, dst), ((UPLINK_IP, NODE_PORT), (INTERNET_IP, 40000)));
+}
+
+#[test]
+fn a_route_change_into_or_out_of_egress_ends_the_connections_it_would_mistranslate() {
+    use podswitch_packet::TcpFlags;
+    let ack = |dst| {
+        tcp_between(
+            (POD_A_MAC, POD_A_IP, 41000),
+            (GW_MAC, dst, 443),
+            TcpFlags::ACK,
+        )
+    };
+    // Begun through the host port, untranslated: egress would send the pod's own address out.
+    let mut h = Harness::from_tables(tables_multinode(Encap::Direct));
+    let syn = syn_from_pod_a(INTERNET_IP);
+    assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(HOST));
+    let epoch = h.tables.route_epoch;
+    h.tables = tables_egress(Encap::Direct);
+    h.tables.route_epoch = epoch + 1;
+    assert_eq!(
+        h.run_one(POD_A, &ack(INTERNET_IP), pipeline::run),
+        Next::Drop(DropReason::EgressRerouted)
+    );
+
+    // Begun out of the uplink, translated to its address: the host port would get the node's
+    // own address as the source.
+    let mut h = Harness::from_tables(tables_egress(Encap::Direct));
+    resolve(&mut h, POD_A, &syn, (UNDERLAY_GW_MAC, UNDERLAY_GW_IP));
+    assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(UPLINK));
+    let epoch = h.tables.route_epoch;
+    h.tables = tables_multinode(Encap::Direct);
+    h.tables.route_epoch = epoch + 1;
+    assert_eq!(
+        h.run_one(POD_A, &ack(INTERNET_IP), pipeline::run),
+        Next::Drop(DropReason::EgressRerouted)
+    );
+}
+
+#[test]
+fn an_egress_flow_to_the_segment_is_routed_again_when_the_routes_change() {
+    let mut h = Harness::from_tables(tables_egress(Encap::Direct));
+    let syn = syn_from_pod_a(OUTSIDE_IP);
+    resolve(&mut h, POD_A, &syn, (OUTSIDE_MAC, OUTSIDE_IP));
+    assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(UPLINK));
+    // The address becomes unreachable: the cached output is not kept across the change (a
+    // NodePort reply's on-link output is; it names no route).
+    let mut routes: Vec<crate::tables::Route> = h.tables.fib.routes().collect();
+    routes.push(crate::tables::Route {
+        prefix: OUTSIDE_IP,
+        len: 32,
+        target: crate::tables::RouteTarget::Unreachable,
+    });
+    h.tables.fib = crate::tables::Fib::new(routes).into();
+    h.tables.route_epoch += 1;
+    assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(POD_A));
+    assert_eq!(h.ctr.drops[DropReason::Unreachable as usize], 1);
+}
+
+#[test]
+fn egress_keeps_the_full_mtu_of_a_vxlan_uplink_and_errors_to_the_underlay_come_from_the_uplink() {
+    let mut h = Harness::from_tables(tables_egress(VXLAN));
+    // 1500 bytes of IP: too big for the tunnel (1450), not for the underlay itself.
+    let big = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, INTERNET_IP, 64, 1500 - 28);
+    resolve(&mut h, POD_A, &big, (UNDERLAY_GW_MAC, UNDERLAY_GW_IP));
+    assert_eq!(h.run_one(POD_A, &big, pipeline::run), Next::Output(UPLINK));
+    assert_eq!(h.last_frame.len(), 14 + 1500);
+    // An expiring packet from outside (routed: the underlay reaches pod addresses): time
+    // exceeded back to the gateway, from the uplink's address and MAC (the pods' gateway
+    // address means nothing there).
+    let mut h = Harness::from_tables(tables_egress(Encap::Direct));
+    let dying = udp_frame(UNDERLAY_GW_MAC, UPLINK_MAC, INTERNET_IP, POD_A_IP, 1, 18);
+    assert_eq!(
+        h.run_one(UPLINK, &dying, pipeline::run),
+        Next::Output(UPLINK)
+    );
+    let eth = EthernetFrame::new_checked(&h.last_frame[..]).unwrap();
+    assert_eq!((eth.src(), eth.dst()), (UPLINK_MAC, UNDERLAY_GW_MAC));
+    let ip = Ipv4Packet::new_checked(&h.last_frame[14..]).unwrap();
+    assert_eq!((ip.src(), ip.dst()), (UPLINK_IP, INTERNET_IP));
+    let icmp = &h.last_frame[14 + 20..];
+    assert_eq!((icmp[0], icmp[1]), (11, 0), "time exceeded in transit");
+    assert_eq!(
+        &icmp[8..8 + 20],
+        &dying[14..14 + 20],
+        "quotes the packet's header"
+    );
+}
+
+#[test]
+fn a_later_fragment_going_out_before_its_first_is_counted_as_such() {
+    let mut h = Harness::from_tables(tables_egress(Encap::Direct));
+    let mut frag = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, INTERNET_IP, 64, 64);
+    let mut ip = Ipv4Packet::new_unchecked(&mut frag[14..]);
+    ip.set_dont_frag(false);
+    ip.set_frag_offset(1480);
+    ip.fill_checksum();
+    assert_eq!(
+        h.run_one(POD_A, &frag, pipeline::run),
+        Next::Drop(DropReason::FragmentBeforeFirst)
+    );
 }

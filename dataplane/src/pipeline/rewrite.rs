@@ -52,8 +52,13 @@ fn rewrite(
         return "output port is gone";
     };
     let uplink = cx.tables.uplink.filter(|u| u.port == out);
-    // Through a VXLAN uplink the inner packet has 50 bytes less: frag-needed says so.
-    let out_mtu = uplink.map_or(out_entry.mtu, |u| u.inner_mtu(out_entry.mtu));
+    // Tunnelled through a VXLAN uplink the inner packet has 50 bytes less: frag-needed says
+    // so. Outside the cluster (egress, replies to outside clients) nothing is added.
+    let to_node = pkt.meta.next_hop.and_then(|i| cx.tables.next_hops.get(i));
+    let out_mtu = match (uplink, to_node) {
+        (Some(u), Some(hop)) if hop.vtep_mac.is_some() => u.inner_mtu(out_entry.mtu),
+        _ => out_entry.mtu,
+    };
     let out_mac = out_entry.peer_mac;
     let frame = pkt.buf.frame_mut();
     let ip = Ipv4Packet::new_unchecked(&frame[ETHERNET_HEADER_LEN..]);
@@ -108,7 +113,7 @@ fn rewrite(
         eth.set_dst(mac);
         pkt.meta.next = Next::Output(out);
         return match (pkt.meta.next_hop, hop.vtep_mac) {
-            (Some(NextHops::ON_LINK), _) => {
+            (Some(NextHops::ON_LINK | NextHops::SEGMENT), _) => {
                 "TTL decremented, to the destination's MAC on the underlay's segment"
             }
             (_, None) => "TTL decremented, to the underlay gateway's MAC",
@@ -129,8 +134,9 @@ fn rewrite(
 /// The next hop of a packet leaving through the uplink and its MAC, from the neighbour
 /// table. Unresolved, the packet is dropped (`neighbor_unresolved`); when a request is due it
 /// becomes that ARP request (broadcast out of the uplink). A stale entry is used, and its
-/// re-probe is left to the worker (`WorkerState::arp_probes`). [`NextHops::ON_LINK`]: the
-/// packet's own destination is resolved (a reply to a client outside the cluster).
+/// re-probe is left to the worker (`WorkerState::arp_probes`). [`NextHops::ON_LINK`] and
+/// [`NextHops::SEGMENT`]: the packet's own destination is resolved (a reply to a client
+/// outside the cluster; egress to an address on the segment).
 fn next_hop(
     pkt: &mut Packet,
     out: PortId,
@@ -138,7 +144,7 @@ fn next_hop(
     cx: &mut Ctx,
 ) -> Result<(NextHop, MacAddr), &'static str> {
     let hop = match pkt.meta.next_hop {
-        Some(NextHops::ON_LINK) => {
+        Some(NextHops::ON_LINK | NextHops::SEGMENT) => {
             let ip = super::nat::translated_dst(&pkt.meta);
             Some(NextHop {
                 ip,

@@ -7,6 +7,7 @@
 use super::icmp_error::{self, IcmpError};
 use super::Ctx;
 use crate::batch::{Batch, Endpoint, L4Key, Meta, Next, Packet, PortId, Track, L3};
+use crate::conntrack::Dir;
 use crate::counters::{DropReason, Event};
 use crate::tables::{Node, RouteTarget, Tables};
 use crate::trace::Stage;
@@ -85,27 +86,13 @@ fn route(pkt: &mut Packet, in_port: PortId, node: &Node, cx: &mut Ctx) -> &'stat
         return "route to a port that is gone";
     }
     let mut note = "routed";
-    if let (Some(RouteTarget::Egress(_)), Some(uplink)) = (target, tables.uplink) {
-        if out != in_port {
-            // Outside the cluster through the uplink: the outside world knows the node's
-            // address, not the pods' (kube-proxy's and the kernel's masquerade). A hairpin
-            // from the uplink is handled below.
-            match pkt.meta.track {
-                Track::New => {
-                    pkt.meta.nat.src = Some(Endpoint {
-                        ip: uplink.ip,
-                        port: src_port(&pkt.meta),
-                    });
-                    note = "outside the cluster through the uplink: SNAT to the uplink's address";
-                }
-                Track::Untracked => {
-                    pkt.drop(DropReason::EgressUntracked, cx.ctr);
-                    return "outside the cluster through the uplink, but not source-translatable";
-                }
-                Track::Hit { .. } | Track::Related | Track::Fragment => {
-                    note = "outside the cluster through the uplink (translated as its connection)";
-                }
-            }
+    if let Some(uplink) = tables.uplink.filter(|_| out != in_port) {
+        let egress = matches!(target, Some(RouteTarget::Egress(_)));
+        if let Err(why) = egress_translation(pkt, egress, uplink.ip, cx) {
+            return why;
+        }
+        if egress && pkt.meta.track == Track::New {
+            note = "outside the cluster through the uplink: SNAT to the uplink's address";
         }
     }
     if out == in_port {
@@ -142,6 +129,48 @@ fn route(pkt: &mut Packet, in_port: PortId, node: &Node, cx: &mut Ctx) -> &'stat
     }
     pkt.meta.hop = Some(out);
     note
+}
+
+/// Outside the cluster through the uplink (`egress`), a new connection is translated to the
+/// uplink's address: the outside world knows the node's address, not the pods' (kube-proxy's
+/// and the kernel's masquerade). A hairpin from the uplink is handled by the caller. What
+/// cannot be translated is dropped: an untracked packet (its reply could not find the pod),
+/// and a connection whose translation does not fit the route any more — one that began
+/// untranslated before the routes made it egress, or one translated to the uplink's address
+/// that the routes now send elsewhere (the routes changed under it: `--egress` switched).
+fn egress_translation(
+    pkt: &mut Packet,
+    egress: bool,
+    uplink_ip: std::net::Ipv4Addr,
+    cx: &mut Ctx,
+) -> Result<(), &'static str> {
+    let as_uplink = pkt.meta.nat.src.is_some_and(|e| e.ip == uplink_ip);
+    match pkt.meta.track {
+        Track::New if egress => {
+            pkt.meta.nat.src = Some(Endpoint {
+                ip: uplink_ip,
+                port: src_port(&pkt.meta),
+            });
+            Ok(())
+        }
+        Track::Untracked if egress => {
+            let ip = Ipv4Packet::new_unchecked(&pkt.buf.frame()[ETHERNET_HEADER_LEN..]);
+            let reason = if ip.frag_offset() > 0 {
+                DropReason::FragmentBeforeFirst
+            } else {
+                DropReason::EgressUntracked
+            };
+            pkt.drop(reason, cx.ctr);
+            Err("outside the cluster through the uplink, but not source-translatable")
+        }
+        Track::Hit {
+            dir: Dir::Original, ..
+        } if egress != as_uplink => {
+            pkt.drop(DropReason::EgressRerouted, cx.ctr);
+            Err("the routes moved this connection into or out of egress: its translation no longer fits")
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The packet's source port (ICMP echo: its identifier; 0 without one).

@@ -24,7 +24,7 @@ pub enum RouteTarget {
     Node(u16),
     /// Outside the cluster through the uplink (never encapsulated; a new connection is
     /// translated to the uplink's address): to the gateway at `Tables::next_hops[i]`, or to the
-    /// destination itself on the underlay's segment (`NextHops::ON_LINK`).
+    /// destination itself on the underlay's segment (`NextHops::SEGMENT`).
     Egress(u16),
 }
 

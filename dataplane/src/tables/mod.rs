@@ -66,6 +66,23 @@ pub struct Uplink {
     pub ip: Ipv4Addr,
     /// Routed or encapsulated.
     pub encap: Encap,
+    /// The segment the uplink's address is on and the underlay router's hop
+    /// (`Tables::next_hops` index), when configured: where the replies to a client outside
+    /// the cluster whose address is off the segment go.
+    pub gateway: Option<(podswitch_proto::Ipv4Prefix, u16)>,
+}
+
+impl Uplink {
+    /// The next hop of the replies to `client`, a client outside the cluster that reached the
+    /// switch through the uplink: the router when `client` is off the segment, else
+    /// `client` itself ([`NextHops::ON_LINK`]).
+    #[inline]
+    pub fn reply_hop(&self, client: Ipv4Addr) -> u16 {
+        match self.gateway {
+            Some((segment, hop)) if !segment.contains(client) => hop,
+            _ => NextHops::ON_LINK,
+        }
+    }
 }
 
 impl Uplink {
@@ -81,7 +98,7 @@ impl Uplink {
 }
 
 /// Where a route through the uplink leads: another node, or (egress) the underlay gateway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NextHop {
     /// The address the packets are for on the underlay: the other node's (the outer
     /// destination with VXLAN), or an egress route's gateway.
@@ -117,33 +134,48 @@ impl NextHop {
 #[derive(Debug, Clone, Default)]
 pub struct NextHops {
     hops: Vec<NextHop>,
+    /// Each hop's index, for interning.
+    by_hop: std::collections::HashMap<NextHop, u16>,
+    /// The first node hop (not a gateway) at each address.
     by_ip: std::collections::HashMap<Ipv4Addr, u16>,
     /// Every hop's `via`: the addresses the neighbour table keeps.
-    vias: std::collections::HashSet<Ipv4Addr>,
+    vias: std::collections::BTreeSet<Ipv4Addr>,
 }
 
 impl NextHops {
-    /// Not an index: "the packet's own destination, on the underlay's segment" — the output of
-    /// a reply to a client outside the cluster that reached the switch through the uplink, and
-    /// of an egress route without a gateway (resolved by ARP like a next hop, sent without
-    /// encapsulation).
+    /// Not an index: "the packet's own destination, on the underlay's segment", the output
+    /// conntrack caches for the replies of a client outside the cluster that reached the switch
+    /// through the uplink (resolved by ARP like a next hop, sent without encapsulation). It
+    /// names no route, so it holds across route changes.
     pub const ON_LINK: u16 = u16::MAX;
 
+    /// Not an index: the packet's own destination on the underlay's segment as an egress
+    /// route (`uplink` with no gateway) chose it: sent like [`Self::ON_LINK`], but routed again
+    /// when the routes change, like every output a route chose.
+    pub const SEGMENT: u16 = u16::MAX - 1;
+
     /// Adds `hop` (or finds it: one index per address, via and inner MAC), returning its
-    /// index; `None` past `u16::MAX - 1` hops ([`Self::ON_LINK`] is no index).
+    /// index; `None` past `u16::MAX - 2` hops ([`Self::SEGMENT`] and [`Self::ON_LINK`] are
+    /// no indices).
     pub fn intern(&mut self, hop: NextHop) -> Option<u16> {
-        if let Some(i) = self.by_ip.get(&hop.ip) {
-            if self.hops[usize::from(*i)] == hop {
-                return Some(*i);
-            }
+        if let Some(&i) = self.by_hop.get(&hop) {
+            return Some(i);
         }
         let i = u16::try_from(self.hops.len())
             .ok()
-            .filter(|&i| i != Self::ON_LINK)?;
+            .filter(|&i| i < Self::SEGMENT)?;
         self.hops.push(hop);
-        self.by_ip.entry(hop.ip).or_insert(i);
+        self.by_hop.insert(hop, i);
+        if hop.vtep_mac.is_some() {
+            self.by_ip.entry(hop.ip).or_insert(i);
+        }
         self.vias.insert(hop.via);
         Some(i)
+    }
+
+    /// Whether `other` resolves the same addresses (the neighbour table need not change).
+    pub fn same_vias(&self, other: &NextHops) -> bool {
+        self.vias == other.vias
     }
 
     /// The hop at `i`.
@@ -162,10 +194,7 @@ impl NextHops {
     /// The index of the (first) node hop at `ip`: another node's address, not a gateway.
     #[inline]
     pub fn index_of(&self, ip: Ipv4Addr) -> Option<u16> {
-        self.by_ip
-            .get(&ip)
-            .copied()
-            .filter(|&i| self.hops[usize::from(i)].vtep_mac.is_some())
+        self.by_ip.get(&ip).copied()
     }
 
     /// Every hop.

@@ -4,7 +4,7 @@ use super::*;
 use crate::daemon::error::{OpError, PortError};
 use crate::ports::memory::MemoryQueue;
 use crate::ports::PortIo;
-use crate::tables::RouteTarget;
+use crate::tables::{NextHops, RouteTarget};
 use podswitch_proto::{PortKind, RouteSpec};
 use std::sync::{Arc, Mutex};
 
@@ -186,6 +186,7 @@ pub(crate) fn uplink(name: &str, vxlan: bool) -> Op {
             } else {
                 podswitch_proto::Encap::Direct
             },
+            gateway: None,
         },
         mtu: 1500,
         offloads: false,
@@ -217,7 +218,19 @@ fn uplink_route(prefix: &str, gateway: Option<&str>) -> Op {
 #[test]
 fn an_uplink_and_routes_to_other_nodes_compile_into_next_hops_and_bad_ones_are_refused() {
     let mut c = Config::default();
-    apply(&mut c, &[node(), uplink("up", true)]).unwrap();
+    let mut up = uplink("up", true);
+    let underlay_gateway = podswitch_proto::UplinkGateway {
+        ip: Ipv4Addr::new(192, 168, 1, 254),
+        segment: "192.168.1.0/24".parse().unwrap(),
+    };
+    if let Op::AddPort(PortSpec {
+        role: PortRole::Uplink { gateway, .. },
+        ..
+    }) = &mut up
+    {
+        *gateway = Some(underlay_gateway);
+    }
+    apply(&mut c, &[node(), up]).unwrap();
     let epoch = c.route_epoch;
     apply(
         &mut c,
@@ -266,16 +279,24 @@ fn an_uplink_and_routes_to_other_nodes_compile_into_next_hops_and_bad_ones_are_r
     let gateway = Ipv4Addr::new(192, 168, 1, 254);
     assert_eq!((far.ip, far.via), (Ipv4Addr::new(192, 168, 5, 5), gateway));
     // Egress: to the gateway unencapsulated, or on the segment to the address itself.
-    let egress = |dst: &str| match t.fib.lookup(dst.parse().unwrap()) {
-        Some(RouteTarget::Egress(i)) => t.next_hops.get(i).copied(),
-        other => panic!("{dst}: {other:?}"),
+    let to_gateway = match t.fib.lookup(Ipv4Addr::new(8, 8, 8, 8)) {
+        Some(RouteTarget::Egress(i)) => *t.next_hops.get(i).unwrap(),
+        other => panic!("{other:?}"),
     };
-    let to_gateway = egress("8.8.8.8").unwrap();
     assert_eq!((to_gateway.via, to_gateway.vtep_mac), (gateway, None));
+    // The uplink's own gateway is the same hop, for the replies to outside clients.
+    let (segment, hop) = t.uplink.unwrap().gateway.expect("the uplink's gateway");
+    assert_eq!(segment, underlay_gateway.segment);
+    assert_eq!(*t.next_hops.get(hop).unwrap(), to_gateway);
+    assert_eq!(u.reply_hop(Ipv4Addr::new(203, 0, 113, 9)), hop);
     assert_eq!(
-        egress("192.168.1.77"),
-        None,
-        "on the segment: ON_LINK, no hop"
+        u.reply_hop(Ipv4Addr::new(192, 168, 1, 9)),
+        NextHops::ON_LINK
+    );
+    assert_eq!(
+        t.fib.lookup(Ipv4Addr::new(192, 168, 1, 77)),
+        Some(RouteTarget::Egress(NextHops::SEGMENT)),
+        "on the segment: to the address itself"
     );
     // One next hop per (address, via, inner MAC): the third route's prefix gives another
     // MAC; the far node and the egress gateway are two more.
@@ -322,6 +343,14 @@ fn an_uplink_and_routes_to_other_nodes_compile_into_next_hops_and_bad_ones_are_r
             "out of the uplink via 10.244.1.9: the gateway is inside this node's pod CIDR",
         ),
         (
+            vec![uplink_route("10.244.1.0/24", None)],
+            "route 10.244.1.0/24 out of the uplink: the prefix is this node's own pod CIDR",
+        ),
+        (
+            vec![uplink_route("0.0.0.0/0", Some("192.168.1.1"))],
+            "that is the uplink's own address",
+        ),
+        (
             vec![Op::AddRoute(RouteSpec {
                 prefix: "10.244.9.0/24".parse().unwrap(),
                 target: ProtoTarget::Port { port: "up".into() },
@@ -346,6 +375,33 @@ fn an_uplink_and_routes_to_other_nodes_compile_into_next_hops_and_bad_ones_are_r
     assert!(apply(&mut d, &[bad_ip])
         .unwrap_err()
         .contains("inside the pod CIDR"));
+    for (g, segment, needle) in [
+        (
+            "192.168.2.254",
+            "192.168.2.0/24",
+            "does not hold the uplink's address",
+        ),
+        ("192.168.1.1", "192.168.1.0/24", "other than the uplink's"),
+        (
+            "255.255.255.255",
+            "192.168.1.0/24",
+            "must be a unicast address",
+        ),
+    ] {
+        let mut bad_gateway = uplink("u", false);
+        if let Op::AddPort(PortSpec {
+            role: PortRole::Uplink { gateway, .. },
+            ..
+        }) = &mut bad_gateway
+        {
+            *gateway = Some(podswitch_proto::UplinkGateway {
+                ip: g.parse().unwrap(),
+                segment: segment.parse().unwrap(),
+            });
+        }
+        let e = apply(&mut d, &[bad_gateway]).unwrap_err();
+        assert!(e.contains(needle), "{e}");
+    }
     let mut bad_vni = uplink("u", true);
     if let Op::AddPort(PortSpec {
         role: PortRole::Uplink { encap, .. },

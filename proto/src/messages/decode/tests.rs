@@ -201,6 +201,10 @@ fn every_op() -> Vec<Op> {
                         vni: 42,
                         port: 4790,
                     },
+                    gateway: Some(crate::UplinkGateway {
+                        ip: Ipv4Addr::new(192, 168, 1, 254),
+                        segment: "192.168.1.0/24".parse().unwrap(),
+                    }),
                 },
             )
         }),
@@ -211,6 +215,7 @@ fn every_op() -> Vec<Op> {
                 mac: mac(5),
                 ip: Ipv4Addr::new(192, 168, 1, 2),
                 encap: Encap::Direct,
+                gateway: None,
             },
         )),
         Op::DelPort {
