@@ -17,7 +17,7 @@ use podswitch_proto::L4Protocol;
 use podswitch_tests::control::CniPod;
 use podswitch_tests::services::*;
 use podswitch_tests::two_nodes::{
-    node_ip, Crossing, TwoNodes, UNDERLAY_GATEWAY, UNDERLAY_LEN, WORLD_IP,
+    node_ip, subnet_gateway, Crossing, TwoNodes, UNDERLAY_GATEWAY, UNDERLAY_LEN, WORLD_IP,
 };
 use podswitch_tests::*;
 use std::collections::BTreeSet;
@@ -522,4 +522,51 @@ fn pods_reach_the_world_out_of_the_uplink_through_vxlan() {
         return;
     }
     egress_through_the_uplink(Crossing::VXLAN);
+}
+
+/// Nodes on two subnets, a router between them (`--uplink-gateway`): each switch resolves its
+/// router, not the other node, and pods on the two nodes exchange pings and a byte-exact
+/// 4 MB stream each way, routed (the router carries the pod CIDRs) and through VXLAN (it
+/// carries only the nodes' tunnel packets).
+fn nodes_on_two_subnets(crossing: Crossing, port: u16) {
+    let two = TwoNodes::start_on_two_subnets(crossing);
+    let a = two.add_pod(1, "a");
+    let b = two.add_pod(2, "b");
+    ping_across(&two, &a, b.ip);
+    ping_across(&two, &b, a.ip);
+    for i in [1, 2] {
+        let neighbors = two.node(i).node.podswitchctl(&["neighbors"]);
+        let has = |ip: Ipv4Addr| {
+            neighbors
+                .lines()
+                .any(|l| l.starts_with(&format!("{ip} ")) && l.contains("reachable"))
+        };
+        assert!(
+            has(subnet_gateway(i)) && !has(two.ip(3 - i)),
+            "node-{i} resolved its router, not node-{}: {neighbors}",
+            3 - i
+        );
+    }
+    for (from, to, port) in [(&a, &b, port), (&b, &a, port + 1)] {
+        let v = tcp_transfer_verified(&from.ns, &to.ns, to.ip, port, 4 << 20);
+        assert!(v.is_exact(4 << 20), "{v:?}\n{}", two.debug());
+    }
+}
+
+#[test]
+fn pods_on_nodes_on_two_subnets_reach_each_other_through_the_router_routed() {
+    if !root_or_skip("pods_on_nodes_on_two_subnets_reach_each_other_through_the_router_routed") {
+        return;
+    }
+    nodes_on_two_subnets(Crossing::Direct, 5331);
+}
+
+#[test]
+fn pods_on_nodes_on_two_subnets_reach_each_other_through_the_router_through_vxlan() {
+    if !root_or_skip(
+        "pods_on_nodes_on_two_subnets_reach_each_other_through_the_router_through_vxlan",
+    ) {
+        return;
+    }
+    nodes_on_two_subnets(Crossing::VXLAN, 5333);
 }

@@ -55,15 +55,31 @@ impl Crossing {
 #[derive(Debug)]
 pub struct TwoNodes {
     /// Node 1 (`node-1`, 10.244.1.0/24, 192.168.1.1) and node 2 (`node-2`, 10.244.2.0/24,
-    /// 192.168.1.2). Declared before the underlay: dropped first.
+    /// 192.168.1.2, or 192.168.2.2 on two subnets). Declared before the underlay: dropped
+    /// first.
     pub nodes: [ControlNode; 2],
-    /// The underlay's namespace (the bridge `br0`).
+    /// The router between the two subnets ([`TwoNodes::start_on_two_subnets`]), dropped
+    /// before the underlay.
+    pub router: Option<Netns>,
+    /// The underlay's namespace (the bridge `br0`; `br1` too on two subnets).
     pub underlay: Netns,
+    /// Node 2 is on its own subnet, behind the router.
+    apart: bool,
 }
 
-/// Node *i*'s InternalIP (`i` is 1 or 2).
+/// Node *i*'s InternalIP (`i` is 1 or 2) on one segment, and node 1's on two subnets.
 pub fn node_ip(i: u8) -> Ipv4Addr {
     Ipv4Addr::new(192, 168, 1, i)
+}
+
+/// Node *i*'s InternalIP on two subnets: 192.168.*i*.*i*.
+pub fn node_ip_apart(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(192, 168, i, i)
+}
+
+/// Node *i*'s router on two subnets: 192.168.*i*.254 (the first is [`UNDERLAY_GATEWAY`]).
+pub fn subnet_gateway(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(192, 168, i, 254)
 }
 
 impl TwoNodes {
@@ -86,16 +102,52 @@ impl TwoNodes {
         underlay_mtu: Option<u16>,
         extra_args: &[&str],
     ) -> TwoNodes {
+        Self::start_layout(crossing, underlay_mtu, extra_args, false)
+    }
+
+    /// Node 1 on 192.168.1.0/24 (bridge `br0`), node 2 on 192.168.2.0/24 (bridge `br1`), a
+    /// router between them at .254 of each (forwarding; with `Direct` it also routes each
+    /// node's pod CIDR to it), each control given its router as `--uplink-gateway`: the
+    /// nodes reach each other only through it.
+    pub fn start_on_two_subnets(crossing: Crossing) -> TwoNodes {
+        Self::start_layout(crossing, None, &[], true)
+    }
+
+    fn start_layout(
+        crossing: Crossing,
+        underlay_mtu: Option<u16>,
+        extra_args: &[&str],
+        apart: bool,
+    ) -> TwoNodes {
         let underlay = Netns::new("pswu");
-        underlay.ip(&["link", "add", "br0", "type", "bridge"]);
-        if let Some(mtu) = underlay_mtu {
-            underlay.ip(&["link", "set", "br0", "mtu", &mtu.to_string()]);
+        for br in ["br0", "br1"].iter().take(if apart { 2 } else { 1 }) {
+            underlay.ip(&["link", "add", br, "type", "bridge"]);
+            if let Some(mtu) = underlay_mtu {
+                underlay.ip(&["link", "set", br, "mtu", &mtu.to_string()]);
+            }
+            underlay.ip(&["link", "set", br, "up"]);
         }
-        underlay.ip(&["link", "set", "br0", "up"]);
-        let nodes =
-            [1u8, 2].map(|i| Self::start_node(&underlay, i, crossing, underlay_mtu, extra_args));
-        let two = TwoNodes { nodes, underlay };
-        let manifests = format!("{}---\n{}", node_manifest(1), node_manifest(2));
+        let router = apart.then(|| Self::router(&underlay, crossing));
+        let nodes = [1u8, 2].map(|i| {
+            let mut args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+            if apart {
+                args.extend([
+                    "--uplink-gateway".into(),
+                    subnet_gateway(i).to_string(),
+                    "--uplink-prefix-len".into(),
+                    UNDERLAY_LEN.to_string(),
+                ]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Self::start_node(&underlay, i, crossing, underlay_mtu, &args, apart)
+        });
+        let two = TwoNodes {
+            nodes,
+            router,
+            underlay,
+            apart,
+        };
+        let manifests = format!("{}---\n{}", two.manifest(1), two.manifest(2));
         for cn in &two.nodes {
             if let Err(e) = cn.apply_manifests(&manifests) {
                 panic!("Node manifests refused: {e}\n{manifests}");
@@ -105,15 +157,71 @@ impl TwoNodes {
         two
     }
 
+    /// The router between the two subnets (see [`TwoNodes::start_on_two_subnets`]).
+    fn router(underlay: &Netns, crossing: Crossing) -> Netns {
+        let router = Netns::new("pswr");
+        for i in [1u8, 2] {
+            let (end, dev) = (crate::unique("r"), format!("eth{i}"));
+            underlay.ip(&[
+                "link",
+                "add",
+                &end,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &dev,
+                "netns",
+                &router.name,
+            ]);
+            let bridge = format!("br{}", i - 1);
+            underlay.ip(&["link", "set", &end, "master", &bridge, "up"]);
+            let addr = format!("{}/{UNDERLAY_LEN}", subnet_gateway(i));
+            router.ip(&["addr", "add", &addr, "dev", &dev]);
+            router.ip(&["link", "set", &dev, "up"]);
+            let off = router.exec(&[
+                "ethtool", "-K", &dev, "tx", "off", "tso", "off", "gso", "off",
+            ]);
+            assert!(off.status.success(), "ethtool -K {dev} tx off");
+            if crossing == Crossing::Direct {
+                let pods = format!("10.244.{i}.0/24");
+                router.ip(&["route", "add", &pods, "via", &node_ip_apart(i).to_string()]);
+            }
+        }
+        let fwd = router.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        assert!(fwd.status.success(), "the router forwards");
+        router
+    }
+
+    /// Node *i*'s InternalIP.
+    pub fn ip(&self, i: u8) -> Ipv4Addr {
+        if self.apart {
+            node_ip_apart(i)
+        } else {
+            node_ip(i)
+        }
+    }
+
+    /// Node *i*'s manifest.
+    fn manifest(&self, i: u8) -> String {
+        node_manifest_at(i, self.ip(i))
+    }
+
     fn start_node(
         underlay: &Netns,
         i: u8,
         crossing: Crossing,
         underlay_mtu: Option<u16>,
         extra_args: &[&str],
+        apart: bool,
     ) -> ControlNode {
         let node = Node::bare(&[]);
         let bridge_end = format!("n{i}");
+        let (ip, bridge) = if apart {
+            (node_ip_apart(i), format!("br{}", i - 1))
+        } else {
+            (node_ip(i), "br0".to_string())
+        };
         underlay.ip(&[
             "link",
             "add",
@@ -129,7 +237,7 @@ impl TwoNodes {
         if let Some(mtu) = underlay_mtu {
             underlay.ip(&["link", "set", &bridge_end, "mtu", &mtu.to_string()]);
         }
-        underlay.ip(&["link", "set", &bridge_end, "master", "br0", "up"]);
+        underlay.ip(&["link", "set", &bridge_end, "master", &bridge, "up"]);
         let mut cn = ControlNode::without_control(node);
         cn.node_name = format!("node-{i}");
         cn.pod_cidr = format!("10.244.{i}.0/24");
@@ -139,7 +247,7 @@ impl TwoNodes {
             "--uplink-kind",
             "afxdp",
             "--node-ip",
-            &node_ip(i).to_string(),
+            &ip.to_string(),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -271,11 +379,15 @@ impl TwoNodes {
     }
 }
 
-/// Node *i*'s manifest: its pod CIDR and InternalIP.
+/// Node *i*'s manifest: its pod CIDR and InternalIP (on one segment).
 pub fn node_manifest(i: u8) -> String {
+    node_manifest_at(i, node_ip(i))
+}
+
+/// Node *i*'s manifest with InternalIP `ip`.
+fn node_manifest_at(i: u8, ip: Ipv4Addr) -> String {
     format!(
         "apiVersion: v1\nkind: Node\nmetadata:\n  name: node-{i}\nspec:\n  podCIDR: \
-         10.244.{i}.0/24\nstatus:\n  addresses:\n  - type: InternalIP\n    address: {}\n",
-        node_ip(i)
+         10.244.{i}.0/24\nstatus:\n  addresses:\n  - type: InternalIP\n    address: {ip}\n"
     )
 }
