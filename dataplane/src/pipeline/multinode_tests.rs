@@ -894,3 +894,46 @@ fn a_later_fragment_going_out_before_its_first_is_counted_as_such() {
         Next::Drop(DropReason::FragmentBeforeFirst)
     );
 }
+
+#[test]
+fn a_frag_needed_about_an_egress_connection_reaches_the_pod_translated_back() {
+    // Path MTU discovery through the underlay: a router answers the SNATed packet; the error
+    // comes to the uplink's address and must reach the pod quoting what the pod sent.
+    let mut h = Harness::from_tables(tables_egress(Encap::Direct));
+    let syn = syn_from_pod_a(INTERNET_IP);
+    resolve(&mut h, POD_A, &syn, (UNDERLAY_GW_MAC, UNDERLAY_GW_IP));
+    assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(UPLINK));
+    let sent = h.last_frame.clone();
+    let mut icmp = vec![3u8, 4, 0, 0, 0, 0, 0x05, 0x78]; // frag-needed, next-hop MTU 1400
+    icmp.extend_from_slice(&sent[14..14 + 28]);
+    let sum = podswitch_packet::checksum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let error = ipv4_frame(
+        UNDERLAY_GW_MAC,
+        UPLINK_MAC,
+        UNDERLAY_GW_IP,
+        UPLINK_IP,
+        64,
+        IpProtocol::ICMP,
+        &icmp,
+    );
+    assert_eq!(
+        h.run_one(UPLINK, &error, pipeline::run),
+        Next::Output(POD_A)
+    );
+    let out = h.last_frame.clone();
+    let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!((ip.src(), ip.dst()), (UNDERLAY_GW_IP, POD_A_IP));
+    let quoted = Ipv4Packet::new_unchecked(&out[14 + 20 + 8..]);
+    assert_eq!(
+        (quoted.src(), quoted.dst()),
+        (POD_A_IP, INTERNET_IP),
+        "the quote is the pod's own packet"
+    );
+    let port = u16::from_be_bytes([out[14 + 20 + 8 + 20], out[14 + 20 + 8 + 21]]);
+    assert_eq!(port, 41000);
+    assert_eq!(
+        u16::from_be_bytes([out[14 + 20 + 6], out[14 + 20 + 7]]),
+        1400
+    );
+}
