@@ -51,6 +51,27 @@ fn stream(two: &TwoNodes, from: &CniPod, to: &CniPod, port: u16, what: &str) {
     );
 }
 
+/// Each node's own stack (its namespace: kubelet, hostNetwork pods) reaches the pod on the
+/// other node: podswitchd routes the other node's pod CIDR into the host port, and the pod
+/// sees the node's address there (its gateway, 10.244.*i*.1), which its own node routes back.
+fn node_reaches_the_other_nodes_pods(two: &TwoNodes, pods: [&CniPod; 2]) {
+    use std::net::{IpAddr, SocketAddr};
+    let _servers = pods.map(|p| TcpServer::start(&p.ns, NODE_TO_POD_PORT, "pod"));
+    for (i, pod) in [(1u8, pods[1]), (2, pods[0])] {
+        let node = &two.node(i).node.ns;
+        let reached = (0..5).any(|_| node.ping(pod.ip, &["-c", "1", "-W", "1"]).0);
+        assert!(reached, "node-{i} pings {}\n{}", pod.ip, two.debug());
+        let to = SocketAddr::from((pod.ip, NODE_TO_POD_PORT));
+        let gateway = IpAddr::V4(Ipv4Addr::new(10, 244, i, 1));
+        for ans in answers(two, node, to, 5) {
+            assert_eq!(ans.seen_peer.ip(), gateway, "node-{i}: {ans:?}");
+        }
+    }
+}
+
+/// The port of [`node_reaches_the_other_nodes_pods`]' servers.
+const NODE_TO_POD_PORT: u16 = 7070;
+
 /// A jumbo underlay whose frames still fit one UMEM chunk (an afxdp port's one-chunk limit
 /// is 3826; veth's native XDP takes one-buffer frames up to ~3500).
 const ONE_CHUNK_JUMBO_MTU: u16 = 3500;
@@ -84,6 +105,7 @@ fn pods_on_two_nodes_exchange_pings_and_exact_streams(
     assert_eq!(b.ip.octets()[2], 2, "{b:?}");
     ping_across(&two, &a, b.ip);
     ping_across(&two, &b, a.ip);
+    node_reaches_the_other_nodes_pods(&two, [&a, &b]);
     for i in [1, 2] {
         let other = node_ip(3 - i).to_string();
         let neighbors = two.node(i).node.podswitchctl(&["neighbors"]);

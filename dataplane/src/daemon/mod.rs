@@ -6,7 +6,7 @@ mod afxdp_port;
 pub mod api;
 mod compile;
 pub mod error;
-mod frontend_routes;
+mod host_routes;
 mod kernel_stats;
 mod nodeport;
 pub mod state;
@@ -91,7 +91,7 @@ pub struct Daemon {
     /// The node's NodePort nf_tables table; locked after `config`, never the other way.
     nodeport: Mutex<nodeport::NodePortTable>,
     /// The node's routes to externalIPs and LoadBalancer IPs; locked after `config`.
-    frontend_routes: Mutex<frontend_routes::FrontendRoutes>,
+    host_routes: Mutex<host_routes::HostRoutes>,
     stop: Arc<AtomicBool>,
 }
 
@@ -163,7 +163,7 @@ impl Daemon {
             workers,
             config: Mutex::new(Config::default()),
             nodeport: Mutex::default(),
-            frontend_routes: Mutex::default(),
+            host_routes: Mutex::default(),
             stop,
         }))
     }
@@ -232,23 +232,21 @@ impl Daemon {
         .map_err(|e| ApplyError::Netlink(Box::new(e)))?;
         let generation = self.apply_with(tx, &mut factory)?;
         self.sync_nodeport_table();
-        self.sync_frontend_routes();
+        self.sync_host_routes();
         Ok(generation)
     }
 
-    /// Routes the node's traffic to externalIPs and LoadBalancer IPs into the host port, as
-    /// the configuration just published has them (here, not in `apply_with`, for the reason
-    /// [`Self::sync_nodeport_table`] gives). A failure is logged; the next apply tries again.
-    fn sync_frontend_routes(&self) {
-        let want = frontend_routes::wanted(&self.config());
-        let mut routes = self
-            .frontend_routes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+    /// Routes the node's traffic to externalIPs, LoadBalancer IPs and other nodes' pods into
+    /// the host port, as the configuration just published has them (here, not in
+    /// `apply_with`, for the reason [`Self::sync_nodeport_table`] gives). A failure is
+    /// logged; the next apply tries again.
+    fn sync_host_routes(&self) {
+        let want = host_routes::wanted(&self.config());
+        let mut routes = self.host_routes.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = routes.sync(want.as_ref()) {
             eprintln!(
-                "podswitchd: externalIPs and LoadBalancer IPs may not be reachable from the \
-                 node itself until the next successful apply: {e}"
+                "podswitchd: externalIPs, LoadBalancer IPs and other nodes' pods may not be \
+                 reachable from the node itself until the next successful apply: {e}"
             );
         }
     }

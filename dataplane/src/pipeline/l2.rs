@@ -183,7 +183,7 @@ fn arp(
     let ours = match port.binding {
         Binding::Pod { .. } => target == node.gateway_ip,
         // The host routes the Service CIDR and every externalIP and LoadBalancer IP here
-        // (the daemon's `frontend_routes`): a Service address outside the CIDR is answered
+        // (the daemon's `host_routes`): a Service address outside the CIDR is answered
         // although the FIB would send it back to the host.
         Binding::Host => {
             target != node.gateway_ip

@@ -1,8 +1,14 @@
-//! Routes the node's own traffic to Service externalIPs and LoadBalancer ingress IPs into the
-//! host port, as the Service CIDR route does for ClusterIPs: one `<ip>/32 dev psw0 scope link`
-//! per such address outside the Service CIDR, so host processes (and hostNetwork pods) reach
-//! them through the switch, which answers ARP for them there and translates the connection.
-//! The daemon's apply path calls [`FrontendRoutes::sync`] after each successful transaction;
+//! Routes the node's own traffic into the host port where the switch, not the node's kernel,
+//! knows the way, as the Service CIDR route does for ClusterIPs (`tap_factory`):
+//! - Service externalIPs and LoadBalancer ingress IPs outside the Service CIDR, one
+//!   `<ip>/32 dev psw0 scope link` each: host processes (and hostNetwork pods) reach them
+//!   through the switch, which answers ARP for them there and translates the connection;
+//! - other nodes' pod CIDRs (each node route's prefix, `<podCIDR> dev psw0 scope link`): the
+//!   node reaches every pod of the cluster through the switch, from its address on the host
+//!   port (the gateway), which the other node routes back here — also when the uplink is an
+//!   AF_XDP port that took the underlay away from the node's kernel, and through VXLAN.
+//!
+//! The daemon's apply path calls [`HostRoutes::sync`] after each successful transaction;
 //! only the difference from what it installed is sent to the kernel. Workers never see it.
 //!
 //! The routes live on the host port's device: they go with it (the daemon's exit, the port
@@ -10,7 +16,7 @@
 
 use super::state::Config;
 use podswitch_netlink::Netlink;
-use podswitch_proto::{FrontendKind, PortRole};
+use podswitch_proto::{FrontendKind, PortRole, RouteTarget};
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
@@ -21,19 +27,20 @@ pub(super) struct Wanted {
     pub host: String,
     /// Its uid (a re-created port is a new device, with none of the old routes).
     pub host_uid: u32,
-    /// Every externalIP and LoadBalancer ingress IP outside the Service CIDR.
-    pub ips: BTreeSet<Ipv4Addr>,
+    /// Every externalIP and LoadBalancer ingress IP outside the Service CIDR (as /32s), and
+    /// every other node's pod CIDR: (network, prefix length).
+    pub prefixes: BTreeSet<(Ipv4Addr, u8)>,
 }
 
 /// What the daemon installed in the kernel.
 #[derive(Debug, Default)]
-pub(super) struct FrontendRoutes {
+pub(super) struct HostRoutes {
     /// The host port (uid) the routes below are on.
     host_uid: Option<u32>,
-    installed: BTreeSet<Ipv4Addr>,
+    installed: BTreeSet<(Ipv4Addr, u8)>,
 }
 
-impl FrontendRoutes {
+impl HostRoutes {
     /// Installs the routes `want` has and this has not, and deletes those it no longer has.
     /// On an error, what succeeded is remembered and the next call does the rest.
     pub(super) fn sync(&mut self, want: Option<&Wanted>) -> Result<(), podswitch_netlink::Error> {
@@ -47,44 +54,45 @@ impl FrontendRoutes {
             self.host_uid = Some(want.host_uid);
             self.installed.clear();
         }
-        if self.installed == want.ips {
+        if self.installed == want.prefixes {
             return Ok(());
         }
         let mut nl = Netlink::new()?;
-        let gone: Vec<Ipv4Addr> = self.installed.difference(&want.ips).copied().collect();
-        for ip in gone {
-            match nl.route_del_v4(ip, 32) {
+        let gone: Vec<_> = self.installed.difference(&want.prefixes).copied().collect();
+        for (addr, len) in gone {
+            match nl.route_del_v4(addr, len) {
                 Ok(()) => {}
                 // Already gone (an operator's `ip route del`): what we wanted.
                 Err(e) if e.errno() == Some(libc::ESRCH) => {}
                 Err(e) => return Err(e),
             }
-            self.installed.remove(&ip);
+            self.installed.remove(&(addr, len));
         }
-        let new: Vec<Ipv4Addr> = want.ips.difference(&self.installed).copied().collect();
+        let new: Vec<_> = want.prefixes.difference(&self.installed).copied().collect();
         if new.is_empty() {
             return Ok(());
         }
         let Some(index) = nl.link_index(&want.host)? else {
             return Ok(()); // the device is being re-created: the next apply routes
         };
-        for ip in new {
-            nl.route_replace_v4(ip, 32, None, Some(index), true)?;
-            self.installed.insert(ip);
+        for (addr, len) in new {
+            nl.route_replace_v4(addr, len, None, Some(index), true)?;
+            self.installed.insert((addr, len));
         }
         Ok(())
     }
 }
 
 /// The routes `config` calls for: none without a host port; else every externalIP and
-/// LoadBalancer ingress IP of its Services that the Service CIDR route does not cover.
+/// LoadBalancer ingress IP of its Services that the Service CIDR route does not cover, and
+/// every node route's prefix.
 pub(super) fn wanted(config: &Config) -> Option<Wanted> {
     let host = config
         .ports
         .values()
         .find(|p| matches!(p.spec.role, PortRole::Host { .. }))?;
     let service_cidr = config.node.as_ref().and_then(|n| n.service_cidr);
-    let ips = config
+    let frontends = config
         .services
         .values()
         .flat_map(|s| s.frontends.iter())
@@ -96,11 +104,14 @@ pub(super) fn wanted(config: &Config) -> Option<Wanted> {
         })
         .map(|f| f.ip)
         .filter(|ip| !ip.is_unspecified() && !service_cidr.is_some_and(|c| c.contains(*ip)))
-        .collect();
+        .map(|ip| (ip, 32));
+    let other_nodes_pods = config.routes.iter().filter_map(|(prefix, target)| {
+        matches!(target, RouteTarget::Node { .. }).then_some((prefix.addr, prefix.len))
+    });
     Some(Wanted {
         host: host.spec.name.clone(),
         host_uid: host.uid,
-        ips,
+        prefixes: frontends.chain(other_nodes_pods).collect(),
     })
 }
 
@@ -137,13 +148,45 @@ mod tests {
         let want = wanted(&config(true)).unwrap();
         assert_eq!((want.host.as_str(), want.host_uid), ("psw0", 7));
         assert_eq!(
-            want.ips,
+            want.prefixes,
             BTreeSet::from([
-                Ipv4Addr::new(198, 51, 100, 10),
-                Ipv4Addr::new(203, 0, 113, 10)
+                (Ipv4Addr::new(198, 51, 100, 10), 32),
+                (Ipv4Addr::new(203, 0, 113, 10), 32)
             ]),
             "not the ClusterIP, not one inside the Service CIDR, not the NodePort's 0.0.0.0"
         );
+    }
+
+    #[test]
+    fn other_nodes_pod_cidrs_are_routed_to_the_host_port_and_nothing_else_of_the_routes() {
+        use podswitch_proto::RouteTarget;
+        let mut c = config(true);
+        let routes = std::sync::Arc::make_mut(&mut c.routes);
+        let node = |ip: [u8; 4]| RouteTarget::Node {
+            ip: Ipv4Addr::from(ip),
+            vtep_mac: None,
+            gateway: None,
+        };
+        for (prefix, target) in [
+            ("10.244.2.0/24", node([192, 168, 1, 2])),
+            ("10.244.3.0/24", node([192, 168, 1, 3])),
+            ("0.0.0.0/0", RouteTarget::Host),
+            ("192.168.1.0/24", RouteTarget::Uplink { gateway: None }),
+            ("10.9.0.0/16", RouteTarget::Unreachable),
+        ] {
+            let prefix: podswitch_proto::Ipv4Prefix = prefix.parse().unwrap();
+            routes.insert(prefix.network(), target);
+        }
+        let want = wanted(&c).unwrap();
+        let pods: Vec<_> = want.prefixes.iter().filter(|(_, len)| *len == 24).collect();
+        assert_eq!(
+            pods,
+            [
+                &(Ipv4Addr::new(10, 244, 2, 0), 24),
+                &(Ipv4Addr::new(10, 244, 3, 0), 24)
+            ]
+        );
+        assert_eq!(want.prefixes.len(), 4, "{:?}", want.prefixes);
     }
 
     #[test]
@@ -154,15 +197,17 @@ mod tests {
     #[test]
     fn sync_to_what_is_installed_does_not_touch_the_kernel() {
         // Returns before opening a netlink socket, so it passes in any namespace.
-        let mut routes = FrontendRoutes::default();
+        let mut routes = HostRoutes::default();
         let want = Wanted {
             host: "psw0".into(),
             host_uid: 7,
-            ips: BTreeSet::new(),
+            prefixes: BTreeSet::new(),
         };
         routes.sync(Some(&want)).unwrap();
         assert_eq!(routes.host_uid, Some(7));
-        routes.installed.insert(Ipv4Addr::new(203, 0, 113, 10));
+        routes
+            .installed
+            .insert((Ipv4Addr::new(203, 0, 113, 10), 32));
         // A re-created host port: the old device's routes are not ours to delete any more.
         let recreated = Wanted {
             host_uid: 8,
