@@ -126,7 +126,8 @@ reasons! {
         EgressUntracked = ("l3", "egress_untracked", "outside the cluster through the uplink, but not a connection that can be source-translated"),
         /// A connection's next packet after a route change moved it into egress (it began
         /// untranslated) or out of it (translated to the uplink's address, now routed
-        /// elsewhere): its translation cannot change mid-connection, so it ends.
+        /// elsewhere): its translation cannot change mid-connection, so its entry is removed
+        /// and the packet dropped; the next one starts a new connection.
         EgressRerouted = ("l3", "egress_rerouted", "a route change moved the connection into or out of egress; its source translation no longer fits"),
         /// The next hop's MAC is not known yet: the packet is dropped (no queue) while ARP
         /// resolves it; one such packet per second becomes the ARP request.

@@ -7,7 +7,8 @@ use std::net::Ipv4Addr;
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
@@ -58,6 +59,7 @@ impl Netlink {
             gateway,
             oif,
             scope_link,
+            onlink: false,
         };
         self.new_route(&spec, "add", NLM_F_CREATE | NLM_F_EXCL)
             .map_err(|e| {
@@ -84,6 +86,28 @@ impl Netlink {
             gateway,
             oif,
             scope_link,
+            onlink: false,
+        };
+        self.new_route(&spec, "replace", NLM_F_CREATE | NLM_F_REPLACE)
+    }
+
+    /// [`Netlink::route_replace_v4`] to `dst/prefix_len` via `gateway` on link `oif` whatever
+    /// the link's addresses (`ip route replace ... via GW dev IF onlink`): the kernel takes the
+    /// gateway to be on the link without a route to it, and resolves it there.
+    pub fn route_replace_v4_onlink(
+        &mut self,
+        dst: Ipv4Addr,
+        prefix_len: u8,
+        gateway: Ipv4Addr,
+        oif: u32,
+    ) -> Result<()> {
+        let spec = RouteSpec {
+            dst,
+            prefix_len,
+            gateway: Some(gateway),
+            oif: Some(oif),
+            scope_link: false,
+            onlink: true,
         };
         self.new_route(&spec, "replace", NLM_F_CREATE | NLM_F_REPLACE)
     }
@@ -149,6 +173,8 @@ struct RouteSpec {
     gateway: Option<Ipv4Addr>,
     oif: Option<u32>,
     scope_link: bool,
+    /// `RTNH_F_ONLINK`: the gateway is on the link, no route to it needed.
+    onlink: bool,
 }
 
 impl RouteSpec {
@@ -160,6 +186,9 @@ impl RouteSpec {
         }
         if self.scope_link {
             op.push_str(" scope link");
+        }
+        if self.onlink {
+            op.push_str(" onlink");
         }
         let subject = self.oif.map_or(Subject::Nothing, Subject::index);
         Ctx::new(op, subject)
@@ -177,6 +206,9 @@ impl RouteSpec {
             RouteScope::Universe
         };
         msg.header.kind = RouteType::Unicast;
+        if self.onlink {
+            msg.header.flags = RouteFlags::Onlink;
+        }
         msg.attributes
             .push(RouteAttribute::Destination(RouteAddress::Inet(self.dst)));
         if let Some(gw) = self.gateway {
@@ -238,7 +270,20 @@ mod tests {
             gateway: Some(Ipv4Addr::new(10, 0, 0, 254)),
             oif: Some(5),
             scope_link: false,
+            onlink: false,
         }
+    }
+
+    #[test]
+    fn an_onlink_route_carries_the_flag_and_says_so() {
+        let mut s = spec();
+        s.onlink = true;
+        assert_eq!(
+            s.ctx("replace").op,
+            "replace route 10.1.0.0/16 via 10.0.0.254 onlink"
+        );
+        assert_eq!(s.message().header.flags, RouteFlags::Onlink);
+        assert_eq!(spec().message().header.flags, RouteFlags::empty());
     }
 
     #[test]

@@ -59,6 +59,12 @@ fn node_reaches_the_other_nodes_pods(two: &TwoNodes, pods: [&CniPod; 2]) {
     let _servers = pods.map(|p| TcpServer::start(&p.ns, NODE_TO_POD_PORT, "pod"));
     for (i, pod) in [(1u8, pods[1]), (2, pods[0])] {
         let node = &two.node(i).node.ns;
+        let other = 3 - i;
+        let route = node.ip(&["route", "show", &format!("10.244.{other}.0/24")]);
+        assert!(
+            route.contains(&format!("via 10.244.{other}.1 dev psw0")) && route.contains("onlink"),
+            "node-{i}: one next hop per node, so one kernel neighbour: {route}"
+        );
         let reached = (0..5).any(|_| node.ping(pod.ip, &["-c", "1", "-W", "1"]).0);
         assert!(reached, "node-{i} pings {}\n{}", pod.ip, two.debug());
         let to = SocketAddr::from((pod.ip, NODE_TO_POD_PORT));

@@ -621,6 +621,11 @@ impl Conntrack {
         })
     }
 
+    /// Removes the entry `h` (both keys) if it still exists; true if it did.
+    pub fn remove(&self, h: Handle) -> bool {
+        self.remove_if(h, |_| true)
+    }
+
     /// Removes the entry `h` (both keys) if it still exists and `pred` holds for it.
     fn remove_if(&self, h: Handle, pred: impl Fn(&Entry) -> bool) -> bool {
         let home = h.shard as usize;

@@ -3,10 +3,15 @@
 //! - Service externalIPs and LoadBalancer ingress IPs outside the Service CIDR, one
 //!   `<ip>/32 dev psw0 scope link` each: host processes (and hostNetwork pods) reach them
 //!   through the switch, which answers ARP for them there and translates the connection;
-//! - other nodes' pod CIDRs (each node route's prefix, `<podCIDR> dev psw0 scope link`): the
-//!   node reaches every pod of the cluster through the switch, from its address on the host
-//!   port (the gateway), which the other node routes back here — also when the uplink is an
-//!   AF_XDP port that took the underlay away from the node's kernel, and through VXLAN.
+//! - other nodes' pod CIDRs (each node route's prefix, `<podCIDR> via <its first host> dev
+//!   psw0 onlink`): the node reaches every pod of the cluster through the switch, from its
+//!   address on the host port (the gateway), which the other node routes back here — also when
+//!   the uplink is an AF_XDP port that took the underlay away from the node's kernel, and
+//!   through VXLAN. Via one address per node (the switch answers ARP for it on the host port,
+//!   as for every address it routes elsewhere), so the kernel keeps one neighbour entry per
+//!   node, not one per remote pod. A prefix that would cover the node's own addresses (its
+//!   pod CIDR's gateway, the uplink's address or gateway) or overlap the Service CIDR is not
+//!   routed: a bad Node object must not take over the node's own routes.
 //!
 //! The daemon's apply path calls [`HostRoutes::sync`] after each successful transaction;
 //! only the difference from what it installed is sent to the kernel. Workers never see it.
@@ -27,9 +32,9 @@ pub(super) struct Wanted {
     pub host: String,
     /// Its uid (a re-created port is a new device, with none of the old routes).
     pub host_uid: u32,
-    /// Every externalIP and LoadBalancer ingress IP outside the Service CIDR (as /32s), and
-    /// every other node's pod CIDR: (network, prefix length).
-    pub prefixes: BTreeSet<(Ipv4Addr, u8)>,
+    /// Every externalIP and LoadBalancer ingress IP outside the Service CIDR (as /32s, on
+    /// link), and every other node's pod CIDR (via its first host, on link).
+    pub prefixes: BTreeSet<HostRoute>,
 }
 
 /// What the daemon installed in the kernel.
@@ -37,8 +42,12 @@ pub(super) struct Wanted {
 pub(super) struct HostRoutes {
     /// The host port (uid) the routes below are on.
     host_uid: Option<u32>,
-    installed: BTreeSet<(Ipv4Addr, u8)>,
+    installed: BTreeSet<HostRoute>,
 }
+
+/// One route into the host port: network, prefix length, and the address it goes via
+/// (`None`: the destination itself is on the link).
+pub(super) type HostRoute = (Ipv4Addr, u8, Option<Ipv4Addr>);
 
 impl HostRoutes {
     /// Installs the routes `want` has and this has not, and deletes those it no longer has.
@@ -59,14 +68,14 @@ impl HostRoutes {
         }
         let mut nl = Netlink::new()?;
         let gone: Vec<_> = self.installed.difference(&want.prefixes).copied().collect();
-        for (addr, len) in gone {
-            match nl.route_del_v4(addr, len) {
+        for route in gone {
+            match nl.route_del_v4(route.0, route.1) {
                 Ok(()) => {}
                 // Already gone (an operator's `ip route del`): what we wanted.
                 Err(e) if e.errno() == Some(libc::ESRCH) => {}
                 Err(e) => return Err(e),
             }
-            self.installed.remove(&(addr, len));
+            self.installed.remove(&route);
         }
         let new: Vec<_> = want.prefixes.difference(&self.installed).copied().collect();
         if new.is_empty() {
@@ -75,9 +84,12 @@ impl HostRoutes {
         let Some(index) = nl.link_index(&want.host)? else {
             return Ok(()); // the device is being re-created: the next apply routes
         };
-        for (addr, len) in new {
-            nl.route_replace_v4(addr, len, None, Some(index), true)?;
-            self.installed.insert((addr, len));
+        for route in new {
+            match route {
+                (addr, len, Some(via)) => nl.route_replace_v4_onlink(addr, len, via, index)?,
+                (addr, len, None) => nl.route_replace_v4(addr, len, None, Some(index), true)?,
+            }
+            self.installed.insert(route);
         }
         Ok(())
     }
@@ -104,9 +116,35 @@ pub(super) fn wanted(config: &Config) -> Option<Wanted> {
         })
         .map(|f| f.ip)
         .filter(|ip| !ip.is_unspecified() && !service_cidr.is_some_and(|c| c.contains(*ip)))
-        .map(|ip| (ip, 32));
+        .map(|ip| (ip, 32, None));
+    // The node's own addresses, which no node route may take over.
+    let own: Vec<Ipv4Addr> = config
+        .node
+        .iter()
+        .map(|n| n.gateway)
+        .chain(
+            config
+                .ports
+                .values()
+                .flat_map(|p| match &p.spec.role {
+                    PortRole::Uplink { ip, gateway, .. } => vec![Some(*ip), gateway.map(|g| g.ip)],
+                    _ => Vec::new(),
+                })
+                .flatten(),
+        )
+        .collect();
+    let routable = |prefix: &podswitch_proto::Ipv4Prefix| {
+        prefix.len > 0
+            && !own.iter().any(|ip| prefix.contains(*ip))
+            && !service_cidr.is_some_and(|c| c.contains(prefix.addr) || prefix.contains(c.addr))
+    };
     let other_nodes_pods = config.routes.iter().filter_map(|(prefix, target)| {
-        matches!(target, RouteTarget::Node { .. }).then_some((prefix.addr, prefix.len))
+        let first_host = Ipv4Addr::from(u32::from(prefix.addr).wrapping_add(1));
+        (matches!(target, RouteTarget::Node { .. }) && routable(prefix)).then_some((
+            prefix.addr,
+            prefix.len,
+            Some(first_host),
+        ))
     });
     Some(Wanted {
         host: host.spec.name.clone(),
@@ -150,8 +188,8 @@ mod tests {
         assert_eq!(
             want.prefixes,
             BTreeSet::from([
-                (Ipv4Addr::new(198, 51, 100, 10), 32),
-                (Ipv4Addr::new(203, 0, 113, 10), 32)
+                (Ipv4Addr::new(198, 51, 100, 10), 32, None),
+                (Ipv4Addr::new(203, 0, 113, 10), 32, None)
             ]),
             "not the ClusterIP, not one inside the Service CIDR, not the NodePort's 0.0.0.0"
         );
@@ -170,6 +208,10 @@ mod tests {
         for (prefix, target) in [
             ("10.244.2.0/24", node([192, 168, 1, 2])),
             ("10.244.3.0/24", node([192, 168, 1, 3])),
+            // Node routes that would take over the node's own routes are not installed.
+            ("10.244.0.0/16", node([192, 168, 1, 4])),
+            ("10.96.0.0/12", node([192, 168, 1, 5])),
+            ("0.0.0.0/1", node([192, 168, 1, 6])),
             ("0.0.0.0/0", RouteTarget::Host),
             ("192.168.1.0/24", RouteTarget::Uplink { gateway: None }),
             ("10.9.0.0/16", RouteTarget::Unreachable),
@@ -178,13 +220,23 @@ mod tests {
             routes.insert(prefix.network(), target);
         }
         let want = wanted(&c).unwrap();
-        let pods: Vec<_> = want.prefixes.iter().filter(|(_, len)| *len == 24).collect();
+        let pods: Vec<_> = want.prefixes.iter().filter(|r| r.2.is_some()).collect();
         assert_eq!(
             pods,
             [
-                &(Ipv4Addr::new(10, 244, 2, 0), 24),
-                &(Ipv4Addr::new(10, 244, 3, 0), 24)
-            ]
+                &(
+                    Ipv4Addr::new(10, 244, 2, 0),
+                    24,
+                    Some(Ipv4Addr::new(10, 244, 2, 1))
+                ),
+                &(
+                    Ipv4Addr::new(10, 244, 3, 0),
+                    24,
+                    Some(Ipv4Addr::new(10, 244, 3, 1))
+                )
+            ],
+            "via each node's first host; not the prefixes over the node's own pod CIDR, the \
+             Service CIDR or everything"
         );
         assert_eq!(want.prefixes.len(), 4, "{:?}", want.prefixes);
     }
@@ -207,7 +259,7 @@ mod tests {
         assert_eq!(routes.host_uid, Some(7));
         routes
             .installed
-            .insert((Ipv4Addr::new(203, 0, 113, 10), 32));
+            .insert((Ipv4Addr::new(203, 0, 113, 10), 32, None));
         // A re-created host port: the old device's routes are not ours to delete any more.
         let recreated = Wanted {
             host_uid: 8,

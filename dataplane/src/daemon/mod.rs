@@ -338,8 +338,12 @@ impl Daemon {
         if !Arc::ptr_eq(&tables.next_hops, &previous_hops)
             && !tables.next_hops.same_vias(&previous_hops)
         {
-            let on_segment =
-                |ip| tables.fib.lookup(ip) == Some(RouteTarget::Egress(NextHops::SEGMENT));
+            // Egress routes and the uplink's gateway both say which addresses are on the
+            // uplink's segment: clients there keep their entries.
+            let on_segment = |ip| {
+                tables.fib.lookup(ip) == Some(RouteTarget::Egress(NextHops::SEGMENT))
+                    || tables.uplink.and_then(|u| u.reply_hop(ip)) == Some(NextHops::ON_LINK)
+            };
             self.flows
                 .neighbors
                 .retain(|ip| tables.next_hops.contains(ip) || on_segment(ip));

@@ -85,8 +85,13 @@ fn frag_key(meta: &Meta, frame: &[u8]) -> FragKey {
 /// routes have not changed since it was cached.
 #[inline]
 fn hop_valid(hop: &CachedHop, tables: &Tables) -> bool {
-    // An on-link reply's hop names no route or next-hop index: only its port must remain.
-    (hop.route_epoch == tables.route_epoch || hop.next_hop == Some(NextHops::ON_LINK))
+    // A reply's hop to an outside client names no route or next-hop index (the client on the
+    // segment, or the uplink's gateway): only its port must remain.
+    let reply_hop = matches!(
+        hop.next_hop,
+        Some(NextHops::ON_LINK | NextHops::UPLINK_GATEWAY)
+    );
+    (hop.route_epoch == tables.route_epoch || reply_hop)
         && tables.port(hop.port).is_some_and(|p| p.uid == hop.port_uid)
 }
 
@@ -306,9 +311,15 @@ fn reply_through_uplink(pkt: &Packet, in_port: PortId, tables: &Tables) -> Optio
     if matches!(tables.fib.lookup(src), Some(RouteTarget::Node(_))) {
         return None;
     }
-    let next_hop = match tables.next_hops.index_of(src) {
-        Some(node) => node,
-        None => uplink.reply_hop(src),
+    let next_hop = match (tables.next_hops.index_of(src), uplink.reply_hop(src)) {
+        (Some(node), _) => node,
+        (None, Some(hop)) => hop,
+        // No gateway on the uplink: an egress route's, if one leads to the client (a route
+        // like any other: it expires with the route epoch).
+        (None, None) => match tables.fib.lookup(src) {
+            Some(RouteTarget::Egress(hop)) if hop != NextHops::SEGMENT => hop,
+            _ => NextHops::ON_LINK,
+        },
     };
     Some(CachedHop {
         port: uplink.port,

@@ -793,6 +793,21 @@ fn nodeport_client_behind_the_gateway(tables: crate::tables::Tables) {
         "not to the client's own MAC"
     );
     assert_eq!((src, dst), ((UPLINK_IP, NODE_PORT), (INTERNET_IP, 40000)));
+    // A route change (a node joins) leaves the reply's output alone: it names the uplink's
+    // gateway, not a route.
+    h.tables.route_epoch += 1;
+    let ack = tcp_between(
+        (POD_B_MAC, POD_B_IP, 8080),
+        (GW_MAC, INTERNET_IP, 40000),
+        TcpFlags::ACK,
+    );
+    assert_eq!(h.run_one(POD_B, &ack, pipeline::run), Next::Output(UPLINK));
+    let (macs, ..) = tcp_headers(&h.last_frame);
+    assert_eq!(
+        macs,
+        (UPLINK_MAC, UNDERLAY_GW_MAC),
+        "after a route change too"
+    );
 }
 
 #[test]
@@ -936,4 +951,28 @@ fn a_frag_needed_about_an_egress_connection_reaches_the_pod_translated_back() {
         u16::from_be_bytes([out[14 + 20 + 6], out[14 + 20 + 7]]),
         1400
     );
+}
+
+#[test]
+fn a_datagram_flow_moved_into_egress_starts_again_translated() {
+    // UDP on fixed ports keeps sending: the dropped packet's entry goes, so the next one is a
+    // new connection, translated for the route it has now (not dropped for ever).
+    let mut h = Harness::from_tables(tables_multinode(Encap::Direct));
+    let dgram = udp_frame(POD_A_MAC, GW_MAC, POD_A_IP, INTERNET_IP, 64, 18);
+    assert_eq!(h.run_one(POD_A, &dgram, pipeline::run), Next::Output(HOST));
+    let epoch = h.tables.route_epoch;
+    h.tables = tables_egress(Encap::Direct);
+    h.tables.route_epoch = epoch + 1;
+    assert_eq!(
+        h.run_one(POD_A, &dgram, pipeline::run),
+        Next::Drop(DropReason::EgressRerouted)
+    );
+    resolve(&mut h, POD_A, &dgram, (UNDERLAY_GW_MAC, UNDERLAY_GW_IP));
+    assert_eq!(
+        h.run_one(POD_A, &dgram, pipeline::run),
+        Next::Output(UPLINK)
+    );
+    let ip = Ipv4Packet::new_checked(&h.last_frame[14..]).unwrap();
+    assert_eq!(ip.src(), UPLINK_IP, "translated");
+    assert_eq!(h.ctr.drops[DropReason::EgressRerouted as usize], 1, "once");
 }

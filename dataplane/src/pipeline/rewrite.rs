@@ -152,6 +152,10 @@ fn next_hop(
                 vtep_mac: None,
             })
         }
+        Some(NextHops::UPLINK_GATEWAY) => uplink
+            .gateway_hop()
+            .and_then(|i| cx.tables.next_hops.get(i))
+            .copied(),
         Some(i) => cx.tables.next_hops.get(i).copied(),
         None => None,
     };

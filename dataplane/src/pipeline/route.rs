@@ -164,8 +164,16 @@ fn egress_translation(
             Err("outside the cluster through the uplink, but not source-translatable")
         }
         Track::Hit {
-            dir: Dir::Original, ..
+            handle,
+            dir: Dir::Original,
+            ..
         } if egress != as_uplink => {
+            // Ended, not held: a connection whose packets keep coming (UDP on fixed ports)
+            // would otherwise refresh its entry forever. Its next packet starts anew,
+            // translated for the route it has now.
+            if cx.forwarding() {
+                cx.flows.conntrack.remove(handle);
+            }
             pkt.drop(DropReason::EgressRerouted, cx.ctr);
             Err("the routes moved this connection into or out of egress: its translation no longer fits")
         }

@@ -74,14 +74,23 @@ pub struct Uplink {
 
 impl Uplink {
     /// The next hop of the replies to `client`, a client outside the cluster that reached the
-    /// switch through the uplink: the router when `client` is off the segment, else
-    /// `client` itself ([`NextHops::ON_LINK`]).
+    /// switch through the uplink, when the uplink has a gateway: the router when `client` is
+    /// off the segment ([`NextHops::UPLINK_GATEWAY`]), else `client` itself
+    /// ([`NextHops::ON_LINK`]). `None` without a gateway.
     #[inline]
-    pub fn reply_hop(&self, client: Ipv4Addr) -> u16 {
-        match self.gateway {
-            Some((segment, hop)) if !segment.contains(client) => hop,
-            _ => NextHops::ON_LINK,
-        }
+    pub fn reply_hop(&self, client: Ipv4Addr) -> Option<u16> {
+        let (segment, _) = self.gateway?;
+        Some(if segment.contains(client) {
+            NextHops::ON_LINK
+        } else {
+            NextHops::UPLINK_GATEWAY
+        })
+    }
+
+    /// The gateway's hop ([`NextHops::UPLINK_GATEWAY`] resolved).
+    #[inline]
+    pub fn gateway_hop(&self) -> Option<u16> {
+        self.gateway.map(|(_, hop)| hop)
     }
 }
 
@@ -154,16 +163,22 @@ impl NextHops {
     /// when the routes change, like every output a route chose.
     pub const SEGMENT: u16 = u16::MAX - 1;
 
+    /// Not an index: the uplink's own gateway (`Uplink::gateway`), the output conntrack
+    /// caches for the replies of a client outside the cluster that is off the uplink's
+    /// segment. It names no route (it resolves through the uplink), so like [`Self::ON_LINK`]
+    /// it holds across route changes.
+    pub const UPLINK_GATEWAY: u16 = u16::MAX - 2;
+
     /// Adds `hop` (or finds it: one index per address, via and inner MAC), returning its
-    /// index; `None` past `u16::MAX - 2` hops ([`Self::SEGMENT`] and [`Self::ON_LINK`] are
-    /// no indices).
+    /// index; `None` past `u16::MAX - 3` hops ([`Self::UPLINK_GATEWAY`], [`Self::SEGMENT`]
+    /// and [`Self::ON_LINK`] are no indices).
     pub fn intern(&mut self, hop: NextHop) -> Option<u16> {
         if let Some(&i) = self.by_hop.get(&hop) {
             return Some(i);
         }
         let i = u16::try_from(self.hops.len())
             .ok()
-            .filter(|&i| i < Self::SEGMENT)?;
+            .filter(|&i| i < Self::UPLINK_GATEWAY)?;
         self.hops.push(hop);
         self.by_hop.insert(hop, i);
         if hop.vtep_mac.is_some() {

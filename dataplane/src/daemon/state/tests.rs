@@ -288,10 +288,14 @@ fn an_uplink_and_routes_to_other_nodes_compile_into_next_hops_and_bad_ones_are_r
     let (segment, hop) = t.uplink.unwrap().gateway.expect("the uplink's gateway");
     assert_eq!(segment, underlay_gateway.segment);
     assert_eq!(*t.next_hops.get(hop).unwrap(), to_gateway);
-    assert_eq!(u.reply_hop(Ipv4Addr::new(203, 0, 113, 9)), hop);
+    assert_eq!(u.gateway_hop(), Some(hop));
+    assert_eq!(
+        u.reply_hop(Ipv4Addr::new(203, 0, 113, 9)),
+        Some(NextHops::UPLINK_GATEWAY)
+    );
     assert_eq!(
         u.reply_hop(Ipv4Addr::new(192, 168, 1, 9)),
-        NextHops::ON_LINK
+        Some(NextHops::ON_LINK)
     );
     assert_eq!(
         t.fib.lookup(Ipv4Addr::new(192, 168, 1, 77)),
