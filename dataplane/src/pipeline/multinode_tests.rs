@@ -491,26 +491,6 @@ fn tcp_headers(
     )
 }
 
-/// Runs `reply` (from a local pod or from node 2) until its destination, the outside client,
-/// is resolved: the first one becomes the ARP request out of the uplink, the client answers.
-fn resolve_outside_client(h: &mut Harness, port: crate::batch::PortId, reply: &[u8]) {
-    assert_eq!(h.run_one(port, reply, pipeline::run), Next::Output(UPLINK));
-    let arp = ArpPacket::new_checked(&h.last_frame[14..]).unwrap();
-    assert_eq!(
-        (arp.operation(), arp.target_ip()),
-        (ArpOp::Request, OUTSIDE_IP),
-        "the reply's first packet asks for the client's MAC"
-    );
-    assert_eq!(
-        h.run_one(
-            UPLINK,
-            &arp_reply_to_uplink(OUTSIDE_MAC, OUTSIDE_IP),
-            pipeline::run
-        ),
-        Next::Drop(DropReason::ArpLearned)
-    );
-}
-
 #[test]
 fn a_nodeport_at_the_uplinks_address_reaches_a_local_endpoint_and_replies_leave_by_the_uplink() {
     use podswitch_packet::TcpFlags;
@@ -535,7 +515,7 @@ fn a_nodeport_at_the_uplinks_address_reaches_a_local_endpoint_and_replies_leave_
             (GW_MAC, OUTSIDE_IP, 40000),
             TcpFlags::SYN | TcpFlags::ACK,
         );
-        resolve_outside_client(&mut h, POD_B, &syn_ack);
+        resolve(&mut h, POD_B, &syn_ack, (OUTSIDE_MAC, OUTSIDE_IP));
         assert_eq!(
             h.run_one(POD_B, &syn_ack, pipeline::run),
             Next::Output(UPLINK)
@@ -579,7 +559,7 @@ fn an_outside_connection_to_another_nodes_endpoint_is_snatted_to_the_uplinks_add
         (UPLINK_MAC, UPLINK_IP, 40000),
         TcpFlags::SYN | TcpFlags::ACK,
     );
-    resolve_outside_client(&mut h, UPLINK, &syn_ack);
+    resolve(&mut h, UPLINK, &syn_ack, (OUTSIDE_MAC, OUTSIDE_IP));
     assert_eq!(
         h.run_one(UPLINK, &syn_ack, pipeline::run),
         Next::Output(UPLINK)
@@ -629,8 +609,8 @@ fn syn_from_pod_a(dst: std::net::Ipv4Addr) -> Vec<u8> {
     )
 }
 
-/// Runs `pkt` from `port` until `who` is resolved: the first one becomes the ARP request for
-/// it out of the uplink, `who` answers from `mac`.
+/// Runs `pkt` from `port` until its next hop `who` (address and MAC) is resolved: the first
+/// one becomes the ARP request for it out of the uplink, and `who` answers.
 fn resolve(
     h: &mut Harness,
     port: crate::batch::PortId,
