@@ -295,7 +295,7 @@ impl ControlConfig {
                  unset to use {pod_cidr}"
             ));
         }
-        if overlaps(self.service_cidr, cluster_cidr) {
+        if self.service_cidr.overlaps(&cluster_cidr) {
             return err(format!(
                 "service_cidr = {} overlaps cluster_cidr = {cluster_cidr}: Service VIPs and pod \
                  addresses must be distinct; give another --service-cidr",
@@ -489,7 +489,7 @@ impl ControlConfig {
                 ("cluster_cidr", cluster_cidr),
                 ("service_cidr", self.service_cidr),
             ] {
-                if overlaps(segment, cidr) {
+                if segment.overlaps(&cidr) {
                     return err(format!(
                         "the uplink's segment {segment} (node_ip/uplink_prefix_len) overlaps \
                          {key} = {cidr}: the underlay's addresses and the cluster's must be \
@@ -529,12 +529,6 @@ impl ControlConfig {
             ..self.clone()
         })
     }
-}
-
-fn overlaps(a: Ipv4Prefix, b: Ipv4Prefix) -> bool {
-    let shorter = if a.len <= b.len { a } else { b };
-    let longer = if a.len <= b.len { b } else { a };
-    shorter.contains(longer.addr)
 }
 
 fn hostname() -> Option<String> {

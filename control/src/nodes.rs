@@ -65,21 +65,6 @@ impl NodeRoute {
     }
 }
 
-fn overlap(a: Ipv4Prefix, b: Ipv4Prefix) -> bool {
-    let len = a.len.min(b.len);
-    a.network_of_len(len) == b.network_of_len(len)
-}
-
-trait NetworkOfLen {
-    fn network_of_len(self, len: u8) -> u32;
-}
-
-impl NetworkOfLen for Ipv4Prefix {
-    fn network_of_len(self, len: u8) -> u32 {
-        u32::from(self.addr) & u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
-    }
-}
-
 /// Checks the Nodes a store would hold (by key), as the module doc says. The error names the
 /// object and the field: `node node-2: spec.podCIDR 10.244.1.0/24 overlaps ...`.
 pub fn check_nodes(settings: &Settings, nodes: &BTreeMap<String, NodeRoute>) -> Result<(), String> {
@@ -100,13 +85,13 @@ pub fn check_nodes(settings: &Settings, nodes: &BTreeMap<String, NodeRoute>) -> 
             // Recognised as this node's by its pod CIDR (a node name control does not use).
             continue;
         }
-        if overlap(cidr, settings.pod_cidr) {
+        if cidr.overlaps(&settings.pod_cidr) {
             return Err(format!(
                 "{key}: spec.podCIDR {cidr} overlaps this node's pod CIDR {}",
                 settings.pod_cidr
             ));
         }
-        if let Some((other, _)) = routed.iter().find(|(_, c)| overlap(*c, cidr)) {
+        if let Some((other, _)) = routed.iter().find(|(_, c)| c.overlaps(&cidr)) {
             return Err(format!(
                 "{key}: spec.podCIDR {cidr} overlaps {other}'s: every node needs its own"
             ));

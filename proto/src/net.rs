@@ -90,6 +90,16 @@ impl Ipv4Prefix {
         Ipv4Addr::from(u32::from(self.addr) | !self.mask())
     }
 
+    /// Whether the two prefixes share an address: the shorter one holds the longer one's.
+    pub fn overlaps(&self, other: &Ipv4Prefix) -> bool {
+        let (shorter, longer) = if self.len <= other.len {
+            (self, other)
+        } else {
+            (other, self)
+        };
+        shorter.contains(longer.addr)
+    }
+
     /// Whether `ip` is a host address of the prefix: inside it, and neither its network nor
     /// its broadcast address. (So a /31 or /32 has none: podswitch needs neither.)
     pub fn is_host(&self, ip: Ipv4Addr) -> bool {
@@ -180,6 +190,20 @@ pub mod mac {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefixes_overlap_when_the_shorter_holds_the_longer_either_way_round() {
+        let p = |s: &str| s.parse::<Ipv4Prefix>().unwrap();
+        assert!(p("10.244.0.0/16").overlaps(&p("10.244.3.0/24")));
+        assert!(p("10.244.3.0/24").overlaps(&p("10.244.0.0/16")));
+        assert!(p("0.0.0.0/0").overlaps(&p("192.168.1.7/32")));
+        assert!(
+            p("10.244.3.9/24").overlaps(&p("10.244.3.0/24")),
+            "host bits aside"
+        );
+        assert!(!p("10.244.3.0/24").overlaps(&p("10.244.4.0/24")));
+        assert!(!p("10.96.0.0/12").overlaps(&p("10.244.0.0/16")));
+    }
 
     #[test]
     fn prefix_parses_masks_and_contains() {

@@ -136,7 +136,7 @@ pub(super) fn wanted(config: &Config) -> Option<Wanted> {
     let routable = |prefix: &podswitch_proto::Ipv4Prefix| {
         prefix.len > 0
             && !own.iter().any(|ip| prefix.contains(*ip))
-            && !service_cidr.is_some_and(|c| c.contains(prefix.addr) || prefix.contains(c.addr))
+            && !service_cidr.is_some_and(|c| c.overlaps(prefix))
     };
     let other_nodes_pods = config.routes.iter().filter_map(|(prefix, target)| {
         let first_host = Ipv4Addr::from(u32::from(prefix.addr).wrapping_add(1));
