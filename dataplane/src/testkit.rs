@@ -221,14 +221,12 @@ pub fn tables_underlay_gateway(encap: crate::tables::Encap) -> Tables {
 /// the host), the uplink's segment out of it to each address itself, the uplink's own address
 /// to the host.
 pub fn tables_egress(encap: crate::tables::Encap) -> Tables {
-    use crate::tables::{NextHop, NextHops};
+    use crate::tables::NextHops;
     let mut t = tables_underlay_gateway(encap);
+    // The same hop as the uplink's own gateway, as the daemon's compile interns it.
     let gateway = t
-        .next_hops
-        .iter()
-        .position(|h| *h == NextHop::egress(UNDERLAY_GW_IP));
-    let gateway = gateway
-        .and_then(|i| u16::try_from(i).ok())
+        .uplink
+        .and_then(|u| u.gateway_hop())
         .expect("the gateway's hop");
     let mut routes: Vec<Route> = t
         .fib

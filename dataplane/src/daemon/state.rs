@@ -591,11 +591,10 @@ impl Config {
             to: to.clone(),
             problem: problem.into(),
         };
-        let unicast = |a: Ipv4Addr| !(a.is_unspecified() || a.is_broadcast() || a.is_multicast());
-        if ip.is_some_and(|a| !unicast(a)) {
+        if ip.is_some_and(|a| !is_unicast(a)) {
             return Err(problem("the next hop must be a unicast address"));
         }
-        if gateway.is_some_and(|a| !unicast(a)) {
+        if gateway.is_some_and(|a| !is_unicast(a)) {
             return Err(problem("the gateway must be a unicast address"));
         }
         if let Some(node) = &self.node {
@@ -820,7 +819,7 @@ impl Config {
                 if !mac.is_unicast() {
                     return Err(problem(format!("mac {mac} is not a unicast MAC")));
                 }
-                if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+                if !is_unicast(*ip) {
                     return Err(problem(format!("ip {ip} is not a unicast address")));
                 }
                 if node.pod_cidr.contains(*ip) {
@@ -837,9 +836,7 @@ impl Config {
                             "gateway segment {segment} does not hold the uplink's address {ip}"
                         )));
                     }
-                    let unicast =
-                        !(g.ip.is_unspecified() || g.ip.is_broadcast() || g.ip.is_multicast());
-                    if !unicast || g.ip == *ip || node.pod_cidr.contains(g.ip) {
+                    if !is_unicast(g.ip) || g.ip == *ip || node.pod_cidr.contains(g.ip) {
                         return Err(problem(format!(
                             "gateway {} must be a unicast address other than the uplink's, \
                              outside the pod CIDR",
@@ -881,6 +878,11 @@ impl Config {
 }
 
 /// The kernel device behind a port: (namespace path, or `None` for the daemon's own; name).
+/// An address a host can have: not 0.0.0.0, the broadcast or a multicast address.
+fn is_unicast(ip: Ipv4Addr) -> bool {
+    !(ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast())
+}
+
 fn device(spec: &PortSpec) -> (Option<&str>, &str) {
     match &spec.netns {
         Some(a) => (Some(a.path.as_str()), a.ifname.as_str()),

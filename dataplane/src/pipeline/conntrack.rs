@@ -308,18 +308,17 @@ fn look_up_flow(i: usize, pkt: &mut Packet, k: &Keyed, flags: u8, cx: &mut Ctx) 
 fn reply_through_uplink(pkt: &Packet, in_port: PortId, tables: &Tables) -> Option<CachedHop> {
     let uplink = tables.uplink.filter(|u| u.port == in_port)?;
     let src = pkt.meta.flow.src_ip;
-    if matches!(tables.fib.lookup(src), Some(RouteTarget::Node(_))) {
+    let route = tables.fib.lookup(src);
+    if matches!(route, Some(RouteTarget::Node(_))) {
         return None;
     }
-    let next_hop = match (tables.next_hops.index_of(src), uplink.reply_hop(src)) {
-        (Some(node), _) => node,
-        (None, Some(hop)) => hop,
+    let next_hop = match (tables.next_hops.index_of(src), uplink.reply_hop(src), route) {
+        (Some(node), _, _) => node,
+        (None, Some(hop), _) => hop,
         // No gateway on the uplink: an egress route's, if one leads to the client (a route
         // like any other: it expires with the route epoch).
-        (None, None) => match tables.fib.lookup(src) {
-            Some(RouteTarget::Egress(hop)) if hop != NextHops::SEGMENT => hop,
-            _ => NextHops::ON_LINK,
-        },
+        (None, None, Some(RouteTarget::Egress(hop))) if hop != NextHops::SEGMENT => hop,
+        (None, None, _) => NextHops::ON_LINK,
     };
     Some(CachedHop {
         port: uplink.port,

@@ -92,9 +92,7 @@ impl Uplink {
     pub fn gateway_hop(&self) -> Option<u16> {
         self.gateway.map(|(_, hop)| hop)
     }
-}
 
-impl Uplink {
     /// The largest inner IPv4 packet that fits through a port of MTU `mtu`: the MTU itself
     /// when routed, 50 bytes less with VXLAN (outer IPv4 + UDP + VXLAN + inner Ethernet).
     #[inline]
