@@ -179,17 +179,13 @@ impl TwoNodes {
             let addr = format!("{}/{UNDERLAY_LEN}", subnet_gateway(i));
             router.ip(&["addr", "add", &addr, "dev", &dev]);
             router.ip(&["link", "set", &dev, "up"]);
-            let off = router.exec(&[
-                "ethtool", "-K", &dev, "tx", "off", "tso", "off", "gso", "off",
-            ]);
-            assert!(off.status.success(), "ethtool -K {dev} tx off");
+            sends_whole_frames(&router, &dev);
             if crossing == Crossing::Direct {
                 let pods = format!("10.244.{i}.0/24");
                 router.ip(&["route", "add", &pods, "via", &node_ip_apart(i).to_string()]);
             }
         }
-        let fwd = router.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-        assert!(fwd.status.success(), "the router forwards");
+        forwards(&router);
         router
     }
 
@@ -319,14 +315,9 @@ impl TwoNodes {
         world.ip(&["addr", "add", &format!("{WORLD_IP}/24"), "dev", "eth0"]);
         world.ip(&["link", "set", "eth0", "up"]);
         world.ip(&["route", "add", "default", "via", "203.0.113.1"]);
-        for (ns, dev) in [(&router, "in0"), (&world, "eth0")] {
-            let off = ns.exec(&[
-                "ethtool", "-K", dev, "tx", "off", "tso", "off", "gso", "off",
-            ]);
-            assert!(off.status.success(), "ethtool -K {dev} tx off");
-        }
-        let fwd = router.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-        assert!(fwd.status.success(), "the router forwards");
+        sends_whole_frames(&router, "in0");
+        sends_whole_frames(&world, "eth0");
+        forwards(&router);
         World { world, router }
     }
 
@@ -350,14 +341,7 @@ impl TwoNodes {
             "eth0",
         ]);
         ns.ip(&["link", "set", "eth0", "up"]);
-        let off = ns.exec(&[
-            "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off",
-        ]);
-        assert!(
-            off.status.success(),
-            "ethtool -K eth0 tx off: {}",
-            String::from_utf8_lossy(&off.stderr)
-        );
+        sends_whole_frames(&ns, "eth0");
         ns
     }
 
@@ -377,6 +361,27 @@ impl TwoNodes {
         }
         s
     }
+}
+
+/// Makes `dev` in `ns` send whole, checksummed frames (`ethtool -K dev tx off tso off gso
+/// off`), as what reaches the nodes' AF_XDP uplinks must be: they carry no checksum or
+/// segmentation state.
+fn sends_whole_frames(ns: &Netns, dev: &str) {
+    let off = ns.exec(&[
+        "ethtool", "-K", dev, "tx", "off", "tso", "off", "gso", "off",
+    ]);
+    assert!(
+        off.status.success(),
+        "ethtool -K {dev} tx off in {}: {}",
+        ns.name,
+        String::from_utf8_lossy(&off.stderr)
+    );
+}
+
+/// Turns IPv4 forwarding on in `ns` (a router).
+fn forwards(ns: &Netns) {
+    let fwd = ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    assert!(fwd.status.success(), "{} forwards", ns.name);
 }
 
 /// Node *i*'s manifest: its pod CIDR and InternalIP (on one segment).
