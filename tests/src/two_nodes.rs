@@ -161,25 +161,14 @@ impl TwoNodes {
     fn router(underlay: &Netns, crossing: Crossing) -> Netns {
         let router = Netns::new("pswr");
         for i in [1u8, 2] {
-            let (end, dev) = (crate::unique("r"), format!("eth{i}"));
-            underlay.ip(&[
-                "link",
-                "add",
-                &end,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &dev,
-                "netns",
-                &router.name,
-            ]);
             let bridge = format!("br{}", i - 1);
-            underlay.ip(&["link", "set", &end, "master", &bridge, "up"]);
-            let addr = format!("{}/{UNDERLAY_LEN}", subnet_gateway(i));
-            router.ip(&["addr", "add", &addr, "dev", &dev]);
-            router.ip(&["link", "set", &dev, "up"]);
-            sends_whole_frames(&router, &dev);
+            on_bridge(
+                underlay,
+                &bridge,
+                &router,
+                &format!("eth{i}"),
+                subnet_gateway(i),
+            );
             if crossing == Crossing::Direct {
                 let pods = format!("10.244.{i}.0/24");
                 router.ip(&["route", "add", &pods, "via", &node_ip_apart(i).to_string()]);
@@ -327,21 +316,7 @@ impl TwoNodes {
     /// which carry no checksum or segmentation state (ARCHITECTURE.md, "AF_XDP ports").
     pub fn outside_client(&self, ip: Ipv4Addr) -> Netns {
         let ns = Netns::new("pswo");
-        let end = crate::unique("o");
-        self.underlay.ip(&[
-            "link", "add", &end, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
-        ]);
-        self.underlay
-            .ip(&["link", "set", &end, "master", "br0", "up"]);
-        ns.ip(&[
-            "addr",
-            "add",
-            &format!("{ip}/{UNDERLAY_LEN}"),
-            "dev",
-            "eth0",
-        ]);
-        ns.ip(&["link", "set", "eth0", "up"]);
-        sends_whole_frames(&ns, "eth0");
+        on_bridge(&self.underlay, "br0", &ns, "eth0", ip);
         ns
     }
 
@@ -361,6 +336,19 @@ impl TwoNodes {
         }
         s
     }
+}
+
+/// Puts `ns` on the underlay's `bridge`: `dev` in `ns` at `ip`/[`UNDERLAY_LEN`], up, sending
+/// whole frames, the other end of its veth pair a port of the bridge.
+fn on_bridge(underlay: &Netns, bridge: &str, ns: &Netns, dev: &str, ip: Ipv4Addr) {
+    let end = crate::unique("b");
+    underlay.ip(&[
+        "link", "add", &end, "type", "veth", "peer", "name", dev, "netns", &ns.name,
+    ]);
+    underlay.ip(&["link", "set", &end, "master", bridge, "up"]);
+    ns.ip(&["addr", "add", &format!("{ip}/{UNDERLAY_LEN}"), "dev", dev]);
+    ns.ip(&["link", "set", dev, "up"]);
+    sends_whole_frames(ns, dev);
 }
 
 /// Makes `dev` in `ns` send whole, checksummed frames (`ethtool -K dev tx off tso off gso
