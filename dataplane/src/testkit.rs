@@ -172,14 +172,28 @@ pub fn tables_multinode(encap: crate::tables::Encap) -> Tables {
         .intern(NextHop::node(NODE2_IP, NODE2_VTEP_MAC, None))
         .unwrap();
     t.next_hops = hops.into();
-    let mut routes: Vec<Route> = t.fib.routes().collect();
-    routes.push(Route {
-        prefix: Ipv4Addr::new(10, 244, 2, 0),
-        len: 24,
-        target: RouteTarget::Node(hop),
-    });
-    t.fib = Fib::new(routes).into();
+    let node2 = route([10, 244, 2, 0], 24, RouteTarget::Node(hop));
+    reroute(&mut t, |_| true, [node2]);
     t
+}
+
+/// The route `a`/`len` → `target`.
+pub fn route(a: [u8; 4], len: u8, target: RouteTarget) -> Route {
+    Route {
+        prefix: Ipv4Addr::from(a),
+        len,
+        target,
+    }
+}
+
+/// Rebuilds `t`'s FIB from the routes it has that `keep` keeps, and `add`.
+pub fn reroute(
+    t: &mut Tables,
+    keep: impl Fn(&Route) -> bool,
+    add: impl IntoIterator<Item = Route>,
+) {
+    let routes: Vec<Route> = t.fib.routes().filter(|r| keep(r)).chain(add).collect();
+    t.fib = Fib::new(routes).into();
 }
 
 /// The underlay gateway (a router on the uplink's segment, 192.168.1.0/24), its MAC, and
@@ -206,13 +220,11 @@ pub fn tables_underlay_gateway(encap: crate::tables::Encap) -> Tables {
         let segment = "192.168.1.0/24".parse().expect("a prefix");
         u.gateway = Some((segment, gateway));
     }
-    let mut routes: Vec<Route> = t.fib.routes().collect();
-    routes.push(Route {
-        prefix: Ipv4Addr::new(10, 244, 3, 0),
-        len: 24,
-        target: RouteTarget::Node(node3),
-    });
-    t.fib = Fib::new(routes).into();
+    reroute(
+        &mut t,
+        |_| true,
+        [route([10, 244, 3, 0], 24, RouteTarget::Node(node3))],
+    );
     t
 }
 
@@ -228,22 +240,12 @@ pub fn tables_egress(encap: crate::tables::Encap) -> Tables {
         .uplink
         .and_then(|u| u.gateway_hop())
         .expect("the gateway's hop");
-    let mut routes: Vec<Route> = t
-        .fib
-        .routes()
-        .filter(|r| r.target != RouteTarget::Host)
-        .collect();
-    let route = |a: [u8; 4], len: u8, target: RouteTarget| Route {
-        prefix: Ipv4Addr::from(a),
-        len,
-        target,
-    };
-    routes.extend([
+    let egress = [
         route([0, 0, 0, 0], 0, RouteTarget::Egress(gateway)),
         route([192, 168, 1, 0], 24, RouteTarget::Egress(NextHops::SEGMENT)),
         route(UPLINK_IP.octets(), 32, RouteTarget::Host),
-    ]);
-    t.fib = Fib::new(routes).into();
+    ];
+    reroute(&mut t, |r| r.target != RouteTarget::Host, egress);
     t
 }
 

@@ -7,7 +7,7 @@ use crate::batch::{Next, Track};
 use crate::counters::{DropReason, Event};
 use crate::neighbors::{State, REACHABLE_TIME};
 use crate::pipeline;
-use crate::tables::Encap;
+use crate::tables::{Encap, RouteTarget};
 use crate::testkit::*;
 use podswitch_packet::vxlan::VxlanPacket;
 use podswitch_packet::{
@@ -834,13 +834,8 @@ fn an_egress_flow_to_the_segment_is_routed_again_when_the_routes_change() {
     assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(UPLINK));
     // The address becomes unreachable: the cached output is not kept across the change (a
     // NodePort reply's on-link output is; it names no route).
-    let mut routes: Vec<crate::tables::Route> = h.tables.fib.routes().collect();
-    routes.push(crate::tables::Route {
-        prefix: OUTSIDE_IP,
-        len: 32,
-        target: crate::tables::RouteTarget::Unreachable,
-    });
-    h.tables.fib = crate::tables::Fib::new(routes).into();
+    let unreachable = route(OUTSIDE_IP.octets(), 32, RouteTarget::Unreachable);
+    reroute(&mut h.tables, |_| true, [unreachable]);
     h.tables.route_epoch += 1;
     assert_eq!(h.run_one(POD_A, &syn, pipeline::run), Next::Output(POD_A));
     assert_eq!(h.ctr.drops[DropReason::Unreachable as usize], 1);
